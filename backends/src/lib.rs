@@ -1,0 +1,1 @@
+//! netcfg backends (nftables, netlink). Filled in by issues 3 and 4.

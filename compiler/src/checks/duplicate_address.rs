@@ -1,0 +1,9 @@
+//! `duplicate-address`: not written yet.
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "duplicate-address", summary: "TODO", run };
+
+fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}

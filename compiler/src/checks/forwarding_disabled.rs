@@ -1,0 +1,9 @@
+//! `forwarding-disabled`: not written yet.
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "forwarding-disabled", summary: "TODO", run };
+
+fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}

@@ -1,0 +1,9 @@
+//! `gateway-not-on-link`: not written yet.
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "gateway-not-on-link", summary: "TODO", run };
+
+fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}

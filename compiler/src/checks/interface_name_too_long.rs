@@ -1,0 +1,68 @@
+//! `interface-name-too-long`: a link name longer than the kernel's 15 bytes.
+//!
+//! **What it does.** Flags every link (veth peers included) whose name is over 15 bytes.
+//!
+//! **Why is this bad.** `IFNAMSIZ` is 16 including the terminating NUL; the kernel refuses the
+//! name at apply time (`ip link add` fails with "name too long"), after part of the node may
+//! already have been configured. Generated names (`veth-<task-id>`) hit this often.
+//!
+//! **Example.**
+//! ```kdl
+//! node "n" { bridge "kubernetes-pods0" }   // 16 bytes
+//! ```
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "interface-name-too-long", summary: "a link name is longer than 15 bytes", run };
+
+const IFNAMSIZ_MAX: usize = 15;
+
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (_, link) in model.links() {
+        let len = link.name.value.len();
+        if len > IFNAMSIZ_MAX {
+            diags.push(
+                Diagnostic::error(
+                    CHECK.code,
+                    link.name.span,
+                    format!("interface name `{}` is {len} bytes long", link.name.value),
+                )
+                .with_label(format!("the kernel allows at most {IFNAMSIZ_MAX} bytes"))
+                .with_help(format!(
+                    "shorten it to {IFNAMSIZ_MAX} bytes or fewer, e.g. `{}`",
+                    shorten(&link.name.value)
+                )),
+            );
+        }
+    }
+}
+
+fn shorten(name: &str) -> String {
+    name.char_indices().take_while(|(i, c)| i + c.len_utf8() <= IFNAMSIZ_MAX).map(|(_, c)| c).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn long_names_are_flagged_on_both_veth_ends() {
+        check(
+            r#"
+node "n" {
+    bridge "kubernetes-pods0"
+//          ^^^^^^^^^^^^^^^^ error interface-name-too-long
+    netns "pod" {
+        veth "eth0" {
+            peer "veth-0123456789ab" netns="@host"
+//                ^^^^^^^^^^^^^^^^^ error interface-name-too-long
+        }
+    }
+    bridge "br-exactly-15ch"
+}
+"#,
+        );
+    }
+}

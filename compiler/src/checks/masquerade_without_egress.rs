@@ -1,0 +1,9 @@
+//! `masquerade-without-egress`: not written yet.
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "masquerade-without-egress", summary: "TODO", run };
+
+fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}

@@ -1,0 +1,9 @@
+//! `missing-bridge-netfilter`: not written yet.
+
+use super::Check;
+use crate::model::Model;
+use netcfg_lang::Diagnostic;
+
+pub const CHECK: Check = Check { code: "missing-bridge-netfilter", summary: "TODO", run };
+
+fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}

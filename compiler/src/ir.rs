@@ -1,0 +1,355 @@
+//! The typed IR: names resolved to ids, values typed, templates expanded, first-class sysctls
+//! (forwarding, rp-filter, bridge netfilter) lowered into each namespace's sysctl map. Every item
+//! keeps the span it came from. Checks and backends read only this.
+
+use ipnet::IpNet;
+use netcfg_lang::ast::{
+    ConnState, Direction, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue, Verdict,
+};
+use netcfg_lang::value::{Mac, PortSet, SysctlPath};
+use netcfg_lang::{Span, Spanned};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+pub type Name = Spanned<String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u32);
+/// A namespace of one node; `NetnsId::HOST` is the node's own namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetnsId(pub u32);
+/// A link of one node (ids are per node, across all its namespaces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub u32);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ZoneId(pub u32);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetId(pub u32);
+
+impl NetnsId {
+    pub const HOST: NetnsId = NetnsId(0);
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Fleet {
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub id: NodeId,
+    pub name: Name,
+    pub span: Span,
+    /// Index = `NetnsId`; entry 0 is the host namespace.
+    pub namespaces: Vec<Netns>,
+    /// Index = `LinkId`.
+    pub links: Vec<Link>,
+}
+
+impl Node {
+    pub fn netns(&self, id: NetnsId) -> &Netns {
+        &self.namespaces[id.0 as usize]
+    }
+
+    pub fn link(&self, id: LinkId) -> &Link {
+        &self.links[id.0 as usize]
+    }
+
+    pub fn links_in(&self, ns: NetnsId) -> impl Iterator<Item = &Link> {
+        self.links.iter().filter(move |l| l.netns == ns)
+    }
+
+    pub fn find_link(&self, ns: NetnsId, name: &str) -> Option<&Link> {
+        self.links_in(ns).find(|l| l.name.value == name)
+    }
+
+    pub fn find_netns(&self, name: &str) -> Option<&Netns> {
+        self.namespaces.iter().find(|n| n.name.as_ref().map(|n| n.value.as_str()) == Some(name))
+    }
+
+    /// `node` or `node/netns`, for messages.
+    pub fn describe_netns(&self, ns: NetnsId) -> String {
+        match &self.netns(ns).name {
+            None => format!("node `{}`", self.name.value),
+            Some(n) => format!("namespace `{}` of node `{}`", n.value, self.name.value),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Netns {
+    pub id: NetnsId,
+    /// `None` for the host namespace.
+    pub name: Option<Name>,
+    pub span: Span,
+    pub routes: Vec<Route>,
+    pub neighbors: Vec<Neighbor>,
+    /// Every sysctl this namespace sets, first-class properties included.
+    pub sysctls: BTreeMap<SysctlPath, Sysctl>,
+    pub firewall: Firewall,
+    pub services: Vec<Service>,
+    pub masquerades: Vec<Masquerade>,
+    pub snats: Vec<Snat>,
+    pub redirects: Vec<Redirect>,
+    pub listeners: Vec<Listener>,
+}
+
+impl Netns {
+    pub fn display_name(&self) -> &str {
+        self.name.as_ref().map(|n| n.value.as_str()).unwrap_or("@host")
+    }
+
+    pub fn sysctl(&self, path: &str) -> Option<&Sysctl> {
+        self.sysctls.get(&SysctlPath(path.to_string()))
+    }
+
+    /// The integer value of a sysctl this namespace sets.
+    pub fn sysctl_int(&self, path: &str) -> Option<i64> {
+        match &self.sysctl(path)?.value {
+            SysctlValue::Int(i) => Some(*i),
+            SysctlValue::Str(s) => s.trim().parse().ok(),
+        }
+    }
+
+    pub fn is_host(&self) -> bool {
+        self.id == NetnsId::HOST
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Sysctl {
+    pub value: SysctlValue,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub id: LinkId,
+    pub name: Name,
+    pub netns: NetnsId,
+    pub kind: LinkKind,
+    pub mtu: Option<Spanned<u32>>,
+    pub mac: Option<Spanned<Mac>>,
+    pub up: bool,
+    pub master: Option<Spanned<LinkId>>,
+    pub hairpin: Option<Spanned<bool>>,
+    pub rp_filter: Option<Spanned<RpFilter>>,
+    pub addresses: Vec<Address>,
+    /// The declaration (for the implicit `lo`, the namespace's name).
+    pub span: Span,
+}
+
+impl Link {
+    /// The MTU the kernel will use: the declared one or the kind's default.
+    pub fn effective_mtu(&self) -> u32 {
+        match (&self.mtu, &self.kind) {
+            (Some(m), _) => m.value,
+            (None, LinkKind::Loopback) => 65536,
+            (None, LinkKind::Vxlan { .. }) => 1450,
+            (None, _) => 1500,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum LinkKind {
+    /// The namespace's `lo`, always present.
+    Loopback,
+    /// An existing NIC: configured, never created or deleted.
+    Ethernet,
+    Bridge {
+        netfilter: Option<Spanned<bool>>,
+    },
+    Veth {
+        peer: LinkId,
+    },
+    Vxlan {
+        vni: Spanned<u32>,
+        local: Option<Spanned<IpAddr>>,
+        remote: Option<Spanned<IpAddr>>,
+        group: Option<Spanned<IpAddr>>,
+        dev: Option<Spanned<LinkId>>,
+        port: u16,
+    },
+    Macvlan {
+        parent: Spanned<LinkId>,
+        mode: MacvlanMode,
+    },
+}
+
+impl LinkKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            LinkKind::Loopback => "loopback",
+            LinkKind::Ethernet => "ethernet",
+            LinkKind::Bridge { .. } => "bridge",
+            LinkKind::Veth { .. } => "veth",
+            LinkKind::Vxlan { .. } => "vxlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Address {
+    /// Host address with the subnet's prefix length.
+    pub net: IpNet,
+    /// Whether the kernel installs the connected route for `net.trunc()`.
+    pub prefix_route: bool,
+    /// The address text.
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub dst: IpNet,
+    pub dst_span: Span,
+    pub via: Option<Spanned<IpAddr>>,
+    pub dev: Option<Spanned<LinkId>>,
+    pub src: Option<Spanned<IpAddr>>,
+    pub metric: u32,
+    /// Routing table id; 254 is `main`.
+    pub table: u32,
+    pub scope: RouteScope,
+    pub onlink: bool,
+    pub route_type: RouteType,
+    pub span: Span,
+}
+
+pub const MAIN_TABLE: u32 = 254;
+
+#[derive(Clone, Debug)]
+pub struct Neighbor {
+    pub ip: Spanned<IpAddr>,
+    pub mac: Spanned<Mac>,
+    pub dev: Spanned<LinkId>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Firewall {
+    pub policy_in: Option<Spanned<Verdict>>,
+    pub policy_out: Option<Spanned<Verdict>>,
+    pub policy_forward: Option<Spanned<Verdict>>,
+    /// Accept established/related and drop invalid before the rules.
+    pub stateful: bool,
+    /// Index = `ZoneId`.
+    pub zones: Vec<Zone>,
+    /// Index = `SetId`.
+    pub sets: Vec<AddrSet>,
+    pub rules: Vec<Rule>,
+    /// The first `firewall` block, if any.
+    pub span: Option<Span>,
+}
+
+impl Firewall {
+    pub fn policy(&self, dir: Direction) -> Option<&Spanned<Verdict>> {
+        match dir {
+            Direction::In => self.policy_in.as_ref(),
+            Direction::Out => self.policy_out.as_ref(),
+            Direction::Forward => self.policy_forward.as_ref(),
+        }
+    }
+
+    /// Whether the firewall filters anything at all (a rule or a non-accept policy).
+    pub fn is_active(&self) -> bool {
+        !self.rules.is_empty()
+            || [&self.policy_in, &self.policy_out, &self.policy_forward]
+                .iter()
+                .any(|p| p.as_ref().is_some_and(|p| p.value != Verdict::Accept))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub id: ZoneId,
+    pub name: Name,
+    pub links: Vec<Spanned<LinkId>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct AddrSet {
+    pub id: SetId,
+    pub name: Name,
+    pub elements: Vec<Spanned<IpNet>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddrMatch {
+    Net(IpNet),
+    Set(SetId),
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub verdict: Spanned<Verdict>,
+    pub direction: Spanned<Direction>,
+    pub proto: Option<Spanned<Proto>>,
+    pub dport: Option<Spanned<PortSet>>,
+    pub sport: Option<Spanned<PortSet>>,
+    pub from: Option<Spanned<AddrMatch>>,
+    pub to: Option<Spanned<AddrMatch>>,
+    pub iif: Option<Spanned<LinkId>>,
+    pub oif: Option<Spanned<LinkId>>,
+    pub from_zone: Option<Spanned<ZoneId>>,
+    pub to_zone: Option<Spanned<ZoneId>>,
+    pub state: Vec<ConnState>,
+    pub log: bool,
+    pub comment: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: Name,
+    pub vip: Spanned<IpAddr>,
+    pub port: Spanned<u16>,
+    pub proto: Proto,
+    pub backends: Vec<Backend>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Masquerade {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub out: Option<Spanned<LinkId>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Snat {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub out: Option<Spanned<LinkId>>,
+    pub to: Spanned<IpAddr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Redirect {
+    pub direction: Direction,
+    pub proto: Proto,
+    pub ports: Option<PortSet>,
+    pub except_ports: Option<PortSet>,
+    pub to_port: Spanned<u16>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub name: Name,
+    /// `None` listens on every address of the namespace.
+    pub address: Option<Spanned<IpAddr>>,
+    pub port: Spanned<u16>,
+    pub proto: Proto,
+    pub span: Span,
+}

@@ -1,0 +1,30 @@
+//! netcfg's compiler: AST -> typed IR -> network model -> checks.
+//!
+//! Invariants: no raw strings for structured data past `resolve`; checks only read the IR and
+//! the model and push diagnostics; nothing here prints or touches the kernel.
+
+pub mod checks;
+pub mod ir;
+pub mod model;
+pub mod resolve;
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+use netcfg_lang::{ast, Diagnostic};
+
+/// The result of compiling a spec: the IR (as complete as the errors allowed) and findings.
+pub struct Compiled {
+    pub fleet: ir::Fleet,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Resolves the AST and runs every check. Checks run even when resolution reported errors, on
+/// the part of the spec that resolved, so one run shows every problem.
+pub fn compile(spec: &ast::Spec) -> Compiled {
+    let mut diagnostics = Vec::new();
+    let fleet = resolve::resolve(spec, &mut diagnostics);
+    let model = model::Model::new(&fleet);
+    checks::run_all(&model, &mut diagnostics);
+    Compiled { fleet, diagnostics }
+}

@@ -1,0 +1,362 @@
+//! The network model the checks query, computed once from the IR: per-namespace FIBs with
+//! longest-prefix match, L2 segments (bridges and their ports, veth peers, shared LANs and
+//! VXLAN overlays), who owns which address, and the effective values of the sysctls that
+//! decide behaviour (rp_filter, forwarding, bridge netfilter).
+
+use crate::ir::*;
+use ipnet::IpNet;
+use netcfg_lang::ast::{Family, RouteScope, RouteType, RpFilter};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// A link anywhere in the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkRef {
+    pub node: NodeId,
+    pub link: LinkId,
+}
+
+/// A namespace anywhere in the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetnsRef {
+    pub node: NodeId,
+    pub netns: NetnsId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub u32);
+
+/// Where a FIB entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FibSource {
+    /// The prefix route the kernel adds for an address (`proto kernel scope link`).
+    Connected { link: LinkId, addr: usize },
+    /// A `route` of the spec (index into the namespace's routes).
+    Static(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FibEntry {
+    pub dst: IpNet,
+    pub dev: Option<LinkId>,
+    pub via: Option<IpAddr>,
+    pub route_type: RouteType,
+    pub scope: RouteScope,
+    pub metric: u32,
+    pub source: FibSource,
+}
+
+/// The outcome of a route lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The address belongs to this namespace.
+    Local(LinkId),
+    Route(&'a FibEntry),
+    NoRoute,
+}
+
+/// The main routing table of one namespace. Other tables are kept out: netcfg does not model
+/// policy routing, so checks never reason from a route in a non-main table.
+#[derive(Clone, Debug, Default)]
+pub struct Fib {
+    /// Longest prefix first; entries of one prefix sorted by metric.
+    by_prefix: Vec<(u8, bool, HashMap<IpNet, Vec<FibEntry>>)>,
+    local: HashMap<IpAddr, LinkId>,
+}
+
+impl Fib {
+    fn build(node: &Node, ns: NetnsId) -> Fib {
+        let mut fib = Fib::default();
+        let mut entries = Vec::new();
+        for link in node.links_in(ns) {
+            for (i, a) in link.addresses.iter().enumerate() {
+                fib.local.entry(a.addr()).or_insert(link.id);
+                if link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
+                    entries.push(FibEntry {
+                        dst: a.net.trunc(),
+                        dev: Some(link.id),
+                        via: None,
+                        route_type: RouteType::Unicast,
+                        scope: RouteScope::Link,
+                        metric: 0,
+                        source: FibSource::Connected { link: link.id, addr: i },
+                    });
+                }
+            }
+        }
+        for (i, r) in node.netns(ns).routes.iter().enumerate() {
+            let dev_up = r.dev.as_ref().is_none_or(|d| node.link(d.value).up);
+            if r.table == MAIN_TABLE && dev_up {
+                entries.push(FibEntry {
+                    dst: r.dst,
+                    dev: r.dev.as_ref().map(|d| d.value),
+                    via: r.via.as_ref().map(|v| v.value),
+                    route_type: r.route_type,
+                    scope: r.scope,
+                    metric: r.metric,
+                    source: FibSource::Static(i),
+                });
+            }
+        }
+        let mut map: BTreeMap<(bool, u8), HashMap<IpNet, Vec<FibEntry>>> = BTreeMap::new();
+        for e in entries {
+            map.entry((e.dst.addr().is_ipv4(), e.dst.prefix_len())).or_default().entry(e.dst).or_default().push(e);
+        }
+        for ((v4, len), mut m) in map.into_iter().rev() {
+            for v in m.values_mut() {
+                v.sort_by_key(|e| e.metric);
+            }
+            fib.by_prefix.push((len, v4, m));
+        }
+        fib.by_prefix.sort_by(|a, b| b.0.cmp(&a.0));
+        fib
+    }
+
+    /// Longest-prefix match in the main table (local addresses first, as the kernel does).
+    pub fn lookup(&self, dst: IpAddr) -> Lookup<'_> {
+        if let Some(l) = self.local.get(&dst) {
+            return Lookup::Local(*l);
+        }
+        for (len, v4, m) in &self.by_prefix {
+            if *v4 != dst.is_ipv4() {
+                continue;
+            }
+            let key = IpNet::new(dst, *len).expect("prefix fits").trunc();
+            if let Some(e) = m.get(&key).and_then(|v| v.first()) {
+                return Lookup::Route(e);
+            }
+        }
+        Lookup::NoRoute
+    }
+
+    /// The link a packet to `dst` leaves by, if any (resolving one gateway hop).
+    pub fn egress(&self, dst: IpAddr) -> Option<LinkId> {
+        match self.lookup(dst) {
+            Lookup::Local(l) => Some(l),
+            Lookup::Route(e) if e.route_type == RouteType::Unicast => {
+                e.dev.or_else(|| match e.via.map(|v| self.lookup(v)) {
+                    Some(Lookup::Route(g)) if g.via.is_none() => g.dev,
+                    _ => None,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Address {
+    pub fn addr(&self) -> IpAddr {
+        self.net.addr()
+    }
+}
+
+/// One address on one link somewhere in the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrRef {
+    pub link: LinkRef,
+    pub index: usize,
+}
+
+pub struct Model<'f> {
+    pub fleet: &'f Fleet,
+    fibs: Vec<Vec<Fib>>,
+    segment: HashMap<LinkRef, SegmentId>,
+    segments: Vec<Vec<LinkRef>>,
+    owners: HashMap<IpAddr, Vec<AddrRef>>,
+}
+
+impl<'f> Model<'f> {
+    pub fn new(fleet: &'f Fleet) -> Model<'f> {
+        let fibs = fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id)).collect()).collect();
+        let mut owners: HashMap<IpAddr, Vec<AddrRef>> = HashMap::new();
+        for n in &fleet.nodes {
+            for l in &n.links {
+                if matches!(l.kind, LinkKind::Loopback) {
+                    continue;
+                }
+                for (i, a) in l.addresses.iter().enumerate() {
+                    owners
+                        .entry(a.addr())
+                        .or_default()
+                        .push(AddrRef { link: LinkRef { node: n.id, link: l.id }, index: i });
+                }
+            }
+        }
+        let (segment, segments) = build_segments(fleet);
+        Model { fleet, fibs, segment, segments, owners }
+    }
+
+    pub fn node(&self, id: NodeId) -> &'f Node {
+        &self.fleet.nodes[id.0 as usize]
+    }
+
+    pub fn link(&self, r: LinkRef) -> &'f Link {
+        self.node(r.node).link(r.link)
+    }
+
+    pub fn address(&self, a: AddrRef) -> &'f Address {
+        &self.link(a.link).addresses[a.index]
+    }
+
+    pub fn fib(&self, ns: NetnsRef) -> &Fib {
+        &self.fibs[ns.node.0 as usize][ns.netns.0 as usize]
+    }
+
+    pub fn netns_of(&self, l: LinkRef) -> NetnsRef {
+        NetnsRef { node: l.node, netns: self.link(l).netns }
+    }
+
+    /// Every namespace of the fleet.
+    pub fn namespaces(&self) -> impl Iterator<Item = (NetnsRef, &'f Netns)> + '_ {
+        self.fleet
+            .nodes
+            .iter()
+            .flat_map(|n| n.namespaces.iter().map(move |ns| (NetnsRef { node: n.id, netns: ns.id }, ns)))
+    }
+
+    /// Every link of the fleet, loopbacks included.
+    pub fn links(&self) -> impl Iterator<Item = (LinkRef, &'f Link)> + '_ {
+        self.fleet.nodes.iter().flat_map(|n| n.links.iter().map(move |l| (LinkRef { node: n.id, link: l.id }, l)))
+    }
+
+    pub fn segment_of(&self, l: LinkRef) -> SegmentId {
+        self.segment[&l]
+    }
+
+    /// The links attached to one L2 segment.
+    pub fn segment_links(&self, s: SegmentId) -> &[LinkRef] {
+        &self.segments[s.0 as usize]
+    }
+
+    /// The links (not loopbacks) that carry `addr` as one of their addresses.
+    pub fn owners(&self, addr: IpAddr) -> &[AddrRef] {
+        self.owners.get(&addr).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// Who answers for `addr` on the L2 segment of `link` (a next hop, an on-link peer).
+    pub fn owner_on_segment(&self, link: LinkRef, addr: IpAddr) -> Option<AddrRef> {
+        let seg = self.segment_of(link);
+        self.owners(addr).iter().copied().find(|o| o.link != link && self.segment_of(o.link) == seg)
+    }
+
+    /// Effective rp_filter of a link: the kernel uses max(conf.all, conf.IFACE).
+    /// `None` when the spec sets neither (the distribution decides).
+    pub fn rp_filter(&self, l: LinkRef) -> Option<RpFilter> {
+        let link = self.link(l);
+        let ns = self.node(l.node).netns(link.netns);
+        let all = ns.sysctl_int("net.ipv4.conf.all.rp_filter");
+        let dev = ns.sysctl_int(&format!("net.ipv4.conf.{}.rp_filter", link.name.value));
+        let v = match (all, dev) {
+            (None, None) => return None,
+            (a, d) => a.unwrap_or(0).max(d.unwrap_or(0)),
+        };
+        Some(match v {
+            0 => RpFilter::Off,
+            1 => RpFilter::Strict,
+            _ => RpFilter::Loose,
+        })
+    }
+
+    /// Whether a namespace forwards packets of a family (kernel default: off).
+    pub fn forwarding(&self, ns: NetnsRef, family: Family) -> bool {
+        let n = self.node(ns.node).netns(ns.netns);
+        let v = match family {
+            Family::Ipv4 => n.sysctl_int("net.ipv4.ip_forward"),
+            Family::Ipv6 => n.sysctl_int("net.ipv6.conf.all.forwarding"),
+        };
+        v.unwrap_or(0) != 0
+    }
+
+    /// Whether bridged IPv4 traffic on `bridge` passes through the L3 netfilter hooks:
+    /// the namespace-wide sysctl or the bridge's own `nf_call_iptables`.
+    pub fn bridge_netfilter(&self, bridge: LinkRef) -> bool {
+        let link = self.link(bridge);
+        let ns = self.node(bridge.node).netns(link.netns);
+        let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n) } if n.value);
+        per_bridge || ns.sysctl_int("net.bridge.bridge-nf-call-iptables").unwrap_or(0) != 0
+    }
+
+    /// The bridge a link is a port of, following a veth to its peer (`pod eth0 -> vethX -> cni0`).
+    pub fn bridge_of(&self, l: LinkRef) -> Option<LinkRef> {
+        let link = self.link(l);
+        if let Some(m) = &link.master {
+            return Some(LinkRef { node: l.node, link: m.value });
+        }
+        if let LinkKind::Veth { peer } = link.kind {
+            let p = self.node(l.node).link(peer);
+            return p.master.as_ref().map(|m| LinkRef { node: l.node, link: m.value });
+        }
+        None
+    }
+}
+
+/// Union-find over links: bridge ports join their bridge, veth ends join, macvlans join their
+/// parent, VXLANs with one VNI join across nodes, and NICs whose connected subnets are equal
+/// join across nodes (they are taken to share a LAN).
+fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRef>>) {
+    let mut index: HashMap<LinkRef, usize> = HashMap::new();
+    let mut refs = Vec::new();
+    for n in &fleet.nodes {
+        for l in &n.links {
+            let r = LinkRef { node: n.id, link: l.id };
+            index.insert(r, refs.len());
+            refs.push(r);
+        }
+    }
+    let mut parent: Vec<usize> = (0..refs.len()).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let union = |p: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(p, a), find(p, b));
+        if ra != rb {
+            p[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    let mut by_vni: HashMap<u32, usize> = HashMap::new();
+    let mut by_lan: HashMap<IpNet, usize> = HashMap::new();
+    for n in &fleet.nodes {
+        for l in &n.links {
+            let me = index[&LinkRef { node: n.id, link: l.id }];
+            if let Some(m) = &l.master {
+                union(&mut parent, me, index[&LinkRef { node: n.id, link: m.value }]);
+            }
+            match &l.kind {
+                LinkKind::Veth { peer } => union(&mut parent, me, index[&LinkRef { node: n.id, link: *peer }]),
+                LinkKind::Macvlan { parent: p, .. } => {
+                    union(&mut parent, me, index[&LinkRef { node: n.id, link: p.value }])
+                }
+                LinkKind::Vxlan { vni, .. } => {
+                    let first = *by_vni.entry(vni.value).or_insert(me);
+                    union(&mut parent, me, first);
+                }
+                LinkKind::Ethernet => {
+                    for a in &l.addresses {
+                        if a.net.prefix_len() < a.net.max_prefix_len() {
+                            let first = *by_lan.entry(a.net.trunc()).or_insert(me);
+                            union(&mut parent, me, first);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut seg_of_root: HashMap<usize, SegmentId> = HashMap::new();
+    let mut segments: Vec<Vec<LinkRef>> = Vec::new();
+    let mut segment = HashMap::new();
+    for (i, r) in refs.iter().enumerate() {
+        let root = find(&mut parent, i);
+        let id = *seg_of_root.entry(root).or_insert_with(|| {
+            segments.push(Vec::new());
+            SegmentId((segments.len() - 1) as u32)
+        });
+        segments[id.0 as usize].push(*r);
+        segment.insert(*r, id);
+    }
+    (segment, segments)
+}

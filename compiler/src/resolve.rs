@@ -1,0 +1,672 @@
+//! AST -> IR: expands templates, gives every namespace and link an id, resolves names
+//! (reporting `undefined-reference` with "did you mean" and `duplicate-name` with the first
+//! declaration), and lowers first-class sysctls into each namespace's sysctl map.
+
+use crate::ir::*;
+use ipnet::IpNet;
+use netcfg_lang::ast::{self, NsBody, RouteDst, RouteScope, RouteType, SysctlValue};
+use netcfg_lang::diagnostic::closest;
+use netcfg_lang::value::SysctlPath;
+use netcfg_lang::{Diagnostic, Span, Spanned};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
+    let mut templates: HashMap<&str, &ast::TemplateDecl> = HashMap::new();
+    for t in &spec.templates {
+        if let Some(first) = templates.get(t.name.value.as_str()) {
+            diags.push(duplicate("template", &t.name, first.name.span));
+        } else {
+            templates.insert(&t.name.value, t);
+        }
+    }
+    let mut fleet = Fleet::default();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for decl in &spec.nodes {
+        if let Some(first) = seen.get(decl.name.value.as_str()) {
+            diags.push(duplicate("node", &decl.name, *first));
+            continue;
+        }
+        seen.insert(&decl.name.value, decl.name.span);
+        let body = expand(&decl.body, &templates, &mut Vec::new(), diags);
+        let id = NodeId(fleet.nodes.len() as u32);
+        fleet.nodes.push(NodeBuilder::new(id, decl, diags).build(&body));
+    }
+    fleet
+}
+
+fn duplicate(what: &str, name: &Spanned<String>, first: Span) -> Diagnostic {
+    Diagnostic::error("duplicate-name", name.span, format!("{what} `{}` is declared twice", name.value))
+        .with_label("declared again here")
+        .with_secondary(first, "first declared here")
+        .with_help(format!("rename one of them, or remove the second `{}`", name.value))
+}
+
+/// Flattens `use`d templates into a body. The body's own links, namespaces, services and
+/// sysctls replace a template's of the same name (a node overrides its template); everything
+/// else is appended.
+fn expand(
+    body: &NsBody,
+    templates: &HashMap<&str, &ast::TemplateDecl>,
+    stack: &mut Vec<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> NsBody {
+    let mut out = NsBody::default();
+    for u in &body.uses {
+        let Some(t) = templates.get(u.value.as_str()) else {
+            diags.push(undefined("template", u, templates.keys().copied(), None));
+            continue;
+        };
+        if stack.contains(&u.value) {
+            diags.push(
+                Diagnostic::error("template-cycle", u.span, format!("template `{}` uses itself", u.value))
+                    .with_secondary(t.name.span, "template declared here")
+                    .with_help("remove the `use` that closes the cycle"),
+            );
+            continue;
+        }
+        stack.push(u.value.clone());
+        let expanded = expand(&t.body, templates, stack, diags);
+        stack.pop();
+        append(&mut out, expanded);
+    }
+    let own = NsBody { uses: Vec::new(), netns: Vec::new(), ..body.clone() };
+    override_by_name(&mut out.links, &own.links, |l| l.name.value.clone());
+    override_by_name(&mut out.services, &own.services, |s| s.name.value.clone());
+    override_by_name(&mut out.sysctls, &own.sysctls, |s| s.path.value.0.clone());
+    override_by_name(&mut out.listeners, &own.listeners, |s| s.name.value.clone());
+    append(&mut out, NsBody { links: vec![], services: vec![], sysctls: vec![], listeners: vec![], ..own });
+    for ns in &body.netns {
+        let inner = expand(&ns.body, templates, stack, diags);
+        out.netns.retain(|n| n.name.value != ns.name.value);
+        out.netns.push(ast::NetnsDecl { name: ns.name.clone(), body: inner, span: ns.span });
+    }
+    out
+}
+
+fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> String) {
+    base.retain(|b| !own.iter().any(|o| key(o) == key(b)));
+    base.extend(own.iter().cloned());
+}
+
+fn append(out: &mut NsBody, b: NsBody) {
+    out.links.extend(b.links);
+    out.routes.extend(b.routes);
+    out.neighbors.extend(b.neighbors);
+    out.sysctls.extend(b.sysctls);
+    out.forwarding.extend(b.forwarding);
+    out.rp_filter = b.rp_filter.or(out.rp_filter.take());
+    out.bridge_netfilter = b.bridge_netfilter.or(out.bridge_netfilter.take());
+    for ns in b.netns {
+        out.netns.retain(|n| n.name.value != ns.name.value);
+        out.netns.push(ns);
+    }
+    out.firewalls.extend(b.firewalls);
+    out.services.extend(b.services);
+    out.masquerades.extend(b.masquerades);
+    out.snats.extend(b.snats);
+    out.redirects.extend(b.redirects);
+    out.listeners.extend(b.listeners);
+}
+
+fn undefined<'a>(
+    what: &str,
+    name: &Spanned<String>,
+    candidates: impl IntoIterator<Item = &'a str>,
+    elsewhere: Option<String>,
+) -> Diagnostic {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    let d = Diagnostic::error("undefined-reference", name.span, format!("no {what} named `{}`", name.value))
+        .with_label("not declared");
+    match (closest(&name.value, candidates.iter().copied()), elsewhere) {
+        (_, Some(where_)) => d.with_help(format!(
+            "`{}` is declared in {where_}; a reference here must name a {what} of this namespace",
+            name.value
+        )),
+        (Some(c), None) => d.with_help(format!("did you mean `{c}`?")),
+        (None, None) if candidates.is_empty() => d.with_help(format!("declare the {what} first")),
+        (None, None) => d.with_help(format!("declare it, or use one of: {}", candidates.join(", "))),
+    }
+}
+
+struct NodeBuilder<'d> {
+    node: Node,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl<'d> NodeBuilder<'d> {
+    fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
+        let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
+        NodeBuilder { node, diags }
+    }
+
+    fn build(mut self, body: &NsBody) -> Node {
+        // Pass 1: namespaces, then every link (veth peers included), so references can point
+        // anywhere in the node regardless of declaration order.
+        self.add_netns(None, self.node.span, self.node.name.span);
+        let mut bodies: Vec<(NetnsId, &NsBody)> = vec![(NetnsId::HOST, body)];
+        for ns in &body.netns {
+            if let Some(first) = self.node.find_netns(&ns.name.value) {
+                let first = first.name.as_ref().map(|n| n.span).unwrap_or(ns.span);
+                self.diags.push(duplicate("namespace", &ns.name, first));
+                continue;
+            }
+            let id = self.add_netns(Some(ns.name.clone()), ns.span, ns.name.span);
+            bodies.push((id, &ns.body));
+        }
+        let mut pending = Vec::new();
+        for (ns, b) in &bodies {
+            for l in &b.links {
+                if let Some(id) = self.declare_link(*ns, l) {
+                    pending.push((id, *ns, l));
+                }
+            }
+        }
+        // Pass 2: references.
+        for (id, ns, l) in pending {
+            self.resolve_link(id, ns, l);
+        }
+        for (ns, b) in &bodies {
+            self.resolve_body(*ns, b);
+        }
+        self.node
+    }
+
+    fn add_netns(&mut self, name: Option<Spanned<String>>, span: Span, name_span: Span) -> NetnsId {
+        let id = NetnsId(self.node.namespaces.len() as u32);
+        self.node.namespaces.push(Netns {
+            id,
+            name,
+            span,
+            routes: Vec::new(),
+            neighbors: Vec::new(),
+            sysctls: BTreeMap::new(),
+            firewall: Firewall { stateful: true, ..Firewall::default() },
+            services: Vec::new(),
+            masquerades: Vec::new(),
+            snats: Vec::new(),
+            redirects: Vec::new(),
+            listeners: Vec::new(),
+        });
+        let lo = LinkId(self.node.links.len() as u32);
+        self.node.links.push(Link {
+            id: lo,
+            name: Spanned::new("lo".into(), name_span),
+            netns: id,
+            kind: LinkKind::Loopback,
+            mtu: None,
+            mac: None,
+            up: true,
+            master: None,
+            hairpin: None,
+            rp_filter: None,
+            addresses: vec![
+                Address {
+                    net: IpNet::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8).expect("valid"),
+                    prefix_route: true,
+                    span: name_span,
+                },
+                Address {
+                    net: IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid"),
+                    prefix_route: true,
+                    span: name_span,
+                },
+            ],
+            span: name_span,
+        });
+        id
+    }
+
+    fn netns_by_name(&self, name: &Spanned<String>) -> Option<NetnsId> {
+        if name.value == "@host" {
+            return Some(NetnsId::HOST);
+        }
+        self.node.find_netns(&name.value).map(|n| n.id)
+    }
+
+    /// Gives a link (and a veth's peer) an id; reports duplicate names in one namespace.
+    fn declare_link(&mut self, ns: NetnsId, l: &ast::LinkDecl) -> Option<LinkId> {
+        if let Some(first) = self.node.find_link(ns, &l.name.value) {
+            let d = if matches!(first.kind, LinkKind::Loopback) {
+                Diagnostic::error(
+                    "duplicate-name",
+                    l.name.span,
+                    "`lo` is the namespace's loopback link and always exists",
+                )
+                .with_help("pick another name")
+            } else {
+                duplicate("link", &l.name, first.name.span)
+            };
+            self.diags.push(d);
+            return None;
+        }
+        let id = self.push_link(ns, l);
+        if let ast::LinkKindDecl::Veth { peer, peer_netns } = &l.kind {
+            let peer_ns = match peer_netns {
+                None => Some(ns),
+                Some(n) => {
+                    let r = self.netns_by_name(n);
+                    if r.is_none() {
+                        let names: Vec<String> = self
+                            .node
+                            .namespaces
+                            .iter()
+                            .filter_map(|n| n.name.as_ref().map(|n| n.value.clone()))
+                            .collect();
+                        self.diags.push(undefined(
+                            "namespace",
+                            n,
+                            names.iter().map(|s| s.as_str()).chain(["@host"]),
+                            None,
+                        ));
+                    }
+                    r
+                }
+            };
+            if let Some(peer_ns) = peer_ns {
+                if let Some(first) = self.node.find_link(peer_ns, &peer.name.value) {
+                    let first = first.name.span;
+                    self.diags.push(duplicate("link", &peer.name, first));
+                } else {
+                    let pid = self.push_link(peer_ns, peer);
+                    self.node.links[id.0 as usize].kind = LinkKind::Veth { peer: pid };
+                    self.node.links[pid.0 as usize].kind = LinkKind::Veth { peer: id };
+                }
+            }
+        }
+        Some(id)
+    }
+
+    fn push_link(&mut self, ns: NetnsId, l: &ast::LinkDecl) -> LinkId {
+        let id = LinkId(self.node.links.len() as u32);
+        self.node.links.push(Link {
+            id,
+            name: l.name.clone(),
+            netns: ns,
+            // Kinds with references are filled in by `resolve_link`.
+            kind: LinkKind::Ethernet,
+            mtu: l.mtu.clone(),
+            mac: l.mac.clone(),
+            up: l.state.as_ref().is_none_or(|s| s.value == ast::LinkState::Up),
+            master: None,
+            hairpin: l.hairpin.clone(),
+            rp_filter: l.rp_filter.clone(),
+            addresses: l
+                .addresses
+                .iter()
+                .map(|a| Address {
+                    net: a.net.value,
+                    prefix_route: a.prefix_route.as_ref().is_none_or(|p| p.value),
+                    span: a.net.span,
+                })
+                .collect(),
+            span: l.span,
+        });
+        id
+    }
+
+    /// A link of namespace `ns` by name, or `undefined-reference`.
+    fn link_ref(&mut self, ns: NetnsId, name: &Spanned<String>) -> Option<Spanned<LinkId>> {
+        if let Some(l) = self.node.find_link(ns, &name.value) {
+            return Some(Spanned::new(l.id, name.span));
+        }
+        let elsewhere = self
+            .node
+            .links
+            .iter()
+            .find(|l| l.name.value == name.value)
+            .map(|l| self.node.netns(l.netns).display_name().to_string())
+            .map(|n| {
+                if n == "@host" {
+                    "the node's host namespace (`@host`)".to_string()
+                } else {
+                    format!("namespace `{n}`")
+                }
+            });
+        let candidates: Vec<String> = self.node.links_in(ns).map(|l| l.name.value.clone()).collect();
+        self.diags.push(undefined("link", name, candidates.iter().map(|s| s.as_str()), elsewhere));
+        None
+    }
+
+    fn resolve_link(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
+        let kind = match &l.kind {
+            ast::LinkKindDecl::Ethernet => Some(LinkKind::Ethernet),
+            ast::LinkKindDecl::Bridge { netfilter } => Some(LinkKind::Bridge { netfilter: netfilter.clone() }),
+            ast::LinkKindDecl::Veth { peer, .. } => {
+                // Resolve the peer's own references (master...) in the peer's namespace.
+                if let LinkKind::Veth { peer: pid } = self.node.link(id).kind {
+                    let pns = self.node.link(pid).netns;
+                    self.resolve_master(pid, pns, peer);
+                }
+                None
+            }
+            ast::LinkKindDecl::VethPeer => None,
+            ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port } => {
+                let dev = dev.as_ref().and_then(|d| self.link_ref(ns, d));
+                Some(LinkKind::Vxlan {
+                    vni: vni.clone(),
+                    local: local.clone(),
+                    remote: remote.clone(),
+                    group: group.clone(),
+                    dev,
+                    port: port.as_ref().map(|p| p.value).unwrap_or(4789),
+                })
+            }
+            ast::LinkKindDecl::Macvlan { parent, mode } => self.link_ref(NetnsId::HOST, parent).map(|parent| {
+                LinkKind::Macvlan { parent, mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::MacvlanMode::Bridge) }
+            }),
+        };
+        if let Some(kind) = kind {
+            self.node.links[id.0 as usize].kind = kind;
+        }
+        self.resolve_master(id, ns, l);
+    }
+
+    fn resolve_master(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
+        let Some(m) = &l.master else { return };
+        let Some(master) = self.link_ref(ns, m) else { return };
+        if !matches!(self.node.link(master.value).kind, LinkKind::Bridge { .. }) {
+            let kind = self.node.link(master.value).kind.keyword();
+            self.diags.push(
+                Diagnostic::error("invalid-reference", m.span, format!("`{}` is a {kind}, not a bridge", m.value))
+                    .with_secondary(self.node.link(master.value).name.span, "declared here")
+                    .with_help("`master` names a bridge in the same namespace"),
+            );
+            return;
+        }
+        self.node.links[id.0 as usize].master = Some(master);
+    }
+
+    fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
+        for r in &b.routes {
+            let route = self.route(ns, r);
+            self.node.namespaces[ns.0 as usize].routes.extend(route);
+        }
+        for n in &b.neighbors {
+            if let Some(dev) = self.link_ref(ns, &n.dev) {
+                self.node.namespaces[ns.0 as usize].neighbors.push(Neighbor {
+                    ip: n.ip.clone(),
+                    mac: n.mac.clone(),
+                    dev,
+                    span: n.span,
+                });
+            }
+        }
+        self.sysctls(ns, b);
+        self.firewall(ns, b);
+        self.nat(ns, b);
+    }
+
+    fn route(&mut self, ns: NetnsId, r: &ast::RouteDecl) -> Option<Route> {
+        let dev = match &r.dev {
+            Some(d) => Some(self.link_ref(ns, d)?),
+            None => None,
+        };
+        let dst = match r.dst.value {
+            RouteDst::Net(n) => n,
+            RouteDst::Default => {
+                let v6 = r.via.as_ref().is_some_and(|v| v.value.is_ipv6())
+                    || r.src.as_ref().is_some_and(|s| s.value.is_ipv6());
+                if v6 {
+                    IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).expect("valid")
+                } else {
+                    IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).expect("valid")
+                }
+            }
+        };
+        let route_type = r.route_type.as_ref().map(|t| t.value).unwrap_or(RouteType::Unicast);
+        let scope =
+            r.scope.as_ref().map(|s| s.value).unwrap_or(if r.via.is_none() && route_type == RouteType::Unicast {
+                RouteScope::Link
+            } else {
+                RouteScope::Global
+            });
+        Some(Route {
+            dst,
+            dst_span: r.dst.span,
+            via: r.via.clone(),
+            dev,
+            src: r.src.clone(),
+            metric: r.metric.as_ref().map(|m| m.value).unwrap_or(0),
+            table: r.table.as_ref().map(|t| t.value).unwrap_or(MAIN_TABLE),
+            scope,
+            onlink: r.onlink.as_ref().is_some_and(|o| o.value),
+            route_type,
+            span: r.span,
+        })
+    }
+
+    /// Explicit sysctls plus the first-class ones; two different values for one path conflict.
+    fn sysctls(&mut self, ns: NetnsId, b: &NsBody) {
+        let mut set: Vec<(String, SysctlValue, Span)> = Vec::new();
+        for f in &b.forwarding {
+            if let Some(v4) = &f.ipv4 {
+                set.push(("net.ipv4.ip_forward".into(), SysctlValue::Int(v4.value.into()), v4.span));
+            }
+            if let Some(v6) = &f.ipv6 {
+                set.push(("net.ipv6.conf.all.forwarding".into(), SysctlValue::Int(v6.value.into()), v6.span));
+            }
+        }
+        if let Some(rp) = &b.rp_filter {
+            set.push(("net.ipv4.conf.all.rp_filter".into(), SysctlValue::Int(rp.value.sysctl_value().into()), rp.span));
+        }
+        if let Some(bn) = &b.bridge_netfilter {
+            for fam in ["iptables", "ip6tables"] {
+                set.push((format!("net.bridge.bridge-nf-call-{fam}"), SysctlValue::Int(bn.value.into()), bn.span));
+            }
+        }
+        let links: Vec<(String, Spanned<ast::RpFilter>)> =
+            self.node.links_in(ns).filter_map(|l| l.rp_filter.clone().map(|rp| (l.name.value.clone(), rp))).collect();
+        for (name, rp) in links {
+            set.push((
+                format!("net.ipv4.conf.{name}.rp_filter"),
+                SysctlValue::Int(rp.value.sysctl_value().into()),
+                rp.span,
+            ));
+        }
+        for s in &b.sysctls {
+            set.push((s.path.value.0.clone(), s.value.value.clone(), s.span));
+        }
+        let map = &mut self.node.namespaces[ns.0 as usize].sysctls;
+        for (path, value, span) in set {
+            match map.get(&SysctlPath(path.clone())) {
+                Some(prev) if prev.value != value => self.diags.push(
+                    Diagnostic::error(
+                        "conflicting-sysctl",
+                        span,
+                        format!("`{path}` is set to {value} here and to {} before", prev.value),
+                    )
+                    .with_secondary(prev.span, "set here first")
+                    .with_help("keep one value"),
+                ),
+                Some(_) => {}
+                None => {
+                    map.insert(SysctlPath(path), Sysctl { value, span });
+                }
+            }
+        }
+    }
+
+    fn addr_match(&mut self, sets: &[AddrSet], m: &Spanned<ast::AddrMatch>) -> Option<Spanned<AddrMatch>> {
+        match &m.value {
+            ast::AddrMatch::Net(n) => Some(Spanned::new(AddrMatch::Net(*n), m.span)),
+            ast::AddrMatch::Set(name) => match sets.iter().find(|s| &s.name.value == name) {
+                Some(s) => Some(Spanned::new(AddrMatch::Set(s.id), m.span)),
+                None => {
+                    let names: Vec<&str> = sets.iter().map(|s| s.name.value.as_str()).collect();
+                    self.diags.push(undefined("address set", &Spanned::new(name.clone(), m.span), names, None));
+                    None
+                }
+            },
+        }
+    }
+
+    fn firewall(&mut self, ns: NetnsId, b: &NsBody) {
+        let mut fw = Firewall { stateful: true, ..Firewall::default() };
+        for decl in &b.firewalls {
+            fw.span.get_or_insert(decl.span);
+            for (slot, new, dir) in [
+                (&mut fw.policy_in, &decl.policy_in, "in"),
+                (&mut fw.policy_out, &decl.policy_out, "out"),
+                (&mut fw.policy_forward, &decl.policy_forward, "forward"),
+            ] {
+                if let Some(new) = new {
+                    if let Some(old) = slot.as_ref() {
+                        self.diags.push(
+                            Diagnostic::error("duplicate-name", new.span, format!("the `{dir}` policy is set twice"))
+                                .with_secondary(old.span, "first set here")
+                                .with_help("keep one `policy` per direction"),
+                        );
+                    } else {
+                        *slot = Some(new.clone());
+                    }
+                }
+            }
+            if let Some(s) = &decl.stateful {
+                fw.stateful = s.value;
+            }
+            for z in &decl.zones {
+                if let Some(first) = fw.zones.iter().find(|f| f.name.value == z.name.value) {
+                    self.diags.push(duplicate("zone", &z.name, first.name.span));
+                    continue;
+                }
+                let links = z.links.iter().filter_map(|l| self.link_ref(ns, l)).collect();
+                fw.zones.push(Zone { id: ZoneId(fw.zones.len() as u32), name: z.name.clone(), links, span: z.span });
+            }
+            for s in &decl.sets {
+                if let Some(first) = fw.sets.iter().find(|f| f.name.value == s.name.value) {
+                    self.diags.push(duplicate("address set", &s.name, first.name.span));
+                    continue;
+                }
+                fw.sets.push(AddrSet {
+                    id: SetId(fw.sets.len() as u32),
+                    name: s.name.clone(),
+                    elements: s.elements.clone(),
+                    span: s.span,
+                });
+            }
+        }
+        for decl in &b.firewalls {
+            for r in &decl.rules {
+                let from = r.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
+                let to = r.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
+                let iif = r.iif.as_ref().and_then(|l| self.link_ref(ns, l));
+                let oif = r.oif.as_ref().and_then(|l| self.link_ref(ns, l));
+                let zone = |z: &Option<Spanned<String>>, diags: &mut Vec<Diagnostic>| {
+                    let z = z.as_ref()?;
+                    match fw.zones.iter().find(|f| f.name.value == z.value) {
+                        Some(f) => Some(Spanned::new(f.id, z.span)),
+                        None => {
+                            let names: Vec<&str> = fw.zones.iter().map(|f| f.name.value.as_str()).collect();
+                            diags.push(undefined("zone", z, names, None));
+                            None
+                        }
+                    }
+                };
+                let from_zone = zone(&r.from_zone, self.diags);
+                let to_zone = zone(&r.to_zone, self.diags);
+                fw.rules.push(Rule {
+                    verdict: r.verdict.clone(),
+                    direction: r.direction.clone(),
+                    proto: r.proto.clone(),
+                    dport: r.dport.clone(),
+                    sport: r.sport.clone(),
+                    from,
+                    to,
+                    iif,
+                    oif,
+                    from_zone,
+                    to_zone,
+                    state: r.state.iter().map(|s| s.value).collect(),
+                    log: r.log.as_ref().is_some_and(|l| l.value),
+                    comment: r.comment.as_ref().map(|c| c.value.clone()),
+                    span: r.span,
+                });
+            }
+        }
+        self.node.namespaces[ns.0 as usize].firewall = fw;
+    }
+
+    fn nat(&mut self, ns: NetnsId, b: &NsBody) {
+        let sets = self.node.netns(ns).firewall.sets.clone();
+        let mut services: Vec<Service> = Vec::new();
+        for s in &b.services {
+            if let Some(first) = services.iter().find(|f| f.name.value == s.name.value) {
+                self.diags.push(duplicate("service", &s.name, first.name.span));
+                continue;
+            }
+            services.push(Service {
+                name: s.name.clone(),
+                vip: s.vip.clone(),
+                port: s.port.clone(),
+                proto: s.proto.as_ref().map(|p| p.value).unwrap_or(ast::Proto::Tcp),
+                backends: s
+                    .backends
+                    .iter()
+                    .map(|b| Backend {
+                        addr: b.addr.value,
+                        port: b.port.value,
+                        weight: b.weight.as_ref().map(|w| w.value).unwrap_or(1),
+                        span: b.span,
+                    })
+                    .collect(),
+                span: s.span,
+            });
+            if let Some(bad) = s.backends.iter().find(|b| b.addr.value.is_ipv4() != s.vip.value.is_ipv4()) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "invalid-value",
+                        bad.addr.span,
+                        "the backend and the service VIP are of different IP families",
+                    )
+                    .with_secondary(s.vip.span, "the VIP")
+                    .with_help("netcfg does not translate between IPv4 and IPv6; declare one service per family"),
+                );
+            }
+        }
+        let mut masquerades = Vec::new();
+        for m in &b.masquerades {
+            let from = m.from.as_ref().and_then(|f| self.addr_match(&sets, f));
+            let out = m.out.as_ref().and_then(|o| self.link_ref(ns, o));
+            masquerades.push(Masquerade { from, out, span: m.span });
+        }
+        let mut snats = Vec::new();
+        for s in &b.snats {
+            let from = s.from.as_ref().and_then(|f| self.addr_match(&sets, f));
+            let out = s.out.as_ref().and_then(|o| self.link_ref(ns, o));
+            snats.push(Snat { from, out, to: s.to.clone(), span: s.span });
+        }
+        let redirects = b
+            .redirects
+            .iter()
+            .map(|r| Redirect {
+                direction: r.direction.value,
+                proto: r.proto.as_ref().map(|p| p.value).unwrap_or(ast::Proto::Tcp),
+                ports: r.ports.as_ref().map(|p| p.value.clone()),
+                except_ports: r.except_ports.as_ref().map(|p| p.value.clone()),
+                to_port: r.to_port.clone(),
+                span: r.span,
+            })
+            .collect();
+        let mut listeners: Vec<Listener> = Vec::new();
+        for l in &b.listeners {
+            if let Some(first) = listeners.iter().find(|f| f.name.value == l.name.value) {
+                self.diags.push(duplicate("listener", &l.name, first.name.span));
+                continue;
+            }
+            listeners.push(Listener {
+                name: l.name.clone(),
+                address: l.address.clone(),
+                port: l.port.clone(),
+                proto: l.proto.as_ref().map(|p| p.value).unwrap_or(ast::Proto::Tcp),
+                span: l.span,
+            });
+        }
+        let n = &mut self.node.namespaces[ns.0 as usize];
+        n.services = services;
+        n.masquerades = masquerades;
+        n.snats = snats;
+        n.redirects = redirects;
+        n.listeners = listeners;
+    }
+}

@@ -1,0 +1,413 @@
+//! The spanned AST: what the spec says, with every structured value already parsed (no raw
+//! strings for CIDRs, ports, MACs...). Names are still names; the compiler resolves them to ids.
+
+use crate::source::{Span, Spanned};
+use crate::value::{Mac, PortSet, SysctlPath};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+pub type Name = Spanned<String>;
+
+/// Everything read from the entry file and the files it includes.
+#[derive(Clone, Debug, Default)]
+pub struct Spec {
+    pub templates: Vec<TemplateDecl>,
+    pub nodes: Vec<NodeDecl>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TemplateDecl {
+    pub name: Name,
+    pub body: NsBody,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeDecl {
+    pub name: Name,
+    /// The node's host namespace; named namespaces are in `body.netns`.
+    pub body: NsBody,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct NetnsDecl {
+    pub name: Name,
+    pub body: NsBody,
+    pub span: Span,
+}
+
+/// The body of a node (its host namespace), of a `netns`, or of a `template`.
+#[derive(Clone, Debug, Default)]
+pub struct NsBody {
+    pub uses: Vec<Name>,
+    pub links: Vec<LinkDecl>,
+    pub routes: Vec<RouteDecl>,
+    pub neighbors: Vec<NeighborDecl>,
+    pub sysctls: Vec<SysctlDecl>,
+    pub forwarding: Vec<ForwardingDecl>,
+    pub rp_filter: Option<Spanned<RpFilter>>,
+    pub bridge_netfilter: Option<Spanned<bool>>,
+    pub netns: Vec<NetnsDecl>,
+    pub firewalls: Vec<FirewallDecl>,
+    pub services: Vec<ServiceDecl>,
+    pub masquerades: Vec<MasqueradeDecl>,
+    pub snats: Vec<SnatDecl>,
+    pub redirects: Vec<RedirectDecl>,
+    pub listeners: Vec<ListenDecl>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkState {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RpFilter {
+    Off,
+    Strict,
+    Loose,
+}
+
+impl RpFilter {
+    /// The value of the `rp_filter` sysctl.
+    pub fn sysctl_value(self) -> u8 {
+        match self {
+            RpFilter::Off => 0,
+            RpFilter::Strict => 1,
+            RpFilter::Loose => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LinkDecl {
+    pub name: Name,
+    pub kind: LinkKindDecl,
+    pub mtu: Option<Spanned<u32>>,
+    pub mac: Option<Spanned<Mac>>,
+    pub state: Option<Spanned<LinkState>>,
+    pub master: Option<Name>,
+    pub hairpin: Option<Spanned<bool>>,
+    pub rp_filter: Option<Spanned<RpFilter>>,
+    pub addresses: Vec<AddressDecl>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MacvlanMode {
+    Private,
+    Vepa,
+    Bridge,
+    Passthru,
+}
+
+#[derive(Clone, Debug)]
+pub enum LinkKindDecl {
+    /// An existing NIC: configured, never created or deleted.
+    Ethernet,
+    Bridge {
+        /// Per-bridge `nf_call_iptables`/`nf_call_ip6tables`.
+        netfilter: Option<Spanned<bool>>,
+    },
+    Veth {
+        peer: Box<LinkDecl>,
+        /// Namespace of the peer; `None` means the veth's own namespace, `@host` the node's.
+        peer_netns: Option<Name>,
+    },
+    /// The far end of a veth, declared inside its `veth`.
+    VethPeer,
+    Vxlan {
+        vni: Spanned<u32>,
+        local: Option<Spanned<IpAddr>>,
+        remote: Option<Spanned<IpAddr>>,
+        group: Option<Spanned<IpAddr>>,
+        dev: Option<Name>,
+        port: Option<Spanned<u16>>,
+    },
+    Macvlan {
+        /// A link of the node's host namespace.
+        parent: Name,
+        mode: Option<Spanned<MacvlanMode>>,
+    },
+}
+
+impl LinkKindDecl {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            LinkKindDecl::Ethernet => "ethernet",
+            LinkKindDecl::Bridge { .. } => "bridge",
+            LinkKindDecl::Veth { .. } => "veth",
+            LinkKindDecl::VethPeer => "peer",
+            LinkKindDecl::Vxlan { .. } => "vxlan",
+            LinkKindDecl::Macvlan { .. } => "macvlan",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AddressDecl {
+    /// Host address and prefix length, e.g. `169.254.172.15/22`.
+    pub net: Spanned<IpNet>,
+    /// Whether the kernel adds the connected route for the prefix (`noprefixroute` when false).
+    pub prefix_route: Option<Spanned<bool>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteDst {
+    /// `default`: 0.0.0.0/0, or ::/0 when the gateway is IPv6.
+    Default,
+    Net(IpNet),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteType {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteScope {
+    Global,
+    Link,
+    Host,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteDecl {
+    pub dst: Spanned<RouteDst>,
+    pub via: Option<Spanned<IpAddr>>,
+    pub dev: Option<Name>,
+    pub src: Option<Spanned<IpAddr>>,
+    pub metric: Option<Spanned<u32>>,
+    pub table: Option<Spanned<u32>>,
+    pub scope: Option<Spanned<RouteScope>>,
+    pub onlink: Option<Spanned<bool>>,
+    pub route_type: Option<Spanned<RouteType>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct NeighborDecl {
+    pub ip: Spanned<IpAddr>,
+    pub mac: Spanned<Mac>,
+    pub dev: Name,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SysctlValue {
+    Int(i64),
+    Str(String),
+}
+
+impl std::fmt::Display for SysctlValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SysctlValue::Int(i) => write!(f, "{i}"),
+            SysctlValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SysctlDecl {
+    pub path: Spanned<SysctlPath>,
+    pub value: Spanned<SysctlValue>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// `forwarding #true` (both families) or `forwarding ipv4=#true ipv6=#false`.
+#[derive(Clone, Debug)]
+pub struct ForwardingDecl {
+    pub ipv4: Option<Spanned<bool>>,
+    pub ipv6: Option<Spanned<bool>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// To this namespace (nft `input`).
+    In,
+    /// From this namespace (nft `output`).
+    Out,
+    /// Routed through this namespace (nft `forward`).
+    Forward,
+}
+
+impl Direction {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Forward => "forward",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Reject,
+}
+
+impl Verdict {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Proto {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+        }
+    }
+
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp | Proto::Sctp)
+    }
+}
+
+/// A source/destination match: a network or a named address set (`@admins`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrMatch {
+    Net(IpNet),
+    Set(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnState {
+    New,
+    Established,
+    Related,
+    Invalid,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FirewallDecl {
+    pub policy_in: Option<Spanned<Verdict>>,
+    pub policy_out: Option<Spanned<Verdict>>,
+    pub policy_forward: Option<Spanned<Verdict>>,
+    /// Accept established/related and drop invalid before the rules (default on).
+    pub stateful: Option<Spanned<bool>>,
+    pub zones: Vec<ZoneDecl>,
+    pub sets: Vec<SetDecl>,
+    pub rules: Vec<RuleDecl>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZoneDecl {
+    pub name: Name,
+    pub links: Vec<Name>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct SetDecl {
+    pub name: Name,
+    pub elements: Vec<Spanned<IpNet>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct RuleDecl {
+    pub verdict: Spanned<Verdict>,
+    pub direction: Spanned<Direction>,
+    pub proto: Option<Spanned<Proto>>,
+    pub dport: Option<Spanned<PortSet>>,
+    pub sport: Option<Spanned<PortSet>>,
+    pub from: Option<Spanned<AddrMatch>>,
+    pub to: Option<Spanned<AddrMatch>>,
+    pub iif: Option<Name>,
+    pub oif: Option<Name>,
+    pub from_zone: Option<Name>,
+    pub to_zone: Option<Name>,
+    pub state: Vec<Spanned<ConnState>>,
+    pub log: Option<Spanned<bool>>,
+    pub comment: Option<Spanned<String>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceDecl {
+    pub name: Name,
+    pub vip: Spanned<IpAddr>,
+    pub port: Spanned<u16>,
+    pub proto: Option<Spanned<Proto>>,
+    pub backends: Vec<BackendDecl>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendDecl {
+    pub addr: Spanned<IpAddr>,
+    pub port: Spanned<u16>,
+    pub weight: Option<Spanned<u32>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct MasqueradeDecl {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub out: Option<Name>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct SnatDecl {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub out: Option<Name>,
+    pub to: Spanned<IpAddr>,
+    pub span: Span,
+}
+
+/// Transparent-proxy style redirect of TCP/UDP to a local port (e.g. a service-mesh sidecar).
+#[derive(Clone, Debug)]
+pub struct RedirectDecl {
+    pub direction: Spanned<Direction>,
+    pub proto: Option<Spanned<Proto>>,
+    pub ports: Option<Spanned<PortSet>>,
+    pub except_ports: Option<Spanned<PortSet>>,
+    pub to_port: Spanned<u16>,
+    pub span: Span,
+}
+
+/// A process that listens in a namespace (a container port in a task).
+#[derive(Clone, Debug)]
+pub struct ListenDecl {
+    pub name: Name,
+    pub address: Option<Spanned<IpAddr>>,
+    pub port: Spanned<u16>,
+    pub proto: Option<Spanned<Proto>>,
+    pub span: Span,
+}

@@ -1,0 +1,16 @@
+//! netcfg's spec language: KDL text to a spanned, typed AST.
+//!
+//! Invariants: parsing never fails (it returns the AST it could build and diagnostics);
+//! every value with a grammar is parsed here, once, into a typed value with its span; nothing
+//! here touches the kernel or prints.
+
+pub mod ast;
+pub mod diagnostic;
+pub mod parse;
+mod reader;
+pub mod source;
+pub mod value;
+
+pub use diagnostic::{Diagnostic, Label, Severity};
+pub use parse::{parse_str, FsLoader, Loader, Parsed};
+pub use source::{FileId, SourceMap, Span, Spanned};

@@ -1,0 +1,736 @@
+//! KDL text to the typed AST. Parsing never fails: it returns what it could read plus
+//! diagnostics, and follows `include`s (relative to the including file) through a [`Loader`].
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::reader::{Cx, Reader, Val};
+use crate::source::{FileId, SourceMap, Span, Spanned};
+use crate::value::*;
+use kdl::{KdlDocument, KdlNode};
+use std::path::{Path, PathBuf};
+
+/// Where `include`d files come from (the file system in the CLI, a map in tests).
+pub trait Loader {
+    fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+pub struct FsLoader;
+
+impl Loader for FsLoader {
+    fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+/// The result of parsing: the AST of all files, the files themselves, and every diagnostic.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub spec: Spec,
+    pub sources: SourceMap,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parsed {
+    /// Adds one top-level file (already read) and everything it includes.
+    pub fn add_file(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8], loader: &mut dyn Loader) -> FileId {
+        let file = self.add_text(name, path, bytes);
+        self.parse_file(file, loader, &mut Vec::new());
+        file
+    }
+
+    fn add_text(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8]) -> FileId {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.sources.add(name, path, text),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                let file = self.sources.add(name, path, text);
+                self.diagnostics.push(
+                    Diagnostic::error("invalid-utf8", Span::new(file, valid, valid + 1), "the file is not valid UTF-8")
+                        .with_label("invalid byte here")
+                        .with_help("save the spec as UTF-8"),
+                );
+                file
+            }
+        }
+    }
+
+    fn parse_file(&mut self, file: FileId, loader: &mut dyn Loader, stack: &mut Vec<PathBuf>) {
+        if self.diagnostics.iter().any(|d| d.code == "invalid-utf8" && d.primary.span.file == file) {
+            return;
+        }
+        let text = self.sources.get(file).text.clone();
+        let doc = match text.parse::<KdlDocument>() {
+            Ok(doc) => doc,
+            Err(err) => {
+                for d in err.diagnostics {
+                    let start = d.span.offset();
+                    let span = Span::new(file, start, start + d.span.len());
+                    let message = d.message.unwrap_or_else(|| "invalid KDL".into());
+                    let mut diag = Diagnostic::error("syntax", span, lowercase_first(&message));
+                    if let Some(label) = d.label {
+                        diag = diag.with_label(label);
+                    }
+                    diag.help = d.help.or_else(|| Some("see spec.md for the KDL syntax netcfg reads".into()));
+                    self.diagnostics.push(diag);
+                }
+                return;
+            }
+        };
+        let mut includes = Vec::new();
+        {
+            let mut cx = Cx { file, text: &text, diags: &mut self.diagnostics };
+            for node in doc.nodes() {
+                let mut r = Reader::new(&mut cx, node);
+                match r.keyword() {
+                    "node" => {
+                        if let Some(name) = name_arg(&mut cx, &mut r, "a node name") {
+                            let body = parse_body(&mut cx, &mut r, BodyKind::Node);
+                            self.spec.nodes.push(NodeDecl { name, body, span: r.span });
+                        }
+                    }
+                    "template" => {
+                        if let Some(name) = name_arg(&mut cx, &mut r, "a template name") {
+                            let body = parse_body(&mut cx, &mut r, BodyKind::Template);
+                            self.spec.templates.push(TemplateDecl { name, body, span: r.span });
+                        }
+                    }
+                    "include" => {
+                        if let Some(path) =
+                            r.arg(&mut cx, 0, "a file path").and_then(|v| v.string(&mut cx, "the include path"))
+                        {
+                            includes.push(path);
+                        }
+                    }
+                    other => {
+                        let d =
+                            cx.error("unknown-node", r.name_span, format!("`{other}` is not allowed at the top level"));
+                        d.help = Some(match crate::diagnostic::closest(other, ["node", "template", "include"]) {
+                            Some(c) => format!("did you mean `{c}`?"),
+                            None => "a spec file holds `node`, `template` and `include` nodes".into(),
+                        });
+                        continue;
+                    }
+                }
+                r.finish(&mut cx);
+            }
+        }
+        let base = self.sources.get(file).path.clone();
+        if let Some(p) = &base {
+            stack.push(p.clone());
+        }
+        for inc in includes {
+            let path = match &base {
+                Some(b) => b.parent().unwrap_or(Path::new(".")).join(&inc.value),
+                None => PathBuf::from(&inc.value),
+            };
+            if stack.contains(&path) {
+                self.diagnostics.push(
+                    Diagnostic::error("include-cycle", inc.span, format!("`{}` includes itself", inc.value))
+                        .with_help("remove the include that closes the cycle"),
+                );
+                continue;
+            }
+            if self.sources.find_path(&path).is_some() {
+                // Already read through another include: its nodes are in the spec once.
+                continue;
+            }
+            match loader.load(&path) {
+                Ok(bytes) => {
+                    let f = self.add_text(path.display().to_string(), Some(path.clone()), &bytes);
+                    self.parse_file(f, loader, stack);
+                }
+                Err(e) => self.diagnostics.push(
+                    Diagnostic::error(
+                        "include-failed",
+                        inc.span,
+                        format!("cannot read `{}`: {}", path.display(), lowercase_first(&e.to_string())),
+                    )
+                    .with_help("include paths are relative to the including file"),
+                ),
+            }
+        }
+        if base.is_some() {
+            stack.pop();
+        }
+    }
+}
+
+/// Parses one in-memory spec (tests, stdin). Includes resolve through `loader`.
+pub fn parse_str(name: &str, text: &str) -> Parsed {
+    struct NoIncludes;
+    impl Loader for NoIncludes {
+        fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no file {}", path.display())))
+        }
+    }
+    let mut parsed = Parsed::default();
+    parsed.add_file(name.to_string(), None, text.as_bytes(), &mut NoIncludes);
+    parsed
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if !s.starts_with("KDL") => {
+            f.to_lowercase().chain(c).collect::<String>().trim_end_matches('.').to_string()
+        }
+        _ => s.trim_end_matches('.').to_string(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Node,
+    Netns,
+    Template,
+}
+
+fn name_arg(cx: &mut Cx, r: &mut Reader, what: &str) -> Option<Spanned<String>> {
+    r.arg(cx, 0, what).and_then(|v| v.parse(cx, "name", parse_name))
+}
+
+fn link_name(cx: &mut Cx, v: Option<Val>) -> Option<Spanned<String>> {
+    v.and_then(|v| v.parse(cx, "interface name", parse_link_name))
+}
+
+/// The body of a node, netns or template: one pass over its children, dispatching on keyword.
+fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
+    let mut body = NsBody::default();
+    for child in r.all_children() {
+        let mut c = Reader::new(cx, child);
+        match c.keyword() {
+            "use" => {
+                for v in c.rest_args(0) {
+                    if let Some(n) = v.parse(cx, "template name", parse_name) {
+                        body.uses.push(n);
+                    }
+                }
+                if body.uses.is_empty() {
+                    c.arg(cx, 0, "a template name");
+                }
+            }
+            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => {
+                if let Some(link) = parse_link(cx, &mut c) {
+                    body.links.push(link);
+                }
+            }
+            "route" => body.routes.extend(parse_route(cx, &mut c)),
+            "neighbor" => body.neighbors.extend(parse_neighbor(cx, &mut c)),
+            "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
+            "forwarding" => body.forwarding.push(parse_forwarding(cx, &mut c)),
+            "rp-filter" => {
+                body.rp_filter = c.arg(cx, 0, "a mode").and_then(|v| rp_filter(cx, v));
+            }
+            "bridge-netfilter" => {
+                body.bridge_netfilter = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "bridge-netfilter"));
+            }
+            "netns" => {
+                if kind == BodyKind::Netns {
+                    cx.error("unknown-node", c.name_span, "a `netns` cannot contain another `netns`").help =
+                        Some("declare every namespace directly inside its `node`".into());
+                    continue;
+                }
+                if let Some(name) = name_arg(cx, &mut c, "a namespace name") {
+                    if name.value == "host" {
+                        cx.error("invalid-value", name.span, "`host` is reserved for the node's own namespace").help =
+                            Some("pick another name; refer to the node's namespace as `@host`".into());
+                    }
+                    let inner = parse_body(cx, &mut c, BodyKind::Netns);
+                    body.netns.push(NetnsDecl { name, body: inner, span: c.span });
+                }
+            }
+            "firewall" => body.firewalls.push(parse_firewall(cx, &mut c)),
+            "service" => body.services.extend(parse_service(cx, &mut c)),
+            "masquerade" => body.masquerades.push(MasqueradeDecl {
+                from: c.prop(cx, "from").and_then(|v| addr_match(cx, v)),
+                out: {
+                    let v = c.prop(cx, "out");
+                    link_name(cx, v)
+                },
+                span: c.span,
+            }),
+            "snat" => {
+                let from = c.prop(cx, "from").and_then(|v| addr_match(cx, v));
+                let out = {
+                    let v = c.prop(cx, "out");
+                    link_name(cx, v)
+                };
+                if let Some(to) = c.required(cx, "to", "\"203.0.113.7\"").and_then(|v| v.parse(cx, "address", parse_ip))
+                {
+                    body.snats.push(SnatDecl { from, out, to, span: c.span });
+                }
+            }
+            "redirect" => body.redirects.extend(parse_redirect(cx, &mut c)),
+            "listen" => body.listeners.extend(parse_listen(cx, &mut c)),
+            other => {
+                let known = [
+                    "use",
+                    "ethernet",
+                    "bridge",
+                    "veth",
+                    "vxlan",
+                    "macvlan",
+                    "route",
+                    "neighbor",
+                    "sysctl",
+                    "forwarding",
+                    "rp-filter",
+                    "bridge-netfilter",
+                    "netns",
+                    "firewall",
+                    "service",
+                    "masquerade",
+                    "snat",
+                    "redirect",
+                    "listen",
+                ];
+                let d =
+                    cx.error("unknown-node", c.name_span, format!("`{other}` is not allowed inside `{}`", r.keyword()));
+                d.help = Some(match crate::diagnostic::closest(other, known) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => "see spec.md for what a node body can hold".into(),
+                });
+                continue;
+            }
+        }
+        c.finish(cx);
+    }
+    body
+}
+
+fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
+    v.keyword(cx, "rp-filter mode", &[("strict", RpFilter::Strict), ("loose", RpFilter::Loose), ("off", RpFilter::Off)])
+}
+
+fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
+    let keyword = r.keyword();
+    let name = {
+        let v = r.arg(cx, 0, "an interface name");
+        link_name(cx, v)
+    };
+    let kind = match keyword {
+        "ethernet" => LinkKindDecl::Ethernet,
+        "bridge" => LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) },
+        "veth" => {
+            let peers = r.children("peer");
+            let Some(first) = peers.first() else {
+                cx.error("missing-property", r.head_span(), "`veth` needs a `peer`").help =
+                    Some("add a child `peer \"NAME\"` (with `netns=\"…\"` when it lives in another namespace)".into());
+                return None;
+            };
+            for extra in &peers[1..] {
+                cx.error("duplicate-name", cx.span(extra.name().span()), "a veth has exactly one peer").help =
+                    Some("remove the extra `peer`".into());
+            }
+            let mut p = Reader::new(cx, first);
+            let peer_netns = p.prop(cx, "netns").and_then(|v| {
+                let s = v.string(cx, "netns")?;
+                if s.value == "@host" {
+                    Some(s)
+                } else {
+                    v.parse(cx, "namespace name", parse_name)
+                }
+            });
+            let peer = parse_link(cx, &mut p);
+            p.finish(cx);
+            LinkKindDecl::Veth { peer: Box::new(peer?), peer_netns }
+        }
+        "peer" => LinkKindDecl::VethPeer,
+        "vxlan" => {
+            let vni = r.required(cx, "vni", "42").and_then(|v| v.int(cx, "vni", 0, 16_777_215));
+            let local = r.prop(cx, "local").and_then(|v| v.parse(cx, "address", parse_ip));
+            let remote = r.prop(cx, "remote").and_then(|v| v.parse(cx, "address", parse_ip));
+            let group = r.prop(cx, "group").and_then(|v| v.parse(cx, "address", parse_ip));
+            let dev = {
+                let v = r.prop(cx, "dev");
+                link_name(cx, v)
+            };
+            let port = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port));
+            LinkKindDecl::Vxlan { vni: vni?.map(|v| v as u32), local, remote, group, dev, port }
+        }
+        "macvlan" => {
+            let parent = {
+                let v = r.required(cx, "parent", "\"eth0\"");
+                link_name(cx, v)
+            };
+            let mode = r.prop(cx, "mode").and_then(|v| {
+                v.keyword(
+                    cx,
+                    "macvlan mode",
+                    &[
+                        ("bridge", MacvlanMode::Bridge),
+                        ("private", MacvlanMode::Private),
+                        ("vepa", MacvlanMode::Vepa),
+                        ("passthru", MacvlanMode::Passthru),
+                    ],
+                )
+            });
+            LinkKindDecl::Macvlan { parent: parent?, mode }
+        }
+        _ => unreachable!("parse_link called for {keyword}"),
+    };
+    let mtu = r.prop(cx, "mtu").and_then(|v| v.int(cx, "mtu", 68, 65535)).map(|s| s.map(|v| v as u32));
+    let mac = r.prop(cx, "mac").and_then(|v| v.parse(cx, "MAC address", parse_mac));
+    let state = r
+        .prop(cx, "state")
+        .and_then(|v| v.keyword(cx, "link state", &[("up", LinkState::Up), ("down", LinkState::Down)]));
+    let master = {
+        let v = r.prop(cx, "master");
+        link_name(cx, v)
+    };
+    let hairpin = r.prop(cx, "hairpin").and_then(|v| v.bool(cx, "hairpin"));
+    let rp = r.prop(cx, "rp-filter").and_then(|v| rp_filter(cx, v));
+    let mut addresses = Vec::new();
+    for a in r.children("address") {
+        let mut ar = Reader::new(cx, a);
+        let net = ar
+            .arg(cx, 0, "an address with prefix length")
+            .and_then(|v| v.parse(cx, "interface address", parse_if_addr));
+        let prefix_route = ar.prop(cx, "prefix-route").and_then(|v| v.bool(cx, "prefix-route"));
+        if let Some(net) = net {
+            addresses.push(AddressDecl { net, prefix_route, span: ar.span });
+        }
+        ar.finish(cx);
+    }
+    Some(LinkDecl { name: name?, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
+}
+
+fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
+    let dst = r.arg(cx, 0, "a destination (`default` or a network)").and_then(|v| {
+        let s = v.string(cx, "route destination")?;
+        if s.value == "default" {
+            Some(Spanned::new(RouteDst::Default, s.span))
+        } else {
+            v.parse(cx, "route destination", parse_net).map(|n| n.map(RouteDst::Net))
+        }
+    });
+    let via = r.prop(cx, "via").and_then(|v| v.parse(cx, "gateway", parse_ip));
+    let dev = {
+        let v = r.prop(cx, "dev");
+        link_name(cx, v)
+    };
+    let src = r.prop(cx, "src").and_then(|v| v.parse(cx, "source address", parse_ip));
+    let metric =
+        r.prop(cx, "metric").and_then(|v| v.int(cx, "metric", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32));
+    let table = r.prop(cx, "table").and_then(|v| v.int(cx, "table", 1, 4_294_967_294)).map(|s| s.map(|v| v as u32));
+    let scope = r.prop(cx, "scope").and_then(|v| {
+        v.keyword(
+            cx,
+            "route scope",
+            &[("global", RouteScope::Global), ("link", RouteScope::Link), ("host", RouteScope::Host)],
+        )
+    });
+    let onlink = r.prop(cx, "onlink").and_then(|v| v.bool(cx, "onlink"));
+    let route_type = r.prop(cx, "type").and_then(|v| {
+        v.keyword(
+            cx,
+            "route type",
+            &[
+                ("unicast", RouteType::Unicast),
+                ("blackhole", RouteType::Blackhole),
+                ("unreachable", RouteType::Unreachable),
+                ("prohibit", RouteType::Prohibit),
+            ],
+        )
+    });
+    let dst = dst?;
+    let is_unicast = route_type.as_ref().is_none_or(|t| t.value == RouteType::Unicast);
+    if is_unicast && via.is_none() && dev.is_none() {
+        cx.error("missing-property", r.head_span(), "a unicast route needs `via` or `dev`").help =
+            Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, or `type=\"blackhole\"`".into());
+    }
+    if let (Some(v), RouteDst::Net(n)) = (&via, &dst.value) {
+        if v.value.is_ipv4() != n.addr().is_ipv4() {
+            cx.error("invalid-value", v.span, "the gateway and the destination are of different IP families").help =
+                Some("use an IPv4 gateway for an IPv4 route and an IPv6 gateway for an IPv6 route".into());
+        }
+    }
+    Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, span: r.span })
+}
+
+fn parse_neighbor(cx: &mut Cx, r: &mut Reader) -> Option<NeighborDecl> {
+    let ip = r.arg(cx, 0, "an IP address").and_then(|v| v.parse(cx, "neighbour address", parse_ip));
+    let mac = r.required(cx, "mac", "\"0a:58:a9:fe:ac:0f\"").and_then(|v| v.parse(cx, "MAC address", parse_mac));
+    let dev = {
+        let v = r.required(cx, "dev", "\"eth0\"");
+        link_name(cx, v)
+    };
+    Some(NeighborDecl { ip: ip?, mac: mac?, dev: dev?, span: r.span })
+}
+
+fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
+    let path = r.arg(cx, 0, "a sysctl path").and_then(|v| v.parse(cx, "sysctl path", parse_sysctl_path));
+    let value = r.arg(cx, 1, "a value").and_then(|v| match v.value {
+        kdl::KdlValue::Integer(i) => match i64::try_from(*i) {
+            Ok(i) => Some(Spanned::new(SysctlValue::Int(i), v.span)),
+            Err(_) => {
+                cx.error("invalid-value", v.span, "the sysctl value is out of range").help =
+                    Some("sysctl values fit in 64 bits".into());
+                None
+            }
+        },
+        kdl::KdlValue::Bool(b) => Some(Spanned::new(SysctlValue::Int(i64::from(*b)), v.span)),
+        _ => {
+            let s = v.string(cx, "sysctl value")?;
+            if s.value.contains(['\n', '\0']) {
+                cx.error("invalid-value", s.span, "a sysctl value is one line").help =
+                    Some("remove the line break".into());
+                return None;
+            }
+            Some(s.map(SysctlValue::Str))
+        }
+    });
+    Some(SysctlDecl { path: path?, value: value?, span: r.span })
+}
+
+fn parse_forwarding(cx: &mut Cx, r: &mut Reader) -> ForwardingDecl {
+    let both = r.opt_arg(0).and_then(|v| v.bool(cx, "forwarding"));
+    let ipv4 = r.prop(cx, "ipv4").and_then(|v| v.bool(cx, "ipv4")).or(both.clone());
+    let ipv6 = r.prop(cx, "ipv6").and_then(|v| v.bool(cx, "ipv6")).or(both);
+    if ipv4.is_none() && ipv6.is_none() {
+        cx.error("missing-argument", r.head_span(), "`forwarding` needs a value").help =
+            Some("write `forwarding #true` or `forwarding ipv4=#true ipv6=#false`".into());
+    }
+    ForwardingDecl { ipv4, ipv6, span: r.span }
+}
+
+fn addr_match(cx: &mut Cx, v: Val) -> Option<Spanned<AddrMatch>> {
+    let s = v.string(cx, "address match")?;
+    if let Some(set) = s.value.strip_prefix('@') {
+        let span = s.span.sub(1, s.value.len());
+        return parse_name(set)
+            .map(|n| Spanned::new(AddrMatch::Set(n), span))
+            .map_err(|e| {
+                cx.error(
+                    "invalid-value",
+                    span.sub(e.start, e.end.max(e.start + 1)),
+                    format!("invalid set name: {}", e.message),
+                )
+                .help = e.help;
+            })
+            .ok();
+    }
+    v.parse(cx, "network", parse_net).map(|n| n.map(AddrMatch::Net))
+}
+
+fn proto(cx: &mut Cx, v: Val) -> Option<Spanned<Proto>> {
+    v.keyword(
+        cx,
+        "protocol",
+        &[
+            ("tcp", Proto::Tcp),
+            ("udp", Proto::Udp),
+            ("sctp", Proto::Sctp),
+            ("icmp", Proto::Icmp),
+            ("icmpv6", Proto::Icmpv6),
+        ],
+    )
+}
+
+fn verdict(cx: &mut Cx, v: Val) -> Option<Spanned<Verdict>> {
+    v.keyword(cx, "policy", &[("accept", Verdict::Accept), ("drop", Verdict::Drop), ("reject", Verdict::Reject)])
+}
+
+fn direction(cx: &mut Cx, v: Val, allow_forward: bool) -> Option<Spanned<Direction>> {
+    if allow_forward {
+        v.keyword(cx, "direction", &[("in", Direction::In), ("out", Direction::Out), ("forward", Direction::Forward)])
+    } else {
+        v.keyword(cx, "direction", &[("in", Direction::In), ("out", Direction::Out)])
+    }
+}
+
+fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
+    let mut fw = FirewallDecl { span: r.span, ..FirewallDecl::default() };
+    for child in r.all_children() {
+        let mut c = Reader::new(cx, child);
+        match c.keyword() {
+            "policy" => {
+                fw.policy_in = c.prop(cx, "in").and_then(|v| verdict(cx, v));
+                fw.policy_out = c.prop(cx, "out").and_then(|v| verdict(cx, v));
+                fw.policy_forward = c.prop(cx, "forward").and_then(|v| verdict(cx, v));
+            }
+            "stateful" => fw.stateful = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "stateful")),
+            "zone" => {
+                if let Some(name) = name_arg(cx, &mut c, "a zone name") {
+                    let mut links = Vec::new();
+                    for v in c.rest_args(1) {
+                        links.extend(link_name(cx, Some(v)));
+                    }
+                    for l in c.children("link") {
+                        let mut lr = Reader::new(cx, l);
+                        links.extend({
+                            let v = lr.arg(cx, 0, "an interface name");
+                            link_name(cx, v)
+                        });
+                        lr.finish(cx);
+                    }
+                    fw.zones.push(ZoneDecl { name, links, span: c.span });
+                }
+            }
+            "set" => {
+                if let Some(name) = name_arg(cx, &mut c, "a set name") {
+                    let mut elements = Vec::new();
+                    for v in c.rest_args(1) {
+                        elements.extend(v.parse(cx, "set element", parse_net));
+                    }
+                    for e in c.children("element") {
+                        let mut er = Reader::new(cx, e);
+                        elements.extend(er.arg(cx, 0, "a network").and_then(|v| v.parse(cx, "set element", parse_net)));
+                        er.finish(cx);
+                    }
+                    fw.sets.push(SetDecl { name, elements, span: c.span });
+                }
+            }
+            "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
+            other => {
+                let d = cx.error("unknown-node", c.name_span, format!("`{other}` is not allowed inside `firewall`"));
+                d.help = Some(
+                    match crate::diagnostic::closest(
+                        other,
+                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject"],
+                    ) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => {
+                            "a firewall holds `policy`, `stateful`, `zone`, `set`, `allow`, `deny` and `reject`".into()
+                        }
+                    },
+                );
+                continue;
+            }
+        }
+        c.finish(cx);
+    }
+    fw
+}
+
+fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
+    let verdict = match r.keyword() {
+        "allow" => Verdict::Accept,
+        "deny" => Verdict::Drop,
+        _ => Verdict::Reject,
+    };
+    let verdict = Spanned::new(verdict, r.name_span);
+    let direction = r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true));
+    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    let dport = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port_set));
+    let sport = r.prop(cx, "sport").and_then(|v| v.parse(cx, "port", parse_port_set));
+    for ports in [&dport, &sport].into_iter().flatten() {
+        if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {
+            cx.error("missing-property", ports.span, "ports need a protocol that has ports").help =
+                Some("add `proto=\"tcp\"`, `proto=\"udp\"` or `proto=\"sctp\"`".into());
+        }
+    }
+    let from = r.prop(cx, "from").and_then(|v| addr_match(cx, v));
+    let to = r.prop(cx, "to").and_then(|v| addr_match(cx, v));
+    let iif = {
+        let v = r.prop(cx, "iif");
+        link_name(cx, v)
+    };
+    let oif = {
+        let v = r.prop(cx, "oif");
+        link_name(cx, v)
+    };
+    let from_zone = r.prop(cx, "from-zone").and_then(|v| v.parse(cx, "zone name", parse_name));
+    let to_zone = r.prop(cx, "to-zone").and_then(|v| v.parse(cx, "zone name", parse_name));
+    let mut state = Vec::new();
+    if let Some(v) = r.prop(cx, "state") {
+        if let Some(s) = v.string(cx, "state") {
+            let mut pos = 0;
+            for part in s.value.split(',') {
+                let span = s.span.sub(pos, pos + part.len());
+                pos += part.len() + 1;
+                let st = match part.trim() {
+                    "new" => ConnState::New,
+                    "established" => ConnState::Established,
+                    "related" => ConnState::Related,
+                    "invalid" => ConnState::Invalid,
+                    other => {
+                        cx.error("invalid-value", span, format!("`{other}` is not a connection state")).help =
+                            Some("use `new`, `established`, `related` or `invalid`, comma-separated".into());
+                        continue;
+                    }
+                };
+                state.push(Spanned::new(st, span));
+            }
+        }
+    }
+    let log = r.prop(cx, "log").and_then(|v| v.bool(cx, "log"));
+    let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
+    Some(RuleDecl {
+        verdict,
+        direction: direction?,
+        proto,
+        dport,
+        sport,
+        from,
+        to,
+        iif,
+        oif,
+        from_zone,
+        to_zone,
+        state,
+        log,
+        comment,
+        span: r.span,
+    })
+}
+
+fn parse_service(cx: &mut Cx, r: &mut Reader) -> Option<ServiceDecl> {
+    let name = name_arg(cx, r, "a service name");
+    let vip = r.required(cx, "vip", "\"10.96.0.10\"").and_then(|v| v.parse(cx, "virtual IP", parse_ip));
+    let port = r.required(cx, "port", "80").and_then(|v| v.parse(cx, "port", parse_port));
+    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    if let Some(p) = &proto {
+        if !p.value.has_ports() {
+            cx.error("invalid-value", p.span, "a service needs a protocol with ports").help =
+                Some("use `tcp`, `udp` or `sctp`".into());
+        }
+    }
+    let mut backends = Vec::new();
+    for b in r.children("backend") {
+        let mut br = Reader::new(cx, b);
+        let ep = br.arg(cx, 0, "an address:port").and_then(|v| v.parse(cx, "backend", parse_endpoint));
+        let weight = br.prop(cx, "weight").and_then(|v| v.int(cx, "weight", 1, 1000)).map(|s| s.map(|v| v as u32));
+        if let Some(ep) = ep {
+            // The endpoint span covers both parts; the address is the text before the last colon.
+            let (addr, port) = ep.value;
+            backends.push(BackendDecl {
+                addr: Spanned::new(addr, ep.span),
+                port: Spanned::new(port, ep.span),
+                weight,
+                span: br.span,
+            });
+        }
+        br.finish(cx);
+    }
+    Some(ServiceDecl { name: name?, vip: vip?, port: port?, proto, backends, span: r.span })
+}
+
+fn parse_redirect(cx: &mut Cx, r: &mut Reader) -> Option<RedirectDecl> {
+    let direction = r.arg(cx, 0, "a direction (`in` or `out`)").and_then(|v| direction(cx, v, false));
+    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    let ports = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port_set));
+    let except_ports = r.prop(cx, "except-port").and_then(|v| v.parse(cx, "port", parse_port_set));
+    let to_port = r.required(cx, "to-port", "4143").and_then(|v| v.parse(cx, "port", parse_port));
+    if let Some(p) = &proto {
+        if !p.value.has_ports() {
+            cx.error("invalid-value", p.span, "a redirect needs a protocol with ports").help =
+                Some("use `tcp`, `udp` or `sctp`".into());
+        }
+    }
+    Some(RedirectDecl { direction: direction?, proto, ports, except_ports, to_port: to_port?, span: r.span })
+}
+
+fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
+    let name = name_arg(cx, r, "a listener name");
+    let port = r.required(cx, "port", "80").and_then(|v| v.parse(cx, "port", parse_port));
+    let address = r.prop(cx, "address").and_then(|v| v.parse(cx, "address", parse_ip));
+    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    Some(ListenDecl { name: name?, address, port: port?, proto, span: r.span })
+}
+
+#[allow(dead_code)]
+fn node_span(cx: &Cx, n: &KdlNode) -> Span {
+    cx.span(n.span())
+}

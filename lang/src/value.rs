@@ -1,0 +1,389 @@
+//! Micro-grammars for values inside KDL strings: CIDRs, IPs, MACs, ports, endpoints, sysctl paths,
+//! interface names. Each parser works on the string's text and, on failure, says which characters
+//! are wrong (a byte range inside the text) so the diagnostic can point at exactly them.
+
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// Why a value does not parse: the byte range inside the value text, a message and a help line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueError {
+    pub start: usize,
+    pub end: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl ValueError {
+    fn new(start: usize, end: usize, message: impl Into<String>) -> ValueError {
+        ValueError { start, end, message: message.into(), help: None }
+    }
+
+    fn whole(text: &str, message: impl Into<String>) -> ValueError {
+        ValueError::new(0, text.len(), message)
+    }
+
+    fn help(mut self, help: impl Into<String>) -> ValueError {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+pub fn parse_ip(text: &str) -> Result<IpAddr, ValueError> {
+    IpAddr::from_str(text).map_err(|_| {
+        let e = ValueError::whole(text, format!("`{text}` is not an IP address"));
+        if text.contains('/') {
+            e.help("write the address without a prefix length here")
+        } else {
+            e.help("write an IPv4 address like `10.0.0.1` or an IPv6 address like `fd00::1`")
+        }
+    })
+}
+
+fn split_prefix(text: &str) -> Result<(IpAddr, u8), ValueError> {
+    let Some(slash) = text.find('/') else {
+        return Err(ValueError::whole(text, format!("`{text}` has no prefix length"))
+            .help("write it as address/prefix, e.g. `10.0.0.1/24`"));
+    };
+    let (addr_text, prefix_text) = (&text[..slash], &text[slash + 1..]);
+    let addr = IpAddr::from_str(addr_text).map_err(|_| {
+        ValueError::new(0, slash, format!("`{addr_text}` is not an IP address"))
+            .help("write an IPv4 address like `10.0.0.1` or an IPv6 address like `fd00::1`")
+    })?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = prefix_text.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+        ValueError::new(slash + 1, text.len(), format!("`{prefix_text}` is not a prefix length"))
+            .help(format!("a prefix length is a number from 0 to {max}"))
+    })?;
+    Ok((addr, prefix))
+}
+
+/// An interface address: the host address and the prefix length of its subnet (`10.0.0.5/24`).
+pub fn parse_if_addr(text: &str) -> Result<IpNet, ValueError> {
+    let (addr, prefix) = split_prefix(text)?;
+    Ok(IpNet::new(addr, prefix).expect("prefix checked"))
+}
+
+/// A network: host bits must be zero (`10.0.0.0/24`). A bare address is a host network (/32, /128).
+pub fn parse_net(text: &str) -> Result<IpNet, ValueError> {
+    if !text.contains('/') {
+        let addr = parse_ip(text)?;
+        return Ok(IpNet::from(addr));
+    }
+    let (addr, prefix) = split_prefix(text)?;
+    let net = IpNet::new(addr, prefix).expect("prefix checked");
+    if net.trunc() != net {
+        let slash = text.find('/').unwrap_or(text.len());
+        return Err(ValueError::new(0, slash, format!("`{text}` has host bits set"))
+            .help(format!("the network is `{}`", net.trunc())));
+    }
+    Ok(net)
+}
+
+/// A MAC address, six colon-separated hex octets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+pub fn parse_mac(text: &str) -> Result<Mac, ValueError> {
+    let mut out = [0u8; 6];
+    let mut pos = 0;
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        return Err(ValueError::whole(text, format!("`{text}` is not a MAC address"))
+            .help("write six hex octets separated by colons, e.g. `0a:58:a9:fe:ac:0f`"));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ValueError::new(pos, pos + part.len(), format!("`{part}` is not a hex octet"))
+                .help("each octet is two hex digits, e.g. `0a`"));
+        }
+        out[i] = u8::from_str_radix(part, 16).expect("hex checked");
+        pos += part.len() + 1;
+    }
+    if out[0] & 1 == 1 {
+        return Err(ValueError::new(0, 2, format!("`{text}` is a multicast MAC address"))
+            .help("a link or neighbour address must be unicast: the first octet must be even"));
+    }
+    Ok(Mac(out))
+}
+
+/// An inclusive port range; a single port has `lo == hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn single(port: u16) -> PortRange {
+        PortRange { lo: port, hi: port }
+    }
+
+    pub fn contains(&self, other: &PortRange) -> bool {
+        self.lo <= other.lo && other.hi <= self.hi
+    }
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.lo <= other.hi && other.lo <= self.hi
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// A non-empty list of port ranges: `80`, `80,443`, `8000-8100`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSet(pub Vec<PortRange>);
+
+impl PortSet {
+    /// True when every port of `other` is in `self`.
+    pub fn covers(&self, other: &PortSet) -> bool {
+        other.0.iter().all(|o| {
+            // Ranges in a set are sorted and merged, so one range must hold `o` whole.
+            self.0.iter().any(|s| s.contains(o))
+        })
+    }
+
+    pub fn overlaps(&self, other: &PortSet) -> bool {
+        self.0.iter().any(|a| other.0.iter().any(|b| a.overlaps(b)))
+    }
+}
+
+impl fmt::Display for PortSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_port(text: &str) -> Result<u16, ValueError> {
+    match text.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => Err(ValueError::whole(text, format!("`{text}` is not a port")).help("a port is a number from 1 to 65535")),
+    }
+}
+
+pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
+    let mut ranges = Vec::new();
+    let mut pos = 0;
+    for part in text.split(',') {
+        let trimmed = part.trim();
+        let lead = part.len() - part.trim_start().len();
+        let at = |e: ValueError| ValueError { start: pos + lead + e.start, end: pos + lead + e.end, ..e };
+        let range = match trimmed.split_once('-') {
+            Some((lo, hi)) => {
+                let lo_p = parse_port(lo).map_err(at)?;
+                let hi_p = parse_port(hi)
+                    .map_err(|e| ValueError { start: e.start + lo.len() + 1, end: e.end + lo.len() + 1, ..e })
+                    .map_err(at)?;
+                if lo_p > hi_p {
+                    return Err(at(ValueError::whole(trimmed, format!("`{trimmed}` is an empty range"))
+                        .help(format!("write the lower port first: `{hi_p}-{lo_p}`"))));
+                }
+                PortRange { lo: lo_p, hi: hi_p }
+            }
+            None => PortRange::single(parse_port(trimmed).map_err(at)?),
+        };
+        ranges.push(range);
+        pos += part.len() + 1;
+    }
+    ranges.sort();
+    let mut merged: Vec<PortRange> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => last.hi = last.hi.max(r.hi),
+            _ => merged.push(r),
+        }
+    }
+    Ok(PortSet(merged))
+}
+
+/// `ip:port` or `[ipv6]:port`.
+pub fn parse_endpoint(text: &str) -> Result<(IpAddr, u16), ValueError> {
+    let (addr_text, addr_start, port_start) = if let Some(rest) = text.strip_prefix('[') {
+        let close = rest.find("]:").ok_or_else(|| {
+            ValueError::whole(text, format!("`{text}` is not an address:port"))
+                .help("write an IPv6 endpoint as `[fd00::5]:8080`")
+        })?;
+        (&rest[..close], 1, close + 3)
+    } else {
+        let colon = text.rfind(':').ok_or_else(|| {
+            ValueError::whole(text, format!("`{text}` has no port"))
+                .help("write it as address:port, e.g. `10.244.1.5:8080`")
+        })?;
+        if text[..colon].contains(':') {
+            return Err(ValueError::whole(text, format!("`{text}` is ambiguous"))
+                .help("put an IPv6 address in brackets: `[fd00::5]:8080`"));
+        }
+        (&text[..colon], 0, colon + 1)
+    };
+    let addr = IpAddr::from_str(addr_text).map_err(|_| {
+        ValueError::new(addr_start, addr_start + addr_text.len(), format!("`{addr_text}` is not an IP address"))
+    })?;
+    let port = parse_port(&text[port_start..]).map_err(|e| ValueError {
+        start: e.start + port_start,
+        end: e.end + port_start,
+        ..e
+    })?;
+    Ok((addr, port))
+}
+
+/// Linux interface names: 1..=15 bytes is checked by the compiler (`interface-name-too-long`);
+/// here only what the kernel can never accept: empty, `.`/`..`, `/`, `:`, whitespace, NUL.
+pub fn parse_link_name(text: &str) -> Result<String, ValueError> {
+    if text.is_empty() || text == "." || text == ".." {
+        return Err(ValueError::whole(text, format!("`{text}` is not a valid interface name")));
+    }
+    if let Some((i, c)) = text.char_indices().find(|(_, c)| *c == '/' || *c == ':' || c.is_whitespace() || *c == '\0') {
+        return Err(ValueError::new(i, i + c.len_utf8(), format!("interface names cannot contain {c:?}"))
+            .help("Linux interface names are up to 15 bytes without `/`, `:` or whitespace"));
+    }
+    Ok(text.to_string())
+}
+
+/// Names of nodes, namespaces, zones, sets, services, templates: become file names (netns) and
+/// nft identifiers, so they are restricted to a safe alphabet.
+pub fn parse_name(text: &str) -> Result<String, ValueError> {
+    if text.is_empty() {
+        return Err(ValueError::whole(text, "a name cannot be empty"));
+    }
+    if let Some((i, c)) =
+        text.char_indices().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ValueError::new(i, i + c.len_utf8(), format!("names cannot contain {c:?}"))
+            .help("use letters, digits, `-`, `_` and `.`"));
+    }
+    if text.starts_with('.') {
+        return Err(ValueError::new(0, 1, "names cannot start with `.`"));
+    }
+    if text.len() > 64 {
+        return Err(ValueError::new(64, text.len(), "names are at most 64 bytes"));
+    }
+    Ok(text.to_string())
+}
+
+/// A sysctl path in dotted form under `net.`, e.g. `net.ipv4.conf.eth0.rp_filter`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SysctlPath(pub String);
+
+impl fmt::Display for SysctlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl SysctlPath {
+    /// The file under `/proc/sys` (dots become slashes; the interface segment of
+    /// `net.ipv{4,6}.conf.IFACE.key` may itself contain dots and keeps them).
+    pub fn proc_path(&self) -> String {
+        let parts: Vec<&str> = self.0.split('.').collect();
+        if parts.len() > 4
+            && parts[0] == "net"
+            && (parts[1] == "ipv4" || parts[1] == "ipv6")
+            && (parts[2] == "conf" || parts[2] == "neigh")
+        {
+            let iface = parts[3..parts.len() - 1].join(".");
+            format!("/proc/sys/net/{}/{}/{}/{}", parts[1], parts[2], iface, parts[parts.len() - 1])
+        } else {
+            format!("/proc/sys/{}", parts.join("/"))
+        }
+    }
+}
+
+pub fn parse_sysctl_path(text: &str) -> Result<SysctlPath, ValueError> {
+    if !text.starts_with("net.") {
+        return Err(ValueError::whole(text, format!("`{text}` is not a network sysctl"))
+            .help("netcfg manages the per-namespace `net.*` sysctls only"));
+    }
+    let mut pos = 0;
+    for seg in text.split('.') {
+        if seg.is_empty() {
+            return Err(ValueError::new(pos, pos + 1, "empty segment in sysctl path"));
+        }
+        if let Some((i, c)) =
+            seg.char_indices().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '@')))
+        {
+            return Err(ValueError::new(pos + i, pos + i + c.len_utf8(), format!("sysctl paths cannot contain {c:?}"))
+                .help("write the path with dots, e.g. `net.ipv4.conf.eth0.rp_filter`"));
+        }
+        pos += seg.len() + 1;
+    }
+    Ok(SysctlPath(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_errors_point_at_the_bad_part() {
+        let e = parse_if_addr("10.0.0.300/24").unwrap_err();
+        assert_eq!((e.start, e.end), (0, 10));
+        let e = parse_if_addr("10.0.0.3/33").unwrap_err();
+        assert_eq!((e.start, e.end), (9, 11));
+        let e = parse_net("10.0.0.3/24").unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("the network is `10.0.0.0/24`"));
+        assert_eq!(parse_net("10.0.0.3").unwrap().to_string(), "10.0.0.3/32");
+        assert_eq!(parse_if_addr("fd00::1/64").unwrap().prefix_len(), 64);
+    }
+
+    #[test]
+    fn port_sets_merge_and_locate_errors() {
+        assert_eq!(parse_port_set("443, 80,81-90").unwrap().to_string(), "80-90,443");
+        let e = parse_port_set("80,70000").unwrap_err();
+        assert_eq!((e.start, e.end), (3, 8));
+        let e = parse_port_set("80,90-x").unwrap_err();
+        assert_eq!((e.start, e.end), (6, 7));
+        assert!(parse_port_set("9-1").is_err());
+        assert!(parse_port_set("0").is_err());
+    }
+
+    #[test]
+    fn endpoints_and_macs() {
+        assert_eq!(parse_endpoint("10.0.0.1:80").unwrap().1, 80);
+        assert_eq!(parse_endpoint("[fd00::1]:8080").unwrap().0.to_string(), "fd00::1");
+        assert!(parse_endpoint("fd00::1:80").is_err());
+        let e = parse_endpoint("10.0.0.1:0").unwrap_err();
+        assert_eq!((e.start, e.end), (9, 10));
+        assert_eq!(parse_mac("0A:58:a9:fe:ac:0f").unwrap().to_string(), "0a:58:a9:fe:ac:0f");
+        let e = parse_mac("0a:58:zz:fe:ac:0f").unwrap_err();
+        assert_eq!((e.start, e.end), (6, 8));
+        assert!(parse_mac("01:00:5e:00:00:01").is_err());
+    }
+
+    #[test]
+    fn names_and_sysctls() {
+        assert!(parse_link_name("eth0").is_ok());
+        assert_eq!(parse_link_name("et h0").unwrap_err().start, 2);
+        assert!(parse_name("task-1").is_ok());
+        assert!(parse_name("task;1").is_err());
+        assert_eq!(
+            parse_sysctl_path("net.ipv4.conf.eth0.100.rp_filter").unwrap().proc_path(),
+            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+        );
+        assert_eq!(parse_sysctl_path("net.ipv4.ip_forward").unwrap().proc_path(), "/proc/sys/net/ipv4/ip_forward");
+        assert!(parse_sysctl_path("kernel.panic").is_err());
+        assert_eq!(parse_sysctl_path("net.ipv4..x").unwrap_err().start, 9);
+    }
+}
