@@ -316,6 +316,7 @@ pub struct Backend {
     pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
+    /// The `ip:port` text.
     pub span: Span,
 }
 

@@ -162,13 +162,13 @@ pub struct Model<'f> {
     fibs: Vec<Vec<Fib>>,
     segment: HashMap<LinkRef, SegmentId>,
     segments: Vec<Vec<LinkRef>>,
-    owners: HashMap<IpAddr, Vec<AddrRef>>,
+    owners: BTreeMap<IpAddr, Vec<AddrRef>>,
 }
 
 impl<'f> Model<'f> {
     pub fn new(fleet: &'f Fleet) -> Model<'f> {
         let fibs = fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id)).collect()).collect();
-        let mut owners: HashMap<IpAddr, Vec<AddrRef>> = HashMap::new();
+        let mut owners: BTreeMap<IpAddr, Vec<AddrRef>> = BTreeMap::new();
         for n in &fleet.nodes {
             for l in &n.links {
                 if matches!(l.kind, LinkKind::Loopback) {
@@ -231,6 +231,11 @@ impl<'f> Model<'f> {
     /// The links (not loopbacks) that carry `addr` as one of their addresses.
     pub fn owners(&self, addr: IpAddr) -> &[AddrRef] {
         self.owners.get(&addr).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// Every declared address inside `net` (loopbacks excluded), in address order.
+    pub fn addresses_in(&self, net: IpNet) -> impl Iterator<Item = AddrRef> + '_ {
+        self.owners.range(net.network()..=net.broadcast()).flat_map(|(_, v)| v.iter().copied())
     }
 
     /// Who answers for `addr` on the L2 segment of `link` (a next hop, an on-link peer).

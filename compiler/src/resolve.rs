@@ -607,7 +607,7 @@ impl<'d> NodeBuilder<'d> {
                         addr: b.addr.value,
                         port: b.port.value,
                         weight: b.weight.as_ref().map(|w| w.value).unwrap_or(1),
-                        span: b.span,
+                        span: b.addr.span,
                     })
                     .collect(),
                 span: s.span,

@@ -1,9 +1,273 @@
-//! `non-symmetric-routes`: not written yet.
+//! `non-symmetric-routes`: a next hop that has no way back over the link it is reached by,
+//! and routes between namespaces or nodes that exist one way only (incident 000).
+//!
+//! **What it does.**
+//! 1. For every route `via` a gateway over a link (`dev`, or the link the gateway resolves to),
+//!    looks the gateway up in the namespace's own FIB: that is the path the kernel checks when
+//!    the gateway ARPs for us (`fib_validate_source` in `arp_process`). If the path back leaves
+//!    by another link and the link's effective rp_filter (max of `all` and the link's own) is
+//!    strict, the namespace silently ignores the gateway's ARP requests: error. With loose
+//!    rp_filter only a missing route back fails. With rp_filter unset here (the distribution
+//!    decides; many default to strict) an asymmetric path is a warning.
+//! 2. For every route to a specific network via a gateway, every namespace of the fleet that
+//!    holds an address in that network must have a route back to this namespace's source
+//!    address on the link; otherwise replies are dropped there: error.
+//!
+//! **Why is this bad.** In ECS awsvpc tasks, `169.254.172.15/22` sat on `ecs-eth0` without its
+//! connected route and only a `/32` route to the credentials endpoint via `169.254.172.1`.
+//! The host could not resolve the task's MAC once its ARP entry expired (the task dropped the
+//! host's ARP requests under strict rp_filter), so the endpoint failed for up to 60 s at a time.
+//!
+//! **Example.**
+//! ```kdl
+//! netns "task-1" {
+//!     rp-filter "strict"
+//!     veth "ecs-eth0" { address "169.254.172.15/22" prefix-route=#false; peer "veth-t1" netns="@host"; }
+//!     route "default" via="10.0.254.1" dev="eth14"
+//!     route "169.254.170.2/32" via="169.254.172.1" dev="ecs-eth0" onlink=#true
+//! }
+//! ```
+//! Fix: a link-scoped return route `route "169.254.172.1/32" dev="ecs-eth0"`.
 
 use super::Check;
-use crate::model::Model;
+use crate::ir::{LinkId, Node, Route, MAIN_TABLE};
+use crate::model::{Lookup, Model, NetnsRef};
+use netcfg_lang::ast::{RouteType, RpFilter};
 use netcfg_lang::Diagnostic;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-pub const CHECK: Check = Check { code: "non-symmetric-routes", summary: "TODO", run };
+pub const CHECK: Check = Check {
+    code: "non-symmetric-routes",
+    summary: "a next hop or a routed peer has no path back over the same link",
+    run,
+};
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        let node = model.node(ns.node);
+        for route in &netns.routes {
+            if route.table != MAIN_TABLE || route.route_type != RouteType::Unicast {
+                continue;
+            }
+            let Some(via) = &route.via else { continue };
+            let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
+                continue;
+            };
+            gateway_path_back(model, ns, node, route, via.value, dev, diags);
+            one_way(model, ns, node, route, dev, diags);
+        }
+    }
+}
+
+fn gateway_path_back(
+    model: &Model,
+    ns: NetnsRef,
+    node: &Node,
+    route: &Route,
+    gateway: IpAddr,
+    dev: LinkId,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let link_ref = crate::model::LinkRef { node: ns.node, link: dev };
+    let back = match model.fib(ns).lookup(gateway) {
+        Lookup::Route(e) if e.route_type == RouteType::Unicast => Some(e.dev.or_else(|| model.fib(ns).egress(gateway))),
+        Lookup::Local(_) => return, // `gateway-not-on-link` reports a local gateway
+        _ => None,
+    };
+    let back_dev = back.flatten();
+    if back_dev == Some(dev) {
+        return;
+    }
+    let rp = model.rp_filter(link_ref);
+    let link = node.link(dev);
+    let via_span = route.via.as_ref().map(|v| v.span).unwrap_or(route.span);
+    let path = match back_dev {
+        Some(other) => format!("the route back to `{gateway}` leaves by `{}`", node.link(other).name.value),
+        None => format!("there is no route back to `{gateway}`"),
+    };
+    let (severity_error, why) = match (rp, back_dev) {
+        (Some(RpFilter::Strict), _) => (true, "strict rp_filter drops its ARP requests and packets"),
+        (Some(RpFilter::Loose), None) | (None, None) => (true, "rp_filter drops its ARP requests and packets"),
+        (Some(RpFilter::Loose), Some(_)) | (Some(RpFilter::Off), _) => return,
+        (None, Some(_)) => (false, "this works only while rp_filter is not strict"),
+    };
+    let message = format!("gateway `{gateway}` is reached over `{}` but {path}", link.name.value);
+    let mut d = if severity_error {
+        Diagnostic::error(CHECK.code, via_span, message)
+    } else {
+        Diagnostic::warning(CHECK.code, via_span, message)
+    };
+    d = d.with_label(why.to_string());
+    if let Some(addr) = link.addresses.iter().find(|a| a.addr().is_ipv4() == gateway.is_ipv4()) {
+        let note = if addr.prefix_route {
+            format!("`{}` is the address on `{}`", addr.net, link.name.value)
+        } else {
+            format!("`{}` installs no connected route (`prefix-route=#false`)", addr.net)
+        };
+        d = d.with_secondary(addr.span, note);
+    }
+    let host_len = if gateway.is_ipv4() { 32 } else { 128 };
+    diags.push(d.with_help(format!(
+        "add a link-scoped return route `route \"{gateway}/{host_len}\" dev=\"{}\"`, or a connected route for the link's subnet",
+        link.name.value
+    )));
+}
+
+fn one_way(model: &Model, ns: NetnsRef, node: &Node, route: &Route, dev: LinkId, diags: &mut Vec<Diagnostic>) {
+    if route.dst.prefix_len() == 0 {
+        return;
+    }
+    let link = node.link(dev);
+    let family_v4 = route.dst.addr().is_ipv4();
+    let source = route
+        .src
+        .as_ref()
+        .map(|s| s.value)
+        .or_else(|| link.addresses.iter().map(|a| a.addr()).find(|a| a.is_ipv4() == family_v4));
+    let Some(source) = source else { return };
+    let mut seen: BTreeSet<NetnsRef> = BTreeSet::new();
+    for target in model.addresses_in(route.dst) {
+        let target_ns = model.netns_of(target.link);
+        if target_ns == ns || !seen.insert(target_ns) {
+            continue;
+        }
+        let back = model.fib(target_ns).lookup(source);
+        let ok = match back {
+            Lookup::Local(_) => true,
+            Lookup::Route(e) => e.route_type == RouteType::Unicast,
+            Lookup::NoRoute => false,
+        };
+        if ok {
+            continue;
+        }
+        let target_node = model.node(target_ns.node);
+        let where_ = target_node.describe_netns(target_ns.netns);
+        diags.push(
+            Diagnostic::error(
+                CHECK.code,
+                route.dst_span,
+                format!("route to `{}` goes one way: {where_} has no route back to `{source}`", route.dst),
+            )
+            .with_label(format!("replies from `{}` are dropped", model.address(target).addr()))
+            .with_secondary(model.address(target).span, format!("`{}` lives here", model.address(target).addr()))
+            .with_help(format!("add a route to `{source}` (or a default route) in {where_}")),
+        );
+        // One finding per route is enough to show the asymmetry.
+        break;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    fn ecs(task_extra: &str, route_extra: &str) -> String {
+        format!(
+            r#"
+node "ip-10-0-0-135" {{
+    ethernet "eth0" {{ address "10.0.0.135/24"; }}
+    route "default" via="10.0.0.1" dev="eth0"
+    bridge "ecs-bridge" {{
+        address "169.254.172.1/22"
+        address "169.254.170.2/32"
+    }}
+    netns "task-1" {{
+        {task_extra}
+        ethernet "eth14" {{ address "10.0.254.153/24"; }}
+        veth "ecs-eth0" {{
+            address "169.254.172.15/22" prefix-route=#false
+            peer "veth-task1" netns="@host" master="ecs-bridge"
+        }}
+        route "default" via="10.0.254.1" dev="eth14"
+        route "169.254.170.2/32" via="169.254.172.1" dev="ecs-eth0" {route_extra}
+"#
+        )
+    }
+
+    #[test]
+    fn incident_000_strict_rp_filter() {
+        let spec = ecs(r#"rp-filter "strict""#, "onlink=#true")
+            + r#"//                                    ^^^^^^^^^^^^^ error non-symmetric-routes
+    }
+}
+"#;
+        let d = check(&spec);
+        assert!(d[0].help.as_deref().unwrap().contains(r#"route "169.254.172.1/32" dev="ecs-eth0""#));
+        assert_eq!(d[0].secondary.len(), 1, "points at the address without connected route");
+    }
+
+    #[test]
+    fn incident_000_rp_filter_unset_is_a_warning() {
+        let spec = ecs("", "onlink=#true")
+            + r#"//                                    ^^^^^^^^^^^^^ warning non-symmetric-routes
+    }
+}
+"#;
+        check(&spec);
+    }
+
+    #[test]
+    fn incident_000_fixed_by_a_link_scoped_return_route() {
+        let spec = ecs(r#"rp-filter "strict""#, "")
+            + r#"
+        route "169.254.172.1/32" dev="ecs-eth0"
+    }
+}
+"#;
+        check(&spec);
+    }
+
+    #[test]
+    fn loose_rp_filter_with_a_default_route_is_fine() {
+        let spec = ecs(r#"rp-filter "loose""#, "onlink=#true") + "\n    }\n}\n";
+        check(&spec);
+    }
+
+    #[test]
+    fn routes_between_nodes_that_exist_one_way() {
+        check(
+            r#"
+node "a" {
+    ethernet "eth0" { address "10.0.0.1/24"; }
+    route "10.20.0.0/16" via="10.0.0.2" dev="eth0"
+//         ^^^^^^^^^^^^ error non-symmetric-routes
+}
+node "b" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    forwarding #true
+    netns "inner" {
+        veth "eth0" {
+            address "10.20.0.5/24"
+            peer "veth-inner" netns="@host"
+        }
+    }
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn routes_between_nodes_both_ways() {
+        check(
+            r#"
+node "a" {
+    ethernet "eth0" { address "10.0.0.1/24"; }
+    route "10.20.0.0/16" via="10.0.0.2" dev="eth0"
+}
+node "b" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    forwarding #true
+    bridge "br0" { address "10.20.0.1/24"; }
+    netns "inner" {
+        veth "eth0" {
+            address "10.20.0.5/24"
+            peer "veth-inner" netns="@host" master="br0"
+        }
+        route "default" via="10.20.0.1" dev="eth0"
+    }
+}
+"#,
+        );
+    }
+}

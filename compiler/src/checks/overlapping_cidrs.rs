@@ -1,9 +1,331 @@
-//! `overlapping-cidrs`: not written yet.
+//! `overlapping-cidrs`: subnets that overlap where they must not.
+//!
+//! **What it does.** Collects every link subnet (the prefix of each address, host-length
+//! addresses excluded) and every service VIP across the whole fleet, sorts them, and sweeps
+//! once (O(n log n) plus one finding per overlap). It reports:
+//! - the same subnet on two links of one namespace (the kernel routes the prefix out of one of
+//!   them only);
+//! - overlapping subnets on different L2 segments, in any namespace of any node (overlapping
+//!   pod CIDRs across nodes, a pod subnet inside the LAN): the fleet cannot route to both;
+//! - a subnet nested in a different-length subnet on the same segment (prefix-length mismatch:
+//!   hosts disagree on who is on-link);
+//! - a service VIP inside a link subnet (the VIP would shadow or be shadowed by a real host);
+//! - overlapping elements inside one address set (warning: nft interval sets reject them, netcfg
+//!   would merge them, and the author probably meant something else).
+//!
+//! Equal subnets on one segment are the normal case (a bridge and its pods, nodes on one LAN),
+//! and link-local subnets (169.254.0.0/16, fe80::/10) may repeat on different nodes (every ECS
+//! host has its own `169.254.172.0/22` bridge).
+//!
+//! **Why is this bad.** Overlaps make routing ambiguous: traffic for the overlap goes to
+//! whichever route the kernel prefers, silently, and only some hosts are reachable.
+//!
+//! **Example.**
+//! ```kdl
+//! node "w2" { bridge "cni0" { address "10.244.2.1/24" } }
+//! node "w3" { bridge "cni0" { address "10.244.2.1/23" } }   // overlaps w2's pods
+//! ```
 
 use super::Check;
-use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use crate::ir::{LinkKind, NodeId};
+use crate::model::{LinkRef, Model, SegmentId};
+use ipnet::IpNet;
+use netcfg_lang::{Diagnostic, Span};
+use std::collections::BTreeMap;
 
-pub const CHECK: Check = Check { code: "overlapping-cidrs", summary: "TODO", run };
+pub const CHECK: Check = Check {
+    code: "overlapping-cidrs",
+    summary: "subnets or service VIPs overlap across links, namespaces or nodes",
+    run,
+};
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+#[derive(Clone, Copy)]
+enum Owner {
+    Link { link: LinkRef, segment: SegmentId },
+    Vip { node: NodeId },
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    owner: Owner,
+    span: Span,
+}
+
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    // Grouped by exact network; BTreeMap order on IpNet is (address, prefix length), so a
+    // network comes after every network that contains it and starts at the same address.
+    let mut groups: BTreeMap<(bool, u128, u8), (IpNet, Vec<Entry>)> = BTreeMap::new();
+    let mut add = |net: IpNet, entry: Entry| {
+        let key = (net.addr().is_ipv6(), addr_bits(net), net.prefix_len());
+        groups.entry(key).or_insert_with(|| (net, Vec::new())).1.push(entry);
+    };
+    for (r, link) in model.links() {
+        if matches!(link.kind, LinkKind::Loopback) {
+            continue;
+        }
+        for a in &link.addresses {
+            if a.net.prefix_len() < a.net.max_prefix_len() {
+                add(
+                    a.net.trunc(),
+                    Entry { owner: Owner::Link { link: r, segment: model.segment_of(r) }, span: a.span },
+                );
+            }
+        }
+    }
+    for (ns, netns) in model.namespaces() {
+        for s in &netns.services {
+            add(IpNet::from(s.vip.value), Entry { owner: Owner::Vip { node: ns.node }, span: s.vip.span });
+        }
+    }
+
+    let mut stack: Vec<(IpNet, Vec<Entry>)> = Vec::new();
+    for (_, (net, entries)) in groups {
+        while stack
+            .last()
+            .is_some_and(|(outer, _)| !outer.contains(&net) || outer.addr().is_ipv6() != net.addr().is_ipv6())
+        {
+            stack.pop();
+        }
+        for (i, e) in entries.iter().enumerate() {
+            // Within one network: report against the first entry it conflicts with.
+            if let Some(first) = entries[..i].iter().find(|f| conflicts_equal(model, net, f, e)) {
+                report(model, diags, net, first, net, e);
+            }
+            // Against enclosing networks, innermost first: one finding per enclosing network
+            // for a subnet, only the innermost for a VIP.
+            for (outer, outer_entries) in stack.iter().rev() {
+                if let Some(o) = outer_entries.iter().find(|o| conflicts_nested(model, o, e)) {
+                    report(model, diags, *outer, o, net, e);
+                    if matches!(e.owner, Owner::Vip { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+        stack.push((net, entries));
+    }
+    address_sets(model, diags);
+}
+
+fn addr_bits(net: IpNet) -> u128 {
+    match net.network() {
+        std::net::IpAddr::V4(a) => u32::from(a) as u128,
+        std::net::IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn is_link_local(net: IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => "169.254.0.0/16".parse::<ipnet::Ipv4Net>().expect("valid").contains(&n),
+        IpNet::V6(n) => "fe80::/10".parse::<ipnet::Ipv6Net>().expect("valid").contains(&n),
+    }
+}
+
+/// Two entries of the same network conflict unless they share a segment, or the network is
+/// link-local and they sit on different nodes.
+fn conflicts_equal(model: &Model, net: IpNet, a: &Entry, b: &Entry) -> bool {
+    match (a.owner, b.owner) {
+        (Owner::Link { link: la, segment: sa }, Owner::Link { link: lb, segment: sb }) => {
+            if sa == sb || la == lb {
+                return false;
+            }
+            let same_ns = model.netns_of(la) == model.netns_of(lb);
+            same_ns || !(is_link_local(net) && la.node != lb.node)
+        }
+        // Two services on one VIP are `duplicate-port`'s business.
+        (Owner::Vip { .. }, Owner::Vip { .. }) => false,
+        _ => true,
+    }
+}
+
+/// An entry inside a strictly larger network.
+fn conflicts_nested(model: &Model, outer: &Entry, inner: &Entry) -> bool {
+    match (outer.owner, inner.owner) {
+        (Owner::Vip { .. }, _) => false,
+        (Owner::Link { link, .. }, Owner::Vip { node }) => link.node == node || !is_link_local_link(model, link),
+        (Owner::Link { link: lo, .. }, Owner::Link { link: li, .. }) => {
+            lo.node == li.node || !(is_link_local_link(model, lo) && is_link_local_link(model, li))
+        }
+    }
+}
+
+fn is_link_local_link(model: &Model, l: LinkRef) -> bool {
+    model.link(l).addresses.iter().all(|a| is_link_local(a.net))
+}
+
+fn describe(model: &Model, o: Owner) -> String {
+    match o {
+        Owner::Link { link, .. } => {
+            let node = model.node(link.node);
+            format!("link `{}` of {}", model.link(link).name.value, node.describe_netns(model.link(link).netns))
+        }
+        Owner::Vip { node } => format!("a service VIP of node `{}`", model.node(node).name.value),
+    }
+}
+
+fn report(model: &Model, diags: &mut Vec<Diagnostic>, a_net: IpNet, a: &Entry, b_net: IpNet, b: &Entry) {
+    // The later declaration gets the primary span, so the first one reads as "declared here".
+    let ((p_net, p), (s_net, s)) = if a.span <= b.span { ((b_net, b), (a_net, a)) } else { ((a_net, a), (b_net, b)) };
+    let (message, help) = match (p.owner, s.owner) {
+        (Owner::Vip { .. }, _) | (_, Owner::Vip { .. }) => {
+            let (vip, subnet) = if matches!(p.owner, Owner::Vip { .. }) { (p_net, s_net) } else { (s_net, p_net) };
+            (
+                format!("service VIP `{}` lies inside subnet `{subnet}`", vip.addr()),
+                "take service VIPs from a range no link uses (like Kubernetes' service CIDR)".to_string(),
+            )
+        }
+        (Owner::Link { link: lp, segment: sp }, Owner::Link { link: ls, segment: ss }) => {
+            if p_net == s_net && model.netns_of(lp) == model.netns_of(ls) {
+                (
+                    format!("subnet `{p_net}` is on two links of the same namespace"),
+                    format!(
+                        "keep `{p_net}` on one link (put the others on a bridge), or give `{}` its own subnet",
+                        model.link(lp).name.value
+                    ),
+                )
+            } else if sp == ss {
+                (
+                    format!("subnet `{p_net}` disagrees with `{s_net}` on the same segment"),
+                    "use the same prefix length on every address of one L2 segment".to_string(),
+                )
+            } else {
+                (
+                    format!("subnet `{p_net}` overlaps `{s_net}`"),
+                    "give every link a subnet of its own (pod CIDRs must be disjoint across nodes)".to_string(),
+                )
+            }
+        }
+    };
+    diags.push(
+        Diagnostic::error(CHECK.code, p.span, message)
+            .with_label(format!("on {}", describe(model, p.owner)))
+            .with_secondary(s.span, format!("`{s_net}` on {}", describe(model, s.owner)))
+            .with_help(help),
+    );
+}
+
+fn address_sets(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (_, ns) in model.namespaces() {
+        for set in &ns.firewall.sets {
+            let mut elements: Vec<_> = set.elements.iter().collect();
+            elements.sort_by_key(|e| (e.value.addr().is_ipv6(), addr_bits(e.value), e.value.prefix_len()));
+            let mut open: Option<&netcfg_lang::Spanned<IpNet>> = None;
+            for e in elements {
+                match open {
+                    Some(o) if o.value.contains(&e.value) && o.value.addr().is_ipv6() == e.value.addr().is_ipv6() => {
+                        let (p, s) = if o.span <= e.span { (e, o) } else { (o, e) };
+                        diags.push(
+                            Diagnostic::warning(
+                                CHECK.code,
+                                p.span,
+                                format!("`{}` overlaps `{}` in set `{}`", p.value, s.value, set.name.value),
+                            )
+                            .with_secondary(s.span, "overlapping element")
+                            .with_help("remove the element that is already covered"),
+                        );
+                    }
+                    _ => open = Some(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn pod_cidrs_overlapping_across_nodes() {
+        check(
+            r#"
+node "w2" {
+    bridge "cni0" { address "10.244.2.1/24"; }
+}
+node "w3" {
+    bridge "cni0" { address "10.244.2.1/23"; }
+//                           ^^^^^^^^^^^^^ error overlapping-cidrs
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn equal_pod_cidrs_on_two_nodes_conflict() {
+        check(
+            r#"
+node "w1" { bridge "cni0" { address "10.244.1.1/24"; }; }
+node "w2" { bridge "cni0" { address "10.244.1.1/24"; }; }
+//                                   ^^^^^^^^^^^^^ error overlapping-cidrs
+"#,
+        );
+    }
+
+    #[test]
+    fn same_segment_and_shared_lan_are_fine() {
+        check(
+            r#"
+node "w1" {
+    ethernet "eth0" { address "10.0.0.11/24"; }
+    bridge "cni0" { address "10.244.1.1/24"; }
+    netns "pod" {
+        veth "eth0" {
+            address "10.244.1.2/24"
+            peer "veth-pod" netns="@host" master="cni0"
+        }
+    }
+}
+node "w2" { ethernet "eth0" { address "10.0.0.12/24"; }; }
+node "ecs-1" { bridge "ecs-bridge" { address "169.254.172.1/22"; }; }
+node "ecs-2" { bridge "ecs-bridge" { address "169.254.172.1/22"; }; }
+"#,
+        );
+    }
+
+    #[test]
+    fn same_subnet_on_two_links_of_one_namespace() {
+        check(
+            r#"
+node "n" {
+    bridge "br0" { address "192.168.0.1/24"; }
+    bridge "br1" { address "192.168.0.2/24"; }
+//                          ^^^^^^^^^^^^^^ error overlapping-cidrs
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn prefix_mismatch_on_one_segment_and_vip_inside_subnet() {
+        check(
+            r#"
+node "n" {
+    bridge "cni0" { address "10.244.1.1/24"; }
+    netns "pod" {
+        veth "eth0" {
+            address "10.244.1.2/16"
+//                   ^^^^^^^^^^^^^ error overlapping-cidrs
+            peer "veth-pod" netns="@host" master="cni0"
+        }
+    }
+    service "web" vip="10.244.1.200" port=80 { backend "10.244.1.2:80"; }
+//                     ^^^^^^^^^^^^ error overlapping-cidrs
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn overlapping_set_elements() {
+        check(
+            r#"
+node "n" {
+    firewall {
+        set "admins" "10.0.0.0/8" "10.1.0.0/16" "192.168.1.0/24"
+//                                 ^^^^^^^^^^^ warning overlapping-cidrs
+    }
+}
+"#,
+        );
+    }
+}
