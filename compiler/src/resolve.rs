@@ -670,3 +670,122 @@ impl<'d> NodeBuilder<'d> {
         n.listeners = listeners;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+    use netcfg_lang::parse_str;
+
+    fn fleet(src: &str) -> crate::ir::Fleet {
+        let parsed = parse_str("t.kdl", src);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        crate::compile(&parsed.spec).fleet
+    }
+
+    #[test]
+    fn templates_expand_and_the_node_overrides_by_name() {
+        let f = fleet(
+            r#"
+template "base" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.1/24"; }
+    bridge "cni0" netfilter=#true
+}
+template "worker" {
+    use "base"
+    sysctl "net.ipv4.tcp_syncookies" 1
+}
+node "w1" {
+    use "worker"
+    ethernet "eth0" { address "10.0.0.11/24"; }
+}
+node "w2" { use "worker"; }
+"#,
+        );
+        let w1 = &f.nodes[0];
+        let eth0 = w1.find_link(crate::ir::NetnsId::HOST, "eth0").unwrap();
+        assert_eq!(eth0.addresses[0].net.to_string(), "10.0.0.11/24");
+        assert!(w1.find_link(crate::ir::NetnsId::HOST, "cni0").is_some());
+        assert_eq!(w1.netns(crate::ir::NetnsId::HOST).sysctl_int("net.ipv4.ip_forward"), Some(1));
+        assert_eq!(w1.netns(crate::ir::NetnsId::HOST).sysctl_int("net.ipv4.tcp_syncookies"), Some(1));
+        let w2 = &f.nodes[1];
+        assert_eq!(w2.find_link(crate::ir::NetnsId::HOST, "eth0").unwrap().addresses[0].net.to_string(), "10.0.0.1/24");
+        // Every namespace has its loopback.
+        assert!(w2.find_link(crate::ir::NetnsId::HOST, "lo").is_some());
+    }
+
+    #[test]
+    fn template_errors() {
+        check(
+            r#"
+template "a" { use "b"; }
+template "b" { use "a"; }
+//                  ^ error template-cycle
+node "n" {
+    use "a"
+    use "wroker"
+//       ^^^^^^ error undefined-reference
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn undefined_and_duplicate_names() {
+        let d = check(
+            r#"
+node "n" {
+    bridge "ecs-bridge"
+    bridge "ecs-bridge"
+//          ^^^^^^^^^^ error duplicate-name
+    ethernet "lo"
+//            ^^ error duplicate-name
+    netns "t" {
+        veth "eth0" { peer "veth-t" netns="@host" master="ecs-brdge"; }
+//                                                        ^^^^^^^^^ error undefined-reference
+        route "default" via="10.0.0.1" dev="ecs-bridge"
+//                                          ^^^^^^^^^^ error undefined-reference
+        veth "eth1" { peer "veth-u" netns="tsk"; }
+//                                         ^^^ error undefined-reference
+    }
+}
+node "n"
+//    ^ error duplicate-name
+"#,
+        );
+        let typo = d.iter().find(|d| d.message.contains("ecs-brdge")).unwrap();
+        assert_eq!(typo.help.as_deref(), Some("did you mean `ecs-bridge`?"));
+        let elsewhere = d.iter().find(|d| d.message.contains("no link named `ecs-bridge`")).unwrap();
+        assert!(elsewhere.help.as_deref().unwrap().contains("host namespace"), "{:?}", elsewhere.help);
+        let dup = d.iter().find(|d| d.code == "duplicate-name" && d.message.contains("ecs-bridge")).unwrap();
+        assert_eq!(dup.secondary[0].message, "first declared here");
+    }
+
+    #[test]
+    fn first_class_sysctls_conflicting_with_explicit_ones() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    sysctl "net.ipv4.ip_forward" 0
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error conflicting-sysctl
+    rp-filter "strict"
+    sysctl "net.ipv4.conf.all.rp_filter" 1
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn master_must_be_a_bridge() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0"
+    veth "v0" master="eth0" { peer "v1"; }
+//                    ^^^^ error invalid-reference
+}
+"#,
+        );
+    }
+}

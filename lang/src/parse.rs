@@ -734,3 +734,83 @@ fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
 fn node_span(cx: &Cx, n: &KdlNode) -> Span {
     cx.span(n.span())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapLoader(HashMap<PathBuf, String>);
+
+    impl Loader for MapLoader {
+        fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.0.get(path).map(|s| s.as_bytes().to_vec()).ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn load(files: &[(&str, &str)]) -> Parsed {
+        let map: HashMap<PathBuf, String> = files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect();
+        let (entry, text) = files[0];
+        let mut parsed = Parsed::default();
+        parsed.add_file(entry.into(), Some(entry.into()), text.as_bytes(), &mut MapLoader(map));
+        parsed
+    }
+
+    #[test]
+    fn includes_are_relative_and_read_once() {
+        let p = load(&[
+            ("/s/fleet.kdl", "include \"common/t.kdl\"\ninclude \"common/t.kdl\"\nnode \"a\" { use \"w\"; }"),
+            ("/s/common/t.kdl", "template \"w\" { forwarding #true; }"),
+        ]);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        assert_eq!(p.spec.templates.len(), 1);
+        assert_eq!(p.sources.files().count(), 2);
+    }
+
+    #[test]
+    fn diagnostics_point_into_the_included_file() {
+        let p = load(&[("/s/a.kdl", "include \"b.kdl\""), ("/s/b.kdl", "node \"x\" {\n  bridge \"br0\" mtu=10\n}")]);
+        assert_eq!(p.diagnostics.len(), 1);
+        let d = &p.diagnostics[0];
+        assert_eq!(p.sources.get(d.primary.span.file).name, "/s/b.kdl");
+        assert_eq!(p.sources.slice(d.primary.span), "10");
+        assert_eq!(p.sources.line_col(d.primary.span.file, d.primary.span.start), (2, 20));
+    }
+
+    #[test]
+    fn include_cycles_and_missing_files() {
+        let p = load(&[("/s/a.kdl", "include \"b.kdl\"\ninclude \"nope.kdl\""), ("/s/b.kdl", "include \"a.kdl\"")]);
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["include-cycle", "include-failed"]);
+    }
+
+    #[test]
+    fn syntax_errors_and_non_utf8_are_diagnostics() {
+        let p = parse_str("t.kdl", "node \"a\" {\n  bridge \"br0 {\n}\n");
+        assert_eq!(p.diagnostics[0].code, "syntax");
+        let mut parsed = Parsed::default();
+        parsed.add_file("bin.kdl".into(), None, b"node \"a\xff\" {}", &mut FsLoader);
+        assert_eq!(parsed.diagnostics[0].code, "invalid-utf8");
+        assert_eq!(parsed.diagnostics[0].primary.span.start, 7);
+    }
+
+    #[test]
+    fn unknown_properties_suggest_the_known_ones() {
+        let p = parse_str("t.kdl", "node \"a\" { bridge \"br0\" mut=1500; rout \"default\" dev=\"br0\"; }");
+        let helps: Vec<(&str, Option<&str>)> = p.diagnostics.iter().map(|d| (d.code, d.help.as_deref())).collect();
+        assert_eq!(
+            helps,
+            [("unknown-property", Some("did you mean `mtu`?")), ("unknown-node", Some("did you mean `route`?"))]
+        );
+    }
+
+    #[test]
+    fn attributes_as_properties_or_children() {
+        let p =
+            parse_str("t.kdl", "node \"a\" { bridge \"br0\" { mtu 9000; netfilter #true; address \"10.0.0.1/24\"; } }");
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let l = &p.spec.nodes[0].body.links[0];
+        assert_eq!(l.mtu.as_ref().unwrap().value, 9000);
+        assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n) } if n.value));
+    }
+}
