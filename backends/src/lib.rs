@@ -1,1 +1,4 @@
-//! netcfg backends (nftables, netlink). Filled in by issues 3 and 4.
+//! netcfg's backends: everything that touches the kernel lives here, behind small interfaces.
+//! `nftables`: IR -> typed ruleset -> nft script, applied atomically per namespace.
+
+pub mod nftables;

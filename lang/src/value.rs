@@ -255,9 +255,12 @@ pub fn parse_link_name(text: &str) -> Result<String, ValueError> {
     if text.is_empty() || text == "." || text == ".." {
         return Err(ValueError::whole(text, format!("`{text}` is not a valid interface name")));
     }
-    if let Some((i, c)) = text.char_indices().find(|(_, c)| *c == '/' || *c == ':' || c.is_whitespace() || *c == '\0') {
+    // The kernel also refuses `/`, `:` and whitespace; quotes, backslashes and control
+    // characters are refused here because the name reaches nft scripts as a quoted string.
+    let bad = |c: char| matches!(c, '/' | ':' | '"' | '\\' | '\'') || c.is_whitespace() || c.is_control();
+    if let Some((i, c)) = text.char_indices().find(|(_, c)| bad(*c)) {
         return Err(ValueError::new(i, i + c.len_utf8(), format!("interface names cannot contain {c:?}"))
-            .help("Linux interface names are up to 15 bytes without `/`, `:` or whitespace"));
+            .help("use letters, digits and `-_.@+`; Linux interface names are up to 15 bytes"));
     }
     Ok(text.to_string())
 }

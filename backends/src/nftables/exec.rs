@@ -1,0 +1,220 @@
+//! Running `nft` inside a namespace: validate (`nft -c` in a throwaway namespace), apply one
+//! transaction (`nft -f -`), read netcfg's table back as JSON, and turn nft's
+//! `file:line:col` errors into diagnostics on the spec spans that produced the lines.
+
+use super::render::Script;
+use super::ruleset::TABLE_NAME;
+use netcfg_lang::{Diagnostic, Span};
+use serde_json::Value as Json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Where nft runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The namespace of the calling process.
+    Current,
+    /// A named namespace (`/run/netns/NAME`), entered with `ip netns exec`.
+    Named(String),
+    /// A fresh, empty namespace that lives only for this one command (`unshare`): used to
+    /// validate and canonicalise scripts without touching any real namespace. Works without
+    /// root where unprivileged user namespaces are allowed.
+    Scratch,
+}
+
+/// One error line of nft: `/dev/stdin:LINE:COL-COL: Error: MESSAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum ExecError {
+    /// nft (or ip/unshare) could not be started.
+    Spawn(String),
+    /// nft refused the script; nothing was changed.
+    Rejected { errors: Vec<NftError>, stderr: String },
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::Spawn(s) => write!(f, "{s}"),
+            ExecError::Rejected { stderr, .. } => write!(f, "nft rejected the ruleset: {}", stderr.trim()),
+        }
+    }
+}
+
+fn command(target: &Target, script_in_one_process: Option<&str>) -> Command {
+    match target {
+        Target::Current => Command::new("nft"),
+        Target::Named(name) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", name, "nft"]);
+            c
+        }
+        Target::Scratch => {
+            let mut c = Command::new("unshare");
+            if !is_root() {
+                c.arg("--map-root-user");
+            }
+            c.arg("--net");
+            match script_in_one_process {
+                Some(sh) => {
+                    c.args(["sh", "-c", sh]);
+                }
+                None => {
+                    c.arg("nft");
+                }
+            }
+            c
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn run(mut cmd: Command, stdin: &str) -> Result<String, ExecError> {
+    let program = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ExecError::Spawn(format!("cannot run {program}: {e}")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .map_err(|e| ExecError::Spawn(format!("cannot write to {program}: {e}")))?;
+    let out = child.wait_with_output().map_err(|e| ExecError::Spawn(format!("{program} failed: {e}")))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let errors = parse_errors(&stderr);
+    if errors.is_empty() && !stderr.contains("Error") {
+        return Err(ExecError::Spawn(format!("{program} failed: {}", stderr.trim())));
+    }
+    Err(ExecError::Rejected { errors, stderr })
+}
+
+/// Parses nft's `FILE:LINE:COL-COL: Error: MESSAGE` lines.
+pub fn parse_errors(stderr: &str) -> Vec<NftError> {
+    let mut out = Vec::new();
+    for line in stderr.lines() {
+        let Some(idx) = line.find(": Error: ") else { continue };
+        let loc = &line[..idx];
+        let message = line[idx + ": Error: ".len()..].to_string();
+        let mut parts = loc.rsplitn(3, ':');
+        let cols = parts.next().unwrap_or("");
+        let l = parts.next().unwrap_or("");
+        let (Ok(line_no), Some(Ok(col))) = (l.parse::<usize>(), cols.split('-').next().map(|c| c.parse::<usize>()))
+        else {
+            out.push(NftError { line: 0, column: 0, message });
+            continue;
+        };
+        out.push(NftError { line: line_no, column: col, message });
+    }
+    out
+}
+
+/// Validates a transaction with `nft -c` in a scratch namespace.
+pub fn check(script: &Script) -> Result<(), ExecError> {
+    let mut cmd = command(&Target::Scratch, None);
+    cmd.args(["-c", "-f", "-"]);
+    run(cmd, &script.text).map(|_| ())
+}
+
+/// Applies a transaction (atomically: nft commits the whole batch or nothing).
+pub fn apply(target: &Target, script: &Script) -> Result<(), ExecError> {
+    let mut cmd = command(target, None);
+    cmd.args(["-f", "-"]);
+    run(cmd, &script.text).map(|_| ())
+}
+
+/// netcfg's table as nft lists it (JSON, handles removed), or `None` when there is none.
+pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
+    let mut cmd = command(target, None);
+    cmd.args(["-j", "list", "table", "inet", TABLE_NAME]);
+    match run(cmd, "") {
+        Ok(out) => Ok(Some(normalize(
+            serde_json::from_str(&out).map_err(|e| ExecError::Spawn(format!("nft printed invalid JSON: {e}")))?,
+        ))),
+        Err(ExecError::Rejected { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What nft would list after applying `script` to an empty namespace: the canonical form to
+/// compare a live table with (nft merges intervals, reorders set elements, names priorities).
+pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
+    let sh = format!("nft -f - && nft -j list table inet {TABLE_NAME} 2>/dev/null || true");
+    let cmd = command(&Target::Scratch, Some(&sh));
+    let out = run(cmd, &script.text)?;
+    if out.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(normalize(
+        serde_json::from_str(&out).map_err(|e| ExecError::Spawn(format!("nft printed invalid JSON: {e}")))?,
+    )))
+}
+
+/// Drops what differs between two loads of the same ruleset: metainfo and handles.
+fn normalize(mut v: Json) -> Json {
+    fn strip(v: &mut Json) {
+        match v {
+            Json::Object(m) => {
+                m.remove("handle");
+                for x in m.values_mut() {
+                    strip(x);
+                }
+            }
+            Json::Array(a) => {
+                a.retain(|x| !x.get("metainfo").is_some());
+                for x in a.iter_mut() {
+                    strip(x);
+                }
+            }
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+/// Reports nft's errors on the spec spans behind the offending lines; lines without a spec
+/// origin (table scaffolding) are reported on `fallback`.
+pub fn diagnostics(script: &Script, err: &ExecError, fallback: Span) -> Vec<Diagnostic> {
+    match err {
+        ExecError::Spawn(msg) => vec![Diagnostic::error("nft-failed", fallback, msg.clone())
+            .with_help("install nftables (`apt-get install nftables`) and run as root")],
+        ExecError::Rejected { errors, stderr } => {
+            if errors.is_empty() {
+                return vec![Diagnostic::error(
+                    "nft-rejected",
+                    fallback,
+                    format!("nft rejected the ruleset: {}", stderr.trim()),
+                )];
+            }
+            errors
+                .iter()
+                .map(|e| {
+                    let span = script.origin_of_line(e.line).unwrap_or(fallback);
+                    let generated = script.line_text(e.line).unwrap_or("").trim();
+                    Diagnostic::error("nft-rejected", span, format!("nft rejected the rule generated from here: {}", e.message.trim_end_matches('.')))
+                        .with_label(format!("generated line {}: `{generated}`", e.line))
+                        .with_help("this is a netcfg bug or a kernel without the needed nftables feature; please report it with the spec")
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Typed ruleset -> nft script text, with a line table mapping every generated line back to the
+//! spec span that produced it (so nft's `file:line:col` errors can be reported on KDL).
+//! Output is deterministic: the same ruleset renders to the same bytes.
+
+use super::ruleset::*;
+use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::Span;
+use std::fmt::Write;
+
+/// An nft script plus, for each line (0-based), the spec span it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Script {
+    pub text: String,
+    pub origins: Vec<Option<Span>>,
+}
+
+impl Script {
+    fn line(&mut self, indent: usize, text: &str, origin: Option<Span>) {
+        for _ in 0..indent {
+            self.text.push('\t');
+        }
+        self.text.push_str(text);
+        self.text.push('\n');
+        self.origins.push(origin);
+    }
+
+    /// The span behind a 1-based line number, as nft reports it.
+    pub fn origin_of_line(&self, line: usize) -> Option<Span> {
+        self.origins.get(line.checked_sub(1)?).copied().flatten()
+    }
+
+    /// The text of a 1-based line.
+    pub fn line_text(&self, line: usize) -> Option<&str> {
+        self.text.lines().nth(line.checked_sub(1)?)
+    }
+}
+
+/// The transaction that replaces netcfg's table in one namespace: create it if absent, delete
+/// it, and (unless `table` is empty) create it anew — applied by `nft -f` as one batch, so the
+/// namespace never sees a half-written table and no other table is touched.
+pub fn render_transaction(header: &str, table: &Table) -> Script {
+    let mut s = Script::default();
+    for h in header.lines() {
+        s.line(0, &format!("# {h}"), None);
+    }
+    s.line(0, &format!("table inet {TABLE_NAME} {{}}"), None);
+    s.line(0, &format!("delete table inet {TABLE_NAME}"), None);
+    if !table.is_empty() {
+        render_table(&mut s, table);
+    }
+    s
+}
+
+fn render_table(s: &mut Script, t: &Table) {
+    s.line(0, &format!("table inet {TABLE_NAME} {{"), None);
+    if let Some(c) = &t.comment {
+        s.line(1, &format!("comment {c}"), None);
+    }
+    for set in &t.sets {
+        s.line(1, &format!("set {} {{", set.name), Some(set.origin));
+        s.line(2, &format!("type {}", key_type(&set.key)), Some(set.origin));
+        if set.interval {
+            s.line(2, "flags interval", Some(set.origin));
+            s.line(2, "auto-merge", Some(set.origin));
+        }
+        elements(s, set.elements.iter().map(|e| (e, None)));
+        s.line(1, "}", Some(set.origin));
+    }
+    for map in &t.maps {
+        s.line(1, &format!("map {} {{", map.name), Some(map.origin));
+        s.line(2, &format!("type {} : verdict", key_type(&map.key)), Some(map.origin));
+        elements(s, map.elements.iter().map(|(e, v)| (e, Some(v))));
+        s.line(1, "}", Some(map.origin));
+    }
+    for chain in &t.chains {
+        s.line(1, &format!("chain {} {{", chain.name), None);
+        if let Some(b) = &chain.base {
+            s.line(2, &base_chain(b), None);
+        }
+        for rule in &chain.rules {
+            let mut text = rule.exprs.iter().map(expr).collect::<Vec<_>>().join(" ");
+            if let Some(c) = &rule.comment {
+                let _ = write!(text, " comment {c}");
+            }
+            s.line(2, &text, Some(rule.origin));
+        }
+        s.line(1, "}", None);
+    }
+    s.line(0, "}", None);
+}
+
+fn elements<'a>(s: &mut Script, elems: impl ExactSizeIterator<Item = (&'a Element, Option<&'a Verdict>)>) {
+    let n = elems.len();
+    if n == 0 {
+        return;
+    }
+    s.line(2, "elements = {", None);
+    for (i, (e, v)) in elems.enumerate() {
+        let key = e.key.iter().map(value).collect::<Vec<_>>().join(" . ");
+        let data = v.map(|v| format!(" : {}", verdict(v))).unwrap_or_default();
+        let comma = if i + 1 < n { "," } else { "" };
+        s.line(3, &format!("{key}{data}{comma}"), Some(e.origin));
+    }
+    s.line(2, "}", None);
+}
+
+fn key_type(k: &[KeyType]) -> String {
+    k.iter().map(|t| t.keyword()).collect::<Vec<_>>().join(" . ")
+}
+
+fn base_chain(b: &BaseChain) -> String {
+    let ty = match b.chain_type {
+        ChainType::Filter => "filter",
+        ChainType::Nat => "nat",
+    };
+    let prio = match b.priority {
+        Priority::Filter => "filter".to_string(),
+        Priority::DstNat => "dstnat".to_string(),
+        Priority::SrcNat => "srcnat".to_string(),
+        Priority::Num(n) => n.to_string(),
+    };
+    let policy = match b.policy {
+        Policy::Accept => "accept",
+        Policy::Drop => "drop",
+    };
+    format!("type {ty} hook {} priority {prio}; policy {policy};", b.hook.keyword())
+}
+
+fn selector(sel: Selector) -> &'static str {
+    match sel {
+        Selector::Iif => "iif",
+        Selector::IifName => "iifname",
+        Selector::OifName => "oifname",
+        Selector::L4Proto => "meta l4proto",
+        Selector::NfProto => "meta nfproto",
+        Selector::Saddr(Family::V4) => "ip saddr",
+        Selector::Saddr(Family::V6) => "ip6 saddr",
+        Selector::Daddr(Family::V4) => "ip daddr",
+        Selector::Daddr(Family::V6) => "ip6 daddr",
+        Selector::Dport => "th dport",
+        Selector::Sport => "th sport",
+        Selector::CtState => "ct state",
+        Selector::CtStatus => "ct status",
+        Selector::Mark => "meta mark",
+    }
+}
+
+fn proto(p: Proto) -> &'static str {
+    match p {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+        Proto::Sctp => "sctp",
+        Proto::Icmp => "icmp",
+        Proto::Icmpv6 => "ipv6-icmp",
+    }
+}
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::Net(n) if n.prefix_len() == n.max_prefix_len() => n.addr().to_string(),
+        Value::Net(n) => n.to_string(),
+        Value::Addr(a) => a.to_string(),
+        Value::Ports(p) if p.0.len() == 1 => p.0[0].to_string(),
+        Value::Ports(p) => format!("{{ {} }}", p.0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")),
+        Value::Port(p) => p.to_string(),
+        Value::Proto(p) => proto(*p).to_string(),
+        Value::Family(Family::V4) => "ipv4".into(),
+        Value::Family(Family::V6) => "ipv6".into(),
+        Value::If(i) => i.to_string(),
+        Value::States(st) => st
+            .iter()
+            .map(|s| match s {
+                ConnState::New => "new",
+                ConnState::Established => "established",
+                ConnState::Related => "related",
+                ConnState::Invalid => "invalid",
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::DnatStatus => "dnat".into(),
+        Value::Mark(m) => format!("0x{m:08x}"),
+    }
+}
+
+fn verdict(v: &Verdict) -> String {
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Return => "return".into(),
+        Verdict::Jump(c) => format!("jump {c}"),
+        Verdict::Goto(c) => format!("goto {c}"),
+    }
+}
+
+fn keys(k: &[Selector]) -> String {
+    k.iter().map(|s| selector(*s)).collect::<Vec<_>>().join(" . ")
+}
+
+fn expr(e: &Expr) -> String {
+    match e {
+        Expr::Match { sel, op, value: v } => {
+            let op = match op {
+                Op::Eq => "",
+                Op::Ne => "!= ",
+            };
+            format!("{} {op}{}", selector(*sel), value(v))
+        }
+        Expr::Lookup { keys: k, set, op } => {
+            let op = match op {
+                Op::Eq => "",
+                Op::Ne => "!= ",
+            };
+            format!("{} {op}@{set}", keys(k))
+        }
+        Expr::VerdictMap { keys: k, map } => format!("{} vmap @{map}", keys(k)),
+        Expr::NumgenVmap { modulus, arms } => {
+            let arms =
+                arms.iter()
+                    .map(|(lo, hi, v)| {
+                        if lo == hi {
+                            format!("{lo} : {}", verdict(v))
+                        } else {
+                            format!("{lo}-{hi} : {}", verdict(v))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            format!("numgen random mod {modulus} vmap {{ {arms} }}")
+        }
+        Expr::MarkSet(m) => format!("meta mark set meta mark | 0x{m:08x}"),
+        Expr::HasMark(m) => format!("meta mark & 0x{m:08x} == 0x{m:08x}"),
+        Expr::NeighbourDiscovery => {
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept".into()
+        }
+        Expr::Counter => "counter".into(),
+        Expr::Log { prefix } => format!("log prefix {prefix}"),
+        Expr::Verdict(v) => verdict(v),
+        Expr::Reject { tcp: true } => "reject with tcp reset".into(),
+        Expr::Reject { tcp: false } => "reject with icmpx admin-prohibited".into(),
+        Expr::Dnat { addr: std::net::IpAddr::V4(a), port } => format!("dnat ip to {a}:{port}"),
+        Expr::Dnat { addr: std::net::IpAddr::V6(a), port } => format!("dnat ip6 to [{a}]:{port}"),
+        Expr::Snat { addr: std::net::IpAddr::V4(a) } => format!("snat ip to {a}"),
+        Expr::Snat { addr: std::net::IpAddr::V6(a) } => format!("snat ip6 to {a}"),
+        Expr::Masquerade => "masquerade".into(),
+        Expr::Redirect { port } => format!("redirect to :{port}"),
+    }
+}

@@ -1,0 +1,334 @@
+//! The typed nftables ruleset netcfg emits: one `inet` table per namespace with named sets,
+//! verdict maps, base and regular chains, and rules built from typed expressions. Nothing here
+//! is text; `render.rs` turns it into an nft script. Every rule, set element and map element
+//! carries the span of the spec that produced it (its provenance).
+
+use ipnet::IpNet;
+use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::value::PortSet;
+use netcfg_lang::Span;
+use std::fmt;
+use std::net::IpAddr;
+
+/// The one table netcfg owns in every namespace. Nothing else is ever touched.
+pub const TABLE_NAME: &str = "netcfg";
+
+/// The packet-mark bit netcfg uses to ask `postrouting` to masquerade hairpin service traffic.
+/// Chosen away from kube-proxy's 0x4000/0x8000 and Calico's upper bits.
+pub const HAIRPIN_MARK: u32 = 0x0004_0000;
+
+/// An nft identifier (chain, set, map names): `[a-zA-Z][a-zA-Z0-9_-]*`, at most 64 bytes.
+/// Built only through [`Ident::new`], which maps any other character to `_`, so no spec can
+/// inject nft syntax through a name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(raw: &str) -> Ident {
+        let mut s: String =
+            raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+        if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            s.insert(0, 'x');
+        }
+        s.truncate(64);
+        Ident(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An interface name as it appears in a quoted nft string. `lang` already refuses quotes,
+/// backslashes and control characters in link names; this type re-checks at the boundary.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfName(String);
+
+impl IfName {
+    pub fn new(name: &str) -> Option<IfName> {
+        let ok = !name.is_empty()
+            && name.len() <= 15
+            && name.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' && c != '\'');
+        ok.then(|| IfName(name.to_string()))
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
+}
+
+/// A free-text comment, reduced to what nft accepts inside quotes (128 bytes, no quotes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comment(String);
+
+impl Comment {
+    pub fn new(text: &str) -> Comment {
+        let mut s: String = text.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();
+        s = s.replace(['"', '\\'], "'");
+        s.truncate(128);
+        Comment(s)
+    }
+}
+
+impl fmt::Display for Comment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub comment: Option<Comment>,
+    pub sets: Vec<Set>,
+    pub maps: Vec<Map>,
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.maps.is_empty() && self.chains.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+    Ifname,
+}
+
+impl KeyType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ipv4_addr",
+            KeyType::Ipv6Addr => "ipv6_addr",
+            KeyType::InetProto => "inet_proto",
+            KeyType::InetService => "inet_service",
+            KeyType::Ifname => "ifname",
+        }
+    }
+}
+
+/// One element (a concatenation when the key has several types), with its provenance.
+#[derive(Clone, Debug)]
+pub struct Element {
+    pub key: Vec<Value>,
+    pub origin: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Set {
+    pub name: Ident,
+    pub key: Vec<KeyType>,
+    /// `flags interval` + `auto-merge`: prefixes and ranges, overlapping ones merged.
+    pub interval: bool,
+    pub elements: Vec<Element>,
+    pub origin: Span,
+}
+
+/// A verdict map: key -> verdict.
+#[derive(Clone, Debug)]
+pub struct Map {
+    pub name: Ident,
+    pub key: Vec<KeyType>,
+    pub elements: Vec<(Element, Verdict)>,
+    pub origin: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainType {
+    Filter,
+    Nat,
+}
+
+/// Base-chain priorities (documented in spec.md, "How netcfg's table coexists").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// 0: after conntrack and DNAT, like iptables' filter table.
+    Filter,
+    /// -100: destination NAT (prerouting).
+    DstNat,
+    /// 100: source NAT (postrouting).
+    SrcNat,
+    Num(i32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+pub struct BaseChain {
+    pub chain_type: ChainType,
+    pub hook: Hook,
+    pub priority: Priority,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub name: Ident,
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub exprs: Vec<Expr>,
+    pub comment: Option<Comment>,
+    pub origin: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(Ident),
+    Goto(Ident),
+}
+
+/// What a match compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Iif,
+    IifName,
+    OifName,
+    L4Proto,
+    NfProto,
+    Saddr(Family),
+    Daddr(Family),
+    Dport,
+    Sport,
+    CtState,
+    CtStatus,
+    Mark,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Net(IpNet),
+    Addr(IpAddr),
+    Ports(PortSet),
+    Proto(Proto),
+    Family(Family),
+    If(IfName),
+    States(Vec<ConnState>),
+    /// `ct status dnat`.
+    DnatStatus,
+    Mark(u32),
+    Port(u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    Match {
+        sel: Selector,
+        op: Op,
+        value: Value,
+    },
+    /// `sel . sel ... @set` (negated: `!= @set`).
+    Lookup {
+        keys: Vec<Selector>,
+        set: Ident,
+        op: Op,
+    },
+    /// `sel . sel ... vmap @map`.
+    VerdictMap {
+        keys: Vec<Selector>,
+        map: Ident,
+    },
+    /// `numgen random mod N vmap { lo-hi : verdict, ... }`.
+    NumgenVmap {
+        modulus: u32,
+        arms: Vec<(u32, u32, Verdict)>,
+    },
+    /// `meta mark & M == M`.
+    MarkSet(u32),
+    /// `meta mark & M == M` as a match.
+    HasMark(u32),
+    /// ICMPv6 neighbour discovery, which an IPv6 host must accept to be reachable at all.
+    NeighbourDiscovery,
+    Counter,
+    Log {
+        prefix: Comment,
+    },
+    Verdict(Verdict),
+    /// `reject with tcp reset` for TCP, `reject with icmpx admin-prohibited` otherwise.
+    Reject {
+        tcp: bool,
+    },
+    Dnat {
+        addr: IpAddr,
+        port: u16,
+    },
+    Snat {
+        addr: IpAddr,
+    },
+    Masquerade,
+    Redirect {
+        port: u16,
+    },
+}

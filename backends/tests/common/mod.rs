@@ -1,0 +1,107 @@
+//! Test support: compile specs, and network namespaces owned by a guard that deletes them even
+//! when the test panics. Tests that need root skip with a message off CI and fail on CI.
+
+#![allow(dead_code)]
+
+use netcfg_compiler::ir::Fleet;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// True when the test may touch the kernel. Off CI without root: prints why and returns false.
+/// On CI (CI=true) without root: panics, because CI must run these.
+pub fn require_root(test: &str) -> bool {
+    if is_root() && has_tool("nft") && has_tool("ip") {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: CI must run as root with nft and ip installed");
+    }
+    eprintln!("skipping {test}: needs root, nft and ip (not available here)");
+    false
+}
+
+pub fn has_tool(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
+        || Command::new(name).arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+pub fn compile(src: &str) -> Fleet {
+    let parsed = netcfg_lang::parse_str("test.kdl", src);
+    assert!(parsed.diagnostics.is_empty(), "parse: {:#?}", parsed.diagnostics);
+    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let errors: Vec<_> = compiled.diagnostics.iter().filter(|d| d.severity == netcfg_lang::Severity::Error).collect();
+    assert!(errors.is_empty(), "check: {errors:#?}");
+    compiled.fleet
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("nct-{tag}-{}-{n}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// Runs a command inside the namespace and returns its stdout; panics on failure.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Runs a command inside the namespace, feeding `stdin`; returns (success, stdout+stderr).
+    pub fn exec_input(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        use std::io::Write;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(args);
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
