@@ -105,3 +105,67 @@ pub fn sh(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Connects a veth pair between two namespaces and addresses both ends (`a_addr`/`b_addr` with
+/// prefix), bringing them up.
+pub fn wire(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    sh(&["ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    sh(&["ip", "-n", &a.name, "addr", "add", a_addr, "dev", a_if]);
+    sh(&["ip", "-n", &b.name, "addr", "add", b_addr, "dev", b_if]);
+    sh(&["ip", "-n", &a.name, "link", "set", a_if, "up"]);
+    sh(&["ip", "-n", &b.name, "link", "set", b_if, "up"]);
+}
+
+/// A TCP server inside a namespace that answers every connection with `reply` and closes.
+/// It stops by itself after `max` connections or when the namespace goes away.
+pub fn serve(ns: &Netns, addr: &str, reply: &'static str, max: usize) {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let listener = netcfg_backends::netns::run_in(&ns.name, move || std::net::TcpListener::bind(addr))
+        .expect("enter netns")
+        .expect("bind");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for stream in listener.incoming().take(max) {
+            if let Ok(mut s) = stream {
+                let _ = s.write_all(reply.as_bytes());
+            }
+        }
+    });
+}
+
+/// Outcome of one TCP connection attempt from inside a namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Conn {
+    Reply(String),
+    Refused,
+    TimedOut,
+    Other(String),
+}
+
+pub fn connect(ns: &Netns, addr: &str, timeout_ms: u64) -> Conn {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    netcfg_backends::netns::run_in(&ns.name, move || {
+        use std::io::Read;
+        let t = std::time::Duration::from_millis(timeout_ms);
+        match std::net::TcpStream::connect_timeout(&addr, t) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(t)).unwrap();
+                let mut buf = String::new();
+                match s.read_to_string(&mut buf) {
+                    Ok(_) => Conn::Reply(buf),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Conn::Refused,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        Conn::TimedOut
+                    }
+                    Err(e) => Conn::Other(e.to_string()),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Conn::Refused,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Conn::TimedOut
+            }
+            Err(e) => Conn::Other(e.to_string()),
+        }
+    })
+    .expect("enter netns")
+}
