@@ -43,6 +43,7 @@ node "gw" {
         backend "10.2.0.2:8080"
         backend "10.3.0.2:8080" weight=3
     }
+    service "empty" vip="10.96.0.11" port=80
 }
 "#;
     let fleet = compile(spec);
@@ -71,4 +72,16 @@ node "gw" {
     assert_eq!(connect(&client, "10.2.0.2:9090", 2000), Conn::Refused, "rejected port must be refused");
     assert_eq!(connect(&client, "10.2.0.2:7070", 2000), Conn::Reply("b1-7070".into()), "allowed port");
     assert_eq!(connect(&client, "10.2.0.2:22", 700), Conn::TimedOut, "the drop policy drops the rest");
+    assert_eq!(connect(&client, "10.96.0.11:80", 2000), Conn::Refused, "a service without backends refuses");
+
+    // Hairpin: a backend reaching its own service, sometimes itself, is masqueraded so the
+    // reply comes back through the gateway and is un-NATed.
+    let mut hairpin = std::collections::BTreeMap::new();
+    for _ in 0..30 {
+        match connect(&b1, "10.96.0.10:80", 2000) {
+            Conn::Reply(who) => *hairpin.entry(who).or_insert(0) += 1,
+            other => panic!("hairpin connection failed: {other:?} after {hairpin:?}"),
+        }
+    }
+    assert!(hairpin.contains_key("b1"), "b1 never reached itself: {hairpin:?}");
 }

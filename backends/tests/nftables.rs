@@ -72,13 +72,19 @@ fn every_construct_renders_to_a_script_nft_accepts() {
 }
 
 #[test]
-fn rendering_is_deterministic_and_services_use_one_verdict_map() {
+fn rendering_is_deterministic_and_services_use_one_map() {
     let a = rulesets(POLICY);
     let b = rulesets(POLICY);
     assert_eq!(a[0].script, b[0].script);
     let text = &a[0].script.text;
-    assert!(text.contains("ip daddr . meta l4proto . th dport vmap @services-v4"), "{text}");
-    assert!(text.contains("numgen random mod 4 vmap { 0-2 : goto svc-0-web-ep0, 3 : goto svc-0-web-ep1 }"), "{text}");
+    assert!(
+        text.contains("dnat ip addr . port to ip daddr . meta l4proto . th dport . numgen random mod 65536 map @service-backends-v4"),
+        "{text}"
+    );
+    // Weights 3:1 split the draw 3:1.
+    assert!(text.contains("10.96.0.10 . tcp . 80 . 0-49151 : 10.244.1.2 . 8080,"), "{text}");
+    assert!(text.contains("10.96.0.10 . tcp . 80 . 49152-65535 : 10.244.1.3 . 8080,"), "{text}");
+    assert!(text.contains("10.96.0.99 . tcp . 80"), "a service without backends is refused: {text}");
     // The namespace without filtering or NAT only removes an old table.
     assert!(a.iter().all(|r| r.script.text.contains("delete table inet netcfg")));
 }

@@ -5,7 +5,6 @@
 
 use super::ruleset::*;
 use crate::nftables::ruleset::Family;
-use ipnet::IpNet;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
 use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
 use netcfg_lang::{Diagnostic, Span};
@@ -75,22 +74,30 @@ impl Lower<'_> {
                     .elements
                     .iter()
                     .filter(|e| Family::of(e.value.addr()) == fam)
-                    .map(|e| Element { key: vec![Value::Net(e.value)], origin: e.span })
+                    .map(|e| Element { key: vec![Value::Net(e.value)], data: None, origin: e.span })
                     .collect();
-                let key = vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }];
-                self.table.sets.push(Set { name: set_name(set, fam), key, interval: true, elements, origin: set.span });
+                let key = SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]);
+                self.table.sets.push(Set {
+                    name: set_name(set, fam),
+                    key,
+                    data: None,
+                    interval: true,
+                    elements,
+                    origin: set.span,
+                });
             }
         }
         for zone in &fw.zones {
             let mut elements = Vec::new();
             for l in &zone.links {
                 if let Some(n) = self.ifname(l.value, l.span) {
-                    elements.push(Element { key: vec![Value::If(n)], origin: l.span });
+                    elements.push(Element { key: vec![Value::If(n)], data: None, origin: l.span });
                 }
             }
             self.table.sets.push(Set {
                 name: zone_name(zone),
-                key: vec![KeyType::Ifname],
+                key: SetKey::Types(vec![KeyType::Ifname]),
+                data: None,
                 interval: false,
                 elements,
                 origin: zone.span,
@@ -184,7 +191,7 @@ impl Lower<'_> {
             }
         }
         if policy.is_some_and(|p| p.value == SpecVerdict::Reject) {
-            chain.rules.push(rule(vec![Expr::Reject { tcp: false }], origin));
+            chain.rules.push(rule(vec![Expr::Reject(RejectWith::AdminProhibited)], origin));
         }
         self.table.chains.push(chain);
     }
@@ -281,7 +288,10 @@ impl Lower<'_> {
             exprs.push(match r.verdict.value {
                 SpecVerdict::Accept => Expr::Verdict(Verdict::Accept),
                 SpecVerdict::Drop => Expr::Verdict(Verdict::Drop),
-                SpecVerdict::Reject => Expr::Reject { tcp: r.proto.as_ref().is_some_and(|p| p.value == Proto::Tcp) },
+                SpecVerdict::Reject if r.proto.as_ref().is_some_and(|p| p.value == Proto::Tcp) => {
+                    Expr::Reject(RejectWith::TcpReset)
+                }
+                SpecVerdict::Reject => Expr::Reject(RejectWith::AdminProhibited),
             });
             out.push(Rule { exprs, comment: r.comment.as_deref().map(Comment::new), origin: r.span });
             if !has_addr && !single {
@@ -291,82 +301,125 @@ impl Lower<'_> {
         out
     }
 
+    /// Services, redirects, masquerade and SNAT. Services use one map per family keyed on
+    /// `daddr . l4proto . dport . numgen random mod NUMGEN_MOD` (an interval on the draw): one
+    /// DNAT rule for any number of services and backends, each backend owning a slice of the
+    /// draw proportional to its weight. Hairpin traffic (a backend reaching itself through its
+    /// service) is masqueraded through a `saddr . daddr` set of backends.
     fn nat(&mut self) {
         let ns = self.ns;
         let mut pre = Vec::new();
         let mut out = Vec::new();
         let mut post = Vec::new();
-        // Services: one verdict map per family, one chain per service, one per backend.
-        let mut hairpin = false;
+        let mut rejects = Vec::new();
         for fam in [Family::V4, Family::V6] {
-            let services: Vec<(usize, &ir::Service)> =
-                ns.services.iter().enumerate().filter(|(_, s)| Family::of(s.vip.value) == fam).collect();
+            let services: Vec<&ir::Service> = ns.services.iter().filter(|s| Family::of(s.vip.value) == fam).collect();
             if services.is_empty() {
                 continue;
             }
-            let map_name = Ident::new(&format!("services-{}", fam.suffix()));
-            let mut elements = Vec::new();
-            for (i, svc) in services {
-                let chain = Ident::new(&format!("svc-{i}-{}", svc.name.value));
-                elements.push((
-                    Element {
-                        key: vec![Value::Addr(svc.vip.value), Value::Proto(svc.proto), Value::Port(svc.port.value)],
-                        origin: svc.span,
-                    },
-                    Verdict::Goto(chain.clone()),
-                ));
-                let backends: Vec<&ir::Backend> = svc.backends.iter().filter(|b| Family::of(b.addr) == fam).collect();
-                let mut svc_chain = Chain { name: chain.clone(), base: None, rules: Vec::new() };
-                if backends.is_empty() {
-                    // No backend: drop (a reject is not allowed in a nat chain).
-                    svc_chain.rules.push(rule(vec![Expr::Verdict(Verdict::Drop)], svc.span));
-                } else {
-                    let total: u32 = backends.iter().map(|b| b.weight).sum();
-                    let mut arms = Vec::new();
-                    let mut at = 0;
-                    for (j, b) in backends.iter().enumerate() {
-                        let ep = Ident::new(&format!("svc-{i}-{}-ep{j}", svc.name.value));
-                        arms.push((at, at + b.weight - 1, Verdict::Goto(ep.clone())));
-                        at += b.weight;
-                        hairpin = true;
-                        self.table.chains.push(Chain {
-                            name: ep,
-                            base: None,
-                            rules: vec![
-                                rule(
-                                    vec![m(Selector::Saddr(fam), Value::Addr(b.addr)), Expr::MarkSet(HAIRPIN_MARK)],
-                                    b.span,
-                                ),
-                                rule(
-                                    vec![
-                                        m(Selector::L4Proto, Value::Proto(svc.proto)),
-                                        Expr::Dnat { addr: b.addr, port: b.port },
-                                    ],
-                                    b.span,
-                                ),
-                            ],
-                        });
-                    }
-                    if arms.len() == 1 {
-                        let (_, _, v) = arms.remove(0);
-                        svc_chain.rules.push(rule(vec![Expr::Verdict(v)], svc.span));
-                    } else {
-                        svc_chain.rules.push(rule(vec![Expr::NumgenVmap { modulus: total, arms }], svc.span));
-                    }
+            let (addr_key, daddr, saddr) =
+                (KeyExpr::Sel(Selector::Daddr(fam)), Selector::Daddr(fam), Selector::Saddr(fam));
+            let svc_key = vec![addr_key, KeyExpr::Sel(Selector::L4Proto), KeyExpr::Sel(Selector::Dport)];
+            let mut backends = Vec::new();
+            let mut hairpins = Vec::new();
+            let mut empty = Vec::new();
+            for svc in &services {
+                let key = vec![Value::Addr(svc.vip.value), Value::Proto(svc.proto), Value::Port(svc.port.value)];
+                let bs: Vec<&ir::Backend> = svc.backends.iter().filter(|b| Family::of(b.addr) == fam).collect();
+                if bs.is_empty() {
+                    empty.push(Element { key, data: None, origin: svc.span });
+                    continue;
                 }
-                self.table.chains.push(svc_chain);
+                for (b, (lo, hi)) in bs.iter().zip(slices(&bs.iter().map(|b| b.weight).collect::<Vec<_>>())) {
+                    let mut k = key.clone();
+                    k.push(Value::Range(lo, hi));
+                    backends.push(Element {
+                        key: k,
+                        data: Some(ElemData::Values(vec![Value::Addr(b.addr), Value::Port(b.port)])),
+                        origin: b.span,
+                    });
+                    hairpins.push(Element {
+                        key: vec![Value::Addr(b.addr), Value::Addr(b.addr)],
+                        data: None,
+                        origin: b.span,
+                    });
+                }
             }
-            let origin = elements[0].0.origin;
-            let key_addr = if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr };
-            self.table.maps.push(Map {
-                name: map_name.clone(),
-                key: vec![key_addr, KeyType::InetProto, KeyType::InetService],
-                elements,
-                origin,
-            });
-            let keys = vec![Selector::Daddr(fam), Selector::L4Proto, Selector::Dport];
-            pre.push(rule(vec![Expr::VerdictMap { keys: keys.clone(), map: map_name.clone() }], origin));
-            out.push(rule(vec![Expr::VerdictMap { keys, map: map_name }], origin));
+            let origin = services[0].span;
+            if !backends.is_empty() {
+                let map = Ident::new(&format!("service-backends-{}", fam.suffix()));
+                let mut key = svc_key.clone();
+                key.push(KeyExpr::Numgen(NUMGEN_MOD));
+                self.table.sets.push(Set {
+                    name: map.clone(),
+                    key: SetKey::Typeof(key.clone()),
+                    data: Some(SetData::Typeof(vec![KeyExpr::Sel(daddr), KeyExpr::Sel(Selector::Dport)])),
+                    interval: true,
+                    elements: backends,
+                    origin,
+                });
+                // `th dport` needs a transport protocol match before it.
+                let dnat = || {
+                    rule(
+                        vec![
+                            m(Selector::L4Proto, Value::Protos(vec![Proto::Tcp, Proto::Udp, Proto::Sctp])),
+                            Expr::DnatMap { family: fam, keys: key.clone(), map: map.clone() },
+                        ],
+                        origin,
+                    )
+                };
+                pre.push(dnat());
+                out.push(dnat());
+                hairpins.sort_by_key(|e| format!("{:?}", e.key));
+                hairpins.dedup_by(|a, b| a.key == b.key);
+                let set = Ident::new(&format!("service-hairpin-{}", fam.suffix()));
+                self.table.sets.push(Set {
+                    name: set.clone(),
+                    key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
+                    data: None,
+                    interval: false,
+                    elements: hairpins,
+                    origin,
+                });
+                post.push(rule(
+                    vec![
+                        m(Selector::CtStatus, Value::DnatStatus),
+                        Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
+                        Expr::Masquerade,
+                    ],
+                    origin,
+                ));
+            }
+            if !empty.is_empty() {
+                let set = Ident::new(&format!("service-no-backends-{}", fam.suffix()));
+                let origin = empty[0].origin;
+                self.table.sets.push(Set {
+                    name: set.clone(),
+                    key: SetKey::Typeof(svc_key.clone()),
+                    data: None,
+                    interval: false,
+                    elements: empty,
+                    origin,
+                });
+                for (protos, with) in [
+                    (vec![Proto::Tcp], RejectWith::TcpReset),
+                    (vec![Proto::Udp, Proto::Sctp], RejectWith::PortUnreachable),
+                ] {
+                    let proto = if protos.len() == 1 { Value::Proto(protos[0]) } else { Value::Protos(protos) };
+                    rejects.push(rule(
+                        vec![
+                            m(Selector::L4Proto, proto),
+                            Expr::Lookup {
+                                keys: vec![daddr, Selector::L4Proto, Selector::Dport],
+                                set: set.clone(),
+                                op: Op::Eq,
+                            },
+                            Expr::Reject(with),
+                        ],
+                        origin,
+                    ));
+                }
+            }
         }
         for r in &ns.redirects {
             let lo = Value::If(IfName::new("lo").expect("valid"));
@@ -387,10 +440,6 @@ impl Lower<'_> {
                 _ => out.push(rule(exprs, r.span)),
             }
         }
-        if hairpin {
-            let span = ns.services[0].span;
-            post.push(rule(vec![Expr::HasMark(HAIRPIN_MARK), Expr::Masquerade], span));
-        }
         for mq in &ns.masquerades {
             post.extend(self.source_nat(mq.from.as_ref(), mq.out.as_ref(), Expr::Masquerade, None, mq.span));
         }
@@ -404,20 +453,34 @@ impl Lower<'_> {
                 sn.span,
             ));
         }
-        let nat_chain = |name: &str, hook, priority, rules: Vec<Rule>| Chain {
+        let chain = |name: &str, chain_type, hook, priority, rules: Vec<Rule>| Chain {
             name: Ident::new(name),
-            base: Some(BaseChain { chain_type: ChainType::Nat, hook, priority, policy: Policy::Accept }),
+            base: Some(BaseChain { chain_type, hook, priority, policy: Policy::Accept }),
             rules,
         };
         if !pre.is_empty() {
-            self.table.chains.push(nat_chain("nat-prerouting", Hook::Prerouting, Priority::DstNat, pre));
+            self.table.chains.push(chain("nat-prerouting", ChainType::Nat, Hook::Prerouting, Priority::DstNat, pre));
         }
         if !out.is_empty() {
             // The nat output hook takes a numeric priority only.
-            self.table.chains.push(nat_chain("nat-output", Hook::Output, Priority::Num(-100), out));
+            self.table.chains.push(chain("nat-output", ChainType::Nat, Hook::Output, Priority::Num(-100), out));
         }
         if !post.is_empty() {
-            self.table.chains.push(nat_chain("nat-postrouting", Hook::Postrouting, Priority::SrcNat, post));
+            self.table.chains.push(chain("nat-postrouting", ChainType::Nat, Hook::Postrouting, Priority::SrcNat, post));
+        }
+        if !rejects.is_empty() {
+            // Services without backends are refused before routing (the VIP usually has no
+            // route) and for local clients; reject is not allowed in nat chains.
+            let pre =
+                chain("services-prerouting", ChainType::Filter, Hook::Prerouting, Priority::Num(-100), rejects.clone());
+            self.table.chains.push(pre);
+            self.table.chains.push(chain(
+                "services-output",
+                ChainType::Filter,
+                Hook::Output,
+                Priority::Filter,
+                rejects,
+            ));
         }
     }
 
@@ -462,7 +525,32 @@ impl Lower<'_> {
     }
 }
 
-#[allow(dead_code)]
-fn _net(n: IpNet) -> Value {
-    Value::Net(n)
+/// Splits `0..NUMGEN_MOD` into consecutive slices proportional to `weights` (each non-empty
+/// while there are fewer backends than draws).
+pub fn slices(weights: &[u32]) -> Vec<(u32, u32)> {
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    let mut out = Vec::with_capacity(weights.len());
+    let mut cum = 0u64;
+    let mut start = 0u32;
+    for (i, w) in weights.iter().enumerate() {
+        cum += u64::from(*w);
+        let end =
+            if i + 1 == weights.len() { NUMGEN_MOD } else { ((cum * u64::from(NUMGEN_MOD)) / total.max(1)) as u32 };
+        let end = end.max(start + 1).min(NUMGEN_MOD);
+        out.push((start, end - 1));
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_become_proportional_slices_of_the_draw() {
+        assert_eq!(slices(&[1]), [(0, 65535)]);
+        assert_eq!(slices(&[3, 1]), [(0, 49151), (49152, 65535)]);
+        assert_eq!(slices(&[1, 1, 1]), [(0, 21844), (21845, 43689), (43690, 65535)]);
+    }
 }

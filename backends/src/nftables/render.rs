@@ -57,20 +57,25 @@ fn render_table(s: &mut Script, t: &Table) {
         s.line(1, &format!("comment {c}"), None);
     }
     for set in &t.sets {
-        s.line(1, &format!("set {} {{", set.name), Some(set.origin));
-        s.line(2, &format!("type {}", key_type(&set.key)), Some(set.origin));
+        let kind = if set.data.is_some() { "map" } else { "set" };
+        s.line(1, &format!("{kind} {} {{", set.name), Some(set.origin));
+        let key = match &set.key {
+            SetKey::Types(types) => format!("type {}", key_type(types)),
+            SetKey::Typeof(exprs) => format!("typeof {}", key_exprs(exprs)),
+        };
+        let data = match &set.data {
+            None => String::new(),
+            Some(SetData::Verdict) => " : verdict".into(),
+            Some(SetData::Typeof(exprs)) => format!(" : {}", key_exprs(exprs)),
+        };
+        s.line(2, &format!("{key}{data}"), Some(set.origin));
         if set.interval {
             s.line(2, "flags interval", Some(set.origin));
-            s.line(2, "auto-merge", Some(set.origin));
+            if matches!(set.key, SetKey::Types(_)) && set.data.is_none() {
+                s.line(2, "auto-merge", Some(set.origin));
+            }
         }
-        elements(s, set.elements.iter().map(|e| (e, None)));
         s.line(1, "}", Some(set.origin));
-    }
-    for map in &t.maps {
-        s.line(1, &format!("map {} {{", map.name), Some(map.origin));
-        s.line(2, &format!("type {} : verdict", key_type(&map.key)), Some(map.origin));
-        elements(s, map.elements.iter().map(|(e, v)| (e, Some(v))));
-        s.line(1, "}", Some(map.origin));
     }
     for chain in &t.chains {
         s.line(1, &format!("chain {} {{", chain.name), None);
@@ -87,21 +92,35 @@ fn render_table(s: &mut Script, t: &Table) {
         s.line(1, "}", None);
     }
     s.line(0, "}", None);
+    // Elements go in separate statements of the same transaction, a bounded number at a time.
+    for set in &t.sets {
+        for chunk in set.elements.chunks(ELEMENT_CHUNK) {
+            s.line(0, &format!("add element inet {TABLE_NAME} {} {{", set.name), Some(set.origin));
+            for (i, e) in chunk.iter().enumerate() {
+                let key = e.key.iter().map(value).collect::<Vec<_>>().join(" . ");
+                let data = match &e.data {
+                    None => String::new(),
+                    Some(ElemData::Verdict(v)) => format!(" : {}", verdict(v)),
+                    Some(ElemData::Values(vs)) => {
+                        format!(" : {}", vs.iter().map(value).collect::<Vec<_>>().join(" . "))
+                    }
+                };
+                let comma = if i + 1 < chunk.len() { "," } else { "" };
+                s.line(1, &format!("{key}{data}{comma}"), Some(e.origin));
+            }
+            s.line(0, "}", Some(set.origin));
+        }
+    }
 }
 
-fn elements<'a>(s: &mut Script, elems: impl ExactSizeIterator<Item = (&'a Element, Option<&'a Verdict>)>) {
-    let n = elems.len();
-    if n == 0 {
-        return;
-    }
-    s.line(2, "elements = {", None);
-    for (i, (e, v)) in elems.enumerate() {
-        let key = e.key.iter().map(value).collect::<Vec<_>>().join(" . ");
-        let data = v.map(|v| format!(" : {}", verdict(v))).unwrap_or_default();
-        let comma = if i + 1 < n { "," } else { "" };
-        s.line(3, &format!("{key}{data}{comma}"), Some(e.origin));
-    }
-    s.line(2, "}", None);
+fn key_exprs(k: &[KeyExpr]) -> String {
+    k.iter()
+        .map(|k| match k {
+            KeyExpr::Sel(sel) => selector(*sel).to_string(),
+            KeyExpr::Numgen(m) => format!("numgen random mod {m}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 fn key_type(k: &[KeyType]) -> String {
@@ -141,7 +160,6 @@ fn selector(sel: Selector) -> &'static str {
         Selector::Sport => "th sport",
         Selector::CtState => "ct state",
         Selector::CtStatus => "ct status",
-        Selector::Mark => "meta mark",
     }
 }
 
@@ -164,6 +182,7 @@ fn value(v: &Value) -> String {
         Value::Ports(p) => format!("{{ {} }}", p.0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")),
         Value::Port(p) => p.to_string(),
         Value::Proto(p) => proto(*p).to_string(),
+        Value::Protos(ps) => format!("{{ {} }}", ps.iter().map(|p| proto(*p)).collect::<Vec<_>>().join(", ")),
         Value::Family(Family::V4) => "ipv4".into(),
         Value::Family(Family::V6) => "ipv6".into(),
         Value::If(i) => i.to_string(),
@@ -178,7 +197,8 @@ fn value(v: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Value::DnatStatus => "dnat".into(),
-        Value::Mark(m) => format!("0x{m:08x}"),
+        Value::Range(lo, hi) if lo == hi => lo.to_string(),
+        Value::Range(lo, hi) => format!("{lo}-{hi}"),
     }
 }
 
@@ -213,30 +233,22 @@ fn expr(e: &Expr) -> String {
             format!("{} {op}@{set}", keys(k))
         }
         Expr::VerdictMap { keys: k, map } => format!("{} vmap @{map}", keys(k)),
-        Expr::NumgenVmap { modulus, arms } => {
-            let arms =
-                arms.iter()
-                    .map(|(lo, hi, v)| {
-                        if lo == hi {
-                            format!("{lo} : {}", verdict(v))
-                        } else {
-                            format!("{lo}-{hi} : {}", verdict(v))
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-            format!("numgen random mod {modulus} vmap {{ {arms} }}")
+        Expr::DnatMap { family, keys, map } => {
+            let fam = match family {
+                Family::V4 => "ip",
+                Family::V6 => "ip6",
+            };
+            format!("dnat {fam} addr . port to {} map @{map}", key_exprs(keys))
         }
-        Expr::MarkSet(m) => format!("meta mark set meta mark | 0x{m:08x}"),
-        Expr::HasMark(m) => format!("meta mark & 0x{m:08x} == 0x{m:08x}"),
         Expr::NeighbourDiscovery => {
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept".into()
         }
         Expr::Counter => "counter".into(),
         Expr::Log { prefix } => format!("log prefix {prefix}"),
         Expr::Verdict(v) => verdict(v),
-        Expr::Reject { tcp: true } => "reject with tcp reset".into(),
-        Expr::Reject { tcp: false } => "reject with icmpx admin-prohibited".into(),
+        Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
+        Expr::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),
+        Expr::Reject(RejectWith::PortUnreachable) => "reject with icmpx port-unreachable".into(),
         Expr::Dnat { addr: std::net::IpAddr::V4(a), port } => format!("dnat ip to {a}:{port}"),
         Expr::Dnat { addr: std::net::IpAddr::V6(a), port } => format!("dnat ip6 to [{a}]:{port}"),
         Expr::Snat { addr: std::net::IpAddr::V4(a) } => format!("snat ip to {a}"),

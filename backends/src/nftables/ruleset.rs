@@ -13,9 +13,13 @@ use std::net::IpAddr;
 /// The one table netcfg owns in every namespace. Nothing else is ever touched.
 pub const TABLE_NAME: &str = "netcfg";
 
-/// The packet-mark bit netcfg uses to ask `postrouting` to masquerade hairpin service traffic.
-/// Chosen away from kube-proxy's 0x4000/0x8000 and Calico's upper bits.
-pub const HAIRPIN_MARK: u32 = 0x0004_0000;
+/// The modulus of the random draw that picks a service backend: each backend owns a slice of
+/// `0..NUMGEN_MOD` proportional to its weight.
+pub const NUMGEN_MOD: u32 = 65536;
+
+/// Set/map elements per `add element` statement: one huge element list in a single statement
+/// overflows nft's netlink buffer (ENOBUFS at 20k concatenated interval elements here).
+pub const ELEMENT_CHUNK: usize = 1000;
 
 /// An nft identifier (chain, set, map names): `[a-zA-Z][a-zA-Z0-9_-]*`, at most 64 bytes.
 /// Built only through [`Ident::new`], which maps any other character to `_`, so no spec can
@@ -110,14 +114,14 @@ impl Family {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     pub comment: Option<Comment>,
+    /// Named sets and maps (a map is a set with data).
     pub sets: Vec<Set>,
-    pub maps: Vec<Map>,
     pub chains: Vec<Chain>,
 }
 
 impl Table {
     pub fn is_empty(&self) -> bool {
-        self.sets.is_empty() && self.maps.is_empty() && self.chains.is_empty()
+        self.sets.is_empty() && self.chains.is_empty()
     }
 }
 
@@ -125,8 +129,6 @@ impl Table {
 pub enum KeyType {
     Ipv4Addr,
     Ipv6Addr,
-    InetProto,
-    InetService,
     Ifname,
 }
 
@@ -135,36 +137,58 @@ impl KeyType {
         match self {
             KeyType::Ipv4Addr => "ipv4_addr",
             KeyType::Ipv6Addr => "ipv6_addr",
-            KeyType::InetProto => "inet_proto",
-            KeyType::InetService => "inet_service",
             KeyType::Ifname => "ifname",
         }
     }
 }
 
-/// One element (a concatenation when the key has several types), with its provenance.
+/// One component of a key or of map data, written as the expression it is matched with
+/// (`typeof ip daddr . meta l4proto . th dport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExpr {
+    Sel(Selector),
+    /// `numgen random mod N`: a random number in `0..N`, drawn per new connection.
+    Numgen(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetKey {
+    /// `type ipv4_addr` etc.
+    Types(Vec<KeyType>),
+    /// `typeof EXPR . EXPR`.
+    Typeof(Vec<KeyExpr>),
+}
+
+/// What a map yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetData {
+    Verdict,
+    Typeof(Vec<KeyExpr>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElemData {
+    Verdict(Verdict),
+    Values(Vec<Value>),
+}
+
+/// One element (a concatenation when the key has several parts), with its provenance.
 #[derive(Clone, Debug)]
 pub struct Element {
     pub key: Vec<Value>,
+    pub data: Option<ElemData>,
     pub origin: Span,
 }
 
+/// A named set, or a map when `data` is set.
 #[derive(Clone, Debug)]
 pub struct Set {
     pub name: Ident,
-    pub key: Vec<KeyType>,
-    /// `flags interval` + `auto-merge`: prefixes and ranges, overlapping ones merged.
+    pub key: SetKey,
+    pub data: Option<SetData>,
+    /// `flags interval`: prefixes and ranges. Plain address sets also get `auto-merge`.
     pub interval: bool,
     pub elements: Vec<Element>,
-    pub origin: Span,
-}
-
-/// A verdict map: key -> verdict.
-#[derive(Clone, Debug)]
-pub struct Map {
-    pub name: Ident,
-    pub key: Vec<KeyType>,
-    pub elements: Vec<(Element, Verdict)>,
     pub origin: Span,
 }
 
@@ -258,7 +282,6 @@ pub enum Selector {
     Sport,
     CtState,
     CtStatus,
-    Mark,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,13 +290,16 @@ pub enum Value {
     Addr(IpAddr),
     Ports(PortSet),
     Proto(Proto),
+    /// `{ tcp, udp }`.
+    Protos(Vec<Proto>),
     Family(Family),
     If(IfName),
     States(Vec<ConnState>),
     /// `ct status dnat`.
     DnatStatus,
-    Mark(u32),
     Port(u16),
+    /// An inclusive integer range (`0-32767`), e.g. a slice of a `numgen` draw.
+    Range(u32, u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,15 +326,12 @@ pub enum Expr {
         keys: Vec<Selector>,
         map: Ident,
     },
-    /// `numgen random mod N vmap { lo-hi : verdict, ... }`.
-    NumgenVmap {
-        modulus: u32,
-        arms: Vec<(u32, u32, Verdict)>,
+    /// `dnat ip addr . port to KEY map @map`: address and port from a map lookup.
+    DnatMap {
+        family: Family,
+        keys: Vec<KeyExpr>,
+        map: Ident,
     },
-    /// `meta mark & M == M`.
-    MarkSet(u32),
-    /// `meta mark & M == M` as a match.
-    HasMark(u32),
     /// ICMPv6 neighbour discovery, which an IPv6 host must accept to be reachable at all.
     NeighbourDiscovery,
     Counter,
@@ -316,10 +339,7 @@ pub enum Expr {
         prefix: Comment,
     },
     Verdict(Verdict),
-    /// `reject with tcp reset` for TCP, `reject with icmpx admin-prohibited` otherwise.
-    Reject {
-        tcp: bool,
-    },
+    Reject(RejectWith),
     Dnat {
         addr: IpAddr,
         port: u16,
@@ -331,4 +351,14 @@ pub enum Expr {
     Redirect {
         port: u16,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectWith {
+    /// For TCP: the client sees "connection refused" at once.
+    TcpReset,
+    /// A firewall said no.
+    AdminProhibited,
+    /// Nothing listens there (a service without backends, for non-TCP protocols).
+    PortUnreachable,
 }
