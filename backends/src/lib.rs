@@ -3,3 +3,4 @@
 
 pub mod netns;
 pub mod nftables;
+pub mod plan;
