@@ -55,6 +55,19 @@ pub enum Lookup<'a> {
     NoRoute,
 }
 
+/// The outcome of [`Fib::lookup_gateway`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayLookup<'a> {
+    /// The gateway is an address of this namespace.
+    Local(LinkId),
+    /// The gateway is on-link through this route (a connected prefix or a link-scope route).
+    OnLink(&'a FibEntry),
+    /// The lookup stops at a route that cannot resolve a gateway (a blackhole-style route, or
+    /// for IPv6 a route with a gateway of its own): the kernel rejects the gateway.
+    Invalid(&'a FibEntry),
+    NoRoute,
+}
+
 /// The main routing table of one namespace. Other tables are kept out: netcfg does not model
 /// policy routing, so checks never reason from a route in a non-main table.
 #[derive(Clone, Debug, Default)]
@@ -108,7 +121,7 @@ impl Fib {
             }
             fib.by_prefix.push((len, v4, m));
         }
-        fib.by_prefix.sort_by(|a, b| b.0.cmp(&a.0));
+        fib.by_prefix.sort_by_key(|p| std::cmp::Reverse(p.0));
         fib
     }
 
@@ -129,6 +142,42 @@ impl Fib {
         Lookup::NoRoute
     }
 
+    /// What the kernel finds when it validates the gateway of a new route (`fib_check_nh` for
+    /// IPv4, `ip6_route_check_nh` for IPv6): local addresses first, then the longest prefix,
+    /// restricted to routes over `dev` when the route names one. IPv4 looks only at routes of
+    /// scope `link` or `host` (a route via another gateway has scope `global` and is passed
+    /// over); IPv6 stops at the best match, so a route with a gateway there rejects it.
+    /// IPv6 link-local gateways are not looked up by the kernel (they need `dev` and nothing
+    /// else); callers handle them.
+    pub fn lookup_gateway(&self, gateway: IpAddr, dev: Option<LinkId>) -> GatewayLookup<'_> {
+        if let Some(l) = self.local.get(&gateway) {
+            return GatewayLookup::Local(*l);
+        }
+        for (len, v4, m) in &self.by_prefix {
+            if *v4 != gateway.is_ipv4() {
+                continue;
+            }
+            let key = IpNet::new(gateway, *len).expect("prefix fits").trunc();
+            for e in m.get(&key).into_iter().flatten() {
+                if *v4 && e.scope == RouteScope::Global {
+                    continue;
+                }
+                // The kernel checks the route type before it matches the nexthop's device.
+                if *v4 && e.route_type != RouteType::Unicast {
+                    return GatewayLookup::Invalid(e);
+                }
+                if dev.is_some_and(|d| e.dev != Some(d)) {
+                    continue;
+                }
+                if e.route_type != RouteType::Unicast || (!*v4 && e.via.is_some()) {
+                    return GatewayLookup::Invalid(e);
+                }
+                return GatewayLookup::OnLink(e);
+            }
+        }
+        GatewayLookup::NoRoute
+    }
+
     /// The link a packet to `dst` leaves by, if any (resolving one gateway hop).
     pub fn egress(&self, dst: IpAddr) -> Option<LinkId> {
         match self.lookup(dst) {
@@ -141,6 +190,12 @@ impl Fib {
             }
             _ => None,
         }
+    }
+
+    /// Every entry of the table (connected and static routes), longest prefix first; entries of
+    /// one prefix length come in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &FibEntry> + '_ {
+        self.by_prefix.iter().flat_map(|(_, _, m)| m.values().flatten())
     }
 }
 

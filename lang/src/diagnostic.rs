@@ -17,6 +17,22 @@ impl Severity {
     }
 }
 
+/// Every code the parser reports, with a one-line summary (the CLI lists them as SARIF rules).
+/// `duplicate-name` is listed with the resolver's codes (`netcfg_compiler::resolve::CODES`).
+pub const CODES: &[(&str, &str)] = &[
+    ("syntax", "the file is not valid KDL"),
+    ("invalid-utf8", "the file is not valid UTF-8"),
+    ("unknown-node", "a node keyword that is not allowed where it is written"),
+    ("unknown-property", "a property the node does not have"),
+    ("unexpected-argument", "an argument the node does not take"),
+    ("missing-argument", "a required argument is missing"),
+    ("missing-property", "a required property is missing"),
+    ("duplicate-property", "a property is given twice on one node"),
+    ("invalid-value", "a value of the wrong type, out of range, or not in its grammar"),
+    ("include-failed", "an included file cannot be read"),
+    ("include-cycle", "a file includes itself, directly or through other files"),
+];
+
 /// A span with a short message saying what is there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
@@ -107,8 +123,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

@@ -1,9 +1,302 @@
-//! `duplicate-port`: not written yet.
+//! `duplicate-port`: two listeners or two services claiming one port in one namespace
+//! (incident 001: "container ports must be unique inside a task").
+//!
+//! **What it does.** In each namespace, groups `listen`s by protocol and port and reports a
+//! later listener whose address overlaps an earlier one's. No address, or `::`, means every
+//! address (a dual-stack socket, the Linux default), so it overlaps any listener; `0.0.0.0`
+//! overlaps every IPv4 address; two specific addresses overlap when they are equal. It also
+//! reports a later `service` with the same VIP, port and protocol as an earlier one.
+//! Different namespaces may reuse ports: two tasks on one host may both listen on 80.
+//!
+//! **Why is this bad.** The containers of a task share one network namespace, so the second
+//! process to bind the port fails with `EADDRINUSE` and the task crashes or restarts in a loop.
+//! Two services on one VIP and port compile to one map key: one of them silently never gets
+//! traffic.
+//!
+//! **Example.**
+//! ```kdl
+//! netns "task-1" {
+//!     listen "nginx" port=80
+//!     listen "sidecar" port=80 address="127.0.0.1"   // nginx already holds every address
+//! }
+//! ```
 
 use super::Check;
-use crate::model::Model;
+use crate::ir::{Listener, Netns, Service};
+use crate::model::{Model, NetnsRef};
+use netcfg_lang::ast::Proto;
 use netcfg_lang::Diagnostic;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 
-pub const CHECK: Check = Check { code: "duplicate-port", summary: "TODO", run };
+pub const CHECK: Check = Check {
+    code: "duplicate-port",
+    summary: "two listeners or two services claim the same port in one namespace",
+    run,
+};
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        listeners(model, ns, netns, diags);
+        services(model, ns, netns, diags);
+    }
+}
+
+/// What a listener binds.
+#[derive(Clone, Copy)]
+enum Bind {
+    /// Every address of both families (no address, or `::`).
+    Any,
+    /// Every IPv4 address (`0.0.0.0`).
+    AnyV4,
+    Addr(IpAddr),
+}
+
+impl Bind {
+    fn of(l: &Listener) -> Bind {
+        match l.address.as_ref().map(|a| a.value.to_canonical()) {
+            None => Bind::Any,
+            Some(a) if a.is_unspecified() && a.is_ipv6() => Bind::Any,
+            Some(a) if a.is_unspecified() => Bind::AnyV4,
+            Some(a) => Bind::Addr(a),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Bind::Any => "every address".into(),
+            Bind::AnyV4 => "every IPv4 address".into(),
+            Bind::Addr(a) => format!("`{a}`"),
+        }
+    }
+}
+
+/// The earliest listener of one (protocol, port) group that each kind of bind collides with,
+/// kept as the group is walked in declaration order: one lookup per listener, never all pairs.
+#[derive(Default)]
+struct Bound<'a> {
+    first: Option<&'a Listener>,
+    any: Option<&'a Listener>,
+    any_v4: Option<&'a Listener>,
+    first_v4: Option<&'a Listener>,
+    exact: HashMap<IpAddr, &'a Listener>,
+}
+
+impl<'a> Bound<'a> {
+    fn conflict(&self, bind: Bind) -> Option<&'a Listener> {
+        let candidates = match bind {
+            Bind::Any => [self.first, None, None],
+            Bind::AnyV4 => [self.any, self.first_v4, None],
+            Bind::Addr(a) if a.is_ipv4() => [self.any, self.any_v4, self.exact.get(&a).copied()],
+            Bind::Addr(a) => [self.any, self.exact.get(&a).copied(), None],
+        };
+        candidates.into_iter().flatten().min_by_key(|l| l.span)
+    }
+
+    fn insert(&mut self, l: &'a Listener, bind: Bind) {
+        self.first.get_or_insert(l);
+        match bind {
+            Bind::Any => {
+                self.any.get_or_insert(l);
+            }
+            Bind::AnyV4 => {
+                self.any_v4.get_or_insert(l);
+                self.first_v4.get_or_insert(l);
+            }
+            Bind::Addr(a) => {
+                if a.is_ipv4() {
+                    self.first_v4.get_or_insert(l);
+                }
+                self.exact.entry(a).or_insert(l);
+            }
+        }
+    }
+}
+
+fn listeners(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnostic>) {
+    let mut groups: BTreeMap<(Proto, u16), Vec<&Listener>> = BTreeMap::new();
+    for l in netns.listeners.iter().filter(|l| l.proto.has_ports()) {
+        groups.entry((l.proto, l.port.value)).or_default().push(l);
+    }
+    for ((proto, port), mut group) in groups {
+        if group.len() < 2 {
+            continue;
+        }
+        group.sort_by_key(|l| l.span);
+        let mut bound = Bound::default();
+        for l in group {
+            let bind = Bind::of(l);
+            if let Some(first) = bound.conflict(bind) {
+                diags.push(
+                    Diagnostic::error(
+                        CHECK.code,
+                        l.port.span,
+                        format!(
+                            "port `{port}/{}` is bound twice in {}",
+                            proto.keyword(),
+                            model.node(ns.node).describe_netns(ns.netns)
+                        ),
+                    )
+                    .with_label(format!("`{}` binds it on {}", l.name.value, bind.describe()))
+                    .with_secondary(
+                        first.port.span,
+                        format!("first bound here by `{}`, on {}", first.name.value, Bind::of(first).describe()),
+                    )
+                    .with_help(format!(
+                        "move `{}` to another port (every process of a namespace shares its ports), \
+                         or bind `{}` and `{}` to distinct addresses",
+                        l.name.value, first.name.value, l.name.value
+                    )),
+                );
+            }
+            bound.insert(l, bind);
+        }
+    }
+}
+
+fn services(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnostic>) {
+    let mut ordered: Vec<&Service> = netns.services.iter().collect();
+    ordered.sort_by_key(|s| s.span);
+    let mut first: HashMap<(IpAddr, u16, Proto), &Service> = HashMap::new();
+    for s in ordered {
+        let key = (s.vip.value.to_canonical(), s.port.value, s.proto);
+        let Some(earlier) = first.get(&key) else {
+            first.insert(key, s);
+            continue;
+        };
+        let endpoint = SocketAddr::new(s.vip.value, s.port.value);
+        diags.push(
+            Diagnostic::error(
+                CHECK.code,
+                s.port.span,
+                format!(
+                    "`{endpoint}/{}` is served by two services in {}",
+                    s.proto.keyword(),
+                    model.node(ns.node).describe_netns(ns.netns)
+                ),
+            )
+            .with_label(format!("service `{}` claims it again", s.name.value))
+            .with_secondary(earlier.port.span, format!("first claimed here by service `{}`", earlier.name.value))
+            .with_help(format!(
+                "merge the backends of `{}` into `{}`, or give `{}` another port or VIP",
+                s.name.value, earlier.name.value, s.name.value
+            )),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn incident_001_two_containers_of_a_task_on_one_port() {
+        let d = check(
+            r#"
+node "host" {
+    netns "task-1" {
+        listen "nginx" port=80
+        listen "sidecar" port=80 address="127.0.0.1"
+//                            ^^ error duplicate-port
+        listen "metrics" port=9100
+    }
+}
+"#,
+        );
+        assert_eq!(d[0].message, "port `80/tcp` is bound twice in namespace `task-1` of node `host`");
+        assert_eq!(d[0].primary.message, "`sidecar` binds it on `127.0.0.1`");
+        assert_eq!(d[0].secondary[0].message, "first bound here by `nginx`, on every address");
+    }
+
+    #[test]
+    fn ports_are_per_namespace_and_per_protocol() {
+        check(
+            r#"
+node "host" {
+    listen "node-exporter" port=9100
+    netns "task-1" {
+        listen "nginx" port=80
+        listen "dns" port=53 proto="udp"
+        listen "dns-tcp" port=53 proto="tcp"
+    }
+    netns "task-2" {
+        listen "nginx" port=80
+        listen "exporter" port=9100
+    }
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn addresses_overlap_by_family_and_wildcard() {
+        check(
+            r#"
+node "n" {
+    netns "t" {
+        listen "a" port=80 address="10.0.0.1"
+        listen "b" port=80 address="10.0.0.2"
+        listen "c" port=80 address="fd00::1"
+        listen "d" port=80 address="0.0.0.0"
+//                      ^^ error duplicate-port
+        listen "e" port=80 address="10.0.0.2"
+//                      ^^ error duplicate-port
+        listen "f" port=80 address="fd00::2"
+        listen "g" port=80 address="::"
+//                      ^^ error duplicate-port
+        listen "h" port=81 address="::"
+        listen "i" port=81 address="fd00::9"
+//                      ^^ error duplicate-port
+        listen "j" port=82 address="::ffff:10.0.0.1"
+        listen "k" port=82 address="10.0.0.1"
+//                      ^^ error duplicate-port
+    }
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn each_later_listener_is_reported_against_the_first_it_collides_with() {
+        let d = check(
+            r#"
+node "n" {
+    listen "a" port=443 address="10.0.0.1"
+    listen "b" port=443 address="10.0.0.1"
+//                  ^^^ error duplicate-port
+    listen "c" port=443
+//                  ^^^ error duplicate-port
+}
+"#,
+        );
+        let firsts: Vec<&str> = d.iter().map(|d| d.secondary[0].message.as_str()).collect();
+        assert_eq!(firsts, ["first bound here by `a`, on `10.0.0.1`", "first bound here by `a`, on `10.0.0.1`"]);
+    }
+
+    #[test]
+    fn two_services_on_one_vip_port_and_protocol() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    service "web" vip="10.96.0.10" port=80 { backend "192.0.2.3:8080"; }
+    service "web-v2" vip="10.96.0.10" port=80 { backend "192.0.2.4:8080"; }
+//                                         ^^ error duplicate-port
+    service "web-tls" vip="10.96.0.10" port=443 { backend "192.0.2.3:8443"; }
+    service "dns" vip="10.96.0.53" port=53 proto="udp" { backend "192.0.2.5:53"; }
+    service "dns-tcp" vip="10.96.0.53" port=53 proto="tcp" { backend "192.0.2.5:53"; }
+    service "v6" vip="fd96::10" port=80 { backend "[fd00::3]:8080"; }
+    service "v6-again" vip="fd96::10" port=80 { backend "[fd00::4]:8080"; }
+//                                         ^^ error duplicate-port
+    netns "other" {
+        forwarding #true
+        service "web" vip="10.96.0.10" port=80 { backend "192.0.2.3:8080"; }
+    }
+}
+"#,
+        );
+        assert_eq!(d[0].message, "`10.96.0.10:80/tcp` is served by two services in node `n`");
+        assert_eq!(d[0].secondary[0].message, "first claimed here by service `web`");
+        assert_eq!(d[1].message, "`[fd96::10]:80/tcp` is served by two services in node `n`");
+    }
+}

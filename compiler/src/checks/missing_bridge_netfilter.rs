@@ -221,7 +221,7 @@ node "n" {
     netns "only" {
         veth "eth0" {
             address "10.1.0.2/24"
-            peer "veth-only" netns="@host" master="br0"
+            peer "veth-only" netns="@host" master="br0" hairpin=#true
         }
         route "default" via="10.1.0.1" dev="eth0"
         listen "web" port=80

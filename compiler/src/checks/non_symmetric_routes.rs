@@ -70,6 +70,13 @@ fn gateway_path_back(
     diags: &mut Vec<Diagnostic>,
 ) {
     let link_ref = crate::model::LinkRef { node: ns.node, link: dev };
+    // A gateway the kernel would refuse is `gateway-not-on-link`'s finding, unless `onlink`
+    // forces it (the incident-000 shape), in which case the path back is what matters.
+    if !route.onlink
+        && !matches!(model.fib(ns).lookup_gateway(gateway, Some(dev)), crate::model::GatewayLookup::OnLink(_))
+    {
+        return;
+    }
     let back = match model.fib(ns).lookup(gateway) {
         Lookup::Route(e) if e.route_type == RouteType::Unicast => Some(e.dev.or_else(|| model.fib(ns).egress(gateway))),
         Lookup::Local(_) => return, // `gateway-not-on-link` reports a local gateway

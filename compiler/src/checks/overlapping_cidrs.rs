@@ -129,6 +129,10 @@ fn conflicts_equal(model: &Model, net: IpNet, a: &Entry, b: &Entry) -> bool {
             if sa == sb || la == lb {
                 return false;
             }
+            // Every IPv6 link has its own fe80::/64; IPv6 link-local never conflicts.
+            if net.addr().is_ipv6() && is_link_local(net) {
+                return false;
+            }
             let same_ns = model.netns_of(la) == model.netns_of(lb);
             same_ns || !(is_link_local(net) && la.node != lb.node)
         }
@@ -278,6 +282,10 @@ node "w1" {
 node "w2" { ethernet "eth0" { address "10.0.0.12/24"; }; }
 node "ecs-1" { bridge "ecs-bridge" { address "169.254.172.1/22"; }; }
 node "ecs-2" { bridge "ecs-bridge" { address "169.254.172.1/22"; }; }
+node "v6" {
+    bridge "br0" { address "fe80::1/64"; }
+    bridge "br1" { address "fe80::1/64"; }
+}
 "#,
         );
     }
@@ -300,12 +308,13 @@ node "n" {
         check(
             r#"
 node "n" {
+    forwarding #true
     bridge "cni0" { address "10.244.1.1/24"; }
     netns "pod" {
         veth "eth0" {
             address "10.244.1.2/16"
 //                   ^^^^^^^^^^^^^ error overlapping-cidrs
-            peer "veth-pod" netns="@host" master="cni0"
+            peer "veth-pod" netns="@host" master="cni0" hairpin=#true
         }
     }
     service "web" vip="10.244.1.200" port=80 { backend "10.244.1.2:80"; }
