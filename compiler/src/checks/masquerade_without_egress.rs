@@ -1,9 +1,302 @@
-//! `masquerade-without-egress`: not written yet.
+//! `masquerade-without-egress`: a `masquerade` or `snat` whose egress link cannot do the job.
+//!
+//! **What it does.** For each `masquerade` and `snat` of a namespace:
+//! - (error) `out` names a link without an address of the rule's family: masquerade takes the
+//!   new source address from the egress link, and there is none (the family is `to`'s for a
+//!   `snat`, `from`'s for a `masquerade`; without `from`, any address will do);
+//! - (warning) `out` names a link that no route of the namespace's main table leaves by (of the
+//!   rule's family): the rule never matches;
+//! - (warning) no `out`, in a namespace with more than one link: the rule rewrites traffic
+//!   leaving by every link, the bridge to local pods and the overlay to other nodes included.
+//!
+//! **Why is this bad.** Source NAT decides what the rest of the network sees. Without an address
+//! to masquerade to, the kernel drops the packets; on a link nothing is routed by, the rule is
+//! dead weight that looks like working NAT; without `out`, pods talking to each other see the
+//! gateway's address instead of the peer's (flannel's `--ip-masq` exists to avoid exactly this).
+//!
+//! **Example.**
+//! ```kdl
+//! node "gw" {
+//!     ethernet "eth0" { address "203.0.113.2/24"; }
+//!     bridge "cni0" { address "10.244.1.1/24"; }
+//!     route "default" via="203.0.113.1" dev="eth0"
+//!     masquerade from="10.244.0.0/16"   // also rewrites pod-to-pod traffic on cni0
+//! }
+//! ```
+//! Fix: `masquerade from="10.244.0.0/16" out="eth0"`.
 
 use super::Check;
-use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
+use crate::model::{Model, NetnsRef};
+use netcfg_lang::ast::{Family, RouteType};
+use netcfg_lang::{Diagnostic, Span, Spanned};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub const CHECK: Check = Check { code: "masquerade-without-egress", summary: "TODO", run };
+pub const CHECK: Check = Check {
+    code: "masquerade-without-egress",
+    summary: "a masquerade or snat whose egress link has no address or no route, or is not named",
+    run,
+};
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+/// A `masquerade` or a `snat`, as far as this check cares.
+struct SourceNat<'a> {
+    keyword: &'static str,
+    from: Option<&'a Spanned<AddrMatch>>,
+    out: Option<&'a Spanned<LinkId>>,
+    to: Option<IpAddr>,
+    span: Span,
+}
+
+fn family_of(addr: IpAddr) -> Family {
+    if addr.is_ipv4() {
+        Family::Ipv4
+    } else {
+        Family::Ipv6
+    }
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
+    }
+}
+
+/// The families the rule rewrites, when its matches say (`None`: any family).
+fn families(netns: &Netns, nat: &SourceNat) -> Option<BTreeSet<Family>> {
+    if let Some(to) = nat.to {
+        return Some(BTreeSet::from([family_of(to)]));
+    }
+    match &nat.from?.value {
+        AddrMatch::Net(n) => Some(BTreeSet::from([family_of(n.addr())])),
+        AddrMatch::Set(id) => netns
+            .firewall
+            .sets
+            .get(id.0 as usize)
+            .map(|s| s.elements.iter().map(|e| family_of(e.value.addr())).collect()),
+    }
+}
+
+/// The link the default route of a family leaves by, to suggest as `out`.
+fn default_egress(model: &Model, ns: NetnsRef, families: Option<&BTreeSet<Family>>) -> Option<LinkId> {
+    [Family::Ipv4, Family::Ipv6].into_iter().filter(|f| families.is_none_or(|fs| fs.contains(f))).find_map(|f| {
+        let any = match f {
+            Family::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        model.fib(ns).egress(any)
+    })
+}
+
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        let masquerades = netns.masquerades.iter().map(|m| SourceNat {
+            keyword: "masquerade",
+            from: m.from.as_ref(),
+            out: m.out.as_ref(),
+            to: None,
+            span: m.span,
+        });
+        let snats = netns.snats.iter().map(|s| SourceNat {
+            keyword: "snat",
+            from: s.from.as_ref(),
+            out: s.out.as_ref(),
+            to: Some(s.to.value),
+            span: s.span,
+        });
+        for nat in masquerades.chain(snats) {
+            let fams = families(netns, &nat);
+            if fams.as_ref().is_some_and(|f| f.is_empty()) {
+                // An empty address set matches nothing: no egress question to ask.
+                continue;
+            }
+            let d = match nat.out {
+                Some(out) => named_out(model, ns, &nat, out, fams.as_ref()),
+                None => no_out(model, ns, &nat, fams.as_ref()),
+            };
+            diags.extend(d);
+        }
+    }
+}
+
+fn named_out(
+    model: &Model,
+    ns: NetnsRef,
+    nat: &SourceNat,
+    out: &Spanned<LinkId>,
+    fams: Option<&BTreeSet<Family>>,
+) -> Option<Diagnostic> {
+    let node = model.node(ns.node);
+    let link = node.link(out.value);
+    let has = |f: Family| link.addresses.iter().any(|a| family_of(a.addr()) == f);
+    let suggestion = default_egress(model, ns, fams)
+        .filter(|l| *l != out.value)
+        .map(|l| format!(", or set `out=\"{}\"`, the link the default route leaves by", node.link(l).name.value))
+        .unwrap_or_default();
+    let missing = match fams {
+        Some(fams) => fams.iter().copied().find(|f| !has(*f)).map(|f| format!("{} address", family_name(f))),
+        None => link.addresses.is_empty().then(|| "address".to_string()),
+    };
+    if let Some(what) = missing {
+        let label = if nat.keyword == "masquerade" {
+            "masquerade takes the new source address from this link".to_string()
+        } else {
+            format!("packets rewritten to `{}` leave by this link", nat.to.map(|t| t.to_string()).unwrap_or_default())
+        };
+        return Some(
+            Diagnostic::error(
+                CHECK.code,
+                out.span,
+                format!("`{}` leaves by `{}`, which has no {what}", nat.keyword, link.name.value),
+            )
+            .with_label(label)
+            .with_secondary(link.name.span, format!("`{}` is declared without an {what}", link.name.value))
+            .with_help(format!("add an {what} to `{}`{suggestion}", link.name.value)),
+        );
+    }
+    if routes_by(model, ns, out.value, fams) {
+        return None;
+    }
+    let what = match fams {
+        Some(f) => {
+            let names: Vec<&str> = f.iter().map(|f| family_name(*f)).collect();
+            format!("no {} route", names.join(" or "))
+        }
+        None => "no route".to_string(),
+    };
+    Some(
+        Diagnostic::warning(
+            CHECK.code,
+            out.span,
+            format!("{what} leaves by `{}`, so this `{}` never matches", link.name.value, nat.keyword),
+        )
+        .with_label(format!("{what} uses this link"))
+        .with_secondary(link.name.span, format!("`{}` declared here", link.name.value))
+        .with_help(format!("add a route by `{}`{suggestion}", link.name.value)),
+    )
+}
+
+/// Whether a unicast route of the main table (of one of `fams`) leaves by `link`.
+fn routes_by(model: &Model, ns: NetnsRef, link: LinkId, fams: Option<&BTreeSet<Family>>) -> bool {
+    let fib = model.fib(ns);
+    fib.entries().any(|e| {
+        e.route_type == RouteType::Unicast
+            && fams.is_none_or(|f| f.contains(&family_of(e.dst.addr())))
+            && e.dev.or_else(|| e.via.and_then(|v| fib.egress(v))) == Some(link)
+    })
+}
+
+fn no_out(model: &Model, ns: NetnsRef, nat: &SourceNat, fams: Option<&BTreeSet<Family>>) -> Option<Diagnostic> {
+    let node = model.node(ns.node);
+    let links: Vec<&Link> = node.links_in(ns.netns).filter(|l| !matches!(l.kind, LinkKind::Loopback)).collect();
+    if links.len() < 2 {
+        // One link: every packet leaves by it anyway.
+        return None;
+    }
+    let egress = default_egress(model, ns, fams);
+    let other = links.iter().find(|l| Some(l.id) != egress).map(|l| l.name.value.as_str()).unwrap_or("");
+    let help = match egress {
+        Some(l) => format!("add `out=\"{}\"`", node.link(l).name.value),
+        None => "add `out=\"LINK\"` naming the link towards the network that must see the new address".to_string(),
+    };
+    Some(
+        Diagnostic::warning(
+            CHECK.code,
+            nat.span,
+            format!("`{}` without `out` rewrites traffic leaving by every link", nat.keyword),
+        )
+        .with_label(format!("also rewrites traffic that leaves by `{other}`"))
+        .with_help(help),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    fn gw(extra_links: &str, nat: &str) -> String {
+        format!(
+            r#"
+node "gw" {{
+    forwarding #true
+    ethernet "eth0" {{ address "203.0.113.2/24"; }}
+    bridge "cni0" {{ address "10.244.1.1/24"; }}
+    route "default" via="203.0.113.1" dev="eth0"
+{extra_links}
+{nat}
+}}
+"#
+        )
+    }
+
+    #[test]
+    fn out_without_an_address_of_the_family() {
+        let d = check(&gw(
+            r#"    ethernet "eth1""#,
+            r#"    masquerade from="10.244.0.0/16" out="eth1"
+//                                       ^^^^ error masquerade-without-egress
+    snat from="fd00:244::/64" out="cni0" to="2001:db8::7"
+//                                 ^^^^ error masquerade-without-egress
+    masquerade out="eth1"
+//                  ^^^^ error masquerade-without-egress"#,
+        ));
+        assert_eq!(d[0].message, "`masquerade` leaves by `eth1`, which has no IPv4 address");
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("add an IPv4 address to `eth1`, or set `out=\"eth0\"`, the link the default route leaves by")
+        );
+        assert!(d.iter().any(|d| d.message == "`masquerade` leaves by `eth1`, which has no address"), "{d:?}");
+    }
+
+    #[test]
+    fn out_that_no_route_leaves_by() {
+        let d = check(&gw(
+            r#"    ethernet "eth1" state="down" { address "198.51.100.2/24"; }
+    ethernet "eth2" { address "192.0.2.2/32"; }
+    route "192.0.2.128/25" via="203.0.113.1" dev="eth0""#,
+            r#"    masquerade from="10.244.0.0/16" out="eth1"
+//                                       ^^^^ warning masquerade-without-egress
+    snat from="10.244.0.0/16" out="eth2" to="192.0.2.2"
+//                                 ^^^^ warning masquerade-without-egress"#,
+        ));
+        assert_eq!(d[0].message, "no IPv4 route leaves by `eth1`, so this `masquerade` never matches");
+    }
+
+    #[test]
+    fn routes_by_the_link_directly_or_through_a_gateway() {
+        check(&gw(
+            r#"    ethernet "eth1" { address "198.51.100.2/32"; }
+    route "198.51.100.1/32" dev="eth1"
+    route "192.0.2.0/24" via="198.51.100.1""#,
+            r#"    masquerade from="10.244.0.0/16" out="eth0"
+    masquerade from="10.245.0.0/16" out="eth1"
+    snat from="10.246.0.0/16" out="eth0" to="203.0.113.9""#,
+        ));
+    }
+
+    #[test]
+    fn without_out_every_link_is_rewritten() {
+        let d = check(&gw(
+            "",
+            r#"    masquerade from="10.244.0.0/16"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning masquerade-without-egress"#,
+        ));
+        assert_eq!(d[0].help.as_deref(), Some("add `out=\"eth0\"`"));
+        assert_eq!(d[0].primary.message, "also rewrites traffic that leaves by `cni0`");
+    }
+
+    #[test]
+    fn without_out_in_a_namespace_with_one_link() {
+        check(
+            r#"
+node "h" {
+    forwarding #true
+    ethernet "eth0" { address "203.0.113.2/24"; }
+    route "default" via="203.0.113.1" dev="eth0"
+    masquerade
+}
+"#,
+        );
+    }
+}

@@ -1,9 +1,248 @@
-//! `missing-hairpin`: not written yet.
+//! `missing-hairpin`: a service backend behind a bridge port without hairpin mode, so the
+//! backend cannot reach its own service (incident 004).
+//!
+//! **What it does.** For each `service`, finds the backends that live in another namespace of
+//! the node, on a veth whose peer is a port of a bridge in the service's namespace, and whose
+//! route to the VIP goes through a router by that veth. Reports the port when it lacks
+//! `hairpin=#true` and the bridge passes bridged traffic to netfilter (`bridge-netfilter`, or the
+//! bridge's `netfilter=#true`, as incident 004 requires).
+//!
+//! **Why is this bad.** When a pod connects to a service and the load balancer picks that same
+//! pod, bridge netfilter DNATs the frame while it is still being bridged, and the bridge must send
+//! it back out of the port it came in by. A bridge never does that unless the port is in hairpin
+//! mode, so the share of connections that pick the client itself hangs. Kubernetes sets hairpin
+//! mode on every pod port (kubelet's `hairpin-veth`) for this reason. Without bridge netfilter the
+//! DNAT happens in the routing path and the frame leaves from the bridge device itself, which
+//! needs no hairpin (but then `missing-bridge-netfilter` applies to pods sharing the bridge).
+//!
+//! **Example.**
+//! ```kdl
+//! node "worker-1" {
+//!     bridge "cni0" { address "10.244.1.1/24"; }
+//!     netns "pod-b" {
+//!         veth "eth0" {
+//!             address "10.244.1.3/24"
+//!             peer "veth-b" netns="@host" master="cni0"   // no hairpin=#true
+//!         }
+//!         route "default" via="10.244.1.1" dev="eth0"
+//!     }
+//!     service "web" vip="10.96.0.10" port=80 { backend "10.244.1.3:8080"; }
+//! }
+//! ```
+//! Fix: `hairpin=#true` on `veth-b`.
 
 use super::Check;
-use crate::model::Model;
+use crate::ir::{LinkId, LinkKind};
+use crate::model::{Fib, FibSource, LinkRef, Lookup, Model, NetnsRef};
 use netcfg_lang::Diagnostic;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-pub const CHECK: Check = Check { code: "missing-hairpin", summary: "TODO", run };
+pub const CHECK: Check =
+    Check { code: "missing-hairpin", summary: "a service backend sits behind a bridge port without hairpin mode", run };
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        // One finding per port: every service that can pick the pod needs the same fix.
+        let mut reported: BTreeSet<LinkRef> = BTreeSet::new();
+        for svc in &netns.services {
+            for backend in &svc.backends {
+                for owner in model.owners(backend.addr) {
+                    let Some((port, bridge)) = bridge_port(model, ns, owner.link) else { continue };
+                    let port_link = model.link(port);
+                    if port_link.hairpin.as_ref().is_some_and(|h| h.value) || !model.bridge_netfilter(bridge) {
+                        continue;
+                    }
+                    let pod_ns = model.netns_of(owner.link);
+                    if !routed_through(model.fib(pod_ns), svc.vip.value, owner.link.link) || !reported.insert(port) {
+                        continue;
+                    }
+                    let pod = model.node(ns.node).netns(pod_ns.netns).display_name();
+                    let mut d = Diagnostic::warning(
+                        CHECK.code,
+                        backend.span,
+                        format!(
+                            "backend `{}` of service `{}` sits behind bridge port `{}`, which has no hairpin mode",
+                            backend.addr, svc.name.value, port_link.name.value
+                        ),
+                    )
+                    .with_label(format!(
+                        "when `{pod}` connects to `{}` and is picked, the bridge must send the frame back out of `{}`",
+                        svc.name.value, port_link.name.value
+                    ));
+                    d = match &port_link.hairpin {
+                        Some(off) => d.with_secondary(off.span, "hairpin mode is turned off here"),
+                        None => d.with_secondary(
+                            port_link.name.span,
+                            format!("port of bridge `{}` without hairpin mode", model.link(bridge).name.value),
+                        ),
+                    };
+                    diags.push(d.with_help(format!("set `hairpin=#true` on `{}`", port_link.name.value)));
+                }
+            }
+        }
+    }
+}
+
+/// For a backend's link in another namespace of the service's node: the veth peer that is a port
+/// of a bridge in the service's namespace, and that bridge.
+fn bridge_port(model: &Model, service_ns: NetnsRef, backend: LinkRef) -> Option<(LinkRef, LinkRef)> {
+    let link = model.link(backend);
+    if backend.node != service_ns.node || link.netns == service_ns.netns {
+        return None;
+    }
+    let LinkKind::Veth { peer } = link.kind else { return None };
+    let port = LinkRef { node: backend.node, link: peer };
+    let bridge = model.bridge_of(backend)?;
+    (model.netns_of(bridge) == service_ns && model.netns_of(port) == service_ns).then_some((port, bridge))
+}
+
+/// Whether the pod sends its traffic for `vip` to a router through `link`. A VIP inside the
+/// pod's own subnet is resolved on-link, where nobody answers for it (`overlapping-cidrs`).
+fn routed_through(fib: &Fib, vip: IpAddr, link: LinkId) -> bool {
+    match fib.lookup(vip) {
+        Lookup::Route(e) if !matches!(e.source, FibSource::Connected { .. }) => fib.egress(vip) == Some(link),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    fn worker(hairpin_b: &str, services: &str) -> String {
+        format!(
+            r#"
+node "worker-1" {{
+    forwarding #true
+    bridge-netfilter #true
+    ethernet "eth0" {{ address "10.0.0.11/24"; }}
+    route "default" via="10.0.0.1" dev="eth0"
+    bridge "cni0" {{ address "10.244.1.1/24"; }}
+    netns "pod-a" {{
+        veth "eth0" {{
+            address "10.244.1.2/24"
+            peer "veth-a" netns="@host" master="cni0" hairpin=#true
+        }}
+        route "default" via="10.244.1.1" dev="eth0"
+        listen "web" port=8080
+    }}
+    netns "pod-b" {{
+        veth "eth0" {{
+            address "10.244.1.3/24"
+            peer "veth-b" netns="@host" master="cni0" {hairpin_b}
+        }}
+        route "default" via="10.244.1.1" dev="eth0"
+        listen "web" port=8080
+    }}
+{services}
+}}
+"#
+        )
+    }
+
+    #[test]
+    fn backend_behind_a_port_without_hairpin() {
+        let d = check(&worker(
+            "",
+            r#"    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.1.2:8080"
+        backend "10.244.1.3:8080"
+//               ^^^^^^^^^^^^^^^ warning missing-hairpin
+    }
+    service "web-tls" vip="10.96.0.11" port=443 { backend "10.244.1.3:8080"; }"#,
+        ));
+        assert_eq!(d.len(), 1, "one finding per port: {d:?}");
+        assert_eq!(d[0].help.as_deref(), Some("set `hairpin=#true` on `veth-b`"));
+        assert_eq!(d[0].secondary[0].message, "port of bridge `cni0` without hairpin mode");
+    }
+
+    #[test]
+    fn hairpin_turned_off_is_pointed_at() {
+        let d = check(&worker(
+            "hairpin=#false",
+            r#"    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.1.3:8080"
+//               ^^^^^^^^^^^^^^^ warning missing-hairpin
+    }"#,
+        ));
+        assert_eq!(d[0].secondary[0].message, "hairpin mode is turned off here");
+    }
+
+    #[test]
+    fn hairpin_on_every_backend_port() {
+        check(&worker(
+            "hairpin=#true",
+            r#"    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.1.2:8080"
+        backend "10.244.1.3:8080"
+    }"#,
+        ));
+    }
+
+    #[test]
+    fn backends_not_behind_a_bridge_of_the_service_namespace() {
+        check(&worker(
+            "",
+            r#"    service "local" vip="10.96.0.20" port=80 { backend "10.0.0.11:8080"; }
+    service "remote" vip="10.96.0.21" port=80 { backend "10.244.2.7:8080"; }
+    netns "pod-c" {
+        veth "eth0" {
+            address "10.244.9.2/24"
+            peer "veth-c" netns="@host" { address "10.244.9.1/24"; }
+        }
+        route "default" via="10.244.9.1" dev="eth0"
+    }
+    service "routed" vip="10.96.0.22" port=80 { backend "10.244.9.2:8080"; }"#,
+        ));
+    }
+
+    #[test]
+    fn only_with_bridge_netfilter() {
+        let spec = |netfilter: &str| {
+            format!(
+                r#"
+node "worker-1" {{
+    forwarding #true
+    bridge "cni0" {netfilter} {{ address "10.244.1.1/24"; }}
+    netns "pod-b" {{
+        veth "eth0" {{
+            address "10.244.1.3/24"
+            peer "veth-b" netns="@host" master="cni0"
+        }}
+        route "default" via="10.244.1.1" dev="eth0"
+    }}
+    service "web" vip="10.96.0.10" port=80 {{ backend "10.244.1.3:8080"; }}
+"#
+            )
+        };
+        // The DNAT happens in the routing path: the frame leaves from `cni0` itself.
+        check(&(spec("") + "}\n"));
+        check(
+            &(spec("netfilter=#true")
+                + r#"//                                                    ^^^^^^^^^^^^^^^ warning missing-hairpin
+}
+"#),
+        );
+    }
+
+    #[test]
+    fn a_backend_without_a_route_to_the_vip_never_hairpins() {
+        check(
+            r#"
+node "worker-1" {
+    forwarding #true
+    bridge-netfilter #true
+    bridge "cni0" { address "10.244.1.1/24"; }
+    netns "batch" {
+        veth "eth0" {
+            address "10.244.1.3/24"
+            peer "veth-b" netns="@host" master="cni0"
+        }
+    }
+    service "metrics" vip="10.96.0.10" port=80 { backend "10.244.1.3:9100"; }
+}
+"#,
+        );
+    }
+}

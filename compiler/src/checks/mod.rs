@@ -16,6 +16,7 @@ mod missing_hairpin;
 mod mtu_mismatch;
 mod non_symmetric_routes;
 mod overlapping_cidrs;
+mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
 
@@ -41,6 +42,7 @@ pub const CHECKS: &[Check] = &[
     shadowed_rule::CHECK,
     missing_hairpin::CHECK,
     masquerade_without_egress::CHECK,
+    redirect_without_listener::CHECK,
 ];
 
 pub fn run_all(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -1,9 +1,418 @@
-//! `shadowed-rule`: not written yet.
+//! `shadowed-rule`: a firewall rule that can never match because the packets it matches are all
+//! decided before it (Batfish's "unreachable lines").
+//!
+//! **What it does.** In each namespace's firewall, compares every rule with the earlier rules of
+//! the same direction. An earlier rule shadows a later one when each of its match fields is
+//! absent or covers the later rule's: the same protocol; port sets that cover; `from`/`to`
+//! networks that contain the later ones (or the same address set); the same interfaces, where a
+//! zone covers an interface of the zone; connection states that include the later rule's (none
+//! means all). With a `drop`/`reject` policy and `stateful` on (the default), established and
+//! related packets are accepted and invalid ones dropped before the rules, so a rule matching
+//! only those states is shadowed too.
+//!
+//! Same verdict: warning (the later rule is redundant). Different verdict: error (the later
+//! rule's intent is never carried out).
+//!
+//! **Why is this bad.** Rules are evaluated in order and the first match wins. A shadowed `deny`
+//! after a broad `allow` leaves open exactly what the operator meant to close, and nothing in the
+//! ruleset says so.
+//!
+//! **Example.**
+//! ```kdl
+//! firewall {
+//!     policy in="drop"
+//!     allow in proto="tcp" from="10.0.0.0/8"
+//!     deny in proto="tcp" port=22 from="10.1.0.0/16"   // never matches
+//! }
+//! ```
+//! Fix: move the `deny` above the `allow`.
 
 use super::Check;
+use crate::ir::{AddrMatch, Firewall, LinkId, Rule};
 use crate::model::Model;
+use ipnet::IpNet;
+use netcfg_lang::ast::{ConnState, Direction, Proto, Verdict};
+use netcfg_lang::value::{PortRange, PortSet};
 use netcfg_lang::Diagnostic;
+use std::collections::BTreeSet;
 
-pub const CHECK: Check = Check { code: "shadowed-rule", summary: "TODO", run };
+pub const CHECK: Check = Check {
+    code: "shadowed-rule",
+    summary: "a firewall rule never matches because an earlier rule decides all its packets",
+    run,
+};
 
-fn run(_model: &Model, _diags: &mut Vec<Diagnostic>) {}
+fn state_bit(s: ConnState) -> u8 {
+    match s {
+        ConnState::New => 1,
+        ConnState::Established => 2,
+        ConnState::Related => 4,
+        ConnState::Invalid => 8,
+    }
+}
+
+const ALL_STATES: u8 = 0b1111;
+
+/// A rule's matches in a form that makes "covers" cheap to ask.
+struct Matches<'a> {
+    rule: &'a Rule,
+    proto: Option<Proto>,
+    dport: Option<&'a PortSet>,
+    sport: Option<&'a PortSet>,
+    from: Option<Vec<IpNet>>,
+    to: Option<Vec<IpNet>>,
+    /// The input interfaces allowed by `iif` and `from-zone` together.
+    iif: Option<BTreeSet<LinkId>>,
+    oif: Option<BTreeSet<LinkId>>,
+    /// The connection states of the packets that reach the rule and that it matches.
+    states: u8,
+}
+
+impl<'a> Matches<'a> {
+    fn new(fw: &Firewall, rule: &'a Rule, reaching: u8) -> Matches<'a> {
+        let nets = |m: &Option<netcfg_lang::Spanned<AddrMatch>>| {
+            m.as_ref().map(|m| match &m.value {
+                AddrMatch::Net(n) => vec![*n],
+                AddrMatch::Set(id) => {
+                    fw.sets.get(id.0 as usize).map(|s| s.elements.iter().map(|e| e.value).collect()).unwrap_or_default()
+                }
+            })
+        };
+        let links = |link: Option<LinkId>, zone: Option<usize>| {
+            let by_link = link.map(|l| BTreeSet::from([l]));
+            let by_zone = zone.map(|z| {
+                fw.zones.get(z).map(|z| z.links.iter().map(|l| l.value).collect::<BTreeSet<_>>()).unwrap_or_default()
+            });
+            match (by_link, by_zone) {
+                (Some(l), Some(z)) => Some(l.intersection(&z).copied().collect()),
+                (l, z) => l.or(z),
+            }
+        };
+        let declared =
+            if rule.state.is_empty() { ALL_STATES } else { rule.state.iter().fold(0, |bits, s| bits | state_bit(*s)) };
+        Matches {
+            rule,
+            proto: rule.proto.as_ref().map(|p| p.value),
+            dport: rule.dport.as_ref().map(|p| &p.value),
+            sport: rule.sport.as_ref().map(|p| &p.value),
+            from: nets(&rule.from),
+            to: nets(&rule.to),
+            iif: links(rule.iif.as_ref().map(|l| l.value), rule.from_zone.as_ref().map(|z| z.value.0 as usize)),
+            oif: links(rule.oif.as_ref().map(|l| l.value), rule.to_zone.as_ref().map(|z| z.value.0 as usize)),
+            states: declared & reaching,
+        }
+    }
+
+    /// A rule whose own matches contradict each other (an empty set or zone, an IPv4 source with
+    /// an IPv6 destination) matches nothing: it is another problem than shadowing.
+    fn matches_nothing(&self) -> bool {
+        let empty_nets = |n: &Option<Vec<IpNet>>| n.as_ref().is_some_and(|n| n.is_empty());
+        let empty_links = |l: &Option<BTreeSet<LinkId>>| l.as_ref().is_some_and(|l| l.is_empty());
+        let mixed = match (&self.from, &self.to) {
+            (Some(f), Some(t)) => !f.iter().any(|a| t.iter().any(|b| a.addr().is_ipv4() == b.addr().is_ipv4())),
+            _ => false,
+        };
+        let icmp_family = |v4: bool| {
+            [&self.from, &self.to].into_iter().flatten().any(|nets| nets.iter().all(|n| n.addr().is_ipv4() != v4))
+        };
+        let wrong_icmp = match self.proto {
+            Some(Proto::Icmp) => icmp_family(true),
+            Some(Proto::Icmpv6) => icmp_family(false),
+            _ => false,
+        };
+        empty_nets(&self.from)
+            || empty_nets(&self.to)
+            || empty_links(&self.iif)
+            || empty_links(&self.oif)
+            || mixed
+            || wrong_icmp
+    }
+
+    /// Whether every packet `later` matches is matched by `self`.
+    fn covers(&self, later: &Matches) -> bool {
+        if self.proto.is_some() && self.proto != later.proto {
+            return false;
+        }
+        later.states & !self.states == 0
+            && ports_cover(self.dport, later.dport)
+            && ports_cover(self.sport, later.sport)
+            && links_cover(&self.iif, &later.iif)
+            && links_cover(&self.oif, &later.oif)
+            && nets_cover(&self.from, &later.from)
+            && nets_cover(&self.to, &later.to)
+    }
+}
+
+fn ports_cover(earlier: Option<&PortSet>, later: Option<&PortSet>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(e), Some(l)) => e.covers(l),
+        (Some(e), None) => e.covers(&PortSet(vec![PortRange { lo: 1, hi: u16::MAX }])),
+    }
+}
+
+fn links_cover(earlier: &Option<BTreeSet<LinkId>>, later: &Option<BTreeSet<LinkId>>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(e), Some(l)) => l.is_subset(e),
+        (Some(_), None) => false,
+    }
+}
+
+fn nets_cover(earlier: &Option<Vec<IpNet>>, later: &Option<Vec<IpNet>>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(e), Some(l)) => l.iter().all(|l| e.iter().any(|e| e.contains(l))),
+        (Some(_), None) => false,
+    }
+}
+
+fn keyword(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "allow",
+        Verdict::Drop => "deny",
+        Verdict::Reject => "reject",
+    }
+}
+
+fn past(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "accepted",
+        Verdict::Drop => "dropped",
+        Verdict::Reject => "rejected",
+    }
+}
+
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (_, netns) in model.namespaces() {
+        let fw = &netns.firewall;
+        for dir in [Direction::In, Direction::Out, Direction::Forward] {
+            let policy = fw.policy(dir).filter(|p| p.value != Verdict::Accept);
+            // The stateful preamble is emitted only in chains that filter (a non-accept policy).
+            let reaching = if fw.stateful && policy.is_some() { state_bit(ConnState::New) } else { ALL_STATES };
+            let rules: Vec<Matches> = fw
+                .rules
+                .iter()
+                .filter(|r| r.direction.value == dir)
+                .map(|r| Matches::new(fw, r, reaching))
+                .filter(|m| !m.matches_nothing())
+                .collect();
+            for (j, later) in rules.iter().enumerate() {
+                if later.states == 0 {
+                    if let Some(policy) = policy {
+                        diags.push(stateful_shadow(later.rule, policy.span));
+                    }
+                    continue;
+                }
+                if let Some(earlier) = rules[..j].iter().find(|e| e.covers(later)) {
+                    diags.push(shadow(later.rule, earlier.rule));
+                }
+            }
+        }
+    }
+}
+
+fn shadow(later: &Rule, earlier: &Rule) -> Diagnostic {
+    let (lv, ev) = (later.verdict.value, earlier.verdict.value);
+    let message = format!("this `{} {}` rule can never match", keyword(lv), later.direction.value.keyword());
+    let d = if lv == ev {
+        Diagnostic::warning(CHECK.code, later.span, message)
+            .with_label(format!("redundant: these packets are already {}", past(ev)))
+            .with_help("remove the redundant rule")
+    } else {
+        Diagnostic::error(CHECK.code, later.span, message)
+            .with_label(format!("these packets are {} by the earlier rule, never {}", past(ev), past(lv)))
+            .with_help("move this rule above the earlier one, or narrow the earlier rule so it leaves these packets")
+    };
+    d.with_secondary(earlier.span, "matches every packet of the later rule first")
+}
+
+/// A rule that matches only established, related or invalid packets behind the stateful preamble.
+fn stateful_shadow(rule: &Rule, policy: netcfg_lang::Span) -> Diagnostic {
+    let preamble = |s: ConnState| if s == ConnState::Invalid { Verdict::Drop } else { Verdict::Accept };
+    let same = rule.state.iter().all(|s| preamble(*s) == rule.verdict.value);
+    let message =
+        format!("this `{} {}` rule can never match", keyword(rule.verdict.value), rule.direction.value.keyword());
+    let d = if same {
+        Diagnostic::warning(CHECK.code, rule.span, message)
+            .with_label("redundant: the stateful firewall already decides these connection states")
+            .with_help("remove the redundant rule")
+    } else {
+        Diagnostic::error(CHECK.code, rule.span, message)
+            .with_label("the stateful firewall decides these connection states before the rules")
+            .with_help("add `stateful #false` to the firewall to decide these connection states in the rules")
+    };
+    d.with_secondary(
+        policy,
+        "with this policy, established and related packets are accepted and invalid ones dropped first",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    fn host(firewall: &str) -> String {
+        format!(
+            r#"
+node "h" {{
+    forwarding #true
+    ethernet "eth0" {{ address "10.0.0.5/24"; }}
+    ethernet "eth1" {{ address "192.168.1.5/24"; }}
+    route "default" via="10.0.0.1" dev="eth0"
+    firewall {{
+{firewall}
+    }}
+}}
+"#
+        )
+    }
+
+    #[test]
+    fn a_broad_allow_shadows_a_later_deny() {
+        let d = check(&host(
+            r#"        policy in="drop"
+        allow in proto="tcp" from="10.0.0.0/8"
+        deny in proto="tcp" port=22 from="10.1.0.0/16"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule"#,
+        ));
+        assert_eq!(d[0].message, "this `deny in` rule can never match");
+        assert_eq!(d[0].primary.message, "these packets are accepted by the earlier rule, never dropped");
+        assert_eq!(d[0].secondary[0].message, "matches every packet of the later rule first");
+    }
+
+    #[test]
+    fn same_verdict_is_redundant() {
+        check(&host(
+            r#"        policy in="drop"
+        allow in proto="tcp" port="80,443,8000-8100"
+        allow in proto="tcp" port="8080" iif="eth0"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+        allow in proto="tcp" port="8080-8200"
+        allow in proto="udp" port=53
+        allow in proto="udp" port=53
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule"#,
+        ));
+    }
+
+    #[test]
+    fn narrower_or_disjoint_earlier_rules_do_not_shadow() {
+        check(&host(
+            r#"        policy in="drop" out="accept"
+        deny in proto="tcp" port=22 from="10.1.0.0/16"
+        allow in proto="tcp" from="10.0.0.0/8"
+        allow in proto="tcp" port=22
+        allow in proto="udp" port=53 iif="eth0"
+        allow in proto="udp" port=53 iif="eth1"
+        allow in proto="udp" port=53
+        allow in proto="udp" port=53 sport=53
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+        allow in proto="icmp" from="10.0.0.0/8"
+        reject in proto="icmp"
+        allow in from="10.0.0.0/8"
+        allow in from="fd00::/8"
+        deny out proto="tcp" port=22 to="10.1.0.0/16"
+        allow out proto="tcp" port=22"#,
+        ));
+    }
+
+    #[test]
+    fn directions_are_separate_chains() {
+        check(&host(
+            r#"        allow out proto="tcp"
+        deny in proto="tcp" port=22
+        deny forward proto="tcp" port=22"#,
+        ));
+    }
+
+    #[test]
+    fn sets_and_zones_cover_their_members() {
+        check(&host(
+            r#"        policy in="drop"
+        set "admins" "10.1.0.0/16" "10.2.0.0/16"
+        set "ops" "10.1.2.0/24"
+        zone "lan" "eth0" "eth1"
+        allow in proto="tcp" port=22 from="@admins"
+        deny in proto="tcp" port=22 from="@ops"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        deny in proto="tcp" port=22 from="10.2.3.0/24"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        deny in proto="tcp" port=22 from="10.0.0.0/8"
+        allow in from-zone="lan" proto="udp"
+        allow in iif="eth1" proto="udp" port=53
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule"#,
+        ));
+    }
+
+    #[test]
+    fn connection_states() {
+        // Without a filtering policy there is no stateful preamble: every state reaches the rules.
+        check(&host(
+            r#"        allow in state="established,related"
+        deny in state="established"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        deny in state="new,invalid"
+        deny in
+        allow in state="new"
+//      ^^^^^^^^^^^^^^^^^^^^ error shadowed-rule"#,
+        ));
+        // A state listed twice is still one state.
+        check(&host(
+            r#"        allow in proto="udp" state="related,related"
+        deny in proto="udp" state="invalid""#,
+        ));
+    }
+
+    #[test]
+    fn the_stateful_preamble_decides_before_the_rules() {
+        let d = check(&host(
+            r#"        policy in="drop"
+        allow in state="established,related"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+        deny in state="established" proto="tcp"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        allow in proto="tcp" port=22 state="new"
+        deny in proto="tcp" port=22
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule"#,
+        ));
+        let preamble = d.iter().find(|d| d.severity == netcfg_lang::Severity::Warning).unwrap();
+        assert!(preamble.secondary[0].message.starts_with("with this policy"), "{preamble:?}");
+        // With `stateful #false` the rules decide every state themselves.
+        check(&host(
+            r#"        policy in="drop"
+        stateful #false
+        deny in state="established" proto="tcp"
+        allow in state="established,related"
+        allow in proto="tcp" port=22 state="new"
+        deny in proto="tcp" port=22"#,
+        ));
+    }
+
+    #[test]
+    fn rules_that_match_nothing_shadow_nothing() {
+        check(&host(
+            r#"        policy in="drop"
+        allow in from="10.0.0.0/8" to="fd00::/8"
+        deny in from="10.1.0.0/16" to="fd00::/16""#,
+        ));
+    }
+
+    #[test]
+    fn found_among_thousands_of_rules() {
+        let mut rules = String::from("        policy in=\"drop\"\n");
+        for i in 0..3000u32 {
+            rules.push_str(&format!(
+                "        allow in proto=\"tcp\" port={} from=\"10.{}.{}.0/24\"\n",
+                1000 + i,
+                i / 256,
+                i % 256
+            ));
+        }
+        rules.push_str("        deny in proto=\"tcp\" port=3999 from=\"10.11.183.7\"\n");
+        rules.push_str("//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule");
+        let src = host(&rules);
+        let d = check(&src);
+        let earlier = src.find(r#"allow in proto="tcp" port=3999 from="10.11.183.0/24""#).unwrap();
+        assert_eq!(d[0].secondary[0].span.start as usize, earlier, "shadowed by the rule just above");
+    }
+}
