@@ -1,1 +1,35 @@
-fn main() {}
+//! The `netcfg` command line. This file only parses arguments and dispatches: each command
+//! lives in one file under `cmd/`, and adding one is that file plus one arm below.
+
+mod canonical;
+mod cmd;
+mod exit_status;
+mod load;
+mod report;
+
+use clap::{Parser, Subcommand};
+use exit_status::ExitStatus;
+
+/// Declarative network config compiler for Linux nodes.
+#[derive(Parser)]
+#[command(name = "netcfg", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check spec files and report every finding (no root, no kernel needed).
+    Check(cmd::check::Args),
+    /// Rewrite spec files in the canonical layout.
+    Fmt(cmd::fmt::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let status: ExitStatus = match Cli::parse().command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Fmt(args) => cmd::fmt::run(args),
+    };
+    status.into()
+}

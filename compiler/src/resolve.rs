@@ -11,6 +11,15 @@ use netcfg_lang::{Diagnostic, Span, Spanned};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Every code resolution reports, with a one-line summary (the CLI lists them as SARIF rules).
+pub const CODES: &[(&str, &str)] = &[
+    ("undefined-reference", "a name that refers to nothing declared"),
+    ("invalid-reference", "a name that refers to the wrong kind of thing"),
+    ("duplicate-name", "a name declared twice where it must be unique"),
+    ("template-cycle", "a template that uses itself, directly or through other templates"),
+    ("conflicting-sysctl", "a sysctl set to two different values in one namespace"),
+];
+
 pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
     let mut templates: HashMap<&str, &ast::TemplateDecl> = HashMap::new();
     for t in &spec.templates {

@@ -46,7 +46,8 @@ impl Parsed {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 let file = self.sources.add(name, path, text);
                 self.diagnostics.push(
-                    Diagnostic::error("invalid-utf8", Span::new(file, valid, valid + 1), "the file is not valid UTF-8")
+                    // The lossy text holds U+FFFD (3 bytes) where the first bad byte was.
+                    Diagnostic::error("invalid-utf8", Span::new(file, valid, valid + 3), "the file is not valid UTF-8")
                         .with_label("invalid byte here")
                         .with_help("save the spec as UTF-8"),
                 );
@@ -84,14 +85,17 @@ impl Parsed {
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
                     "node" => {
-                        if let Some(name) = name_arg(&mut cx, &mut r, "a node name") {
-                            let body = parse_body(&mut cx, &mut r, BodyKind::Node);
+                        // The body is read even under a bad name, for its own diagnostics.
+                        let name = name_arg(&mut cx, &mut r, "a node name");
+                        let body = parse_body(&mut cx, &mut r, BodyKind::Node);
+                        if let Some(name) = name {
                             self.spec.nodes.push(NodeDecl { name, body, span: r.span });
                         }
                     }
                     "template" => {
-                        if let Some(name) = name_arg(&mut cx, &mut r, "a template name") {
-                            let body = parse_body(&mut cx, &mut r, BodyKind::Template);
+                        let name = name_arg(&mut cx, &mut r, "a template name");
+                        let body = parse_body(&mut cx, &mut r, BodyKind::Template);
+                        if let Some(name) = name {
                             self.spec.templates.push(TemplateDecl { name, body, span: r.span });
                         }
                     }
@@ -792,6 +796,7 @@ mod tests {
         parsed.add_file("bin.kdl".into(), None, b"node \"a\xff\" {}", &mut FsLoader);
         assert_eq!(parsed.diagnostics[0].code, "invalid-utf8");
         assert_eq!(parsed.diagnostics[0].primary.span.start, 7);
+        assert_eq!(parsed.diagnostics[0].primary.span.end, 10);
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn normalize(mut v: Json) -> Json {
                 }
             }
             Json::Array(a) => {
-                a.retain(|x| !x.get("metainfo").is_some());
+                a.retain(|x| x.get("metainfo").is_none());
                 for x in a.iter_mut() {
                     strip(x);
                 }

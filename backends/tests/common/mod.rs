@@ -125,10 +125,8 @@ pub fn serve(ns: &Netns, addr: &str, reply: &'static str, max: usize) {
         .expect("bind");
     std::thread::spawn(move || {
         use std::io::Write;
-        for stream in listener.incoming().take(max) {
-            if let Ok(mut s) = stream {
-                let _ = s.write_all(reply.as_bytes());
-            }
+        for mut s in listener.incoming().take(max).flatten() {
+            let _ = s.write_all(reply.as_bytes());
         }
     });
 }

@@ -1,0 +1,118 @@
+//! `netcfg fmt FILE...`: rewrite spec files in the canonical layout (see `canonical`).
+//! Files that are not valid KDL are left untouched and their syntax errors reported.
+//! `--check` writes nothing and lists the files that would change; `-` formats stdin to stdout.
+
+use crate::canonical;
+use crate::exit_status::ExitStatus;
+use crate::load::{self, Input};
+use crate::report::{human, Findings};
+use netcfg_lang::{Diagnostic, Loader, Parsed, SourceMap};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Spec files to format in place. `-` formats stdin to stdout.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write nothing; list the files that would change and exit with 1 if there are any.
+    #[arg(long)]
+    check: bool,
+}
+
+/// What happened to one file.
+enum Outcome {
+    Unchanged,
+    Changed,
+    /// Not valid KDL (or not UTF-8): not touched.
+    Invalid,
+    /// Could not be read, formatted or written: reported on stderr.
+    Failed,
+}
+
+pub fn run(args: Args) -> ExitStatus {
+    let inputs = match load::inputs(&args.files) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Error;
+        }
+    };
+    let outcomes: Vec<Outcome> = inputs.iter().map(|input| format_input(input, args.check)).collect();
+    if outcomes.iter().any(|o| matches!(o, Outcome::Failed)) {
+        ExitStatus::Error
+    } else if outcomes.iter().any(|o| matches!(o, Outcome::Invalid) || (args.check && matches!(o, Outcome::Changed))) {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    }
+}
+
+fn format_input(input: &Input, check: bool) -> Outcome {
+    let name = input.name();
+    let bytes = match input.read() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let (sources, errors) = syntax_errors(input, &bytes);
+    if !errors.is_empty() {
+        let findings = Findings { diagnostics: &errors, sources: &sources };
+        eprint!("{}", human::render(&findings, &human::Style::stderr()));
+        eprintln!("error: `{name}` is not valid KDL; left unchanged");
+        return Outcome::Invalid;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let formatted = match canonical::format(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot format `{name}`: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let changed = formatted.as_bytes() != bytes.as_slice();
+    if check {
+        if changed && super::write_stdout(&format!("would reformat: {name}\n")).is_err() {
+            return Outcome::Failed;
+        }
+    } else {
+        match input.path() {
+            None => {
+                if super::write_stdout(&formatted).is_err() {
+                    return Outcome::Failed;
+                }
+            }
+            Some(path) if changed => {
+                if let Err(e) = std::fs::write(path, &formatted) {
+                    eprintln!("error: cannot write `{name}`: {e}");
+                    return Outcome::Failed;
+                }
+                eprintln!("reformatted {name}");
+            }
+            Some(_) => {}
+        }
+    }
+    if changed {
+        Outcome::Changed
+    } else {
+        Outcome::Unchanged
+    }
+}
+
+/// The file's KDL syntax and UTF-8 errors (what stops formatting), from the same parser
+/// `check` uses. Includes are not followed: each file is formatted on its own.
+fn syntax_errors(input: &Input, bytes: &[u8]) -> (SourceMap, Vec<Diagnostic>) {
+    struct NoIncludes;
+    impl Loader for NoIncludes {
+        fn load(&mut self, _: &Path) -> std::io::Result<Vec<u8>> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
+    let mut parsed = Parsed::default();
+    parsed.add_file(input.name(), input.path().map(Path::to_path_buf), bytes, &mut NoIncludes);
+    let mut errors: Vec<Diagnostic> =
+        parsed.diagnostics.into_iter().filter(|d| matches!(d.code, "syntax" | "invalid-utf8")).collect();
+    netcfg_lang::diagnostic::sort_diagnostics(&mut errors);
+    (parsed.sources, errors)
+}
