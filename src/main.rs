@@ -24,12 +24,15 @@ enum Command {
     Check(cmd::check::Args),
     /// Rewrite spec files in the canonical layout.
     Fmt(cmd::fmt::Args),
+    /// Print what netcfg would apply on a node: desired state and nftables transactions.
+    Plan(cmd::plan::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let status: ExitStatus = match Cli::parse().command {
         Command::Check(args) => cmd::check::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
     };
     status.into()
 }

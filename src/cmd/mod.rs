@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod fmt;
+pub mod plan;
 
 use crate::exit_status::ExitStatus;
 use std::io::Write;

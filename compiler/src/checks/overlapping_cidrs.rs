@@ -91,14 +91,17 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             if let Some(first) = entries[..i].iter().find(|f| conflicts_equal(model, net, f, e)) {
                 report(model, diags, net, first, net, e);
             }
-            // Against enclosing networks, innermost first: one finding per enclosing network
-            // for a subnet, only the innermost for a VIP.
-            for (outer, outer_entries) in stack.iter().rev() {
-                if let Some(o) = outer_entries.iter().find(|o| conflicts_nested(model, o, e)) {
-                    report(model, diags, *outer, o, net, e);
-                    if matches!(e.owner, Owner::Vip { .. }) {
-                        break;
-                    }
+        }
+        // Against enclosing networks, innermost first: one finding per pair of networks (the
+        // pods of a bridge share its subnet; one finding says it), only the innermost for a VIP.
+        for (outer, outer_entries) in stack.iter().rev() {
+            let pair = entries
+                .iter()
+                .find_map(|e| outer_entries.iter().find(|o| conflicts_nested(model, o, e)).map(|o| (o, e)));
+            if let Some((o, e)) = pair {
+                report(model, diags, *outer, o, net, e);
+                if matches!(e.owner, Owner::Vip { .. }) && entries.len() == 1 {
+                    break;
                 }
             }
         }

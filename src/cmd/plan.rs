@@ -1,0 +1,112 @@
+//! `netcfg plan FILE... --node N`: what netcfg would apply on a node — per namespace the
+//! desired state and the nftables transaction. Refuses specs with errors (exit 1); needs no root.
+
+use crate::exit_status::ExitStatus;
+use crate::load;
+use crate::report::{self, human, Findings, Format};
+use netcfg_backends::plan::{plan_node, NodePlan};
+use netcfg_lang::diagnostic::sort_diagnostics;
+use netcfg_lang::Severity;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Spec files; several files form one fleet. `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// The node to plan (may be omitted when the fleet has one node, or with --out).
+    #[arg(long)]
+    node: Option<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Also write per-node artifacts for review: DIR/NODE/plan.json and DIR/NODE/NETNS.nft.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitStatus {
+    let parsed = match load::load(&args.files) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitStatus::Error;
+        }
+    };
+    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let mut diagnostics = parsed.diagnostics.clone();
+    diagnostics.extend(compiled.diagnostics);
+    let nodes: Vec<_> = match &args.node {
+        Some(name) => match compiled.fleet.nodes.iter().find(|n| &n.name.value == name) {
+            Some(n) => vec![n],
+            None if has_errors(&diagnostics) => Vec::new(),
+            None => {
+                let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
+                eprintln!("error: no node `{name}` in the spec (nodes: {})", names.join(", "));
+                return ExitStatus::Error;
+            }
+        },
+        None if compiled.fleet.nodes.len() == 1 || args.out.is_some() => compiled.fleet.nodes.iter().collect(),
+        None if has_errors(&diagnostics) => Vec::new(),
+        None => {
+            let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
+            eprintln!("error: the spec has several nodes; pick one with --node ({})", names.join(", "));
+            return ExitStatus::Error;
+        }
+    };
+    let plans: Vec<NodePlan> = nodes.iter().map(|n| plan_node(n, &mut diagnostics)).collect();
+    sort_diagnostics(&mut diagnostics);
+    if !diagnostics.is_empty() {
+        // Findings go to stderr so stdout stays the plan; errors stop here.
+        let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources };
+        eprint!("{}", report::render(Format::Human, &findings, &human::Style::stderr()));
+        if has_errors(&diagnostics) {
+            return ExitStatus::Failure;
+        }
+    }
+    if let Some(dir) = &args.out {
+        if let Err(e) = write_artifacts(dir, &plans) {
+            eprintln!("error: cannot write to {}: {e}", dir.display());
+            return ExitStatus::Error;
+        }
+    }
+    let text = match args.format {
+        PlanFormat::Text => plans.iter().map(NodePlan::to_text).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Json => {
+            let docs: Vec<_> = plans.iter().map(NodePlan::to_json).collect();
+            let doc =
+                if docs.len() == 1 { docs.into_iter().next().expect("one") } else { serde_json::Value::Array(docs) };
+            serde_json::to_string_pretty(&doc).expect("JSON values serialize") + "\n"
+        }
+    };
+    match super::write_stdout(&text) {
+        Ok(()) => ExitStatus::Success,
+        Err(status) => status,
+    }
+}
+
+fn has_errors(d: &[netcfg_lang::Diagnostic]) -> bool {
+    d.iter().any(|d| d.severity == Severity::Error)
+}
+
+fn write_artifacts(dir: &std::path::Path, plans: &[NodePlan]) -> std::io::Result<()> {
+    for plan in plans {
+        let node_dir = dir.join(&plan.node);
+        std::fs::create_dir_all(&node_dir)?;
+        let json = serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize") + "\n";
+        std::fs::write(node_dir.join("plan.json"), json)?;
+        for ns in &plan.namespaces {
+            let file = if ns.name == "@host" { "host.nft".to_string() } else { format!("netns-{}.nft", ns.name) };
+            std::fs::write(node_dir.join(file), &ns.nft.text)?;
+        }
+    }
+    Ok(())
+}
