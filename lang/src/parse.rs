@@ -224,10 +224,14 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
             "forwarding" => body.forwarding.push(parse_forwarding(cx, &mut c)),
             "rp-filter" => {
-                body.rp_filter = c.arg(cx, 0, "a mode").and_then(|v| rp_filter(cx, v));
+                if let Some(v) = c.arg(cx, 0, "a mode").and_then(|v| rp_filter(cx, v)) {
+                    set_once(cx, &mut body.rp_filter, v, "`rp-filter`");
+                }
             }
             "bridge-netfilter" => {
-                body.bridge_netfilter = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "bridge-netfilter"));
+                if let Some(v) = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "bridge-netfilter")) {
+                    set_once(cx, &mut body.bridge_netfilter, v, "`bridge-netfilter`");
+                }
             }
             "netns" => {
                 if kind == BodyKind::Netns {
@@ -301,6 +305,20 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
         c.finish(cx);
     }
     body
+}
+
+/// Stores a setting that may be given once per block; a second one is an error, not a silent
+/// override.
+fn set_once<T>(cx: &mut Cx, slot: &mut Option<Spanned<T>>, value: Spanned<T>, what: &str) {
+    match slot {
+        Some(first) => {
+            let first = first.span;
+            let d = cx.error("duplicate-property", value.span, format!("{what} is set twice"));
+            d.secondary.push(crate::diagnostic::Label { span: first, message: "first set here".into() });
+            d.help = Some("keep one of them".into());
+        }
+        None => *slot = Some(value),
+    }
 }
 
 fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
@@ -550,11 +568,19 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
         let mut c = Reader::new(cx, child);
         match c.keyword() {
             "policy" => {
-                fw.policy_in = c.prop(cx, "in").and_then(|v| verdict(cx, v));
-                fw.policy_out = c.prop(cx, "out").and_then(|v| verdict(cx, v));
-                fw.policy_forward = c.prop(cx, "forward").and_then(|v| verdict(cx, v));
+                for (key, slot) in
+                    [("in", &mut fw.policy_in), ("out", &mut fw.policy_out), ("forward", &mut fw.policy_forward)]
+                {
+                    if let Some(v) = c.prop(cx, key).and_then(|v| verdict(cx, v)) {
+                        set_once(cx, slot, v, &format!("the `{key}` policy"));
+                    }
+                }
             }
-            "stateful" => fw.stateful = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "stateful")),
+            "stateful" => {
+                if let Some(v) = c.arg(cx, 0, "#true or #false").and_then(|v| v.bool(cx, "stateful")) {
+                    set_once(cx, &mut fw.stateful, v, "`stateful`");
+                }
+            }
             "zone" => {
                 if let Some(name) = name_arg(cx, &mut c, "a zone name") {
                     let mut links = Vec::new();
@@ -731,6 +757,12 @@ fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
     let port = r.required(cx, "port", "80").and_then(|v| v.parse(cx, "port", parse_port));
     let address = r.prop(cx, "address").and_then(|v| v.parse(cx, "address", parse_ip));
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    if let Some(p) = &proto {
+        if !p.value.has_ports() {
+            cx.error("invalid-value", p.span, "a listener needs a protocol with ports").help =
+                Some("use `tcp`, `udp` or `sctp`".into());
+        }
+    }
     Some(ListenDecl { name: name?, address, port: port?, proto, span: r.span })
 }
 
@@ -817,5 +849,26 @@ mod tests {
         let l = &p.spec.nodes[0].body.links[0];
         assert_eq!(l.mtu.as_ref().unwrap().value, 9000);
         assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n) } if n.value));
+    }
+}
+
+#[cfg(test)]
+mod once_tests {
+    use super::*;
+
+    fn codes(src: &str) -> Vec<&'static str> {
+        parse_str("t.kdl", src).diagnostics.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn settings_given_twice_are_errors_not_overrides() {
+        let p = parse_str("t.kdl", "node \"a\" { firewall { policy in=\"drop\"; policy out=\"accept\"; } }");
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let fw = &p.spec.nodes[0].body.firewalls[0];
+        assert!(fw.policy_in.is_some() && fw.policy_out.is_some(), "one policy node must not erase another");
+        assert_eq!(codes("node \"a\" { firewall { policy in=\"drop\"; policy in=\"accept\"; } }"), ["duplicate-property"]);
+        assert_eq!(codes("node \"a\" { rp-filter \"strict\"; rp-filter \"loose\"; }"), ["duplicate-property"]);
+        assert_eq!(codes("node \"a\" { bridge \"b\" mtu=1500 { mtu 9000; } }"), ["duplicate-property"]);
+        assert_eq!(codes("node \"a\" { listen \"x\" port=1 proto=\"icmp\"; }"), ["invalid-value"]);
     }
 }

@@ -281,11 +281,26 @@ impl<'n> Reader<'n> {
     /// A property `key=value`, or an attribute child `key value` (both forms are accepted).
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
-        if let Some(p) = self.props.iter_mut().find(|p| p.0 == key) {
-            p.3 = true;
-            return Some(p.2);
+        let as_children: Vec<usize> =
+            self.children.iter().enumerate().filter(|(_, (c, _))| c.name().value() == key).map(|(i, _)| i).collect();
+        let prop = self.props.iter().position(|p| p.0 == key);
+        // Given twice (property and child, or two children): the first wins, the rest is an error.
+        let first_span = prop.map(|i| self.props[i].1).or_else(|| as_children.first().map(|i| cx.span(self.children[*i].0.name().span())));
+        let skip = usize::from(prop.is_none());
+        for &i in as_children.iter().skip(skip) {
+            self.children[i].1 = true;
+            let span = cx.span(self.children[i].0.name().span());
+            let d = cx.error("duplicate-property", span, format!("`{key}` is given twice"));
+            if let Some(first) = first_span {
+                d.secondary.push(crate::diagnostic::Label { span: first, message: "first given here".into() });
+            }
+            d.help = Some("remove one of them".into());
         }
-        let idx = self.children.iter().position(|(c, _)| c.name().value() == key)?;
+        if let Some(i) = prop {
+            self.props[i].3 = true;
+            return Some(self.props[i].2);
+        }
+        let idx = *as_children.first()?;
         self.children[idx].1 = true;
         let child = self.children[idx].0;
         let mut r = Reader::new(cx, child);
