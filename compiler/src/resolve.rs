@@ -378,9 +378,13 @@ impl<'d> NodeBuilder<'d> {
             let kind = self.node.link(master.value).kind.keyword();
             let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
             self.diags.push(
-                Diagnostic::error("invalid-reference", m.span, format!("`{}` is {article} {kind}, not a bridge", m.value))
-                    .with_secondary(self.node.link(master.value).name.span, "declared here")
-                    .with_help("`master` names a bridge in the same namespace"),
+                Diagnostic::error(
+                    "invalid-reference",
+                    m.span,
+                    format!("`{}` is {article} {kind}, not a bridge", m.value),
+                )
+                .with_secondary(self.node.link(master.value).name.span, "declared here")
+                .with_help("`master` names a bridge in the same namespace"),
             );
             return;
         }

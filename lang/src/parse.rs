@@ -866,7 +866,10 @@ mod once_tests {
         assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
         let fw = &p.spec.nodes[0].body.firewalls[0];
         assert!(fw.policy_in.is_some() && fw.policy_out.is_some(), "one policy node must not erase another");
-        assert_eq!(codes("node \"a\" { firewall { policy in=\"drop\"; policy in=\"accept\"; } }"), ["duplicate-property"]);
+        assert_eq!(
+            codes("node \"a\" { firewall { policy in=\"drop\"; policy in=\"accept\"; } }"),
+            ["duplicate-property"]
+        );
         assert_eq!(codes("node \"a\" { rp-filter \"strict\"; rp-filter \"loose\"; }"), ["duplicate-property"]);
         assert_eq!(codes("node \"a\" { bridge \"b\" mtu=1500 { mtu 9000; } }"), ["duplicate-property"]);
         assert_eq!(codes("node \"a\" { listen \"x\" port=1 proto=\"icmp\"; }"), ["invalid-value"]);

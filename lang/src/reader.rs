@@ -285,7 +285,9 @@ impl<'n> Reader<'n> {
             self.children.iter().enumerate().filter(|(_, (c, _))| c.name().value() == key).map(|(i, _)| i).collect();
         let prop = self.props.iter().position(|p| p.0 == key);
         // Given twice (property and child, or two children): the first wins, the rest is an error.
-        let first_span = prop.map(|i| self.props[i].1).or_else(|| as_children.first().map(|i| cx.span(self.children[*i].0.name().span())));
+        let first_span = prop
+            .map(|i| self.props[i].1)
+            .or_else(|| as_children.first().map(|i| cx.span(self.children[*i].0.name().span())));
         let skip = usize::from(prop.is_none());
         for &i in as_children.iter().skip(skip) {
             self.children[i].1 = true;
