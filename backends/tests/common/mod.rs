@@ -167,3 +167,115 @@ pub fn connect(ns: &Netns, addr: &str, timeout_ms: u64) -> Conn {
     })
     .expect("enter netns")
 }
+
+/// A node root for the netlink backend: `/run/netns/ROOT` (the node's host namespace) with
+/// an `eth0` whose other end sits in a second namespace (the "LAN"), and everything the node
+/// creates (`ROOT-*`, creation markers) deleted on drop, even when the test panics.
+pub struct NodeRoot {
+    pub root: Netns,
+    pub lan: Netns,
+    pub map: netcfg_backends::netlink::NetnsMap,
+}
+
+impl NodeRoot {
+    pub fn new(tag: &str) -> NodeRoot {
+        let root = Netns::new(tag);
+        let lan = Netns::new(&format!("{tag}-lan"));
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &root.name, "type", "veth", "peer", "name", "lan0", "netns",
+            &lan.name,
+        ]);
+        sh(&["ip", "-n", &lan.name, "link", "set", "lan0", "up"]);
+        sh(&["ip", "-n", &lan.name, "addr", "add", "10.0.0.1/24", "dev", "lan0"]);
+        let mut map = netcfg_backends::netlink::NetnsMap::rooted(&root.name);
+        map.marker_dir = std::path::PathBuf::from(format!("/run/netcfg-test/{}", root.name));
+        NodeRoot { root, lan, map }
+    }
+
+    /// `ip -n NS ARGS` in the node's namespace `ns` (`@host` for the root).
+    pub fn ip(&self, ns: &str, args: &[&str]) -> String {
+        let name = self.path_name(ns);
+        let mut full = vec!["ip", "-n", &name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    pub fn path_name(&self, ns: &str) -> String {
+        if ns == "@host" {
+            self.root.name.clone()
+        } else {
+            format!("{}-{ns}", self.root.name)
+        }
+    }
+
+    /// Everything `ip` shows of a namespace that netcfg could touch, normalised to stable text:
+    /// links (kind, flags, mtu, MAC, master, group, hairpin, addrgenmode), addresses, routes of
+    /// every table, permanent neighbours, and `sysctls`. `None` if the namespace does not exist.
+    pub fn dump(&self, ns: &str, sysctls: &[&str]) -> Option<String> {
+        let name = self.path_name(ns);
+        if !std::path::Path::new("/run/netns").join(&name).exists() {
+            return None;
+        }
+        let json = |args: &[&str]| -> serde_json::Value {
+            let mut full = vec!["ip", "-j", "-d", "-n", &name];
+            full.extend_from_slice(args);
+            serde_json::from_str(&sh(&full)).unwrap_or(serde_json::Value::Null)
+        };
+        let mut lines = Vec::new();
+        for l in json(&["link", "show"]).as_array().cloned().unwrap_or_default() {
+            let info = &l["linkinfo"];
+            lines.push(format!(
+                "link {} kind={} flags={} mtu={} mac={} master={} group={} hairpin={} addrgen={} nf={}",
+                l["ifname"],
+                info["info_kind"],
+                l["flags"],
+                l["mtu"],
+                l["address"],
+                l["master"],
+                l["group"],
+                info["info_slave_data"]["hairpin"],
+                l["inet6_addr_gen_mode"],
+                info["info_data"]["nf_call_iptables"],
+            ));
+        }
+        for l in json(&["addr", "show"]).as_array().cloned().unwrap_or_default() {
+            for a in l["addr_info"].as_array().cloned().unwrap_or_default() {
+                lines.push(format!(
+                    "addr {} {}/{} noprefixroute={}",
+                    l["ifname"], a["local"], a["prefixlen"], a["noprefixroute"]
+                ));
+            }
+        }
+        for mut r in json(&["route", "show", "table", "all"]).as_array().cloned().unwrap_or_default() {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("expires");
+                o.remove("pref");
+            }
+            lines.push(format!("route {r}"));
+        }
+        for n in json(&["neigh", "show", "nud", "permanent"]).as_array().cloned().unwrap_or_default() {
+            lines.push(format!("neigh {n}"));
+        }
+        for s in sysctls {
+            let v = sh(&["ip", "netns", "exec", &name, "sysctl", "-n", s]);
+            lines.push(format!("sysctl {s}={}", v.trim()));
+        }
+        lines.sort();
+        Some(lines.join("\n"))
+    }
+}
+
+impl Drop for NodeRoot {
+    fn drop(&mut self) {
+        let prefix = format!("{}-", self.root.name);
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix) {
+                    let _ = Command::new("ip").args(["netns", "del", &n]).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.map.marker_dir);
+    }
+}

@@ -1,0 +1,440 @@
+//! Executing a plan: each op becomes one or a few rtnetlink requests (sysctls are file writes
+//! inside the namespace, nft ops run `nft`). On the first failure the inverses of the ops done
+//! so far run in reverse order, and the error names the failed op and its spec span.
+
+use super::conn::{Conn, NlError, CHANGE, CREATE, REPLACE};
+use super::live::connection;
+use super::namespaces::{run_at, NetnsMap};
+use super::plan::{Action, Op};
+use super::state::*;
+use crate::nftables::exec;
+use crate::nftables::ruleset::TABLE_NAME;
+use ipnet::IpNet;
+use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::value::SysctlPath;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
+    InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope as NlScope, RouteType as NlType,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+/// Executes ops against the kernel: the namespace map, one connection per namespace, and a
+/// cache of ifindexes by name.
+pub struct Executor<'a> {
+    pub map: &'a NetnsMap,
+    pub node: &'a str,
+    pub conns: &'a mut HashMap<NsName, Conn>,
+    index: HashMap<(NsName, String), u32>,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(map: &'a NetnsMap, node: &'a str, conns: &'a mut HashMap<NsName, Conn>) -> Executor<'a> {
+        Executor { map, node, conns, index: HashMap::new() }
+    }
+
+    fn conn(&mut self, ns: &str) -> Result<&mut Conn, NlError> {
+        let loc = self.map.locate(ns);
+        connection(self.conns, ns, &loc)
+    }
+
+    async fn index_of(&mut self, ns: &str, name: &str) -> Result<u32, NlError> {
+        if let Some(i) = self.index.get(&(ns.to_string(), name.to_string())) {
+            return Ok(*i);
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let answer = self
+            .conn(ns)?
+            .get(RouteNetlinkMessage::GetLink(msg), 0)
+            .await
+            .map_err(|e| NlError { errno: e.errno, message: format!("link `{name}`: {}", e.message) })?;
+        let idx = answer
+            .iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })
+            .ok_or_else(|| NlError::other(format!("link `{name}` not found")))?;
+        self.index.insert((ns.to_string(), name.to_string()), idx);
+        Ok(idx)
+    }
+
+    fn forget(&mut self, ns: &str, name: &str) {
+        self.index.remove(&(ns.to_string(), name.to_string()));
+    }
+
+    pub async fn execute(&mut self, op: &Op) -> Result<(), NlError> {
+        let ns = op.ns.as_str();
+        match &op.action {
+            Action::CreateNetns => {
+                self.conns.remove(ns);
+                self.map.create(self.node, ns).map_err(|e| NlError::other(e.to_string()))
+            }
+            Action::DeleteNetns => {
+                self.conns.remove(ns);
+                self.index.retain(|(n, _), _| n != ns);
+                self.map.delete(ns).map_err(|e| NlError::other(e.to_string()))
+            }
+            Action::CreateLink { name, link, peer } => self.create_link(ns, name, link, peer.as_ref()).await,
+            Action::DeleteLink { name, peer, .. } => {
+                let mut msg = LinkMessage::default();
+                msg.header.index = self.index_of(ns, name).await?;
+                self.conn(ns)?.execute(RouteNetlinkMessage::DelLink(msg), CHANGE).await?;
+                self.forget(ns, name);
+                if let Some((p, _)) = peer {
+                    self.forget(&p.ns, &p.name);
+                }
+                Ok(())
+            }
+            Action::SetLink { name, to, .. } => self.set_link(ns, name, to).await,
+            Action::AddAddress { link, net, addr } => self.address(ns, link, net, addr, Some(CREATE)).await,
+            Action::ReplaceAddress { link, net, addr, .. } => self.address(ns, link, net, addr, Some(REPLACE)).await,
+            Action::DeleteAddress { link, net, addr } => self.address(ns, link, net, addr, None).await,
+            Action::AddRoute { key, route } => self.route(ns, key, route, Some(CREATE)).await,
+            Action::ReplaceRoute { key, route, .. } => self.route(ns, key, route, Some(REPLACE)).await,
+            Action::DeleteRoute { key, route } => self.route(ns, key, route, None).await,
+            Action::AddNeighbor { link, ip, neigh } => self.neighbor(ns, link, *ip, neigh, Some(CREATE)).await,
+            Action::ReplaceNeighbor { link, ip, neigh, .. } => self.neighbor(ns, link, *ip, neigh, Some(REPLACE)).await,
+            Action::DeleteNeighbor { link, ip, neigh } => self.neighbor(ns, link, *ip, neigh, None).await,
+            Action::WriteSysctl { path, value, .. } => {
+                let file = SysctlPath(path.clone()).proc_path();
+                let value = value.clone();
+                run_at(&self.map.locate(ns), move || std::fs::write(&file, value.as_bytes()))
+                    .and_then(|r| r)
+                    .map_err(|e| NlError::other(format!("cannot write sysctl `{path}`: {e}")))
+            }
+            Action::Nft { script, .. } => {
+                exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| NlError::other(e.to_string()))
+            }
+            Action::NftRestore { table } => self.restore_nft(ns, table.as_ref()),
+        }
+    }
+
+    async fn create_link(
+        &mut self,
+        ns: &str,
+        name: &str,
+        link: &Link,
+        peer: Option<&(LinkRef, Link)>,
+    ) -> Result<(), NlError> {
+        let mut msg = base_link_message(name, link);
+        // Keeps namespace fds open until the request is answered.
+        let mut fds: Vec<File> = Vec::new();
+        let mut request_ns = ns.to_string();
+        let kind = match &link.kind {
+            LinkKind::Bridge => vec![LinkInfo::Kind(InfoKind::Bridge)],
+            LinkKind::Veth { .. } => {
+                let (p, pl) = peer.ok_or_else(|| NlError::other(format!("veth `{name}` has no peer")))?;
+                let mut pm = base_link_message(&p.name, pl);
+                if p.ns != ns {
+                    let f = self.map.locate(&p.ns).open().map_err(|e| NlError::other(e.to_string()))?;
+                    pm.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
+                    fds.push(f);
+                }
+                vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(pm)))]
+            }
+            LinkKind::Vxlan(v) => {
+                let mut data = vec![InfoVxlan::Id(v.vni), InfoVxlan::Port(v.port)];
+                match v.local {
+                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Local(a)),
+                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Local6(a)),
+                    None => {}
+                }
+                match v.remote.or(v.group) {
+                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Group(a)),
+                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Group6(a)),
+                    None => {}
+                }
+                if let Some(d) = &v.dev {
+                    data.push(InfoVxlan::Link(self.index_of(ns, d).await?));
+                }
+                vec![LinkInfo::Kind(InfoKind::Vxlan), LinkInfo::Data(InfoData::Vxlan(data))]
+            }
+            LinkKind::Macvlan { parent, mode } => {
+                let parent =
+                    parent.as_ref().ok_or_else(|| NlError::other(format!("macvlan `{name}` has no parent")))?;
+                msg.attributes.push(LinkAttribute::Link(self.index_of(&parent.ns, &parent.name).await?));
+                if parent.ns != ns {
+                    let f = self.map.locate(ns).open().map_err(|e| NlError::other(e.to_string()))?;
+                    msg.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
+                    fds.push(f);
+                    request_ns = parent.ns.clone();
+                }
+                let mode = match mode {
+                    MacvlanMode::Private => MacVlanMode::Private,
+                    MacvlanMode::Vepa => MacVlanMode::Vepa,
+                    MacvlanMode::Bridge => MacVlanMode::Bridge,
+                    MacvlanMode::Passthru => MacVlanMode::Passthrough,
+                };
+                vec![
+                    LinkInfo::Kind(InfoKind::MacVlan),
+                    LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
+                ]
+            }
+            LinkKind::Loopback | LinkKind::Existing { .. } => {
+                return Err(NlError::other(format!("netcfg does not create {} links", link.kind.keyword())))
+            }
+        };
+        msg.attributes.push(LinkAttribute::LinkInfo(kind));
+        let res = self.conn(&request_ns)?.execute(RouteNetlinkMessage::NewLink(msg), CREATE).await;
+        drop(fds);
+        res?;
+        // Attributes the kernel takes only on an existing link: address generation (before the
+        // link is up), master, hairpin, bridge netfilter, up.
+        self.set_link(ns, name, &after_create(link)).await?;
+        if let Some((p, pl)) = peer {
+            self.set_link(&p.ns, &p.name, &after_create(pl)).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_link(&mut self, ns: &str, name: &str, s: &LinkSettings) -> Result<(), NlError> {
+        let index = self.index_of(ns, name).await?;
+        let header = |msg: &mut LinkMessage| msg.header.index = index;
+        if s.up == Some(false) {
+            self.set_flags(ns, index, false).await?;
+        }
+        let mut msg = LinkMessage::default();
+        header(&mut msg);
+        if let Some(m) = s.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(m) = s.mac {
+            msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
+        }
+        if let Some(n) = s.addrgen_none {
+            let mode = if n { In6AddrGenMode::None } else { In6AddrGenMode::Eui64 };
+            msg.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
+        }
+        if !msg.attributes.is_empty() {
+            self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+        }
+        // Kind-specific data changes go through RTM_NEWLINK on the existing link (changelink).
+        if let Some(n) = s.nf_call_iptables {
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(n)])),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
+        if let Some(m) = &s.master {
+            let master = match m {
+                Some(m) => self.index_of(ns, m).await?,
+                None => 0,
+            };
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::Controller(master));
+            self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+        }
+        if let Some(h) = s.hairpin {
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(h)])),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
+        if s.up == Some(true) {
+            self.set_flags(ns, index, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        msg.header.change_mask = LinkFlags::Up;
+        self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await
+    }
+
+    /// Adds (`flags` = create/replace) or deletes (`None`) an address.
+    async fn address(
+        &mut self,
+        ns: &str,
+        link: &str,
+        net: &IpNet,
+        a: &Address,
+        flags: Option<u16>,
+    ) -> Result<(), NlError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family(net.addr());
+        msg.header.prefix_len = net.prefix_len();
+        msg.header.index = self.index_of(ns, link).await?;
+        msg.attributes.push(AddressAttribute::Address(net.addr()));
+        if net.addr().is_ipv4() {
+            msg.attributes.push(AddressAttribute::Local(net.addr()));
+        }
+        let conn = self.conn(ns)?;
+        match flags {
+            Some(flags) => {
+                let mut f = AddressFlags::empty();
+                if !a.prefix_route {
+                    f |= AddressFlags::Noprefixroute;
+                }
+                if net.addr().is_ipv6() {
+                    // Without DAD the address is usable at once (routes may name it as source).
+                    f |= AddressFlags::Nodad;
+                }
+                msg.attributes.push(AddressAttribute::Flags(f));
+                conn.execute(RouteNetlinkMessage::NewAddress(msg), flags).await
+            }
+            None => conn.execute(RouteNetlinkMessage::DelAddress(msg), CHANGE).await,
+        }
+    }
+
+    async fn route(&mut self, ns: &str, key: &RouteKey, r: &Route, flags: Option<u16>) -> Result<(), NlError> {
+        let mut msg = RouteMessage::default();
+        let h = &mut msg.header;
+        h.address_family = family(key.dst.addr());
+        h.destination_prefix_length = key.dst.prefix_len();
+        h.table = if key.table < 256 { key.table as u8 } else { 0 };
+        h.protocol = RouteProtocol::from(r.protocol);
+        h.kind = match r.route_type {
+            RouteType::Unicast => NlType::Unicast,
+            RouteType::Blackhole => NlType::BlackHole,
+            RouteType::Unreachable => NlType::Unreachable,
+            RouteType::Prohibit => NlType::Prohibit,
+        };
+        h.scope = match (flags, r.scope) {
+            (None, _) => NlScope::NoWhere,
+            (_, RouteScope::Global) => NlScope::Universe,
+            (_, RouteScope::Link) => NlScope::Link,
+            (_, RouteScope::Host) => NlScope::Host,
+        };
+        if r.onlink {
+            h.flags |= RouteFlags::Onlink;
+        }
+        msg.attributes.push(RouteAttribute::Table(key.table));
+        if key.dst.prefix_len() > 0 {
+            msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(key.dst.addr())));
+        }
+        msg.attributes.push(RouteAttribute::Priority(key.metric));
+        if flags.is_some() {
+            if let Some(v) = r.via {
+                msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(v)));
+            }
+            if let Some(d) = &r.dev {
+                let idx = self.index_of(ns, d).await?;
+                msg.attributes.push(RouteAttribute::Oif(idx));
+            }
+            if let Some(s) = r.src {
+                msg.attributes.push(RouteAttribute::PrefSource(RouteAddress::from(s)));
+            }
+        }
+        let conn = self.conn(ns)?;
+        match flags {
+            Some(flags) => conn.execute(RouteNetlinkMessage::NewRoute(msg), flags).await,
+            None => conn.execute(RouteNetlinkMessage::DelRoute(msg), CHANGE).await,
+        }
+    }
+
+    async fn neighbor(
+        &mut self,
+        ns: &str,
+        link: &str,
+        ip: IpAddr,
+        n: &Neighbor,
+        flags: Option<u16>,
+    ) -> Result<(), NlError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family(ip);
+        msg.header.ifindex = self.index_of(ns, link).await?;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
+        let conn = self.conn(ns)?;
+        match flags {
+            Some(flags) => {
+                msg.attributes.push(NeighbourAttribute::LinkLayerAddress(n.mac.0.to_vec()));
+                msg.attributes.push(NeighbourAttribute::Protocol(RouteProtocol::from(n.protocol)));
+                conn.execute(RouteNetlinkMessage::NewNeighbour(msg), flags).await
+            }
+            None => conn.execute(RouteNetlinkMessage::DelNeighbour(msg), CHANGE).await,
+        }
+    }
+
+    /// Puts back netcfg's nft table as it was listed, or removes it, in one transaction.
+    fn restore_nft(&mut self, ns: &str, table: Option<&String>) -> Result<(), NlError> {
+        let mut text = format!("table inet {TABLE_NAME} {{}}\ndelete table inet {TABLE_NAME}\n");
+        if let Some(t) = table {
+            text.push_str(t);
+        }
+        let script = crate::nftables::render::Script { text, origins: Vec::new() };
+        exec::apply(&self.map.locate(ns).nft_target(), &script).map_err(|e| NlError::other(e.to_string()))
+    }
+}
+
+/// netcfg's nft table in `loc` as `nft list` prints it (a script nft can load back).
+pub fn list_table_text(loc: &super::namespaces::Location) -> Result<String, NlError> {
+    let mut cmd = match loc {
+        super::namespaces::Location::Named(n) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", n, "nft"]);
+            c
+        }
+        super::namespaces::Location::Current => std::process::Command::new("nft"),
+    };
+    let out = cmd
+        .args(["list", "table", "inet", TABLE_NAME])
+        .output()
+        .map_err(|e| NlError::other(format!("cannot run nft: {e}")))?;
+    if !out.status.success() {
+        return Err(NlError::other(format!("nft list failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+/// The settings a new link gets right after creation (the rest went into the create request).
+fn after_create(l: &Link) -> LinkSettings {
+    let port = l.master.is_some();
+    LinkSettings {
+        mtu: None,
+        mac: None,
+        master: port.then(|| l.master.clone()),
+        hairpin: l.hairpin.filter(|_| port),
+        nf_call_iptables: l.nf_call_iptables,
+        up: Some(l.up),
+        addrgen_none: l.addrgen_none,
+    }
+}
+
+/// The attributes a link takes at creation: name, group, MTU, MAC.
+fn base_link_message(name: &str, l: &Link) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    if l.owned {
+        msg.attributes.push(LinkAttribute::Group(NETCFG_GROUP));
+    }
+    if let Some(m) = l.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(m));
+    }
+    if let Some(m) = l.mac {
+        msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
+    }
+    msg
+}

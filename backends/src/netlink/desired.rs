@@ -1,0 +1,171 @@
+//! The desired state of one node, built from the IR: per namespace, the links netcfg creates or
+//! configures, their addresses, routes, static neighbours and sysctls, plus the spec span of
+//! every object (so an op that fails can be reported on the KDL that asked for it) and the nft
+//! transaction of every namespace. Pure: no kernel access.
+
+use super::state::*;
+use crate::nftables::{self, render::Script};
+use ipnet::IpNet;
+use netcfg_compiler::ir::{self, LinkKind as IrKind, NetnsId, Node};
+use netcfg_lang::{Diagnostic, Span};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// An object of a namespace, as the spec names it: the key of [`Desired::spans`] and of ops.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Object {
+    Netns,
+    Link(String),
+    Address(String, IpNet),
+    Route(RouteKey),
+    Neighbor(String, IpAddr),
+    Sysctl(String),
+    Nft,
+}
+
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub node: String,
+    pub node_span: Span,
+    pub state: NodeState,
+    /// Where each desired object is declared.
+    pub spans: BTreeMap<(NsName, Object), Span>,
+    /// The nft transaction of each namespace.
+    pub nft: BTreeMap<NsName, Script>,
+}
+
+impl Desired {
+    /// The span of an object, or of its link, or of its namespace, or of the node.
+    pub fn span_of(&self, ns: &str, obj: &Object) -> Span {
+        let link = match obj {
+            Object::Address(l, _) | Object::Neighbor(l, _) => Some(Object::Link(l.clone())),
+            _ => None,
+        };
+        self.spans
+            .get(&(ns.to_string(), obj.clone()))
+            .or_else(|| link.and_then(|l| self.spans.get(&(ns.to_string(), l))))
+            .or_else(|| self.spans.get(&(ns.to_string(), Object::Netns)))
+            .copied()
+            .unwrap_or(self.node_span)
+    }
+}
+
+pub fn ns_name(node: &Node, id: NetnsId) -> NsName {
+    node.netns(id).display_name().to_string()
+}
+
+fn link_ref(node: &Node, id: ir::LinkId) -> LinkRef {
+    let l = node.link(id);
+    LinkRef { ns: ns_name(node, l.netns), name: l.name.value.clone() }
+}
+
+/// Builds the desired state of `node`. Diagnostics: objects the kernel cannot hold at once
+/// (two routes with one key), and nft lowering findings.
+pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
+    let mut out = Desired {
+        node: node.name.value.clone(),
+        node_span: node.span,
+        state: NodeState::default(),
+        spans: BTreeMap::new(),
+        nft: BTreeMap::new(),
+    };
+    for rs in nftables::compile_node(node, diags) {
+        out.nft.insert(ns_name(node, rs.netns), rs.script);
+    }
+    for ns in &node.namespaces {
+        let name = ns_name(node, ns.id);
+        let mut st = NsState::default();
+        let mut spans = BTreeMap::new();
+        spans.insert(Object::Netns, ns.span);
+        for l in node.links_in(ns.id) {
+            let has_v6 = l.addresses.iter().any(|a| a.net.addr().is_ipv6());
+            let kind = match &l.kind {
+                IrKind::Loopback => LinkKind::Loopback,
+                IrKind::Ethernet => LinkKind::Existing { kind: None },
+                IrKind::Bridge { .. } => LinkKind::Bridge,
+                IrKind::Veth { peer } => LinkKind::Veth { peer: Some(link_ref(node, *peer)) },
+                IrKind::Vxlan { vni, local, remote, group, dev, port } => LinkKind::Vxlan(Vxlan {
+                    vni: vni.value,
+                    local: local.as_ref().map(|v| v.value),
+                    remote: remote.as_ref().map(|v| v.value),
+                    group: group.as_ref().map(|v| v.value),
+                    dev: dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
+                    port: *port,
+                }),
+                IrKind::Macvlan { parent, mode } => {
+                    LinkKind::Macvlan { parent: Some(link_ref(node, parent.value)), mode: *mode }
+                }
+            };
+            let created = kind.is_created();
+            let link = Link {
+                nf_call_iptables: match &l.kind {
+                    IrKind::Bridge { netfilter } => netfilter.as_ref().map(|n| n.value),
+                    _ => None,
+                },
+                kind,
+                mtu: l.mtu.as_ref().map(|m| m.value),
+                mac: l.mac.as_ref().map(|m| m.value),
+                master: l.master.as_ref().map(|m| node.link(m.value).name.value.clone()),
+                hairpin: l.hairpin.as_ref().map(|h| h.value),
+                up: l.up,
+                addrgen_none: created.then_some(!has_v6),
+                owned: created,
+            };
+            st.links.insert(l.name.value.clone(), link);
+            spans.insert(Object::Link(l.name.value.clone()), l.name.span);
+            for a in &l.addresses {
+                if is_kernel_address(&l.name.value, &a.net) {
+                    continue;
+                }
+                st.addresses.insert((l.name.value.clone(), a.net), Address { prefix_route: a.prefix_route });
+                spans.insert(Object::Address(l.name.value.clone(), a.net), a.span);
+            }
+        }
+        for r in &ns.routes {
+            let key = RouteKey::new(r.table, r.dst, r.metric);
+            let route = Route {
+                via: r.via.as_ref().map(|v| v.value),
+                dev: r.dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
+                src: r.src.as_ref().map(|s| s.value),
+                scope: r.scope,
+                onlink: r.onlink,
+                route_type: r.route_type,
+                protocol: NETCFG_PROTO,
+            };
+            if let Some(first) = spans.get(&Object::Route(key)) {
+                diags.push(
+                    Diagnostic::error(
+                        "conflicting-routes",
+                        r.dst_span,
+                        format!(
+                            "a route to `{}` with metric {} in table {} is already declared",
+                            key.dst, r.metric, key.table
+                        ),
+                    )
+                    .with_secondary(*first, "first declared here")
+                    .with_help("give one of the routes another `metric` or `table`, or remove it"),
+                );
+                continue;
+            }
+            st.routes.insert(key, route);
+            spans.insert(Object::Route(key), r.span);
+        }
+        for n in &ns.neighbors {
+            let dev = node.link(n.dev.value).name.value.clone();
+            st.neighbors.insert((dev.clone(), n.ip.value), Neighbor { mac: n.mac.value, protocol: NETCFG_PROTO });
+            spans.insert(Object::Neighbor(dev, n.ip.value), n.span);
+        }
+        for (path, s) in &ns.sysctls {
+            st.sysctls.insert(path.0.clone(), normalize_sysctl(&s.value.to_string()));
+            spans.insert(Object::Sysctl(path.0.clone()), s.span);
+        }
+        if let Some(f) = ns.firewall.span {
+            spans.insert(Object::Nft, f);
+        }
+        for (obj, span) in spans {
+            out.spans.insert((name.clone(), obj), span);
+        }
+        out.state.namespaces.insert(name, st);
+    }
+    out
+}

@@ -1,0 +1,920 @@
+//! Desired state × live state -> [`Plan`]. The diff walks a copy of the live state and applies
+//! each op it emits to that copy, including what the kernel does on its own (deleting a link
+//! takes its addresses and routes; deleting the last IPv4 address of a link flushes its IPv4
+//! routes; an address adds its connected route), so later decisions see the state the kernel
+//! will really be in, and every implicit loss is an explicit op whose inverse restores it.
+//!
+//! Ownership: only links in netcfg's group, routes and neighbours with netcfg's protocol, and
+//! addresses on links the spec declares are ever removed; objects the spec declares are made
+//! to match whoever created them.
+//!
+//! Order: namespaces; removals (neighbours, routes, addresses, then links, ports detached
+//! first); link creation (bridges, veths, vxlans, macvlans: masters and parents first);
+//! sysctls; link settings; addresses; routes (direct before gatewayed); neighbours; nft;
+//! removal of namespaces netcfg created that the spec dropped.
+
+use super::desired::{Desired, Object};
+use super::live::Live;
+use super::plan::{Action, Disruption, Op, Plan};
+use super::state::*;
+use ipnet::IpNet;
+use netcfg_lang::ast::{RouteScope, RouteType};
+use netcfg_lang::{Diagnostic, Span};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The nft state of one namespace: the live table and the canonical form of the planned
+/// script (both as nft lists them), `None` when there is no table.
+#[derive(Clone, Debug, Default)]
+pub struct NftState {
+    pub live: Option<Json>,
+    pub planned: Option<Json>,
+    /// The live table as `nft list` prints it: what a rollback loads back.
+    pub live_text: Option<String>,
+}
+
+/// Computes the plan that takes `live` to `desired`. `orphans`: namespaces netcfg created for
+/// this node that the spec no longer has (their live state must be in `live`). `nft`: the nft
+/// state per namespace, or `None` to leave nftables out of the plan.
+pub fn diff(
+    desired: &Desired,
+    live: &Live,
+    orphans: &[NsName],
+    nft: Option<&BTreeMap<NsName, NftState>>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut p = Planner {
+        d: desired,
+        cur: live.state.clone(),
+        errors: Vec::new(),
+        create_ns: Vec::new(),
+        deletes: Vec::new(),
+        creates: Vec::new(),
+        sysctls: Vec::new(),
+        sets: Vec::new(),
+        addrs: Vec::new(),
+        routes: Vec::new(),
+        neighs: Vec::new(),
+        nft: Vec::new(),
+        delete_ns: Vec::new(),
+        deleted: BTreeSet::new(),
+        created: BTreeSet::new(),
+    };
+    for ns in desired.state.namespaces.keys() {
+        if live.missing.contains(ns) {
+            let span = desired.span_of(ns, &Object::Netns);
+            p.create_ns.push(Op { ns: ns.clone(), action: Action::CreateNetns, class: Disruption::InPlace, span });
+            p.cur.namespaces.insert(ns.clone(), new_namespace());
+        }
+    }
+    p.plan_link_removals(orphans);
+    p.plan_object_removals(orphans);
+    p.plan_link_deletes();
+    p.plan_link_creates();
+    p.plan_sysctls();
+    p.plan_link_settings();
+    p.plan_addresses();
+    p.plan_routes();
+    p.plan_neighbors();
+    if let Some(nft) = nft {
+        p.plan_nft(nft);
+    }
+    for ns in orphans {
+        if !desired.state.namespaces.contains_key(ns) && !live.missing.contains(ns) {
+            p.delete_ns.push(Op {
+                ns: ns.clone(),
+                action: Action::DeleteNetns,
+                class: Disruption::Recreate,
+                span: desired.node_span,
+            });
+        }
+    }
+    if !p.errors.is_empty() {
+        return Err(p.errors);
+    }
+    let mut ops = Vec::new();
+    for part in [p.create_ns, p.deletes, p.creates, p.sysctls, p.sets, p.addrs, p.routes, p.neighs, p.nft, p.delete_ns]
+    {
+        ops.extend(part);
+    }
+    Ok(Plan { node: desired.node.clone(), ops })
+}
+
+/// A namespace as the kernel makes it: `lo`, down.
+fn new_namespace() -> NsState {
+    let mut st = NsState::default();
+    st.links.insert(
+        "lo".into(),
+        Link {
+            kind: LinkKind::Loopback,
+            mtu: Some(65536),
+            mac: None,
+            master: None,
+            hairpin: None,
+            nf_call_iptables: None,
+            up: false,
+            addrgen_none: Some(false),
+            owned: false,
+        },
+    );
+    st
+}
+
+struct Planner<'a> {
+    d: &'a Desired,
+    /// The live state as it will be after the ops emitted so far.
+    cur: NodeState,
+    errors: Vec<Diagnostic>,
+    create_ns: Vec<Op>,
+    deletes: Vec<Op>,
+    creates: Vec<Op>,
+    sysctls: Vec<Op>,
+    sets: Vec<Op>,
+    addrs: Vec<Op>,
+    routes: Vec<Op>,
+    neighs: Vec<Op>,
+    nft: Vec<Op>,
+    delete_ns: Vec<Op>,
+    /// Links scheduled for deletion (the link deletes come after the object removals).
+    deleted: BTreeSet<LinkRef>,
+    /// Links the plan creates.
+    created: BTreeSet<LinkRef>,
+}
+
+impl Planner<'_> {
+    fn span(&self, ns: &str, obj: &Object) -> Span {
+        self.d.span_of(ns, obj)
+    }
+
+    fn desired_link(&self, r: &LinkRef) -> Option<&Link> {
+        self.d.state.namespaces.get(&r.ns)?.links.get(&r.name)
+    }
+
+    fn cur_ns(&mut self, ns: &str) -> &mut NsState {
+        self.cur.namespaces.entry(ns.to_string()).or_default()
+    }
+
+    /// Decides which live links go: netcfg's links the spec dropped, links that must be
+    /// recreated, and netcfg's links in namespaces that go.
+    fn plan_link_removals(&mut self, orphans: &[NsName]) {
+        let namespaces: Vec<NsName> = self.cur.namespaces.keys().cloned().collect();
+        for ns in namespaces {
+            let desired = self.d.state.namespaces.get(&ns);
+            if desired.is_none() && !orphans.contains(&ns) {
+                continue;
+            }
+            let live_links: Vec<(String, Link)> =
+                self.cur.namespaces[&ns].links.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for (name, l) in live_links {
+                let r = LinkRef { ns: ns.clone(), name: name.clone() };
+                match desired.and_then(|d| d.links.get(&name)) {
+                    None if l.owned => self.schedule_delete(&r),
+                    None => {}
+                    Some(d) if !same_device(&d.kind, &l.kind) => {
+                        if l.owned {
+                            self.schedule_delete(&r);
+                        } else {
+                            let span = self.span(&ns, &Object::Link(name.clone()));
+                            self.errors.push(
+                                Diagnostic::error(
+                                    "foreign-link",
+                                    span,
+                                    format!(
+                                        "link `{name}` exists in {} as a {} that netcfg did not create",
+                                        describe_ns(&ns),
+                                        l.kind.keyword()
+                                    ),
+                                )
+                                .with_help("rename the link in the spec, or delete the existing link by hand"),
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        // Desired links that cannot be created must exist.
+        for (ns, st) in &self.d.state.namespaces {
+            for (name, l) in &st.links {
+                if !l.kind.is_created() && !matches!(l.kind, LinkKind::Loopback) {
+                    let present = self.cur.namespaces.get(ns).is_some_and(|c| c.links.contains_key(name));
+                    if !present {
+                        let span = self.span(ns, &Object::Link(name.clone()));
+                        self.errors.push(
+                            Diagnostic::error(
+                                "missing-link",
+                                span,
+                                format!("link `{name}` does not exist in {}", describe_ns(ns)),
+                            )
+                            .with_help("netcfg configures existing NICs but does not create them; check the name"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks a link (and everything the kernel deletes with it) for deletion.
+    fn schedule_delete(&mut self, r: &LinkRef) {
+        if !self.deleted.insert(r.clone()) {
+            return;
+        }
+        let Some(l) = self.cur.namespaces.get(&r.ns).and_then(|s| s.links.get(&r.name)).cloned() else { return };
+        if let LinkKind::Veth { peer: Some(p) } = &l.kind {
+            self.schedule_delete(&p.clone());
+        }
+        // Macvlans and vxlans on top of it go with it.
+        let mut children = Vec::new();
+        for (ns, st) in &self.cur.namespaces {
+            for (name, c) in &st.links {
+                let on_top = match &c.kind {
+                    LinkKind::Macvlan { parent: Some(p), .. } => p == r,
+                    LinkKind::Vxlan(v) => *ns == r.ns && v.dev.as_deref() == Some(&r.name),
+                    _ => false,
+                };
+                if on_top {
+                    children.push(LinkRef { ns: ns.clone(), name: name.clone() });
+                }
+            }
+        }
+        for c in children {
+            self.schedule_delete(&c);
+        }
+    }
+
+    /// Neighbours, routes and addresses that go while their link stays.
+    fn plan_object_removals(&mut self, orphans: &[NsName]) {
+        let namespaces: Vec<NsName> = self.cur.namespaces.keys().cloned().collect();
+        for ns in namespaces {
+            let Some(desired) = self.d.state.namespaces.get(&ns) else {
+                if orphans.contains(&ns) {
+                    self.remove_owned_objects(&ns);
+                }
+                continue;
+            };
+            let st = self.cur.namespaces[&ns].clone();
+            let alive = |link: &str, deleted: &BTreeSet<LinkRef>| {
+                !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
+            };
+            for ((link, ip), n) in &st.neighbors {
+                if n.protocol == NETCFG_PROTO
+                    && !desired.neighbors.contains_key(&(link.clone(), *ip))
+                    && alive(link, &self.deleted)
+                {
+                    self.delete_neighbor(&ns, link, *ip);
+                }
+            }
+            for (key, r) in &st.routes {
+                if r.protocol == NETCFG_PROTO
+                    && !desired.routes.contains_key(key)
+                    && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
+                {
+                    self.delete_route(&ns, key);
+                }
+            }
+            for (link, net) in st.addresses.keys() {
+                if desired.links.contains_key(link)
+                    && !desired.addresses.contains_key(&(link.clone(), *net))
+                    && alive(link, &self.deleted)
+                {
+                    self.delete_address(&ns, link, net);
+                }
+            }
+        }
+    }
+
+    fn remove_owned_objects(&mut self, ns: &str) {
+        let st = self.cur.namespaces[ns].clone();
+        for ((link, ip), n) in &st.neighbors {
+            if n.protocol == NETCFG_PROTO {
+                self.delete_neighbor(ns, link, *ip);
+            }
+        }
+        for (key, r) in &st.routes {
+            if r.protocol == NETCFG_PROTO {
+                self.delete_route(ns, key);
+            }
+        }
+    }
+
+    fn delete_neighbor(&mut self, ns: &str, link: &str, ip: std::net::IpAddr) {
+        let Some(neigh) = self.cur_ns(ns).neighbors.remove(&(link.to_string(), ip)) else { return };
+        let span = self.span(ns, &Object::Neighbor(link.to_string(), ip));
+        self.deletes.push(Op {
+            ns: ns.to_string(),
+            action: Action::DeleteNeighbor { link: link.to_string(), ip, neigh },
+            class: Disruption::InPlace,
+            span,
+        });
+    }
+
+    fn delete_route(&mut self, ns: &str, key: &RouteKey) {
+        let Some(route) = self.cur_ns(ns).routes.remove(key) else { return };
+        let span = self.d.span_of(ns, &Object::Netns);
+        self.deletes.push(Op {
+            ns: ns.to_string(),
+            action: Action::DeleteRoute { key: *key, route },
+            class: Disruption::InPlace,
+            span,
+        });
+    }
+
+    /// Deletes an address, and first the routes the kernel drops with it: routes using it as
+    /// source, and every IPv4 route of the link when it was the link's last IPv4 address.
+    fn delete_address(&mut self, ns: &str, link: &str, net: &IpNet) {
+        let st = self.cur_ns(ns);
+        let Some(addr) = st.addresses.get(&(link.to_string(), *net)).copied() else { return };
+        let last_v4 =
+            net.addr().is_ipv4() && !st.addresses.keys().any(|(l, n)| l == link && n != net && n.addr().is_ipv4());
+        let doomed: Vec<RouteKey> = st
+            .routes
+            .iter()
+            .filter(|(k, r)| {
+                (r.src == Some(net.addr()) && r.protocol != PROTO_KERNEL)
+                    || (last_v4
+                        && k.dst.addr().is_ipv4()
+                        && r.dev.as_deref() == Some(link)
+                        && r.protocol != PROTO_KERNEL)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in doomed {
+            self.delete_route(ns, &k);
+        }
+        let st = self.cur_ns(ns);
+        st.addresses.remove(&(link.to_string(), *net));
+        st.routes
+            .retain(|k, r| !(r.protocol == PROTO_KERNEL && r.dev.as_deref() == Some(link) && k.dst == net.trunc()));
+        let span = self.span(ns, &Object::Address(link.to_string(), *net));
+        self.deletes.push(Op {
+            ns: ns.to_string(),
+            action: Action::DeleteAddress { link: link.to_string(), net: *net, addr },
+            class: Disruption::InPlace,
+            span,
+        });
+    }
+
+    /// Emits the link deletions, each preceded by the removal of what lives on the link and
+    /// the detaching of its ports.
+    fn plan_link_deletes(&mut self) {
+        let doomed: Vec<LinkRef> = self.deleted.iter().cloned().collect();
+        // Children first (macvlans/vxlans before their lower links), veths once per pair.
+        let mut order: Vec<LinkRef> = doomed.iter().filter(|r| self.is_child(r)).cloned().collect();
+        order.extend(doomed.iter().filter(|r| !self.is_child(r)).cloned());
+        let mut done: BTreeSet<LinkRef> = BTreeSet::new();
+        for r in order {
+            if done.contains(&r) {
+                continue;
+            }
+            let Some(link) = self.cur.namespaces.get(&r.ns).and_then(|s| s.links.get(&r.name)).cloned() else {
+                continue;
+            };
+            let peer = match &link.kind {
+                LinkKind::Veth { peer: Some(p) } => {
+                    self.cur.namespaces.get(&p.ns).and_then(|s| s.links.get(&p.name)).cloned().map(|pl| (p.clone(), pl))
+                }
+                _ => None,
+            };
+            let mut ends = vec![r.clone()];
+            if let Some((p, _)) = &peer {
+                ends.push(p.clone());
+            }
+            for end in &ends {
+                self.clear_link(end);
+            }
+            for end in &ends {
+                self.cur_ns(&end.ns).links.remove(&end.name);
+                done.insert(end.clone());
+            }
+            let recreate = ends.iter().any(|e| self.desired_link(e).is_some());
+            let span = self.span(&r.ns, &Object::Link(r.name.clone()));
+            self.deletes.push(Op {
+                ns: r.ns.clone(),
+                action: Action::DeleteLink { name: r.name.clone(), link, peer },
+                class: if recreate { Disruption::Recreate } else { Disruption::InPlace },
+                span,
+            });
+        }
+    }
+
+    fn is_child(&self, r: &LinkRef) -> bool {
+        self.cur
+            .namespaces
+            .get(&r.ns)
+            .and_then(|s| s.links.get(&r.name))
+            .is_some_and(|l| matches!(l.kind, LinkKind::Macvlan { .. } | LinkKind::Vxlan(_)))
+    }
+
+    /// Removes (as explicit ops) everything the kernel would drop with the link.
+    fn clear_link(&mut self, r: &LinkRef) {
+        let st = self.cur_ns(&r.ns).clone();
+        for (link, ip) in st.neighbors.keys() {
+            if *link == r.name {
+                self.delete_neighbor(&r.ns, link, *ip);
+            }
+        }
+        for (k, route) in &st.routes {
+            if route.dev.as_deref() == Some(&r.name) && route.protocol != PROTO_KERNEL {
+                self.delete_route(&r.ns, k);
+            }
+        }
+        for (link, net) in st.addresses.keys() {
+            if *link == r.name {
+                self.delete_address(&r.ns, link, net);
+            }
+        }
+        let st = self.cur_ns(&r.ns);
+        st.routes.retain(|_, route| route.dev.as_deref() != Some(&r.name));
+        let ports: Vec<(String, Link)> = st
+            .links
+            .iter()
+            .filter(|(_, l)| l.master.as_deref() == Some(&r.name))
+            .map(|(n, l)| (n.clone(), l.clone()))
+            .collect();
+        for (name, port) in ports {
+            let port_ref = LinkRef { ns: r.ns.clone(), name: name.clone() };
+            if self.deleted.contains(&port_ref) {
+                continue;
+            }
+            let to = LinkSettings { master: Some(None), ..Default::default() };
+            let from = LinkSettings { master: Some(port.master.clone()), hairpin: port.hairpin, ..Default::default() };
+            if let Some(l) = self.cur_ns(&r.ns).links.get_mut(&name) {
+                l.master = None;
+                l.hairpin = None;
+            }
+            let span = self.span(&r.ns, &Object::Link(name.clone()));
+            self.deletes.push(Op {
+                ns: r.ns.clone(),
+                action: Action::SetLink { name, to, from },
+                class: Disruption::LinkFlap,
+                span,
+            });
+        }
+    }
+
+    /// Creates the desired links that do not exist: bridges, then veths, vxlans, macvlans.
+    fn plan_link_creates(&mut self) {
+        let rank = |k: &LinkKind| match k {
+            LinkKind::Bridge => 0,
+            LinkKind::Veth { .. } => 1,
+            LinkKind::Vxlan(_) => 2,
+            _ => 3,
+        };
+        let mut todo: Vec<(u8, LinkRef, Link)> = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            for (name, l) in &st.links {
+                if !l.kind.is_created() {
+                    continue;
+                }
+                let exists = self.cur.namespaces.get(ns).is_some_and(|c| c.links.contains_key(name));
+                if !exists {
+                    todo.push((rank(&l.kind), LinkRef { ns: ns.clone(), name: name.clone() }, l.clone()));
+                }
+            }
+        }
+        todo.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, r, l) in todo {
+            if self.created.contains(&r) {
+                continue;
+            }
+            let peer = match &l.kind {
+                LinkKind::Veth { peer: Some(p) } => self.desired_link(p).cloned().map(|pl| (p.clone(), pl)),
+                _ => None,
+            };
+            if let Some((p, _)) = &peer {
+                if self.cur.namespaces.get(&p.ns).is_some_and(|c| c.links.contains_key(&p.name)) {
+                    // The peer's name is taken by a link that stays (a foreign one): the
+                    // kernel would refuse; report it on the spec.
+                    let span = self.span(&p.ns, &Object::Link(p.name.clone()));
+                    self.errors.push(
+                        Diagnostic::error(
+                            "foreign-link",
+                            span,
+                            format!("link `{}` exists in {} and is not this veth's peer", p.name, describe_ns(&p.ns)),
+                        )
+                        .with_help("rename the peer in the spec, or delete the existing link by hand"),
+                    );
+                    continue;
+                }
+                self.created.insert(p.clone());
+                self.cur_ns(&p.ns).links.insert(p.name.clone(), live_like(&peer.as_ref().expect("some").1));
+            }
+            self.created.insert(r.clone());
+            self.cur_ns(&r.ns).links.insert(r.name.clone(), live_like(&l));
+            let recreate = self.deleted.contains(&r);
+            let span = self.span(&r.ns, &Object::Link(r.name.clone()));
+            self.creates.push(Op {
+                ns: r.ns.clone(),
+                action: Action::CreateLink { name: r.name.clone(), link: l.clone(), peer },
+                class: if recreate { Disruption::Recreate } else { Disruption::InPlace },
+                span,
+            });
+        }
+    }
+
+    fn plan_sysctls(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for (path, value) in &st.sysctls {
+                let iface = sysctl_link(path);
+                let fresh =
+                    iface.is_some_and(|i| self.created.contains(&LinkRef { ns: ns.clone(), name: i.to_string() }));
+                let old =
+                    if fresh { None } else { self.cur.namespaces.get(ns).and_then(|c| c.sysctls.get(path)).cloned() };
+                if old.as_ref() == Some(value) {
+                    continue;
+                }
+                self.sysctls.push(Op {
+                    ns: ns.clone(),
+                    action: Action::WriteSysctl { path: path.clone(), value: value.clone(), old },
+                    class: Disruption::InPlace,
+                    span: self.d.span_of(ns, &Object::Sysctl(path.clone())),
+                });
+            }
+        }
+    }
+
+    fn plan_link_settings(&mut self) {
+        // Masters (bridges) first so that ports join a bridge that is already configured.
+        let mut todo: Vec<(bool, NsName, String)> = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            for (name, l) in &st.links {
+                todo.push((!matches!(l.kind, LinkKind::Bridge), ns.clone(), name.clone()));
+            }
+        }
+        todo.sort();
+        for (_, ns, name) in todo {
+            let r = LinkRef { ns: ns.clone(), name: name.clone() };
+            if self.created.contains(&r) {
+                continue;
+            }
+            let d = self.d.state.namespaces[&ns].links[&name].clone();
+            let Some(live) = self.cur.namespaces.get(&ns).and_then(|c| c.links.get(&name)).cloned() else { continue };
+            let to = link_changes(&d, &live);
+            if to.is_empty() {
+                continue;
+            }
+            let from = link_current(&to, &live);
+            let flap = to.mac.is_some() || to.master.is_some() || to.up == Some(false);
+            if to.up == Some(false) {
+                // The kernel flushes a link's IPv4 routes when it goes down.
+                let doomed: Vec<RouteKey> = self.cur.namespaces[&ns]
+                    .routes
+                    .iter()
+                    .filter(|(k, r)| {
+                        k.dst.addr().is_ipv4() && r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in doomed {
+                    let Some(route) = self.cur_ns(&ns).routes.remove(&k) else { continue };
+                    self.sets.push(Op {
+                        ns: ns.clone(),
+                        action: Action::DeleteRoute { key: k, route },
+                        class: Disruption::InPlace,
+                        span: self.d.span_of(&ns, &Object::Netns),
+                    });
+                }
+            }
+            if let Some(l) = self.cur_ns(&ns).links.get_mut(&name) {
+                apply_settings(l, &to);
+            }
+            self.sets.push(Op {
+                ns: ns.clone(),
+                action: Action::SetLink { name: name.clone(), to, from },
+                class: if flap { Disruption::LinkFlap } else { Disruption::InPlace },
+                span: self.d.span_of(&ns, &Object::Link(name)),
+            });
+        }
+    }
+
+    fn plan_addresses(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for ((link, net), a) in &st.addresses {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.addresses.get(&(link.clone(), *net))).copied();
+                let action = match cur {
+                    Some(c) if c == *a => continue,
+                    Some(old) => Action::ReplaceAddress { link: link.clone(), net: *net, addr: *a, old },
+                    None => Action::AddAddress { link: link.clone(), net: *net, addr: *a },
+                };
+                let up = st.links.get(link).is_some_and(|l| l.up);
+                let c = self.cur.namespaces.entry(ns.clone()).or_default();
+                c.addresses.insert((link.clone(), *net), *a);
+                if a.prefix_route && up {
+                    let (key, route) = connected_route(link, net);
+                    c.routes.entry(key).or_insert(route);
+                }
+                self.addrs.push(Op {
+                    ns: ns.clone(),
+                    action,
+                    class: Disruption::InPlace,
+                    span: self.d.span_of(ns, &Object::Address(link.clone(), *net)),
+                });
+            }
+        }
+    }
+
+    fn plan_routes(&mut self) {
+        let mut direct = Vec::new();
+        let mut gatewayed = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            for (key, r) in &st.routes {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.routes.get(key)).cloned();
+                let action = match cur {
+                    Some(c) if route_matches(r, &c) => continue,
+                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old },
+                    None => Action::AddRoute { key: *key, route: r.clone() },
+                };
+                let op = Op {
+                    ns: ns.clone(),
+                    action,
+                    class: Disruption::InPlace,
+                    span: self.d.span_of(ns, &Object::Route(*key)),
+                };
+                if r.via.is_some() {
+                    gatewayed.push(op);
+                } else {
+                    direct.push(op);
+                }
+            }
+        }
+        self.routes.extend(direct);
+        self.routes.extend(gatewayed);
+    }
+
+    fn plan_neighbors(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for ((link, ip), n) in &st.neighbors {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.neighbors.get(&(link.clone(), *ip))).copied();
+                let action = match cur {
+                    Some(c) if c == *n => continue,
+                    Some(old) => Action::ReplaceNeighbor { link: link.clone(), ip: *ip, neigh: *n, old },
+                    None => Action::AddNeighbor { link: link.clone(), ip: *ip, neigh: *n },
+                };
+                self.neighs.push(Op {
+                    ns: ns.clone(),
+                    action,
+                    class: Disruption::InPlace,
+                    span: self.d.span_of(ns, &Object::Neighbor(link.clone(), *ip)),
+                });
+            }
+        }
+    }
+
+    fn plan_nft(&mut self, nft: &BTreeMap<NsName, NftState>) {
+        for (ns, script) in &self.d.nft {
+            let state = nft.get(ns).cloned().unwrap_or_default();
+            if state.live == state.planned {
+                continue;
+            }
+            self.nft.push(Op {
+                ns: ns.clone(),
+                action: Action::Nft { script: script.clone(), old: state.live_text.clone() },
+                class: Disruption::InPlace,
+                span: self.d.span_of(ns, &Object::Nft),
+            });
+        }
+    }
+}
+
+pub const PROTO_KERNEL: u8 = 2;
+
+/// The route the kernel adds for an address with a prefix route.
+fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
+    let v4 = net.addr().is_ipv4();
+    let key = RouteKey::new(MAIN_TABLE_ID, net.trunc(), if v4 { 0 } else { 256 });
+    let route = Route {
+        via: None,
+        dev: Some(link.to_string()),
+        src: v4.then_some(net.addr()),
+        scope: if v4 { RouteScope::Link } else { RouteScope::Global },
+        onlink: false,
+        route_type: RouteType::Unicast,
+        protocol: PROTO_KERNEL,
+    };
+    (key, route)
+}
+
+const MAIN_TABLE_ID: u32 = 254;
+
+/// What a freshly created link looks like live.
+fn live_like(d: &Link) -> Link {
+    d.clone()
+}
+
+fn apply_settings(l: &mut Link, s: &LinkSettings) {
+    if let Some(v) = s.mtu {
+        l.mtu = Some(v);
+    }
+    if let Some(v) = s.mac {
+        l.mac = Some(v);
+    }
+    if let Some(v) = &s.master {
+        l.master = v.clone();
+    }
+    if let Some(v) = s.hairpin {
+        l.hairpin = Some(v);
+    }
+    if let Some(v) = s.nf_call_iptables {
+        l.nf_call_iptables = Some(v);
+    }
+    if let Some(v) = s.up {
+        l.up = v;
+    }
+    if let Some(v) = s.addrgen_none {
+        l.addrgen_none = Some(v);
+    }
+}
+
+/// The interface a per-interface sysctl (`net.ipv4.conf.IFACE.key`) is about.
+pub fn sysctl_link(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("net.ipv4.conf.")
+        .or_else(|| path.strip_prefix("net.ipv6.conf."))
+        .or_else(|| path.strip_prefix("net.ipv4.neigh."))
+        .or_else(|| path.strip_prefix("net.ipv6.neigh."))?;
+    let (iface, _) = rest.rsplit_once('.')?;
+    (!matches!(iface, "all" | "default")).then_some(iface)
+}
+
+fn describe_ns(ns: &str) -> String {
+    if ns == HOST {
+        "the host namespace".to_string()
+    } else {
+        format!("namespace `{ns}`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::desired::desired;
+    use crate::netlink::plan::Action;
+
+    fn desired_of(src: &str) -> Desired {
+        let parsed = netcfg_lang::parse_str("t.kdl", src);
+        assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
+        let compiled = netcfg_compiler::compile(&parsed.spec);
+        let mut diags = Vec::new();
+        desired(&compiled.fleet.nodes[0], &mut diags)
+    }
+
+    fn link(kind: LinkKind, owned: bool) -> Link {
+        Link {
+            kind,
+            mtu: Some(1500),
+            mac: None,
+            master: None,
+            hairpin: None,
+            nf_call_iptables: None,
+            up: true,
+            addrgen_none: Some(false),
+            owned,
+        }
+    }
+
+    /// A live host namespace with `lo` and a NIC `eth0`, and nothing else.
+    fn bare_host() -> Live {
+        let mut live = Live::default();
+        let mut st = new_namespace();
+        st.links.get_mut("lo").unwrap().up = true;
+        st.links.insert("eth0".into(), link(LinkKind::Existing { kind: None }, false));
+        live.state.namespaces.insert(HOST.into(), st);
+        live
+    }
+
+    const SPEC: &str = r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24" }
+    bridge "br0" { address "10.1.0.1/24" }
+    route "default" via="10.0.0.1" dev="eth0"
+    route "192.0.2.0/24" dev="br0"
+    netns "pod" {
+        veth "eth0" {
+            address "10.1.0.2/24"
+            peer "veth-pod" netns="@host" master="br0"
+        }
+        route "default" via="10.1.0.1" dev="eth0"
+    }
+}
+"#;
+
+    fn position(plan: &Plan, f: impl Fn(&Op) -> bool) -> usize {
+        plan.ops.iter().position(f).unwrap_or_else(|| panic!("op not found in\n{}", plan.to_text()))
+    }
+
+    #[test]
+    fn ops_come_in_dependency_order() {
+        let d = desired_of(SPEC);
+        let mut live = bare_host();
+        live.missing.insert("pod".into());
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let ns = position(&plan, |o| matches!(o.action, Action::CreateNetns));
+        let br = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "br0"));
+        let veth = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "veth-pod"));
+        let addr = position(&plan, |o| matches!(&o.action, Action::AddAddress { link, .. } if link == "eth0"));
+        let direct = position(&plan, |o| matches!(&o.action, Action::AddRoute { route, .. } if route.via.is_none()));
+        let via = position(&plan, |o| matches!(&o.action, Action::AddRoute { route, .. } if route.via.is_some()));
+        assert!(ns < br && br < veth && veth < addr && addr < direct && direct < via, "{}", plan.to_text());
+        // One op creates both ends of the pair, and the ops are described with their spans.
+        assert_eq!(plan.ops.iter().filter(|o| matches!(o.action, Action::CreateLink { .. })).count(), 2);
+        assert!(plan.ops.iter().all(|o| o.span.end > o.span.start));
+        assert!(plan
+            .to_text()
+            .contains("+ @host: link veth-pod (veth, peer eth0@pod, master br0, addrgenmode none, up)"));
+        assert_eq!(plan.to_json()["ops"].as_array().unwrap().len(), plan.ops.len());
+    }
+
+    #[test]
+    fn only_owned_objects_are_removed() {
+        let d = desired_of(SPEC);
+        let mut live = bare_host();
+        live.missing.insert("pod".into());
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        let route = |proto: u8| Route {
+            via: Some("10.0.0.1".parse().unwrap()),
+            dev: Some("eth0".into()),
+            src: None,
+            scope: RouteScope::Global,
+            onlink: false,
+            route_type: RouteType::Unicast,
+            protocol: proto,
+        };
+        host.routes.insert(RouteKey::new(254, "10.50.0.0/16".parse().unwrap(), 0), route(4));
+        host.routes.insert(RouteKey::new(254, "10.60.0.0/16".parse().unwrap(), 0), route(NETCFG_PROTO));
+        host.links.insert("handmade".into(), link(LinkKind::Bridge, false));
+        host.links.insert("old-br".into(), link(LinkKind::Bridge, true));
+        host.addresses.insert(("handmade".into(), "10.70.0.1/24".parse().unwrap()), Address { prefix_route: true });
+        host.addresses.insert(("eth0".into(), "10.80.0.1/24".parse().unwrap()), Address { prefix_route: true });
+        host.addresses.insert(("eth0".into(), "10.0.0.2/24".parse().unwrap()), Address { prefix_route: true });
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        assert!(text.contains("- @host: route 10.60.0.0/16"), "{text}");
+        assert!(text.contains("- @host: link old-br"), "{text}");
+        assert!(text.contains("- @host: address 10.80.0.1/24 dev eth0"), "{text}");
+        assert!(!text.contains("10.50.0.0/16") && !text.contains("handmade") && !text.contains("10.70.0.1"), "{text}");
+    }
+
+    #[test]
+    fn a_foreign_link_of_another_kind_is_a_conflict_and_a_missing_nic_too() {
+        let d = desired_of(SPEC);
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.links.remove("eth0");
+        host.links.insert(
+            "br0".into(),
+            link(
+                LinkKind::Vxlan(Vxlan { vni: 1, local: None, remote: None, group: None, dev: None, port: 4789 }),
+                false,
+            ),
+        );
+        let errors = diff(&d, &live, &[], None).expect_err("conflicts");
+        let codes: Vec<&str> = errors.iter().map(|e| e.code).collect();
+        assert_eq!(codes, vec!["foreign-link", "missing-link"], "{errors:#?}");
+    }
+
+    #[test]
+    fn every_op_has_an_inverse_that_undoes_it() {
+        let d = desired_of(SPEC);
+        let mut live = bare_host();
+        live.missing.insert("pod".into());
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        for op in &plan.ops {
+            let inv = op.inverse().expect("inverse");
+            assert_eq!(inv.inverse().as_ref(), Some(op), "inverse of the inverse of {}", op.describe());
+            let flipped = match op.sign() {
+                '+' => '-',
+                '-' => '+',
+                c => c,
+            };
+            assert_eq!(inv.sign(), flipped, "{}", op.describe());
+        }
+    }
+
+    #[test]
+    fn deleting_the_last_ipv4_address_removes_the_links_routes_explicitly_first() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0"
+            }"#,
+        );
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.addresses.insert(("eth0".into(), "10.0.0.2/24".parse().unwrap()), Address { prefix_route: true });
+        host.routes.insert(
+            RouteKey::new(254, "10.9.0.0/16".parse().unwrap(), 0),
+            Route {
+                via: Some("10.0.0.1".parse().unwrap()),
+                dev: Some("eth0".into()),
+                src: None,
+                scope: RouteScope::Global,
+                onlink: false,
+                route_type: RouteType::Unicast,
+                protocol: 4,
+            },
+        );
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        let route = text.find("- @host: route 10.9.0.0/16").unwrap_or_else(|| panic!("{text}"));
+        let addr = text.find("- @host: address 10.0.0.2/24").unwrap_or_else(|| panic!("{text}"));
+        assert!(route < addr, "{text}");
+    }
+}

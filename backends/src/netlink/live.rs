@@ -1,0 +1,442 @@
+//! The live state of a node: per namespace, rtnetlink dumps of links, addresses, routes and
+//! permanent neighbours, and the sysctls the spec sets read from `/proc/sys` inside the
+//! namespace. Links are named; veth peers and macvlan parents in other namespaces are resolved
+//! by their ifindex pairs across the namespaces read.
+
+use super::conn::{Conn, NlError};
+use super::namespaces::{run_at, Location, NetnsMap};
+use super::state::*;
+use ipnet::IpNet;
+use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::value::Mac;
+use netcfg_lang::value::SysctlPath;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
+    InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteScope as NlScope, RouteType as NlType,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+/// A link as dumped, before names across namespaces are resolved.
+#[derive(Clone, Debug)]
+struct RawLink {
+    index: u32,
+    name: String,
+    kind: Option<String>,
+    flags_loopback: bool,
+    up: bool,
+    mtu: Option<u32>,
+    mac: Option<Mac>,
+    master: Option<u32>,
+    group: u32,
+    /// IFLA_LINK: the veth peer or the macvlan/vxlan lower device.
+    link: Option<u32>,
+    /// IFLA_LINK_NETNSID: `link` is in another namespace.
+    link_other_ns: bool,
+    hairpin: Option<bool>,
+    nf_call_iptables: Option<bool>,
+    addrgen_none: Option<bool>,
+    vxlan: Option<(Vxlan, Option<u32>)>,
+    macvlan_mode: Option<MacvlanMode>,
+}
+
+/// The raw dumps of one namespace: links, addresses, routes, neighbours.
+type NsDump = (Vec<RawLink>, Vec<AddressMessage>, Vec<RouteMessage>, Vec<NeighbourMessage>);
+
+/// The live state of the namespaces read, and their ifindexes.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    pub state: NodeState,
+    /// Namespaces that do not exist on the machine.
+    pub missing: BTreeSet<NsName>,
+    pub index: BTreeMap<(NsName, String), u32>,
+}
+
+/// What to read besides the netlink dumps: the sysctl paths the spec sets, per namespace.
+pub type SysctlPaths = BTreeMap<NsName, Vec<String>>;
+
+/// Reads the namespaces `names` of the node. A namespace that does not exist is reported in
+/// `missing`, not as an error.
+pub async fn read(
+    map: &NetnsMap,
+    conns: &mut HashMap<NsName, Conn>,
+    names: &[NsName],
+    sysctls: &SysctlPaths,
+) -> Result<Live, NlError> {
+    let mut raw: BTreeMap<NsName, NsDump> = BTreeMap::new();
+    let mut live = Live::default();
+    for ns in names {
+        let loc = map.locate(ns);
+        if !loc.exists() {
+            live.missing.insert(ns.clone());
+            continue;
+        }
+        let conn = connection(conns, ns, &loc)?;
+        let links = conn
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .await?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(raw_link(&l)),
+                _ => None,
+            })
+            .collect();
+        let addrs = conn
+            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+            .await?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let mut routes = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            for m in conn.dump(RouteNetlinkMessage::GetRoute(req)).await? {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    routes.push(r);
+                }
+            }
+        }
+        let mut neighs = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = NeighbourMessage::default();
+            req.header.family = family;
+            for m in conn.dump(RouteNetlinkMessage::GetNeighbour(req)).await? {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    neighs.push(n);
+                }
+            }
+        }
+        raw.insert(ns.clone(), (links, addrs, routes, neighs));
+    }
+    // Resolve names, then build each namespace's state.
+    let by_index: BTreeMap<(NsName, u32), RawLink> = raw
+        .iter()
+        .flat_map(|(ns, (links, ..))| links.iter().map(move |l| ((ns.clone(), l.index), l.clone())))
+        .collect();
+    for (ns, (links, addrs, routes, neighs)) in &raw {
+        let name_of: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
+        let mut st = NsState::default();
+        for l in links {
+            live.index.insert((ns.clone(), l.name.clone()), l.index);
+            let kind = match l.kind.as_deref() {
+                _ if l.flags_loopback => LinkKind::Loopback,
+                Some("bridge") => LinkKind::Bridge,
+                Some("veth") => LinkKind::Veth { peer: veth_peer(&by_index, ns, l) },
+                Some("vxlan") => {
+                    let (mut v, dev) = l.vxlan.clone().unwrap_or((
+                        Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 0 },
+                        None,
+                    ));
+                    v.dev = dev.and_then(|d| name_of.get(&d)).map(|n| n.to_string());
+                    LinkKind::Vxlan(v)
+                }
+                Some("macvlan") => LinkKind::Macvlan {
+                    parent: l.link.and_then(|p| {
+                        let pns = if l.link_other_ns { HOST.to_string() } else { ns.clone() };
+                        by_index.get(&(pns.clone(), p)).map(|pl| LinkRef { ns: pns, name: pl.name.clone() })
+                    }),
+                    mode: l.macvlan_mode.unwrap_or(MacvlanMode::Bridge),
+                },
+                other => LinkKind::Existing { kind: other.map(str::to_string) },
+            };
+            st.links.insert(
+                l.name.clone(),
+                Link {
+                    kind,
+                    mtu: l.mtu,
+                    mac: l.mac,
+                    master: l.master.and_then(|m| name_of.get(&m)).map(|n| n.to_string()),
+                    hairpin: l.hairpin,
+                    nf_call_iptables: l.nf_call_iptables,
+                    up: l.up,
+                    addrgen_none: l.addrgen_none,
+                    owned: l.group == NETCFG_GROUP,
+                },
+            );
+        }
+        for a in addrs {
+            let Some(link) = name_of.get(&a.header.index) else { continue };
+            let mut ip = None;
+            let mut flags = AddressFlags::empty();
+            for attr in &a.attributes {
+                match attr {
+                    AddressAttribute::Local(i) => ip = Some(*i),
+                    AddressAttribute::Address(i) if ip.is_none() => ip = Some(*i),
+                    AddressAttribute::Flags(f) => flags = *f,
+                    _ => {}
+                }
+            }
+            let Some(net) = ip.and_then(|i| IpNet::new(i, a.header.prefix_len).ok()) else { continue };
+            if is_kernel_address(link, &net) {
+                continue;
+            }
+            st.addresses.insert(
+                (link.to_string(), net),
+                Address { prefix_route: !flags.contains(AddressFlags::Noprefixroute) },
+            );
+        }
+        for r in routes {
+            if let Some((key, route)) = parse_route(r, &name_of) {
+                st.routes.entry(key).or_insert(route);
+            }
+        }
+        for n in neighs {
+            if n.header.state != NeighbourState::Permanent {
+                continue;
+            }
+            let Some(link) = name_of.get(&n.header.ifindex) else { continue };
+            let mut ip = None;
+            let mut mac = None;
+            let mut protocol = 0;
+            for attr in &n.attributes {
+                match attr {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(*a)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(*a)),
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        mac = Some(Mac(l.as_slice().try_into().expect("6 bytes")))
+                    }
+                    NeighbourAttribute::Protocol(p) => protocol = u8::from(*p),
+                    _ => {}
+                }
+            }
+            if let (Some(ip), Some(mac)) = (ip, mac) {
+                st.neighbors.insert((link.to_string(), ip), Neighbor { mac, protocol });
+            }
+        }
+        live.state.namespaces.insert(ns.clone(), st);
+    }
+    for (ns, paths) in sysctls {
+        if live.missing.contains(ns) {
+            continue;
+        }
+        let values = read_sysctls(&map.locate(ns), paths.clone()).map_err(|e| NlError::other(e.to_string()))?;
+        if let Some(st) = live.state.namespaces.get_mut(ns) {
+            st.sysctls = values;
+        }
+    }
+    Ok(live)
+}
+
+pub(super) fn connection<'a>(
+    conns: &'a mut HashMap<NsName, Conn>,
+    ns: &str,
+    loc: &Location,
+) -> Result<&'a mut Conn, NlError> {
+    if !conns.contains_key(ns) {
+        let c = Conn::open(loc).map_err(|e| NlError::other(format!("cannot open netlink in {loc}: {e}")))?;
+        conns.insert(ns.to_string(), c);
+    }
+    Ok(conns.get_mut(ns).expect("inserted"))
+}
+
+/// Reads sysctls inside a namespace; paths that do not exist are left out.
+pub fn read_sysctls(loc: &Location, paths: Vec<String>) -> std::io::Result<BTreeMap<String, String>> {
+    run_at(loc, move || {
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let v = std::fs::read_to_string(SysctlPath(p.clone()).proc_path()).ok()?;
+                Some((p, normalize_sysctl(&v)))
+            })
+            .collect()
+    })
+}
+
+fn veth_peer(by_index: &BTreeMap<(NsName, u32), RawLink>, ns: &str, l: &RawLink) -> Option<LinkRef> {
+    let peer = l.link?;
+    let mut found = by_index.iter().filter(|((pns, idx), p)| {
+        *idx == peer && (pns == ns) != l.link_other_ns && p.kind.as_deref() == Some("veth") && p.link == Some(l.index)
+    });
+    let ((pns, _), p) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(LinkRef { ns: pns.clone(), name: p.name.clone() })
+}
+
+fn raw_link(m: &LinkMessage) -> RawLink {
+    let mut l = RawLink {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        flags_loopback: m.header.flags.contains(LinkFlags::Loopback),
+        up: m.header.flags.contains(LinkFlags::Up),
+        mtu: None,
+        mac: None,
+        master: None,
+        group: 0,
+        link: None,
+        link_other_ns: false,
+        hairpin: None,
+        nf_call_iptables: None,
+        addrgen_none: None,
+        vxlan: None,
+        macvlan_mode: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(Mac(b.as_slice().try_into().expect("6 bytes"))),
+            LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::Group(g) => l.group = *g,
+            LinkAttribute::Link(i) => l.link = Some(*i),
+            LinkAttribute::LinkNetNsId(_) => l.link_other_ns = true,
+            LinkAttribute::AfSpecUnspec(specs) => {
+                for s in specs {
+                    if let AfSpecUnspec::Inet6(v) = s {
+                        for x in v {
+                            if let AfSpecInet6::AddrGenMode(mode) = x {
+                                l.addrgen_none = Some(*mode == In6AddrGenMode::None);
+                            }
+                        }
+                    }
+                }
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Bridge(v)) => {
+                            for x in v {
+                                if let InfoBridge::NfCallIpTables(b) = x {
+                                    l.nf_call_iptables = Some(*b);
+                                }
+                            }
+                        }
+                        LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan(v)),
+                        LinkInfo::Data(InfoData::MacVlan(v)) => {
+                            for x in v {
+                                if let InfoMacVlan::Mode(mode) = x {
+                                    l.macvlan_mode = Some(match mode {
+                                        MacVlanMode::Private => MacvlanMode::Private,
+                                        MacVlanMode::Vepa => MacvlanMode::Vepa,
+                                        MacVlanMode::Passthrough => MacvlanMode::Passthru,
+                                        _ => MacvlanMode::Bridge,
+                                    });
+                                }
+                            }
+                        }
+                        LinkInfo::PortData(InfoPortData::BridgePort(v)) => {
+                            for x in v {
+                                if let InfoBridgePort::HairpinMode(b) = x {
+                                    l.hairpin = Some(*b);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if l.kind.as_deref() == Some(&InfoKind::Veth.to_string()) {
+        l.kind = Some("veth".into());
+    }
+    l
+}
+
+fn vxlan(attrs: &[InfoVxlan]) -> (Vxlan, Option<u32>) {
+    let mut v = Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 4789 };
+    let mut dev = None;
+    for a in attrs {
+        match a {
+            InfoVxlan::Id(i) => v.vni = *i,
+            InfoVxlan::Local(a) => v.local = Some(IpAddr::V4(*a)),
+            InfoVxlan::Local6(a) => v.local = Some(IpAddr::V6(*a)),
+            InfoVxlan::Group(a) => set_remote(&mut v, IpAddr::V4(*a)),
+            InfoVxlan::Group6(a) => set_remote(&mut v, IpAddr::V6(*a)),
+            InfoVxlan::Link(i) => dev = Some(*i),
+            InfoVxlan::Port(p) => v.port = *p,
+            _ => {}
+        }
+    }
+    (v, dev)
+}
+
+/// The kernel keeps a unicast remote and a multicast group in one attribute.
+fn set_remote(v: &mut Vxlan, a: IpAddr) {
+    if a.is_unspecified() {
+        return;
+    }
+    if a.is_multicast() {
+        v.group = Some(a);
+    } else {
+        v.remote = Some(a);
+    }
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(i) => Some(IpAddr::V4(*i)),
+        RouteAddress::Inet6(i) => Some(IpAddr::V6(*i)),
+        _ => None,
+    }
+}
+
+fn parse_route(r: &RouteMessage, name_of: &HashMap<u32, &str>) -> Option<(RouteKey, Route)> {
+    let h = &r.header;
+    if h.flags.contains(RouteFlags::Cloned) {
+        return None;
+    }
+    let route_type = match h.kind {
+        NlType::Unicast => RouteType::Unicast,
+        NlType::BlackHole => RouteType::Blackhole,
+        NlType::Unreachable => RouteType::Unreachable,
+        NlType::Prohibit => RouteType::Prohibit,
+        _ => return None,
+    };
+    let mut table = h.table as u32;
+    let mut dst = None;
+    let mut via = None;
+    let mut dev = None;
+    let mut src = None;
+    let mut metric = 0;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = ip_of(d),
+            RouteAttribute::Gateway(g) => via = ip_of(g),
+            RouteAttribute::Oif(i) => dev = Some(name_of.get(i)?.to_string()),
+            RouteAttribute::PrefSource(s) => src = ip_of(s),
+            RouteAttribute::Priority(p) => metric = *p,
+            _ => {}
+        }
+    }
+    if table == 255 {
+        return None;
+    }
+    let dst = match (dst, h.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        (None, AddressFamily::Inet6) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    let scope = match h.scope {
+        NlScope::Link => RouteScope::Link,
+        NlScope::Host => RouteScope::Host,
+        _ => RouteScope::Global,
+    };
+    let route = Route {
+        via,
+        dev,
+        src,
+        scope,
+        onlink: h.flags.contains(RouteFlags::Onlink),
+        route_type,
+        protocol: u8::from(h.protocol),
+    };
+    Some((RouteKey::new(table, dst, metric), route))
+}

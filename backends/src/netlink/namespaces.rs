@@ -1,0 +1,244 @@
+//! Where the namespaces of a node live on the machine, and creating/deleting named namespaces the
+//! way `ip netns add`/`del` do (a bind mount of a new net namespace on `/run/netns/NAME`), with
+//! libc rather than by running `ip`.
+//!
+//! Mapping ([`NetnsMap`]): without a root, the node's host namespace is the namespace of the
+//! calling process and `netns "x"` is `/run/netns/x`. With a root `R` (`--netns-root R`), the
+//! host namespace is `/run/netns/R` and `netns "x"` is `/run/netns/R-x`, so a whole node can be
+//! tried inside namespaces without touching the machine's own network.
+//!
+//! Namespaces netcfg creates are remembered by a marker file `/run/netcfg/netns/PATHNAME`
+//! holding the node name; only marked namespaces are ever deleted.
+
+use crate::nftables::exec::Target;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::state::{NsName, HOST};
+
+const NETNS_DIR: &str = "/run/netns";
+const MARKER_DIR: &str = "/run/netcfg/netns";
+
+/// Where one namespace of the node is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Location {
+    /// The namespace of the calling process.
+    Current,
+    /// `/run/netns/NAME`.
+    Named(String),
+}
+
+impl Location {
+    pub fn nft_target(&self) -> Target {
+        match self {
+            Location::Current => Target::Current,
+            Location::Named(n) => Target::Named(n.clone()),
+        }
+    }
+
+    /// The file to open to refer to this namespace (for `setns` and `IFLA_NET_NS_FD`).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Location::Current => PathBuf::from("/proc/self/ns/net"),
+            Location::Named(n) => Path::new(NETNS_DIR).join(n),
+        }
+    }
+
+    pub fn open(&self) -> io::Result<File> {
+        let p = self.path();
+        File::open(&p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path().exists()
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Current => f.write_str("the current namespace"),
+            Location::Named(n) => write!(f, "{NETNS_DIR}/{n}"),
+        }
+    }
+}
+
+/// Maps the namespaces of a node to namespaces of the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetnsMap {
+    /// `None`: the node is the machine itself.
+    pub root: Option<String>,
+    /// Where creation markers live (tests may point it elsewhere).
+    pub marker_dir: PathBuf,
+}
+
+impl NetnsMap {
+    /// The node is this machine.
+    pub fn machine() -> NetnsMap {
+        NetnsMap { root: None, marker_dir: PathBuf::from(MARKER_DIR) }
+    }
+
+    /// The node lives in `/run/netns/ROOT`, its namespaces in `/run/netns/ROOT-NAME`.
+    pub fn rooted(root: &str) -> NetnsMap {
+        NetnsMap { root: Some(root.to_string()), marker_dir: PathBuf::from(MARKER_DIR) }
+    }
+
+    pub fn locate(&self, ns: &str) -> Location {
+        match (&self.root, ns == HOST) {
+            (None, true) => Location::Current,
+            (Some(r), true) => Location::Named(r.clone()),
+            (None, false) => Location::Named(ns.to_string()),
+            (Some(r), false) => Location::Named(format!("{r}-{ns}")),
+        }
+    }
+
+    /// The spec name of a machine namespace name, if it belongs to this map.
+    fn spec_name(&self, path_name: &str) -> Option<NsName> {
+        match &self.root {
+            None => Some(path_name.to_string()),
+            Some(r) => path_name.strip_prefix(r.as_str())?.strip_prefix('-').map(str::to_string),
+        }
+    }
+
+    fn marker(&self, path_name: &str) -> PathBuf {
+        self.marker_dir.join(path_name)
+    }
+
+    /// Namespaces netcfg created for `node` (marked), by spec name.
+    pub fn created_namespaces(&self, node: &str) -> Vec<NsName> {
+        let Ok(dir) = fs::read_dir(&self.marker_dir) else { return Vec::new() };
+        let mut out: Vec<NsName> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let owner = fs::read_to_string(e.path()).ok()?;
+                (owner.trim() == node).then(|| self.spec_name(&file)).flatten()
+            })
+            .filter(|n| self.locate(n).exists())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Creates namespace `ns` of `node` and marks it as netcfg's.
+    pub fn create(&self, node: &str, ns: &str) -> io::Result<()> {
+        let Location::Named(name) = self.locate(ns) else {
+            return Err(io::Error::other("the current namespace cannot be created"));
+        };
+        create_named(&name)?;
+        fs::create_dir_all(&self.marker_dir)?;
+        fs::write(self.marker(&name), format!("{node}\n"))
+    }
+
+    /// Deletes namespace `ns` (its name; processes inside keep it alive) and its marker.
+    pub fn delete(&self, ns: &str) -> io::Result<()> {
+        let Location::Named(name) = self.locate(ns) else {
+            return Err(io::Error::other("the current namespace cannot be deleted"));
+        };
+        delete_named(&name)?;
+        match fs::remove_file(self.marker(&name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
+}
+
+/// `/run/netns` must be a shared mount point so that namespace names made here are seen from
+/// other mount namespaces (as `ip netns add` arranges).
+fn ensure_netns_dir() -> io::Result<()> {
+    fs::create_dir_all(NETNS_DIR)?;
+    let dir = cstr(Path::new(NETNS_DIR))?;
+    // SAFETY: plain syscalls on valid C strings.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            dir.as_ptr(),
+            std::ptr::null(),
+            libc::MS_SHARED | libc::MS_REC,
+            std::ptr::null(),
+        ) == 0
+        {
+            return Ok(());
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+        // Not a mount point yet: bind it onto itself, then make it shared.
+        if libc::mount(dir.as_ptr(), dir.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(
+            std::ptr::null(),
+            dir.as_ptr(),
+            std::ptr::null(),
+            libc::MS_SHARED | libc::MS_REC,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Creates `/run/netns/NAME` holding a new, empty network namespace (with `lo` down, as the
+/// kernel makes it). A dedicated thread unshares, so the caller's namespace never changes.
+pub fn create_named(name: &str) -> io::Result<()> {
+    ensure_netns_dir()?;
+    let path = Path::new(NETNS_DIR).join(name);
+    File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let target = cstr(&path)?;
+    let res = std::thread::spawn(move || -> io::Result<()> {
+        // SAFETY: unshare affects this thread only; the thread ends right after the mount.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let tid = libc::syscall(libc::SYS_gettid);
+            let src = std::ffi::CString::new(format!("/proc/self/task/{tid}/ns/net")).map_err(io::Error::other)?;
+            if libc::mount(src.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace thread panicked"))?;
+    if res.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    res
+}
+
+/// Removes the name `/run/netns/NAME` (lazy unmount, then the file).
+pub fn delete_named(name: &str) -> io::Result<()> {
+    let path = Path::new(NETNS_DIR).join(name);
+    let c = cstr(&path)?;
+    // SAFETY: plain syscall on a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(e);
+        }
+    }
+    fs::remove_file(&path)
+}
+
+/// Runs `f` inside the namespace at `loc` (on a thread for a named one).
+pub fn run_at<T: Send + 'static>(loc: &Location, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    match loc {
+        Location::Current => Ok(f()),
+        Location::Named(n) => crate::netns::run_in(n, f),
+    }
+}

@@ -1,0 +1,418 @@
+//! The plan: an ordered list of typed operations on the kernel, as a value. `plan` prints it,
+//! `apply` executes exactly it. Every op carries the spec span it came from, its disruption
+//! class, and what it replaces (the live state before), from which its inverse is computed.
+
+use super::desired::Object;
+use super::state::*;
+use crate::nftables::render::Script;
+use ipnet::IpNet;
+use netcfg_lang::ast::{RouteScope, RouteType};
+use netcfg_lang::Span;
+use serde_json::{json, Value as Json};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// How much an op disturbs traffic that is already flowing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Disruption {
+    /// Nothing that works stops working.
+    InPlace,
+    /// The link goes down or changes its L2 identity (MAC, master) for a moment.
+    LinkFlap,
+    /// The link is destroyed (and, for a recreate, made anew).
+    Recreate,
+}
+
+impl Disruption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disruption::InPlace => "in place",
+            Disruption::LinkFlap => "link flap",
+            Disruption::Recreate => "recreate",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    CreateNetns,
+    DeleteNetns,
+    /// Creates a link (and a veth's peer) with all its attributes.
+    CreateLink {
+        name: String,
+        link: Link,
+        peer: Option<(LinkRef, Link)>,
+    },
+    /// Deletes a link (a veth: both ends); `link`/`peer` are the live state, for the inverse.
+    DeleteLink {
+        name: String,
+        link: Link,
+        peer: Option<(LinkRef, Link)>,
+    },
+    SetLink {
+        name: String,
+        to: LinkSettings,
+        from: LinkSettings,
+    },
+    AddAddress {
+        link: String,
+        net: IpNet,
+        addr: Address,
+    },
+    ReplaceAddress {
+        link: String,
+        net: IpNet,
+        addr: Address,
+        old: Address,
+    },
+    DeleteAddress {
+        link: String,
+        net: IpNet,
+        addr: Address,
+    },
+    AddRoute {
+        key: RouteKey,
+        route: Route,
+    },
+    ReplaceRoute {
+        key: RouteKey,
+        route: Route,
+        old: Route,
+    },
+    DeleteRoute {
+        key: RouteKey,
+        route: Route,
+    },
+    AddNeighbor {
+        link: String,
+        ip: IpAddr,
+        neigh: Neighbor,
+    },
+    ReplaceNeighbor {
+        link: String,
+        ip: IpAddr,
+        neigh: Neighbor,
+        old: Neighbor,
+    },
+    DeleteNeighbor {
+        link: String,
+        ip: IpAddr,
+        neigh: Neighbor,
+    },
+    /// `old`: the value before, `None` when the file did not exist yet (a new link's sysctl).
+    WriteSysctl {
+        path: String,
+        value: String,
+        old: Option<String>,
+    },
+    /// Replaces netcfg's nft table; `old` is the live table as `nft list` prints it (a script
+    /// nft loads back), `None` when absent.
+    Nft {
+        script: Script,
+        old: Option<String>,
+    },
+    /// The inverse of `Nft`: loads `table` (nft text) or deletes the table when `None`.
+    NftRestore {
+        table: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Op {
+    pub ns: NsName,
+    pub action: Action,
+    pub class: Disruption,
+    /// The spec text that asked for the op (the node's for deletions of removed objects).
+    pub span: Span,
+}
+
+impl Op {
+    pub fn sign(&self) -> char {
+        match &self.action {
+            Action::CreateNetns
+            | Action::CreateLink { .. }
+            | Action::AddAddress { .. }
+            | Action::AddRoute { .. }
+            | Action::AddNeighbor { .. } => '+',
+            Action::WriteSysctl { old: None, .. } | Action::Nft { old: None, .. } => '+',
+            Action::DeleteNetns
+            | Action::DeleteLink { .. }
+            | Action::DeleteAddress { .. }
+            | Action::DeleteRoute { .. }
+            | Action::DeleteNeighbor { .. } => '-',
+            _ => '~',
+        }
+    }
+
+    /// The object the op is about, as the spec names it.
+    pub fn object(&self) -> Object {
+        match &self.action {
+            Action::CreateNetns | Action::DeleteNetns => Object::Netns,
+            Action::CreateLink { name, .. } | Action::DeleteLink { name, .. } | Action::SetLink { name, .. } => {
+                Object::Link(name.clone())
+            }
+            Action::AddAddress { link, net, .. }
+            | Action::ReplaceAddress { link, net, .. }
+            | Action::DeleteAddress { link, net, .. } => Object::Address(link.clone(), *net),
+            Action::AddRoute { key, .. } | Action::ReplaceRoute { key, .. } | Action::DeleteRoute { key, .. } => {
+                Object::Route(*key)
+            }
+            Action::AddNeighbor { link, ip, .. }
+            | Action::ReplaceNeighbor { link, ip, .. }
+            | Action::DeleteNeighbor { link, ip, .. } => Object::Neighbor(link.clone(), *ip),
+            Action::WriteSysctl { path, .. } => Object::Sysctl(path.clone()),
+            Action::Nft { .. } | Action::NftRestore { .. } => Object::Nft,
+        }
+    }
+
+    /// The op that undoes this one, computed from the state it replaced; `None` when there is
+    /// nothing to undo (a sysctl of a link that did not exist before).
+    pub fn inverse(&self) -> Option<Op> {
+        let action = match &self.action {
+            Action::CreateNetns => Action::DeleteNetns,
+            Action::DeleteNetns => Action::CreateNetns,
+            Action::CreateLink { name, link, peer } => {
+                Action::DeleteLink { name: name.clone(), link: link.clone(), peer: peer.clone() }
+            }
+            Action::DeleteLink { name, link, peer } => {
+                Action::CreateLink { name: name.clone(), link: link.clone(), peer: peer.clone() }
+            }
+            Action::SetLink { name, to, from } => {
+                Action::SetLink { name: name.clone(), to: from.clone(), from: to.clone() }
+            }
+            Action::AddAddress { link, net, addr } => {
+                Action::DeleteAddress { link: link.clone(), net: *net, addr: *addr }
+            }
+            Action::ReplaceAddress { link, net, addr, old } => {
+                Action::ReplaceAddress { link: link.clone(), net: *net, addr: *old, old: *addr }
+            }
+            Action::DeleteAddress { link, net, addr } => {
+                Action::AddAddress { link: link.clone(), net: *net, addr: *addr }
+            }
+            Action::AddRoute { key, route } => Action::DeleteRoute { key: *key, route: route.clone() },
+            Action::ReplaceRoute { key, route, old } => {
+                Action::ReplaceRoute { key: *key, route: old.clone(), old: route.clone() }
+            }
+            Action::DeleteRoute { key, route } => Action::AddRoute { key: *key, route: route.clone() },
+            Action::AddNeighbor { link, ip, neigh } => {
+                Action::DeleteNeighbor { link: link.clone(), ip: *ip, neigh: *neigh }
+            }
+            Action::ReplaceNeighbor { link, ip, neigh, old } => {
+                Action::ReplaceNeighbor { link: link.clone(), ip: *ip, neigh: *old, old: *neigh }
+            }
+            Action::DeleteNeighbor { link, ip, neigh } => {
+                Action::AddNeighbor { link: link.clone(), ip: *ip, neigh: *neigh }
+            }
+            Action::WriteSysctl { path, value, old } => {
+                Action::WriteSysctl { path: path.clone(), value: old.clone()?, old: Some(value.clone()) }
+            }
+            Action::Nft { old, .. } => Action::NftRestore { table: old.clone() },
+            Action::NftRestore { .. } => return None,
+        };
+        Some(Op { ns: self.ns.clone(), action, class: self.class, span: self.span })
+    }
+
+    /// One line: what the op does, in `ip`-like words.
+    pub fn describe(&self) -> String {
+        match &self.action {
+            Action::CreateNetns => "namespace".to_string(),
+            Action::DeleteNetns => "namespace".to_string(),
+            Action::CreateLink { name, link, peer } | Action::DeleteLink { name, link, peer } => {
+                let mut s = format!("link {name} ({}", link.kind.keyword());
+                if let Some((p, _)) = peer {
+                    let _ = write!(s, ", peer {p}");
+                }
+                describe_settings(&mut s, &link.settable());
+                s.push(')');
+                s
+            }
+            Action::SetLink { name, to, from } => {
+                let mut s = format!("link {name}:");
+                let mut parts = Vec::new();
+                let f = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+                if let Some(m) = to.mtu {
+                    parts.push(format!("mtu {} -> {m}", f(from.mtu.map(|v| v.to_string()))));
+                }
+                if let Some(m) = to.mac {
+                    parts.push(format!("mac {} -> {m}", f(from.mac.map(|v| v.to_string()))));
+                }
+                if let Some(m) = &to.master {
+                    let show = |m: &Option<String>| m.clone().unwrap_or_else(|| "none".into());
+                    parts.push(format!(
+                        "master {} -> {}",
+                        from.master.as_ref().map(show).unwrap_or("?".into()),
+                        show(m)
+                    ));
+                }
+                if let Some(h) = to.hairpin {
+                    parts.push(format!("hairpin {} -> {h}", f(from.hairpin.map(|v| v.to_string()))));
+                }
+                if let Some(h) = to.nf_call_iptables {
+                    parts.push(format!("nf_call_iptables {} -> {h}", f(from.nf_call_iptables.map(|v| v.to_string()))));
+                }
+                if let Some(a) = to.addrgen_none {
+                    let show = |n: bool| if n { "none" } else { "eui64" };
+                    parts.push(format!("addrgenmode {} -> {}", from.addrgen_none.map(show).unwrap_or("?"), show(a)));
+                }
+                if let Some(u) = to.up {
+                    let show = |u: bool| if u { "up" } else { "down" };
+                    parts.push(format!("{} -> {}", from.up.map(show).unwrap_or("?"), show(u)));
+                }
+                let _ = write!(s, " {}", parts.join(", "));
+                s
+            }
+            Action::AddAddress { link, net, addr } | Action::DeleteAddress { link, net, addr } => {
+                format!("address {net} dev {link}{}", if addr.prefix_route { "" } else { " noprefixroute" })
+            }
+            Action::ReplaceAddress { link, net, addr, .. } => {
+                format!("address {net} dev {link}: {}", if addr.prefix_route { "prefixroute" } else { "noprefixroute" })
+            }
+            Action::AddRoute { key, route } | Action::DeleteRoute { key, route } => {
+                format!("route {}", describe_route(key, route))
+            }
+            Action::ReplaceRoute { key, route, old } => {
+                format!("route {} (was {})", describe_route(key, route), describe_route(key, old))
+            }
+            Action::AddNeighbor { link, ip, neigh } | Action::DeleteNeighbor { link, ip, neigh } => {
+                format!("neighbor {ip} lladdr {} dev {link}", neigh.mac)
+            }
+            Action::ReplaceNeighbor { link, ip, neigh, old } => {
+                format!("neighbor {ip} dev {link}: lladdr {} -> {}", old.mac, neigh.mac)
+            }
+            Action::WriteSysctl { path, value, old } => match old {
+                Some(o) => format!("sysctl {path}: {o} -> {value}"),
+                None => format!("sysctl {path} = {value}"),
+            },
+            Action::Nft { .. } => format!("nftables table inet {}", crate::nftables::ruleset::TABLE_NAME),
+            Action::NftRestore { .. } => {
+                format!("nftables table inet {} (restore)", crate::nftables::ruleset::TABLE_NAME)
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match &self.action {
+            Action::CreateNetns => "create-netns",
+            Action::DeleteNetns => "delete-netns",
+            Action::CreateLink { .. } => "create-link",
+            Action::DeleteLink { .. } => "delete-link",
+            Action::SetLink { .. } => "set-link",
+            Action::AddAddress { .. } => "add-address",
+            Action::ReplaceAddress { .. } => "replace-address",
+            Action::DeleteAddress { .. } => "delete-address",
+            Action::AddRoute { .. } => "add-route",
+            Action::ReplaceRoute { .. } => "replace-route",
+            Action::DeleteRoute { .. } => "delete-route",
+            Action::AddNeighbor { .. } => "add-neighbor",
+            Action::ReplaceNeighbor { .. } => "replace-neighbor",
+            Action::DeleteNeighbor { .. } => "delete-neighbor",
+            Action::WriteSysctl { .. } => "write-sysctl",
+            Action::Nft { .. } => "nft-transaction",
+            Action::NftRestore { .. } => "nft-restore",
+        }
+    }
+
+    pub fn to_json(&self) -> Json {
+        json!({
+            "op": self.kind(),
+            "change": self.sign().to_string(),
+            "namespace": self.ns,
+            "description": self.describe(),
+            "disruption": self.class.as_str(),
+            "span": {"file": self.span.file.0, "start": self.span.start, "end": self.span.end},
+        })
+    }
+}
+
+fn describe_settings(s: &mut String, l: &LinkSettings) {
+    if let Some(m) = l.mtu {
+        let _ = write!(s, ", mtu {m}");
+    }
+    if let Some(m) = l.mac {
+        let _ = write!(s, ", mac {m}");
+    }
+    if let Some(Some(m)) = &l.master {
+        let _ = write!(s, ", master {m}");
+    }
+    if l.hairpin == Some(true) {
+        s.push_str(", hairpin");
+    }
+    if let Some(n) = l.nf_call_iptables {
+        let _ = write!(s, ", nf_call_iptables {n}");
+    }
+    if l.addrgen_none == Some(true) {
+        s.push_str(", addrgenmode none");
+    }
+    if l.up == Some(true) {
+        s.push_str(", up");
+    }
+}
+
+pub fn describe_route(key: &RouteKey, r: &Route) -> String {
+    let mut s = match r.route_type {
+        RouteType::Unicast => String::new(),
+        RouteType::Blackhole => "blackhole ".into(),
+        RouteType::Unreachable => "unreachable ".into(),
+        RouteType::Prohibit => "prohibit ".into(),
+    };
+    let _ = write!(s, "{}", key.dst);
+    if let Some(v) = r.via {
+        let _ = write!(s, " via {v}");
+    }
+    if let Some(d) = &r.dev {
+        let _ = write!(s, " dev {d}");
+    }
+    if let Some(src) = r.src {
+        let _ = write!(s, " src {src}");
+    }
+    let _ = write!(s, " table {} metric {}", key.table, key.metric);
+    match r.scope {
+        RouteScope::Global => {}
+        RouteScope::Link => s.push_str(" scope link"),
+        RouteScope::Host => s.push_str(" scope host"),
+    }
+    if r.onlink {
+        s.push_str(" onlink");
+    }
+    if r.protocol != NETCFG_PROTO {
+        let _ = write!(s, " proto {}", r.protocol);
+    }
+    s
+}
+
+/// The netlink plan of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub node: String,
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Terraform-style text: one line per op, in execution order.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "node {}", self.node);
+        if self.ops.is_empty() {
+            s.push_str("  no changes\n");
+            return s;
+        }
+        for op in &self.ops {
+            let _ = writeln!(s, "  {} {}: {}  [{}]", op.sign(), op.ns, op.describe(), op.class.as_str());
+        }
+        let count = |c: char| self.ops.iter().filter(|o| o.sign() == c).count();
+        let _ = writeln!(s, "{} to add, {} to change, {} to remove", count('+'), count('~'), count('-'));
+        s
+    }
+
+    pub fn to_json(&self) -> Json {
+        json!({
+            "version": 1,
+            "node": self.node,
+            "ops": self.ops.iter().map(Op::to_json).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! The network state netcfg manages, in one shape for the desired state (built from the IR) and
+//! the live state (dumped from the kernel), so that the diff and `verify` compare like with like.
+//! A `None` in a desired attribute means "the spec does not say": any live value satisfies it.
+//!
+//! Ownership marks: links netcfg creates carry the link group [`NETCFG_GROUP`]; routes and
+//! static neighbours netcfg installs carry the protocol [`NETCFG_PROTO`]. Nothing without a mark
+//! is ever deleted unless the spec declares the object it belongs to.
+
+use ipnet::IpNet;
+use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::value::Mac;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// The link group of every link netcfg creates (`ip link show group 28259`).
+pub const NETCFG_GROUP: u32 = 0x6e63;
+/// The route (and neighbour) protocol of everything netcfg installs (`ip route show proto 110`).
+pub const NETCFG_PROTO: u8 = 110;
+
+/// The name of a namespace inside a node: `@host` or the `netns` name of the spec.
+pub type NsName = String;
+pub const HOST: &str = "@host";
+
+/// A link in some namespace of the node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkRef {
+    pub ns: NsName,
+    pub name: String,
+}
+
+impl fmt::Display for LinkRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.ns)
+    }
+}
+
+/// The whole node: every namespace netcfg manages, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    pub namespaces: BTreeMap<NsName, NsState>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NsState {
+    pub links: BTreeMap<String, Link>,
+    /// Key: (link name, address with its prefix length).
+    pub addresses: BTreeMap<(String, IpNet), Address>,
+    pub routes: BTreeMap<RouteKey, Route>,
+    /// Key: (link name, IP). Live: permanent entries only.
+    pub neighbors: BTreeMap<(String, IpAddr), Neighbor>,
+    /// Key: the dotted sysctl path; value with whitespace normalised.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Loopback,
+    /// A device netcfg neither creates nor deletes (a NIC). Live: any kind netcfg does not
+    /// create, with the kernel's kind name if it has one.
+    Existing {
+        kind: Option<String>,
+    },
+    Bridge,
+    /// `peer` is `None` live when the other end is in a namespace netcfg did not read.
+    Veth {
+        peer: Option<LinkRef>,
+    },
+    Vxlan(Vxlan),
+    /// The parent lives in the host namespace (the language resolves it there).
+    Macvlan {
+        parent: Option<LinkRef>,
+        mode: MacvlanMode,
+    },
+}
+
+impl LinkKind {
+    pub fn keyword(&self) -> &str {
+        match self {
+            LinkKind::Loopback => "loopback",
+            LinkKind::Existing { kind: Some(k) } => k,
+            LinkKind::Existing { kind: None } => "ethernet",
+            LinkKind::Bridge => "bridge",
+            LinkKind::Veth { .. } => "veth",
+            LinkKind::Vxlan(_) => "vxlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+        }
+    }
+
+    /// Whether netcfg creates (and so may delete) links of this kind.
+    pub fn is_created(&self) -> bool {
+        !matches!(self, LinkKind::Loopback | LinkKind::Existing { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub local: Option<IpAddr>,
+    pub remote: Option<IpAddr>,
+    pub group: Option<IpAddr>,
+    /// The underlay link, in the vxlan's own namespace.
+    pub dev: Option<String>,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub kind: LinkKind,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    /// The bridge this link is a port of; `None` is "no master" (the spec is authoritative).
+    pub master: Option<String>,
+    /// Bridge port hairpin mode; only meaningful with a master.
+    pub hairpin: Option<bool>,
+    /// Bridge `nf_call_iptables`.
+    pub nf_call_iptables: Option<bool>,
+    pub up: bool,
+    /// IPv6 address generation off (`addrgenmode none`): netcfg sets it on the links it creates
+    /// that the spec gives no IPv6 address, which makes creating them ~50x cheaper.
+    pub addrgen_none: Option<bool>,
+    /// Whether the link carries netcfg's group (desired: whether netcfg creates it).
+    pub owned: bool,
+}
+
+impl Link {
+    /// The attributes netcfg can change on a live link without recreating it.
+    pub fn settable(&self) -> LinkSettings {
+        LinkSettings {
+            mtu: self.mtu,
+            mac: self.mac,
+            master: Some(self.master.clone()),
+            hairpin: self.hairpin,
+            nf_call_iptables: self.nf_call_iptables,
+            up: Some(self.up),
+            addrgen_none: self.addrgen_none,
+        }
+    }
+}
+
+/// A partial set of link attributes: what a `SetLink` changes (`None` = leave alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkSettings {
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub master: Option<Option<String>>,
+    pub hairpin: Option<bool>,
+    pub nf_call_iptables: Option<bool>,
+    pub up: Option<bool>,
+    pub addrgen_none: Option<bool>,
+}
+
+impl LinkSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == LinkSettings::default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// `false` is `noprefixroute` (IFA_F_NOPREFIXROUTE).
+    pub prefix_route: bool,
+}
+
+/// What identifies a route in the kernel: two routes with the same key cannot coexist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub table: u32,
+    pub dst: IpNet,
+    /// The effective metric (IPv6 turns 0 into 1024).
+    pub metric: u32,
+}
+
+impl RouteKey {
+    pub fn new(table: u32, dst: IpNet, metric: u32) -> RouteKey {
+        let metric = if metric == 0 && dst.addr().is_ipv6() { 1024 } else { metric };
+        RouteKey { table, dst: dst.trunc(), metric }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub via: Option<IpAddr>,
+    /// `None` in the desired state: the kernel picks the link.
+    pub dev: Option<String>,
+    pub src: Option<IpAddr>,
+    pub scope: RouteScope,
+    pub onlink: bool,
+    pub route_type: RouteType,
+    pub protocol: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    pub mac: Mac,
+    pub protocol: u8,
+}
+
+/// Whether a live route satisfies a desired one.
+pub fn route_matches(desired: &Route, live: &Route) -> bool {
+    desired.via == live.via
+        && (desired.dev.is_none() || desired.dev == live.dev)
+        && desired.src == live.src
+        && desired.scope == live.scope
+        && desired.onlink == live.onlink
+        && desired.route_type == live.route_type
+        && desired.protocol == live.protocol
+}
+
+/// The settings a live link must change to satisfy a desired one (empty: it does).
+pub fn link_changes(desired: &Link, live: &Link) -> LinkSettings {
+    fn want<T: PartialEq + Clone>(d: &Option<T>, l: &Option<T>) -> Option<T> {
+        match d {
+            Some(v) if d != l => Some(v.clone()),
+            _ => None,
+        }
+    }
+    let is_port = desired.master.is_some();
+    LinkSettings {
+        mtu: want(&desired.mtu, &live.mtu),
+        mac: want(&desired.mac, &live.mac),
+        master: (desired.master != live.master).then(|| desired.master.clone()),
+        hairpin: if is_port { want(&desired.hairpin, &live.hairpin) } else { None },
+        nf_call_iptables: want(&desired.nf_call_iptables, &live.nf_call_iptables),
+        up: (desired.up != live.up).then_some(desired.up),
+        addrgen_none: want(&desired.addrgen_none, &live.addrgen_none),
+    }
+}
+
+/// The live values of the settings `changes` touches: what an inverse must restore.
+pub fn link_current(changes: &LinkSettings, live: &Link) -> LinkSettings {
+    LinkSettings {
+        mtu: changes.mtu.and(live.mtu),
+        mac: changes.mac.and(live.mac),
+        master: changes.master.as_ref().map(|_| live.master.clone()),
+        hairpin: changes.hairpin.and(live.hairpin),
+        nf_call_iptables: changes.nf_call_iptables.and(live.nf_call_iptables),
+        up: changes.up.map(|_| live.up),
+        addrgen_none: changes.addrgen_none.and(live.addrgen_none),
+    }
+}
+
+/// Whether a live link is the same device as a desired one (else it must be recreated).
+pub fn same_device(desired: &LinkKind, live: &LinkKind) -> bool {
+    match (desired, live) {
+        (LinkKind::Existing { .. }, k) => !matches!(k, LinkKind::Loopback),
+        (LinkKind::Veth { peer: d }, LinkKind::Veth { peer: l }) => d == l,
+        (d, l) => d == l,
+    }
+}
+
+/// Sysctl values as compared: whitespace runs are one space (`net.ipv4.ip_local_port_range`).
+pub fn normalize_sysctl(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Addresses the kernel puts on links by itself; netcfg neither adds nor removes them.
+pub fn is_kernel_address(link: &str, net: &IpNet) -> bool {
+    match net {
+        IpNet::V6(n) => {
+            n.addr().segments()[0] & 0xffc0 == 0xfe80
+                || (link == "lo" && n.addr().is_loopback() && n.prefix_len() == 128)
+        }
+        IpNet::V4(n) => link == "lo" && n.addr().is_loopback() && n.prefix_len() == 8 && n.addr().octets()[3] == 1,
+    }
+}

@@ -1,0 +1,527 @@
+//! The netlink backend against the real kernel, as root, in namespaces each test creates: apply
+//! converges and is idempotent, changes do only the difference, foreign objects survive, a
+//! failed apply leaves the node exactly as before, and verify sees every kind of drift.
+
+mod common;
+
+use common::*;
+use netcfg_backends::netlink::{self, Action, DriftKind, Options, Plan, Session};
+
+/// A host with a NIC, a bridge with two pods on veth pairs, a vxlan over the NIC, a macvlan
+/// pod, routes of every shape, a static neighbour and sysctls.
+const BASE: &str = r#"
+node "n1" {
+    ethernet "eth0" {
+        address "10.0.0.2/24"
+    }
+    route "default" via="10.0.0.1" dev="eth0"
+    route "192.0.2.0/24" type="blackhole"
+    route "198.51.100.0/24" via="10.0.0.1" dev="eth0" table=100 metric=20
+    route "203.0.113.0/24" dev="br0" src="10.244.1.1" metric=5
+    route "2001:db8:99::/48" via="2001:db8:1::2" dev="br0"
+    neighbor "10.0.0.9" mac="02:00:00:00:00:09" dev="eth0"
+    forwarding #true
+
+    bridge "br0" mtu=1450 {
+        address "10.244.1.1/24"
+        address "2001:db8:1::1/64"
+    }
+    vxlan "vx42" vni=42 local="10.0.0.2" remote="10.0.0.1" dev="eth0" port=4789 {
+        address "172.16.42.2/24" prefix-route=#false
+    }
+
+    netns "pod-a" {
+        veth "eth0" mtu=1450 {
+            address "10.244.1.2/24"
+            peer "veth-a" netns="@host" master="br0" mtu=1450 hairpin=#true
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+        sysctl "net.ipv4.conf.eth0.rp_filter" 2
+    }
+
+    netns "pod-b" {
+        veth "eth0" mtu=1450 mac="02:00:00:00:0b:01" {
+            address "10.244.1.3/24"
+            peer "veth-b" netns="@host" master="br0" mtu=1450
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+    }
+
+    netns "pod-m" {
+        macvlan "mv0" parent="eth0" mode="bridge" {
+            address "10.0.0.50/24"
+        }
+        route "10.9.0.0/16" via="10.0.0.1" dev="mv0"
+    }
+}
+"#;
+
+const SYSCTLS: &[&str] = &["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter"];
+
+fn desired(src: &str) -> netlink::Desired {
+    let fleet = compile(src);
+    let mut diags = Vec::new();
+    let d = netlink::desired(&fleet.nodes[0], &mut diags);
+    let errors: Vec<_> = diags.iter().filter(|d| d.severity == netcfg_lang::Severity::Error).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    d
+}
+
+fn session(node: &NodeRoot) -> Session {
+    Session::new(node.map.clone()).expect("runtime")
+}
+
+fn plan(s: &mut Session, d: &netlink::Desired) -> Plan {
+    s.plan(d, Options::default()).unwrap_or_else(|e| panic!("plan: {e}"))
+}
+
+fn apply(s: &mut Session, d: &netlink::Desired) -> Plan {
+    let p = plan(s, d);
+    if let Err(e) = s.apply(d, &p, Options::default()) {
+        panic!("apply failed: {e:#?}\nplan:\n{}", p.to_text());
+    }
+    p
+}
+
+fn dump_all(node: &NodeRoot) -> Vec<(String, Option<String>)> {
+    ["@host", "pod-a", "pod-b", "pod-m", "pod-c"]
+        .iter()
+        .map(|ns| (ns.to_string(), node.dump(ns, if *ns == "@host" { SYSCTLS } else { &[] })))
+        .collect()
+}
+
+#[test]
+fn apply_converges_and_is_idempotent() {
+    if !require_root("apply_converges_and_is_idempotent") {
+        return;
+    }
+    let node = NodeRoot::new("nl-conv");
+    let d = desired(BASE);
+    let mut s = session(&node);
+    let first = apply(&mut s, &d);
+    assert!(first.ops.len() > 20, "{}", first.to_text());
+
+    // Read back with `ip`, independently of the backend's own reader.
+    let links = node.ip("@host", &["-d", "link", "show", "br0"]);
+    assert!(links.contains("mtu 1450") && links.contains("group 28259") && links.contains("state UP"), "{links}");
+    let port = node.ip("@host", &["-d", "link", "show", "veth-a"]);
+    assert!(port.contains("master br0") && port.contains("hairpin on") && port.contains("addrgenmode none"), "{port}");
+    let vx = node.ip("@host", &["-d", "link", "show", "vx42"]);
+    assert!(vx.contains("vxlan id 42 remote 10.0.0.1 local 10.0.0.2 dev eth0"), "{vx}");
+    assert!(node.ip("@host", &["addr", "show", "vx42"]).contains("172.16.42.2/24 scope global noprefixroute"));
+    let routes = node.ip("@host", &["route", "show", "proto", "110"]);
+    for want in [
+        "default via 10.0.0.1 dev eth0",
+        "blackhole 192.0.2.0/24",
+        "203.0.113.0/24 dev br0 scope link src 10.244.1.1 metric 5",
+    ] {
+        assert!(routes.contains(want), "missing `{want}` in:\n{routes}");
+    }
+    let t100 = node.ip("@host", &["route", "show", "table", "100"]);
+    assert!(t100.contains("198.51.100.0/24 via 10.0.0.1 dev eth0 proto 110 metric 20"), "{t100}");
+    let v6 = node.ip("@host", &["-6", "route", "show", "proto", "110"]);
+    assert!(v6.contains("2001:db8:99::/48 via 2001:db8:1::2 dev br0"), "{v6}");
+    let neigh = node.ip("@host", &["neigh", "show", "nud", "permanent"]);
+    assert!(neigh.contains("10.0.0.9 dev eth0 lladdr 02:00:00:00:00:09 PERMANENT proto 110"), "{neigh}");
+    let b = node.ip("pod-b", &["link", "show", "eth0"]);
+    assert!(b.contains("02:00:00:00:0b:01") && b.contains("mtu 1450"), "{b}");
+    assert!(node.ip("pod-a", &["route"]).contains("default via 10.244.1.1 dev eth0 proto 110"));
+    assert!(node.ip("pod-m", &["-d", "link", "show", "mv0"]).contains("macvlan mode bridge"));
+    assert_eq!(
+        sh(&["ip", "netns", "exec", &node.path_name("@host"), "sysctl", "-n", "net.ipv4.ip_forward"]).trim(),
+        "1"
+    );
+    let rp = sh(&["ip", "netns", "exec", &node.path_name("pod-a"), "sysctl", "-n", "net.ipv4.conf.eth0.rp_filter"]);
+    assert_eq!(rp.trim(), "2");
+
+    // The pods reach each other over the bridge (TCP from pod-a to pod-b).
+    let listener =
+        netcfg_backends::netns::run_in(&node.path_name("pod-b"), || std::net::TcpListener::bind("10.244.1.3:8080"))
+            .expect("enter pod-b")
+            .expect("bind");
+    let connected = netcfg_backends::netns::run_in(&node.path_name("pod-a"), || {
+        std::net::TcpStream::connect_timeout(&"10.244.1.3:8080".parse().unwrap(), std::time::Duration::from_secs(3))
+    })
+    .expect("enter pod-a");
+    assert!(connected.is_ok(), "{connected:?}");
+    drop(listener);
+
+    // Idempotent: nothing left to do, nothing touched.
+    let before = dump_all(&node);
+    let again = plan(&mut s, &d);
+    assert!(again.is_empty(), "second plan not empty:\n{}", again.to_text());
+    s.apply(&d, &again, Options::default()).expect("no-op apply");
+    assert_eq!(before, dump_all(&node));
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+}
+
+/// BASE with one change of every kind.
+const CHANGED: &str = r#"
+node "n1" {
+    ethernet "eth0" mtu=1400 {
+        address "10.0.0.2/24"
+    }
+    route "default" via="10.0.0.1" dev="eth0" metric=0
+    route "198.51.100.0/24" via="10.0.0.3" dev="eth0" table=100 metric=20
+    route "203.0.113.0/24" dev="br0" src="10.244.1.1" metric=5
+    route "100.64.0.0/10" type="unreachable"
+    neighbor "10.0.0.9" mac="02:00:00:00:00:0a" dev="eth0"
+    neighbor "10.0.0.10" mac="02:00:00:00:00:10" dev="eth0"
+    forwarding #true
+    sysctl "net.ipv4.conf.all.log_martians" 1
+
+    bridge "br0" mtu=1450 {
+        address "10.244.1.1/24"
+        address "10.244.2.1/24"
+    }
+    vxlan "vx42" vni=43 local="10.0.0.2" remote="10.0.0.1" dev="eth0" port=4789 {
+        address "172.16.42.2/24"
+    }
+
+    netns "pod-a" {
+        veth "eth0" mtu=1450 {
+            address "10.244.1.2/24"
+            peer "veth-a" netns="@host" master="br0" mtu=1450 hairpin=#false
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+        sysctl "net.ipv4.conf.eth0.rp_filter" 1
+    }
+
+    netns "pod-c" {
+        veth "eth0" {
+            address "10.244.2.2/24"
+            peer "veth-c" netns="@host" master="br0"
+        }
+        route "default" via="10.244.2.1" dev="eth0"
+    }
+}
+"#;
+
+fn descriptions(p: &Plan) -> Vec<String> {
+    p.ops.iter().map(|o| format!("{} {}: {}", o.sign(), o.ns, o.describe())).collect()
+}
+
+#[test]
+fn a_changed_spec_applies_only_the_difference() {
+    if !require_root("a_changed_spec_applies_only_the_difference") {
+        return;
+    }
+    let node = NodeRoot::new("nl-diff");
+    let mut s = session(&node);
+    apply(&mut s, &desired(BASE));
+    let pod_a_link = node.ip("pod-a", &["-o", "link", "show", "eth0"]);
+
+    let d2 = desired(CHANGED);
+    let p = apply(&mut s, &d2);
+    let text = descriptions(&p);
+    let has = |want: &str| text.iter().any(|t| t.contains(want));
+    for want in [
+        "~ @host: link eth0: mtu 1500 -> 1400",
+        "~ @host: route 198.51.100.0/24 via 10.0.0.3 dev eth0 table 100 metric 20",
+        "- @host: route blackhole 192.0.2.0/24",
+        "+ @host: route unreachable 100.64.0.0/10",
+        "~ @host: neighbor 10.0.0.9 dev eth0: lladdr 02:00:00:00:00:09 -> 02:00:00:00:00:0a",
+        "+ @host: neighbor 10.0.0.10",
+        "~ @host: sysctl net.ipv4.conf.all.log_martians: 0 -> 1",
+        "- @host: address 2001:db8:1::1/64 dev br0",
+        "- @host: route 2001:db8:99::/48",
+        "+ @host: address 10.244.2.1/24 dev br0",
+        "- @host: link vx42",
+        "+ @host: link vx42",
+        "+ @host: address 172.16.42.2/24 dev vx42",
+        "~ @host: link veth-a: hairpin true -> false",
+        "~ pod-a: sysctl net.ipv4.conf.eth0.rp_filter: 2 -> 1",
+        "- pod-b: namespace",
+        "- pod-m: namespace",
+        "+ pod-c: namespace",
+        "+ @host: link veth-c (veth, peer eth0@pod-c",
+    ] {
+        assert!(has(want), "expected `{want}` in the plan:\n{}", p.to_text());
+    }
+    // Only the difference: nothing about pod-a's link, br0's kept address, the kept routes.
+    for unwanted in ["pod-a: link", "10.244.1.1/24", "203.0.113.0/24", "pod-a: route"] {
+        assert!(!has(unwanted), "unexpected `{unwanted}` in the plan:\n{}", p.to_text());
+    }
+    assert_eq!(pod_a_link, node.ip("pod-a", &["-o", "link", "show", "eth0"]), "pod-a's veth was touched");
+    assert!(node.dump("pod-b", &[]).is_none() && node.dump("pod-m", &[]).is_none());
+    let vx = node.ip("@host", &["-d", "link", "show", "vx42"]);
+    assert!(vx.contains("vxlan id 43"), "{vx}");
+    assert!(plan(&mut s, &d2).is_empty());
+
+    // And back.
+    let d1 = desired(BASE);
+    apply(&mut s, &d1);
+    assert!(plan(&mut s, &d1).is_empty());
+    assert!(node.dump("pod-c", &[]).is_none());
+}
+
+#[test]
+fn objects_netcfg_does_not_own_survive_every_apply() {
+    if !require_root("objects_netcfg_does_not_own_survive_every_apply") {
+        return;
+    }
+    let node = NodeRoot::new("nl-own");
+    let mut s = session(&node);
+    apply(&mut s, &desired(BASE));
+    // By hand: a route with another protocol (in a table netcfg uses), a foreign bridge with
+    // an address and a neighbour, a route over it, and a static route in a pod.
+    node.ip("@host", &["route", "add", "10.77.0.0/16", "via", "10.0.0.1", "dev", "eth0", "proto", "static"]);
+    node.ip("@host", &["route", "add", "10.78.0.0/16", "via", "10.0.0.1", "table", "100"]);
+    node.ip("@host", &["link", "add", "handmade0", "type", "bridge"]);
+    node.ip("@host", &["link", "set", "handmade0", "up"]);
+    node.ip("@host", &["addr", "add", "192.168.77.1/24", "dev", "handmade0"]);
+    node.ip("@host", &["neigh", "add", "192.168.77.9", "lladdr", "02:00:00:00:77:09", "dev", "handmade0"]);
+    node.ip("pod-a", &["route", "add", "10.66.0.0/16", "via", "10.244.1.1"]);
+    let foreign = |node: &NodeRoot| {
+        (
+            node.ip("@host", &["route", "show", "10.77.0.0/16"]),
+            node.ip("@host", &["route", "show", "table", "100", "10.78.0.0/16"]),
+            node.ip("@host", &["-4", "addr", "show", "dev", "handmade0"]),
+            node.ip("@host", &["neigh", "show", "dev", "handmade0"]),
+            node.ip("pod-a", &["route", "show", "10.66.0.0/16"]),
+        )
+    };
+    let before = foreign(&node);
+    assert!(!before.0.is_empty() && !before.1.is_empty() && !before.4.is_empty());
+    let d = desired(BASE);
+    let p = plan(&mut s, &d);
+    assert!(p.is_empty(), "foreign objects must not show up in the plan:\n{}", p.to_text());
+    apply(&mut s, &desired(CHANGED));
+    assert_eq!(foreign(&node).0, before.0);
+    assert_eq!(foreign(&node).1, before.1);
+    assert_eq!(foreign(&node).2, before.2);
+    assert_eq!(foreign(&node).3, before.3);
+    apply(&mut s, &d);
+    assert_eq!(foreign(&node), before);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+}
+
+/// The dump once what the kernel derives by itself has settled (two equal dumps in a row).
+fn settled_dump(node: &NodeRoot) -> Vec<(String, Option<String>)> {
+    let mut last = dump_all(node);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = dump_all(node);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Waits (up to 5 s) for the node's dump to equal `before`: what the kernel derives by itself
+/// (carrier, IPv6 link-local addresses after an MTU change) comes back asynchronously.
+fn assert_settles(before: &[(String, Option<String>)], node: &NodeRoot) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = dump_all(node);
+        if now == before {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            for ((ns, a), (_, b)) in before.iter().zip(&now) {
+                if a != b {
+                    let a: Vec<&str> = a.as_deref().unwrap_or("").lines().collect();
+                    let b: Vec<&str> = b.as_deref().unwrap_or("").lines().collect();
+                    let gone: Vec<_> = a.iter().filter(|l| !b.contains(l)).collect();
+                    let new: Vec<_> = b.iter().filter(|l| !a.contains(l)).collect();
+                    panic!("namespace {ns} differs after rollback\nbefore only: {gone:#?}\nafter only: {new:#?}");
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_failed_apply_leaves_the_node_exactly_as_before() {
+    if !require_root("a_failed_apply_leaves_the_node_exactly_as_before") {
+        return;
+    }
+    let node = NodeRoot::new("nl-fail");
+    let mut s = session(&node);
+
+    // 1. From scratch: everything is created, then an op the kernel refuses (a route through
+    //    a gateway that is not on any link) fails at the very end.
+    let before = settled_dump(&node);
+    let d = desired(BASE);
+    let mut p = plan(&mut s, &d);
+    let mut bad = p.ops.iter().find(|o| matches!(o.action, Action::AddRoute { .. })).expect("a route op").clone();
+    if let Action::AddRoute { key, route } = &mut bad.action {
+        key.dst = "10.123.0.0/16".parse().unwrap();
+        route.via = Some("10.200.0.1".parse().unwrap());
+        route.dev = None;
+    }
+    let bad_span = bad.span;
+    p.ops.push(bad);
+    let err = s.apply(&d, &p, Options::default()).expect_err("the injected op must fail");
+    assert!(err.failed.is_some() && err.rollback_failures.is_empty(), "{err:#?}");
+    assert_eq!(err.span, bad_span);
+    let diag = err.to_diagnostic();
+    assert!(diag.message.contains("10.123.0.0/16"), "{}", diag.message);
+    assert_settles(&before, &node);
+
+    // 2. From an applied spec to a changed one, with a link that disappears between plan and
+    //    apply: the ops before the failure are undone.
+    apply(&mut s, &d);
+    let d2 = desired(CHANGED);
+    let p2 = plan(&mut s, &d2);
+    node.ip("pod-a", &["link", "set", "eth0", "down"]);
+    node.ip("@host", &["link", "del", "veth-a"]);
+    let before = settled_dump(&node);
+    let err = s.apply(&d2, &p2, Options::default()).expect_err("veth-a is gone");
+    assert!(err.rollback_failures.is_empty(), "{err:#?}");
+    assert!(err.failed.is_some(), "{err:#?}");
+    assert_settles(&before, &node);
+    // A fresh plan repairs it.
+    apply(&mut s, &d);
+    assert!(plan(&mut s, &d).is_empty());
+}
+
+#[test]
+fn verify_reports_each_kind_of_drift() {
+    if !require_root("verify_reports_each_kind_of_drift") {
+        return;
+    }
+    let node = NodeRoot::new("nl-drift");
+    let mut s = session(&node);
+    let src = BASE.replace(
+        "    forwarding #true\n",
+        "    forwarding #true\n    firewall {\n        policy in=\"drop\"\n        allow in proto=\"tcp\" port=22\n    }\n",
+    );
+    let d = desired(&src);
+    apply(&mut s, &d);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+
+    node.ip("pod-a", &["route", "del", "default"]);
+    node.ip("@host", &["addr", "add", "10.244.9.9/24", "dev", "br0"]);
+    sh(&["ip", "netns", "exec", &node.path_name("@host"), "sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    node.ip("@host", &["link", "set", "veth-a", "type", "bridge_slave", "hairpin", "off"]);
+    let drift = s.verify(&d, Options::default()).expect("verify");
+    let has = |kind: DriftKind, what: &str| drift.iter().any(|x| x.kind == kind && x.what.contains(what));
+    assert!(has(DriftKind::Missing, "route 0.0.0.0/0 via 10.244.1.1"), "{drift:#?}");
+    assert!(has(DriftKind::Extra, "address 10.244.9.9/24 dev br0"), "{drift:#?}");
+    assert!(has(DriftKind::Changed, "sysctl net.ipv4.ip_forward: 0 -> 1"), "{drift:#?}");
+    assert!(has(DriftKind::Changed, "link veth-a: hairpin false -> true"), "{drift:#?}");
+    assert_eq!(drift.len(), 4, "{drift:#?}");
+    // The drift carries the span of the spec text it is about.
+    let route = drift.iter().find(|x| x.kind == DriftKind::Missing).unwrap();
+    assert!(route.span.start > 0);
+
+    // nft: the table removed, then modified.
+    let host = node.path_name("@host");
+    sh(&["ip", "netns", "exec", &host, "nft", "delete", "table", "inet", "netcfg"]);
+    let drift = s.verify(&d, Options::default()).expect("verify");
+    assert!(drift.iter().any(|x| x.kind == DriftKind::Missing && x.what.contains("nftables")), "{drift:#?}");
+    apply(&mut s, &d);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+    sh(&["ip", "netns", "exec", &host, "nft", "add", "chain", "inet", "netcfg", "sneaky"]);
+    let drift = s.verify(&d, Options::default()).expect("verify");
+    assert!(drift.iter().any(|x| x.kind == DriftKind::Changed && x.what.contains("nftables")), "{drift:#?}");
+    // A failed apply after the nft op puts the modified table back (the inverse of the nft
+    // transaction), then a good apply restores the spec's table.
+    let listed = |node: &NodeRoot| {
+        sh(&["ip", "netns", "exec", &node.path_name("@host"), "nft", "list", "table", "inet", "netcfg"])
+    };
+    let modified = listed(&node);
+    let mut p = plan(&mut s, &d);
+    assert!(p.ops.iter().any(|o| matches!(o.action, Action::Nft { .. })), "{}", p.to_text());
+    let mut bad = p.ops.last().expect("op").clone();
+    bad.action = Action::AddRoute {
+        key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+        route: netlink::state::Route {
+            via: Some("10.200.0.1".parse().unwrap()),
+            dev: None,
+            src: None,
+            scope: netcfg_lang::ast::RouteScope::Global,
+            onlink: false,
+            route_type: netcfg_lang::ast::RouteType::Unicast,
+            protocol: netlink::state::NETCFG_PROTO,
+        },
+    };
+    p.ops.push(bad);
+    let err = s.apply(&d, &p, Options::default()).expect_err("injected failure");
+    assert!(err.rollback_failures.is_empty(), "{err:#?}");
+    assert_eq!(listed(&node), modified);
+    apply(&mut s, &d);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+}
+
+#[test]
+fn namespaces_are_created_like_ip_netns_add_and_only_marked_ones_are_deleted() {
+    if !require_root("namespaces_are_created_like_ip_netns_add_and_only_marked_ones_are_deleted") {
+        return;
+    }
+    let node = NodeRoot::new("nl-ns");
+    let name = node.path_name("made-by-hand");
+    netlink::namespaces::create_named(&name).expect("create");
+    assert!(sh(&["ip", "netns", "list"]).contains(&name));
+    // It is a real, empty namespace: only `lo`, down.
+    let links = sh(&["ip", "-n", &name, "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:") && links.contains("state DOWN"), "{links}");
+    // Not marked: a spec without it leaves it alone.
+    let mut s = session(&node);
+    apply(&mut s, &desired(BASE));
+    assert!(node.dump("made-by-hand", &[]).is_some());
+    assert_eq!(node.map.created_namespaces("n1"), vec!["pod-a".to_string(), "pod-b".into(), "pod-m".into()]);
+    netlink::namespaces::delete_named(&name).expect("delete");
+    assert!(!sh(&["ip", "netns", "list"]).contains(&name));
+}
+
+/// Every single-node example applies into a fresh node root, converges, and verifies clean
+/// (nft included). NICs the example names are made as veths into the LAN namespace.
+#[test]
+fn every_example_applies_and_verifies() {
+    if !require_root("every_example_applies_and_verifies") {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&root)
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path().join("fixed.kdl"))
+        .filter(|p| p.exists())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let node = NodeRoot::new("nl-ex");
+        let d = desired(&std::fs::read_to_string(&file).expect("read"));
+        let mut nic = 0;
+        for (ns, st) in &d.state.namespaces {
+            for (name, l) in &st.links {
+                if !matches!(l.kind, netlink::state::LinkKind::Existing { .. }) || (ns == "@host" && name == "eth0") {
+                    continue;
+                }
+                let path = node.path_name(ns);
+                if !std::path::Path::new("/run/netns").join(&path).exists() {
+                    sh(&["ip", "netns", "add", &path]);
+                }
+                nic += 1;
+                let peer = format!("nic{nic}");
+                sh(&[
+                    "ip",
+                    "link",
+                    "add",
+                    name,
+                    "netns",
+                    &path,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &peer,
+                    "netns",
+                    &node.lan.name,
+                ]);
+            }
+        }
+        let mut s = session(&node);
+        let p = apply(&mut s, &d);
+        assert!(!p.is_empty(), "{}", file.display());
+        let again = plan(&mut s, &d);
+        assert!(again.is_empty(), "{}: second plan not empty:\n{}", file.display(), again.to_text());
+        assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![], "{}", file.display());
+    }
+}
