@@ -12,6 +12,9 @@ pub enum ExitStatus {
     /// 2: the command could not do its job: bad usage, unreadable files, internal errors.
     /// (clap exits with 2 on usage errors by itself.)
     Error,
+    /// 2 as well, for `plan --detailed-exitcode` only (terraform's convention): the plan has
+    /// changes.
+    Changes,
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -19,7 +22,7 @@ impl From<ExitStatus> for std::process::ExitCode {
         std::process::ExitCode::from(match status {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
-            ExitStatus::Error => 2,
+            ExitStatus::Error | ExitStatus::Changes => 2,
         })
     }
 }

@@ -6,6 +6,7 @@ mod cmd;
 mod exit_status;
 mod load;
 mod report;
+mod target;
 
 use clap::{Parser, Subcommand};
 use exit_status::ExitStatus;
@@ -24,8 +25,13 @@ enum Command {
     Check(cmd::check::Args),
     /// Rewrite spec files in the canonical layout.
     Fmt(cmd::fmt::Args),
-    /// Print what netcfg would apply on a node: desired state and nftables transactions.
+    /// Print what netcfg would apply on a node: desired state and nftables transactions, or
+    /// (with --live / --netns-root) the diff against the node's live state.
     Plan(cmd::plan::Args),
+    /// Make a node match the spec: one plan, rolled back on any failure.
+    Apply(cmd::apply::Args),
+    /// Compare a node's live state with the spec (exit 1 on drift).
+    Verify(cmd::verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +39,8 @@ fn main() -> std::process::ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     };
     status.into()
 }

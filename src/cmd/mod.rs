@@ -1,8 +1,10 @@
 //! One module per subcommand: its clap `Args` and a `run(Args) -> ExitStatus`.
 
+pub mod apply;
 pub mod check;
 pub mod fmt;
 pub mod plan;
+pub mod verify;
 
 use crate::exit_status::ExitStatus;
 use std::io::Write;

@@ -29,9 +29,68 @@ pub struct Args {
     /// Also write per-node artifacts for review: DIR/NODE/plan.json and DIR/NODE/NETNS.nft.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Diff against the node's live state (needs root): the ops `apply` would run.
+    #[arg(long)]
+    live: bool,
+    /// The node is the namespace /run/netns/ROOT (its namespaces /run/netns/ROOT-NAME);
+    /// implies --live.
+    #[arg(long, value_name = "ROOT")]
+    netns_root: Option<String>,
+    /// With a live plan: exit 0 when there is nothing to do, 2 when there are changes.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+/// The live plan: a terraform-style diff (`+`, `~`, `-` with the disruption class).
+fn run_live(args: Args) -> ExitStatus {
+    use netcfg_backends::netlink::{self, Options, PlanError, Session};
+    let node_args = crate::target::NodeArgs { files: args.files, node: args.node, netns_root: args.netns_root };
+    let compiled = match crate::target::compile(&node_args, false) {
+        Ok(c) => c,
+        Err(status) => return status,
+    };
+    let mut diags = Vec::new();
+    let desired = netlink::desired(compiled.node(), &mut diags);
+    let mut session = match Session::new(crate::target::netns_map(&node_args)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open netlink: {e} (a live plan needs root)");
+            return ExitStatus::Error;
+        }
+    };
+    let plan = match session.plan(&desired, Options::default()) {
+        Ok(p) => p,
+        Err(PlanError::Conflicts(d)) => {
+            compiled.report(&d);
+            return ExitStatus::Failure;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Error;
+        }
+    };
+    let text = match args.format {
+        PlanFormat::Text if plan.is_empty() => format!("no changes: node `{}` matches the spec\n", plan.node),
+        PlanFormat::Text => plan.to_text(),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize") + "\n",
+    };
+    if let Err(status) = super::write_stdout(&text) {
+        return status;
+    }
+    match (args.detailed_exitcode, plan.is_empty()) {
+        (true, false) => ExitStatus::Changes,
+        _ => ExitStatus::Success,
+    }
 }
 
 pub fn run(args: Args) -> ExitStatus {
+    if args.live || args.netns_root.is_some() {
+        return run_live(args);
+    }
+    if args.detailed_exitcode {
+        eprintln!("error: --detailed-exitcode needs a live plan (--live or --netns-root)");
+        return ExitStatus::Error;
+    }
     let parsed = match load::load(&args.files) {
         Ok(parsed) => parsed,
         Err(errors) => {

@@ -280,6 +280,12 @@ impl Session {
         })
     }
 
+    /// Undoes a plan that was applied successfully (`apply --confirm` timing out): the
+    /// inverses of its ops, newest first. Returns the inverses that failed.
+    pub fn revert(&mut self, desired: &Desired, plan: &Plan) -> Vec<(Op, NlError)> {
+        self.rollback(&desired.node, &plan.ops)
+    }
+
     /// Undoes `done`, newest first; returns the inverses that failed (and keeps going).
     fn rollback(&mut self, node: &str, done: &[Op]) -> Vec<(Op, NlError)> {
         let Session { map, rt, conns } = self;
