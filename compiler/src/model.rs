@@ -6,6 +6,7 @@
 use crate::ir::*;
 use ipnet::IpNet;
 use netcfg_lang::ast::{Family, RouteScope, RouteType, RpFilter};
+use netcfg_lang::Spanned;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -267,6 +268,17 @@ impl<'f> Model<'f> {
             .nodes
             .iter()
             .flat_map(|n| n.namespaces.iter().map(move |ns| (NetnsRef { node: n.id, netns: ns.id }, ns)))
+    }
+
+    /// Every unicast route of a main table that has a gateway, with its namespace: what the
+    /// gateway checks reason about (other tables are not modelled).
+    pub fn gateway_routes(&self) -> impl Iterator<Item = (NetnsRef, &'f Netns, &'f Route, &'f Spanned<IpAddr>)> + '_ {
+        self.namespaces().flat_map(|(ns, netns)| {
+            netns.routes.iter().filter_map(move |route| {
+                let via = route.via.as_ref()?;
+                (route.table == MAIN_TABLE && route.route_type == RouteType::Unicast).then_some((ns, netns, route, via))
+            })
+        })
     }
 
     /// Every link of the fleet, loopbacks included.

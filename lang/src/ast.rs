@@ -227,6 +227,24 @@ pub enum Family {
     Ipv6,
 }
 
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
+    }
+
+    /// `IPv4` / `IPv6`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+}
+
 /// `forwarding #true` (both families) or `forwarding ipv4=#true ipv6=#false`.
 #[derive(Clone, Debug)]
 pub struct ForwardingDecl {

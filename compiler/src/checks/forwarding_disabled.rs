@@ -93,21 +93,6 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     forward_rules(model, diags);
 }
 
-fn family_of(addr: IpAddr) -> Family {
-    if addr.is_ipv4() {
-        Family::Ipv4
-    } else {
-        Family::Ipv6
-    }
-}
-
-fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 fn sysctl_path(family: Family) -> &'static str {
     match family {
         Family::Ipv4 => "net.ipv4.ip_forward",
@@ -134,7 +119,7 @@ fn target(model: &Model, ns: NetnsRef) -> (Span, String) {
 fn with_place(model: &Model, ns: NetnsRef, family: Family, d: Diagnostic) -> Diagnostic {
     let netns = model.node(ns.node).netns(ns.netns);
     let (name_span, target) = target(model, ns);
-    let fam = family_name(family);
+    let fam = family.name();
     let mut d = d.with_secondary(name_span, format!("{fam} forwarding is off in this namespace"));
     match netns.sysctl(sysctl_path(family)) {
         Some(explicit) => {
@@ -186,21 +171,21 @@ fn nat_families(
             if terminates_locally(model, ns, netns, *n) {
                 BTreeSet::new()
             } else {
-                BTreeSet::from([family_of(n.addr())])
+                BTreeSet::from([Family::of(n.addr())])
             }
         }
         Some(AddrMatch::Set(id)) => netns
             .firewall
             .sets
             .get(id.0 as usize)
-            .map(|s| s.elements.iter().map(|e| family_of(e.value.addr())).collect())
+            .map(|s| s.elements.iter().map(|e| Family::of(e.value.addr())).collect())
             .unwrap_or_default(),
         None => {
             let links: Vec<&Link> = match out {
                 Some(o) => vec![node.link(o.value)],
                 None => node.links_in(ns.netns).filter(|l| !matches!(l.kind, LinkKind::Loopback)).collect(),
             };
-            links.iter().flat_map(|l| l.addresses.iter().map(|a| family_of(a.addr()))).collect()
+            links.iter().flat_map(|l| l.addresses.iter().map(|a| Family::of(a.addr()))).collect()
         }
     }
 }
@@ -211,7 +196,7 @@ fn nat_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(N
     for (keyword, from, out, to, span) in masquerades.chain(snats) {
         let mut families = nat_families(model, ns, netns, from, out);
         if let Some(to) = to {
-            families.retain(|f| *f == family_of(to));
+            families.retain(|f| *f == Family::of(to));
         }
         for family in families {
             if model.forwarding(ns, family) {
@@ -221,7 +206,7 @@ fn nat_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(N
                 span,
                 message: format!(
                     "`{keyword}` needs {} forwarding, which is off in {}",
-                    family_name(family),
+                    family.name(),
                     place(model, ns)
                 ),
                 label: "rewrites traffic routed through this namespace".into(),
@@ -234,7 +219,7 @@ fn nat_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(N
 fn service_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(NetnsRef, Family, Reason), Need>) {
     for svc in &netns.services {
         for backend in &svc.backends {
-            let family = family_of(backend.addr);
+            let family = Family::of(backend.addr);
             if is_local(model, ns, backend.addr) || model.forwarding(ns, family) {
                 continue;
             }
@@ -243,7 +228,7 @@ fn service_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMa
                 message: format!(
                     "service `{}` needs {} forwarding, which is off in {}",
                     svc.name.value,
-                    family_name(family),
+                    family.name(),
                     place(model, ns)
                 ),
                 label: format!(
@@ -270,7 +255,7 @@ fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<
             continue;
         };
         let gateway = model.netns_of(owner.link);
-        let family = family_of(via.value);
+        let family = Family::of(via.value);
         if gateway == ns || model.forwarding(gateway, family) {
             continue;
         }
@@ -283,7 +268,7 @@ fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<
             message: format!(
                 "route via `{}` needs {} forwarding, which is off in {}",
                 via.value,
-                family_name(family),
+                family.name(),
                 place(model, gateway)
             ),
             label: format!("{} must forward packets to `{}`", place(model, gateway), route.dst),
@@ -297,12 +282,12 @@ fn rule_families(netns: &Netns, rule: &Rule) -> BTreeSet<Family> {
     let mut families = BTreeSet::from([Family::Ipv4, Family::Ipv6]);
     for m in [&rule.from, &rule.to].into_iter().flatten() {
         let of_match: BTreeSet<Family> = match &m.value {
-            AddrMatch::Net(n) => BTreeSet::from([family_of(n.addr())]),
+            AddrMatch::Net(n) => BTreeSet::from([Family::of(n.addr())]),
             AddrMatch::Set(id) => netns
                 .firewall
                 .sets
                 .get(id.0 as usize)
-                .map(|s| s.elements.iter().map(|e| family_of(e.value.addr())).collect())
+                .map(|s| s.elements.iter().map(|e| Family::of(e.value.addr())).collect())
                 .unwrap_or_default(),
         };
         families.retain(|f| of_match.contains(f));
@@ -322,7 +307,7 @@ fn forward_rules(model: &Model, diags: &mut Vec<Diagnostic>) {
         let off =
             |families: &BTreeSet<Family>| !families.is_empty() && families.iter().all(|f| !model.forwarding(ns, *f));
         let describe = |families: &BTreeSet<Family>| {
-            let names: Vec<&str> = families.iter().map(|f| family_name(*f)).collect();
+            let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
             names.join(" or ")
         };
         let fw = &netns.firewall;

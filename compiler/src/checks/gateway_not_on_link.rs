@@ -32,7 +32,7 @@
 //! [`Fib::lookup_gateway`]: crate::model::Fib::lookup_gateway
 
 use super::Check;
-use crate::ir::{Address, Link, Netns, Node, Route, MAIN_TABLE};
+use crate::ir::{Address, Link, Netns, Node, Route};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Diagnostic, Span, Spanned};
@@ -45,15 +45,8 @@ pub const CHECK: Check = Check {
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
-    for (ns, netns) in model.namespaces() {
-        let node = model.node(ns.node);
-        for route in &netns.routes {
-            if route.table != MAIN_TABLE || route.route_type != RouteType::Unicast {
-                continue;
-            }
-            let Some(via) = &route.via else { continue };
-            diags.extend(check_route(model, ns, node, netns, route, via));
-        }
+    for (ns, netns, route, via) in model.gateway_routes() {
+        diags.extend(check_route(model, ns, model.node(ns.node), netns, route, via));
     }
 }
 

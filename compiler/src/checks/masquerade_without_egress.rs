@@ -48,33 +48,18 @@ struct SourceNat<'a> {
     span: Span,
 }
 
-fn family_of(addr: IpAddr) -> Family {
-    if addr.is_ipv4() {
-        Family::Ipv4
-    } else {
-        Family::Ipv6
-    }
-}
-
-fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 /// The families the rule rewrites, when its matches say (`None`: any family).
 fn families(netns: &Netns, nat: &SourceNat) -> Option<BTreeSet<Family>> {
     if let Some(to) = nat.to {
-        return Some(BTreeSet::from([family_of(to)]));
+        return Some(BTreeSet::from([Family::of(to)]));
     }
     match &nat.from?.value {
-        AddrMatch::Net(n) => Some(BTreeSet::from([family_of(n.addr())])),
+        AddrMatch::Net(n) => Some(BTreeSet::from([Family::of(n.addr())])),
         AddrMatch::Set(id) => netns
             .firewall
             .sets
             .get(id.0 as usize)
-            .map(|s| s.elements.iter().map(|e| family_of(e.value.addr())).collect()),
+            .map(|s| s.elements.iter().map(|e| Family::of(e.value.addr())).collect()),
     }
 }
 
@@ -129,13 +114,13 @@ fn named_out(
 ) -> Option<Diagnostic> {
     let node = model.node(ns.node);
     let link = node.link(out.value);
-    let has = |f: Family| link.addresses.iter().any(|a| family_of(a.addr()) == f);
+    let has = |f: Family| link.addresses.iter().any(|a| Family::of(a.addr()) == f);
     let suggestion = default_egress(model, ns, fams)
         .filter(|l| *l != out.value)
         .map(|l| format!(", or set `out=\"{}\"`, the link the default route leaves by", node.link(l).name.value))
         .unwrap_or_default();
     let missing = match fams {
-        Some(fams) => fams.iter().copied().find(|f| !has(*f)).map(|f| format!("{} address", family_name(f))),
+        Some(fams) => fams.iter().copied().find(|f| !has(*f)).map(|f| format!("{} address", f.name())),
         None => link.addresses.is_empty().then(|| "address".to_string()),
     };
     if let Some(what) = missing {
@@ -160,7 +145,7 @@ fn named_out(
     }
     let what = match fams {
         Some(f) => {
-            let names: Vec<&str> = f.iter().map(|f| family_name(*f)).collect();
+            let names: Vec<&str> = f.iter().map(|f| f.name()).collect();
             format!("no {} route", names.join(" or "))
         }
         None => "no route".to_string(),
@@ -182,7 +167,7 @@ fn routes_by(model: &Model, ns: NetnsRef, link: LinkId, fams: Option<&BTreeSet<F
     let fib = model.fib(ns);
     fib.entries().any(|e| {
         e.route_type == RouteType::Unicast
-            && fams.is_none_or(|f| f.contains(&family_of(e.dst.addr())))
+            && fams.is_none_or(|f| f.contains(&Family::of(e.dst.addr())))
             && e.dev.or_else(|| e.via.and_then(|v| fib.egress(v))) == Some(link)
     })
 }

@@ -30,7 +30,7 @@
 //! Fix: a link-scoped return route `route "169.254.172.1/32" dev="ecs-eth0"`.
 
 use super::Check;
-use crate::ir::{LinkId, Node, Route, MAIN_TABLE};
+use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{RouteType, RpFilter};
 use netcfg_lang::Diagnostic;
@@ -44,19 +44,13 @@ pub const CHECK: Check = Check {
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
-    for (ns, netns) in model.namespaces() {
+    for (ns, _, route, via) in model.gateway_routes() {
         let node = model.node(ns.node);
-        for route in &netns.routes {
-            if route.table != MAIN_TABLE || route.route_type != RouteType::Unicast {
-                continue;
-            }
-            let Some(via) = &route.via else { continue };
-            let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
-                continue;
-            };
-            gateway_path_back(model, ns, node, route, via.value, dev, diags);
-            one_way(model, ns, node, route, dev, diags);
-        }
+        let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
+            continue;
+        };
+        gateway_path_back(model, ns, node, route, via.value, dev, diags);
+        one_way(model, ns, node, route, dev, diags);
     }
 }
 
