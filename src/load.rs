@@ -85,6 +85,17 @@ pub fn inputs(args: &[PathBuf]) -> Result<Vec<Input>, LoadError> {
 /// are one fleet, so cross-node checks see all of them. A file given twice is read once.
 /// Unreadable inputs are all reported; with any of them there is no result, because checks on
 /// a partial fleet would be wrong in both directions.
+/// [`load`] for commands: unreadable inputs are reported on stderr (one line each) and end the
+/// command with status 2.
+pub fn load_or_report(args: &[PathBuf]) -> Result<Parsed, crate::exit_status::ExitStatus> {
+    load(args).map_err(|errors| {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        crate::exit_status::ExitStatus::Error
+    })
+}
+
 pub fn load(args: &[PathBuf]) -> Result<Parsed, Vec<LoadError>> {
     let inputs = inputs(args).map_err(|e| vec![e])?;
     let mut read = Vec::new();

@@ -55,12 +55,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
         eprintln!("error: no FILE given (`-` reads the spec from stdin)");
         return Err(ExitStatus::Error);
     }
-    let parsed = load::load(&args.files).map_err(|errors| {
-        for e in errors {
-            eprintln!("error: {e}");
-        }
-        ExitStatus::Error
-    })?;
+    let parsed = load::load_or_report(&args.files)?;
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
@@ -127,4 +122,32 @@ impl NodeLock {
         }
         Ok(NodeLock { _file: file })
     }
+}
+
+/// Opens netlink on the node (one connection per namespace, made lazily).
+pub fn open_session(args: &NodeArgs) -> Result<netcfg_backends::netlink::Session, ExitStatus> {
+    netcfg_backends::netlink::Session::new(netns_map(args)).map_err(|e| {
+        eprintln!("error: cannot open netlink: {e} (this needs root)");
+        ExitStatus::Error
+    })
+}
+
+/// The live plan for the selected node; conflicts are reported on the spec (status 1), a
+/// kernel that cannot be read is status 2.
+pub fn live_plan(
+    compiled: &Compiled,
+    session: &mut netcfg_backends::netlink::Session,
+    desired: &netcfg_backends::netlink::Desired,
+) -> Result<netcfg_backends::netlink::Plan, ExitStatus> {
+    use netcfg_backends::netlink::{Options, PlanError};
+    session.plan(desired, Options::default()).map_err(|e| match e {
+        PlanError::Conflicts(d) => {
+            compiled.report(&d);
+            ExitStatus::Failure
+        }
+        e => {
+            eprintln!("error: {e}");
+            ExitStatus::Error
+        }
+    })
 }

@@ -5,7 +5,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::target::{self, NodeArgs, NodeLock};
-use netcfg_backends::netlink::{self, Options, PlanError, Session};
+use netcfg_backends::netlink::{self, Options};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,24 +59,14 @@ pub fn run(args: Args) -> ExitStatus {
         compiled.report(&diags);
         return ExitStatus::Failure;
     }
-    let mut session = match Session::new(target::netns_map(&args.target)) {
+    let mut session = match target::open_session(&args.target) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open netlink: {e} (apply needs root)");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     let opts = Options::default();
-    let plan = match session.plan(&desired, opts) {
+    let plan = match target::live_plan(&compiled, &mut session, &desired) {
         Ok(p) => p,
-        Err(PlanError::Conflicts(d)) => {
-            compiled.report(&d);
-            return ExitStatus::Failure;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     if plan.is_empty() {
         eprintln!("no changes: node `{}` matches the spec", compiled.node().name.value);

@@ -21,14 +21,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitStatus {
-    let parsed = match load::load(&args.files) {
+    let parsed = match load::load_or_report(&args.files) {
         Ok(parsed) => parsed,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     let mut diagnostics = parsed.diagnostics;
     diagnostics.extend(netcfg_compiler::compile(&parsed.spec).diagnostics);

@@ -43,7 +43,7 @@ pub struct Args {
 
 /// The live plan: a terraform-style diff (`+`, `~`, `-` with the disruption class).
 fn run_live(args: Args) -> ExitStatus {
-    use netcfg_backends::netlink::{self, Options, PlanError, Session};
+    use netcfg_backends::netlink;
     let node_args = crate::target::NodeArgs { files: args.files, node: args.node, netns_root: args.netns_root };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
@@ -51,23 +51,13 @@ fn run_live(args: Args) -> ExitStatus {
     };
     let mut diags = Vec::new();
     let desired = netlink::desired(compiled.node(), &mut diags);
-    let mut session = match Session::new(crate::target::netns_map(&node_args)) {
+    let mut session = match crate::target::open_session(&node_args) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open netlink: {e} (a live plan needs root)");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
-    let plan = match session.plan(&desired, Options::default()) {
+    let plan = match crate::target::live_plan(&compiled, &mut session, &desired) {
         Ok(p) => p,
-        Err(PlanError::Conflicts(d)) => {
-            compiled.report(&d);
-            return ExitStatus::Failure;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     let text = match args.format {
         PlanFormat::Text if plan.is_empty() => format!("no changes: node `{}` matches the spec\n", plan.node),
@@ -91,14 +81,9 @@ pub fn run(args: Args) -> ExitStatus {
         eprintln!("error: --detailed-exitcode needs a live plan (--live or --netns-root)");
         return ExitStatus::Error;
     }
-    let parsed = match load::load(&args.files) {
+    let parsed = match load::load_or_report(&args.files) {
         Ok(parsed) => parsed,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();

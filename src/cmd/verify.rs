@@ -4,7 +4,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::target::{self, NodeArgs};
-use netcfg_backends::netlink::{self, drift_text, Options, Session};
+use netcfg_backends::netlink::{self, drift_text, Options};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -30,12 +30,9 @@ pub fn run(args: Args) -> ExitStatus {
     };
     let mut diags = Vec::new();
     let desired = netlink::desired(compiled.node(), &mut diags);
-    let mut session = match Session::new(target::netns_map(&args.target)) {
+    let mut session = match target::open_session(&args.target) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open netlink: {e} (verify needs root)");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
     let drift = match session.verify(&desired, Options::default()) {
         Ok(d) => d,
