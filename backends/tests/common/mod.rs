@@ -119,14 +119,22 @@ pub fn wire(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: 
 /// A TCP server inside a namespace that answers every connection with `reply` and closes.
 /// It stops by itself after `max` connections or when the namespace goes away.
 pub fn serve(ns: &Netns, addr: &str, reply: &'static str, max: usize) {
+    serve_in(&ns.name, addr, max, move |_| reply.to_string());
+}
+
+/// A TCP server inside the namespace `/run/netns/NS` (any named namespace, also one netcfg
+/// created) that answers every connection with `reply(peer address)` and closes. It stops by
+/// itself after `max` connections.
+pub fn serve_in(ns: &str, addr: &str, max: usize, reply: impl Fn(std::net::SocketAddr) -> String + Send + 'static) {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
-    let listener = netcfg_backends::netns::run_in(&ns.name, move || std::net::TcpListener::bind(addr))
+    let listener = netcfg_backends::netns::run_in(ns, move || std::net::TcpListener::bind(addr))
         .expect("enter netns")
-        .expect("bind");
+        .unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"));
     std::thread::spawn(move || {
         use std::io::Write;
         for mut s in listener.incoming().take(max).flatten() {
-            let _ = s.write_all(reply.as_bytes());
+            let peer = s.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+            let _ = s.write_all(reply(peer).as_bytes());
         }
     });
 }
@@ -141,8 +149,13 @@ pub enum Conn {
 }
 
 pub fn connect(ns: &Netns, addr: &str, timeout_ms: u64) -> Conn {
+    connect_in(&ns.name, addr, timeout_ms)
+}
+
+/// [`connect`] from inside the namespace `/run/netns/NS`.
+pub fn connect_in(ns: &str, addr: &str, timeout_ms: u64) -> Conn {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
-    netcfg_backends::netns::run_in(&ns.name, move || {
+    netcfg_backends::netns::run_in(ns, move || {
         use std::io::Read;
         let t = std::time::Duration::from_millis(timeout_ms);
         match std::net::TcpStream::connect_timeout(&addr, t) {
