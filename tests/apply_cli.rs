@@ -69,6 +69,18 @@ impl Drop for Node {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.lan]).status();
+        // What the CLI leaves for this node: creation markers, the lock, a confirmation file.
+        for dir in ["/run/netcfg/netns", "/run/netcfg"] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == self.root
+                    || name.starts_with(&format!("{}-", self.root))
+                    || name.starts_with(&format!("{}.", self.root))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 

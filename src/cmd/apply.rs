@@ -76,7 +76,7 @@ pub fn run(args: Args) -> ExitStatus {
         return status;
     }
     if std::io::stderr().is_terminal() {
-        eprintln!("applying {} changes…", plan.ops.len());
+        eprintln!("applying {} operations…", plan.ops.len());
     }
     let started = Instant::now();
     if let Err(e) = session.apply(&desired, &plan, opts) {
@@ -96,12 +96,8 @@ pub fn run(args: Args) -> ExitStatus {
             return ExitStatus::Failure;
         }
     }
-    eprintln!(
-        "applied {} changes to node `{}` in {:.2} s",
-        plan.ops.len(),
-        compiled.node().name.value,
-        started.elapsed().as_secs_f64()
-    );
+    let changes = if plan.ops.len() == 1 { "1 change".to_string() } else { format!("{} changes", plan.ops.len()) };
+    eprintln!("applied {changes} to node `{}` in {:.2} s", compiled.node().name.value, started.elapsed().as_secs_f64());
     ExitStatus::Success
 }
 

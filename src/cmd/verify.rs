@@ -45,7 +45,8 @@ pub fn run(args: Args) -> ExitStatus {
     let text = match args.format {
         VerifyFormat::Text if drift.is_empty() => format!("node `{node}` matches the spec\n"),
         VerifyFormat::Text => {
-            format!("node `{node}` differs from the spec in {} places:\n{}", drift.len(), drift_text(&drift))
+            let places = if drift.len() == 1 { "1 place".to_string() } else { format!("{} places", drift.len()) };
+            format!("node `{node}` differs from the spec in {places}:\n{}", drift_text(&drift))
         }
         VerifyFormat::Json => {
             let doc = json!({

@@ -338,11 +338,14 @@ impl Lower<'_> {
                         data: Some(ElemData::Values(vec![Value::Addr(b.addr), Value::Port(b.port)])),
                         origin: b.span,
                     });
-                    hairpins.push(Element {
-                        key: vec![Value::Addr(b.addr), Value::Addr(b.addr)],
-                        data: None,
-                        origin: b.span,
-                    });
+                    // A loopback backend (route_localnet DNAT to a local agent) cannot hairpin.
+                    if !b.addr.is_loopback() {
+                        hairpins.push(Element {
+                            key: vec![Value::Addr(b.addr), Value::Addr(b.addr)],
+                            data: None,
+                            origin: b.span,
+                        });
+                    }
                 }
             }
             let origin = services[0].span;
@@ -372,23 +375,25 @@ impl Lower<'_> {
                 out.push(dnat());
                 hairpins.sort_by_key(|e| format!("{:?}", e.key));
                 hairpins.dedup_by(|a, b| a.key == b.key);
-                let set = Ident::new(&format!("service-hairpin-{}", fam.suffix()));
-                self.table.sets.push(Set {
-                    name: set.clone(),
-                    key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
-                    data: None,
-                    interval: false,
-                    elements: hairpins,
-                    origin,
-                });
-                post.push(rule(
-                    vec![
-                        m(Selector::CtStatus, Value::DnatStatus),
-                        Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
-                        Expr::Masquerade,
-                    ],
-                    origin,
-                ));
+                if !hairpins.is_empty() {
+                    let set = Ident::new(&format!("service-hairpin-{}", fam.suffix()));
+                    self.table.sets.push(Set {
+                        name: set.clone(),
+                        key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
+                        data: None,
+                        interval: false,
+                        elements: hairpins,
+                        origin,
+                    });
+                    post.push(rule(
+                        vec![
+                            m(Selector::CtStatus, Value::DnatStatus),
+                            Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
+                            Expr::Masquerade,
+                        ],
+                        origin,
+                    ));
+                }
             }
             if !empty.is_empty() {
                 let set = Ident::new(&format!("service-no-backends-{}", fam.suffix()));
