@@ -168,6 +168,23 @@ pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
     )))
 }
 
+/// nft's text listing of netcfg's table after applying `script` to an empty namespace.
+pub fn canonical_text(script: &Script) -> Result<String, ExecError> {
+    let sh = format!("nft -f - && nft list table inet {TABLE_NAME} 2>/dev/null || true");
+    run(command(&Target::Scratch, Some(&sh)), &script.text)
+}
+
+/// netcfg's table as nft lists it (text), or an empty string when there is none.
+pub fn list_table_text(target: &Target) -> Result<String, ExecError> {
+    let mut cmd = command(target, None);
+    cmd.args(["list", "table", "inet", TABLE_NAME]);
+    match run(cmd, "") {
+        Ok(out) => Ok(out),
+        Err(ExecError::Rejected { stderr, .. }) if stderr.contains("No such file or directory") => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Drops what differs between two loads of the same ruleset: metainfo and handles.
 fn normalize(mut v: Json) -> Json {
     fn strip(v: &mut Json) {
