@@ -98,11 +98,14 @@ fn verify_catches_a_flushed_linkerd_redirect_and_apply_restores_it() {
     let (code, stdout) = verify("text");
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("changed web-7d4b9: nftables table inet netcfg"), "{stdout}");
+    assert!(stdout.contains("missing web-7d4b9: nftables: missing rule in chain `nat-prerouting`"), "{stdout}");
+    assert!(stdout.contains("redirect to :4143"), "{stdout}");
     let (code, stdout) = verify("json");
     assert_eq!(code, Some(1), "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(doc["in_sync"], false, "{doc}");
-    assert_eq!(doc["drift"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(doc["drift"].as_array().map(Vec::len), Some(2), "{doc}");
+    assert_eq!(doc["drift"][1]["kind"], "missing", "{doc}");
     assert_eq!(doc["drift"][0]["namespace"], "web-7d4b9", "{doc}");
     assert_eq!(doc["drift"][0]["kind"], "changed", "{doc}");
     assert_eq!(via_service(), Conn::Reply("app".into()), "plaintext straight to the application");

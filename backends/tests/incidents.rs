@@ -402,10 +402,16 @@ fn incident_002_linkerd_redirect_drift_is_detected_and_reapply_restores_the_prox
     // A racing CNI plugin flushes the pod's redirect.
     sh(&["ip", "netns", "exec", &pod, "nft", "flush", "chain", "inet", "netcfg", "nat-prerouting"]);
     let drift = s.verify(&fixed, Options::default()).expect("verify");
-    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(drift.len(), 2, "{drift:#?}");
     assert_eq!((drift[0].ns.as_str(), drift[0].kind), ("web-7d4b9", DriftKind::Changed), "{drift:#?}");
     assert_eq!(drift[0].what, "nftables table inet netcfg", "{drift:#?}");
-    assert_eq!(netlink::drift_text(&drift), "changed web-7d4b9: nftables table inet netcfg\n");
+    // The missing rule is named, on the spec's `redirect` line.
+    assert_eq!((drift[1].ns.as_str(), drift[1].kind), ("web-7d4b9", DriftKind::Missing), "{drift:#?}");
+    assert!(drift[1].what.starts_with("nftables: missing rule in chain `nat-prerouting`: `"), "{drift:#?}");
+    assert!(drift[1].what.contains("redirect to :4143"), "{drift:#?}");
+    assert_ne!(drift[1].span, drift[0].span, "the rule's own span, not the namespace's");
+    assert!(netlink::drift_text(&drift)
+        .starts_with("changed web-7d4b9: nftables table inet netcfg\nmissing web-7d4b9: nftables: missing rule"));
     // Plaintext straight to the application: exactly what the incident feared.
     through_proxy(&node, "app");
 

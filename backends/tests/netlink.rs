@@ -84,7 +84,7 @@ fn apply(s: &mut Session, d: &netlink::Desired) -> Plan {
 }
 
 fn dump_all(node: &NodeRoot) -> Vec<(String, Option<String>)> {
-    ["@host", "pod-a", "pod-b", "pod-m", "pod-c"]
+    ["@host", "pod-a", "pod-b", "pod-m", "pod-c", "task-1"]
         .iter()
         .map(|ns| (ns.to_string(), node.dump(ns, if *ns == "@host" { SYSCTLS } else { &[] })))
         .collect()
@@ -469,8 +469,144 @@ fn namespaces_are_created_like_ip_netns_add_and_only_marked_ones_are_deleted() {
     assert!(!sh(&["ip", "netns", "list"]).contains(&name));
 }
 
+/// An ECS-like node: the task's ENI `eth14` is declared in `task-1` and found in the host
+/// namespace, where netcfg must move it from.
+const TASK: &str = r#"
+node "n1" {
+    ethernet "eth0" {
+        address "10.0.0.2/24"
+    }
+    route "default" via="10.0.0.1" dev="eth0"
+    netns "task-1" {
+        ethernet "eth14" mtu=1400 {
+            address "10.0.254.153/24"
+        }
+        route "default" via="10.0.254.1" dev="eth14"
+        sysctl "net.ipv4.conf.eth14.rp_filter" 1
+    }
+}
+"#;
+
+/// Creates `eth14` in the node's host namespace as the ECS agent would find it: a veth whose
+/// other end `vpc0` (10.0.254.1/24) sits in the returned "VPC" namespace; up, a port of a
+/// foreign bridge `hostbr`, with an address, a foreign route through it and a static
+/// neighbour, all of which a move loses and a rollback must bring back.
+fn make_eni(node: &NodeRoot) -> Netns {
+    let vpc = Netns::new("nl-vpc");
+    let host = node.path_name("@host");
+    sh(&["ip", "link", "add", "eth14", "netns", &host, "type", "veth", "peer", "name", "vpc0", "netns", &vpc.name]);
+    vpc.exec(&["ip", "addr", "add", "10.0.254.1/24", "dev", "vpc0"]);
+    vpc.exec(&["ip", "link", "set", "vpc0", "up"]);
+    node.ip("@host", &["link", "add", "hostbr", "address", "02:00:00:00:0e:01", "type", "bridge"]);
+    node.ip("@host", &["link", "set", "hostbr", "addrgenmode", "none", "up"]);
+    node.ip("@host", &["link", "set", "eth14", "master", "hostbr", "up"]);
+    node.ip("@host", &["addr", "add", "10.99.0.2/24", "dev", "eth14"]);
+    node.ip("@host", &["route", "add", "10.98.0.0/16", "via", "10.99.0.1", "dev", "eth14"]);
+    node.ip("@host", &["neigh", "add", "10.99.0.1", "lladdr", "02:00:00:00:0e:02", "dev", "eth14", "nud", "permanent"]);
+    vpc
+}
+
+fn moves(p: &Plan) -> Vec<String> {
+    p.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).map(|o| o.describe()).collect()
+}
+
+#[test]
+fn an_ethernet_link_is_moved_from_the_host_namespace_into_its_netns() {
+    if !require_root("an_ethernet_link_is_moved_from_the_host_namespace_into_its_netns") {
+        return;
+    }
+    let node = NodeRoot::new("nl-move");
+    let vpc = make_eni(&node);
+    let mut s = session(&node);
+    let d = desired(TASK);
+    let p = apply(&mut s, &d);
+    assert_eq!(moves(&p), vec!["link eth14: move @host -> task-1"], "{}", p.to_text());
+
+    // Gone from the host namespace with what it had there; configured in the task's.
+    let host = node.ip("@host", &["-o", "link"]);
+    assert!(!host.contains("eth14"), "{host}");
+    let host_routes = node.ip("@host", &["route", "show", "table", "all"]);
+    assert!(!host_routes.contains("10.98.0.0/16") && !host_routes.contains("10.99.0"), "{host_routes}");
+    let eni = node.ip("task-1", &["-d", "link", "show", "eth14"]);
+    assert!(eni.contains("mtu 1400") && eni.contains("state UP") && !eni.contains("master"), "{eni}");
+    assert!(node.ip("task-1", &["addr", "show", "eth14"]).contains("inet 10.0.254.153/24"));
+    assert!(node.ip("task-1", &["route"]).contains("default via 10.0.254.1 dev eth14 proto 110"));
+    let rp = sh(&["ip", "netns", "exec", &node.path_name("task-1"), "sysctl", "-n", "net.ipv4.conf.eth14.rp_filter"]);
+    assert_eq!(rp.trim(), "1");
+    assert_eq!(node.map.moved_links("n1", "task-1").keys().collect::<Vec<_>>(), vec!["eth14"]);
+    // The task reaches the VPC through its ENI.
+    serve(&vpc, "10.0.254.1:8080", "vpc", 1);
+    assert_eq!(connect_in(&node.path_name("task-1"), "10.0.254.1:8080", 3000), Conn::Reply("vpc".into()));
+
+    // Idempotent, and verify is clean.
+    let before = dump_all(&node);
+    let again = plan(&mut s, &d);
+    assert!(again.is_empty(), "second plan not empty:\n{}", again.to_text());
+    s.apply(&d, &again, Options::default()).expect("no-op apply");
+    assert_eq!(before, dump_all(&node));
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+
+    // The spec drops the ENI: netcfg moved it, so it goes back to the host namespace (down,
+    // unconfigured); a link netcfg did not move stays where it is.
+    node.ip("task-1", &["link", "add", "eth99", "type", "bridge"]);
+    let dropped = desired(
+        r#"node "n1" {
+            ethernet "eth0" { address "10.0.0.2/24"; }
+            route "default" via="10.0.0.1" dev="eth0"
+            netns "task-1" { route "10.5.0.0/16" type="blackhole"; }
+        }"#,
+    );
+    let p = apply(&mut s, &dropped);
+    assert_eq!(moves(&p), vec!["link eth14: move task-1 -> @host"], "{}", p.to_text());
+    assert!(node.ip("@host", &["link", "show", "eth14"]).contains("state DOWN"));
+    let task = node.ip("task-1", &["-o", "link"]);
+    assert!(!task.contains("eth14") && task.contains("eth99"), "{task}");
+    assert!(node.map.moved_links("n1", "task-1").is_empty());
+    assert!(plan(&mut s, &dropped).is_empty());
+    // And in again.
+    let p = apply(&mut s, &d);
+    assert_eq!(moves(&p), vec!["link eth14: move @host -> task-1"], "{}", p.to_text());
+    assert!(plan(&mut s, &d).is_empty());
+}
+
+#[test]
+fn a_failed_apply_moves_the_link_back_and_restores_what_it_had() {
+    if !require_root("a_failed_apply_moves_the_link_back_and_restores_what_it_had") {
+        return;
+    }
+    let node = NodeRoot::new("nl-mvfail");
+    let _vpc = make_eni(&node);
+    let mut s = session(&node);
+    let d = desired(TASK);
+    let before = settled_dump(&node);
+    assert!(before.iter().any(|(ns, dump)| ns == "@host" && dump.as_deref().unwrap_or("").contains("10.98.0.0")));
+    // The kernel refuses a route through a gateway on no link: once right after the move,
+    // once as the last op.
+    let p = plan(&mut s, &d);
+    let moved = p.ops.iter().position(|o| matches!(o.action, Action::MoveLink { .. })).expect("a move");
+    for at in [moved + 1, p.ops.len()] {
+        let mut p = p.clone();
+        let mut bad = p.ops.iter().find(|o| matches!(o.action, Action::AddRoute { .. })).expect("a route").clone();
+        if let Action::AddRoute { key, route } = &mut bad.action {
+            key.dst = "10.123.0.0/16".parse().unwrap();
+            route.via = Some("10.200.0.1".parse().unwrap());
+            route.dev = None;
+        }
+        p.ops.insert(at, bad);
+        let err = s.apply(&d, &p, Options::default()).expect_err("the injected op must fail");
+        assert!(err.failed.is_some() && err.rollback_failures.is_empty(), "{err:#?}");
+        assert_settles(&before, &node);
+        assert!(node.map.moved_links("n1", "task-1").is_empty());
+    }
+    // The node is as before: a fresh plan is the same plan, and it applies.
+    assert_eq!(plan(&mut s, &d), p);
+    apply(&mut s, &d);
+    assert!(plan(&mut s, &d).is_empty());
+}
+
 /// Every single-node example applies into a fresh node root, converges, and verifies clean
-/// (nft included). NICs the example names are made as veths into the LAN namespace.
+/// (nft included). NICs the example names are made as veths into the LAN namespace, in the
+/// host namespace (netcfg moves those of a `netns` where they belong).
 #[test]
 fn every_example_applies_and_verifies() {
     if !require_root("every_example_applies_and_verifies") {
@@ -488,17 +624,15 @@ fn every_example_applies_and_verifies() {
     for file in files {
         let node = NodeRoot::new("nl-ex");
         let d = desired(&std::fs::read_to_string(&file).expect("read"));
-        let mut nic = 0;
+        let (mut nic, mut in_netns) = (0, 0);
         for (ns, st) in &d.state.namespaces {
             for (name, l) in &st.links {
                 if !matches!(l.kind, netlink::state::LinkKind::Existing { .. }) || (ns == "@host" && name == "eth0") {
                     continue;
                 }
-                let path = node.path_name(ns);
-                if !std::path::Path::new("/run/netns").join(&path).exists() {
-                    sh(&["ip", "netns", "add", &path]);
-                }
+                let path = node.path_name("@host");
                 nic += 1;
+                in_netns += usize::from(ns != "@host");
                 let peer = format!("nic{nic}");
                 sh(&[
                     "ip",
@@ -520,6 +654,8 @@ fn every_example_applies_and_verifies() {
         let mut s = session(&node);
         let p = apply(&mut s, &d);
         assert!(!p.is_empty(), "{}", file.display());
+        let moved = p.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).count();
+        assert_eq!(moved, in_netns, "{}:\n{}", file.display(), p.to_text());
         let again = plan(&mut s, &d);
         assert!(again.is_empty(), "{}: second plan not empty:\n{}", file.display(), again.to_text());
         assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![], "{}", file.display());

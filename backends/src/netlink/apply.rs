@@ -96,6 +96,7 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
             Action::SetLink { name, to, .. } => self.set_link(ns, name, to).await,
+            Action::MoveLink { name, from, to } => self.move_link(name, from, to).await,
             Action::AddAddress { link, net, addr } => self.address(ns, link, net, addr, Some(CREATE)).await,
             Action::ReplaceAddress { link, net, addr, .. } => self.address(ns, link, net, addr, Some(REPLACE)).await,
             Action::DeleteAddress { link, net, addr } => self.address(ns, link, net, addr, None).await,
@@ -193,6 +194,51 @@ impl<'a> Executor<'a> {
         self.set_link(ns, name, &after_create(link)).await?;
         if let Some((p, pl)) = peer {
             self.set_link(&p.ns, &p.name, &after_create(pl)).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves link `name` from namespace `from` to `to`: RTM_SETLINK with IFLA_NET_NS_FD on the
+    /// source namespace's connection. The marker of a link moved out of the host namespace is
+    /// written before the move and the marker of one moved back is removed before, so that
+    /// the op either fully happens or leaves no trace (the marker is put back if the move fails).
+    async fn move_link(&mut self, name: &str, from: &str, to: &str) -> Result<(), NlError> {
+        let marker = |e: std::io::Error| NlError::other(format!("cannot record the move of `{name}`: {e}"));
+        let index = self.index_of(from, name).await?;
+        let target = self.map.locate(to).open().map_err(|e| NlError::other(e.to_string()))?;
+        let had = self.map.moved_links(self.node, from).get(name).copied();
+        let restore = |map: &NetnsMap| {
+            if let Some(i) = had {
+                let _ = map.mark_moved(self.node, from, name, i);
+            }
+        };
+        self.map.unmark_moved(from, name).map_err(marker)?;
+        if let Err(e) = self.map.mark_moved(self.node, to, name, index) {
+            restore(self.map);
+            return Err(marker(e));
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::NetNsFd(target.as_raw_fd()));
+        let res = match self.conn(from) {
+            Ok(conn) => conn.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await,
+            Err(e) => Err(e),
+        };
+        drop(target);
+        self.forget(from, name);
+        self.forget(to, name);
+        if let Err(e) = res {
+            // Best effort: the markers as they were (a missing marker only means netcfg will
+            // not move the link back by itself).
+            let _ = self.map.unmark_moved(to, name);
+            restore(self.map);
+            return Err(e);
+        }
+        // The kernel keeps the ifindex unless the target namespace uses it already.
+        if let Ok(new) = self.index_of(to, name).await {
+            if new != index {
+                let _ = self.map.mark_moved(self.node, to, name, new);
+            }
         }
         Ok(())
     }

@@ -8,10 +8,17 @@
 //! addresses on links the spec declares are ever removed; objects the spec declares are made
 //! to match whoever created them.
 //!
+//! Moves: an `ethernet` link of a named namespace that is not there but in the host namespace
+//! (which does not declare it) is moved there; a link netcfg moved into a namespace (per its
+//! marker) that the spec no longer puts there is moved back to the host namespace. The kernel
+//! takes a moved link down, out of its bridge, and drops its addresses, routes and neighbours:
+//! the plan does each of those explicitly before the move, so that a rollback moves the link
+//! back and then restores them.
+//!
 //! Order: namespaces; removals (neighbours, routes, addresses, then links, ports detached
-//! first); link creation (bridges, veths, vxlans, macvlans: masters and parents first);
-//! sysctls; link settings; addresses; routes (direct before gatewayed); neighbours; nft;
-//! removal of namespaces netcfg created that the spec dropped.
+//! first, then what the moves drop); moves; link creation (bridges, veths, vxlans, macvlans:
+//! masters and parents first); sysctls; link settings; addresses; routes (direct before
+//! gatewayed); neighbours; nft; removal of namespaces netcfg created that the spec dropped.
 
 use super::desired::{Desired, Object};
 use super::live::Live;
@@ -48,6 +55,7 @@ pub fn diff(
         errors: Vec::new(),
         create_ns: Vec::new(),
         deletes: Vec::new(),
+        moves: Vec::new(),
         creates: Vec::new(),
         sysctls: Vec::new(),
         sets: Vec::new(),
@@ -58,6 +66,9 @@ pub fn diff(
         delete_ns: Vec::new(),
         deleted: BTreeSet::new(),
         created: BTreeSet::new(),
+        marked: &live.moved,
+        pending_moves: Vec::new(),
+        arrived: BTreeSet::new(),
     };
     for ns in desired.state.namespaces.keys() {
         if live.missing.contains(ns) {
@@ -69,6 +80,7 @@ pub fn diff(
     p.plan_link_removals(orphans);
     p.plan_object_removals(orphans);
     p.plan_link_deletes();
+    p.plan_moves();
     p.plan_link_creates();
     p.plan_sysctls();
     p.plan_link_settings();
@@ -92,7 +104,8 @@ pub fn diff(
         return Err(p.errors);
     }
     let mut ops = Vec::new();
-    for part in [p.create_ns, p.deletes, p.creates, p.sysctls, p.sets, p.addrs, p.routes, p.neighs, p.nft, p.delete_ns]
+    for part in
+        [p.create_ns, p.deletes, p.moves, p.creates, p.sysctls, p.sets, p.addrs, p.routes, p.neighs, p.nft, p.delete_ns]
     {
         ops.extend(part);
     }
@@ -126,6 +139,8 @@ struct Planner<'a> {
     errors: Vec<Diagnostic>,
     create_ns: Vec<Op>,
     deletes: Vec<Op>,
+    /// Bringing links down and out of their bridge before a move, and the moves.
+    moves: Vec<Op>,
     creates: Vec<Op>,
     sysctls: Vec<Op>,
     sets: Vec<Op>,
@@ -138,6 +153,12 @@ struct Planner<'a> {
     deleted: BTreeSet<LinkRef>,
     /// Links the plan creates.
     created: BTreeSet<LinkRef>,
+    /// Live links netcfg moved into the namespace they are in (their markers).
+    marked: &'a BTreeSet<LinkRef>,
+    /// Moves decided on (the link where it is, the namespace it goes to), in order.
+    pending_moves: Vec<(LinkRef, NsName)>,
+    /// Links the plan moves, where they end up.
+    arrived: BTreeSet<LinkRef>,
 }
 
 impl Planner<'_> {
@@ -157,6 +178,8 @@ impl Planner<'_> {
     /// recreated, and netcfg's links in namespaces that go.
     fn plan_link_removals(&mut self, orphans: &[NsName]) {
         let namespaces: Vec<NsName> = self.cur.namespaces.keys().cloned().collect();
+        // Links netcfg moved into a namespace that the spec no longer puts there.
+        let mut back: Vec<LinkRef> = Vec::new();
         for ns in namespaces {
             let desired = self.d.state.namespaces.get(&ns);
             if desired.is_none() && !orphans.contains(&ns) {
@@ -168,6 +191,7 @@ impl Planner<'_> {
                 let r = LinkRef { ns: ns.clone(), name: name.clone() };
                 match desired.and_then(|d| d.links.get(&name)) {
                     None if l.owned => self.schedule_delete(&r),
+                    None if ns != HOST && self.marked.contains(&r) => back.push(r),
                     None => {}
                     Some(d) if !same_device(&d.kind, &l.kind) => {
                         if l.owned {
@@ -192,24 +216,90 @@ impl Planner<'_> {
                 }
             }
         }
-        // Desired links that cannot be created must exist.
-        for (ns, st) in &self.d.state.namespaces {
-            for (name, l) in &st.links {
-                if !l.kind.is_created() && !matches!(l.kind, LinkKind::Loopback) {
-                    let present = self.cur.namespaces.get(ns).is_some_and(|c| c.links.contains_key(name));
-                    if !present {
-                        let span = self.span(ns, &Object::Link(name.clone()));
-                        self.errors.push(
-                            Diagnostic::error(
-                                "missing-link",
-                                span,
-                                format!("link `{name}` does not exist in {}", describe_ns(ns)),
-                            )
-                            .with_help("netcfg configures existing NICs but does not create them; check the name"),
-                        );
-                    }
-                }
+        self.plan_existing_links(back);
+    }
+
+    /// Decides the moves, and reports the desired links that cannot be created and are
+    /// nowhere to be found. `back`: links to move back to the host namespace.
+    fn plan_existing_links(&mut self, back: Vec<LinkRef>) {
+        let host_declares = |d: &Desired, name: &str| {
+            d.state.namespaces.get(HOST).and_then(|h| h.links.get(name)).map(|l| l.kind.is_created())
+        };
+        // Where a link is after the moves decided so far.
+        let mut leaving: BTreeSet<LinkRef> = BTreeSet::new();
+        let mut arriving: BTreeSet<LinkRef> = BTreeSet::new();
+        let there = |p: &Planner, leaving: &BTreeSet<LinkRef>, arriving: &BTreeSet<LinkRef>, r: &LinkRef| {
+            arriving.contains(r)
+                || (!leaving.contains(r)
+                    && !p.deleted.contains(r)
+                    && p.cur.namespaces.get(&r.ns).is_some_and(|c| c.links.contains_key(&r.name)))
+        };
+        for r in back {
+            let to = LinkRef { ns: HOST.to_string(), name: r.name.clone() };
+            // A link of that name in the host namespace, now or created by the plan, keeps it
+            // where it is.
+            if there(self, &leaving, &arriving, &to) || host_declares(self.d, &r.name) == Some(true) {
+                continue;
             }
+            leaving.insert(r.clone());
+            arriving.insert(to);
+            self.pending_moves.push((r, HOST.to_string()));
+        }
+        let wanted: Vec<(NsName, String)> = self
+            .d
+            .state
+            .namespaces
+            .iter()
+            .flat_map(|(ns, st)| {
+                st.links
+                    .iter()
+                    .filter(|(_, l)| !l.kind.is_created() && !matches!(l.kind, LinkKind::Loopback))
+                    .map(move |(name, _)| (ns.clone(), name.clone()))
+            })
+            .collect();
+        for (ns, name) in wanted {
+            let r = LinkRef { ns: ns.clone(), name: name.clone() };
+            if there(self, &leaving, &arriving, &r) {
+                continue;
+            }
+            let host = LinkRef { ns: HOST.to_string(), name: name.clone() };
+            let declared_in_host = ns != HOST && host_declares(self.d, &name).is_some();
+            let nic_in_host = there(self, &leaving, &arriving, &host)
+                && self
+                    .cur
+                    .namespaces
+                    .get(HOST)
+                    .and_then(|h| h.links.get(&name))
+                    .is_none_or(|l| !matches!(l.kind, LinkKind::Loopback));
+            if ns != HOST && !declared_in_host && nic_in_host {
+                leaving.insert(host.clone());
+                arriving.insert(r);
+                self.pending_moves.push((host, ns));
+                continue;
+            }
+            let span = self.span(&ns, &Object::Link(name.clone()));
+            let (message, help) = if ns == HOST {
+                (
+                    format!("link `{name}` does not exist in the host namespace"),
+                    "netcfg configures existing NICs but does not create them; check the name".to_string(),
+                )
+            } else if declared_in_host {
+                (
+                    format!("link `{name}` does not exist in {}", describe_ns(&ns)),
+                    format!(
+                        "the host namespace declares `{name}` too, so netcfg does not move it; a link is in one \
+                         namespace only"
+                    ),
+                )
+            } else {
+                (
+                    format!("link `{name}` exists neither in {} nor in the host namespace", describe_ns(&ns)),
+                    "netcfg configures existing NICs and moves them from the host namespace into the one the \
+                     spec puts them in, but does not create them; check the name"
+                        .to_string(),
+                )
+            };
+            self.errors.push(Diagnostic::error("missing-link", span, message).with_help(help));
         }
     }
 
@@ -451,6 +541,68 @@ impl Planner<'_> {
         }
     }
 
+    /// Emits the moves decided by [`Planner::plan_existing_links`].
+    fn plan_moves(&mut self) {
+        for (from, to) in std::mem::take(&mut self.pending_moves) {
+            self.move_link(&from, &to);
+        }
+    }
+
+    /// Moves a link to namespace `to`: first removes (as explicit ops) what the kernel drops
+    /// with the move, takes it down and out of its bridge, then moves it. The op belongs to the
+    /// namespace the spec puts the link in (the one it leaves when it goes back to the host).
+    fn move_link(&mut self, from: &LinkRef, to: &str) {
+        if self.cur.namespaces.get(&from.ns).and_then(|s| s.links.get(&from.name)).is_none() {
+            return;
+        }
+        self.clear_link(from);
+        let Some(link) = self.cur_ns(&from.ns).links.remove(&from.name) else { return };
+        let op_ns = if to == HOST { from.ns.clone() } else { to.to_string() };
+        let span = self.span(&op_ns, &Object::Link(from.name.clone()));
+        let mut down = LinkSettings::default();
+        let mut before = LinkSettings::default();
+        if link.master.is_some() {
+            down.master = Some(None);
+            before.master = Some(link.master.clone());
+            before.hairpin = link.hairpin;
+        }
+        if link.up {
+            // Its IPv4 routes, which going down flushes, went with `clear_link`.
+            down.up = Some(false);
+            before.up = Some(true);
+        }
+        if !down.is_empty() {
+            self.moves.push(Op {
+                ns: from.ns.clone(),
+                action: Action::SetLink { name: from.name.clone(), to: down, from: before },
+                class: Disruption::LinkFlap,
+                span,
+            });
+        }
+        // In the new namespace the link is down, in no bridge, with that namespace's IPv6
+        // address generation.
+        let arrived = Link { up: false, master: None, hairpin: None, addrgen_none: None, ..link };
+        let new_ref = LinkRef { ns: to.to_string(), name: from.name.clone() };
+        self.cur_ns(to).links.insert(from.name.clone(), arrived);
+        for st in self.cur.namespaces.values_mut() {
+            for l in st.links.values_mut() {
+                match &mut l.kind {
+                    LinkKind::Veth { peer: Some(p) } | LinkKind::Macvlan { parent: Some(p), .. } if p == from => {
+                        *p = new_ref.clone();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.arrived.insert(new_ref);
+        self.moves.push(Op {
+            ns: op_ns,
+            action: Action::MoveLink { name: from.name.clone(), from: from.ns.clone(), to: to.to_string() },
+            class: Disruption::LinkFlap,
+            span,
+        });
+    }
+
     /// Creates the desired links that do not exist: bridges, then veths, vxlans, macvlans.
     fn plan_link_creates(&mut self) {
         let rank = |k: &LinkKind| match k {
@@ -515,8 +667,11 @@ impl Planner<'_> {
         for (ns, st) in &self.d.state.namespaces {
             for (path, value) in &st.sysctls {
                 let iface = sysctl_link(path);
-                let fresh =
-                    iface.is_some_and(|i| self.created.contains(&LinkRef { ns: ns.clone(), name: i.to_string() }));
+                // A created or moved link gets the namespace's defaults: nothing to restore.
+                let fresh = iface.is_some_and(|i| {
+                    let r = LinkRef { ns: ns.clone(), name: i.to_string() };
+                    self.created.contains(&r) || self.arrived.contains(&r)
+                });
                 let old =
                     if fresh { None } else { self.cur.namespaces.get(ns).and_then(|c| c.sysctls.get(path)).cloned() };
                 if old.as_ref() == Some(value) {
@@ -916,5 +1071,145 @@ node "n" {
         let route = text.find("- @host: route 10.9.0.0/16").unwrap_or_else(|| panic!("{text}"));
         let addr = text.find("- @host: address 10.0.0.2/24").unwrap_or_else(|| panic!("{text}"));
         assert!(route < addr, "{text}");
+    }
+
+    const TASK: &str = r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24" }
+    netns "task-1" {
+        ethernet "eth14" mtu=9001 { address "10.0.254.153/24" }
+        route "default" via="10.0.254.1" dev="eth14"
+        sysctl "net.ipv4.conf.eth14.rp_filter" 1
+    }
+}
+"#;
+
+    /// [`bare_host`] with `eth14` in the host namespace as the ECS agent finds it: up, a port
+    /// of a foreign bridge, with an address, a foreign route through it and a static neighbour.
+    fn host_with_eni() -> Live {
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.links.insert("hostbr".into(), link(LinkKind::Bridge, false));
+        let mut eni = link(LinkKind::Existing { kind: Some("veth".into()) }, false);
+        eni.master = Some("hostbr".into());
+        eni.hairpin = Some(false);
+        host.links.insert("eth14".into(), eni);
+        let net: IpNet = "10.99.0.2/24".parse().unwrap();
+        host.addresses.insert(("eth14".into(), net), Address { prefix_route: true });
+        let (key, route) = connected_route("eth14", &net);
+        host.routes.insert(key, route);
+        host.routes.insert(
+            RouteKey::new(254, "10.98.0.0/16".parse().unwrap(), 0),
+            Route {
+                via: Some("10.99.0.1".parse().unwrap()),
+                dev: Some("eth14".into()),
+                src: None,
+                scope: RouteScope::Global,
+                onlink: false,
+                route_type: RouteType::Unicast,
+                protocol: 4,
+            },
+        );
+        host.neighbors.insert(
+            ("eth14".into(), "10.99.0.1".parse().unwrap()),
+            Neighbor { mac: netcfg_lang::value::Mac([2, 0, 0, 0, 0, 1]), protocol: 0 },
+        );
+        live.missing.insert("task-1".into());
+        live
+    }
+
+    #[test]
+    fn an_ethernet_link_in_the_host_namespace_is_moved_into_its_namespace_in_order() {
+        let d = desired_of(TASK);
+        let plan = diff(&d, &host_with_eni(), &[], None).expect("plan");
+        let text = plan.to_text();
+        let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("`{s}` not in\n{text}"));
+        let order = [
+            "+ task-1: namespace",
+            "- @host: neighbor 10.99.0.1 lladdr 02:00:00:00:00:01 dev eth14",
+            "- @host: route 10.98.0.0/16 via 10.99.0.1 dev eth14 table 254 metric 0 proto 4",
+            "- @host: address 10.99.0.2/24 dev eth14",
+            "~ @host: link eth14: master hostbr -> none, up -> down  [link flap]",
+            "~ task-1: link eth14: move @host -> task-1  [link flap]",
+            "+ task-1: sysctl net.ipv4.conf.eth14.rp_filter = 1",
+            "~ task-1: link eth14: mtu 1500 -> 9001, down -> up",
+            "+ task-1: address 10.0.254.153/24 dev eth14",
+            "+ task-1: route 0.0.0.0/0 via 10.0.254.1 dev eth14",
+        ];
+        for w in order.windows(2) {
+            assert!(at(w[0]) < at(w[1]), "`{}` must come before `{}` in\n{text}", w[0], w[1]);
+        }
+        // One move, the op on the spec's `ethernet "eth14"`, and every op undone by its inverse.
+        let moves: Vec<&Op> = plan.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).collect();
+        assert_eq!(moves.len(), 1, "{text}");
+        assert_eq!(moves[0].span, d.span_of("task-1", &Object::Link("eth14".into())));
+        assert_eq!(moves[0].to_json()["op"], "move-link");
+        for op in &plan.ops {
+            match op.inverse() {
+                Some(inv) => assert_eq!(inv.inverse().as_ref(), Some(op), "{}", op.describe()),
+                // The moved link's sysctl: the move back resets it, nothing to restore.
+                None => assert!(matches!(&op.action, Action::WriteSysctl { old: None, .. }), "{}", op.describe()),
+            }
+        }
+        let back = moves[0].inverse().expect("inverse");
+        assert_eq!(back.describe(), "link eth14: move task-1 -> @host");
+        // The foreign bridge stays, and the connected route goes with the address (no op).
+        assert!(!text.contains("link hostbr") && !text.contains("10.99.0.0/24"), "{text}");
+    }
+
+    #[test]
+    fn a_nic_in_neither_namespace_or_declared_in_the_host_too_is_missing() {
+        let d = desired_of(TASK);
+        let mut live = bare_host();
+        live.missing.insert("task-1".into());
+        let errors = diff(&d, &live, &[], None).expect_err("missing");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].code, "missing-link");
+        assert_eq!(errors[0].message, "link `eth14` exists neither in namespace `task-1` nor in the host namespace");
+
+        let both = TASK.replace("ethernet \"eth0\" {", "ethernet \"eth14\"\n    ethernet \"eth0\" {");
+        let d = desired_of(&both);
+        let errors = diff(&d, &host_with_eni(), &[], None).expect_err("declared in the host namespace");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].help.as_deref().unwrap_or("").contains("host namespace declares `eth14`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn a_link_netcfg_moved_goes_back_when_the_spec_drops_it_and_a_foreign_one_stays() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0"
+                netns "task-1" { route "10.5.0.0/16" type="blackhole" }
+            }"#,
+        );
+        let mut live = bare_host();
+        let mut task = new_namespace();
+        let mut eni = link(LinkKind::Existing { kind: None }, false);
+        eni.mtu = Some(9001);
+        task.links.insert("eth14".into(), eni.clone());
+        task.links.insert("eth15".into(), eni);
+        task.addresses.insert(("eth14".into(), "10.0.254.153/24".parse().unwrap()), Address { prefix_route: true });
+        live.state.namespaces.insert("task-1".into(), task);
+        live.moved.insert(LinkRef { ns: "task-1".into(), name: "eth14".into() });
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        let addr = text.find("- task-1: address 10.0.254.153/24 dev eth14").unwrap_or_else(|| panic!("{text}"));
+        let down = text.find("~ task-1: link eth14: up -> down").unwrap_or_else(|| panic!("{text}"));
+        let back = text.find("~ task-1: link eth14: move task-1 -> @host").unwrap_or_else(|| panic!("{text}"));
+        assert!(addr < down && down < back, "{text}");
+        assert!(!text.contains("eth15"), "{text}");
+
+        // The spec drops the whole namespace netcfg created: the link goes back first.
+        let d = desired_of(r#"node "n" { ethernet "eth0"; }"#);
+        let plan = diff(&d, &live, &["task-1".to_string()], None).expect("plan");
+        let text = plan.to_text();
+        let back = text.find("~ task-1: link eth14: move task-1 -> @host").unwrap_or_else(|| panic!("{text}"));
+        let gone = text.find("- task-1: namespace").unwrap_or_else(|| panic!("{text}"));
+        assert!(back < gone && !text.contains("eth15"), "{text}");
+
+        // A link of that name in the host namespace keeps it where it is.
+        live.state.namespaces.get_mut(HOST).unwrap().links.insert("eth14".into(), link(LinkKind::Bridge, false));
+        let plan = diff(&d, &live, &["task-1".to_string()], None).expect("plan");
+        assert!(!plan.ops.iter().any(|o| matches!(o.action, Action::MoveLink { .. })), "{}", plan.to_text());
     }
 }

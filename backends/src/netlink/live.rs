@@ -56,6 +56,8 @@ pub struct Live {
     /// Namespaces that do not exist on the machine.
     pub missing: BTreeSet<NsName>,
     pub index: BTreeMap<(NsName, String), u32>,
+    /// Links netcfg moved into the (non-host) namespace they are in, per their markers.
+    pub moved: BTreeSet<LinkRef>,
 }
 
 /// What to read besides the netlink dumps: the sysctl paths the spec sets, per namespace.

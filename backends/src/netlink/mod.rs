@@ -202,7 +202,14 @@ impl Session {
         let Session { map, rt, conns } = self;
         // A connection into a namespace that was deleted and made anew would read the old one.
         conns.retain(|ns, c| map.locate(ns) == c.location && c.location.exists());
-        let live = rt.block_on(live::read(map, conns, &names, &sysctls))?;
+        let mut live = rt.block_on(live::read(map, conns, &names, &sysctls))?;
+        for ns in &names {
+            for (name, index) in map.moved_links(&desired.node, ns) {
+                if live.index.get(&(ns.clone(), name.clone())) == Some(&index) {
+                    live.moved.insert(state::LinkRef { ns: ns.clone(), name });
+                }
+            }
+        }
         Ok((live, orphans))
     }
 
@@ -224,6 +231,32 @@ impl Session {
             out.insert(ns.clone(), NftState { live: live_table, planned, live_text });
         }
         Ok(out)
+    }
+
+    /// For a namespace whose nft table differs: which rules and sets, each on the spec text
+    /// that produced it (the Linkerd incident: name the redirect that a racing tool removed).
+    fn nft_details(&self, desired: &Desired, ns: &NsName) -> Result<Vec<Drift>, NlError> {
+        use crate::nftables::{drift, exec};
+        let Some(script) = desired.nft.get(ns) else { return Ok(Vec::new()) };
+        let err = |e: exec::ExecError| NlError::other(e.to_string());
+        let planned = exec::canonical_text(script).map_err(err)?;
+        let live = exec::list_table_text(&self.map.locate(ns).nft_target()).map_err(err)?;
+        if live.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(drift::table_differences(script, &planned, &live)
+            .into_iter()
+            .map(|d| Drift {
+                ns: ns.clone(),
+                kind: match d {
+                    drift::TableDiff::MissingRule { .. } | drift::TableDiff::MissingChain { .. } => DriftKind::Missing,
+                    drift::TableDiff::ExtraRule { .. } | drift::TableDiff::ExtraChain { .. } => DriftKind::Extra,
+                    drift::TableDiff::ChangedSet { .. } => DriftKind::Changed,
+                },
+                what: format!("nftables: {}", d.describe()),
+                span: d.origin().unwrap_or(desired.node_span),
+            })
+            .collect())
     }
 
     /// The plan that brings the node to `desired`.
@@ -306,7 +339,16 @@ impl Session {
     /// The differences between the node and the spec (empty: the node is as specified).
     pub fn verify(&mut self, desired: &Desired, opts: Options) -> Result<Vec<Drift>, NlError> {
         match self.plan(desired, opts) {
-            Ok(p) => Ok(p.ops.iter().map(Drift::from_op).collect()),
+            Ok(p) => {
+                let mut out = Vec::new();
+                for op in &p.ops {
+                    out.push(Drift::from_op(op));
+                    if matches!(op.action, Action::Nft { .. }) {
+                        out.extend(self.nft_details(desired, &op.ns)?);
+                    }
+                }
+                Ok(out)
+            }
             Err(PlanError::Kernel(e)) => Err(e),
             Err(PlanError::Conflicts(diags)) => Ok(diags
                 .into_iter()

@@ -8,7 +8,9 @@
 //! tried inside namespaces without touching the machine's own network.
 //!
 //! Namespaces netcfg creates are remembered by a marker file `/run/netcfg/netns/PATHNAME`
-//! holding the node name; only marked namespaces are ever deleted.
+//! holding the node name; only marked namespaces are ever deleted. Existing links (NICs) netcfg
+//! moved into a namespace are remembered by `/run/netcfg/netns/.links/PATHNAME/LINK` holding
+//! the node name and the link's ifindex; only those are moved back when the spec drops them.
 
 use crate::nftables::exec::Target;
 use std::fs::{self, File};
@@ -19,6 +21,9 @@ use super::state::{NsName, HOST};
 
 const NETNS_DIR: &str = "/run/netns";
 const MARKER_DIR: &str = "/run/netcfg/netns";
+/// The directory under the marker directory for links moved into namespaces (no namespace
+/// marker has this name: spec names never start with `.`).
+const LINK_MARKERS: &str = ".links";
 
 /// Where one namespace of the node is.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,6 +115,7 @@ impl NetnsMap {
         let Ok(dir) = fs::read_dir(&self.marker_dir) else { return Vec::new() };
         let mut out: Vec<NsName> = dir
             .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| {
                 let file = e.file_name().to_string_lossy().into_owned();
                 let owner = fs::read_to_string(e.path()).ok()?;
@@ -137,10 +143,63 @@ impl NetnsMap {
             return Err(io::Error::other("the current namespace cannot be deleted"));
         };
         delete_named(&name)?;
-        match fs::remove_file(self.marker(&name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        not_found_ok(fs::remove_dir_all(self.marker_dir.join(LINK_MARKERS).join(&name)))?;
+        not_found_ok(fs::remove_file(self.marker(&name)))
+    }
+
+    /// The marker of a link netcfg moved into namespace `ns` (`None` for the host namespace,
+    /// where links are moved back to and never marked).
+    fn link_marker(&self, ns: &str, link: &str) -> Option<PathBuf> {
+        match self.locate(ns) {
+            Location::Named(name) if ns != HOST => Some(self.marker_dir.join(LINK_MARKERS).join(name).join(link)),
+            _ => None,
         }
+    }
+
+    /// Remembers that netcfg moved `link` (ifindex `index`) into namespace `ns` of `node`.
+    pub fn mark_moved(&self, node: &str, ns: &str, link: &str, index: u32) -> io::Result<()> {
+        let Some(path) = self.link_marker(ns, link) else { return Ok(()) };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(path, format!("{node}\n{index}\n"))
+    }
+
+    /// Forgets that netcfg moved `link` into namespace `ns` (no marker is fine).
+    pub fn unmark_moved(&self, ns: &str, link: &str) -> io::Result<()> {
+        match self.link_marker(ns, link) {
+            Some(path) => not_found_ok(fs::remove_file(path)),
+            None => Ok(()),
+        }
+    }
+
+    /// The links netcfg moved into namespace `ns` for `node`, with the ifindex each had: a
+    /// live link of that name is the moved one only if its ifindex still matches.
+    pub fn moved_links(&self, node: &str, ns: &str) -> std::collections::BTreeMap<String, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        let Location::Named(name) = self.locate(ns) else { return out };
+        if ns == HOST {
+            return out;
+        }
+        let Ok(entries) = fs::read_dir(self.marker_dir.join(LINK_MARKERS).join(name)) else { return out };
+        for e in entries.flatten() {
+            let Ok(text) = fs::read_to_string(e.path()) else { continue };
+            let mut lines = text.lines();
+            if lines.next().map(str::trim) != Some(node) {
+                continue;
+            }
+            if let Some(index) = lines.next().and_then(|i| i.trim().parse().ok()) {
+                out.insert(e.file_name().to_string_lossy().into_owned(), index);
+            }
+        }
+        out
+    }
+}
+
+fn not_found_ok(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

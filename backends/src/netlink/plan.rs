@@ -54,6 +54,14 @@ pub enum Action {
         to: LinkSettings,
         from: LinkSettings,
     },
+    /// Moves an existing link (a NIC) from namespace `from` to namespace `to` of the node. The
+    /// kernel takes it down and drops its addresses and routes; the plan removes those
+    /// explicitly before, so that the inverse (the move back) is followed by their restoring.
+    MoveLink {
+        name: String,
+        from: NsName,
+        to: NsName,
+    },
     AddAddress {
         link: String,
         net: IpNet,
@@ -148,9 +156,10 @@ impl Op {
     pub fn object(&self) -> Object {
         match &self.action {
             Action::CreateNetns | Action::DeleteNetns => Object::Netns,
-            Action::CreateLink { name, .. } | Action::DeleteLink { name, .. } | Action::SetLink { name, .. } => {
-                Object::Link(name.clone())
-            }
+            Action::CreateLink { name, .. }
+            | Action::DeleteLink { name, .. }
+            | Action::SetLink { name, .. }
+            | Action::MoveLink { name, .. } => Object::Link(name.clone()),
             Action::AddAddress { link, net, .. }
             | Action::ReplaceAddress { link, net, .. }
             | Action::DeleteAddress { link, net, .. } => Object::Address(link.clone(), *net),
@@ -179,6 +188,9 @@ impl Op {
             }
             Action::SetLink { name, to, from } => {
                 Action::SetLink { name: name.clone(), to: from.clone(), from: to.clone() }
+            }
+            Action::MoveLink { name, from, to } => {
+                Action::MoveLink { name: name.clone(), from: to.clone(), to: from.clone() }
             }
             Action::AddAddress { link, net, addr } => {
                 Action::DeleteAddress { link: link.clone(), net: *net, addr: *addr }
@@ -261,6 +273,7 @@ impl Op {
                 let _ = write!(s, " {}", parts.join(", "));
                 s
             }
+            Action::MoveLink { name, from, to } => format!("link {name}: move {from} -> {to}"),
             Action::AddAddress { link, net, addr } | Action::DeleteAddress { link, net, addr } => {
                 format!("address {net} dev {link}{}", if addr.prefix_route { "" } else { " noprefixroute" })
             }
@@ -297,6 +310,7 @@ impl Op {
             Action::CreateLink { .. } => "create-link",
             Action::DeleteLink { .. } => "delete-link",
             Action::SetLink { .. } => "set-link",
+            Action::MoveLink { .. } => "move-link",
             Action::AddAddress { .. } => "add-address",
             Action::ReplaceAddress { .. } => "replace-address",
             Action::DeleteAddress { .. } => "delete-address",

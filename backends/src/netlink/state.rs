@@ -4,7 +4,8 @@
 //!
 //! Ownership marks: links netcfg creates carry the link group [`NETCFG_GROUP`]; routes and
 //! static neighbours netcfg installs carry the protocol [`NETCFG_PROTO`]. Nothing without a mark
-//! is ever deleted unless the spec declares the object it belongs to.
+//! is ever deleted unless the spec declares the object it belongs to. Existing links netcfg
+//! moved into a namespace are marked by a file (see `namespaces`), read into `Live::moved`.
 
 use ipnet::IpNet;
 use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};

@@ -260,6 +260,14 @@ impl NodeRoot {
             }
         }
         for mut r in json(&["route", "show", "table", "all"]).as_array().cloned().unwrap_or_default() {
+            // The kernel adds and removes the local-table routes of IPv6 link-local addresses
+            // by itself as carrier comes and goes (asynchronously); netcfg never manages them.
+            let kernel_link_local = r["table"] == "local"
+                && r["protocol"] == "kernel"
+                && r["dst"].as_str().is_some_and(|d| d.starts_with("fe80:"));
+            if kernel_link_local {
+                continue;
+            }
             if let Some(o) = r.as_object_mut() {
                 o.remove("expires");
                 o.remove("pref");
