@@ -54,6 +54,8 @@ node "gw" {
         listen "app" port=8080
         listen "proxy" port=4143
         redirect in proto="tcp" to-port=4143 except-port="4190,4191"
+        redirect out proto="tcp" port="80,443" to-port=4140 except-uid=2102
+        listen "proxy-out" port=4140
         firewall { policy in="reject"; allow in proto="tcp" port=4143; }
     }
 }

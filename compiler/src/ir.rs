@@ -341,6 +341,8 @@ pub struct Redirect {
     pub proto: Proto,
     pub ports: Option<PortSet>,
     pub except_ports: Option<PortSet>,
+    /// `out` only: the user id whose connections are left alone (the proxy's own).
+    pub except_uid: Option<u32>,
     pub to_port: Spanned<u16>,
     pub span: Span,
 }

@@ -658,6 +658,7 @@ impl<'d> NodeBuilder<'d> {
                 proto: r.proto.as_ref().map(|p| p.value).unwrap_or(ast::Proto::Tcp),
                 ports: r.ports.as_ref().map(|p| p.value.clone()),
                 except_ports: r.except_ports.as_ref().map(|p| p.value.clone()),
+                except_uid: r.except_uid.as_ref().map(|u| u.value),
                 to_port: r.to_port.clone(),
                 span: r.span,
             })

@@ -416,6 +416,8 @@ pub struct RedirectDecl {
     pub proto: Option<Spanned<Proto>>,
     pub ports: Option<Spanned<PortSet>>,
     pub except_ports: Option<Spanned<PortSet>>,
+    /// `out` only: connections of this user id (the proxy itself) are not redirected.
+    pub except_uid: Option<Spanned<u32>>,
     pub to_port: Spanned<u16>,
     pub span: Span,
 }

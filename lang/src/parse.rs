@@ -742,6 +742,13 @@ fn parse_redirect(cx: &mut Cx, r: &mut Reader) -> Option<RedirectDecl> {
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
     let ports = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port_set));
     let except_ports = r.prop(cx, "except-port").and_then(|v| v.parse(cx, "port", parse_port_set));
+    let except_uid = r.prop(cx, "except-uid").and_then(|v| v.int(cx, "user id", 0, i128::from(u32::MAX)));
+    if let (Some(uid), Some(d)) = (&except_uid, &direction) {
+        if d.value == Direction::In {
+            cx.error("invalid-value", uid.span, "`except-uid` applies to `redirect out` only").help =
+                Some("inbound packets have no local user; remove it, or use `except-port`".into());
+        }
+    }
     let to_port = r.required(cx, "to-port", "4143").and_then(|v| v.parse(cx, "port", parse_port));
     if let Some(p) = &proto {
         if !p.value.has_ports() {
@@ -749,7 +756,16 @@ fn parse_redirect(cx: &mut Cx, r: &mut Reader) -> Option<RedirectDecl> {
                 Some("use `tcp`, `udp` or `sctp`".into());
         }
     }
-    Some(RedirectDecl { direction: direction?, proto, ports, except_ports, to_port: to_port?, span: r.span })
+    let except_uid = except_uid.map(|u| u.map(|v| v as u32));
+    Some(RedirectDecl {
+        direction: direction?,
+        proto,
+        ports,
+        except_ports,
+        except_uid,
+        to_port: to_port?,
+        span: r.span,
+    })
 }
 
 fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
@@ -873,5 +889,19 @@ mod once_tests {
         assert_eq!(codes("node \"a\" { rp-filter \"strict\"; rp-filter \"loose\"; }"), ["duplicate-property"]);
         assert_eq!(codes("node \"a\" { bridge \"b\" mtu=1500 { mtu 9000; } }"), ["duplicate-property"]);
         assert_eq!(codes("node \"a\" { listen \"x\" port=1 proto=\"icmp\"; }"), ["invalid-value"]);
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    #[test]
+    fn except_uid_is_for_outbound_redirects_only() {
+        let ok = parse_str("t.kdl", "node \"a\" { redirect out to-port=4140 except-uid=2102; }");
+        assert!(ok.diagnostics.is_empty(), "{:?}", ok.diagnostics);
+        assert_eq!(ok.spec.nodes[0].body.redirects[0].except_uid.as_ref().map(|u| u.value), Some(2102));
+        let bad = parse_str("t.kdl", "node \"a\" { redirect in to-port=4143 except-uid=2102; }");
+        assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), ["invalid-value"]);
     }
 }

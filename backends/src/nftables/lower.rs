@@ -439,6 +439,9 @@ impl Lower<'_> {
             if let Some(p) = &r.except_ports {
                 exprs.push(Expr::Match { sel: Selector::Dport, op: Op::Ne, value: Value::Ports(p.clone()) });
             }
+            if let Some(uid) = r.except_uid {
+                exprs.push(Expr::Match { sel: Selector::SkUid, op: Op::Ne, value: Value::Uid(uid) });
+            }
             exprs.push(Expr::Redirect { port: r.to_port.value });
             match r.direction {
                 Direction::In => pre.push(rule(exprs, r.span)),

@@ -160,6 +160,7 @@ fn selector(sel: Selector) -> &'static str {
         Selector::Sport => "th sport",
         Selector::CtState => "ct state",
         Selector::CtStatus => "ct status",
+        Selector::SkUid => "meta skuid",
     }
 }
 
@@ -181,6 +182,7 @@ fn value(v: &Value) -> String {
         Value::Ports(p) if p.0.len() == 1 => p.0[0].to_string(),
         Value::Ports(p) => format!("{{ {} }}", p.0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")),
         Value::Port(p) => p.to_string(),
+        Value::Uid(u) => u.to_string(),
         Value::Proto(p) => proto(*p).to_string(),
         Value::Protos(ps) => format!("{{ {} }}", ps.iter().map(|p| proto(*p)).collect::<Vec<_>>().join(", ")),
         Value::Family(Family::V4) => "ipv4".into(),

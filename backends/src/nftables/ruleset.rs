@@ -282,6 +282,8 @@ pub enum Selector {
     Sport,
     CtState,
     CtStatus,
+    /// `meta skuid`: the user owning the local socket (output path only).
+    SkUid,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,6 +300,7 @@ pub enum Value {
     /// `ct status dnat`.
     DnatStatus,
     Port(u16),
+    Uid(u32),
     /// An inclusive integer range (`0-32767`), e.g. a slice of a `numgen` draw.
     Range(u32, u32),
 }
