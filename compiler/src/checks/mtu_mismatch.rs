@@ -6,7 +6,9 @@
 //! - (warning) a bridge port differs from its bridge;
 //! - (warning) a VXLAN's MTU is larger than its underlay's MTU minus the encapsulation overhead
 //!   (50 bytes over IPv4, 70 over IPv6, by the family of `local`/`remote`/`group`, IPv4 when
-//!   none is given). The underlay is `dev`, or else the link the FIB sends `remote` out of.
+//!   none is given). The underlay is `dev`, or else the link the FIB sends `remote` out of;
+//! - (error) a macvlan whose MTU is larger than its parent's (the kernel refuses to create or
+//!   set it: a macvlan's frames leave through its parent).
 //!
 //! **Why is this bad.** A veth drops every frame larger than the receiving end's MTU, so
 //! large packets (TLS handshakes, bulk transfers) vanish while pings work. A bridge takes the
@@ -47,6 +49,9 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 veth(link, model.link(LinkRef { node: r.node, link: *peer }), diags);
             }
             LinkKind::Vxlan { .. } => vxlan(model, r, link, diags),
+            LinkKind::Macvlan { parent, .. } => {
+                macvlan(link, model.link(LinkRef { node: r.node, link: parent.value }), diags)
+            }
             _ => {}
         }
         if let Some(master) = &link.master {
@@ -102,6 +107,25 @@ fn veth(a: &Link, b: &Link, diags: &mut Vec<Diagnostic>) {
         ))
         .with_secondary(note_span, note)
         .with_help(help),
+    );
+}
+
+fn macvlan(link: &Link, parent: &Link, diags: &mut Vec<Diagnostic>) {
+    let (m, mp) = (link.effective_mtu(), parent.effective_mtu());
+    if m <= mp {
+        return;
+    }
+    let primary = link.mtu.as_ref().map(|m| m.span).unwrap_or(link.name.span);
+    let (note_span, note) = mtu_note(parent);
+    diags.push(
+        Diagnostic::error(
+            CHECK.code,
+            primary,
+            format!("macvlan `{}` has MTU {m} but its parent `{}` has {mp}", link.name.value, parent.name.value),
+        )
+        .with_label("the kernel refuses a macvlan larger than its parent")
+        .with_secondary(note_span, note)
+        .with_help(format!("set `mtu={mp}` (or less) on `{}`, or raise the parent's MTU", link.name.value)),
     );
 }
 
@@ -261,6 +285,20 @@ node "n" {
         assert_eq!(
             d[1].help.as_deref(),
             Some("use one MTU on bridge `br-jumbo` and all its ports, e.g. `mtu=1500` on `br-jumbo`")
+        );
+    }
+
+    #[test]
+    fn macvlan_larger_than_its_parent() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" mtu=1500 { address "10.0.0.2/24"; }
+    macvlan "mv0" parent="eth0" mtu=9000 { address "10.0.0.3/24"; }
+//                                  ^^^^ error mtu-mismatch
+    macvlan "mv1" parent="eth0" mtu=1400 { address "10.0.0.4/24"; }
+}
+"#,
         );
     }
 
