@@ -55,6 +55,22 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
         eprintln!("error: no FILE given (`-` reads the spec from stdin)");
         return Err(ExitStatus::Error);
     }
+    if let Some(root) = &args.netns_root {
+        // The name becomes file names under /run: the same alphabet as namespace names.
+        if let Err(e) = netcfg_lang::value::parse_name(root) {
+            eprintln!("error: --netns-root `{root}`: {}", e.message);
+            return Err(ExitStatus::Error);
+        }
+        if root == "machine" {
+            eprintln!("error: --netns-root `machine` is reserved (it names the machine itself in /run/netcfg)");
+            return Err(ExitStatus::Error);
+        }
+        // A typo must not make netcfg create a new node namespace.
+        if !std::path::Path::new("/run/netns").join(root).exists() {
+            eprintln!("error: no network namespace `{root}` (create it with `ip netns add {root}`)");
+            return Err(ExitStatus::Error);
+        }
+    }
     let parsed = load::load_or_report(&args.files)?;
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();
@@ -76,10 +92,18 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
     let names: Vec<&str> = out.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
     let node = match &args.node {
         Some(name) => names.iter().position(|n| n == name).ok_or_else(|| {
+            if names.is_empty() {
+                eprintln!("error: no node `{name}`: the spec declares no node");
+                return ExitStatus::Error;
+            }
             eprintln!("error: no node `{name}` in the spec (nodes: {})", names.join(", "));
             ExitStatus::Error
         })?,
         None if names.len() == 1 => 0,
+        None if names.is_empty() => {
+            eprintln!("error: the spec declares no node");
+            return Err(ExitStatus::Error);
+        }
         None => {
             eprintln!("error: the spec has {} nodes; pick one with --node ({})", names.len(), names.join(", "));
             return Err(ExitStatus::Error);
@@ -130,6 +154,20 @@ pub fn open_session(args: &NodeArgs) -> Result<netcfg_backends::netlink::Session
         eprintln!("error: cannot open netlink: {e} (this needs root)");
         ExitStatus::Error
     })
+}
+
+/// The desired state of the selected node; its own findings (e.g. `conflicting-routes`
+/// after `--allow-findings`) are reported, and errors among them stop the command (status 1).
+pub fn desired(compiled: &Compiled) -> Result<netcfg_backends::netlink::Desired, ExitStatus> {
+    let mut diags = Vec::new();
+    let desired = netcfg_backends::netlink::desired(compiled.node(), &mut diags);
+    if !diags.is_empty() {
+        compiled.report(&diags);
+    }
+    if has_errors(&diags) {
+        return Err(ExitStatus::Failure);
+    }
+    Ok(desired)
 }
 
 /// The live plan for the selected node; conflicts are reported on the spec (status 1), a

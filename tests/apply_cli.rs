@@ -284,3 +284,58 @@ fn two_applies_on_one_node_do_not_interleave() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for another netcfg apply"));
     let _ = std::fs::remove_file(file);
 }
+
+/// What the review found: a NIC's DHCP address and routes survive a spec that declares the NIC,
+/// a declared IPv6 link-local address is really added (and converges), a changed address does
+/// not flush foreign routes, and a mistyped --netns-root creates nothing.
+#[test]
+fn foreign_addresses_on_nics_survive_and_link_local_addresses_are_managed() {
+    if !require_root("foreign_addresses_on_nics_survive_and_link_local_addresses_are_managed") {
+        return;
+    }
+    let node = Node::new("own");
+    node.ip("@host", &["link", "set", "eth0", "up"]);
+    node.ip("@host", &["addr", "add", "10.0.0.77/24", "dev", "eth0", "valid_lft", "3600", "preferred_lft", "3600"]);
+    node.ip("@host", &["route", "add", "default", "via", "10.0.0.1", "proto", "dhcp"]);
+    let file = tmp("own.kdl");
+    let write = |br_addr: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "node \"d\" {{\n    ethernet \"eth0\" mtu=1400\n    bridge \"br0\" {{\n        address \"{br_addr}\"\n        address \"fd00:1::1/64\"\n        address \"fe80::1/64\"\n    }}\n}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("10.20.0.1/24");
+    let f = file.to_str().unwrap();
+    let root = ["--netns-root", node.root.as_str()];
+    let (code, _, err) = netcfg(&[&["apply", f][..], &root[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        node.ip("@host", &["addr", "show", "dev", "eth0"]).contains("10.0.0.77/24"),
+        "the DHCP address was removed"
+    );
+    assert!(node.ip("@host", &["route"]).contains("default via 10.0.0.1"), "the DHCP route was removed");
+    assert!(
+        node.ip("@host", &["-6", "addr", "show", "dev", "br0"]).contains("fe80::1/64"),
+        "declared link-local missing"
+    );
+    let (code, out, _) = netcfg(&[&["plan", f, "--detailed-exitcode"][..], &root[..]].concat());
+    assert_eq!(code, 0, "the plan must converge: {out}");
+    assert_eq!(netcfg(&[&["verify", f][..], &root[..]].concat()).0, 0);
+
+    // br0 renumbered to another subnet while a foreign route leaves through it: the new address
+    // is added before the old one goes, so the kernel never flushes the link's routes.
+    node.ip("@host", &["route", "add", "172.16.0.0/16", "dev", "br0", "proto", "static"]);
+    write("10.30.0.1/24");
+    let (code, _, err) = netcfg(&[&["apply", f][..], &root[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(node.ip("@host", &["route"]).contains("172.16.0.0/16"), "a foreign route was flushed");
+    assert_eq!(netcfg(&[&["verify", f][..], &root[..]].concat()).0, 0);
+
+    let (code, _, err) = netcfg(&["plan", f, "--netns-root", "no-such-ns-here"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!std::path::Path::new("/run/netns/no-such-ns-here").exists());
+    let _ = std::fs::remove_file(file);
+}

@@ -18,6 +18,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("duplicate-name", "a name declared twice where it must be unique"),
     ("template-cycle", "a template that uses itself, directly or through other templates"),
     ("conflicting-sysctl", "a sysctl set to two different values in one namespace"),
+    ("conflicting-routes", "two routes with the same table, destination and metric in one namespace"),
 ];
 
 pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
@@ -392,9 +393,28 @@ impl<'d> NodeBuilder<'d> {
     }
 
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
+        // The kernel keys a route by (table, destination, metric); IPv6 turns metric 0 into 1024.
+        let mut keys: HashMap<(u32, IpNet, u32), Span> = HashMap::new();
         for r in &b.routes {
-            let route = self.route(ns, r);
-            self.node.namespaces[ns.0 as usize].routes.extend(route);
+            let Some(route) = self.route(ns, r) else { continue };
+            let metric = if route.dst.addr().is_ipv6() && route.metric == 0 { 1024 } else { route.metric };
+            if let Some(first) = keys.get(&(route.table, route.dst, metric)) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "conflicting-routes",
+                        route.dst_span,
+                        format!(
+                            "a route to `{}` with metric {} in table {} is already declared",
+                            route.dst, metric, route.table
+                        ),
+                    )
+                    .with_secondary(*first, "first declared here")
+                    .with_help("give one of the routes another `metric` or `table`, or remove it"),
+                );
+                continue;
+            }
+            keys.insert((route.table, route.dst, metric), route.dst_span);
+            self.node.namespaces[ns.0 as usize].routes.push(route);
         }
         for n in &b.neighbors {
             if let Some(dev) = self.link_ref(ns, &n.dev) {
@@ -786,6 +806,21 @@ node "n" {
 //  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error conflicting-sysctl
     rp-filter "strict"
     sysctl "net.ipv4.conf.all.rp_filter" 1
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn two_routes_with_one_kernel_key_conflict() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "10.50.0.0/16" via="10.0.0.1" dev="eth0"
+    route "10.50.0.0/16" via="10.0.0.3" dev="eth0"
+//         ^^^^^^^^^^^^ error conflicting-routes
+    route "10.50.0.0/16" via="10.0.0.3" dev="eth0" metric=100
 }
 "#,
         );

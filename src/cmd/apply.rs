@@ -5,7 +5,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::target::{self, NodeArgs, NodeLock};
-use netcfg_backends::netlink::{self, Options};
+use netcfg_backends::netlink::Options;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,13 +31,25 @@ fn confirm_file(args: &NodeArgs) -> PathBuf {
 
 pub fn run(args: Args) -> ExitStatus {
     if args.confirm_ok {
-        return match std::fs::remove_file(confirm_file(&args.target)) {
+        // The file holds the waiting apply's pid; a file left by a killed apply confirms nothing.
+        let file = confirm_file(&args.target);
+        let waiting = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|p| p.trim().parse::<libc::pid_t>().ok())
+            // SAFETY: signal 0 only checks that the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !waiting {
+            let _ = std::fs::remove_file(&file);
+            eprintln!("error: no apply is waiting for confirmation on this node");
+            return ExitStatus::Error;
+        }
+        return match std::fs::remove_file(&file) {
             Ok(()) => {
                 eprintln!("confirmed");
                 ExitStatus::Success
             }
             Err(e) => {
-                eprintln!("error: no apply is waiting for confirmation on this node ({e})");
+                eprintln!("error: cannot confirm: {e}");
                 ExitStatus::Error
             }
         };
@@ -53,12 +65,10 @@ pub fn run(args: Args) -> ExitStatus {
             return ExitStatus::Error;
         }
     };
-    let mut diags = Vec::new();
-    let desired = netlink::desired(compiled.node(), &mut diags);
-    if target::has_errors(&diags) {
-        compiled.report(&diags);
-        return ExitStatus::Failure;
-    }
+    let desired = match target::desired(&compiled) {
+        Ok(d) => d,
+        Err(status) => return status,
+    };
     let mut session = match target::open_session(&args.target) {
         Ok(s) => s,
         Err(status) => return status,
@@ -101,11 +111,24 @@ pub fn run(args: Args) -> ExitStatus {
     ExitStatus::Success
 }
 
+/// Set by SIGHUP/SIGINT/SIGTERM while waiting for confirmation: a dropped SSH session or a
+/// Ctrl-C means "not confirmed", so the change is reverted rather than left in place.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Waits for `apply --confirm-ok` (it removes the confirmation file) or, on a terminal, for
-/// Enter. Returns false when the time runs out.
+/// Enter. Returns false when the time runs out, the terminal closes, or a signal arrives.
 fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
+    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
     let file = confirm_file(args);
-    if std::fs::write(&file, std::process::id().to_string()).is_err() {
+    let file_ok = std::fs::write(&file, std::process::id().to_string()).is_ok();
+    if !file_ok {
         eprintln!("warning: cannot write {}; only a keypress can confirm", file.display());
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -113,7 +136,8 @@ fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
         eprintln!("press Enter within {} s to keep the change (or run `netcfg apply --confirm-ok`)", timeout.as_secs());
         std::thread::spawn(move || {
             let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_ok() {
+            // End of input (Ctrl-D, a closed terminal) is not a confirmation.
+            if matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
                 let _ = tx.send(());
             }
         });
@@ -121,13 +145,14 @@ fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
         eprintln!("run `netcfg apply --confirm-ok` within {} s to keep the change", timeout.as_secs());
     }
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !file.exists() || rx.try_recv().is_ok() {
-            let _ = std::fs::remove_file(&file);
-            return true;
+    let mut confirmed = false;
+    while Instant::now() < deadline && !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if (file_ok && !file.exists()) || rx.try_recv().is_ok() {
+            confirmed = true;
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(&file);
-    false
+    confirmed
 }

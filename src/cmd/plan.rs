@@ -43,14 +43,15 @@ pub struct Args {
 
 /// The live plan: a terraform-style diff (`+`, `~`, `-` with the disruption class).
 fn run_live(args: Args) -> ExitStatus {
-    use netcfg_backends::netlink;
     let node_args = crate::target::NodeArgs { files: args.files, node: args.node, netns_root: args.netns_root };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
         Err(status) => return status,
     };
-    let mut diags = Vec::new();
-    let desired = netlink::desired(compiled.node(), &mut diags);
+    let desired = match crate::target::desired(&compiled) {
+        Ok(d) => d,
+        Err(status) => return status,
+    };
     let mut session = match crate::target::open_session(&node_args) {
         Ok(s) => s,
         Err(status) => return status,
@@ -102,7 +103,11 @@ pub fn run(args: Args) -> ExitStatus {
         None if has_errors(&diagnostics) => Vec::new(),
         None => {
             let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
-            eprintln!("error: the spec has several nodes; pick one with --node ({})", names.join(", "));
+            if names.is_empty() {
+                eprintln!("error: the spec declares no node");
+            } else {
+                eprintln!("error: the spec has several nodes; pick one with --node ({})", names.join(", "));
+            }
             return ExitStatus::Error;
         }
     };

@@ -4,7 +4,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::target::{self, NodeArgs};
-use netcfg_backends::netlink::{self, drift_text, Options};
+use netcfg_backends::netlink::{drift_text, Options};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -24,12 +24,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitStatus {
     // A spec applied with --allow-findings can still be verified: findings are printed only.
+    // A spec that cannot be used (syntax errors, no such node) is "cannot verify" (2), which a
+    // readiness probe must not mistake for drift (1).
     let compiled = match target::compile(&args.target, true) {
         Ok(c) => c,
-        Err(status) => return status,
+        Err(_) => return ExitStatus::Error,
     };
-    let mut diags = Vec::new();
-    let desired = netlink::desired(compiled.node(), &mut diags);
+    let desired = match target::desired(&compiled) {
+        Ok(d) => d,
+        Err(_) => return ExitStatus::Error,
+    };
     let mut session = match target::open_session(&args.target) {
         Ok(s) => s,
         Err(status) => return status,

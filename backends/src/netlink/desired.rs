@@ -114,7 +114,8 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             st.links.insert(l.name.value.clone(), link);
             spans.insert(Object::Link(l.name.value.clone()), l.name.span);
             for a in &l.addresses {
-                if is_kernel_address(&l.name.value, &a.net) {
+                // Declared IPv6 link-local addresses are managed (a gateway `via fe80::1`).
+                if is_loopback_default(&l.name.value, &a.net) {
                     continue;
                 }
                 st.addresses.insert((l.name.value.clone(), a.net), Address { prefix_route: a.prefix_route });

@@ -361,14 +361,9 @@ impl Planner<'_> {
                     self.delete_route(&ns, key);
                 }
             }
-            for (link, net) in st.addresses.keys() {
-                if desired.links.contains_key(link)
-                    && !desired.addresses.contains_key(&(link.clone(), *net))
-                    && alive(link, &self.deleted)
-                {
-                    self.delete_address(&ns, link, net);
-                }
-            }
+            // Extra addresses on surviving links are removed in `plan_addresses`, after the
+            // new ones are added (so a changed address never leaves the link without one and
+            // the kernel does not flush the link's routes with the last IPv4 address).
         }
     }
 
@@ -413,6 +408,12 @@ impl Planner<'_> {
     fn delete_address(&mut self, ns: &str, link: &str, net: &IpNet) {
         let st = self.cur_ns(ns);
         let Some(addr) = st.addresses.get(&(link.to_string(), *net)).copied() else { return };
+        if is_link_local_v6(net) {
+            // The kernel drops and regenerates link-local addresses with the link (moves,
+            // flaps); netcfg never removes one, and an inverse re-adding it would collide.
+            st.addresses.remove(&(link.to_string(), *net));
+            return;
+        }
         let last_v4 =
             net.addr().is_ipv4() && !st.addresses.keys().any(|(l, n)| l == link && n != net && n.addr().is_ipv4());
         let doomed: Vec<RouteKey> = st
@@ -742,6 +743,33 @@ impl Planner<'_> {
     }
 
     fn plan_addresses(&mut self) {
+        // The addresses the spec no longer has, on links netcfg created only: on an existing NIC
+        // (`ethernet`) addresses the spec does not list may belong to DHCP, SLAAC or a cloud
+        // agent, and netcfg has no mark to tell them from its own. Link-local IPv6 addresses
+        // are the kernel's and never removed.
+        let mut extra = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            let Some(cur) = self.cur.namespaces.get(ns) else { continue };
+            for (link, net) in cur.addresses.keys() {
+                let owned = st.links.get(link).is_some_and(|l| l.owned);
+                let alive = !self.deleted.contains(&LinkRef { ns: ns.clone(), name: link.clone() });
+                if owned && alive && !is_link_local_v6(net) && !st.addresses.contains_key(&(link.clone(), *net)) {
+                    // An old address in the subnet of a new one goes first: the new one would
+                    // be its secondary, and the kernel deletes secondaries with their primary.
+                    let same_subnet = st.addresses.keys().any(|(l, n)| l == link && n.trunc() == net.trunc());
+                    extra.push((same_subnet, ns.clone(), link.clone(), *net));
+                }
+            }
+        }
+        let delete = |p: &mut Self, ns: &str, link: &str, net: &IpNet| {
+            let mark = p.deletes.len();
+            p.delete_address(ns, link, net);
+            let ops: Vec<Op> = p.deletes.drain(mark..).collect();
+            p.addrs.extend(ops);
+        };
+        for (_, ns, link, net) in extra.iter().filter(|e| e.0) {
+            delete(self, ns, link, net);
+        }
         for (ns, st) in &self.d.state.namespaces {
             for ((link, net), a) in &st.addresses {
                 let cur = self.cur.namespaces.get(ns).and_then(|c| c.addresses.get(&(link.clone(), *net))).copied();
@@ -764,6 +792,11 @@ impl Planner<'_> {
                     span: self.d.span_of(ns, &Object::Address(link.clone(), *net)),
                 });
             }
+        }
+        // The others go after the new addresses exist, so a renumbered link is never without an
+        // IPv4 address (the kernel flushes a link's IPv4 routes with its last one).
+        for (_, ns, link, net) in extra.iter().filter(|e| !e.0) {
+            delete(self, ns, link, net);
         }
     }
 
@@ -1004,7 +1037,8 @@ node "n" {
         let text = plan.to_text();
         assert!(text.contains("- @host: route 10.60.0.0/16"), "{text}");
         assert!(text.contains("- @host: link old-br"), "{text}");
-        assert!(text.contains("- @host: address 10.80.0.1/24 dev eth0"), "{text}");
+        // An extra address on an existing NIC may be DHCP's or a cloud agent's: it stays.
+        assert!(!text.contains("10.80.0.1/24"), "{text}");
         assert!(!text.contains("10.50.0.0/16") && !text.contains("handmade") && !text.contains("10.70.0.1"), "{text}");
     }
 
@@ -1049,16 +1083,18 @@ node "n" {
         let d = desired_of(
             r#"node "n" {
                 ethernet "eth0"
+                bridge "br0"
             }"#,
         );
         let mut live = bare_host();
         let host = live.state.namespaces.get_mut(HOST).unwrap();
-        host.addresses.insert(("eth0".into(), "10.0.0.2/24".parse().unwrap()), Address { prefix_route: true });
+        host.links.insert("br0".into(), link(LinkKind::Bridge, true));
+        host.addresses.insert(("br0".into(), "10.0.0.2/24".parse().unwrap()), Address { prefix_route: true });
         host.routes.insert(
             RouteKey::new(254, "10.9.0.0/16".parse().unwrap(), 0),
             Route {
                 via: Some("10.0.0.1".parse().unwrap()),
-                dev: Some("eth0".into()),
+                dev: Some("br0".into()),
                 src: None,
                 scope: RouteScope::Global,
                 onlink: false,
@@ -1071,6 +1107,37 @@ node "n" {
         let route = text.find("- @host: route 10.9.0.0/16").unwrap_or_else(|| panic!("{text}"));
         let addr = text.find("- @host: address 10.0.0.2/24").unwrap_or_else(|| panic!("{text}"));
         assert!(route < addr, "{text}");
+    }
+
+    #[test]
+    fn a_changed_address_is_added_before_the_old_one_goes_so_no_route_is_flushed() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0"
+                bridge "br0" { address "10.1.0.3/24"; }
+            }"#,
+        );
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.links.insert("br0".into(), link(LinkKind::Bridge, true));
+        host.addresses.insert(("br0".into(), "10.0.0.2/24".parse().unwrap()), Address { prefix_route: true });
+        host.routes.insert(
+            RouteKey::new(254, "172.16.0.0/16".parse().unwrap(), 0),
+            Route {
+                via: None,
+                dev: Some("br0".into()),
+                src: None,
+                scope: RouteScope::Link,
+                onlink: false,
+                route_type: RouteType::Unicast,
+                protocol: 4,
+            },
+        );
+        let text = diff(&d, &live, &[], None).expect("plan").to_text();
+        let add = text.find("+ @host: address 10.1.0.3/24").unwrap_or_else(|| panic!("{text}"));
+        let del = text.find("- @host: address 10.0.0.2/24").unwrap_or_else(|| panic!("{text}"));
+        assert!(add < del, "{text}");
+        assert!(!text.contains("172.16.0.0/16"), "a foreign route must not be flushed: {text}");
     }
 
     const TASK: &str = r#"

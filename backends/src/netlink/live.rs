@@ -179,7 +179,9 @@ pub async fn read(
                 }
             }
             let Some(net) = ip.and_then(|i| IpNet::new(i, a.header.prefix_len).ok()) else { continue };
-            if is_kernel_address(link, &net) {
+            // Link-local IPv6 addresses are read (a declared one must be seen) but never removed:
+            // see `plan_addresses`.
+            if is_loopback_default(link, &net) {
                 continue;
             }
             st.addresses.insert(

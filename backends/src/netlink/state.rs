@@ -265,3 +265,17 @@ pub fn is_kernel_address(link: &str, net: &IpNet) -> bool {
         IpNet::V4(n) => link == "lo" && n.addr().is_loopback() && n.prefix_len() == 8 && n.addr().octets()[3] == 1,
     }
 }
+
+/// `lo`'s own addresses (127.0.0.1/8, ::1/128): present in every namespace, never managed.
+pub fn is_loopback_default(link: &str, net: &IpNet) -> bool {
+    match net {
+        IpNet::V6(n) => link == "lo" && n.addr().is_loopback() && n.prefix_len() == 128,
+        IpNet::V4(n) => link == "lo" && n.addr().is_loopback() && n.prefix_len() == 8 && n.addr().octets()[3] == 1,
+    }
+}
+
+/// An IPv6 link-local address (fe80::/10): the kernel makes one per link; netcfg adds the ones
+/// the spec declares and never removes any.
+pub fn is_link_local_v6(net: &IpNet) -> bool {
+    matches!(net, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80)
+}
