@@ -4,7 +4,7 @@
 
 use ipnet::IpNet;
 use netcfg_lang::ast::{
-    ConnState, Direction, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue, Verdict,
+    ConnState, Direction, Family, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue, Verdict,
 };
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
 use netcfg_lang::{Span, Spanned};
@@ -249,6 +249,28 @@ impl Firewall {
             Direction::Out => self.policy_out.as_ref(),
             Direction::Forward => self.policy_forward.as_ref(),
         }
+    }
+
+    /// The address families a rule can match: both unless its addresses or protocol narrow
+    /// them (an IPv4 source, a set with only IPv6 elements, `icmp`). Empty: it matches nothing.
+    /// The nftables lowering emits one rule per family in this list.
+    pub fn rule_families(&self, rule: &Rule) -> Vec<Family> {
+        let mut fams = vec![Family::Ipv4, Family::Ipv6];
+        for a in [&rule.from, &rule.to].into_iter().flatten() {
+            match &a.value {
+                AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
+                AddrMatch::Set(id) => {
+                    let elements = self.sets.get(id.0 as usize).map(|s| s.elements.as_slice()).unwrap_or(&[]);
+                    fams.retain(|f| elements.iter().any(|e| Family::of(e.value.addr()) == *f));
+                }
+            }
+        }
+        match rule.proto.as_ref().map(|p| p.value) {
+            Some(Proto::Icmp) => fams.retain(|f| *f == Family::Ipv4),
+            Some(Proto::Icmpv6) => fams.retain(|f| *f == Family::Ipv6),
+            _ => {}
+        }
+        fams
     }
 
     /// Whether the firewall filters anything at all (a rule or a non-accept policy).

@@ -196,28 +196,6 @@ impl Lower<'_> {
         self.table.chains.push(chain);
     }
 
-    /// The families a rule applies to, from its address matches (both when it has none).
-    fn rule_families(&self, r: &ir::Rule) -> Vec<Family> {
-        let mut fams = vec![Family::V4, Family::V6];
-        for a in [&r.from, &r.to].into_iter().flatten() {
-            match &a.value {
-                AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
-                AddrMatch::Set(id) => {
-                    let set = &self.ns.firewall.sets[id.0 as usize];
-                    fams.retain(|f| set.elements.iter().any(|e| Family::of(e.value.addr()) == *f));
-                }
-            }
-        }
-        if let Some(p) = &r.proto {
-            match p.value {
-                Proto::Icmp => fams.retain(|f| *f == Family::V4),
-                Proto::Icmpv6 => fams.retain(|f| *f == Family::V6),
-                _ => {}
-            }
-        }
-        fams
-    }
-
     fn addr_expr(&self, sel: fn(Family) -> Selector, a: &AddrMatch, fam: Family) -> Expr {
         match a {
             AddrMatch::Net(n) => m(sel(fam), Value::Net(*n)),
@@ -230,7 +208,13 @@ impl Lower<'_> {
     }
 
     fn rule(&mut self, r: &ir::Rule) -> Vec<Rule> {
-        let fams = self.rule_families(r);
+        let fams: Vec<Family> = self
+            .ns
+            .firewall
+            .rule_families(r)
+            .into_iter()
+            .map(|f| if f == netcfg_lang::ast::Family::Ipv4 { Family::V4 } else { Family::V6 })
+            .collect();
         if fams.is_empty() {
             // Contradictory families (an IPv4 source and an IPv6 destination, an empty set):
             // nothing can match; emit nothing, as nft would for an empty match.

@@ -19,6 +19,7 @@ mod overlapping_cidrs;
 mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
+mod unmatchable_rule;
 
 /// A registered check: its stable code, a one-line summary, and the function that runs it.
 pub struct Check {
@@ -40,6 +41,7 @@ pub const CHECKS: &[Check] = &[
     service_without_backends::CHECK,
     forwarding_disabled::CHECK,
     shadowed_rule::CHECK,
+    unmatchable_rule::CHECK,
     missing_hairpin::CHECK,
     masquerade_without_egress::CHECK,
     redirect_without_listener::CHECK,

@@ -51,10 +51,10 @@ fn state_bit(s: ConnState) -> u8 {
     }
 }
 
-const ALL_STATES: u8 = 0b1111;
+pub(super) const ALL_STATES: u8 = 0b1111;
 
 /// A rule's matches in a form that makes "covers" cheap to ask.
-struct Matches<'a> {
+pub(super) struct Matches<'a> {
     rule: &'a Rule,
     proto: Option<Proto>,
     dport: Option<&'a PortSet>,
@@ -66,10 +66,12 @@ struct Matches<'a> {
     oif: Option<BTreeSet<LinkId>>,
     /// The connection states of the packets that reach the rule and that it matches.
     states: u8,
+    /// No address family fits its addresses and protocol (`Firewall::rule_families`).
+    no_family: bool,
 }
 
 impl<'a> Matches<'a> {
-    fn new(fw: &Firewall, rule: &'a Rule, reaching: u8) -> Matches<'a> {
+    pub(super) fn new(fw: &Firewall, rule: &'a Rule, reaching: u8) -> Matches<'a> {
         let nets = |m: &Option<netcfg_lang::Spanned<AddrMatch>>| {
             m.as_ref().map(|m| match &m.value {
                 AddrMatch::Net(n) => vec![*n],
@@ -100,32 +102,15 @@ impl<'a> Matches<'a> {
             iif: links(rule.iif.as_ref().map(|l| l.value), rule.from_zone.as_ref().map(|z| z.value.0 as usize)),
             oif: links(rule.oif.as_ref().map(|l| l.value), rule.to_zone.as_ref().map(|z| z.value.0 as usize)),
             states: declared & reaching,
+            no_family: fw.rule_families(rule).is_empty(),
         }
     }
 
     /// A rule whose own matches contradict each other (an empty set or zone, an IPv4 source with
     /// an IPv6 destination) matches nothing: it is another problem than shadowing.
-    fn matches_nothing(&self) -> bool {
-        let empty_nets = |n: &Option<Vec<IpNet>>| n.as_ref().is_some_and(|n| n.is_empty());
+    pub(super) fn matches_nothing(&self) -> bool {
         let empty_links = |l: &Option<BTreeSet<LinkId>>| l.as_ref().is_some_and(|l| l.is_empty());
-        let mixed = match (&self.from, &self.to) {
-            (Some(f), Some(t)) => !f.iter().any(|a| t.iter().any(|b| a.addr().is_ipv4() == b.addr().is_ipv4())),
-            _ => false,
-        };
-        let icmp_family = |v4: bool| {
-            [&self.from, &self.to].into_iter().flatten().any(|nets| nets.iter().all(|n| n.addr().is_ipv4() != v4))
-        };
-        let wrong_icmp = match self.proto {
-            Some(Proto::Icmp) => icmp_family(true),
-            Some(Proto::Icmpv6) => icmp_family(false),
-            _ => false,
-        };
-        empty_nets(&self.from)
-            || empty_nets(&self.to)
-            || empty_links(&self.iif)
-            || empty_links(&self.oif)
-            || mixed
-            || wrong_icmp
+        self.no_family || empty_links(&self.iif) || empty_links(&self.oif)
     }
 
     /// Whether every packet `later` matches is matched by `self`.
@@ -393,7 +378,9 @@ node "h" {{
         check(&host(
             r#"        policy in="drop"
         allow in from="10.0.0.0/8" to="fd00::/8"
-        deny in from="10.1.0.0/16" to="fd00::/16""#,
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning unmatchable-rule
+        deny in from="10.1.0.0/16" to="fd00::/16"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning unmatchable-rule"#,
         ));
     }
 
