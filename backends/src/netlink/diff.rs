@@ -24,6 +24,7 @@ use super::desired::{Desired, Object};
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
+use crate::nftables::render::Script;
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::{Diagnostic, Span};
@@ -38,6 +39,18 @@ pub struct NftState {
     pub planned: Option<Json>,
     /// The live table as `nft list` prints it: what a rollback loads back.
     pub live_text: Option<String>,
+}
+
+impl NftState {
+    /// A namespace without a table, before nft is asked: the planned form is the script
+    /// itself (the offline plan has no kernel to canonicalise it), `None` when it makes no table.
+    pub fn offline(script: &Script) -> NftState {
+        NftState {
+            live: None,
+            planned: script.creates_table.then(|| Json::String(script.text.clone())),
+            live_text: None,
+        }
+    }
 }
 
 /// Computes the plan that takes `live` to `desired`. `orphans`: namespaces netcfg created for
