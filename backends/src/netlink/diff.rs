@@ -24,6 +24,7 @@ use super::desired::{Desired, Object};
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
+use crate::codes;
 use crate::nftables::render::Script;
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
@@ -213,7 +214,7 @@ impl Planner<'_> {
                             let span = self.span(&ns, &Object::Link(name.clone()));
                             self.errors.push(
                                 Diagnostic::error(
-                                    "foreign-link",
+                                    codes::FOREIGN_LINK,
                                     span,
                                     format!(
                                         "link `{name}` exists in {} as a {} that netcfg did not create",
@@ -312,7 +313,7 @@ impl Planner<'_> {
                         .to_string(),
                 )
             };
-            self.errors.push(Diagnostic::error("missing-link", span, message).with_help(help));
+            self.errors.push(Diagnostic::error(codes::MISSING_LINK, span, message).with_help(help));
         }
     }
 
@@ -653,7 +654,7 @@ impl Planner<'_> {
                     let span = self.span(&p.ns, &Object::Link(p.name.clone()));
                     self.errors.push(
                         Diagnostic::error(
-                            "foreign-link",
+                            codes::FOREIGN_LINK,
                             span,
                             format!("link `{}` exists in {} and is not this veth's peer", p.name, describe_ns(&p.ns)),
                         )
@@ -881,7 +882,7 @@ pub const PROTO_KERNEL: u8 = 2;
 /// The route the kernel adds for an address with a prefix route.
 fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
     let v4 = net.addr().is_ipv4();
-    let key = RouteKey::new(MAIN_TABLE_ID, net.trunc(), if v4 { 0 } else { 256 });
+    let key = RouteKey::new(netcfg_compiler::ir::MAIN_TABLE, net.trunc(), if v4 { 0 } else { 256 });
     let route = Route {
         via: None,
         dev: Some(link.to_string()),
@@ -893,8 +894,6 @@ fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
     };
     (key, route)
 }
-
-const MAIN_TABLE_ID: u32 = 254;
 
 /// What a freshly created link looks like live.
 fn live_like(d: &Link) -> Link {
@@ -1069,7 +1068,7 @@ node "n" {
             ),
         );
         let errors = diff(&d, &live, &[], None).expect_err("conflicts");
-        let codes: Vec<&str> = errors.iter().map(|e| e.code).collect();
+        let codes: Vec<&str> = errors.iter().map(|e| e.code.id).collect();
         assert_eq!(codes, vec!["foreign-link", "missing-link"], "{errors:#?}");
     }
 

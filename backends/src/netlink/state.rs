@@ -174,8 +174,7 @@ pub struct RouteKey {
 
 impl RouteKey {
     pub fn new(table: u32, dst: IpNet, metric: u32) -> RouteKey {
-        let metric = if metric == 0 && dst.addr().is_ipv6() { 1024 } else { metric };
-        RouteKey { table, dst: dst.trunc(), metric }
+        RouteKey { table, dst: dst.trunc(), metric: netcfg_compiler::ir::kernel_metric(&dst, metric) }
     }
 }
 

@@ -4,6 +4,7 @@
 //! named sets, connection-state handling before the rules, hairpin masquerade by packet mark.
 
 use super::ruleset::*;
+use crate::codes;
 use crate::nftables::ruleset::Family;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
 use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
@@ -55,7 +56,7 @@ impl Lower<'_> {
         if r.is_none() {
             self.diags.push(
                 Diagnostic::error(
-                    "nft-unrepresentable",
+                    codes::NFT_UNREPRESENTABLE,
                     span,
                     format!("interface name `{name}` cannot be used in nft rules"),
                 )

@@ -35,14 +35,11 @@ use super::Check;
 use crate::ir::{Address, Link, Netns, Node, Route};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
 
-pub const CHECK: Check = Check {
-    code: "gateway-not-on-link",
-    summary: "a route's gateway is not reachable on-link, so the kernel refuses the route",
-    run,
-};
+pub const CHECK: Check =
+    Check { code: Code::new("gateway-not-on-link", &[Severity::Error], "a route's gateway the kernel refuses"), run };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns, route, via) in model.gateway_routes() {

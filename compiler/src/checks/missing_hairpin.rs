@@ -34,12 +34,18 @@
 use super::Check;
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{Fib, FibSource, LinkRef, Lookup, Model, NetnsRef};
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-pub const CHECK: Check =
-    Check { code: "missing-hairpin", summary: "a service backend sits behind a bridge port without hairpin mode", run };
+pub const CHECK: Check = Check {
+    code: Code::new(
+        "missing-hairpin",
+        &[Severity::Warning],
+        "a service backend behind a bridge port without hairpin mode",
+    ),
+    run,
+};
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {

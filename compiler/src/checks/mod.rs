@@ -3,7 +3,7 @@
 //! diagnostics and returns: it never prints, panics or stops at the first finding.
 
 use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic};
 
 mod duplicate_address;
 mod duplicate_port;
@@ -21,10 +21,9 @@ mod service_without_backends;
 mod shadowed_rule;
 mod unmatchable_rule;
 
-/// A registered check: its stable code, a one-line summary, and the function that runs it.
+/// A registered check: its code (id, severities, summary) and the function that runs it.
 pub struct Check {
-    pub code: &'static str,
-    pub summary: &'static str,
+    pub code: Code,
     pub run: fn(&Model, &mut Vec<Diagnostic>),
 }
 

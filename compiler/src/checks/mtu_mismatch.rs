@@ -27,12 +27,15 @@
 use super::Check;
 use crate::ir::{Link, LinkId, LinkKind};
 use crate::model::{LinkRef, Model};
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "mtu-mismatch",
-    summary: "veth ends, bridge ports or a VXLAN and its underlay disagree on the MTU",
+    code: Code::new(
+        "mtu-mismatch",
+        &[Severity::Error, Severity::Warning],
+        "veth ends, bridge ports, or a VXLAN and its underlay disagree on the MTU",
+    ),
     run,
 };
 

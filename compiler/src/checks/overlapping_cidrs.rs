@@ -30,12 +30,15 @@ use super::Check;
 use crate::ir::{LinkKind, NodeId};
 use crate::model::{LinkRef, Model, SegmentId};
 use ipnet::IpNet;
-use netcfg_lang::{Diagnostic, Span};
+use netcfg_lang::{Code, Diagnostic, Severity, Span};
 use std::collections::BTreeMap;
 
 pub const CHECK: Check = Check {
-    code: "overlapping-cidrs",
-    summary: "subnets or service VIPs overlap across links, namespaces or nodes",
+    code: Code::new(
+        "overlapping-cidrs",
+        &[Severity::Error, Severity::Warning],
+        "subnets or service VIPs overlap across links, namespaces or nodes",
+    ),
     run,
 };
 

@@ -19,10 +19,16 @@
 use super::shadowed_rule::{Matches, ALL_STATES};
 use super::Check;
 use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 
-pub const CHECK: Check =
-    Check { code: "unmatchable-rule", summary: "a firewall rule whose matches contradict each other", run };
+pub const CHECK: Check = Check {
+    code: Code::new(
+        "unmatchable-rule",
+        &[Severity::Warning],
+        "a firewall rule whose own matches contradict each other",
+    ),
+    run,
+};
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (_, ns) in model.namespaces() {
