@@ -129,20 +129,7 @@ pub fn diff(
 /// A namespace as the kernel makes it: `lo`, down.
 fn new_namespace() -> NsState {
     let mut st = NsState::default();
-    st.links.insert(
-        "lo".into(),
-        Link {
-            kind: LinkKind::Loopback,
-            mtu: Some(65536),
-            mac: None,
-            master: None,
-            hairpin: None,
-            nf_call_iptables: None,
-            up: false,
-            addrgen_none: Some(false),
-            owned: false,
-        },
-    );
+    st.links.insert("lo".into(), Link::loopback(false));
     st
 }
 
