@@ -37,6 +37,7 @@ pub struct LinkState {
 
 pub fn plan_node(node: &Node, diags: &mut Vec<Diagnostic>) -> NodePlan {
     let rulesets = nftables::compile_node(node, diags);
+    let mtus = netcfg_compiler::model::link_mtus(node);
     let namespaces = node
         .namespaces
         .iter()
@@ -76,7 +77,7 @@ pub fn plan_node(node: &Node, diags: &mut Vec<Diagnostic>) -> NodePlan {
                         }
                         _ => {}
                     }
-                    attrs.push(("mtu".into(), l.effective_mtu().to_string()));
+                    attrs.push(("mtu".into(), mtus[l.id.0 as usize].to_string()));
                     if let Some(m) = &l.mac {
                         attrs.push(("mac".into(), m.value.to_string()));
                     }

@@ -371,7 +371,9 @@ impl<'d> NodeBuilder<'d> {
     /// `master` of the link and of a veth's peer (in the peer's namespace); every kind is known.
     fn resolve_masters(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         self.resolve_master(id, ns, l);
-        if let (ast::LinkKindDecl::Veth { peer, .. }, LinkKind::Veth { peer: pid }) = (&l.kind, &self.node.link(id).kind) {
+        if let (ast::LinkKindDecl::Veth { peer, .. }, LinkKind::Veth { peer: pid }) =
+            (&l.kind, &self.node.link(id).kind)
+        {
             let (pid, pns) = (*pid, self.node.link(*pid).netns);
             self.resolve_master(pid, pns, peer);
         }

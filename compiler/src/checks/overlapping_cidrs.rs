@@ -32,11 +32,8 @@ use ipnet::IpNet;
 use netcfg_lang::{Diagnostic, Span};
 use std::collections::BTreeMap;
 
-pub const CHECK: Check = Check {
-    code: "overlapping-cidrs",
-    summary: "subnets overlap across links, namespaces or nodes",
-    run,
-};
+pub const CHECK: Check =
+    Check { code: "overlapping-cidrs", summary: "subnets overlap across links, namespaces or nodes", run };
 
 #[derive(Clone, Copy)]
 struct Entry {
