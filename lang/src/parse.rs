@@ -331,15 +331,19 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
         let v = r.arg(cx, 0, "an interface name");
         link_name(cx, v)
     };
+    // A kind that cannot be built still lets the rest of the link be read below, so a missing
+    // `peer` or `vni` is one finding, not also "not allowed" for every other property.
     let kind = match keyword {
-        "ethernet" => LinkKindDecl::Ethernet,
-        "bridge" => LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) },
-        "veth" => {
+        "ethernet" => Some(LinkKindDecl::Ethernet),
+        "bridge" => {
+            Some(LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) })
+        }
+        "veth" => 'veth: {
             let peers = r.children("peer");
             let Some(first) = peers.first() else {
                 cx.error("missing-property", r.head_span(), "`veth` needs a `peer`").help =
                     Some("add a child `peer \"NAME\"` (with `netns=\"…\"` when it lives in another namespace)".into());
-                return None;
+                break 'veth None;
             };
             for extra in &peers[1..] {
                 cx.error("duplicate-name", cx.span(extra.name().span()), "a veth has exactly one peer").help =
@@ -356,9 +360,9 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
             });
             let peer = parse_link(cx, &mut p);
             p.finish(cx);
-            LinkKindDecl::Veth { peer: Box::new(peer?), peer_netns }
+            peer.map(|peer| LinkKindDecl::Veth { peer: Box::new(peer), peer_netns })
         }
-        "peer" => LinkKindDecl::VethPeer,
+        "peer" => Some(LinkKindDecl::VethPeer),
         "vxlan" => {
             let vni = r.required(cx, "vni", "42").and_then(|v| v.int(cx, "vni", 0, 16_777_215));
             let local = r.prop(cx, "local").and_then(|v| v.parse(cx, "address", parse_ip));
@@ -369,7 +373,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
                 link_name(cx, v)
             };
             let port = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port));
-            LinkKindDecl::Vxlan { vni: vni?.map(|v| v as u32), local, remote, group, dev, port }
+            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port })
         }
         "macvlan" => {
             let parent = {
@@ -388,7 +392,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
                     ],
                 )
             });
-            LinkKindDecl::Macvlan { parent: parent?, mode }
+            parent.map(|parent| LinkKindDecl::Macvlan { parent, mode })
         }
         _ => unreachable!("parse_link called for {keyword}"),
     };
@@ -415,7 +419,18 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
         }
         ar.finish(cx);
     }
-    Some(LinkDecl { name: name?, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
+    Some(LinkDecl {
+        name: name?,
+        kind: kind?,
+        mtu,
+        mac,
+        state,
+        master,
+        hairpin,
+        rp_filter: rp,
+        addresses,
+        span: r.span,
+    })
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {

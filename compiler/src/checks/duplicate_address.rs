@@ -23,7 +23,7 @@
 //! node "b" { ethernet "eth0" { address "10.0.0.5/24"; }; }   // same LAN, same address
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::{AddrRef, Model, NetnsRef, SegmentId};
 use netcfg_lang::{Diagnostic, Span};
 use std::collections::HashMap;
@@ -33,6 +33,7 @@ pub const CHECK: Check = Check {
     code: "duplicate-address",
     summary: "an address is declared twice on one link, one namespace or one L2 segment",
     run,
+    after_errors: AfterErrors::Run,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

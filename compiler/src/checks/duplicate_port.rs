@@ -21,7 +21,7 @@
 //! }
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{Listener, Netns, Service};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::Proto;
@@ -33,6 +33,7 @@ pub const CHECK: Check = Check {
     code: "duplicate-port",
     summary: "two listeners or two services claim the same port in one namespace",
     run,
+    after_errors: AfterErrors::Run,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -32,7 +32,7 @@
 //! ```
 //! Fix: `forwarding #true` in the node.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
 use ipnet::IpNet;
@@ -45,6 +45,7 @@ pub const CHECK: Check = Check {
     code: "forwarding-disabled",
     summary: "a namespace must forward packets for others but forwarding is off for that family",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 /// Why a namespace must forward; one finding per namespace, family and reason.

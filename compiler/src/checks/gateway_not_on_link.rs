@@ -31,7 +31,7 @@
 //!
 //! [`Fib::lookup_gateway`]: crate::model::Fib::lookup_gateway
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{Address, Link, Netns, Node, Route};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
@@ -42,6 +42,7 @@ pub const CHECK: Check = Check {
     code: "gateway-not-on-link",
     summary: "a route's gateway is not reachable on-link, so the kernel refuses the route",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -11,11 +11,16 @@
 //! node "n" { bridge "kubernetes-pods0" }   // 16 bytes
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::Diagnostic;
 
-pub const CHECK: Check = Check { code: "interface-name-too-long", summary: "a link name is longer than 15 bytes", run };
+pub const CHECK: Check = Check {
+    code: "interface-name-too-long",
+    summary: "a link name is longer than 15 bytes",
+    run,
+    after_errors: AfterErrors::Run,
+};
 
 const IFNAMSIZ_MAX: usize = 15;
 

@@ -25,7 +25,7 @@
 //! ```
 //! Fix: `masquerade from="10.244.0.0/16" out="eth0"`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::{Family, RouteType};
@@ -37,6 +37,7 @@ pub const CHECK: Check = Check {
     code: "masquerade-without-egress",
     summary: "a masquerade or snat whose egress link has no address or no route, or is not named",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 /// A `masquerade` or a `snat`, as far as this check cares.

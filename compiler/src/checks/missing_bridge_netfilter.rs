@@ -25,7 +25,7 @@
 //! ```
 //! Fix: `bridge-netfilter #true` in the node (or `netfilter=#true` on `cni0`).
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, NetnsId};
 use crate::model::{LinkRef, Model, NetnsRef};
 use netcfg_lang::ast::Verdict;
@@ -36,6 +36,7 @@ pub const CHECK: Check = Check {
     code: "missing-bridge-netfilter",
     summary: "traffic that netfilter must see stays inside a bridge that bypasses netfilter",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -31,15 +31,19 @@
 //! ```
 //! Fix: `hairpin=#true` on `veth-b`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{Fib, FibSource, LinkRef, Lookup, Model, NetnsRef};
 use netcfg_lang::Diagnostic;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-pub const CHECK: Check =
-    Check { code: "missing-hairpin", summary: "a service backend sits behind a bridge port without hairpin mode", run };
+pub const CHECK: Check = Check {
+    code: "missing-hairpin",
+    summary: "a service backend sits behind a bridge port without hairpin mode",
+    run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
+};
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {

@@ -26,7 +26,7 @@
 //! }
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
 use netcfg_lang::{Diagnostic, Span, Spanned};
@@ -35,6 +35,7 @@ pub const CHECK: Check = Check {
     code: "mtu-mismatch",
     summary: "veth ends, bridge ports or a VXLAN and its underlay disagree on the MTU",
     run,
+    after_errors: AfterErrors::Run,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

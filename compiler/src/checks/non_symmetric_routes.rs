@@ -29,7 +29,7 @@
 //! ```
 //! Fix: a link-scoped return route `route "169.254.172.1/32" dev="ecs-eth0"`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{RouteType, RpFilter};
@@ -41,6 +41,7 @@ pub const CHECK: Check = Check {
     code: "non-symmetric-routes",
     summary: "a next hop or a routed peer has no path back over the same link",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

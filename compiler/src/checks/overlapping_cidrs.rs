@@ -25,15 +25,19 @@
 //! node "w3" { bridge "cni0" { address "10.244.2.1/23" } }   // overlaps w2's pods
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::LinkKind;
 use crate::model::{LinkRef, Model, SegmentId};
 use ipnet::IpNet;
 use netcfg_lang::{Diagnostic, Span};
 use std::collections::BTreeMap;
 
-pub const CHECK: Check =
-    Check { code: "overlapping-cidrs", summary: "subnets overlap across links, namespaces or nodes", run };
+pub const CHECK: Check = Check {
+    code: "overlapping-cidrs",
+    summary: "subnets overlap across links, namespaces or nodes",
+    run,
+    after_errors: AfterErrors::Run,
+};
 
 #[derive(Clone, Copy)]
 struct Entry {

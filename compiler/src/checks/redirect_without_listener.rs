@@ -22,7 +22,7 @@
 //! ```
 //! Fix: `listen "proxy-in" port=4143`, or redirect to the port the proxy listens on.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{Listener, Redirect};
 use crate::model::Model;
 use netcfg_lang::ast::{Direction, Proto};
@@ -32,6 +32,7 @@ pub const CHECK: Check = Check {
     code: "redirect-without-listener",
     summary: "a redirect sends traffic to a port nothing listens on in its namespace",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn proto_name(p: Proto) -> String {

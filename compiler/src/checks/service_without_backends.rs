@@ -17,7 +17,7 @@
 //! service "api" vip="10.96.0.11" port=80 { backend "10.96.0.11:80"; }   // itself
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::Diagnostic;
 use std::net::SocketAddr;
@@ -26,6 +26,7 @@ pub const CHECK: Check = Check {
     code: "service-without-backends",
     summary: "a service has no backend, or a backend that is the service itself",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -27,7 +27,7 @@
 //! ```
 //! Fix: move the `deny` above the `allow`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Firewall, LinkId, Rule};
 use crate::model::Model;
 use ipnet::IpNet;
@@ -40,6 +40,7 @@ pub const CHECK: Check = Check {
     code: "shadowed-rule",
     summary: "a firewall rule never matches because an earlier rule decides all its packets",
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn state_bit(s: ConnState) -> u8 {

@@ -17,12 +17,16 @@
 //! ```
 
 use super::shadowed_rule::{Matches, ALL_STATES};
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::Diagnostic;
 
-pub const CHECK: Check =
-    Check { code: "unmatchable-rule", summary: "a firewall rule whose matches contradict each other", run };
+pub const CHECK: Check = Check {
+    code: "unmatchable-rule",
+    summary: "a firewall rule whose matches contradict each other",
+    run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
+};
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (_, ns) in model.namespaces() {
