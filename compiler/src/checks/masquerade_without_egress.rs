@@ -257,7 +257,7 @@ node "gw" {{
     route "192.0.2.0/24" via="198.51.100.1""#,
             r#"    masquerade from="10.244.0.0/16" out="eth0"
     masquerade from="10.245.0.0/16" out="eth1"
-    snat from="10.246.0.0/16" out="eth0" to="203.0.113.9""#,
+    snat from="10.246.0.0/16" out="eth0" to="203.0.113.2""#,
         ));
     }
 

@@ -15,6 +15,7 @@ mod masquerade_without_egress;
 mod missing_bridge_netfilter;
 mod missing_hairpin;
 mod mtu_mismatch;
+mod non_local_source;
 mod non_symmetric_routes;
 mod overlapping_cidrs;
 mod redirect_without_listener;
@@ -61,6 +62,7 @@ pub const CHECKS: &[Check] = &[
     missing_hairpin::CHECK,
     masquerade_without_egress::CHECK,
     redirect_without_listener::CHECK,
+    non_local_source::CHECK,
 ];
 
 pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnostic>) {
