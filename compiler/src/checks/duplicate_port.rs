@@ -291,7 +291,7 @@ node "n" {
 //                                         ^^ error duplicate-port
     netns "other" {
         forwarding #true
-        service "web" vip="10.96.0.10" port=80 { backend "192.0.2.3:8080"; }
+        service "web" vip="10.96.0.10" port=80 { backend "127.0.0.1:8080"; }
     }
 }
 "#,

@@ -22,6 +22,7 @@ mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
 mod unmatchable_rule;
+mod unreachable_backend;
 
 /// A registered check: its stable code, a one-line summary, the function that runs it, and
 /// whether its findings can follow from an error elsewhere.
@@ -63,6 +64,7 @@ pub const CHECKS: &[Check] = &[
     masquerade_without_egress::CHECK,
     redirect_without_listener::CHECK,
     non_local_source::CHECK,
+    unreachable_backend::CHECK,
 ];
 
 pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnostic>) {

@@ -251,7 +251,10 @@ node "one-uplink" {
 }
 "#,
         );
-        assert_eq!(d[0].help.as_deref(), Some("set `rp-filter \"loose\"` in node `r`, or `rp-filter=\"loose\"` on `wan2`"));
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("set `rp-filter \"loose\"` in node `r`, or `rp-filter=\"loose\"` on `wan2`")
+        );
     }
 
     fn ecs(task_extra: &str, route_extra: &str) -> String {
