@@ -139,6 +139,26 @@ node "n" {
     }
 
     #[test]
+    fn references_to_a_link_that_could_not_be_built_are_quiet() {
+        check(
+            r#"
+node "n" {
+    bridge "br0"
+    netns "db" {
+        veth "eth0" {
+//      ^^^^^^^^^^^ error missing-property
+            address "172.17.0.3/16"
+        }
+        route "default" via="172.17.0.1" dev="eth0"
+    }
+    route "10.9.0.0/16" dev="eht0"
+//                           ^^^^ error undefined-reference
+}
+"#,
+        );
+    }
+
+    #[test]
     fn an_invalid_address_is_one_finding() {
         // The gateway would be off-link only because the address was dropped.
         check(

@@ -101,6 +101,7 @@ fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> 
 
 fn append(out: &mut NsBody, b: NsBody) {
     out.links.extend(b.links);
+    out.unbuilt_links.extend(b.unbuilt_links);
     out.routes.extend(b.routes);
     out.neighbors.extend(b.neighbors);
     out.sysctls.extend(b.sysctls);
@@ -142,12 +143,14 @@ fn undefined<'a>(
 struct NodeBuilder<'d> {
     node: Node,
     diags: &'d mut Vec<Diagnostic>,
+    /// Links written but not built (their error is reported): references to them are quiet.
+    unbuilt: Vec<(NetnsId, String)>,
 }
 
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags }
+        NodeBuilder { node, diags, unbuilt: Vec::new() }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -165,6 +168,9 @@ impl<'d> NodeBuilder<'d> {
             bodies.push((id, &ns.body));
         }
         let mut pending = Vec::new();
+        for (ns, b) in &bodies {
+            self.unbuilt.extend(b.unbuilt_links.iter().map(|n| (*ns, n.value.clone())));
+        }
         for (ns, b) in &bodies {
             for l in &b.links {
                 if let Some(id) = self.declare_link(*ns, l) {
@@ -323,6 +329,9 @@ impl<'d> NodeBuilder<'d> {
     fn link_ref(&mut self, ns: NetnsId, name: &Spanned<String>) -> Option<Spanned<LinkId>> {
         if let Some(l) = self.node.find_link(ns, &name.value) {
             return Some(Spanned::new(l.id, name.span));
+        }
+        if self.unbuilt.iter().any(|(n, l)| *n == ns && *l == name.value) {
+            return None;
         }
         let elsewhere = self
             .node

@@ -214,11 +214,11 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     c.arg(cx, 0, "a template name");
                 }
             }
-            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => {
-                if let Some(link) = parse_link(cx, &mut c) {
-                    body.links.push(link);
-                }
-            }
+            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => match parse_link(cx, &mut c) {
+                Ok(link) => body.links.push(link),
+                Err(Some(name)) => body.unbuilt_links.push(name),
+                Err(None) => {}
+            },
             "route" => body.routes.extend(parse_route(cx, &mut c)),
             "neighbor" => body.neighbors.extend(parse_neighbor(cx, &mut c)),
             "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
@@ -325,7 +325,8 @@ fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
     v.keyword(cx, "rp-filter mode", &[("strict", RpFilter::Strict), ("loose", RpFilter::Loose), ("off", RpFilter::Off)])
 }
 
-fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
+/// A link, or the name of one that could not be built (already reported), when it has one.
+fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<String>>> {
     let keyword = r.keyword();
     let name = {
         let v = r.arg(cx, 0, "an interface name");
@@ -360,7 +361,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
             });
             let peer = parse_link(cx, &mut p);
             p.finish(cx);
-            peer.map(|peer| LinkKindDecl::Veth { peer: Box::new(peer), peer_netns })
+            peer.ok().map(|peer| LinkKindDecl::Veth { peer: Box::new(peer), peer_netns })
         }
         "peer" => Some(LinkKindDecl::VethPeer),
         "vxlan" => {
@@ -419,18 +420,9 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
         }
         ar.finish(cx);
     }
-    Some(LinkDecl {
-        name: name?,
-        kind: kind?,
-        mtu,
-        mac,
-        state,
-        master,
-        hairpin,
-        rp_filter: rp,
-        addresses,
-        span: r.span,
-    })
+    let Some(kind) = kind else { return Err(name) };
+    let Some(name) = name else { return Err(None) };
+    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {

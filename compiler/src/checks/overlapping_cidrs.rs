@@ -153,6 +153,20 @@ fn report(model: &Model, diags: &mut Vec<Diagnostic>, a_net: IpNet, a: &Entry, b
             format!("subnet `{p_net}` disagrees with `{s_net}` on the same segment"),
             "use the same prefix length on every address of one L2 segment".to_string(),
         )
+    } else if let (LinkKind::Vxlan { vni: vp, .. }, LinkKind::Vxlan { vni: vs, .. }) =
+        (&model.link(p.link).kind, &model.link(s.link).kind)
+    {
+        // One overlay subnet on two VXLANs that do not share a VNI: the VNI is the mistake.
+        (
+            format!("subnet `{p_net}` overlaps `{s_net}` on a VXLAN of another VNI"),
+            format!(
+                "give both VXLANs one `vni` (`{}` has {}, `{}` has {}), or give each its own subnet",
+                model.link(p.link).name.value,
+                vp.value,
+                model.link(s.link).name.value,
+                vs.value
+            ),
+        )
     } else {
         (
             format!("subnet `{p_net}` overlaps `{s_net}`"),
@@ -302,6 +316,21 @@ node "k8s" {
     service "api" vip="172.16.5.1" port=443 { backend "10.0.0.5:6443"; }
 }
 "#,
+        );
+    }
+
+    #[test]
+    fn one_overlay_subnet_on_two_vnis() {
+        let d = check(
+            r#"
+node "a" { vxlan "vx7" vni=7 { address "172.20.7.1/24"; }; }
+node "b" { vxlan "vx7" vni=8 { address "172.20.7.2/24"; }; }
+//                                      ^^^^^^^^^^^^^ error overlapping-cidrs
+"#,
+        );
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("give both VXLANs one `vni` (`vx7` has 8, `vx7` has 7), or give each its own subnet")
         );
     }
 
