@@ -25,8 +25,9 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics;
-    diagnostics.extend(netcfg_compiler::compile(&parsed.spec).diagnostics);
+    diagnostics.extend(compiled.diagnostics);
     sort_diagnostics(&mut diagnostics);
     let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources };
     if let Err(status) = super::write_stdout(&report::render(args.format, &findings, &human::Style::stdout())) {
