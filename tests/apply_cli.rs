@@ -281,7 +281,7 @@ fn two_applies_on_one_node_do_not_interleave() {
     drop(lock);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for another netcfg apply"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the lock of the node"), "{out:?}");
     let _ = std::fs::remove_file(file);
 }
 

@@ -56,7 +56,7 @@ impl<'a> Executor<'a> {
             .conn(ns)?
             .get(RouteNetlinkMessage::GetLink(msg), 0)
             .await
-            .map_err(|e| NlError { errno: e.errno, message: format!("link `{name}`: {}", e.message) })?;
+            .map_err(|e| NlError { message: format!("link `{name}`: {}", e.message), ..e })?;
         let idx = answer
             .iter()
             .find_map(|m| match m {
@@ -113,9 +113,11 @@ impl<'a> Executor<'a> {
                     .and_then(|r| r)
                     .map_err(|e| NlError::other(format!("cannot write sysctl `{path}`: {e}")))
             }
-            Action::Nft { script, .. } => {
-                exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| NlError::other(e.to_string()))
-            }
+            Action::Nft { script, .. } => exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| {
+                // nft's own words, on the spec text behind the line it refused.
+                let d = exec::diagnostics(script, &e, op.span).into_iter().next();
+                NlError { errno: 0, message: e.to_string(), span: d.map(|d| d.primary.span) }
+            }),
             Action::NftRestore { table } => self.restore_nft(ns, table.as_ref()),
         }
     }

@@ -345,8 +345,10 @@ impl Planner<'_> {
             let alive = |link: &str, deleted: &BTreeSet<LinkRef>| {
                 !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
             };
+            // A recorded state (rollback) is exact: what it lacks goes, whoever made it.
+            let exact = self.d.exact;
             for ((link, ip), n) in &st.neighbors {
-                if n.protocol == NETCFG_PROTO
+                if (n.protocol == NETCFG_PROTO || exact)
                     && !desired.neighbors.contains_key(&(link.clone(), *ip))
                     && alive(link, &self.deleted)
                 {
@@ -354,7 +356,7 @@ impl Planner<'_> {
                 }
             }
             for (key, r) in &st.routes {
-                if r.protocol == NETCFG_PROTO
+                if (r.protocol == NETCFG_PROTO || (exact && !super::rollback::is_derived_route(r)))
                     && !desired.routes.contains_key(key)
                     && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
                 {
@@ -711,13 +713,28 @@ impl Planner<'_> {
             let from = link_current(&to, &live);
             let flap = to.mac.is_some() || to.master.is_some() || to.up == Some(false);
             if to.up == Some(false) {
-                // The kernel flushes a link's IPv4 routes when it goes down.
+                // The kernel flushes a link's routes and its IPv6 addresses when it goes down
+                // (`lo` too: ::1 goes, 127.0.0.1/8 stays): each is an explicit op first.
+                let v6: Vec<IpNet> = self.cur.namespaces[&ns]
+                    .addresses
+                    .keys()
+                    .filter(|(l, n)| *l == name && n.addr().is_ipv6())
+                    .map(|(_, n)| *n)
+                    .collect();
+                for net in v6 {
+                    if is_link_local_v6(&net) {
+                        self.cur_ns(&ns).addresses.remove(&(name.clone(), net));
+                    } else {
+                        let mark = self.deletes.len();
+                        self.delete_address(&ns, &name, &net);
+                        let ops: Vec<Op> = self.deletes.drain(mark..).collect();
+                        self.sets.extend(ops);
+                    }
+                }
                 let doomed: Vec<RouteKey> = self.cur.namespaces[&ns]
                     .routes
                     .iter()
-                    .filter(|(k, r)| {
-                        k.dst.addr().is_ipv4() && r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL
-                    })
+                    .filter(|(_, r)| r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL)
                     .map(|(k, _)| *k)
                     .collect();
                 for k in doomed {
@@ -751,9 +768,19 @@ impl Planner<'_> {
         for (ns, st) in &self.d.state.namespaces {
             let Some(cur) = self.cur.namespaces.get(ns) else { continue };
             for (link, net) in cur.addresses.keys() {
-                let owned = st.links.get(link).is_some_and(|l| l.owned);
+                // A recorded state (rollback) is exact on every link it has.
+                let owned = st.links.get(link).is_some_and(|l| l.owned || self.d.exact);
                 let alive = !self.deleted.contains(&LinkRef { ns: ns.clone(), name: link.clone() });
-                if owned && alive && !is_link_local_v6(net) && !st.addresses.contains_key(&(link.clone(), *net)) {
+                // `lo`'s own addresses stay while it is up (the kernel's); a rollback to `lo`
+                // down removes 127.0.0.1/8, which the kernel leaves on a `lo` taken down.
+                let kernel_lo =
+                    is_loopback_default(link, net) && !(self.d.exact && st.links.get(link).is_some_and(|l| !l.up));
+                if owned
+                    && alive
+                    && !kernel_lo
+                    && !is_link_local_v6(net)
+                    && !st.addresses.contains_key(&(link.clone(), *net))
+                {
                     // An old address in the subnet of a new one goes first: the new one would
                     // be its secondary, and the kernel deletes secondaries with their primary.
                     let same_subnet = st.addresses.keys().any(|(l, n)| l == link && n.trunc() == net.trunc());
