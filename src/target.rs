@@ -173,6 +173,13 @@ impl NodeLock {
                 return Err(ExitStatus::Error);
             }
             let holder = holder(&path);
+            if let Some(sig) = crate::signals::received() {
+                eprintln!(
+                    "error: interrupted by {} while waiting for {holder}: nothing was changed",
+                    netcfg_backends::netlink::signal_name(sig)
+                );
+                return Err(ExitStatus::Failure);
+            }
             if std::time::Instant::now() >= deadline {
                 eprintln!("error: {} is locked by {holder}; gave up after {} s", node_words(args), args.lock_timeout);
                 eprintln!("  help: wait for it to finish, or raise --lock-timeout");

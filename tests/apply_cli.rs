@@ -339,3 +339,329 @@ fn foreign_addresses_on_nics_survive_and_link_local_addresses_are_managed() {
     assert!(!std::path::Path::new("/run/netns/no-such-ns-here").exists());
     let _ = std::fs::remove_file(file);
 }
+
+/// Every namespace of the node (root and `ROOT-*`), normalised to stable text: links with their
+/// attributes, addresses, routes of every table, permanent neighbours, the sysctls netcfg
+/// sets here, and the whole nft ruleset.
+fn dump(node: &Node) -> Vec<(String, String)> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| *n == node.root || (n.starts_with(&format!("{}-", node.root)) && *n != node.lan))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let json = |args: &[&str]| -> Vec<serde_json::Value> {
+                let mut full = vec!["ip", "-j", "-d", "-n", &name];
+                full.extend_from_slice(args);
+                serde_json::from_str::<serde_json::Value>(&sh(&full))
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+            };
+            let mut lines = Vec::new();
+            for l in json(&["link", "show"]) {
+                let i = &l["linkinfo"];
+                lines.push(format!(
+                    "link {} {} {} {} {} {} {} {} {}",
+                    l["ifname"],
+                    i["info_kind"],
+                    l["flags"],
+                    l["mtu"],
+                    l["address"],
+                    l["master"],
+                    l["group"],
+                    i["info_slave_data"]["hairpin"],
+                    l["inet6_addr_gen_mode"]
+                ));
+            }
+            for l in json(&["addr", "show"]) {
+                for a in l["addr_info"].as_array().cloned().unwrap_or_default() {
+                    lines
+                        .push(format!("addr {} {}/{} {}", l["ifname"], a["local"], a["prefixlen"], a["noprefixroute"]));
+                }
+            }
+            for mut r in json(&["route", "show", "table", "all"]) {
+                if r["table"] == "local" && r["dst"].as_str().is_some_and(|d| d.starts_with("fe80:")) {
+                    continue;
+                }
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("expires");
+                    o.remove("pref");
+                }
+                lines.push(format!("route {r}"));
+            }
+            for n in json(&["neigh", "show", "nud", "permanent"]) {
+                lines.push(format!("neigh {n}"));
+            }
+            lines.push(sh(&["ip", "netns", "exec", &name, "sysctl", "-n", "net.ipv4.ip_forward"]));
+            lines.sort();
+            lines.push(sh(&["ip", "netns", "exec", &name, "nft", "list", "ruleset"]));
+            (name, lines.join("\n"))
+        })
+        .collect()
+}
+
+/// Waits (up to 6 s) for the node's dump to equal `want`, else panics with the difference.
+fn assert_dump_settles(node: &Node, want: &[(String, String)], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let now = dump(node);
+        if now == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            let names: Vec<&String> = want.iter().map(|(n, _)| n).collect();
+            let now_names: Vec<&String> = now.iter().map(|(n, _)| n).collect();
+            assert_eq!(names, now_names, "{what}: namespaces differ");
+            for ((ns, a), (_, b)) in want.iter().zip(&now) {
+                let gone: Vec<&str> = a.lines().filter(|l| !b.lines().any(|x| x == *l)).collect();
+                let new: Vec<&str> = b.lines().filter(|l| !a.lines().any(|x| x == *l)).collect();
+                assert!(
+                    gone.is_empty() && new.is_empty(),
+                    "{what}: {ns} differs\nbefore only: {gone:#?}\nnow only: {new:#?}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn journal_of(node: &Node) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/run/netcfg/{}.journal", node.root))
+}
+
+/// SIGINT, SIGTERM and SIGHUP at spread-out moments of an apply of thousands of routes: the
+/// apply stops, rolls back, says so, and every namespace is as before (compared by dumping
+/// them); a second signal right after the first does not cut the rollback short.
+#[test]
+fn signals_during_apply_roll_back_to_the_state_before() {
+    if !require_root("signals_during_apply_roll_back_to_the_state_before") {
+        return;
+    }
+    let node = Node::new("sig");
+    let (a, b) = (tmp("sig-a.kdl"), tmp("sig-b.kdl"));
+    spec(&a, 2, 40);
+    spec(&b, 4, 3000);
+    let root = ["--netns-root", node.root.as_str()];
+    let run = |f: &std::path::Path| netcfg(&[&["apply", f.to_str().unwrap()][..], &root[..]].concat());
+    assert_eq!(run(&a).0, 0);
+    let t = Instant::now();
+    assert_eq!(run(&b).0, 0);
+    let full = t.elapsed();
+    assert_eq!(run(&a).0, 0);
+    let before = dump(&node);
+    let signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    let (mut interrupted, mut finished) = (0, 0);
+    for i in 0..9u32 {
+        let sig = signals[i as usize % 3];
+        let child = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+            .args([&["apply", b.to_str().unwrap()][..], &root[..]].concat())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let delay = full.mul_f64((f64::from(i) + 0.5) / 9.0);
+        std::thread::sleep(delay);
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: signals to the child this test spawned.
+        unsafe { libc::kill(pid, sig) };
+        if i % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(30));
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!journal_of(&node).exists(), "run {i}: the journal outlived the apply: {err}");
+        match out.status.code() {
+            Some(0) => {
+                finished += 1;
+                assert_eq!(run(&a).0, 0);
+            }
+            Some(1) => {
+                interrupted += 1;
+                assert!(err.contains("interrupted by SIG"), "run {i}: {err}");
+                assert!(
+                    err.contains("matches the state recorded before") || err.contains("nothing was changed"),
+                    "run {i}: {err}"
+                );
+            }
+            other => panic!("run {i}: exit {other:?} after signal {sig} at {delay:?}: {err}"),
+        }
+        assert_dump_settles(&node, &before, &format!("run {i} (signal {sig} at {delay:?})"));
+    }
+    eprintln!("signals: {interrupted} applies interrupted and rolled back, {finished} finished first");
+    assert!(interrupted >= 3, "only {interrupted} of 9 signals landed during an apply ({finished} finished)");
+    let _ = std::fs::remove_file(a);
+    let _ = std::fs::remove_file(b);
+}
+
+/// SIGKILL leaves the journal (root-only); the next `verify` (or `plan --live`) finds it,
+/// restores the state recorded before the killed apply and says so, before doing its job.
+#[test]
+fn a_killed_apply_is_restored_by_the_next_command_from_its_journal() {
+    if !require_root("a_killed_apply_is_restored_by_the_next_command_from_its_journal") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new("jrnl");
+    let (a, b) = (tmp("jrnl-a.kdl"), tmp("jrnl-b.kdl"));
+    spec(&a, 2, 40);
+    spec(&b, 5, 3000);
+    let root = ["--netns-root", node.root.as_str()];
+    let fa = a.to_str().unwrap();
+    assert_eq!(netcfg(&[&["apply", fa][..], &root[..]].concat()).0, 0);
+    let before = dump(&node);
+    let mut restored = 0;
+    for (i, next) in ["verify", "plan", "apply"].iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+            .args([&["apply", b.to_str().unwrap()][..], &root[..]].concat())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill once the journal is there (the plan is made and the first change is next).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !journal_of(&node).exists() && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100 * i as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+        if !journal_of(&node).exists() {
+            continue;
+        }
+        let mode = std::fs::metadata(journal_of(&node)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the journal must be root's only");
+        let dir = std::fs::metadata("/run/netcfg").unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir, 0o700);
+        let args: Vec<&str> = match *next {
+            "plan" => vec!["plan", fa, "--detailed-exitcode"],
+            other => vec![other, fa],
+        };
+        let (code, out, err) = netcfg(&[&args[..], &root[..]].concat());
+        assert!(err.contains("found the journal of an apply"), "{next}: {err}");
+        assert!(err.contains("restored: the node was read back and matches"), "{next}: {err}");
+        assert_eq!(code, 0, "{next} after the restore: {out}{err}");
+        assert!(!journal_of(&node).exists(), "{next} left the journal");
+        assert_dump_settles(&node, &before, &format!("{next} after SIGKILL"));
+        restored += 1;
+    }
+    assert!(restored >= 2, "the apply was never killed with its journal in place");
+    let _ = std::fs::remove_file(a);
+    let _ = std::fs::remove_file(b);
+}
+
+/// The lock: another holder makes apply give up after --lock-timeout naming the holder; a
+/// symbolic link planted in /run/netcfg is never followed; files are 0600 under umask 000.
+#[test]
+fn the_lock_times_out_naming_its_holder_and_run_files_are_root_only() {
+    if !require_root("the_lock_times_out_naming_its_holder_and_run_files_are_root_only") {
+        return;
+    }
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new("lockto");
+    let file = tmp("lockto.kdl");
+    spec(&file, 1, 1);
+    let f = file.to_str().unwrap();
+    let lock_path = format!("/run/netcfg/{}.lock", node.root);
+    std::fs::create_dir_all("/run/netcfg").unwrap();
+    {
+        let mut lock = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&lock_path).unwrap();
+        writeln!(lock, "4242\nnetcfg apply other.kdl").unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let t = Instant::now();
+        let (code, _, err) = netcfg(&["apply", f, "--netns-root", &node.root, "--lock-timeout", "1"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("is locked by pid 4242 (`netcfg apply other.kdl`); gave up after 1 s"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(!node.ip("@host", &["link"]).contains("br0"), "apply changed the node while locked out");
+    }
+    // A symbolic link where the lock goes: refused, its target untouched.
+    std::fs::remove_file(&lock_path).unwrap();
+    let victim = tmp("victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    std::os::unix::fs::symlink(&victim, &lock_path).unwrap();
+    let (code, _, err) = netcfg(&["apply", f, "--netns-root", &node.root]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n");
+    assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
+    std::fs::remove_file(&lock_path).unwrap();
+    // Under umask 000 every file netcfg makes is still 0600.
+    let status = Command::new("sh")
+        .args(["-c", &format!("umask 000; exec {} apply {f} --netns-root {}", env!("CARGO_BIN_EXE_netcfg"), node.root)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mode = |p: &str| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lock_path), 0o600);
+    assert_eq!(mode("/run/netcfg"), 0o700);
+    assert_eq!(mode("/run/netcfg/netns"), 0o700);
+    assert_eq!(mode(&format!("/run/netcfg/netns/{}-p0", node.root)), 0o600);
+    let _ = std::fs::remove_file(victim);
+    let _ = std::fs::remove_file(file);
+}
+
+/// terraform's exit codes for `plan --detailed-exitcode` (0 none, 1 error, 2 changes), and a
+/// ruleset nft cannot load where netcfg computes its canonical form (here: `unshare` fails)
+/// fails plan, apply and verify instead of passing for "no table" (examples/fargate-task).
+#[test]
+fn detailed_exit_codes_and_an_nft_failure_is_never_no_table() {
+    if !require_root("detailed_exit_codes_and_an_nft_failure_is_never_no_table") {
+        return;
+    }
+    let node = Node::new("codes");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fargate-task/fixed.kdl");
+    let root = ["--netns-root", node.root.as_str()];
+    let with_env = |args: &[&str], path: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("PATH", path)
+            .output()
+            .expect("netcfg runs");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let shim = tmp("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    let unshare = shim.join("unshare");
+    std::fs::write(&unshare, "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&unshare, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let broken_path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap_or_default());
+    let (code, err) = with_env(&[&["plan", example, "--detailed-exitcode"][..], &root[..]].concat(), &broken_path);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unshare failed"), "{err}");
+    let (code, err) = with_env(&[&["apply", example][..], &root[..]].concat(), &broken_path);
+    assert_eq!(code, 1, "{err}");
+    assert!(!node.ip("@host", &["link"]).contains("task-br"), "apply changed the node: {err}");
+    let (code, err) = with_env(&[&["verify", example][..], &root[..]].concat(), &broken_path);
+    assert_eq!(code, 2, "verify must not pass: {err}");
+    // With nft working: changes (2), applied, no changes (0), every namespace has its table.
+    let path = std::env::var("PATH").unwrap_or_default();
+    let (code, err) = with_env(&[&["plan", example, "--detailed-exitcode"][..], &root[..]].concat(), &path);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(with_env(&[&["apply", example][..], &root[..]].concat(), &path).0, 0);
+    assert_eq!(with_env(&[&["plan", example, "--detailed-exitcode"][..], &root[..]].concat(), &path).0, 0);
+    for ns in ["@host", "web-1", "web-2"] {
+        let name = if ns == "@host" { node.root.clone() } else { format!("{}-{ns}", node.root) };
+        sh(&["ip", "netns", "exec", &name, "nft", "list", "table", "inet", "netcfg"]);
+    }
+    // An error is 1, not 2.
+    let (code, err) =
+        with_env(&[&["plan", example, "--detailed-exitcode", "--node", "nope"][..], &root[..]].concat(), &path);
+    assert_eq!(code, 1, "{err}");
+    let _ = std::fs::remove_dir_all(shim);
+}

@@ -57,6 +57,8 @@ pub fn run(args: Args) -> ExitStatus {
             }
         };
     }
+    // From here on a signal rolls back (or, before the first change, stops with nothing done).
+    signals::install();
     let compiled = match target::compile(&args.target, args.allow_findings) {
         Ok(c) => c,
         Err(status) => return status,
@@ -77,7 +79,6 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(s) => s,
         Err(status) => return status,
     };
-    signals::install();
     let opts = Options::default();
     let (plan, snapshot) = match target::live_plan(&compiled, &mut session, &desired) {
         Ok(p) => p,
