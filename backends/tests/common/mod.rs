@@ -317,7 +317,7 @@ impl NodeRoot {
                         text.push_str(&format!("\nsysctl {s}={}", String::from_utf8_lossy(&out.stdout).trim()));
                     }
                 }
-                text.push_str("\n");
+                text.push('\n');
                 text.push_str(&sh(&["ip", "netns", "exec", &name, "nft", "list", "ruleset"]));
                 Some((ns, text))
             })
