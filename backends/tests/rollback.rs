@@ -272,3 +272,39 @@ fn namespace_ownership_is_scoped_to_the_root_exactly() {
     let _ = std::process::Command::new("ip").args(["netns", "del", &format!("{lab_root}-pod")]).status();
     let _ = std::process::Command::new("ip").args(["netns", "del", &lab_root]).status();
 }
+
+/// `verify` compares every attribute the plan shows: an MTU changed by hand on links whose
+/// spec leaves the MTU at its default (a veth end: 1500; a bridge: its ports') is drift.
+#[test]
+fn verify_reports_an_mtu_changed_on_a_link_left_at_its_default() {
+    if !require_root("verify_reports_an_mtu_changed_on_a_link_left_at_its_default") {
+        return;
+    }
+    let node = NodeRoot::new("rb-mtu");
+    let src = r#"node "n1" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    forwarding #true
+    bridge "br0" { address "10.1.0.1/24"; }
+    netns "pod" {
+        veth "eth0" {
+            address "10.1.0.2/24"
+            peer "vpod" netns="@host" master="br0"
+        }
+    }
+}"#;
+    let d = desired(src);
+    let mut s = Session::new(node.map.clone()).expect("session");
+    apply(&mut s, &d);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+    node.ip("pod", &["link", "set", "eth0", "mtu", "1400"]);
+    node.ip("@host", &["link", "set", "vpod", "mtu", "1300"]);
+    let drift = s.verify(&d, Options::default()).expect("verify");
+    let whats: Vec<String> = drift.iter().map(|x| format!("{} {}", x.ns, x.what)).collect();
+    for want in
+        ["pod link eth0: mtu 1400 -> 1500", "@host link vpod: mtu 1300 -> 1500", "@host link br0: mtu 1300 -> 1500"]
+    {
+        assert!(whats.iter().any(|w| w == want), "missing `{want}` in {whats:#?}");
+    }
+    apply(&mut s, &d);
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+}

@@ -704,8 +704,11 @@ impl Planner<'_> {
             if self.created.contains(&r) {
                 continue;
             }
-            let d = self.d.state.namespaces[&ns].links[&name].clone();
+            let mut d = self.d.state.namespaces[&ns].links[&name].clone();
             let Some(live) = self.cur.namespaces.get(&ns).and_then(|c| c.links.get(&name)).cloned() else { continue };
+            if d.mtu.is_none() {
+                d.mtu = self.default_mtu(&ns, &name, &d);
+            }
             let to = link_changes(&d, &live);
             if to.is_empty() {
                 continue;
@@ -756,6 +759,39 @@ impl Planner<'_> {
                 class: if flap { Disruption::LinkFlap } else { Disruption::InPlace },
                 span: self.d.span_of(&ns, &Object::Link(name)),
             });
+        }
+    }
+
+    /// The MTU a link netcfg creates has when the spec does not set one: what the kernel
+    /// gives it, where that is a fixed rule: a veth end 1500; a vxlan without an underlay 1500;
+    /// a bridge the smallest MTU of the ports the spec gives it (the kernel adjusts a bridge
+    /// to its ports), 1500 without ports. A vxlan on an underlay and a macvlan take their
+    /// lower device's MTU at creation and keep it: not compared (`None`). So a changed MTU on
+    /// such a link is drift even though the spec does not mention MTU.
+    fn default_mtu(&self, ns: &str, name: &str, l: &Link) -> Option<u32> {
+        const ETHERNET: u32 = 1500;
+        if !l.owned {
+            return None;
+        }
+        match &l.kind {
+            LinkKind::Veth { .. } => Some(ETHERNET),
+            LinkKind::Vxlan(v) if v.dev.is_none() => Some(ETHERNET),
+            LinkKind::Bridge => {
+                let ports =
+                    self.d.state.namespaces.get(ns)?.links.iter().filter(|(_, p)| p.master.as_deref() == Some(name));
+                let mut min: Option<u32> = None;
+                for (pname, p) in ports {
+                    let mtu = match (&p.mtu, &p.kind) {
+                        (Some(m), _) => *m,
+                        (None, LinkKind::Veth { .. }) => ETHERNET,
+                        // A NIC or another device: its live MTU, unknown for one not there.
+                        _ => self.cur.namespaces.get(ns).and_then(|c| c.links.get(pname)).and_then(|x| x.mtu)?,
+                    };
+                    min = Some(min.map_or(mtu, |m| m.min(mtu)));
+                }
+                Some(min.unwrap_or(ETHERNET))
+            }
+            _ => None,
         }
     }
 
