@@ -193,6 +193,15 @@ impl<'a> Executor<'a> {
         res?;
         // Attributes the kernel takes only on an existing link: address generation (before the
         // link is up), master, hairpin, bridge netfilter, up.
+        if let (LinkKind::Bridge, Some(mtu)) = (&link.kind, link.mtu) {
+            // An MTU given at creation is not "set by the user" for the kernel, which then
+            // lowers the bridge to its smallest port (`br_mtu_auto_adjust`). Changing it marks
+            // it so; a change to the same value is no change, hence the step aside.
+            let aside = if mtu > 68 { mtu - 1 } else { mtu + 1 };
+            for m in [aside, mtu] {
+                self.set_link(ns, name, &LinkSettings { mtu: Some(m), ..LinkSettings::default() }).await?;
+            }
+        }
         self.set_link(ns, name, &after_create(link)).await?;
         if let Some((p, pl)) = peer {
             self.set_link(&p.ns, &p.name, &after_create(pl)).await?;
