@@ -152,7 +152,8 @@ fn rollback_of_a_renumbered_subnet_restores_the_address_before_its_default_route
 }
 
 /// A namespace the apply deleted comes back with its firewall table and `lo` up (incident 002:
-/// the Linkerd redirect lost by a rollback), and its veth with the IPv6 address generation it had.
+/// the Linkerd redirect lost by a rollback), its sysctls, and its veth with the IPv6 address
+/// generation it had.
 #[test]
 fn rollback_restores_a_deleted_namespace_with_its_table_and_lo_up() {
     if !require_root("rollback_restores_a_deleted_namespace_with_its_table_and_lo_up") {
@@ -171,6 +172,8 @@ fn rollback_restores_a_deleted_namespace_with_its_table_and_lo_up() {
         redirect in proto="tcp" to-port=4143 except-port="4190,4191"
         listen "proxy" port=4143
         firewall { policy in="drop"; allow in proto="tcp" port=4143; }
+        sysctl "net.ipv4.conf.eth0.rp_filter" 2
+        forwarding #true
     }
 }"#;
     let b = r#"node "n1" {
@@ -307,4 +310,44 @@ fn verify_reports_an_mtu_changed_on_a_link_left_at_its_default() {
     }
     apply(&mut s, &d);
     assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+}
+
+/// A veth of netcfg's whose peer sits in a namespace outside the spec: dropping it from the spec
+/// is a conflict, not a deletion that takes the unseen peer along (and that no rollback could
+/// undo).
+#[test]
+fn a_veth_whose_peer_is_outside_the_spec_is_not_deleted_silently() {
+    if !require_root("a_veth_whose_peer_is_outside_the_spec_is_not_deleted_silently") {
+        return;
+    }
+    let node = NodeRoot::new("rb-peer");
+    let outside = Netns::new("rb-outside");
+    let host = node.path_name("@host");
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "vout",
+        "netns",
+        &host,
+        "group",
+        "28259",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vin",
+        "netns",
+        &outside.name,
+    ]);
+    let mut s = Session::new(node.map.clone()).expect("session");
+    match s.plan(&desired(r#"node "n1" { ethernet "eth0"; }"#), Options::default()) {
+        Err(PlanError::Conflicts(d)) => {
+            assert_eq!(d.len(), 1, "{d:#?}");
+            assert_eq!(d[0].code, "unreachable-peer");
+            assert!(d[0].message.contains("`vout`"), "{}", d[0].message);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(outside.exec(&["ip", "link"]).contains("vin"));
 }

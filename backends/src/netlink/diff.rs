@@ -312,6 +312,23 @@ impl Planner<'_> {
         if let LinkKind::Veth { peer: Some(p) } = &l.kind {
             self.schedule_delete(&p.clone());
         }
+        if matches!(l.kind, LinkKind::Veth { peer: None }) && !self.d.exact {
+            // Deleting it deletes its peer too, in a namespace netcfg does not read: a loss the
+            // plan could not show, and a pair a rollback could not make again.
+            let span = self.span(&r.ns, &Object::Link(r.name.clone()));
+            self.errors.push(
+                Diagnostic::error(
+                    "unreachable-peer",
+                    span,
+                    format!(
+                        "netcfg would delete veth `{}` in {}, whose peer is in a namespace outside the spec",
+                        r.name,
+                        describe_ns(&r.ns)
+                    ),
+                )
+                .with_help("keep the veth in the spec, or delete the pair by hand (`ip link del`)"),
+            );
+        }
         // Macvlans and vxlans on top of it go with it.
         let mut children = Vec::new();
         for (ns, st) in &self.cur.namespaces {

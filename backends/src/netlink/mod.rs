@@ -326,7 +326,7 @@ impl Session {
                     span: desired.node_span,
                     signal: None,
                     rollback_failures: Vec::new(),
-                    rollback: Box::new(Restore { compared: true, ..Restore::default() }),
+                    rollback: Box::new(Restore::untouched()),
                     drift: Vec::new(),
                 })
             }

@@ -10,9 +10,12 @@
 //! addresses on any link, netcfg's links), except what the kernel derives by itself (connected
 //! and RA routes, IPv6 link-local addresses, `lo`'s own addresses while `lo` is up).
 //!
-//! Not recorded: sysctls of a namespace the apply deletes (which paths netcfg set there is not
-//! known; a restored namespace has the kernel's defaults), and veths whose peer lives in a
-//! namespace the plan does not read (netcfg cannot recreate half a pair).
+//! Sysctls: besides those the spec sets, the snapshot records what a deleted link or namespace
+//! would take with it: per link the IPv4 `conf` keys that differ from `conf.default`, per
+//! namespace `conf.all`, `ip_forward` and IPv6 forwarding where they differ from a fresh
+//! namespace. Not recorded: other sysctls of a namespace the apply deletes, IPv6 per-link keys,
+//! and veths whose peer lives in a namespace the plan does not read (netcfg cannot recreate
+//! half a pair).
 
 use super::desired::Desired;
 use super::diff::{self, NftState};
@@ -70,6 +73,11 @@ impl Snapshot {
             let mut out = NsState::default();
             for (name, l) in &st.links {
                 let mut l = l.clone();
+                // A bridge whose ports all left shows the MAC 00:00:00:00:00:00, which no one can
+                // set: its MAC is the kernel's to choose again.
+                if l.mac.is_some_and(|m| m.0 == [0; 6]) {
+                    l.mac = None;
+                }
                 // A device netcfg did not create is never recreated: it is configured in place.
                 if l.kind.is_created() && !l.owned {
                     l.kind = LinkKind::Existing { kind: Some(l.kind.keyword().to_string()) };
@@ -97,6 +105,84 @@ impl Snapshot {
     }
 }
 
+/// The namespace-wide sysctls a rollback records when they differ from a fresh namespace's.
+const NAMESPACE_SYSCTLS: &[&str] = &["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
+
+/// Readable and writable values of the files in `dir`, by file name (whitespace normalised).
+fn read_writable(dir: &std::path::Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let writable = e.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o200 != 0);
+        if let (true, Ok(v)) = (writable, std::fs::read_to_string(e.path())) {
+            out.insert(e.file_name().to_string_lossy().into_owned(), normalize_sysctl(&v));
+        }
+    }
+    out
+}
+
+/// The sysctls of a namespace as the kernel makes it: `conf.all.*` and [`NAMESPACE_SYSCTLS`],
+/// read on a thread that entered a new, empty namespace.
+fn fresh_namespace_sysctls() -> std::io::Result<BTreeMap<String, String>> {
+    std::thread::spawn(|| -> std::io::Result<BTreeMap<String, String>> {
+        // SAFETY: unshare affects this thread only, which ends right after reading.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut out: BTreeMap<String, String> = read_writable(std::path::Path::new("/proc/sys/net/ipv4/conf/all"))
+            .into_iter()
+            .map(|(k, v)| (format!("net.ipv4.conf.all.{k}"), v))
+            .collect();
+        for p in NAMESPACE_SYSCTLS {
+            if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/{p}")) {
+                out.insert(p.replace('/', "."), normalize_sysctl(&v));
+            }
+        }
+        Ok(out)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("sysctl thread panicked"))?
+}
+
+/// The sysctls someone set in the namespace at `loc`, which a plan may take away with the link
+/// or namespace holding them and a rollback must write back: per link, the IPv4 `conf` keys
+/// that differ from `conf.default` (what a link made anew gets); namespace-wide, `conf.all`
+/// and [`NAMESPACE_SYSCTLS`] where they differ from a fresh namespace (`fresh`). IPv6 per-link
+/// keys are not recorded.
+fn set_sysctls(
+    loc: &super::namespaces::Location,
+    fresh: BTreeMap<String, String>,
+) -> std::io::Result<BTreeMap<String, String>> {
+    super::namespaces::run_at(loc, move || {
+        let conf = std::path::Path::new("/proc/sys/net/ipv4/conf");
+        let default = read_writable(&conf.join("default"));
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(conf).into_iter().flatten().flatten() {
+            let dir = e.file_name().to_string_lossy().into_owned();
+            if dir == "default" {
+                continue;
+            }
+            for (k, v) in read_writable(&e.path()) {
+                let path = format!("net.ipv4.conf.{dir}.{k}");
+                let base = if dir == "all" { fresh.get(&path) } else { default.get(&k) };
+                if base != Some(&v) {
+                    out.insert(path, v);
+                }
+            }
+        }
+        for p in NAMESPACE_SYSCTLS {
+            let path = p.replace('/', ".");
+            if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/{p}")) {
+                let v = normalize_sysctl(&v);
+                if fresh.get(&path) != Some(&v) {
+                    out.insert(path, v);
+                }
+            }
+        }
+        out
+    })
+}
+
 /// The transaction that puts netcfg's table back as recorded (or removes it).
 fn restore_script(t: Option<&RecordedTable>) -> Script {
     let mut text = format!("table inet {TABLE_NAME} {{}}\ndelete table inet {TABLE_NAME}\n");
@@ -117,15 +203,25 @@ pub struct Restore {
     pub compared: bool,
     /// Why it could not be compared.
     pub error: Option<String>,
+    /// Nothing had been changed, so there was nothing to restore.
+    pub untouched: bool,
 }
 
 impl Restore {
+    /// For an apply that stopped before its first change.
+    pub fn untouched() -> Restore {
+        Restore { compared: true, untouched: true, ..Restore::default() }
+    }
+
     pub fn is_complete(&self) -> bool {
         self.compared && self.remaining.is_empty()
     }
 
     /// One sentence for a `help` line or a message.
     pub fn describe(&self) -> String {
+        if self.untouched {
+            return "nothing was changed".to_string();
+        }
         if self.is_complete() {
             return "every change was rolled back: the node was read back and matches the state recorded before \
                     the apply"
@@ -172,12 +268,16 @@ impl Session {
                 }
             }
         }
-        let snapshot = Snapshot {
-            node: desired.node.clone(),
-            state: live.state.clone(),
-            missing: live.missing.clone(),
-            nft: tables,
-        };
+        let mut state = live.state.clone();
+        let fresh = fresh_namespace_sysctls().map_err(|e| PlanError::Kernel(NlError::other(e.to_string())))?;
+        for (ns, st) in state.namespaces.iter_mut() {
+            let set = set_sysctls(&self.map.locate(ns), fresh.clone())
+                .map_err(|e| PlanError::Kernel(NlError::other(format!("cannot read the sysctls of {ns}: {e}"))))?;
+            for (k, v) in set {
+                st.sysctls.entry(k).or_insert(v);
+            }
+        }
+        let snapshot = Snapshot { node: desired.node.clone(), state, missing: live.missing.clone(), nft: tables };
         Ok((live, orphans, nft, snapshot))
     }
 
