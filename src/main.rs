@@ -6,6 +6,7 @@ mod cmd;
 mod exit_status;
 mod load;
 mod report;
+mod signals;
 mod target;
 
 use clap::{Parser, Subcommand};

@@ -22,6 +22,9 @@ pub struct NodeArgs {
     /// `netns "x"` is /run/netns/ROOT-x. Without it the node is this machine.
     #[arg(long, value_name = "ROOT")]
     pub netns_root: Option<String>,
+    /// How long to wait for another netcfg holding the node's lock before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub lock_timeout: u64,
 }
 
 /// A compiled spec with one node selected.
@@ -119,32 +122,137 @@ pub fn netns_map(args: &NodeArgs) -> netcfg_backends::netlink::NetnsMap {
     }
 }
 
-/// A lock so two applies on one node cannot interleave: `flock` on a file under /run/netcfg,
-/// released when the process ends (even when it is killed).
+/// Where netcfg keeps its files for the machine's nodes (see `netcfg_backends::runfs`).
+pub const RUN_DIR: &str = "/run/netcfg";
+
+/// The name of the node's files under [`RUN_DIR`]: its root, or `machine`.
+pub fn node_key(args: &NodeArgs) -> &str {
+    args.netns_root.as_deref().unwrap_or("machine")
+}
+
+/// The node's apply journal.
+pub fn journal_path(args: &NodeArgs) -> PathBuf {
+    PathBuf::from(RUN_DIR).join(format!("{}.journal", node_key(args)))
+}
+
+/// How the node is named in messages.
+fn node_words(args: &NodeArgs) -> String {
+    match &args.netns_root {
+        Some(r) => format!("the node in namespace `{r}`"),
+        None => "this machine".to_string(),
+    }
+}
+
+/// A lock so two netcfg commands that change one node cannot interleave: `flock` on a
+/// root-only file under /run/netcfg (0600 in a 0700 directory: no other user can open it, so
+/// none can hold it), released when the process ends (even when it is killed). The holder
+/// writes its pid and command line into it, so that a waiting command can say who holds it.
 pub struct NodeLock {
     _file: std::fs::File,
 }
 
 impl NodeLock {
-    pub fn acquire(args: &NodeArgs) -> std::io::Result<NodeLock> {
+    pub fn acquire(args: &NodeArgs) -> Result<NodeLock, ExitStatus> {
+        use std::io::Write;
         use std::os::fd::AsRawFd;
-        let dir = std::path::Path::new("/run/netcfg");
-        std::fs::create_dir_all(dir)?;
-        let key = args.netns_root.as_deref().unwrap_or("machine");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{key}.lock")))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!("waiting for another netcfg apply on this node to finish…");
-            // SAFETY: as above.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error());
+        let path = PathBuf::from(RUN_DIR).join(format!("{}.lock", node_key(args)));
+        let mut file = netcfg_backends::runfs::open_private(&path).map_err(|e| {
+            eprintln!("error: cannot open the lock of {}: {e}", node_words(args));
+            ExitStatus::Error
+        })?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.lock_timeout);
+        let mut said = false;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
             }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                eprintln!("error: cannot lock {}: {err}", node_words(args));
+                return Err(ExitStatus::Error);
+            }
+            let holder = holder(&path);
+            if let Some(sig) = crate::signals::received() {
+                eprintln!(
+                    "error: interrupted by {} while waiting for {holder}: nothing was changed",
+                    netcfg_backends::netlink::signal_name(sig)
+                );
+                return Err(ExitStatus::Failure);
+            }
+            if std::time::Instant::now() >= deadline {
+                eprintln!("error: {} is locked by {holder}; gave up after {} s", node_words(args), args.lock_timeout);
+                eprintln!("  help: wait for it to finish, or raise --lock-timeout");
+                return Err(ExitStatus::Error);
+            }
+            if !said {
+                eprintln!("waiting for {holder}, which holds the lock of {}…", node_words(args));
+                said = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let cmdline: Vec<String> = std::env::args().collect();
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}\n{}", std::process::id(), cmdline.join(" "));
         Ok(NodeLock { _file: file })
+    }
+}
+
+/// Who holds the lock, as written in the lock file: `pid N (`COMMAND`)`.
+fn holder(path: &std::path::Path) -> String {
+    let text = netcfg_backends::runfs::read(path).ok().flatten().unwrap_or_default();
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(pid), Some(cmd)) if !pid.is_empty() => format!("pid {pid} (`{cmd}`)"),
+        _ => "another process".to_string(),
+    }
+}
+
+/// Restores the state recorded by an apply that did not finish (its journal is still there),
+/// and says so. Takes the node lock when there is a journal (an apply that is still running
+/// holds it: then this waits for it). Returns the lock when it took it.
+pub fn recover(args: &NodeArgs) -> Result<Option<NodeLock>, ExitStatus> {
+    let path = journal_path(args);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let lock = NodeLock::acquire(args)?;
+    recover_locked(args)?;
+    Ok(Some(lock))
+}
+
+/// [`recover`] for a caller that holds the lock.
+pub fn recover_locked(args: &NodeArgs) -> Result<(), ExitStatus> {
+    use netcfg_backends::netlink::journal;
+    let path = journal_path(args);
+    let j = match journal::read(&path) {
+        Ok(Some(j)) => j,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            eprintln!("error: cannot read the journal of an unfinished apply: {e}");
+            eprintln!("  help: netcfg cannot tell what to restore; inspect the node, then remove {}", path.display());
+            return Err(ExitStatus::Error);
+        }
+    };
+    eprintln!(
+        "found the journal of an apply on {} that did not finish (pid {}, node `{}`): restoring the state \
+         recorded before it",
+        node_words(args),
+        j.pid,
+        j.snapshot.node
+    );
+    let mut session = open_session(args)?;
+    let restore = session.restore(&j.snapshot);
+    if let Err(e) = journal::remove(&path) {
+        eprintln!("warning: cannot remove {}: {e}", path.display());
+    }
+    if restore.is_complete() {
+        eprintln!("restored: the node was read back and matches the state recorded before the unfinished apply");
+        Ok(())
+    } else {
+        eprintln!("error: the node could not be restored to the state before the unfinished apply");
+        eprintln!("  help: {}", restore.describe());
+        Err(ExitStatus::Failure)
     }
 }
 
@@ -170,16 +278,17 @@ pub fn desired(compiled: &Compiled) -> Result<netcfg_backends::netlink::Desired,
     Ok(desired)
 }
 
-/// The live plan for the selected node; conflicts are reported on the spec (status 1), a
-/// kernel that cannot be read is status 2.
+/// The live plan for the selected node, with the state it starts from; conflicts and
+/// rulesets nft refuses are reported on the spec (status 1), a kernel that cannot be read is
+/// status 2.
 pub fn live_plan(
     compiled: &Compiled,
     session: &mut netcfg_backends::netlink::Session,
     desired: &netcfg_backends::netlink::Desired,
-) -> Result<netcfg_backends::netlink::Plan, ExitStatus> {
+) -> Result<(netcfg_backends::netlink::Plan, netcfg_backends::netlink::Snapshot), ExitStatus> {
     use netcfg_backends::netlink::{Options, PlanError};
-    session.plan(desired, Options::default()).map_err(|e| match e {
-        PlanError::Conflicts(d) => {
+    session.plan_recorded(desired, Options::default()).map_err(|e| match e {
+        PlanError::Conflicts(d) | PlanError::Rejected(d) => {
             compiled.report(&d);
             ExitStatus::Failure
         }

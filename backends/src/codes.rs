@@ -10,6 +10,8 @@ pub const NFT_FAILED: Code = Code::error("nft-failed", "nft could not be run");
 pub const MISSING_LINK: Code = Code::error("missing-link", "an `ethernet` link of the spec does not exist on the node");
 pub const FOREIGN_LINK: Code =
     Code::error("foreign-link", "a link netcfg did not create holds a name the spec wants for one it creates");
+pub const UNREACHABLE_PEER: Code =
+    Code::error("unreachable-peer", "netcfg would delete a veth whose peer sits in a namespace it does not read");
 pub const APPLY_FAILED: Code = Code::new(
     "apply-failed",
     &[Severity::Error],
@@ -17,7 +19,8 @@ pub const APPLY_FAILED: Code = Code::new(
 );
 
 /// Every code the backends report.
-pub const CODES: &[Code] = &[NFT_UNREPRESENTABLE, NFT_REJECTED, NFT_FAILED, MISSING_LINK, FOREIGN_LINK, APPLY_FAILED];
+pub const CODES: &[Code] =
+    &[NFT_UNREPRESENTABLE, NFT_REJECTED, NFT_FAILED, MISSING_LINK, FOREIGN_LINK, UNREACHABLE_PEER, APPLY_FAILED];
 
 /// Where a code comes from: what runs to report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

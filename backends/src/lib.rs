@@ -8,3 +8,4 @@ pub mod netlink;
 pub mod netns;
 pub mod nftables;
 pub mod plan;
+pub mod runfs;

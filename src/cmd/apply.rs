@@ -4,8 +4,10 @@
 //! on the terminal or `netcfg apply --confirm-ok` from another shell), like `netplan try`.
 
 use crate::exit_status::ExitStatus;
+use crate::signals;
 use crate::target::{self, NodeArgs, NodeLock};
-use netcfg_backends::netlink::Options;
+use netcfg_backends::netlink::journal::{self, Journal};
+use netcfg_backends::netlink::{signal_name, ApplyConfig, Options};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,20 +28,21 @@ pub struct Args {
 }
 
 fn confirm_file(args: &NodeArgs) -> PathBuf {
-    PathBuf::from("/run/netcfg").join(format!("{}.confirm", args.netns_root.as_deref().unwrap_or("machine")))
+    PathBuf::from(target::RUN_DIR).join(format!("{}.confirm", target::node_key(args)))
 }
 
 pub fn run(args: Args) -> ExitStatus {
     if args.confirm_ok {
         // The file holds the waiting apply's pid; a file left by a killed apply confirms nothing.
         let file = confirm_file(&args.target);
-        let waiting = std::fs::read_to_string(&file)
+        let waiting = netcfg_backends::runfs::read(&file)
             .ok()
+            .flatten()
             .and_then(|p| p.trim().parse::<libc::pid_t>().ok())
             // SAFETY: signal 0 only checks that the process exists.
             .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
         if !waiting {
-            let _ = std::fs::remove_file(&file);
+            let _ = netcfg_backends::runfs::remove(&file);
             eprintln!("error: no apply is waiting for confirmation on this node");
             return ExitStatus::Error;
         }
@@ -54,17 +57,20 @@ pub fn run(args: Args) -> ExitStatus {
             }
         };
     }
+    // From here on a signal rolls back (or, before the first change, stops with nothing done).
+    signals::install();
     let compiled = match target::compile(&args.target, args.allow_findings) {
         Ok(c) => c,
         Err(status) => return status,
     };
     let _lock = match NodeLock::acquire(&args.target) {
         Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: cannot lock the node: {e}");
-            return ExitStatus::Error;
-        }
+        Err(status) => return status,
     };
+    // An apply that never ended (SIGKILL) is undone before anything else.
+    if let Err(status) = target::recover_locked(&args.target) {
+        return status;
+    }
     let desired = match target::desired(&compiled) {
         Ok(d) => d,
         Err(status) => return status,
@@ -74,7 +80,7 @@ pub fn run(args: Args) -> ExitStatus {
         Err(status) => return status,
     };
     let opts = Options::default();
-    let plan = match target::live_plan(&compiled, &mut session, &desired) {
+    let (plan, snapshot) = match target::live_plan(&compiled, &mut session, &desired) {
         Ok(p) => p,
         Err(status) => return status,
     };
@@ -85,49 +91,71 @@ pub fn run(args: Args) -> ExitStatus {
     if let Err(status) = super::write_stdout(&plan.to_text()) {
         return status;
     }
+    if let Some(sig) = signals::received() {
+        eprintln!("error: interrupted by {} before the first change: nothing was changed", signal_name(sig));
+        return ExitStatus::Failure;
+    }
+    let journal_file = target::journal_path(&args.target);
+    if let Err(e) = journal::write(&journal_file, &Journal::new(snapshot.clone(), plan.to_json())) {
+        eprintln!("error: cannot write the apply journal: {e}; nothing was changed");
+        return ExitStatus::Error;
+    }
+    // The journal goes when the apply ends, whichever way: applied, rolled back, reverted.
+    let end = |status: ExitStatus| {
+        if let Err(e) = journal::remove(&journal_file) {
+            eprintln!("warning: cannot remove {}: {e}", journal_file.display());
+        }
+        status
+    };
     if std::io::stderr().is_terminal() {
         eprintln!("applying {} operations…", plan.ops.len());
     }
     let started = Instant::now();
-    if let Err(e) = session.apply(&desired, &plan, opts) {
+    let config = ApplyConfig {
+        interrupt: Some(&signals::RECEIVED),
+        fail_at: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
+    };
+    if let Err(e) = session.apply_recorded(&desired, &plan, opts, &snapshot, config) {
         compiled.report(&[e.to_diagnostic()]);
-        return ExitStatus::Failure;
+        return end(ExitStatus::Failure);
+    }
+    // A signal after the last op is still a signal during the apply.
+    if let Some(sig) = signals::received() {
+        let restore = session.restore(&snapshot);
+        eprintln!("error: interrupted by {} at the end of the apply: rolling back", signal_name(sig));
+        eprintln!("  {}", restore.describe());
+        return end(ExitStatus::Failure);
     }
     if let Some(secs) = args.confirm {
         if !wait_for_confirmation(&args.target, Duration::from_secs(secs)) {
-            let failures = session.revert(&desired, &plan);
-            if failures.is_empty() {
-                eprintln!("not confirmed within {secs} s: reverted every change");
+            let restore = session.restore(&snapshot);
+            let why = match signals::received() {
+                Some(sig) => format!("interrupted by {} before confirmation", signal_name(sig)),
+                None => format!("not confirmed within {secs} s"),
+            };
+            if restore.is_complete() {
+                eprintln!("{why}: reverted every change (the node was read back and matches the state before)");
             } else {
-                for (op, e) in &failures {
-                    eprintln!("error: could not revert `{}`: {e}", op.describe());
-                }
+                eprintln!("error: {why}; {}", restore.describe());
             }
-            return ExitStatus::Failure;
+            return end(ExitStatus::Failure);
         }
     }
     let changes = if plan.ops.len() == 1 { "1 change".to_string() } else { format!("{} changes", plan.ops.len()) };
     eprintln!("applied {changes} to node `{}` in {:.2} s", compiled.node().name.value, started.elapsed().as_secs_f64());
-    ExitStatus::Success
+    end(ExitStatus::Success)
 }
 
-/// Set by SIGHUP/SIGINT/SIGTERM while waiting for confirmation: a dropped SSH session or a
-/// Ctrl-C means "not confirmed", so the change is reverted rather than left in place.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
+/// Test hook (fault injection): `NETCFG_FAULT_OP=K` makes op K (from 0) of the plan fail as if
+/// the kernel refused it, to exercise the rollback from every point of a plan.
+const FAULT_ENV: &str = "NETCFG_FAULT_OP";
 
 /// Waits for `apply --confirm-ok` (it removes the confirmation file) or, on a terminal, for
-/// Enter. Returns false when the time runs out, the terminal closes, or a signal arrives.
+/// Enter. Returns false when the time runs out, the terminal closes, or a signal arrives (a
+/// dropped SSH session or a Ctrl-C means "not confirmed": the change is reverted).
 fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
-    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
     let file = confirm_file(args);
-    let file_ok = std::fs::write(&file, std::process::id().to_string()).is_ok();
+    let file_ok = netcfg_backends::runfs::write_atomic(&file, std::process::id().to_string().as_bytes()).is_ok();
     if !file_ok {
         eprintln!("warning: cannot write {}; only a keypress can confirm", file.display());
     }
@@ -146,13 +174,13 @@ fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
     }
     let deadline = Instant::now() + timeout;
     let mut confirmed = false;
-    while Instant::now() < deadline && !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    while Instant::now() < deadline && signals::received().is_none() {
         if (file_ok && !file.exists()) || rx.try_recv().is_ok() {
             confirmed = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = netcfg_backends::runfs::remove(&file);
     confirmed
 }

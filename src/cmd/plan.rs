@@ -36,16 +36,31 @@ pub struct Args {
     /// implies --live.
     #[arg(long, value_name = "ROOT")]
     netns_root: Option<String>,
-    /// With a live plan: exit 0 when there is nothing to do, 2 when there are changes.
+    /// With a live plan: exit 0 when there is nothing to do, 1 on errors, 2 when there are
+    /// changes (terraform's convention).
     #[arg(long)]
     detailed_exitcode: bool,
+    /// How long to wait for another netcfg holding the node's lock (only taken to finish an
+    /// interrupted apply first).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    lock_timeout: u64,
 }
 
 /// The live plan: a terraform-style diff (`+`, `~`, `-` with the disruption class).
 fn run_live(args: Args) -> ExitStatus {
-    let node_args = crate::target::NodeArgs { files: args.files, node: args.node, netns_root: args.netns_root };
+    let node_args = crate::target::NodeArgs {
+        files: args.files,
+        node: args.node,
+        netns_root: args.netns_root,
+        lock_timeout: args.lock_timeout,
+    };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
+        Err(status) => return status,
+    };
+    // A plan from the half state of an apply that never ended would be misleading.
+    let _lock = match crate::target::recover(&node_args) {
+        Ok(lock) => lock,
         Err(status) => return status,
     };
     let desired = match crate::target::desired(&compiled) {
@@ -57,7 +72,7 @@ fn run_live(args: Args) -> ExitStatus {
         Err(status) => return status,
     };
     let plan = match crate::target::live_plan(&compiled, &mut session, &desired) {
-        Ok(p) => p,
+        Ok((p, _)) => p,
         Err(status) => return status,
     };
     let text = match args.format {
@@ -76,11 +91,16 @@ fn run_live(args: Args) -> ExitStatus {
 
 pub fn run(args: Args) -> ExitStatus {
     if args.live || args.netns_root.is_some() {
-        return run_live(args);
+        let detailed = args.detailed_exitcode;
+        return match run_live(args) {
+            // terraform: 0 no changes, 1 error, 2 changes.
+            ExitStatus::Error if detailed => ExitStatus::Failure,
+            status => status,
+        };
     }
     if args.detailed_exitcode {
         eprintln!("error: --detailed-exitcode needs a live plan (--live or --netns-root)");
-        return ExitStatus::Error;
+        return ExitStatus::Failure;
     }
     let parsed = match load::load_or_report(&args.files) {
         Ok(parsed) => parsed,

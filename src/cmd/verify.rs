@@ -4,7 +4,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::target::{self, NodeArgs};
-use netcfg_backends::netlink::{drift_text, Options};
+use netcfg_backends::netlink::{drift_text, Options, PlanError};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,12 +34,24 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(d) => d,
         Err(_) => return ExitStatus::Error,
     };
+    // The half state of an apply that never ended is restored first (and said so).
+    let _lock = match target::recover(&args.target) {
+        Ok(lock) => lock,
+        Err(_) => return ExitStatus::Error,
+    };
     let mut session = match target::open_session(&args.target) {
         Ok(s) => s,
         Err(status) => return status,
     };
     let drift = match session.verify(&desired, Options::default()) {
         Ok(d) => d,
+        // nft refused the spec's ruleset: the node cannot match this spec; nft's own words on
+        // the spec text, and "cannot verify" (never "in sync").
+        Err(PlanError::Rejected(d)) => {
+            compiled.report(&d);
+            eprintln!("error: cannot verify node `{}`: nft refuses its ruleset", compiled.node().name.value);
+            return ExitStatus::Error;
+        }
         Err(e) => {
             eprintln!("error: cannot read node `{}`: {e}", compiled.node().name.value);
             return ExitStatus::Error;

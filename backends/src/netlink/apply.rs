@@ -56,7 +56,7 @@ impl<'a> Executor<'a> {
             .conn(ns)?
             .get(RouteNetlinkMessage::GetLink(msg), 0)
             .await
-            .map_err(|e| NlError { errno: e.errno, message: format!("link `{name}`: {}", e.message) })?;
+            .map_err(|e| NlError { message: format!("link `{name}`: {}", e.message), ..e })?;
         let idx = answer
             .iter()
             .find_map(|m| match m {
@@ -113,9 +113,11 @@ impl<'a> Executor<'a> {
                     .and_then(|r| r)
                     .map_err(|e| NlError::other(format!("cannot write sysctl `{path}`: {e}")))
             }
-            Action::Nft { script, .. } => {
-                exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| NlError::other(e.to_string()))
-            }
+            Action::Nft { script, .. } => exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| {
+                // nft's own words, on the spec text behind the line it refused.
+                let d = exec::diagnostics(script, &e, op.span).into_iter().next();
+                NlError { errno: 0, message: e.to_string(), span: d.map(|d| d.primary.span) }
+            }),
             Action::NftRestore { table } => self.restore_nft(ns, table.as_ref()),
         }
     }
@@ -191,6 +193,15 @@ impl<'a> Executor<'a> {
         res?;
         // Attributes the kernel takes only on an existing link: address generation (before the
         // link is up), master, hairpin, bridge netfilter, up.
+        if let (LinkKind::Bridge, Some(mtu)) = (&link.kind, link.mtu) {
+            // An MTU given at creation is not "set by the user" for the kernel, which then
+            // lowers the bridge to its smallest port (`br_mtu_auto_adjust`). Changing it marks
+            // it so; a change to the same value is no change, hence the step aside.
+            let aside = if mtu > 68 { mtu - 1 } else { mtu + 1 };
+            for m in [aside, mtu] {
+                self.set_link(ns, name, &LinkSettings { mtu: Some(m), ..LinkSettings::default() }).await?;
+            }
+        }
         self.set_link(ns, name, &after_create(link)).await?;
         if let Some((p, pl)) = peer {
             self.set_link(&p.ns, &p.name, &after_create(pl)).await?;

@@ -29,6 +29,8 @@ pub struct NlError {
     /// The positive errno, 0 when the connection failed.
     pub errno: i32,
     pub message: String,
+    /// The spec text the error is about, when finer than the op's (the rule nft refused).
+    pub span: Option<netcfg_lang::Span>,
 }
 
 impl fmt::Display for NlError {
@@ -39,7 +41,7 @@ impl fmt::Display for NlError {
 
 impl NlError {
     pub fn other(message: impl Into<String>) -> NlError {
-        NlError { errno: 0, message: message.into() }
+        NlError { errno: 0, message: message.into(), span: None }
     }
 
     fn from_kernel(code: i32, payload: &[u8]) -> NlError {
@@ -47,8 +49,8 @@ impl NlError {
         let text = io::Error::from_raw_os_error(errno).to_string();
         let text = text.split(" (os error").next().unwrap_or(&text).to_string();
         match ext_ack_message(payload) {
-            Some(m) => NlError { errno, message: format!("{text}: {m}") },
-            None => NlError { errno, message: text },
+            Some(m) => NlError { errno, message: format!("{text}: {m}"), span: None },
+            None => NlError { errno, message: text, span: None },
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Desired {
     pub spans: BTreeMap<(NsName, Object), Span>,
     /// The nft transaction of each namespace.
     pub nft: BTreeMap<NsName, Script>,
+    /// A recorded state (a rollback's target) rather than a spec: every attribute is meant,
+    /// and on its namespaces what it lacks goes, whoever made it (see `rollback`).
+    pub exact: bool,
 }
 
 impl Desired {
@@ -67,6 +70,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         state: NodeState::default(),
         spans: BTreeMap::new(),
         nft: BTreeMap::new(),
+        exact: false,
     };
     for rs in nftables::compile_node(node, diags) {
         out.nft.insert(ns_name(node, rs.netns), rs.script);

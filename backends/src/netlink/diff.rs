@@ -330,6 +330,23 @@ impl Planner<'_> {
         if let LinkKind::Veth { peer: Some(p) } = &l.kind {
             self.schedule_delete(&p.clone());
         }
+        if matches!(l.kind, LinkKind::Veth { peer: None }) && !self.d.exact {
+            // Deleting it deletes its peer too, in a namespace netcfg does not read: a loss the
+            // plan could not show, and a pair a rollback could not make again.
+            let span = self.span(&r.ns, &Object::Link(r.name.clone()));
+            self.errors.push(
+                Diagnostic::error(
+                    codes::UNREACHABLE_PEER,
+                    span,
+                    format!(
+                        "netcfg would delete veth `{}` in {}, whose peer is in a namespace outside the spec",
+                        r.name,
+                        describe_ns(&r.ns)
+                    ),
+                )
+                .with_help("keep the veth in the spec, or delete the pair by hand (`ip link del`)"),
+            );
+        }
         // Macvlans and vxlans on top of it go with it.
         let mut children = Vec::new();
         for (ns, st) in &self.cur.namespaces {
@@ -363,8 +380,10 @@ impl Planner<'_> {
             let alive = |link: &str, deleted: &BTreeSet<LinkRef>| {
                 !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
             };
+            // A recorded state (rollback) is exact: what it lacks goes, whoever made it.
+            let exact = self.d.exact;
             for ((link, ip), n) in &st.neighbors {
-                if n.protocol == NETCFG_PROTO
+                if (n.protocol == NETCFG_PROTO || exact)
                     && !desired.neighbors.contains_key(&(link.clone(), *ip))
                     && alive(link, &self.deleted)
                 {
@@ -372,7 +391,7 @@ impl Planner<'_> {
                 }
             }
             for (key, r) in &st.routes {
-                if r.protocol == NETCFG_PROTO
+                if (r.protocol == NETCFG_PROTO || (exact && !super::rollback::is_derived_route(r)))
                     && !desired.routes.contains_key(key)
                     && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
                 {
@@ -720,8 +739,11 @@ impl Planner<'_> {
             if self.created.contains(&r) {
                 continue;
             }
-            let d = self.d.state.namespaces[&ns].links[&name].clone();
+            let mut d = self.d.state.namespaces[&ns].links[&name].clone();
             let Some(live) = self.cur.namespaces.get(&ns).and_then(|c| c.links.get(&name)).cloned() else { continue };
+            if d.mtu.is_none() {
+                d.mtu = self.default_mtu(&ns, &name, &d);
+            }
             let to = link_changes(&d, &live);
             if to.is_empty() {
                 continue;
@@ -730,13 +752,28 @@ impl Planner<'_> {
             let flap = to.mac.is_some() || to.master.is_some() || to.up == Some(false);
             let mut ops = Vec::new();
             if to.up == Some(false) {
-                // The kernel flushes a link's IPv4 routes when it goes down.
+                // The kernel flushes a link's routes and its IPv6 addresses when it goes down
+                // (`lo` too: ::1 goes, 127.0.0.1/8 stays): each is an explicit op first.
+                let v6: Vec<IpNet> = self.cur.namespaces[&ns]
+                    .addresses
+                    .keys()
+                    .filter(|(l, n)| *l == name && n.addr().is_ipv6())
+                    .map(|(_, n)| *n)
+                    .collect();
+                for net in v6 {
+                    if is_link_local_v6(&net) {
+                        self.cur_ns(&ns).addresses.remove(&(name.clone(), net));
+                    } else {
+                        let mark = self.deletes.len();
+                        self.delete_address(&ns, &name, &net);
+                        let ops: Vec<Op> = self.deletes.drain(mark..).collect();
+                        self.sets.extend(ops);
+                    }
+                }
                 let doomed: Vec<RouteKey> = self.cur.namespaces[&ns]
                     .routes
                     .iter()
-                    .filter(|(k, r)| {
-                        k.dst.addr().is_ipv4() && r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL
-                    })
+                    .filter(|(_, r)| r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL)
                     .map(|(k, _)| *k)
                     .collect();
                 for k in doomed {
@@ -779,6 +816,39 @@ impl Planner<'_> {
         }
     }
 
+    /// The MTU a link netcfg creates has when the spec does not set one: what the kernel
+    /// gives it, where that is a fixed rule: a veth end 1500; a vxlan without an underlay 1500;
+    /// a bridge the smallest MTU of the ports the spec gives it (the kernel adjusts a bridge
+    /// to its ports), 1500 without ports. A vxlan on an underlay and a macvlan take their
+    /// lower device's MTU at creation and keep it: not compared (`None`). So a changed MTU on
+    /// such a link is drift even though the spec does not mention MTU.
+    fn default_mtu(&self, ns: &str, name: &str, l: &Link) -> Option<u32> {
+        const ETHERNET: u32 = 1500;
+        if !l.owned {
+            return None;
+        }
+        match &l.kind {
+            LinkKind::Veth { .. } => Some(ETHERNET),
+            LinkKind::Vxlan(v) if v.dev.is_none() => Some(ETHERNET),
+            LinkKind::Bridge => {
+                let ports =
+                    self.d.state.namespaces.get(ns)?.links.iter().filter(|(_, p)| p.master.as_deref() == Some(name));
+                let mut min: Option<u32> = None;
+                for (pname, p) in ports {
+                    let mtu = match (&p.mtu, &p.kind) {
+                        (Some(m), _) => *m,
+                        (None, LinkKind::Veth { .. }) => ETHERNET,
+                        // A NIC or another device: its live MTU, unknown for one not there.
+                        _ => self.cur.namespaces.get(ns).and_then(|c| c.links.get(pname)).and_then(|x| x.mtu)?,
+                    };
+                    min = Some(min.map_or(mtu, |m| m.min(mtu)));
+                }
+                Some(min.unwrap_or(ETHERNET))
+            }
+            _ => None,
+        }
+    }
+
     fn plan_addresses(&mut self) {
         // The addresses the spec no longer has, on links netcfg created only: on an existing NIC
         // (`ethernet`) addresses the spec does not list may belong to DHCP, SLAAC or a cloud
@@ -788,9 +858,19 @@ impl Planner<'_> {
         for (ns, st) in &self.d.state.namespaces {
             let Some(cur) = self.cur.namespaces.get(ns) else { continue };
             for (link, net) in cur.addresses.keys() {
-                let owned = st.links.get(link).is_some_and(|l| l.owned);
+                // A recorded state (rollback) is exact on every link it has.
+                let owned = st.links.get(link).is_some_and(|l| l.owned || self.d.exact);
                 let alive = !self.deleted.contains(&LinkRef { ns: ns.clone(), name: link.clone() });
-                if owned && alive && !is_link_local_v6(net) && !st.addresses.contains_key(&(link.clone(), *net)) {
+                // `lo`'s own addresses stay while it is up (the kernel's); a rollback to `lo`
+                // down removes 127.0.0.1/8, which the kernel leaves on a `lo` taken down.
+                let kernel_lo =
+                    is_loopback_default(link, net) && !(self.d.exact && st.links.get(link).is_some_and(|l| !l.up));
+                if owned
+                    && alive
+                    && !kernel_lo
+                    && !is_link_local_v6(net)
+                    && !st.addresses.contains_key(&(link.clone(), *net))
+                {
                     // An old address in the subnet of a new one goes first: the new one would
                     // be its secondary, and the kernel deletes secondaries with their primary.
                     let same_subnet = st.addresses.keys().any(|(l, n)| l == link && n.trunc() == net.trunc());

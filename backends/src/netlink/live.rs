@@ -179,11 +179,9 @@ pub async fn read(
                 }
             }
             let Some(net) = ip.and_then(|i| IpNet::new(i, a.header.prefix_len).ok()) else { continue };
-            // Link-local IPv6 addresses are read (a declared one must be seen) but never removed:
-            // see `plan_addresses`.
-            if is_loopback_default(link, &net) {
-                continue;
-            }
+            // Link-local IPv6 addresses and `lo`'s own ones are read (a declared one must be
+            // seen, a rollback must see `lo` as it was) but the planner never removes them for
+            // a spec: see `plan_addresses`.
             st.addresses.insert(
                 (link.to_string(), net),
                 Address { prefix_route: !flags.contains(AddressFlags::Noprefixroute) },

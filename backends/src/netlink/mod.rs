@@ -6,8 +6,10 @@
 //!                                   ├─ diff::diff ──▶ Plan (ordered ops, each with inverse,
 //! kernel ──live::read──────▶ Live ──┘                 disruption class and spec span)
 //!                                                       │
-//!                              Session::apply ◀─────────┘  execute; on failure run inverses
-//!                                                          in reverse; re-read and re-diff
+//!                              Session::apply ◀─────────┘  execute; on failure, a signal or
+//!                                                          a state that differs after: plan
+//!                                                          back to the recorded state
+//!                                                          (`rollback`), execute, compare
 //! ```
 //!
 //! [`Session`] is the whole interface a CLI needs: `plan`, `apply` and `verify` are one call
@@ -18,9 +20,11 @@ pub mod apply;
 pub mod conn;
 pub mod desired;
 pub mod diff;
+pub mod journal;
 pub mod live;
 pub mod namespaces;
 pub mod plan;
+pub mod rollback;
 pub mod state;
 
 pub use conn::NlError;
@@ -29,6 +33,7 @@ pub use diff::NftState;
 pub use live::Live;
 pub use namespaces::{Location, NetnsMap};
 pub use plan::{Action, Disruption, Op, Plan};
+pub use rollback::{Restore, Snapshot};
 
 use crate::codes;
 use conn::Conn;
@@ -37,6 +42,7 @@ use serde_json::{json, Value as Json};
 use state::NsName;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// What a plan covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,13 +64,16 @@ pub enum PlanError {
     Kernel(NlError),
     /// The node cannot be brought to the spec (a NIC is missing, a foreign link holds a name).
     Conflicts(Vec<Diagnostic>),
+    /// nft refused a namespace's ruleset (or could not run) where netcfg computes its canonical
+    /// form: nft's own errors, on the spec text behind the refused lines.
+    Rejected(Vec<Diagnostic>),
 }
 
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PlanError::Kernel(e) => write!(f, "cannot read the live state: {e}"),
-            PlanError::Conflicts(d) => {
+            PlanError::Conflicts(d) | PlanError::Rejected(d) => {
                 let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
                 write!(f, "{}", msgs.join("; "))
             }
@@ -72,36 +81,64 @@ impl std::fmt::Display for PlanError {
     }
 }
 
-/// Why an apply failed. The node is back in the state before unless `rollback_failures` is
-/// non-empty.
+/// Why an apply failed. The node was rolled back (planned back to the state recorded before
+/// the apply, then compared): `rollback` says whether it matches.
 #[derive(Debug)]
 pub struct ApplyError {
-    /// The op that failed; `None` when every op succeeded but the state read back differs.
+    /// The op that failed, or that was next when a signal arrived; `None` when every op
+    /// succeeded but the state read back differs.
     pub failed: Option<Box<Op>>,
     pub message: String,
     pub span: Span,
-    /// Inverses that failed during rollback (each with the error).
+    /// The signal that interrupted the apply.
+    pub signal: Option<i32>,
+    /// Restore ops that failed in the last pass (each with the error).
     pub rollback_failures: Vec<(Op, NlError)>,
+    /// How the rollback ended.
+    pub rollback: Box<Restore>,
     /// Post-apply verification: what still differs.
     pub drift: Vec<Drift>,
 }
 
 impl ApplyError {
     pub fn to_diagnostic(&self) -> Diagnostic {
-        let message = match &self.failed {
-            Some(op) => format!("cannot {} `{}`: {}", verb(op), op.describe(), self.message),
-            None => format!("the node differs from the spec after apply: {}", self.message),
+        let message = match (&self.failed, self.signal) {
+            (Some(op), Some(sig)) => {
+                format!("interrupted by {} before {} `{}`", signal_name(sig), verb_ing(op), op.describe())
+            }
+            (Some(op), None) => format!("cannot {} `{}`: {}", verb(op), op.describe(), self.message),
+            (None, _) => format!("the node differs from the spec after apply: {}", self.message),
         };
-        let mut d = Diagnostic::error(codes::APPLY_FAILED, self.span, message);
-        d = if self.rollback_failures.is_empty() {
-            d.with_help("every change was rolled back; the node is as it was before")
-        } else {
-            let failed: Vec<String> =
-                self.rollback_failures.iter().map(|(op, e)| format!("`{}` ({e})", op.describe())).collect();
-            d.with_help(format!("rollback was incomplete, these could not be undone: {}", failed.join(", ")))
-        };
-        d
+        Diagnostic::error(codes::APPLY_FAILED, self.span, message).with_help(self.rollback.describe())
     }
+}
+
+/// `SIGINT` for 2, and so on (the signals apply reacts to).
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+fn verb_ing(op: &Op) -> &'static str {
+    match op.sign() {
+        '+' => "creating",
+        '-' => "removing",
+        _ => "changing",
+    }
+}
+
+/// How [`Session::apply_recorded`] runs besides the plan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyConfig {
+    /// Set (to the signal number) by the CLI's handler for SIGINT, SIGTERM and SIGHUP: the
+    /// apply stops before its next op and rolls back. Not looked at during the rollback.
+    pub interrupt: Option<&'static AtomicI32>,
+    /// Test hook (fault injection): op number `k` (from 0) fails as if the kernel refused it.
+    pub fail_at: Option<usize>,
 }
 
 fn verb(op: &Op) -> &'static str {
@@ -214,19 +251,23 @@ impl Session {
         Ok((live, orphans))
     }
 
-    /// The live nft table and the canonical form of the planned one, per namespace.
-    pub fn nft_state(&self, desired: &Desired, live: &Live) -> Result<BTreeMap<NsName, NftState>, NlError> {
+    /// The live nft table and the canonical form of the planned one, per namespace. A ruleset
+    /// nft refuses (or an nft that cannot run) is an error with nft's words on the spec text.
+    pub fn nft_state(&self, desired: &Desired, live: &Live) -> Result<BTreeMap<NsName, NftState>, PlanError> {
         use crate::nftables::exec;
         let mut out = BTreeMap::new();
         for (ns, script) in &desired.nft {
+            let kernel = |e: exec::ExecError| PlanError::Kernel(NlError::other(e.to_string()));
             let live_table = if live.missing.contains(ns) {
                 None
             } else {
-                exec::list_table(&self.map.locate(ns).nft_target()).map_err(|e| NlError::other(e.to_string()))?
+                exec::list_table(&self.map.locate(ns).nft_target()).map_err(kernel)?
             };
-            let planned = exec::canonical(script).map_err(|e| NlError::other(e.to_string()))?;
+            let planned = exec::canonical(script).map_err(|e| {
+                PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft())))
+            })?;
             let live_text = match live_table {
-                Some(_) => Some(apply::list_table_text(&self.map.locate(ns))?),
+                Some(_) => Some(apply::list_table_text(&self.map.locate(ns)).map_err(PlanError::Kernel)?),
                 None => None,
             };
             out.insert(ns.clone(), NftState { live: live_table, planned, live_text });
@@ -236,12 +277,13 @@ impl Session {
 
     /// For a namespace whose nft table differs: which rules and sets, each on the spec text
     /// that produced it (the Linkerd incident: name the redirect that a racing tool removed).
-    fn nft_details(&self, desired: &Desired, ns: &NsName) -> Result<Vec<Drift>, NlError> {
+    fn nft_details(&self, desired: &Desired, ns: &NsName) -> Result<Vec<Drift>, PlanError> {
         use crate::nftables::{drift, exec};
         let Some(script) = desired.nft.get(ns) else { return Ok(Vec::new()) };
-        let err = |e: exec::ExecError| NlError::other(e.to_string());
-        let planned = exec::canonical_text(script).map_err(err)?;
-        let live = exec::list_table_text(&self.map.locate(ns).nft_target()).map_err(err)?;
+        let planned = exec::canonical_text(script)
+            .map_err(|e| PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft()))))?;
+        let live = exec::list_table_text(&self.map.locate(ns).nft_target())
+            .map_err(|e| PlanError::Kernel(NlError::other(e.to_string())))?;
         if live.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -262,23 +304,59 @@ impl Session {
 
     /// The plan that brings the node to `desired`.
     pub fn plan(&mut self, desired: &Desired, opts: Options) -> Result<Plan, PlanError> {
-        let (live, orphans) = self.live(desired).map_err(PlanError::Kernel)?;
-        let nft = if opts.nft { Some(self.nft_state(desired, &live).map_err(PlanError::Kernel)?) } else { None };
-        diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)
+        self.plan_recorded(desired, opts).map(|(p, _)| p)
     }
 
-    /// Executes `plan` (made by [`Session::plan`] for `desired`). On a failed op, runs the
-    /// inverses of the ops done, newest first. After success, re-reads the node: if it still
-    /// differs from `desired`, rolls back too and reports the difference.
+    /// The plan that brings the node to `desired`, and the state it starts from (what a
+    /// rollback restores), from one reading of the node.
+    pub fn plan_recorded(&mut self, desired: &Desired, opts: Options) -> Result<(Plan, Snapshot), PlanError> {
+        let (live, orphans, nft, snapshot) = self.record(desired, opts)?;
+        let plan = diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)?;
+        Ok((plan, snapshot))
+    }
+
+    /// Executes `plan` (made by [`Session::plan`] for `desired`), recording the node's state
+    /// first; see [`Session::apply_recorded`].
     pub fn apply(&mut self, desired: &Desired, plan: &Plan, opts: Options) -> Result<(), ApplyError> {
-        let (failed, done) = self.execute(&desired.node, &plan.ops);
-        if let Some((op, err)) = failed {
-            let rollback_failures = self.rollback(&desired.node, &done);
+        let snapshot = match self.record(desired, opts) {
+            Ok((.., s)) => s,
+            Err(e) => {
+                return Err(ApplyError {
+                    failed: None,
+                    message: format!("cannot record the state before the apply: {e}"),
+                    span: desired.node_span,
+                    signal: None,
+                    rollback_failures: Vec::new(),
+                    rollback: Box::new(Restore::untouched()),
+                    drift: Vec::new(),
+                })
+            }
+        };
+        self.apply_recorded(desired, plan, opts, &snapshot, ApplyConfig::default())
+    }
+
+    /// Executes `plan`, whose starting state is `snapshot`. On a failed op, a signal (see
+    /// [`ApplyConfig`]) or a node that still differs from `desired` afterwards, the node is
+    /// restored to `snapshot` (a plan back, executed, then compared) and the error says how
+    /// that ended.
+    pub fn apply_recorded(
+        &mut self,
+        desired: &Desired,
+        plan: &Plan,
+        opts: Options,
+        snapshot: &Snapshot,
+        config: ApplyConfig,
+    ) -> Result<(), ApplyError> {
+        let failed = self.execute(&desired.node, &plan.ops, config);
+        if let Some((op, err, signal)) = failed {
+            let rollback = self.restore(snapshot);
             return Err(ApplyError {
-                span: op.span,
+                span: err.span.unwrap_or(op.span),
                 message: err.message,
                 failed: Some(Box::new(op)),
-                rollback_failures,
+                signal,
+                rollback_failures: rollback.failures.clone(),
+                rollback: Box::new(rollback),
                 drift: Vec::new(),
             });
         }
@@ -287,58 +365,59 @@ impl Session {
             Ok(p) => (p.ops.iter().map(Drift::from_op).collect::<Vec<_>>(), None),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
-        let rollback_failures = self.rollback(&desired.node, &done);
+        let rollback = self.restore(snapshot);
         let (drift, err) = outcome;
         Err(ApplyError {
             failed: None,
             message: err.unwrap_or_else(|| drift.iter().map(|d| d.what.clone()).collect::<Vec<_>>().join("; ")),
             span: drift.first().map(|d| d.span).unwrap_or(desired.node_span),
-            rollback_failures,
+            signal: None,
+            rollback_failures: rollback.failures.clone(),
+            rollback: Box::new(rollback),
             drift,
         })
     }
 
-    /// Runs ops in order until one fails; returns the failure and the ops done.
-    fn execute(&mut self, node: &str, ops: &[Op]) -> (Option<(Op, NlError)>, Vec<Op>) {
+    /// Runs ops in order until one fails or a signal arrives; returns the op that failed (or
+    /// was next), the error, and the signal.
+    fn execute(&mut self, node: &str, ops: &[Op], config: ApplyConfig) -> Option<(Op, NlError, Option<i32>)> {
         let Session { map, rt, conns } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
-            let mut done = Vec::new();
-            for op in ops {
-                if let Err(e) = ex.execute(op).await {
-                    return (Some((op.clone(), e)), done);
+            for (k, op) in ops.iter().enumerate() {
+                if let Some(sig) = config.interrupt.map(|s| s.load(Ordering::SeqCst)).filter(|s| *s != 0) {
+                    let e = NlError::other(format!("interrupted by {}", signal_name(sig)));
+                    return Some((op.clone(), e, Some(sig)));
                 }
-                done.push(op.clone());
+                if config.fail_at == Some(k) {
+                    return Some((op.clone(), NlError::other(format!("injected fault at op {k}")), None));
+                }
+                if let Err(e) = ex.execute(op).await {
+                    return Some((op.clone(), e, None));
+                }
             }
-            (None, done)
+            None
         })
     }
 
-    /// Undoes a plan that was applied successfully (`apply --confirm` timing out): the
-    /// inverses of its ops, newest first. Returns the inverses that failed.
-    pub fn revert(&mut self, desired: &Desired, plan: &Plan) -> Vec<(Op, NlError)> {
-        self.rollback(&desired.node, &plan.ops)
-    }
-
-    /// Undoes `done`, newest first; returns the inverses that failed (and keeps going).
-    fn rollback(&mut self, node: &str, done: &[Op]) -> Vec<(Op, NlError)> {
+    /// Runs every op, going on past failures; returns the failures.
+    fn execute_all(&mut self, node: &str, ops: &[Op]) -> Vec<(Op, NlError)> {
         let Session { map, rt, conns } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
             let mut failures = Vec::new();
-            for op in done.iter().rev() {
-                if let Some(inv) = op.inverse() {
-                    if let Err(e) = ex.execute(&inv).await {
-                        failures.push((inv, e));
-                    }
+            for op in ops {
+                if let Err(e) = ex.execute(op).await {
+                    failures.push((op.clone(), e));
                 }
             }
             failures
         })
     }
 
-    /// The differences between the node and the spec (empty: the node is as specified).
-    pub fn verify(&mut self, desired: &Desired, opts: Options) -> Result<Vec<Drift>, NlError> {
+    /// The differences between the node and the spec (empty: the node is as specified). A
+    /// ruleset nft refuses is an error ([`PlanError::Rejected`]), never "no table".
+    pub fn verify(&mut self, desired: &Desired, opts: Options) -> Result<Vec<Drift>, PlanError> {
         match self.plan(desired, opts) {
             Ok(p) => {
                 let mut out = Vec::new();
@@ -350,7 +429,6 @@ impl Session {
                 }
                 Ok(out)
             }
-            Err(PlanError::Kernel(e)) => Err(e),
             Err(PlanError::Conflicts(diags)) => Ok(diags
                 .into_iter()
                 .map(|d| Drift {
@@ -360,6 +438,11 @@ impl Session {
                     span: d.primary.span,
                 })
                 .collect()),
+            Err(e) => Err(e),
         }
     }
+}
+
+fn diff_object_nft() -> desired::Object {
+    desired::Object::Nft
 }

@@ -8,7 +8,10 @@
 //! tried inside namespaces without touching the machine's own network.
 //!
 //! Namespaces netcfg creates are remembered by a marker file `/run/netcfg/netns/PATHNAME`
-//! holding the node name; only marked namespaces are ever deleted. Existing links (NICs) netcfg
+//! holding the node name and the node root (`machine` without one); only namespaces whose
+//! marker names exactly this node and this root are ever claimed or deleted (never by a prefix
+//! of the path name: root `X` must not claim `X-lab-pod`, made for root `X-lab`). A marker
+//! in the older one-line form (node only) is ambiguous and claimed by no one. Existing links (NICs) netcfg
 //! moved into a namespace are remembered by `/run/netcfg/netns/.links/PATHNAME/LINK` holding
 //! the node name and the link's ifindex; only those are moved back when the spec drops them.
 
@@ -55,8 +58,13 @@ impl Location {
         File::open(&p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
     }
 
+    /// Whether the namespace is there: a mounted namespace, not merely the file (a name that
+    /// `ip netns add` or netcfg was killed in the middle of making is an empty file).
     pub fn exists(&self) -> bool {
-        self.path().exists()
+        match self {
+            Location::Current => true,
+            Location::Named(_) => is_netns_mount(&self.path()),
+        }
     }
 }
 
@@ -110,16 +118,32 @@ impl NetnsMap {
         self.marker_dir.join(path_name)
     }
 
-    /// Namespaces netcfg created for `node` (marked), by spec name.
+    /// How markers name the root of this map: the root, or `machine` without one.
+    fn root_key(&self) -> &str {
+        self.root.as_deref().unwrap_or("machine")
+    }
+
+    /// The text of a namespace marker for `node` under this map.
+    fn marker_text(&self, node: &str) -> String {
+        format!("{node}\n{}\n", self.root_key())
+    }
+
+    /// Namespaces netcfg created for `node` under this root (marked so), by spec name.
     pub fn created_namespaces(&self, node: &str) -> Vec<NsName> {
         let Ok(dir) = fs::read_dir(&self.marker_dir) else { return Vec::new() };
+        let want = self.marker_text(node);
         let mut out: Vec<NsName> = dir
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            // `.links` and temporary files of an interrupted write.
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
                 let file = e.file_name().to_string_lossy().into_owned();
-                let owner = fs::read_to_string(e.path()).ok()?;
-                (owner.trim() == node).then(|| self.spec_name(&file)).flatten()
+                let owner = crate::runfs::read(&e.path()).ok()??;
+                let name = self.spec_name(&file)?;
+                // The marker names this node and root, and the path is the one this map gives
+                // that spec name (the round trip rules out a prefix match).
+                (owner == want && self.locate(&name) == Location::Named(file)).then_some(name)
             })
             .filter(|n| self.locate(n).exists())
             .collect();
@@ -132,9 +156,12 @@ impl NetnsMap {
         let Location::Named(name) = self.locate(ns) else {
             return Err(io::Error::other("the current namespace cannot be created"));
         };
-        create_named(&name)?;
-        fs::create_dir_all(&self.marker_dir)?;
-        fs::write(self.marker(&name), format!("{node}\n"))
+        // The marker first: a kill between the two leaves a marker without a namespace (which
+        // claims nothing), never a namespace of netcfg's that no marker names.
+        crate::runfs::write_atomic(&self.marker(&name), self.marker_text(node).as_bytes())?;
+        create_named(&name).inspect_err(|_| {
+            let _ = fs::remove_file(self.marker(&name));
+        })
     }
 
     /// Deletes namespace `ns` (its name; processes inside keep it alive) and its marker.
@@ -159,10 +186,12 @@ impl NetnsMap {
     /// Remembers that netcfg moved `link` (ifindex `index`) into namespace `ns` of `node`.
     pub fn mark_moved(&self, node: &str, ns: &str, link: &str, index: u32) -> io::Result<()> {
         let Some(path) = self.link_marker(ns, link) else { return Ok(()) };
+        crate::runfs::ensure_dir(&self.marker_dir)?;
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            crate::runfs::ensure_dir(&self.marker_dir.join(LINK_MARKERS))?;
+            crate::runfs::ensure_dir(dir)?;
         }
-        fs::write(path, format!("{node}\n{index}\n"))
+        crate::runfs::write_atomic(&path, format!("{node}\n{index}\n").as_bytes())
     }
 
     /// Forgets that netcfg moved `link` into namespace `ns` (no marker is fine).
@@ -183,7 +212,7 @@ impl NetnsMap {
         }
         let Ok(entries) = fs::read_dir(self.marker_dir.join(LINK_MARKERS).join(name)) else { return out };
         for e in entries.flatten() {
-            let Ok(text) = fs::read_to_string(e.path()) else { continue };
+            let Ok(Some(text)) = crate::runfs::read(&e.path()) else { continue };
             let mut lines = text.lines();
             if lines.next().map(str::trim) != Some(node) {
                 continue;
@@ -252,6 +281,10 @@ fn ensure_netns_dir() -> io::Result<()> {
 pub fn create_named(name: &str) -> io::Result<()> {
     ensure_netns_dir()?;
     let path = Path::new(NETNS_DIR).join(name);
+    // What a creation killed halfway leaves: the file without the namespace mounted on it.
+    if path.exists() && !is_netns_mount(&path) {
+        fs::remove_file(&path)?;
+    }
     File::options()
         .write(true)
         .create_new(true)
@@ -278,6 +311,17 @@ pub fn create_named(name: &str) -> io::Result<()> {
         let _ = fs::remove_file(&path);
     }
     res
+}
+
+/// Whether `path` is a mounted network namespace (nsfs), not a plain file.
+fn is_netns_mount(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    let Ok(c) = cstr(path) else { return false };
+    // SAFETY: statfs writes into the zeroed struct we pass; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == NSFS_MAGIC
+    }
 }
 
 /// Removes the name `/run/netns/NAME` (lazy unmount, then the file).

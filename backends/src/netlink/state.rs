@@ -10,6 +10,7 @@
 use ipnet::IpNet;
 use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
 use netcfg_lang::value::Mac;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -24,7 +25,7 @@ pub type NsName = String;
 pub const HOST: &str = "@host";
 
 /// A link in some namespace of the node.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LinkRef {
     pub ns: NsName,
     pub name: String,
@@ -37,24 +38,27 @@ impl fmt::Display for LinkRef {
 }
 
 /// The whole node: every namespace netcfg manages, by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     pub namespaces: BTreeMap<NsName, NsState>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NsState {
     pub links: BTreeMap<String, Link>,
     /// Key: (link name, address with its prefix length).
+    #[serde(with = "pairs")]
     pub addresses: BTreeMap<(String, IpNet), Address>,
+    #[serde(with = "pairs")]
     pub routes: BTreeMap<RouteKey, Route>,
     /// Key: (link name, IP). Live: permanent entries only.
+    #[serde(with = "pairs")]
     pub neighbors: BTreeMap<(String, IpAddr), Neighbor>,
     /// Key: the dotted sysctl path; value with whitespace normalised.
     pub sysctls: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkKind {
     Loopback,
     /// A device netcfg neither creates nor deletes (a NIC). Live: any kind netcfg does not
@@ -71,6 +75,7 @@ pub enum LinkKind {
     /// The parent lives in the host namespace (the language resolves it there).
     Macvlan {
         parent: Option<LinkRef>,
+        #[serde(with = "MacvlanModeDef")]
         mode: MacvlanMode,
     },
 }
@@ -94,7 +99,7 @@ impl LinkKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vxlan {
     pub vni: u32,
     pub local: Option<IpAddr>,
@@ -105,10 +110,11 @@ pub struct Vxlan {
     pub port: u16,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub kind: LinkKind,
     pub mtu: Option<u32>,
+    #[serde(with = "opt_mac")]
     pub mac: Option<Mac>,
     /// The bridge this link is a port of; `None` is "no master" (the spec is authoritative).
     pub master: Option<String>,
@@ -172,14 +178,14 @@ impl LinkSettings {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     /// `false` is `noprefixroute` (IFA_F_NOPREFIXROUTE).
     pub prefix_route: bool,
 }
 
 /// What identifies a route in the kernel: two routes with the same key cannot coexist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RouteKey {
     pub table: u32,
     pub dst: IpNet,
@@ -193,20 +199,23 @@ impl RouteKey {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub via: Option<IpAddr>,
     /// `None` in the desired state: the kernel picks the link.
     pub dev: Option<String>,
     pub src: Option<IpAddr>,
+    #[serde(with = "RouteScopeDef")]
     pub scope: RouteScope,
     pub onlink: bool,
+    #[serde(with = "RouteTypeDef")]
     pub route_type: RouteType,
     pub protocol: u8,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neighbor {
+    #[serde(with = "mac")]
     pub mac: Mac,
     pub protocol: u8,
 }
@@ -292,4 +301,91 @@ pub fn is_loopback_default(link: &str, net: &IpNet) -> bool {
 /// the spec declares and never removes any.
 pub fn is_link_local_v6(net: &IpNet) -> bool {
     matches!(net, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80)
+}
+
+// Serde forms of the language's own types (the journal stores states as JSON), and maps with
+// composite keys as lists of pairs (JSON object keys are strings).
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "MacvlanMode")]
+enum MacvlanModeDef {
+    Private,
+    Vepa,
+    Bridge,
+    Passthru,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "RouteScope")]
+enum RouteScopeDef {
+    Global,
+    Link,
+    Host,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "RouteType")]
+enum RouteTypeDef {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+mod mac {
+    use netcfg_lang::value::Mac;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Mac, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&m.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 6];
+        let parts: Vec<&str> = text.split(':').collect();
+        if parts.len() != 6 {
+            return Err(serde::de::Error::custom(format!("bad MAC `{text}`")));
+        }
+        for (o, p) in out.iter_mut().zip(parts) {
+            *o = u8::from_str_radix(p, 16).map_err(|_| serde::de::Error::custom(format!("bad MAC `{text}`")))?;
+        }
+        Ok(Mac(out))
+    }
+}
+
+mod opt_mac {
+    use netcfg_lang::value::Mac;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => super::mac::serialize(m, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::mac")] Mac);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(m: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }

@@ -83,7 +83,11 @@ fn is_root() -> bool {
 }
 
 fn run(mut cmd: Command, stdin: &str) -> Result<String, ExecError> {
+    use std::os::unix::process::CommandExt;
     let program = format!("{:?}", cmd.get_program());
+    // Its own process group: a Ctrl-C on the terminal goes to netcfg, which rolls back, and
+    // must not kill an nft of that rollback halfway.
+    cmd.process_group(0);
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -157,22 +161,25 @@ pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
 
 /// What nft would list after applying `script` to an empty namespace: the canonical form to
 /// compare a live table with (nft merges intervals, reorders set elements, names priorities).
+/// `None` when the script leaves no table (a script that only deletes it). Every failure is an
+/// error: a script nft refuses here would be refused on the node too, and taking a failed
+/// load for "no table" once let an apply succeed without its firewall.
 pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
-    let sh = format!("nft -f - && nft -j list table inet {TABLE_NAME} 2>/dev/null || true");
-    let cmd = command(&Target::Scratch, Some(&sh));
-    let out = run(cmd, &script.text)?;
-    if out.trim().is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(normalize(
-        serde_json::from_str(&out).map_err(|e| ExecError::Spawn(format!("nft printed invalid JSON: {e}")))?,
-    )))
+    // `list ruleset` rather than `list table`: it does not fail when the script leaves no
+    // table, so a failure of the listing is never mistaken for an absent table.
+    let out = run(command(&Target::Scratch, Some("nft -f - && nft -j list ruleset")), &script.text)?;
+    let json: Json =
+        serde_json::from_str(&out).map_err(|e| ExecError::Spawn(format!("nft printed invalid JSON: {e}")))?;
+    let has_table = json["nftables"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["table"]["name"] == TABLE_NAME && x["table"]["family"] == "inet"));
+    Ok(has_table.then(|| normalize(json)))
 }
 
-/// nft's text listing of netcfg's table after applying `script` to an empty namespace.
+/// nft's text listing of netcfg's table after applying `script` to an empty namespace (empty
+/// when the script leaves no table). Every failure is an error, as for [`canonical`].
 pub fn canonical_text(script: &Script) -> Result<String, ExecError> {
-    let sh = format!("nft -f - && nft list table inet {TABLE_NAME} 2>/dev/null || true");
-    run(command(&Target::Scratch, Some(&sh)), &script.text)
+    run(command(&Target::Scratch, Some("nft -f - && nft list ruleset")), &script.text)
 }
 
 /// netcfg's table as nft lists it (text), or an empty string when there is none.

@@ -286,6 +286,86 @@ impl NodeRoot {
     }
 }
 
+impl NodeRoot {
+    /// The spec names of the node's namespaces that exist now (`@host` and `ROOT-NAME`s).
+    pub fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.root.name);
+        let mut out = vec!["@host".to_string()];
+        for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(ns) = n.strip_prefix(&prefix) {
+                out.push(ns.to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every namespace of the node, fully: [`NodeRoot::dump`] (links with attributes,
+    /// addresses, routes of every table, permanent neighbours), the `sysctls` given, and the
+    /// whole nft ruleset.
+    pub fn full_dump(&self, sysctls: &[&str]) -> Vec<(String, String)> {
+        self.namespaces()
+            .into_iter()
+            .filter_map(|ns| {
+                let mut text = self.dump(&ns, &[])?;
+                let name = self.path_name(&ns);
+                for s in sysctls {
+                    // Paths of links that are not there are left out.
+                    let out = Command::new("ip").args(["netns", "exec", &name, "sysctl", "-n", s]).output().ok()?;
+                    if out.status.success() {
+                        text.push_str(&format!("\nsysctl {s}={}", String::from_utf8_lossy(&out.stdout).trim()));
+                    }
+                }
+                text.push('\n');
+                text.push_str(&sh(&["ip", "netns", "exec", &name, "nft", "list", "ruleset"]));
+                Some((ns, text))
+            })
+            .collect()
+    }
+
+    /// [`NodeRoot::full_dump`] once it has settled: two equal dumps 300 ms apart (carrier and
+    /// IPv6 link-local addresses come back asynchronously).
+    pub fn settled_full_dump(&self, sysctls: &[&str]) -> Vec<(String, String)> {
+        let mut last = self.full_dump(sysctls);
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = self.full_dump(sysctls);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+}
+
+/// What differs between two full dumps, line by line, for an assertion message (empty: none).
+pub fn dump_difference(before: &[(String, String)], after: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let names: std::collections::BTreeSet<&String> = before.iter().chain(after).map(|(n, _)| n).collect();
+    for ns in names {
+        let a = before.iter().find(|(n, _)| n == ns).map(|(_, t)| t.as_str());
+        let b = after.iter().find(|(n, _)| n == ns).map(|(_, t)| t.as_str());
+        match (a, b) {
+            (Some(a), Some(b)) if a != b => {
+                let al: Vec<&str> = a.lines().collect();
+                let bl: Vec<&str> = b.lines().collect();
+                for l in al.iter().filter(|l| !bl.contains(l)) {
+                    out.push_str(&format!("{ns}: before only: {l}\n"));
+                }
+                for l in bl.iter().filter(|l| !al.contains(l)) {
+                    out.push_str(&format!("{ns}: after only: {l}\n"));
+                }
+            }
+            (Some(_), None) => out.push_str(&format!("{ns}: namespace gone\n")),
+            (None, Some(_)) => out.push_str(&format!("{ns}: namespace new\n")),
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Drop for NodeRoot {
     fn drop(&mut self) {
         let prefix = format!("{}-", self.root.name);
