@@ -15,17 +15,21 @@
 //! the plan does each of those explicitly before the move, so that a rollback moves the link
 //! back and then restores them.
 //!
-//! Order: namespaces; removals (neighbours, routes, addresses, then links, ports detached
-//! first, then what the moves drop); moves; link creation (bridges, veths, vxlans, macvlans:
+//! Order: kernel modules the spec needs (first: link kinds, `net.bridge.*` sysctls and nft
+//! expressions need them); namespaces; removals (neighbours, routes, addresses, then links, ports
+//! detached first, then what the moves drop); moves; link creation (bridges, veths, vxlans, macvlans:
 //! masters and parents first); sysctls; link settings; addresses; routes (direct before
-//! gatewayed); neighbours; nft; removal of namespaces netcfg created that the spec dropped.
+//! gatewayed); neighbours; nft; the modules-load.d file; removal of namespaces netcfg created
+//! that the spec dropped.
 
 use super::desired::{Desired, Object};
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
+use crate::kernel::{modules_load_text, Availability, KernelState};
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
+use netcfg_lang::value::SysctlPath;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +57,8 @@ pub fn diff(
         d: desired,
         cur: live.state.clone(),
         errors: Vec::new(),
+        modules: Vec::new(),
+        persist: Vec::new(),
         create_ns: Vec::new(),
         deletes: Vec::new(),
         moves: Vec::new(),
@@ -70,6 +76,7 @@ pub fn diff(
         pending_moves: Vec::new(),
         arrived: BTreeSet::new(),
     };
+    p.plan_kernel(&live.kernel);
     for ns in desired.state.namespaces.keys() {
         if live.missing.contains(ns) {
             let span = desired.span_of(ns, &Object::Netns);
@@ -104,9 +111,21 @@ pub fn diff(
         return Err(p.errors);
     }
     let mut ops = Vec::new();
-    for part in
-        [p.create_ns, p.deletes, p.moves, p.creates, p.sysctls, p.sets, p.addrs, p.routes, p.neighs, p.nft, p.delete_ns]
-    {
+    for part in [
+        p.modules,
+        p.create_ns,
+        p.deletes,
+        p.moves,
+        p.creates,
+        p.sysctls,
+        p.sets,
+        p.addrs,
+        p.routes,
+        p.neighs,
+        p.nft,
+        p.persist,
+        p.delete_ns,
+    ] {
         ops.extend(part);
     }
     Ok(Plan { node: desired.node.clone(), ops })
@@ -137,6 +156,10 @@ struct Planner<'a> {
     /// The live state as it will be after the ops emitted so far.
     cur: NodeState,
     errors: Vec<Diagnostic>,
+    /// Kernel modules to load, before everything (link kinds, sysctls, nft need them).
+    modules: Vec<Op>,
+    /// The modules-load.d file, once everything else is done.
+    persist: Vec<Op>,
     create_ns: Vec<Op>,
     deletes: Vec<Op>,
     /// Bringing links down and out of their bridge before a move, and the moves.
@@ -172,6 +195,49 @@ impl Planner<'_> {
 
     fn cur_ns(&mut self, ns: &str) -> &mut NsState {
         self.cur.namespaces.entry(ns.to_string()).or_default()
+    }
+
+    /// Loads the modules the spec needs that the kernel has not loaded; reports those it cannot
+    /// have; keeps the modules-load.d file listing every needed feature that is a module.
+    fn plan_kernel(&mut self, kernel: &KernelState) {
+        let mut at_boot = BTreeSet::new();
+        for (f, span) in &self.d.features {
+            let have = kernel.features.get(f).copied().unwrap_or(Availability::BuiltIn);
+            if have.is_module() {
+                at_boot.insert(f.module());
+            }
+            match have {
+                Availability::BuiltIn | Availability::Loaded => {}
+                Availability::Loadable => self.modules.push(Op {
+                    ns: HOST.to_string(),
+                    action: Action::LoadModule { module: f.module().to_string() },
+                    class: Disruption::InPlace,
+                    span: *span,
+                }),
+                Availability::Absent => self.errors.push(
+                    Diagnostic::error(
+                        "missing-kernel-feature",
+                        *span,
+                        format!("the running kernel has no `{}`, needed for {}", f.module(), f.purpose()),
+                    )
+                    .with_help(format!(
+                        "install the module package of the running kernel (`/lib/modules/$(uname -r)`), or boot a \
+                         kernel built with `{}`",
+                        f.module()
+                    )),
+                ),
+            }
+        }
+        let Some((path, old)) = &kernel.modules_load else { return };
+        let content = (!at_boot.is_empty()).then(|| modules_load_text(&at_boot));
+        if &content != old {
+            self.persist.push(Op {
+                ns: HOST.to_string(),
+                action: Action::WriteModulesLoad { path: path.clone(), content, old: old.clone() },
+                class: Disruption::InPlace,
+                span: self.d.node_span,
+            });
+        }
     }
 
     /// Decides which live links go: netcfg's links the spec dropped, links that must be
@@ -667,7 +733,8 @@ impl Planner<'_> {
     fn plan_sysctls(&mut self) {
         for (ns, st) in &self.d.state.namespaces {
             for (path, value) in &st.sysctls {
-                let iface = sysctl_link(path);
+                let path_typed = SysctlPath(path.clone());
+                let iface = path_typed.interface();
                 // A created or moved link gets the namespace's defaults: nothing to restore.
                 let fresh = iface.is_some_and(|i| {
                     let r = LinkRef { ns: ns.clone(), name: i.to_string() };
@@ -910,17 +977,6 @@ fn apply_settings(l: &mut Link, s: &LinkSettings) {
     if let Some(v) = s.addrgen_none {
         l.addrgen_none = Some(v);
     }
-}
-
-/// The interface a per-interface sysctl (`net.ipv4.conf.IFACE.key`) is about.
-pub fn sysctl_link(path: &str) -> Option<&str> {
-    let rest = path
-        .strip_prefix("net.ipv4.conf.")
-        .or_else(|| path.strip_prefix("net.ipv6.conf."))
-        .or_else(|| path.strip_prefix("net.ipv4.neigh."))
-        .or_else(|| path.strip_prefix("net.ipv6.neigh."))?;
-    let (iface, _) = rest.rsplit_once('.')?;
-    (!matches!(iface, "all" | "default")).then_some(iface)
 }
 
 fn describe_ns(ns: &str) -> String {

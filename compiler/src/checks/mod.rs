@@ -19,6 +19,7 @@ mod overlapping_cidrs;
 mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
+mod sysctl_for_undeclared_link;
 mod unmatchable_rule;
 
 /// A registered check: its stable code, a one-line summary, and the function that runs it.
@@ -45,6 +46,7 @@ pub const CHECKS: &[Check] = &[
     missing_hairpin::CHECK,
     masquerade_without_egress::CHECK,
     redirect_without_listener::CHECK,
+    sysctl_for_undeclared_link::CHECK,
 ];
 
 pub fn run_all(model: &Model, diags: &mut Vec<Diagnostic>) {
