@@ -18,18 +18,14 @@ mkdir -p "$OUT"
 # incidents with their traffic (library and CLI), and the netlink backend's own apply tests.
 SUITES=("$@")
 if [ ${#SUITES[@]} -eq 0 ]; then
-    SUITES=(backends/tests/netlink.rs backends/tests/incidents.rs tests/incidents_cli.rs backends/tests/nft_traffic.rs)
+    SUITES=(backends/tests/netlink.rs backends/tests/incidents.rs tests/incidents_cli.rs backends/tests/kernel_modules.rs
+        backends/tests/nft_traffic.rs)
 fi
 
 start=$(date +%s)
 cargo test --workspace --no-run --message-format=json > "$OUT/build.json"
 
-script=$OUT/suites.sh
-{
-    echo 'export CI=true RUST_BACKTRACE=1'
-    echo 'echo "kernel: $(uname -r); modules loaded before the tests: $(cut -d" " -f1 /proc/modules | sort | tr "\n" " ")"'
-    echo 'failed=""'
-} > "$script"
+failed=""
 for suite in "${SUITES[@]}"; do
     src=$ROOT/$suite
     # The compiler-artifact line of this test target (its src_path), and its executable.
@@ -39,21 +35,29 @@ for suite in "${SUITES[@]}"; do
         echo "kernel lane: no test binary for $suite" >&2
         exit 2
     fi
-    # Run from the crate's directory, as `cargo test` does.
+    # One boot per suite: each starts from a kernel with nothing loaded but what reaches the
+    # root filesystem. Run from the crate's directory, as `cargo test` does.
     crate=$(dirname "$(dirname "$src")")
-    cat >> "$script" <<SUITE
+    dir=$OUT/$(basename "$suite" .rs)
+    mkdir -p "$dir"
+    cat > "$dir/suite.sh" <<SUITE
+export CI=true RUST_BACKTRACE=1 NETCFG_KERNEL_LANE=1
+echo "kernel \$(uname -r); modules loaded: \$(cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' ')"
 echo "===== $suite"
-t=\$(date +%s)
-if (cd "$crate" && "$exe" ${LANE_TEST_ARGS:-}); then r=ok; else r=FAILED; failed="\$failed $suite"; fi
-echo "===== $suite: \$r in \$((\$(date +%s) - t)) s"
+cd "$crate" && "$exe" ${LANE_TEST_ARGS:-}
+rc=\$?
+echo "modules loaded after the suite: \$(cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' ')"
+exit \$rc
 SUITE
+    t=$(date +%s)
+    rc=0
+    tests/kernel/run-in-vm.sh "$dir" "$dir/suite.sh" || rc=$?
+    echo "===== $suite: $([ "$rc" = 0 ] && echo ok || echo "FAILED (exit status $rc)") in $(($(date +%s) - t)) s"
+    [ "$rc" = 0 ] || failed="$failed $suite"
 done
-cat >> "$script" <<'END'
-echo "kernel modules loaded after the tests: $(cut -d" " -f1 /proc/modules | sort | tr "\n" " ")"
-if [ -n "$failed" ]; then echo "failed suites:$failed"; exit 1; fi
-END
 
-rc=0
-tests/kernel/run-in-vm.sh "$OUT" "$script" || rc=$?
-echo "kernel lane: ${#SUITES[@]} suites, exit status $rc, $(($(date +%s) - start)) s in all (build included)"
-exit "$rc"
+echo "kernel lane: ${#SUITES[@]} suites in $(($(date +%s) - start)) s (build included)"
+if [ -n "$failed" ]; then
+    echo "kernel lane: failed:$failed" >&2
+    exit 1
+fi

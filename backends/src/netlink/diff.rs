@@ -1067,6 +1067,78 @@ node "n" {
         assert_eq!(plan.to_json()["ops"].as_array().unwrap().len(), plan.ops.len());
     }
 
+    /// A Debian-like kernel: `bridge` loaded, `veth` and `br_netfilter` loadable modules.
+    #[test]
+    fn modules_load_first_persist_last_and_an_absent_one_stops_the_plan_on_its_spec_text() {
+        use crate::kernel::{Availability::*, Feature};
+        let d = desired_of(&SPEC.replace("bridge \"br0\"", "bridge-netfilter #true\n    bridge \"br0\""));
+        assert_eq!(
+            d.features.keys().copied().collect::<Vec<_>>(),
+            [Feature::Bridge, Feature::Veth, Feature::BrNetfilter]
+        );
+        let mut live = bare_host();
+        live.missing.insert("pod".into());
+        live.kernel.features =
+            [(Feature::Bridge, Loaded), (Feature::Veth, Loadable), (Feature::BrNetfilter, Loadable)].into();
+        let file = std::path::PathBuf::from("/etc/modules-load.d/netcfg.conf");
+        live.kernel.modules_load = Some((file.clone(), None));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        assert!(
+            text.starts_with(
+                "node n\n  + @host: kernel module veth  [in place]\n  + @host: kernel module br_netfilter"
+            ),
+            "{text}"
+        );
+        let sysctl = position(
+            &plan,
+            |o| matches!(&o.action, Action::WriteSysctl { path, .. } if path.starts_with("net.bridge.")),
+        );
+        let veth = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "veth-pod"));
+        assert!(1 < sysctl && 1 < veth, "{text}");
+        let nf_span = d.span_of(HOST, &Object::Sysctl("net.bridge.bridge-nf-call-iptables".into()));
+        assert_eq!(plan.ops[1].span, nf_span, "the load is on the text that needs it");
+        assert_eq!(plan.ops[0].inverse(), None, "a rollback leaves modules loaded");
+        let last = plan.ops.last().expect("ops");
+        let Action::WriteModulesLoad { path, content: Some(content), old: None } = &last.action else {
+            panic!("the modules-load.d file comes last:\n{text}")
+        };
+        assert_eq!(
+            (path, content.lines().skip(1).collect::<Vec<_>>()),
+            (&file, vec!["br_netfilter", "bridge", "veth"])
+        );
+        assert!(
+            matches!(
+                &last.inverse().expect("inverse").action,
+                Action::WriteModulesLoad { content: None, old: Some(_), .. }
+            ),
+            "a rollback removes the file it created"
+        );
+
+        // Everything loaded and the file as it should be: nothing to do for the kernel.
+        live.kernel.features =
+            [(Feature::Bridge, Loaded), (Feature::Veth, Loaded), (Feature::BrNetfilter, Loaded)].into();
+        live.kernel.modules_load = Some((file, Some(content.clone())));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        assert!(!plan
+            .ops
+            .iter()
+            .any(|o| matches!(o.action, Action::LoadModule { .. } | Action::WriteModulesLoad { .. })));
+        // Not the machine itself (`--netns-root`): no file.
+        live.kernel.features.insert(Feature::Veth, Loadable);
+        live.kernel.modules_load = None;
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        assert_eq!(plan.ops.iter().filter(|o| matches!(o.action, Action::LoadModule { .. })).count(), 1);
+        assert!(!plan.ops.iter().any(|o| matches!(o.action, Action::WriteModulesLoad { .. })));
+
+        // A kernel that cannot have br_netfilter: one diagnostic, on `bridge-netfilter #true`.
+        live.kernel.features.insert(Feature::BrNetfilter, Absent);
+        let errors = diff(&d, &live, &[], None).expect_err("no plan");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!((errors[0].code, errors[0].primary.span), ("missing-kernel-feature", nf_span));
+        assert!(errors[0].message.contains("`br_netfilter`"), "{}", errors[0].message);
+    }
+
     #[test]
     fn only_owned_objects_are_removed() {
         let d = desired_of(SPEC);
