@@ -12,6 +12,10 @@ pub const FOREIGN_LINK: Code =
     Code::error("foreign-link", "a link netcfg did not create holds a name the spec wants for one it creates");
 pub const UNREACHABLE_PEER: Code =
     Code::error("unreachable-peer", "netcfg would delete a veth whose peer sits in a namespace it does not read");
+pub const MISSING_KERNEL_FEATURE: Code = Code::error(
+    "missing-kernel-feature",
+    "the running kernel neither has built in nor can load a module the spec needs",
+);
 pub const APPLY_FAILED: Code = Code::new(
     "apply-failed",
     &[Severity::Error],
@@ -19,8 +23,16 @@ pub const APPLY_FAILED: Code = Code::new(
 );
 
 /// Every code the backends report.
-pub const CODES: &[Code] =
-    &[NFT_UNREPRESENTABLE, NFT_REJECTED, NFT_FAILED, MISSING_LINK, FOREIGN_LINK, UNREACHABLE_PEER, APPLY_FAILED];
+pub const CODES: &[Code] = &[
+    NFT_UNREPRESENTABLE,
+    NFT_REJECTED,
+    NFT_FAILED,
+    MISSING_LINK,
+    FOREIGN_LINK,
+    UNREACHABLE_PEER,
+    MISSING_KERNEL_FEATURE,
+    APPLY_FAILED,
+];
 
 /// Where a code comes from: what runs to report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,9 +1,11 @@
 //! netcfg's backends: everything that touches the kernel lives here, behind small interfaces.
 //! `nftables`: IR -> typed ruleset -> nft script, applied atomically per namespace.
+//! `kernel`: the kernel features (modules) a spec needs and what the running kernel has.
 //! `netlink`: IR -> desired state; live state over rtnetlink; diff -> ordered `Plan`; apply with
 //! rollback; verify.
 
 pub mod codes;
+pub mod kernel;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;

@@ -604,9 +604,11 @@ fn a_failed_apply_moves_the_link_back_and_restores_what_it_had() {
     assert!(plan(&mut s, &d).is_empty());
 }
 
-/// Every single-node example applies into a fresh node root, converges, and verifies clean
-/// (nft included). NICs the example names are made as veths into the LAN namespace, in the
-/// host namespace (netcfg moves those of a `netns` where they belong).
+/// Every example (each fixed incident and every node of the fleet) applies into a fresh node
+/// root, converges, verifies clean (nft and kernel modules included) and re-plans empty. NICs
+/// the example names are made as veths into the LAN namespace, in the host namespace (netcfg
+/// moves those of a `netns` where they belong). On a kernel where networking is modules nothing
+/// loaded (the full-kernel lane), the plan loads them first.
 #[test]
 fn every_example_applies_and_verifies() {
     if !require_root("every_example_applies_and_verifies") {
@@ -621,68 +623,88 @@ fn every_example_applies_and_verifies() {
         .collect();
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
+    files.push(root.join("fleet/fleet.kdl"));
+    let mut nodes = 0;
     for file in files {
-        let node = NodeRoot::new("nl-ex");
-        let d = desired(&std::fs::read_to_string(&file).expect("read"));
-        let (mut nic, mut in_netns) = (0, 0);
-        for (ns, st) in &d.state.namespaces {
-            for (name, l) in &st.links {
-                if !matches!(l.kind, netlink::state::LinkKind::Existing { .. }) || (ns == "@host" && name == "eth0") {
-                    continue;
+        let mut parsed = netcfg_lang::Parsed::default();
+        let bytes = std::fs::read(&file).expect("read");
+        parsed.add_file(file.display().to_string(), Some(file.clone()), &bytes, &mut netcfg_lang::FsLoader);
+        assert!(parsed.diagnostics.is_empty(), "{}: {:#?}", file.display(), parsed.diagnostics);
+        let compiled = netcfg_compiler::compile(&parsed.spec);
+        let errors: Vec<_> =
+            compiled.diagnostics.iter().filter(|d| d.severity == netcfg_lang::Severity::Error).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+        for n in &compiled.fleet.nodes {
+            nodes += 1;
+            let what = format!("{} node {}", file.display(), n.name.value);
+            let mut diags = Vec::new();
+            let d = netlink::desired(n, &mut diags);
+            assert!(diags.iter().all(|d| d.severity != netcfg_lang::Severity::Error), "{what}: {diags:#?}");
+            let node = NodeRoot::new("nl-ex");
+            let (mut nic, mut in_netns) = (0, 0);
+            for (ns, st) in &d.state.namespaces {
+                for (name, l) in &st.links {
+                    if !matches!(l.kind, netlink::state::LinkKind::Existing { .. }) || (ns == "@host" && name == "eth0")
+                    {
+                        continue;
+                    }
+                    let path = node.path_name("@host");
+                    nic += 1;
+                    in_netns += usize::from(ns != "@host");
+                    let peer = format!("nic{nic}");
+                    sh(&[
+                        "ip",
+                        "link",
+                        "add",
+                        name,
+                        "netns",
+                        &path,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &peer,
+                        "netns",
+                        &node.lan.name,
+                    ]);
                 }
-                let path = node.path_name("@host");
-                nic += 1;
-                in_netns += usize::from(ns != "@host");
-                let peer = format!("nic{nic}");
-                sh(&[
-                    "ip",
-                    "link",
-                    "add",
-                    name,
-                    "netns",
-                    &path,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &peer,
-                    "netns",
-                    &node.lan.name,
-                ]);
             }
+            let mut s = session(&node);
+            let p = apply(&mut s, &d);
+            assert!(!p.is_empty(), "{what}");
+            // The offline plan is the same projection and diff against a fresh node: it names
+            // the same ops on the same objects as the first live plan, except link settings,
+            // sysctls the machine already had at the spec's value, and kernel modules (a fresh
+            // node's values and modules are unknown offline).
+            let offline = netcfg_backends::plan::plan_node(n, &mut Vec::new()).plan;
+            let ops = |p: &Plan| -> Vec<String> {
+                let mut v: Vec<String> = p
+                    .ops
+                    .iter()
+                    .filter(|o| {
+                        !matches!(
+                            o.action,
+                            Action::SetLink { .. } | Action::LoadModule { .. } | Action::WriteModulesLoad { .. }
+                        )
+                    })
+                    .map(|o| format!("{} {:?}", o.ns, o.object()))
+                    .collect();
+                v.sort();
+                v
+            };
+            let (offline, live) = (ops(&offline), ops(&p));
+            let missing: Vec<_> = live.iter().filter(|o| !offline.contains(o)).collect();
+            let extra: Vec<_> = offline.iter().filter(|o| !live.contains(o) && !o.contains(" Sysctl(")).collect();
+            assert!(missing.is_empty() && extra.is_empty(), "{what}: only live {missing:?}, only offline {extra:?}");
+            let loaded: Vec<String> =
+                p.ops.iter().filter(|o| matches!(o.action, Action::LoadModule { .. })).map(|o| o.describe()).collect();
+            eprintln!("{what}: {} ops; loaded first: {loaded:?}", p.ops.len());
+            let moved = p.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).count();
+            assert_eq!(moved, in_netns, "{what}:\n{}", p.to_text());
+            let again = plan(&mut s, &d);
+            assert!(again.is_empty(), "{what}: second plan not empty:\n{}", again.to_text());
+            assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![], "{what}");
         }
-        let mut s = session(&node);
-        let p = apply(&mut s, &d);
-        assert!(!p.is_empty(), "{}", file.display());
-        // The offline plan is the same projection and diff against a fresh node: it names the
-        // same ops on the same objects as the first live plan, except link settings and sysctls
-        // the machine already had at the spec's value (a fresh node's values are unknown).
-        let offline = {
-            let fleet = compile(&std::fs::read_to_string(&file).expect("read"));
-            netcfg_backends::plan::plan_node(&fleet.nodes[0], &mut Vec::new()).plan
-        };
-        let ops = |p: &Plan| -> Vec<String> {
-            let mut v: Vec<String> = p
-                .ops
-                .iter()
-                .filter(|o| !matches!(o.action, Action::SetLink { .. }))
-                .map(|o| format!("{} {:?}", o.ns, o.object()))
-                .collect();
-            v.sort();
-            v
-        };
-        let (offline, live) = (ops(&offline), ops(&p));
-        let missing: Vec<_> = live.iter().filter(|o| !offline.contains(o)).collect();
-        let extra: Vec<_> = offline.iter().filter(|o| !live.contains(o) && !o.contains(" Sysctl(")).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{}: only live {missing:?}, only offline {extra:?}",
-            file.display()
-        );
-        let moved = p.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).count();
-        assert_eq!(moved, in_netns, "{}:\n{}", file.display(), p.to_text());
-        let again = plan(&mut s, &d);
-        assert!(again.is_empty(), "{}: second plan not empty:\n{}", file.display(), again.to_text());
-        assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![], "{}", file.display());
     }
+    assert!(nodes >= 7, "the four incidents and the fleet's three workers: {nodes}");
 }

@@ -263,7 +263,7 @@ fn namespace_ownership_is_scoped_to_the_root_exactly() {
     apply(&mut s_x, &desired(without));
     assert!(std::path::Path::new("/run/netns").join(format!("{lab_root}-pod")).exists());
     // Without a root, the marker of root `X-lab` is not this machine's either.
-    let machine = netlink::NetnsMap { root: None, marker_dir: x.map.marker_dir.clone() };
+    let machine = netlink::NetnsMap { root: None, marker_dir: x.map.marker_dir.clone(), modules_load: None };
     assert_eq!(machine.created_namespaces("n1"), Vec::<String>::new());
     // The marker is root's only.
     use std::os::unix::fs::PermissionsExt;

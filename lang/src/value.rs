@@ -297,6 +297,16 @@ impl fmt::Display for SysctlPath {
 }
 
 impl SysctlPath {
+    /// The interface a per-interface sysctl is about (`net.ipv{4,6}.{conf,neigh}.IFACE.key`),
+    /// `None` for namespace-wide ones and for `all` and `default`.
+    pub fn interface(&self) -> Option<&str> {
+        let rest = ["net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.neigh.", "net.ipv6.neigh."]
+            .iter()
+            .find_map(|p| self.0.strip_prefix(p))?;
+        let (iface, _) = rest.rsplit_once('.')?;
+        (!matches!(iface, "all" | "default")).then_some(iface)
+    }
+
     /// The file under `/proc/sys` (dots become slashes; the interface segment of
     /// `net.ipv{4,6}.conf.IFACE.key` may itself contain dots and keeps them).
     pub fn proc_path(&self) -> String {

@@ -75,6 +75,11 @@ impl<'a> Executor<'a> {
     pub async fn execute(&mut self, op: &Op) -> Result<(), NlError> {
         let ns = op.ns.as_str();
         match &op.action {
+            Action::LoadModule { module } => crate::kernel::load_module(module).map_err(NlError::other),
+            Action::WriteModulesLoad { path, content, .. } => {
+                crate::kernel::write_modules_load(path, content.as_deref())
+                    .map_err(|e| NlError::other(format!("cannot write `{}`: {e}", path.display())))
+            }
             Action::CreateNetns => {
                 self.conns.remove(ns);
                 self.map.create(self.node, ns).map_err(|e| NlError::other(e.to_string()))

@@ -4,6 +4,7 @@
 //! transaction of every namespace. Pure: no kernel access.
 
 use super::state::*;
+use crate::kernel::Feature;
 use crate::nftables::{self, render::Script};
 use ipnet::IpNet;
 use netcfg_compiler::ir::{self, LinkKind as IrKind, NetnsId, Node};
@@ -21,6 +22,10 @@ pub enum Object {
     Neighbor(String, IpAddr),
     Sysctl(String),
     Nft,
+    /// A kernel module (the namespace is the host's: modules are the machine's).
+    Module(String),
+    /// netcfg's modules-load.d file.
+    ModulesLoad,
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +40,11 @@ pub struct Desired {
     /// A recorded state (a rollback's target) rather than a spec: every attribute is meant,
     /// and on its namespaces what it lacks goes, whoever made it (see `rollback`).
     pub exact: bool,
+    /// The kernel features the node needs, each with the first spec text that needs it.
+    pub features: BTreeMap<Feature, Span>,
+    /// The exact content netcfg's modules-load.d file must have (`Some(None)`: absent), when it
+    /// is not derived from `features`: a rollback's recorded file.
+    pub modules_load: Option<Option<String>>,
 }
 
 impl Desired {
@@ -71,8 +81,16 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         spans: BTreeMap::new(),
         nft: BTreeMap::new(),
         exact: false,
+        features: BTreeMap::new(),
+        modules_load: None,
+    };
+    let need = |features: &mut BTreeMap<Feature, Span>, f: Feature, span: Span| {
+        features.entry(f).and_modify(|s| *s = (*s).min(span)).or_insert(span);
     };
     for rs in nftables::compile_node(node, diags) {
+        for (f, span) in nftables::features::table_features(&rs.table) {
+            need(&mut out.features, f, span);
+        }
         out.nft.insert(ns_name(node, rs.netns), rs.script);
     }
     for ns in &node.namespaces {
@@ -99,6 +117,21 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                     LinkKind::Macvlan { parent: Some(link_ref(node, parent.value)), mode: *mode }
                 }
             };
+            let feature = match &l.kind {
+                IrKind::Loopback | IrKind::Ethernet => None,
+                IrKind::Bridge { .. } => Some(Feature::Bridge),
+                IrKind::Veth { .. } => Some(Feature::Veth),
+                IrKind::Vxlan { .. } => Some(Feature::Vxlan),
+                IrKind::Macvlan { .. } => Some(Feature::Macvlan),
+            };
+            if let Some(f) = feature {
+                need(&mut out.features, f, l.name.span);
+            }
+            if let IrKind::Bridge { netfilter: Some(n) } = &l.kind {
+                if n.value {
+                    need(&mut out.features, Feature::BrNetfilter, n.span);
+                }
+            }
             let created = kind.is_created();
             let link = Link {
                 nf_call_iptables: match &l.kind {
@@ -146,6 +179,9 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             spans.insert(Object::Neighbor(dev, n.ip.value), n.span);
         }
         for (path, s) in &ns.sysctls {
+            if let Some(f) = Feature::of_sysctl(&path.0) {
+                need(&mut out.features, f, s.span);
+            }
             st.sysctls.insert(path.0.clone(), normalize_sysctl(&s.value.to_string()));
             spans.insert(Object::Sysctl(path.0.clone()), s.span);
         }

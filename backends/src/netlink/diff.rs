@@ -15,22 +15,25 @@
 //! the plan does each of those explicitly before the move, so that a rollback moves the link
 //! back and then restores them.
 //!
-//! Order: namespaces; removals (neighbours, routes, addresses, then links, ports detached
-//! first, then what the moves drop); moves; MTU raises of existing links that links to be
-//! created sit on; link creation (bridges, veths, vxlans, macvlans: masters and parents
-//! first); sysctls; link settings (what a link depends on first: its bridge, and its lower
-//! link when that one's MTU rises, or after it when it falls); addresses; routes (direct
-//! before gatewayed); neighbours; nft; removal of namespaces netcfg created that the spec
-//! dropped.
+//! Order: kernel modules the spec needs (first: link kinds, `net.bridge.*` sysctls and nft
+//! expressions need them); namespaces; removals (neighbours, routes, addresses, then links,
+//! ports detached first, then what the moves drop); moves; MTU raises of existing links that
+//! links to be created sit on; link creation (bridges, veths, vxlans, macvlans: masters and
+//! parents first); sysctls; link settings (what a link depends on first: its bridge, and its
+//! lower link when that one's MTU rises, or after it when it falls); addresses; routes (direct
+//! before gatewayed); neighbours; nft; the modules-load.d file; removal of namespaces netcfg
+//! created that the spec dropped.
 
 use super::desired::{Desired, Object};
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
 use crate::codes;
+use crate::kernel::{modules_load_text, Availability, KernelState};
 use crate::nftables::render::Script;
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
+use netcfg_lang::value::SysctlPath;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,6 +73,8 @@ pub fn diff(
         d: desired,
         cur: live.state.clone(),
         errors: Vec::new(),
+        modules: Vec::new(),
+        persist: Vec::new(),
         create_ns: Vec::new(),
         deletes: Vec::new(),
         moves: Vec::new(),
@@ -88,6 +93,7 @@ pub fn diff(
         pending_moves: Vec::new(),
         arrived: BTreeSet::new(),
     };
+    p.plan_kernel(&live.kernel);
     for ns in desired.state.namespaces.keys() {
         if live.missing.contains(ns) {
             let span = desired.span_of(ns, &Object::Netns);
@@ -123,6 +129,7 @@ pub fn diff(
     }
     let mut ops = Vec::new();
     for part in [
+        p.modules,
         p.create_ns,
         p.deletes,
         p.moves,
@@ -134,6 +141,7 @@ pub fn diff(
         p.routes,
         p.neighs,
         p.nft,
+        p.persist,
         p.delete_ns,
     ] {
         ops.extend(part);
@@ -153,6 +161,10 @@ struct Planner<'a> {
     /// The live state as it will be after the ops emitted so far.
     cur: NodeState,
     errors: Vec<Diagnostic>,
+    /// Kernel modules to load, before everything (link kinds, sysctls, nft need them).
+    modules: Vec<Op>,
+    /// The modules-load.d file, once everything else is done.
+    persist: Vec<Op>,
     create_ns: Vec<Op>,
     deletes: Vec<Op>,
     /// Bringing links down and out of their bridge before a move, and the moves.
@@ -190,6 +202,52 @@ impl Planner<'_> {
 
     fn cur_ns(&mut self, ns: &str) -> &mut NsState {
         self.cur.namespaces.entry(ns.to_string()).or_default()
+    }
+
+    /// Loads the modules the spec needs that the kernel has not loaded; reports those it cannot
+    /// have; keeps the modules-load.d file listing every needed feature that is a module.
+    fn plan_kernel(&mut self, kernel: &KernelState) {
+        let mut at_boot = BTreeSet::new();
+        for (f, span) in &self.d.features {
+            let have = kernel.features.get(f).copied().unwrap_or(Availability::BuiltIn);
+            if have.is_module() {
+                at_boot.insert(f.module());
+            }
+            match have {
+                Availability::BuiltIn | Availability::Loaded => {}
+                Availability::Loadable => self.modules.push(Op {
+                    ns: HOST.to_string(),
+                    action: Action::LoadModule { module: f.module().to_string() },
+                    class: Disruption::InPlace,
+                    span: *span,
+                }),
+                Availability::Absent => self.errors.push(
+                    Diagnostic::error(
+                        codes::MISSING_KERNEL_FEATURE,
+                        *span,
+                        format!("the running kernel has no `{}`, needed for {}", f.module(), f.purpose()),
+                    )
+                    .with_help(format!(
+                        "install the module package of the running kernel (`/lib/modules/$(uname -r)`), or boot a \
+                         kernel built with `{}`",
+                        f.module()
+                    )),
+                ),
+            }
+        }
+        let Some((path, old)) = &kernel.modules_load else { return };
+        let content = match &self.d.modules_load {
+            Some(recorded) => recorded.clone(),
+            None => (!at_boot.is_empty()).then(|| modules_load_text(&at_boot)),
+        };
+        if &content != old {
+            self.persist.push(Op {
+                ns: HOST.to_string(),
+                action: Action::WriteModulesLoad { path: path.clone(), content, old: old.clone() },
+                class: Disruption::InPlace,
+                span: self.d.node_span,
+            });
+        }
     }
 
     /// Decides which live links go: netcfg's links the spec dropped, links that must be
@@ -704,7 +762,8 @@ impl Planner<'_> {
     fn plan_sysctls(&mut self) {
         for (ns, st) in &self.d.state.namespaces {
             for (path, value) in &st.sysctls {
-                let iface = sysctl_link(path);
+                let path_typed = SysctlPath(path.clone());
+                let iface = path_typed.interface();
                 // A created or moved link gets the namespace's defaults: nothing to restore.
                 let fresh = iface.is_some_and(|i| {
                     let r = LinkRef { ns: ns.clone(), name: i.to_string() };
@@ -1096,17 +1155,6 @@ fn apply_settings(l: &mut Link, s: &LinkSettings) {
     }
 }
 
-/// The interface a per-interface sysctl (`net.ipv4.conf.IFACE.key`) is about.
-pub fn sysctl_link(path: &str) -> Option<&str> {
-    let rest = path
-        .strip_prefix("net.ipv4.conf.")
-        .or_else(|| path.strip_prefix("net.ipv6.conf."))
-        .or_else(|| path.strip_prefix("net.ipv4.neigh."))
-        .or_else(|| path.strip_prefix("net.ipv6.neigh."))?;
-    let (iface, _) = rest.rsplit_once('.')?;
-    (!matches!(iface, "all" | "default")).then_some(iface)
-}
-
 fn describe_ns(ns: &str) -> String {
     if ns == HOST {
         "the host namespace".to_string()
@@ -1256,6 +1304,78 @@ node "n" {{
                 assert!(vx_at < nic_at, "{}", plan.to_text());
             }
         }
+    }
+
+    /// A Debian-like kernel: `bridge` loaded, `veth` and `br_netfilter` loadable modules.
+    #[test]
+    fn modules_load_first_persist_last_and_an_absent_one_stops_the_plan_on_its_spec_text() {
+        use crate::kernel::{Availability::*, Feature};
+        let d = desired_of(&SPEC.replace("bridge \"br0\"", "bridge-netfilter #true\n    bridge \"br0\""));
+        assert_eq!(
+            d.features.keys().copied().collect::<Vec<_>>(),
+            [Feature::Bridge, Feature::Veth, Feature::BrNetfilter]
+        );
+        let mut live = bare_host();
+        live.missing.insert("pod".into());
+        live.kernel.features =
+            [(Feature::Bridge, Loaded), (Feature::Veth, Loadable), (Feature::BrNetfilter, Loadable)].into();
+        let file = std::path::PathBuf::from("/etc/modules-load.d/netcfg.conf");
+        live.kernel.modules_load = Some((file.clone(), None));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        assert!(
+            text.starts_with(
+                "node n\n  + @host: kernel module veth  [in place]\n  + @host: kernel module br_netfilter"
+            ),
+            "{text}"
+        );
+        let sysctl = position(
+            &plan,
+            |o| matches!(&o.action, Action::WriteSysctl { path, .. } if path.starts_with("net.bridge.")),
+        );
+        let veth = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "veth-pod"));
+        assert!(1 < sysctl && 1 < veth, "{text}");
+        let nf_span = d.span_of(HOST, &Object::Sysctl("net.bridge.bridge-nf-call-iptables".into()));
+        assert_eq!(plan.ops[1].span, nf_span, "the load is on the text that needs it");
+        assert_eq!(plan.ops[0].inverse(), None, "a rollback leaves modules loaded");
+        let last = plan.ops.last().expect("ops");
+        let Action::WriteModulesLoad { path, content: Some(content), old: None } = &last.action else {
+            panic!("the modules-load.d file comes last:\n{text}")
+        };
+        assert_eq!(
+            (path, content.lines().skip(1).collect::<Vec<_>>()),
+            (&file, vec!["br_netfilter", "bridge", "veth"])
+        );
+        assert!(
+            matches!(
+                &last.inverse().expect("inverse").action,
+                Action::WriteModulesLoad { content: None, old: Some(_), .. }
+            ),
+            "a rollback removes the file it created"
+        );
+
+        // Everything loaded and the file as it should be: nothing to do for the kernel.
+        live.kernel.features =
+            [(Feature::Bridge, Loaded), (Feature::Veth, Loaded), (Feature::BrNetfilter, Loaded)].into();
+        live.kernel.modules_load = Some((file, Some(content.clone())));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        assert!(!plan
+            .ops
+            .iter()
+            .any(|o| matches!(o.action, Action::LoadModule { .. } | Action::WriteModulesLoad { .. })));
+        // Not the machine itself (`--netns-root`): no file.
+        live.kernel.features.insert(Feature::Veth, Loadable);
+        live.kernel.modules_load = None;
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        assert_eq!(plan.ops.iter().filter(|o| matches!(o.action, Action::LoadModule { .. })).count(), 1);
+        assert!(!plan.ops.iter().any(|o| matches!(o.action, Action::WriteModulesLoad { .. })));
+
+        // A kernel that cannot have br_netfilter: one diagnostic, on `bridge-netfilter #true`.
+        live.kernel.features.insert(Feature::BrNetfilter, Absent);
+        let errors = diff(&d, &live, &[], None).expect_err("no plan");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!((errors[0].code.id, errors[0].primary.span), ("missing-kernel-feature", nf_span));
+        assert!(errors[0].message.contains("`br_netfilter`"), "{}", errors[0].message);
     }
 
     #[test]

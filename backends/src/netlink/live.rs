@@ -58,6 +58,8 @@ pub struct Live {
     pub index: BTreeMap<(NsName, String), u32>,
     /// Links netcfg moved into the (non-host) namespace they are in, per their markers.
     pub moved: BTreeSet<LinkRef>,
+    /// What the kernel has of the features the spec needs, and the modules-load.d file.
+    pub kernel: crate::kernel::KernelState,
 }
 
 /// What to read besides the netlink dumps: the sysctl paths the spec sets, per namespace.

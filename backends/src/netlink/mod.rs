@@ -241,6 +241,13 @@ impl Session {
         // A connection into a namespace that was deleted and made anew would read the old one.
         conns.retain(|ns, c| map.locate(ns) == c.location && c.location.exists());
         let mut live = rt.block_on(live::read(map, conns, &names, &sysctls))?;
+        let modules = crate::kernel::KernelModules::read();
+        live.kernel.features = desired.features.keys().map(|f| (*f, modules.availability(*f))).collect();
+        if let Some(path) = &map.modules_load {
+            let content = crate::kernel::read_modules_load(path)
+                .map_err(|e| NlError::other(format!("cannot read `{}`: {e}", path.display())))?;
+            live.kernel.modules_load = Some((path.clone(), content));
+        }
         for ns in &names {
             for (name, index) in map.moved_links(&desired.node, ns) {
                 if live.index.get(&(ns.clone(), name.clone())) == Some(&index) {

@@ -84,17 +84,24 @@ pub struct NetnsMap {
     pub root: Option<String>,
     /// Where creation markers live (tests may point it elsewhere).
     pub marker_dir: PathBuf,
+    /// The modules-load.d file that keeps the node's kernel modules loaded across reboots:
+    /// only when the node is the machine itself (tests may point it elsewhere).
+    pub modules_load: Option<PathBuf>,
 }
 
 impl NetnsMap {
     /// The node is this machine.
     pub fn machine() -> NetnsMap {
-        NetnsMap { root: None, marker_dir: PathBuf::from(MARKER_DIR) }
+        NetnsMap {
+            root: None,
+            marker_dir: PathBuf::from(MARKER_DIR),
+            modules_load: Some(PathBuf::from(crate::kernel::MODULES_LOAD_FILE)),
+        }
     }
 
     /// The node lives in `/run/netns/ROOT`, its namespaces in `/run/netns/ROOT-NAME`.
     pub fn rooted(root: &str) -> NetnsMap {
-        NetnsMap { root: Some(root.to_string()), marker_dir: PathBuf::from(MARKER_DIR) }
+        NetnsMap { root: Some(root.to_string()), marker_dir: PathBuf::from(MARKER_DIR), modules_load: None }
     }
 
     pub fn locate(&self, ns: &str) -> Location {

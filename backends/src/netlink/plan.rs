@@ -11,6 +11,7 @@ use netcfg_lang::Span;
 use serde_json::{json, Value as Json};
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// How much an op disturbs traffic that is already flowing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,6 +36,18 @@ impl Disruption {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Loads a kernel module (with what it depends on) that the ops after it need. Not undone by
+    /// a rollback: see spec.md, "Kernel features".
+    LoadModule {
+        module: String,
+    },
+    /// Writes (or, with `content: None`, removes) netcfg's modules-load.d file, atomically;
+    /// `old` is the content before (`None`: there was no file).
+    WriteModulesLoad {
+        path: PathBuf,
+        content: Option<String>,
+        old: Option<String>,
+    },
     CreateNetns,
     DeleteNetns,
     /// Creates a link (and a veth's peer) with all its attributes.
@@ -138,11 +151,15 @@ impl Op {
     pub fn sign(&self) -> char {
         match &self.action {
             Action::CreateNetns
+            | Action::LoadModule { .. }
             | Action::CreateLink { .. }
             | Action::AddAddress { .. }
             | Action::AddRoute { .. }
             | Action::AddNeighbor { .. } => '+',
-            Action::WriteSysctl { old: None, .. } | Action::Nft { old: None, .. } => '+',
+            Action::WriteSysctl { old: None, .. }
+            | Action::Nft { old: None, .. }
+            | Action::WriteModulesLoad { old: None, .. } => '+',
+            Action::WriteModulesLoad { content: None, .. } => '-',
             Action::DeleteNetns
             | Action::DeleteLink { .. }
             | Action::DeleteAddress { .. }
@@ -155,6 +172,8 @@ impl Op {
     /// The object the op is about, as the spec names it.
     pub fn object(&self) -> Object {
         match &self.action {
+            Action::LoadModule { module } => Object::Module(module.clone()),
+            Action::WriteModulesLoad { .. } => Object::ModulesLoad,
             Action::CreateNetns | Action::DeleteNetns => Object::Netns,
             Action::CreateLink { name, .. }
             | Action::DeleteLink { name, .. }
@@ -178,6 +197,12 @@ impl Op {
     /// nothing to undo (a sysctl of a link that did not exist before).
     pub fn inverse(&self) -> Option<Op> {
         let action = match &self.action {
+            // A loaded module stays: something else may use it by then, and nf_tables releases
+            // its hold on expression modules asynchronously, so an unload would race.
+            Action::LoadModule { .. } => return None,
+            Action::WriteModulesLoad { path, content, old } => {
+                Action::WriteModulesLoad { path: path.clone(), content: old.clone(), old: content.clone() }
+            }
             Action::CreateNetns => Action::DeleteNetns,
             Action::DeleteNetns => Action::CreateNetns,
             Action::CreateLink { name, link, peer } => {
@@ -227,6 +252,15 @@ impl Op {
     /// One line: what the op does, in `ip`-like words.
     pub fn describe(&self) -> String {
         match &self.action {
+            Action::LoadModule { module } => format!("kernel module {module}"),
+            Action::WriteModulesLoad { path, content, .. } => {
+                let modules: Vec<&str> =
+                    content.iter().flat_map(|c| c.lines()).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+                match content {
+                    Some(_) => format!("load at boot: {} ({})", modules.join(" "), path.display()),
+                    None => format!("load at boot: {}", path.display()),
+                }
+            }
             Action::CreateNetns => "namespace".to_string(),
             Action::DeleteNetns => "namespace".to_string(),
             Action::CreateLink { name, link, peer } | Action::DeleteLink { name, link, peer } => {
@@ -305,6 +339,8 @@ impl Op {
 
     fn kind(&self) -> &'static str {
         match &self.action {
+            Action::LoadModule { .. } => "load-module",
+            Action::WriteModulesLoad { .. } => "write-modules-load",
             Action::CreateNetns => "create-netns",
             Action::DeleteNetns => "delete-netns",
             Action::CreateLink { .. } => "create-link",

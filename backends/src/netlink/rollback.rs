@@ -48,6 +48,11 @@ pub struct Snapshot {
     pub missing: BTreeSet<NsName>,
     /// netcfg's table per namespace (`None`: no table); namespaces not listed were not read.
     pub nft: BTreeMap<NsName, Option<RecordedTable>>,
+    /// netcfg's modules-load.d file as it was (`Some(None)`: absent); `None` when the node is not
+    /// the machine itself. Modules loaded by the apply stay loaded: unloading one could take
+    /// down what others built on it.
+    #[serde(default)]
+    pub modules_load: Option<Option<String>>,
 }
 
 /// Routes the kernel makes and removes by itself: connected routes (`proto kernel`), router
@@ -101,7 +106,16 @@ impl Snapshot {
             .filter(|(ns, _)| state.namespaces.contains_key(*ns))
             .map(|(ns, t)| (ns.clone(), restore_script(t.as_ref())))
             .collect();
-        Desired { node: self.node.clone(), node_span: Span::default(), state, spans: BTreeMap::new(), nft, exact: true }
+        Desired {
+            node: self.node.clone(),
+            node_span: Span::default(),
+            state,
+            spans: BTreeMap::new(),
+            nft,
+            exact: true,
+            features: BTreeMap::new(),
+            modules_load: self.modules_load.clone(),
+        }
     }
 }
 
@@ -277,7 +291,13 @@ impl Session {
                 st.sysctls.entry(k).or_insert(v);
             }
         }
-        let snapshot = Snapshot { node: desired.node.clone(), state, missing: live.missing.clone(), nft: tables };
+        let snapshot = Snapshot {
+            node: desired.node.clone(),
+            state,
+            missing: live.missing.clone(),
+            nft: tables,
+            modules_load: live.kernel.modules_load.as_ref().map(|(_, content)| content.clone()),
+        };
         Ok((live, orphans, nft, snapshot))
     }
 

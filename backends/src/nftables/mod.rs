@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod exec;
+pub mod features;
 pub mod lower;
 pub mod render;
 pub mod ruleset;

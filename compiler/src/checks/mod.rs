@@ -21,6 +21,7 @@ mod overlapping_cidrs;
 mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
+mod sysctl_for_undeclared_link;
 mod unmatchable_rule;
 mod unreachable_backend;
 
@@ -64,6 +65,7 @@ pub const CHECKS: &[Check] = &[
     redirect_without_listener::CHECK,
     non_local_source::CHECK,
     unreachable_backend::CHECK,
+    sysctl_for_undeclared_link::CHECK,
 ];
 
 pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnostic>) {
