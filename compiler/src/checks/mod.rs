@@ -77,3 +77,29 @@ pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnos
         diags.extend(found);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{AfterErrors, CHECKS};
+
+    /// spec.md documents every check in a section of its own, and names exactly the checks that
+    /// stay silent in a namespace with an error.
+    #[test]
+    fn spec_documents_every_check_and_the_follow_on_rule() {
+        let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec.md")).expect("spec.md");
+        let paragraph = spec
+            .split("\n\n")
+            .find(|p| p.starts_with("One cause, one finding"))
+            .expect("the follow-on paragraph in spec.md");
+        for check in CHECKS {
+            assert!(spec.contains(&format!("### `{}`", check.code)), "spec.md has no section for `{}`", check.code);
+            let listed = paragraph.contains(&format!("`{}`", check.code));
+            assert_eq!(
+                listed,
+                check.after_errors == AfterErrors::SkipBrokenNamespace,
+                "spec.md's follow-on paragraph and `{}`'s `after_errors` disagree",
+                check.code
+            );
+        }
+    }
+}
