@@ -1,5 +1,5 @@
-//! Reading the FILE arguments. Every command that takes specs (check now; plan, apply and
-//! verify later) loads them here, so they all agree on what `-` means, how files are named in
+//! Reading the FILE arguments. Every command that takes specs (check, fmt, plan, apply,
+//! verify) loads them here, so they all agree on what `-` means, how files are named in
 //! diagnostics, and that several files form one fleet.
 
 use netcfg_lang::{FsLoader, Parsed};

@@ -1,6 +1,7 @@
-//! Benchmark: load time of the generated nftables ruleset for a node with N services (verdict
-//! map + per-service chains, as netcfg emits it) against the naive one-rule-per-service form,
-//! both loaded by the real `nft -f` into fresh scratch namespaces in the same run.
+//! Benchmark: load time of the generated nftables ruleset for a node with N services (one DNAT
+//! map keyed on `daddr . l4proto . dport . numgen`, as netcfg emits it) against two baselines
+//! (one rule per service, and kube-proxy's verdict map to per-service chains), all loaded by
+//! the real `nft -f` into fresh scratch namespaces in the same run.
 //!
 //! Run as root: `cargo run --release -p netcfg-backends --example nft_bench -- 10000`
 

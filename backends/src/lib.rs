@@ -3,6 +3,7 @@
 //! `netlink`: IR -> desired state; live state over rtnetlink; diff -> ordered `Plan`; apply with
 //! rollback; verify.
 
+pub mod codes;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;

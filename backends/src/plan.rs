@@ -1,208 +1,94 @@
-//! The plan for one node, as a value: per namespace, the nft transaction netcfg would apply and
-//! the desired link/address/route/neighbour/sysctl state. `plan` prints it; `apply` executes
-//! exactly it. Until the netlink diff lands (issue 4) the netlink part is the full desired
-//! state rather than a diff against the live kernel.
+//! The offline plan of one node (`netcfg plan` without `--live`): the ops `apply` would run on a
+//! freshly booted node, plus the nft transaction of every namespace. It is the live plan's own
+//! projection and diff ([`desired`](crate::netlink::desired) then [`diff`](crate::netlink::diff))
+//! against a [`fresh_node`], so the offline and the live plan cannot disagree about what a spec
+//! means. Pure: no kernel access.
 
-use crate::nftables::{self, render::Script};
-use netcfg_compiler::ir::{LinkKind, Node};
-use netcfg_lang::ast::{RouteScope, RouteType};
+use crate::netlink::diff::{diff, NftState};
+use crate::netlink::state::*;
+use crate::netlink::{desired, Desired, Live, Plan};
+use crate::nftables::render::Script;
+use netcfg_compiler::ir::Node;
 use netcfg_lang::Diagnostic;
 use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 #[derive(Clone, Debug)]
 pub struct NodePlan {
     pub node: String,
-    pub namespaces: Vec<NetnsPlan>,
-}
-
-#[derive(Clone, Debug)]
-pub struct NetnsPlan {
-    /// `@host` for the node's own namespace.
-    pub name: String,
-    pub nft: Script,
-    pub links: Vec<LinkState>,
-    pub routes: Vec<String>,
-    pub neighbors: Vec<String>,
-    pub sysctls: Vec<(String, String)>,
-}
-
-#[derive(Clone, Debug)]
-pub struct LinkState {
-    pub name: String,
-    pub kind: String,
-    pub attrs: Vec<(String, String)>,
-    pub addresses: Vec<String>,
+    /// The ops, in the order `apply` runs them on a fresh node.
+    pub plan: Plan,
+    /// The nft transaction of each namespace (`@host` first), for review and `--out`.
+    pub nft: Vec<(NsName, Script)>,
 }
 
 pub fn plan_node(node: &Node, diags: &mut Vec<Diagnostic>) -> NodePlan {
-    let rulesets = nftables::compile_node(node, diags);
-    let mtus = netcfg_compiler::model::link_mtus(node);
-    let namespaces = node
-        .namespaces
-        .iter()
-        .zip(rulesets)
-        .map(|(ns, rs)| {
-            let links = node
-                .links_in(ns.id)
-                .filter(|l| !matches!(l.kind, LinkKind::Loopback) || l.addresses.len() > 2)
-                .map(|l| {
-                    let mut attrs = Vec::new();
-                    match &l.kind {
-                        LinkKind::Veth { peer } => {
-                            let p = node.link(*peer);
-                            attrs.push((
-                                "peer".into(),
-                                format!("{}@{}", p.name.value, node.netns(p.netns).display_name()),
-                            ));
-                        }
-                        LinkKind::Vxlan { vni, local, remote, group, dev, port } => {
-                            attrs.push(("vni".into(), vni.value.to_string()));
-                            for (k, v) in [("local", local), ("remote", remote), ("group", group)] {
-                                if let Some(v) = v {
-                                    attrs.push((k.into(), v.value.to_string()));
-                                }
-                            }
-                            if let Some(d) = dev {
-                                attrs.push(("dev".into(), node.link(d.value).name.value.clone()));
-                            }
-                            attrs.push(("port".into(), port.to_string()));
-                        }
-                        LinkKind::Macvlan { parent, mode } => {
-                            attrs.push(("parent".into(), node.link(parent.value).name.value.clone()));
-                            attrs.push(("mode".into(), format!("{mode:?}").to_lowercase()));
-                        }
-                        LinkKind::Bridge { netfilter: Some(n) } => {
-                            attrs.push(("netfilter".into(), n.value.to_string()))
-                        }
-                        _ => {}
-                    }
-                    attrs.push(("mtu".into(), mtus[l.id.0 as usize].to_string()));
-                    if let Some(m) = &l.mac {
-                        attrs.push(("mac".into(), m.value.to_string()));
-                    }
-                    if let Some(m) = &l.master {
-                        attrs.push(("master".into(), node.link(m.value).name.value.clone()));
-                    }
-                    if let Some(h) = &l.hairpin {
-                        attrs.push(("hairpin".into(), h.value.to_string()));
-                    }
-                    attrs.push(("state".into(), if l.up { "up" } else { "down" }.into()));
-                    LinkState {
-                        name: l.name.value.clone(),
-                        kind: l.kind.keyword().into(),
-                        attrs,
-                        addresses: l
-                            .addresses
-                            .iter()
-                            .map(
-                                |a| if a.prefix_route { a.net.to_string() } else { format!("{} noprefixroute", a.net) },
-                            )
-                            .collect(),
-                    }
-                })
-                .collect();
-            let routes = ns
-                .routes
-                .iter()
-                .map(|r| {
-                    let mut s = match r.route_type {
-                        RouteType::Unicast => String::new(),
-                        RouteType::Blackhole => "blackhole ".into(),
-                        RouteType::Unreachable => "unreachable ".into(),
-                        RouteType::Prohibit => "prohibit ".into(),
-                    };
-                    let _ = write!(s, "{}", r.dst);
-                    if let Some(v) = &r.via {
-                        let _ = write!(s, " via {}", v.value);
-                    }
-                    if let Some(d) = &r.dev {
-                        let _ = write!(s, " dev {}", node.link(d.value).name.value);
-                    }
-                    if let Some(src) = &r.src {
-                        let _ = write!(s, " src {}", src.value);
-                    }
-                    if r.metric != 0 {
-                        let _ = write!(s, " metric {}", r.metric);
-                    }
-                    if r.table != netcfg_compiler::ir::MAIN_TABLE {
-                        let _ = write!(s, " table {}", r.table);
-                    }
-                    let _ = write!(
-                        s,
-                        " scope {}",
-                        match r.scope {
-                            RouteScope::Global => "global",
-                            RouteScope::Link => "link",
-                            RouteScope::Host => "host",
-                        }
-                    );
-                    if r.onlink {
-                        s.push_str(" onlink");
-                    }
-                    s
-                })
-                .collect();
-            let neighbors = ns
-                .neighbors
-                .iter()
-                .map(|n| format!("{} lladdr {} dev {}", n.ip.value, n.mac.value, node.link(n.dev.value).name.value))
-                .collect();
-            let sysctls = ns.sysctls.iter().map(|(k, v)| (k.0.clone(), v.value.to_string())).collect();
-            NetnsPlan { name: ns.display_name().to_string(), nft: rs.script, links, routes, neighbors, sysctls }
-        })
-        .collect();
-    NodePlan { node: node.name.value.clone(), namespaces }
+    let desired = desired(node, diags);
+    let live = fresh_node(&desired);
+    let nft: BTreeMap<NsName, NftState> =
+        desired.nft.iter().map(|(ns, script)| (ns.clone(), NftState::offline(script))).collect();
+    let plan = diff(&desired, &live, &[], Some(&nft)).unwrap_or_else(|errors| {
+        diags.extend(errors);
+        Plan { node: desired.node.clone(), ops: Vec::new() }
+    });
+    let mut scripts: Vec<(NsName, Script)> = desired.nft.into_iter().collect();
+    scripts.sort_by_key(|(ns, _)| ns != HOST);
+    NodePlan { node: desired.node, plan, nft: scripts }
+}
+
+/// A node as it boots, before netcfg: the host namespace with `lo` up and every NIC the spec
+/// names (in the host namespace, unconfigured: no addresses, down, attributes unknown); none of
+/// the spec's other namespaces. NICs a `netns` declares are therefore moved into it, as on a
+/// host whose ENIs or SR-IOV functions are handed to namespaces.
+pub fn fresh_node(desired: &Desired) -> Live {
+    let mut host = NsState::default();
+    host.links.insert("lo".into(), Link::loopback(true));
+    for st in desired.state.namespaces.values() {
+        for (name, l) in &st.links {
+            if matches!(l.kind, LinkKind::Existing { .. }) {
+                host.links.insert(
+                    name.clone(),
+                    Link {
+                        kind: LinkKind::Existing { kind: None },
+                        mtu: None,
+                        mac: None,
+                        master: None,
+                        hairpin: None,
+                        nf_call_iptables: None,
+                        up: false,
+                        addrgen_none: None,
+                        owned: false,
+                    },
+                );
+            }
+        }
+    }
+    let mut live = Live::default();
+    live.state.namespaces.insert(HOST.to_string(), host);
+    live.missing = desired.state.namespaces.keys().filter(|ns| ns.as_str() != HOST).cloned().collect();
+    live
 }
 
 impl NodePlan {
-    /// Human-readable plan: per namespace, the desired state then the nft transaction.
+    /// The ops as `plan --live` prints them, then each namespace's nft transaction.
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "node {}", self.node);
-        for ns in &self.namespaces {
-            let _ = writeln!(s, "\nnamespace {}", ns.name);
-            for l in &ns.links {
-                let attrs = l.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-                let _ = writeln!(s, "  link {} {} {attrs}", l.kind, l.name);
-                for a in &l.addresses {
-                    let _ = writeln!(s, "    address {a}");
-                }
+        let mut s = self.plan.to_text();
+        for (ns, script) in &self.nft {
+            if !script.creates_table {
+                continue;
             }
-            for r in &ns.routes {
-                let _ = writeln!(s, "  route {r}");
-            }
-            for n in &ns.neighbors {
-                let _ = writeln!(s, "  neighbor {n}");
-            }
-            for (k, v) in &ns.sysctls {
-                let _ = writeln!(s, "  sysctl {k} = {v}");
-            }
-            let _ = writeln!(s, "  nftables:");
-            for line in ns.nft.text.lines() {
-                let _ = writeln!(s, "    {line}");
+            let _ = writeln!(s, "\nnftables {ns}:");
+            for line in script.text.lines() {
+                let _ = writeln!(s, "  {line}");
             }
         }
         s
     }
 
     pub fn to_json(&self) -> Json {
-        json!({
-            "version": 1,
-            "node": self.node,
-            "namespaces": self.namespaces.iter().map(|ns| json!({
-                "name": ns.name,
-                "links": ns.links.iter().map(|l| json!({
-                    "name": l.name,
-                    "kind": l.kind,
-                    "attributes": l.attrs.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                    "addresses": l.addresses,
-                })).collect::<Vec<_>>(),
-                "routes": ns.routes,
-                "neighbors": ns.neighbors,
-                "sysctls": ns.sysctls.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                "nftables": ns.nft.text,
-            })).collect::<Vec<_>>(),
-        })
+        let mut doc = self.plan.to_json();
+        doc["nftables"] = self.nft.iter().map(|(ns, script)| (ns.clone(), json!(script.text))).collect();
+        doc
     }
 }

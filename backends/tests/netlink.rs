@@ -654,6 +654,31 @@ fn every_example_applies_and_verifies() {
         let mut s = session(&node);
         let p = apply(&mut s, &d);
         assert!(!p.is_empty(), "{}", file.display());
+        // The offline plan is the same projection and diff against a fresh node: it names the
+        // same ops on the same objects as the first live plan, except link settings and sysctls
+        // the machine already had at the spec's value (a fresh node's values are unknown).
+        let offline = {
+            let fleet = compile(&std::fs::read_to_string(&file).expect("read"));
+            netcfg_backends::plan::plan_node(&fleet.nodes[0], &mut Vec::new()).plan
+        };
+        let ops = |p: &Plan| -> Vec<String> {
+            let mut v: Vec<String> = p
+                .ops
+                .iter()
+                .filter(|o| !matches!(o.action, Action::SetLink { .. }))
+                .map(|o| format!("{} {:?}", o.ns, o.object()))
+                .collect();
+            v.sort();
+            v
+        };
+        let (offline, live) = (ops(&offline), ops(&p));
+        let missing: Vec<_> = live.iter().filter(|o| !offline.contains(o)).collect();
+        let extra: Vec<_> = offline.iter().filter(|o| !live.contains(o) && !o.contains(" Sysctl(")).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: only live {missing:?}, only offline {extra:?}",
+            file.display()
+        );
         let moved = p.ops.iter().filter(|o| matches!(o.action, Action::MoveLink { .. })).count();
         assert_eq!(moved, in_netns, "{}:\n{}", file.display(), p.to_text());
         let again = plan(&mut s, &d);

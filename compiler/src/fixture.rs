@@ -50,7 +50,7 @@ pub fn check(src: &str) -> Vec<Diagnostic> {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        actual.push(Expected { line: line - 1, start, end, severity: severity.into(), code: d.code.into() });
+        actual.push(Expected { line: line - 1, start, end, severity: severity.into(), code: d.code.id.into() });
     }
     expected.sort();
     actual.sort();

@@ -206,6 +206,16 @@ pub struct Route {
 
 pub const MAIN_TABLE: u32 = 254;
 
+/// The metric the kernel stores for a route: IPv6 turns metric 0 into 1024 (`IP6_RT_PRIO_USER`).
+/// Routes are keyed by (table, destination, this metric) in the kernel and everywhere in netcfg.
+pub fn kernel_metric(dst: &IpNet, metric: u32) -> u32 {
+    if metric == 0 && dst.addr().is_ipv6() {
+        1024
+    } else {
+        metric
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Neighbor {
     pub ip: Spanned<IpAddr>,

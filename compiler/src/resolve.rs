@@ -7,19 +7,23 @@ use ipnet::IpNet;
 use netcfg_lang::ast::{self, NsBody, RouteDst, RouteScope, RouteType, SysctlValue};
 use netcfg_lang::diagnostic::closest;
 use netcfg_lang::value::SysctlPath;
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Span, Spanned};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Every code resolution reports, with a one-line summary (the CLI lists them as SARIF rules).
-pub const CODES: &[(&str, &str)] = &[
-    ("undefined-reference", "a name that refers to nothing declared"),
-    ("invalid-reference", "a name that refers to the wrong kind of thing"),
-    ("duplicate-name", "a name declared twice where it must be unique"),
-    ("template-cycle", "a template that uses itself, directly or through other templates"),
-    ("conflicting-sysctl", "a sysctl set to two different values in one namespace"),
-    ("conflicting-routes", "two routes with the same table, destination and metric in one namespace"),
-];
+pub const UNDEFINED_REFERENCE: Code = Code::error("undefined-reference", "a name that refers to nothing declared");
+pub const INVALID_REFERENCE: Code = Code::error("invalid-reference", "a name that refers to the wrong kind of thing");
+pub const DUPLICATE_NAME: Code = Code::error("duplicate-name", "a name declared twice where it must be unique");
+pub const TEMPLATE_CYCLE: Code =
+    Code::error("template-cycle", "a template that uses itself, directly or through other templates");
+pub const CONFLICTING_SYSCTL: Code =
+    Code::error("conflicting-sysctl", "a sysctl set to two different values in one namespace");
+pub const CONFLICTING_ROUTES: Code =
+    Code::error("conflicting-routes", "two routes with the same table, destination and metric in one namespace");
+
+/// Every code resolution reports.
+pub const CODES: &[Code] =
+    &[UNDEFINED_REFERENCE, INVALID_REFERENCE, DUPLICATE_NAME, TEMPLATE_CYCLE, CONFLICTING_SYSCTL, CONFLICTING_ROUTES];
 
 pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
     let mut templates: HashMap<&str, &ast::TemplateDecl> = HashMap::new();
@@ -46,7 +50,7 @@ pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
 }
 
 fn duplicate(what: &str, name: &Spanned<String>, first: Span) -> Diagnostic {
-    Diagnostic::error("duplicate-name", name.span, format!("{what} `{}` is declared twice", name.value))
+    Diagnostic::error(DUPLICATE_NAME, name.span, format!("{what} `{}` is declared twice", name.value))
         .with_label("declared again here")
         .with_secondary(first, "first declared here")
         .with_help(format!("rename one of them, or remove the second `{}`", name.value))
@@ -69,7 +73,7 @@ fn expand(
         };
         if stack.contains(&u.value) {
             diags.push(
-                Diagnostic::error("template-cycle", u.span, format!("template `{}` uses itself", u.value))
+                Diagnostic::error(TEMPLATE_CYCLE, u.span, format!("template `{}` uses itself", u.value))
                     .with_secondary(t.name.span, "template declared here")
                     .with_help("remove the `use` that closes the cycle"),
             );
@@ -127,7 +131,7 @@ fn undefined<'a>(
     elsewhere: Option<String>,
 ) -> Diagnostic {
     let candidates: Vec<&str> = candidates.into_iter().collect();
-    let d = Diagnostic::error("undefined-reference", name.span, format!("no {what} named `{}`", name.value))
+    let d = Diagnostic::error(UNDEFINED_REFERENCE, name.span, format!("no {what} named `{}`", name.value))
         .with_label("not declared");
     match (closest(&name.value, candidates.iter().copied()), elsewhere) {
         (_, Some(where_)) => d.with_help(format!(
@@ -249,7 +253,7 @@ impl<'d> NodeBuilder<'d> {
         if let Some(first) = self.node.find_link(ns, &l.name.value) {
             let d = if matches!(first.kind, LinkKind::Loopback) {
                 Diagnostic::error(
-                    "duplicate-name",
+                    DUPLICATE_NAME,
                     l.name.span,
                     "`lo` is the namespace's loopback link and always exists",
                 )
@@ -396,7 +400,7 @@ impl<'d> NodeBuilder<'d> {
             let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
             self.diags.push(
                 Diagnostic::error(
-                    "invalid-reference",
+                    INVALID_REFERENCE,
                     m.span,
                     format!("`{}` is {article} {kind}, not a bridge", m.value),
                 )
@@ -409,15 +413,14 @@ impl<'d> NodeBuilder<'d> {
     }
 
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
-        // The kernel keys a route by (table, destination, metric); IPv6 turns metric 0 into 1024.
         let mut keys: HashMap<(u32, IpNet, u32), Span> = HashMap::new();
         for r in &b.routes {
             let Some(route) = self.route(ns, r) else { continue };
-            let metric = if route.dst.addr().is_ipv6() && route.metric == 0 { 1024 } else { route.metric };
+            let metric = kernel_metric(&route.dst, route.metric);
             if let Some(first) = keys.get(&(route.table, route.dst, metric)) {
                 self.diags.push(
                     Diagnostic::error(
-                        "conflicting-routes",
+                        CONFLICTING_ROUTES,
                         route.dst_span,
                         format!(
                             "a route to `{}` with metric {} in table {} is already declared",
@@ -522,7 +525,7 @@ impl<'d> NodeBuilder<'d> {
             match map.get(&SysctlPath(path.clone())) {
                 Some(prev) if prev.value != value => self.diags.push(
                     Diagnostic::error(
-                        "conflicting-sysctl",
+                        CONFLICTING_SYSCTL,
                         span,
                         format!("`{path}` is set to {value} here and to {} before", prev.value),
                     )
@@ -563,9 +566,13 @@ impl<'d> NodeBuilder<'d> {
                 if let Some(new) = new {
                     if let Some(old) = slot.as_ref() {
                         self.diags.push(
-                            Diagnostic::error("duplicate-name", new.span, format!("the `{dir}` policy is set twice"))
-                                .with_secondary(old.span, "first set here")
-                                .with_help("keep one `policy` per direction"),
+                            Diagnostic::error(
+                                netcfg_lang::code::DUPLICATE_PROPERTY,
+                                new.span,
+                                format!("the `{dir}` policy is set twice"),
+                            )
+                            .with_secondary(old.span, "first set here")
+                            .with_help("keep one `policy` per direction"),
                         );
                     } else {
                         *slot = Some(new.clone());
@@ -665,7 +672,7 @@ impl<'d> NodeBuilder<'d> {
             if let Some(bad) = s.backends.iter().find(|b| b.addr.value.is_ipv4() != s.vip.value.is_ipv4()) {
                 self.diags.push(
                     Diagnostic::error(
-                        "invalid-value",
+                        netcfg_lang::code::INVALID_VALUE,
                         bad.addr.span,
                         "the backend and the service VIP are of different IP families",
                     )

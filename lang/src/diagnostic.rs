@@ -1,5 +1,6 @@
 //! Diagnostics: what every stage returns instead of printing. Rendering belongs to the CLI.
 
+use crate::code::Code;
 use crate::source::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,22 +18,6 @@ impl Severity {
     }
 }
 
-/// Every code the parser reports, with a one-line summary (the CLI lists them as SARIF rules).
-/// `duplicate-name` is listed with the resolver's codes (`netcfg_compiler::resolve::CODES`).
-pub const CODES: &[(&str, &str)] = &[
-    ("syntax", "the file is not valid KDL"),
-    ("invalid-utf8", "the file is not valid UTF-8"),
-    ("unknown-node", "a node keyword that is not allowed where it is written"),
-    ("unknown-property", "a property the node does not have"),
-    ("unexpected-argument", "an argument the node does not take"),
-    ("missing-argument", "a required argument is missing"),
-    ("missing-property", "a required property is missing"),
-    ("duplicate-property", "a property is given twice on one node"),
-    ("invalid-value", "a value of the wrong type, out of range, or not in its grammar"),
-    ("include-failed", "an included file cannot be read"),
-    ("include-cycle", "a file includes itself, directly or through other files"),
-];
-
 /// A span with a short message saying what is there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
@@ -44,7 +29,7 @@ pub struct Label {
 /// `help` names the fix (never the other way round).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     pub primary: Label,
@@ -53,15 +38,15 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Severity::Error, code, span, message)
     }
 
-    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Severity::Warning, code, span, message)
     }
 
-    fn new(severity: Severity, code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    fn new(severity: Severity, code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
             severity,
@@ -91,7 +76,7 @@ impl Diagnostic {
 
     /// Sort key for deterministic output: by file, position, then code.
     pub fn sort_key(&self) -> (Span, &'static str, &str) {
-        (self.primary.span, self.code, &self.message)
+        (self.primary.span, self.code.id, &self.message)
     }
 }
 

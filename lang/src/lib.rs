@@ -5,12 +5,14 @@
 //! here touches the kernel or prints.
 
 pub mod ast;
+pub mod code;
 pub mod diagnostic;
 pub mod parse;
 mod reader;
 pub mod source;
 pub mod value;
 
+pub use code::Code;
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use parse::{parse_str, FsLoader, Loader, Parsed};
 pub use source::{FileId, SourceMap, Span, Spanned};

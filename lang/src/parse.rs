@@ -2,6 +2,7 @@
 //! diagnostics, and follows `include`s (relative to the including file) through a [`Loader`].
 
 use crate::ast::*;
+use crate::code;
 use crate::diagnostic::Diagnostic;
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
@@ -47,9 +48,13 @@ impl Parsed {
                 let file = self.sources.add(name, path, text);
                 self.diagnostics.push(
                     // The lossy text holds U+FFFD (3 bytes) where the first bad byte was.
-                    Diagnostic::error("invalid-utf8", Span::new(file, valid, valid + 3), "the file is not valid UTF-8")
-                        .with_label("invalid byte here")
-                        .with_help("save the spec as UTF-8"),
+                    Diagnostic::error(
+                        code::INVALID_UTF8,
+                        Span::new(file, valid, valid + 3),
+                        "the file is not valid UTF-8",
+                    )
+                    .with_label("invalid byte here")
+                    .with_help("save the spec as UTF-8"),
                 );
                 file
             }
@@ -57,7 +62,7 @@ impl Parsed {
     }
 
     fn parse_file(&mut self, file: FileId, loader: &mut dyn Loader, stack: &mut Vec<PathBuf>) {
-        if self.diagnostics.iter().any(|d| d.code == "invalid-utf8" && d.primary.span.file == file) {
+        if self.diagnostics.iter().any(|d| d.code == code::INVALID_UTF8 && d.primary.span.file == file) {
             return;
         }
         let text = self.sources.get(file).text.clone();
@@ -68,7 +73,7 @@ impl Parsed {
                     let start = d.span.offset();
                     let span = Span::new(file, start, start + d.span.len());
                     let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                    let mut diag = Diagnostic::error("syntax", span, lowercase_first(&message));
+                    let mut diag = Diagnostic::error(code::SYNTAX, span, lowercase_first(&message));
                     if let Some(label) = d.label {
                         diag = diag.with_label(label);
                     }
@@ -107,8 +112,11 @@ impl Parsed {
                         }
                     }
                     other => {
-                        let d =
-                            cx.error("unknown-node", r.name_span, format!("`{other}` is not allowed at the top level"));
+                        let d = cx.error(
+                            code::UNKNOWN_NODE,
+                            r.name_span,
+                            format!("`{other}` is not allowed at the top level"),
+                        );
                         d.help = Some(match crate::diagnostic::closest(other, ["node", "template", "include"]) {
                             Some(c) => format!("did you mean `{c}`?"),
                             None => "a spec file holds `node`, `template` and `include` nodes".into(),
@@ -130,7 +138,7 @@ impl Parsed {
             };
             if stack.contains(&path) {
                 self.diagnostics.push(
-                    Diagnostic::error("include-cycle", inc.span, format!("`{}` includes itself", inc.value))
+                    Diagnostic::error(code::INCLUDE_CYCLE, inc.span, format!("`{}` includes itself", inc.value))
                         .with_help("remove the include that closes the cycle"),
                 );
                 continue;
@@ -146,7 +154,7 @@ impl Parsed {
                 }
                 Err(e) => self.diagnostics.push(
                     Diagnostic::error(
-                        "include-failed",
+                        code::INCLUDE_FAILED,
                         inc.span,
                         format!("cannot read `{}`: {}", path.display(), lowercase_first(&e.to_string())),
                     )
@@ -235,14 +243,14 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             }
             "netns" => {
                 if kind == BodyKind::Netns {
-                    cx.error("unknown-node", c.name_span, "a `netns` cannot contain another `netns`").help =
+                    cx.error(code::UNKNOWN_NODE, c.name_span, "a `netns` cannot contain another `netns`").help =
                         Some("declare every namespace directly inside its `node`".into());
                     continue;
                 }
                 if let Some(name) = name_arg(cx, &mut c, "a namespace name") {
                     if name.value == "host" {
-                        cx.error("invalid-value", name.span, "`host` is reserved for the node's own namespace").help =
-                            Some("pick another name; refer to the node's namespace as `@host`".into());
+                        cx.error(code::INVALID_VALUE, name.span, "`host` is reserved for the node's own namespace")
+                            .help = Some("pick another name; refer to the node's namespace as `@host`".into());
                     }
                     let inner = parse_body(cx, &mut c, BodyKind::Netns);
                     body.netns.push(NetnsDecl { name, body: inner, span: c.span });
@@ -293,8 +301,11 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     "redirect",
                     "listen",
                 ];
-                let d =
-                    cx.error("unknown-node", c.name_span, format!("`{other}` is not allowed inside `{}`", r.keyword()));
+                let d = cx.error(
+                    code::UNKNOWN_NODE,
+                    c.name_span,
+                    format!("`{other}` is not allowed inside `{}`", r.keyword()),
+                );
                 d.help = Some(match crate::diagnostic::closest(other, known) {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => "see spec.md for what a node body can hold".into(),
@@ -313,7 +324,7 @@ fn set_once<T>(cx: &mut Cx, slot: &mut Option<Spanned<T>>, value: Spanned<T>, wh
     match slot {
         Some(first) => {
             let first = first.span;
-            let d = cx.error("duplicate-property", value.span, format!("{what} is set twice"));
+            let d = cx.error(code::DUPLICATE_PROPERTY, value.span, format!("{what} is set twice"));
             d.secondary.push(crate::diagnostic::Label { span: first, message: "first set here".into() });
             d.help = Some("keep one of them".into());
         }
@@ -342,12 +353,12 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
         "veth" => 'veth: {
             let peers = r.children("peer");
             let Some(first) = peers.first() else {
-                cx.error("missing-property", r.head_span(), "`veth` needs a `peer`").help =
+                cx.error(code::MISSING_PROPERTY, r.head_span(), "`veth` needs a `peer`").help =
                     Some("add a child `peer \"NAME\"` (with `netns=\"…\"` when it lives in another namespace)".into());
                 break 'veth None;
             };
             for extra in &peers[1..] {
-                cx.error("duplicate-name", cx.span(extra.name().span()), "a veth has exactly one peer").help =
+                cx.error(code::DUPLICATE_PROPERTY, cx.span(extra.name().span()), "a veth has exactly one peer").help =
                     Some("remove the extra `peer`".into());
             }
             let mut p = Reader::new(cx, first);
@@ -466,13 +477,13 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
     let dst = dst?;
     let is_unicast = route_type.as_ref().is_none_or(|t| t.value == RouteType::Unicast);
     if is_unicast && via.is_none() && dev.is_none() {
-        cx.error("missing-property", r.head_span(), "a unicast route needs `via` or `dev`").help =
+        cx.error(code::MISSING_PROPERTY, r.head_span(), "a unicast route needs `via` or `dev`").help =
             Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, or `type=\"blackhole\"`".into());
     }
     if let (Some(v), RouteDst::Net(n)) = (&via, &dst.value) {
         if v.value.is_ipv4() != n.addr().is_ipv4() {
-            cx.error("invalid-value", v.span, "the gateway and the destination are of different IP families").help =
-                Some("use an IPv4 gateway for an IPv4 route and an IPv6 gateway for an IPv6 route".into());
+            cx.error(code::INVALID_VALUE, v.span, "the gateway and the destination are of different IP families")
+                .help = Some("use an IPv4 gateway for an IPv4 route and an IPv6 gateway for an IPv6 route".into());
         }
     }
     Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, span: r.span })
@@ -494,7 +505,7 @@ fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
         kdl::KdlValue::Integer(i) => match i64::try_from(*i) {
             Ok(i) => Some(Spanned::new(SysctlValue::Int(i), v.span)),
             Err(_) => {
-                cx.error("invalid-value", v.span, "the sysctl value is out of range").help =
+                cx.error(code::INVALID_VALUE, v.span, "the sysctl value is out of range").help =
                     Some("sysctl values fit in 64 bits".into());
                 None
             }
@@ -503,7 +514,7 @@ fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
         _ => {
             let s = v.string(cx, "sysctl value")?;
             if s.value.contains(['\n', '\0']) {
-                cx.error("invalid-value", s.span, "a sysctl value is one line").help =
+                cx.error(code::INVALID_VALUE, s.span, "a sysctl value is one line").help =
                     Some("remove the line break".into());
                 return None;
             }
@@ -518,7 +529,7 @@ fn parse_forwarding(cx: &mut Cx, r: &mut Reader) -> ForwardingDecl {
     let ipv4 = r.prop(cx, "ipv4").and_then(|v| v.bool(cx, "ipv4")).or(both.clone());
     let ipv6 = r.prop(cx, "ipv6").and_then(|v| v.bool(cx, "ipv6")).or(both);
     if ipv4.is_none() && ipv6.is_none() {
-        cx.error("missing-argument", r.head_span(), "`forwarding` needs a value").help =
+        cx.error(code::MISSING_ARGUMENT, r.head_span(), "`forwarding` needs a value").help =
             Some("write `forwarding #true` or `forwarding ipv4=#true ipv6=#false`".into());
     }
     ForwardingDecl { ipv4, ipv6, span: r.span }
@@ -532,7 +543,7 @@ fn addr_match(cx: &mut Cx, v: Val) -> Option<Spanned<AddrMatch>> {
             .map(|n| Spanned::new(AddrMatch::Set(n), span))
             .map_err(|e| {
                 cx.error(
-                    "invalid-value",
+                    code::INVALID_VALUE,
                     span.sub(e.start, e.end.max(e.start + 1)),
                     format!("invalid set name: {}", e.message),
                 )
@@ -621,7 +632,8 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
             other => {
-                let d = cx.error("unknown-node", c.name_span, format!("`{other}` is not allowed inside `firewall`"));
+                let d =
+                    cx.error(code::UNKNOWN_NODE, c.name_span, format!("`{other}` is not allowed inside `firewall`"));
                 d.help = Some(
                     match crate::diagnostic::closest(
                         other,
@@ -654,7 +666,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     let sport = r.prop(cx, "sport").and_then(|v| v.parse(cx, "port", parse_port_set));
     for ports in [&dport, &sport].into_iter().flatten() {
         if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {
-            cx.error("missing-property", ports.span, "ports need a protocol that has ports").help =
+            cx.error(code::MISSING_PROPERTY, ports.span, "ports need a protocol that has ports").help =
                 Some("add `proto=\"tcp\"`, `proto=\"udp\"` or `proto=\"sctp\"`".into());
         }
     }
@@ -683,7 +695,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
                     "related" => ConnState::Related,
                     "invalid" => ConnState::Invalid,
                     other => {
-                        cx.error("invalid-value", span, format!("`{other}` is not a connection state")).help =
+                        cx.error(code::INVALID_VALUE, span, format!("`{other}` is not a connection state")).help =
                             Some("use `new`, `established`, `related` or `invalid`, comma-separated".into());
                         continue;
                     }
@@ -720,7 +732,7 @@ fn parse_service(cx: &mut Cx, r: &mut Reader) -> Option<ServiceDecl> {
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
     if let Some(p) = &proto {
         if !p.value.has_ports() {
-            cx.error("invalid-value", p.span, "a service needs a protocol with ports").help =
+            cx.error(code::INVALID_VALUE, p.span, "a service needs a protocol with ports").help =
                 Some("use `tcp`, `udp` or `sctp`".into());
         }
     }
@@ -752,14 +764,14 @@ fn parse_redirect(cx: &mut Cx, r: &mut Reader) -> Option<RedirectDecl> {
     let except_uid = r.prop(cx, "except-uid").and_then(|v| v.int(cx, "user id", 0, i128::from(u32::MAX)));
     if let (Some(uid), Some(d)) = (&except_uid, &direction) {
         if d.value == Direction::In {
-            cx.error("invalid-value", uid.span, "`except-uid` applies to `redirect out` only").help =
+            cx.error(code::INVALID_VALUE, uid.span, "`except-uid` applies to `redirect out` only").help =
                 Some("inbound packets have no local user; remove it, or use `except-port`".into());
         }
     }
     let to_port = r.required(cx, "to-port", "4143").and_then(|v| v.parse(cx, "port", parse_port));
     if let Some(p) = &proto {
         if !p.value.has_ports() {
-            cx.error("invalid-value", p.span, "a redirect needs a protocol with ports").help =
+            cx.error(code::INVALID_VALUE, p.span, "a redirect needs a protocol with ports").help =
                 Some("use `tcp`, `udp` or `sctp`".into());
         }
     }
@@ -782,7 +794,7 @@ fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
     if let Some(p) = &proto {
         if !p.value.has_ports() {
-            cx.error("invalid-value", p.span, "a listener needs a protocol with ports").help =
+            cx.error(code::INVALID_VALUE, p.span, "a listener needs a protocol with ports").help =
                 Some("use `tcp`, `udp` or `sctp`".into());
         }
     }
@@ -839,7 +851,7 @@ mod tests {
     #[test]
     fn include_cycles_and_missing_files() {
         let p = load(&[("/s/a.kdl", "include \"b.kdl\"\ninclude \"nope.kdl\""), ("/s/b.kdl", "include \"a.kdl\"")]);
-        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code).collect();
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code.id).collect();
         assert_eq!(codes, ["include-cycle", "include-failed"]);
     }
 
@@ -857,7 +869,7 @@ mod tests {
     #[test]
     fn unknown_properties_suggest_the_known_ones() {
         let p = parse_str("t.kdl", "node \"a\" { bridge \"br0\" mut=1500; rout \"default\" dev=\"br0\"; }");
-        let helps: Vec<(&str, Option<&str>)> = p.diagnostics.iter().map(|d| (d.code, d.help.as_deref())).collect();
+        let helps: Vec<(&str, Option<&str>)> = p.diagnostics.iter().map(|d| (d.code.id, d.help.as_deref())).collect();
         assert_eq!(
             helps,
             [("unknown-property", Some("did you mean `mtu`?")), ("unknown-node", Some("did you mean `route`?"))]
@@ -880,7 +892,7 @@ mod once_tests {
     use super::*;
 
     fn codes(src: &str) -> Vec<&'static str> {
-        parse_str("t.kdl", src).diagnostics.iter().map(|d| d.code).collect()
+        parse_str("t.kdl", src).diagnostics.iter().map(|d| d.code.id).collect()
     }
 
     #[test]
@@ -909,6 +921,6 @@ mod redirect_tests {
         assert!(ok.diagnostics.is_empty(), "{:?}", ok.diagnostics);
         assert_eq!(ok.spec.nodes[0].body.redirects[0].except_uid.as_ref().map(|u| u.value), Some(2102));
         let bad = parse_str("t.kdl", "node \"a\" { redirect in to-port=4143 except-uid=2102; }");
-        assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), ["invalid-value"]);
+        assert_eq!(bad.diagnostics.iter().map(|d| d.code.id).collect::<Vec<_>>(), ["invalid-value"]);
     }
 }

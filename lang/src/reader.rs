@@ -2,6 +2,7 @@
 //! each turned into a spanned value or a diagnostic. Whatever the reader was not asked for is
 //! reported as unknown (with "did you mean") when the node is finished.
 
+use crate::code::{self, Code};
 use crate::diagnostic::{closest, Diagnostic};
 use crate::source::{FileId, Span, Spanned};
 use crate::value::ValueError;
@@ -19,7 +20,7 @@ impl Cx<'_> {
         Span::new(self.file, s.offset(), s.offset() + s.len())
     }
 
-    pub fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+    pub fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(code, span, message));
         self.diags.last_mut().expect("just pushed")
     }
@@ -84,8 +85,12 @@ impl<'n> Val<'n> {
         match self.value {
             KdlValue::String(s) => Some(Spanned::new(s.clone(), self.inner)),
             other => {
-                cx.error("invalid-value", self.span, format!("{what} must be a string, found {}", value_kind(other)))
-                    .help = Some(format!("quote it: `\"{}\"`", display_value(other)));
+                cx.error(
+                    code::INVALID_VALUE,
+                    self.span,
+                    format!("{what} must be a string, found {}", value_kind(other)),
+                )
+                .help = Some(format!("quote it: `\"{}\"`", display_value(other)));
                 None
             }
         }
@@ -96,7 +101,7 @@ impl<'n> Val<'n> {
             KdlValue::Bool(b) => Some(Spanned::new(*b, self.span)),
             other => {
                 cx.error(
-                    "invalid-value",
+                    code::INVALID_VALUE,
                     self.span,
                     format!("{what} must be #true or #false, found {}", value_kind(other)),
                 )
@@ -111,13 +116,13 @@ impl<'n> Val<'n> {
         match self.value {
             KdlValue::Integer(i) if (min..=max).contains(i) => Some(Spanned::new(*i, self.span)),
             KdlValue::Integer(i) => {
-                cx.error("invalid-value", self.span, format!("{what} `{i}` is out of range")).help =
+                cx.error(code::INVALID_VALUE, self.span, format!("{what} `{i}` is out of range")).help =
                     Some(format!("{what} is a number from {min} to {max}"));
                 None
             }
             other => {
                 cx.error(
-                    "invalid-value",
+                    code::INVALID_VALUE,
                     self.span,
                     format!("{what} must be an integer, found {}", value_kind(other)),
                 )
@@ -138,7 +143,11 @@ impl<'n> Val<'n> {
             KdlValue::String(s) => (s.clone(), self.inner),
             KdlValue::Integer(i) => (i.to_string(), self.span),
             other => {
-                cx.error("invalid-value", self.span, format!("{what} must be a string, found {}", value_kind(other)));
+                cx.error(
+                    code::INVALID_VALUE,
+                    self.span,
+                    format!("{what} must be a string, found {}", value_kind(other)),
+                );
                 return None;
             }
         };
@@ -146,7 +155,7 @@ impl<'n> Val<'n> {
             Ok(v) => Some(Spanned::new(v, span)),
             Err(e) => {
                 let at = if span.len() == text.len() { span.sub(e.start, e.end.max(e.start + 1)) } else { span };
-                let d = cx.error("invalid-value", at, format!("invalid {what}: {}", e.message));
+                let d = cx.error(code::INVALID_VALUE, at, format!("invalid {what}: {}", e.message));
                 d.help = e.help;
                 None
             }
@@ -160,7 +169,7 @@ impl<'n> Val<'n> {
             return Some(Spanned::new(*v, s.span));
         }
         let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-        let d = cx.error("invalid-value", s.span, format!("`{}` is not a valid {what}", s.value));
+        let d = cx.error(code::INVALID_VALUE, s.span, format!("`{}` is not a valid {what}", s.value));
         d.help = Some(match closest(&s.value, names.iter().copied()) {
             Some(c) => format!("did you mean `{c}`?"),
             None => format!("expected one of: {}", names.join(", ")),
@@ -209,7 +218,7 @@ impl<'n> Reader<'n> {
                     if let Some(prev) = props.iter().find(|p| p.0 == key.value()) {
                         let prev_span = prev.1;
                         cx.error(
-                            "duplicate-property",
+                            code::DUPLICATE_PROPERTY,
                             key_span,
                             format!("property `{}` is given twice", key.value()),
                         )
@@ -260,7 +269,7 @@ impl<'n> Reader<'n> {
             Some(v) => Some(*v),
             None => {
                 let kw = self.keyword().to_string();
-                cx.error("missing-argument", self.head_span(), format!("`{kw}` needs {what}")).help =
+                cx.error(code::MISSING_ARGUMENT, self.head_span(), format!("`{kw}` needs {what}")).help =
                     Some(format!("write it after the node name: `{kw} \"…\"`"));
                 None
             }
@@ -292,7 +301,7 @@ impl<'n> Reader<'n> {
         for &i in as_children.iter().skip(skip) {
             self.children[i].1 = true;
             let span = cx.span(self.children[i].0.name().span());
-            let d = cx.error("duplicate-property", span, format!("`{key}` is given twice"));
+            let d = cx.error(code::DUPLICATE_PROPERTY, span, format!("`{key}` is given twice"));
             if let Some(first) = first_span {
                 d.secondary.push(crate::diagnostic::Label { span: first, message: "first given here".into() });
             }
@@ -316,7 +325,7 @@ impl<'n> Reader<'n> {
         let v = self.prop(cx, key);
         if v.is_none() {
             let kw = self.keyword().to_string();
-            cx.error("missing-property", self.head_span(), format!("`{kw}` needs `{key}`")).help =
+            cx.error(code::MISSING_PROPERTY, self.head_span(), format!("`{kw}` needs `{key}`")).help =
                 Some(format!("add `{key}={example}`"));
         }
         v
@@ -350,12 +359,12 @@ impl<'n> Reader<'n> {
     pub fn finish(self, cx: &mut Cx) {
         let kw = self.keyword();
         for extra in self.args.iter().skip(self.args_read) {
-            cx.error("unexpected-argument", extra.span, format!("`{kw}` takes no further argument here")).help =
+            cx.error(code::UNEXPECTED_ARGUMENT, extra.span, format!("`{kw}` takes no further argument here")).help =
                 Some("remove it, or write it as a property `key=value`".into());
         }
         for (key, span, _, used) in &self.props {
             if !used {
-                let d = cx.error("unknown-property", *span, format!("`{kw}` has no property `{key}`"));
+                let d = cx.error(code::UNKNOWN_PROPERTY, *span, format!("`{kw}` has no property `{key}`"));
                 d.help = Some(match closest(key, self.known_props.iter().copied()) {
                     Some(c) => format!("did you mean `{c}`?"),
                     None if self.known_props.is_empty() => format!("`{kw}` takes no properties"),
@@ -368,7 +377,7 @@ impl<'n> Reader<'n> {
                 let name = child.name().value();
                 let span = cx.span(child.name().span());
                 let known: Vec<&str> = self.known_children.iter().chain(self.known_props.iter()).copied().collect();
-                let d = cx.error("unknown-node", span, format!("`{name}` is not allowed inside `{kw}`"));
+                let d = cx.error(code::UNKNOWN_NODE, span, format!("`{name}` is not allowed inside `{kw}`"));
                 d.help = Some(match closest(name, known.iter().copied()) {
                     Some(c) => format!("did you mean `{c}`?"),
                     None if known.is_empty() => format!("`{kw}` takes no children"),

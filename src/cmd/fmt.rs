@@ -111,8 +111,11 @@ fn syntax_errors(input: &Input, bytes: &[u8]) -> (SourceMap, Vec<Diagnostic>) {
     }
     let mut parsed = Parsed::default();
     parsed.add_file(input.name(), input.path().map(Path::to_path_buf), bytes, &mut NoIncludes);
-    let mut errors: Vec<Diagnostic> =
-        parsed.diagnostics.into_iter().filter(|d| matches!(d.code, "syntax" | "invalid-utf8")).collect();
+    let mut errors: Vec<Diagnostic> = parsed
+        .diagnostics
+        .into_iter()
+        .filter(|d| [netcfg_lang::code::SYNTAX, netcfg_lang::code::INVALID_UTF8].contains(&d.code))
+        .collect();
     netcfg_lang::diagnostic::sort_diagnostics(&mut errors);
     (parsed.sources, errors)
 }

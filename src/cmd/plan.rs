@@ -152,9 +152,9 @@ fn write_artifacts(dir: &std::path::Path, plans: &[NodePlan]) -> std::io::Result
         std::fs::create_dir_all(&node_dir)?;
         let json = serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize") + "\n";
         std::fs::write(node_dir.join("plan.json"), json)?;
-        for ns in &plan.namespaces {
-            let file = if ns.name == "@host" { "host.nft".to_string() } else { format!("netns-{}.nft", ns.name) };
-            std::fs::write(node_dir.join(file), &ns.nft.text)?;
+        for (ns, script) in &plan.nft {
+            let file = if ns == "@host" { "host.nft".to_string() } else { format!("netns-{ns}.nft") };
+            std::fs::write(node_dir.join(file), &script.text)?;
         }
     }
     Ok(())

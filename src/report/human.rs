@@ -107,7 +107,7 @@ impl Adapted {
             }
         }
         Adapted {
-            code: Some(d.code),
+            code: Some(d.code.id),
             severity: match d.severity {
                 Severity::Error => miette::Severity::Error,
                 Severity::Warning => miette::Severity::Warning,

@@ -80,7 +80,7 @@ pub fn render(findings: &Findings) -> String {
 
 fn diagnostic<'a>(d: &'a Diagnostic, sources: &SourceMap) -> JsonDiagnostic<'a> {
     JsonDiagnostic {
-        code: d.code,
+        code: d.code.id,
         severity: d.severity.as_str(),
         message: &d.message,
         location: location(sources, &d.primary),

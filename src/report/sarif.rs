@@ -14,15 +14,7 @@ const SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os
 
 /// Every code netcfg reports, with its summary, sorted by code: the SARIF rules.
 pub fn rules() -> Vec<(&'static str, &'static str)> {
-    let mut rules: Vec<(&str, &str)> = netcfg_lang::diagnostic::CODES
-        .iter()
-        .chain(netcfg_compiler::resolve::CODES)
-        .copied()
-        .chain(netcfg_compiler::checks::CHECKS.iter().map(|c| (c.code, c.summary)))
-        .collect();
-    rules.sort_unstable();
-    rules.dedup_by_key(|r| r.0);
-    rules
+    netcfg_backends::codes::registry().into_iter().map(|(_, c)| (c.id, c.summary)).collect()
 }
 
 pub fn render(findings: &Findings) -> String {
@@ -58,7 +50,7 @@ fn result(d: &Diagnostic, rules: &[(&str, &str)], sources: &SourceMap) -> Value 
         text.push_str(help);
     }
     let mut result = json!({
-        "ruleId": d.code,
+        "ruleId": d.code.id,
         "level": match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -66,7 +58,7 @@ fn result(d: &Diagnostic, rules: &[(&str, &str)], sources: &SourceMap) -> Value 
         "message": { "text": text },
         "locations": [location(sources, &d.primary, None)],
     });
-    if let Ok(index) = rules.binary_search_by(|r| r.0.cmp(d.code)) {
+    if let Ok(index) = rules.binary_search_by(|r| r.0.cmp(d.code.id)) {
         result["ruleIndex"] = json!(index);
     }
     if !d.secondary.is_empty() {

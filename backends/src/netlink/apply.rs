@@ -422,7 +422,7 @@ impl<'a> Executor<'a> {
         if let Some(t) = table {
             text.push_str(t);
         }
-        let script = crate::nftables::render::Script { text, origins: Vec::new() };
+        let script = crate::nftables::render::Script { creates_table: table.is_some(), text, origins: Vec::new() };
         exec::apply(&self.map.locate(ns).nft_target(), &script).map_err(|e| NlError::other(e.to_string()))
     }
 }

@@ -59,8 +59,7 @@ fn link_ref(node: &Node, id: ir::LinkId) -> LinkRef {
     LinkRef { ns: ns_name(node, l.netns), name: l.name.value.clone() }
 }
 
-/// Builds the desired state of `node`. Diagnostics: objects the kernel cannot hold at once
-/// (two routes with one key), and nft lowering findings.
+/// Builds the desired state of `node`. Diagnostics: nft lowering findings.
 pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
     let mut out = Desired {
         node: node.name.value.clone(),
@@ -133,21 +132,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 route_type: r.route_type,
                 protocol: NETCFG_PROTO,
             };
-            if let Some(first) = spans.get(&Object::Route(key)) {
-                diags.push(
-                    Diagnostic::error(
-                        "conflicting-routes",
-                        r.dst_span,
-                        format!(
-                            "a route to `{}` with metric {} in table {} is already declared",
-                            key.dst, r.metric, key.table
-                        ),
-                    )
-                    .with_secondary(*first, "first declared here")
-                    .with_help("give one of the routes another `metric` or `table`, or remove it"),
-                );
-                continue;
-            }
+            // Unique: resolve reports `conflicting-routes` and keeps only the first.
             st.routes.insert(key, route);
             spans.insert(Object::Route(key), r.span);
         }

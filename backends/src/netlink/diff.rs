@@ -27,6 +27,8 @@ use super::desired::{Desired, Object};
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
+use crate::codes;
+use crate::nftables::render::Script;
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::{Diagnostic, Span};
@@ -41,6 +43,18 @@ pub struct NftState {
     pub planned: Option<Json>,
     /// The live table as `nft list` prints it: what a rollback loads back.
     pub live_text: Option<String>,
+}
+
+impl NftState {
+    /// A namespace without a table, before nft is asked: the planned form is the script
+    /// itself (the offline plan has no kernel to canonicalise it), `None` when it makes no table.
+    pub fn offline(script: &Script) -> NftState {
+        NftState {
+            live: None,
+            planned: script.creates_table.then(|| Json::String(script.text.clone())),
+            live_text: None,
+        }
+    }
 }
 
 /// Computes the plan that takes `live` to `desired`. `orphans`: namespaces netcfg created for
@@ -130,20 +144,7 @@ pub fn diff(
 /// A namespace as the kernel makes it: `lo`, down.
 fn new_namespace() -> NsState {
     let mut st = NsState::default();
-    st.links.insert(
-        "lo".into(),
-        Link {
-            kind: LinkKind::Loopback,
-            mtu: Some(65536),
-            mac: None,
-            master: None,
-            hairpin: None,
-            nf_call_iptables: None,
-            up: false,
-            addrgen_none: Some(false),
-            owned: false,
-        },
-    );
+    st.links.insert("lo".into(), Link::loopback(false));
     st
 }
 
@@ -217,7 +218,7 @@ impl Planner<'_> {
                             let span = self.span(&ns, &Object::Link(name.clone()));
                             self.errors.push(
                                 Diagnostic::error(
-                                    "foreign-link",
+                                    codes::FOREIGN_LINK,
                                     span,
                                     format!(
                                         "link `{name}` exists in {} as a {} that netcfg did not create",
@@ -316,7 +317,7 @@ impl Planner<'_> {
                         .to_string(),
                 )
             };
-            self.errors.push(Diagnostic::error("missing-link", span, message).with_help(help));
+            self.errors.push(Diagnostic::error(codes::MISSING_LINK, span, message).with_help(help));
         }
     }
 
@@ -657,7 +658,7 @@ impl Planner<'_> {
                     let span = self.span(&p.ns, &Object::Link(p.name.clone()));
                     self.errors.push(
                         Diagnostic::error(
-                            "foreign-link",
+                            codes::FOREIGN_LINK,
                             span,
                             format!("link `{}` exists in {} and is not this veth's peer", p.name, describe_ns(&p.ns)),
                         )
@@ -904,7 +905,7 @@ pub const PROTO_KERNEL: u8 = 2;
 /// The route the kernel adds for an address with a prefix route.
 fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
     let v4 = net.addr().is_ipv4();
-    let key = RouteKey::new(MAIN_TABLE_ID, net.trunc(), if v4 { 0 } else { 256 });
+    let key = RouteKey::new(netcfg_compiler::ir::MAIN_TABLE, net.trunc(), if v4 { 0 } else { 256 });
     let route = Route {
         via: None,
         dev: Some(link.to_string()),
@@ -916,8 +917,6 @@ fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
     };
     (key, route)
 }
-
-const MAIN_TABLE_ID: u32 = 254;
 
 /// The ops that change one existing link, and its MTU change (live, desired).
 struct LinkChange {
@@ -1224,7 +1223,7 @@ node "n" {{
             ),
         );
         let errors = diff(&d, &live, &[], None).expect_err("conflicts");
-        let codes: Vec<&str> = errors.iter().map(|e| e.code).collect();
+        let codes: Vec<&str> = errors.iter().map(|e| e.code.id).collect();
         assert_eq!(codes, vec!["foreign-link", "missing-link"], "{errors:#?}");
     }
 

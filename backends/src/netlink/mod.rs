@@ -30,6 +30,7 @@ pub use live::Live;
 pub use namespaces::{Location, NetnsMap};
 pub use plan::{Action, Disruption, Op, Plan};
 
+use crate::codes;
 use conn::Conn;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::{json, Value as Json};
@@ -91,7 +92,7 @@ impl ApplyError {
             Some(op) => format!("cannot {} `{}`: {}", verb(op), op.describe(), self.message),
             None => format!("the node differs from the spec after apply: {}", self.message),
         };
-        let mut d = Diagnostic::error("apply-failed", self.span, message);
+        let mut d = Diagnostic::error(codes::APPLY_FAILED, self.span, message);
         d = if self.rollback_failures.is_empty() {
             d.with_help("every change was rolled back; the node is as it was before")
         } else {

@@ -4,6 +4,7 @@
 
 use super::render::Script;
 use super::ruleset::TABLE_NAME;
+use crate::codes;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::Value as Json;
 use std::io::Write;
@@ -212,12 +213,12 @@ fn normalize(mut v: Json) -> Json {
 /// origin (table scaffolding) are reported on `fallback`.
 pub fn diagnostics(script: &Script, err: &ExecError, fallback: Span) -> Vec<Diagnostic> {
     match err {
-        ExecError::Spawn(msg) => vec![Diagnostic::error("nft-failed", fallback, msg.clone())
+        ExecError::Spawn(msg) => vec![Diagnostic::error(codes::NFT_FAILED, fallback, msg.clone())
             .with_help("install nftables (`apt-get install nftables`) and run as root")],
         ExecError::Rejected { errors, stderr } => {
             if errors.is_empty() {
                 return vec![Diagnostic::error(
-                    "nft-rejected",
+                    codes::NFT_REJECTED,
                     fallback,
                     format!("nft rejected the ruleset: {}", stderr.trim()),
                 )];
@@ -227,7 +228,7 @@ pub fn diagnostics(script: &Script, err: &ExecError, fallback: Span) -> Vec<Diag
                 .map(|e| {
                     let span = script.origin_of_line(e.line).unwrap_or(fallback);
                     let generated = script.line_text(e.line).unwrap_or("").trim();
-                    Diagnostic::error("nft-rejected", span, format!("nft rejected the rule generated from here: {}", e.message.trim_end_matches('.')))
+                    Diagnostic::error(codes::NFT_REJECTED, span, format!("nft rejected the rule generated from here: {}", e.message.trim_end_matches('.')))
                         .with_label(format!("generated line {}: `{generated}`", e.line))
                         .with_help("this is a netcfg bug or a kernel without the needed nftables feature; please report it with the spec")
                 })

@@ -1,9 +1,12 @@
-//! IR -> typed ruleset, one table per namespace, in the style of kube-proxy's nftables mode:
-//! services through a verdict map keyed on `daddr . l4proto . dport` (O(1) however many
-//! services), backend choice by `numgen random mod N` with weights, zones and address sets as
-//! named sets, connection-state handling before the rules, hairpin masquerade by packet mark.
+//! IR -> typed ruleset, one table per namespace: filter chains per direction (connection-state
+//! handling first, then the rules in spec order, then the policy), zones and address sets as
+//! named sets, services as one DNAT map per family keyed on `daddr . l4proto . dport . numgen`
+//! (one lookup however many services; weights are slices of the random draw), hairpin
+//! masquerade through a `saddr . daddr` set of backends, masquerade/SNAT/redirect in the NAT
+//! chains. See spec.md, "How the firewall and NAT compile to nftables".
 
 use super::ruleset::*;
+use crate::codes;
 use crate::nftables::ruleset::Family;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
 use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
@@ -55,7 +58,7 @@ impl Lower<'_> {
         if r.is_none() {
             self.diags.push(
                 Diagnostic::error(
-                    "nft-unrepresentable",
+                    codes::NFT_UNREPRESENTABLE,
                     span,
                     format!("interface name `{name}` cannot be used in nft rules"),
                 )

@@ -12,6 +12,8 @@ use std::fmt::Write;
 pub struct Script {
     pub text: String,
     pub origins: Vec<Option<Span>>,
+    /// Whether the transaction leaves a table behind (an empty ruleset only deletes netcfg's).
+    pub creates_table: bool,
 }
 
 impl Script {
@@ -47,6 +49,7 @@ pub fn render_transaction(header: &str, table: &Table) -> Script {
     s.line(0, &format!("delete table inet {TABLE_NAME}"), None);
     if !table.is_empty() {
         render_table(&mut s, table);
+        s.creates_table = true;
     }
     s
 }

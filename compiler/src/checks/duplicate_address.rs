@@ -25,13 +25,16 @@
 
 use super::{AfterErrors, Check};
 use crate::model::{AddrRef, Model, NetnsRef, SegmentId};
-use netcfg_lang::{Diagnostic, Span};
+use netcfg_lang::{Code, Diagnostic, Severity, Span};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "duplicate-address",
-    summary: "an address is declared twice on one link, one namespace or one L2 segment",
+    code: Code::new(
+        "duplicate-address",
+        &[Severity::Error],
+        "an address declared twice on one link, namespace or L2 segment",
+    ),
     run,
     after_errors: AfterErrors::Run,
 };

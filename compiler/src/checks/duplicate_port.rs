@@ -25,13 +25,16 @@ use super::{AfterErrors, Check};
 use crate::ir::{Listener, Netns, Service};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::Proto;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 pub const CHECK: Check = Check {
-    code: "duplicate-port",
-    summary: "two listeners or two services claim the same port in one namespace",
+    code: Code::new(
+        "duplicate-port",
+        &[Severity::Error],
+        "two listeners or two services claim one port in a namespace",
+    ),
     run,
     after_errors: AfterErrors::Run,
 };

@@ -37,13 +37,16 @@ use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
 use ipnet::IpNet;
 use netcfg_lang::ast::{Direction, Family, Proto, RouteType, Verdict};
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "forwarding-disabled",
-    summary: "a namespace must forward packets for others but forwarding is off for that family",
+    code: Code::new(
+        "forwarding-disabled",
+        &[Severity::Error, Severity::Warning],
+        "a namespace must forward but forwarding is off",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

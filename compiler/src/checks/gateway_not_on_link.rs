@@ -38,12 +38,11 @@ use super::{AfterErrors, Check};
 use crate::ir::{Address, Link, Netns, Node, Route, MAIN_TABLE};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "gateway-not-on-link",
-    summary: "a route's gateway is not reachable on-link, so the kernel refuses the route",
+    code: Code::new("gateway-not-on-link", &[Severity::Error], "a route's gateway the kernel refuses"),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

@@ -13,11 +13,10 @@
 
 use super::{AfterErrors, Check};
 use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 
 pub const CHECK: Check = Check {
-    code: "interface-name-too-long",
-    summary: "a link name is longer than 15 bytes",
+    code: Code::new("interface-name-too-long", &[Severity::Error], "a link name over 15 bytes"),
     run,
     after_errors: AfterErrors::Run,
 };

@@ -33,13 +33,16 @@ use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::{Family, RouteType};
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const CHECK: Check = Check {
-    code: "masquerade-without-egress",
-    summary: "a masquerade or snat whose egress link has no address or no route, or is not named",
+    code: Code::new(
+        "masquerade-without-egress",
+        &[Severity::Error, Severity::Warning],
+        "a masquerade/snat whose egress link has no address, no route, or is not named",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

@@ -33,12 +33,15 @@ use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, NetnsId};
 use crate::model::{LinkRef, Model, NetnsRef};
 use netcfg_lang::ast::Verdict;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 
 pub const CHECK: Check = Check {
-    code: "missing-bridge-netfilter",
-    summary: "traffic that netfilter must see stays inside a bridge that bypasses netfilter",
+    code: Code::new(
+        "missing-bridge-netfilter",
+        &[Severity::Error, Severity::Warning],
+        "traffic netfilter must see stays inside a bridge that bypasses netfilter",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

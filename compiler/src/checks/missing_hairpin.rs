@@ -34,13 +34,16 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{Fib, FibSource, LinkRef, Lookup, Model, NetnsRef};
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "missing-hairpin",
-    summary: "a service backend sits behind a bridge port without hairpin mode",
+    code: Code::new(
+        "missing-hairpin",
+        &[Severity::Warning],
+        "a service backend behind a bridge port without hairpin mode",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

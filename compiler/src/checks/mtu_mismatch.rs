@@ -29,11 +29,14 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
-use netcfg_lang::{Diagnostic, Span, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 
 pub const CHECK: Check = Check {
-    code: "mtu-mismatch",
-    summary: "veth ends, bridge ports or a VXLAN and its underlay disagree on the MTU",
+    code: Code::new(
+        "mtu-mismatch",
+        &[Severity::Error, Severity::Warning],
+        "veth ends, bridge ports, or a VXLAN and its underlay disagree on the MTU",
+    ),
     run,
     after_errors: AfterErrors::Run,
 };

@@ -28,12 +28,15 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};
 use crate::model::{FibSource, Lookup, Model, NetnsRef};
-use netcfg_lang::{Diagnostic, Spanned};
+use netcfg_lang::{Code, Diagnostic, Severity, Spanned};
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "non-local-source",
-    summary: "a route `src`, VXLAN `local` or on-link `snat` address that the namespace does not own",
+    code: Code::new(
+        "non-local-source",
+        &[Severity::Error],
+        "a route `src`, VXLAN `local` or on-link `snat` address the namespace does not own",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

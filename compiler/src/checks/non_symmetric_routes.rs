@@ -38,13 +38,16 @@ use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{RouteType, RpFilter};
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "non-symmetric-routes",
-    summary: "a next hop or a routed peer has no path back over the same link",
+    code: Code::new(
+        "non-symmetric-routes",
+        &[Severity::Error, Severity::Warning],
+        "a next hop or a routed peer has no path back over the same link",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

@@ -29,12 +29,15 @@ use super::{AfterErrors, Check};
 use crate::ir::LinkKind;
 use crate::model::{LinkRef, Model, SegmentId};
 use ipnet::IpNet;
-use netcfg_lang::{Diagnostic, Span};
+use netcfg_lang::{Code, Diagnostic, Severity, Span};
 use std::collections::BTreeMap;
 
 pub const CHECK: Check = Check {
-    code: "overlapping-cidrs",
-    summary: "subnets overlap across links, namespaces or nodes",
+    code: Code::new(
+        "overlapping-cidrs",
+        &[Severity::Error, Severity::Warning],
+        "subnets overlap across links, namespaces or nodes",
+    ),
     run,
     after_errors: AfterErrors::Run,
 };

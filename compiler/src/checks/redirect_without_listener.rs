@@ -26,11 +26,10 @@ use super::{AfterErrors, Check};
 use crate::ir::{Listener, Redirect};
 use crate::model::Model;
 use netcfg_lang::ast::{Direction, Proto};
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 
 pub const CHECK: Check = Check {
-    code: "redirect-without-listener",
-    summary: "a redirect sends traffic to a port nothing listens on in its namespace",
+    code: Code::new("redirect-without-listener", &[Severity::Warning], "a redirect to a port nothing listens on"),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

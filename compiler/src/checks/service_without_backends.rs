@@ -19,12 +19,15 @@
 
 use super::{AfterErrors, Check};
 use crate::model::Model;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::net::SocketAddr;
 
 pub const CHECK: Check = Check {
-    code: "service-without-backends",
-    summary: "a service has no backend, or a backend that is the service itself",
+    code: Code::new(
+        "service-without-backends",
+        &[Severity::Warning, Severity::Error],
+        "a service with no backend, or a backend that is the service itself",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

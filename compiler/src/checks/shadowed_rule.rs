@@ -40,12 +40,11 @@ use crate::model::Model;
 use ipnet::IpNet;
 use netcfg_lang::ast::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::value::{PortRange, PortSet};
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::{BTreeSet, HashMap};
 
 pub const CHECK: Check = Check {
-    code: "shadowed-rule",
-    summary: "a firewall rule never matches because an earlier rule decides all its packets",
+    code: Code::new("shadowed-rule", &[Severity::Warning, Severity::Error], "a firewall rule that never matches"),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

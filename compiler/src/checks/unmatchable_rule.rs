@@ -23,11 +23,14 @@ use super::shadowed_rule::{Matches, ALL_STATES};
 use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::ast::Direction;
-use netcfg_lang::{Diagnostic, Span};
+use netcfg_lang::{Code, Diagnostic, Severity, Span};
 
 pub const CHECK: Check = Check {
-    code: "unmatchable-rule",
-    summary: "a firewall rule whose matches contradict each other",
+    code: Code::new(
+        "unmatchable-rule",
+        &[Severity::Warning],
+        "a firewall rule whose own matches contradict each other, or an interface match its direction never has",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };

@@ -21,12 +21,15 @@
 use super::{AfterErrors, Check};
 use crate::model::{FibSource, Lookup, Model};
 use netcfg_lang::ast::RouteType;
-use netcfg_lang::Diagnostic;
+use netcfg_lang::{Code, Diagnostic, Severity};
 use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
-    code: "unreachable-backend",
-    summary: "a service backend the service's namespace has no route to",
+    code: Code::new(
+        "unreachable-backend",
+        &[Severity::Error],
+        "a service backend the service's namespace has no route to",
+    ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
 };
