@@ -59,10 +59,6 @@ impl BrokenNamespaces {
         self.broken.is_empty()
     }
 
-    pub fn contains(&self, node: NodeId, ns: NetnsId) -> bool {
-        self.broken.contains(&(node, ns))
-    }
-
     /// Whether a finding points (primary or secondary label) into a broken namespace.
     pub fn touches(&self, d: &Diagnostic) -> bool {
         std::iter::once(&d.primary).chain(&d.secondary).any(|l| self.spans.iter().any(|s| within(l.span, *s)))

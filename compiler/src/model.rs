@@ -391,8 +391,8 @@ pub fn vxlan_overhead(kind: &LinkKind) -> u32 {
 /// Every link's MTU as the kernel sets it when the spec gives none, index = `LinkId` (checked
 /// against Linux 6.x with `ip link`): `lo` 65536; a bridge the smallest MTU of its ports
 /// (`br_mtu_auto_adjust`; 1500 without ports); a VXLAN with `dev` its underlay's MTU minus the
-/// encapsulation overhead, without `dev` 1500; everything else 1500. The offline plan prints
-/// these too.
+/// encapsulation overhead, without `dev` 1500; everything else 1500. netcfg
+/// itself sets only a declared `mtu`; this is what the checks assume the kernel does otherwise.
 pub fn link_mtus(node: &Node) -> Vec<u32> {
     fn mtu(node: &Node, ports: &HashMap<LinkId, Vec<LinkId>>, id: LinkId, depth: u32) -> u32 {
         let link = node.link(id);

@@ -78,3 +78,28 @@ pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnos
         diags.extend(found);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{AfterErrors, CHECKS};
+
+    /// spec.md names exactly the checks that stay silent in a namespace with an error (that
+    /// every code has a section is `tests/spec.rs`'s business).
+    #[test]
+    fn spec_names_the_checks_that_skip_broken_namespaces() {
+        let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec.md")).expect("spec.md");
+        let paragraph = spec
+            .split("\n\n")
+            .find(|p| p.starts_with("One cause, one finding"))
+            .expect("the follow-on paragraph in spec.md");
+        for check in CHECKS {
+            let listed = paragraph.contains(&format!("`{}`", check.code.id));
+            assert_eq!(
+                listed,
+                check.after_errors == AfterErrors::SkipBrokenNamespace,
+                "spec.md's follow-on paragraph and `{}`'s `after_errors` disagree",
+                check.code.id
+            );
+        }
+    }
+}

@@ -10,6 +10,13 @@
 //! related packets are accepted and invalid ones dropped before the rules, so a rule matching
 //! only those states is shadowed too.
 //!
+//! It also finds a rule shadowed by several earlier rules together, none of which covers it
+//! alone: earlier rules equal to it in every match but one (`from`, `to` or `port`) whose
+//! values together cover its value (`allow from 10.0.0.0/9` and `allow from 10.128.0.0/9`
+//! shadow `deny from 10.0.0.0/8`). One pass per chain and dimension, with the earlier rules
+//! grouped by their other matches in a hash map and their values merged into sorted ranges, so
+//! no rule is compared with every other.
+//!
 //! Same verdict: warning (the later rule is redundant). Different verdict: error (the later
 //! rule's intent is never carried out).
 //!
@@ -34,7 +41,7 @@ use ipnet::IpNet;
 use netcfg_lang::ast::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::value::{PortRange, PortSet};
 use netcfg_lang::{Code, Diagnostic, Severity};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 pub const CHECK: Check = Check {
     code: Code::new("shadowed-rule", &[Severity::Warning, Severity::Error], "a firewall rule that never matches"),
@@ -182,19 +189,145 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 .map(|r| Matches::new(fw, r, reaching))
                 .filter(|m| !m.matches_nothing())
                 .collect();
+            let mut unions: [Union; 3] = Default::default();
             for (j, later) in rules.iter().enumerate() {
-                if later.states == 0 {
+                let reported = if later.states == 0 {
                     if let Some(policy) = policy {
                         diags.push(stateful_shadow(later.rule, policy.span));
                     }
-                    continue;
-                }
-                if let Some(earlier) = rules[..j].iter().find(|e| e.covers(later)) {
+                    true
+                } else if let Some(earlier) = rules[..j].iter().find(|e| e.covers(later)) {
                     diags.push(shadow(later.rule, earlier.rule));
+                    true
+                } else {
+                    false
+                };
+                for (dim, union) in DIMS.iter().zip(unions.iter_mut()) {
+                    let Some(mine) = dim.ranges(later) else { continue };
+                    let key = dim.key(later);
+                    if !reported {
+                        if let Some(earlier) = union.covering(&key, &mine) {
+                            let earlier: Vec<&Rule> = earlier.into_iter().map(|i| rules[i].rule).collect();
+                            diags.push(shadow_by_union(later.rule, &earlier, dim.name()));
+                            // One finding per rule.
+                            break;
+                        }
+                    }
+                    union.add(key, &mine, j);
                 }
             }
         }
     }
+}
+
+/// A match dimension along which earlier rules can shadow a later one together.
+#[derive(Clone, Copy)]
+enum Dim {
+    From,
+    To,
+    Port,
+}
+
+const DIMS: [Dim; 3] = [Dim::From, Dim::To, Dim::Port];
+
+/// A closed range of one dimension's values; IPv6 addresses are kept apart from IPv4 ones.
+type Range = (bool, u128, u128);
+
+fn net_range(n: &IpNet) -> Range {
+    let bits = |n: &IpNet| match (n.network(), n.broadcast()) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128),
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => (1, 0),
+    };
+    let (lo, hi) = bits(n);
+    (n.addr().is_ipv6(), lo, hi)
+}
+
+impl Dim {
+    fn name(self) -> &'static str {
+        match self {
+            Dim::From => "from",
+            Dim::To => "to",
+            Dim::Port => "port",
+        }
+    }
+
+    /// The rule's values in this dimension; `None` when it does not restrict it (then one
+    /// earlier rule covering the rest would cover it alone).
+    fn ranges(self, m: &Matches) -> Option<Vec<Range>> {
+        match self {
+            Dim::From => m.from.as_ref().map(|v| v.iter().map(net_range).collect()),
+            Dim::To => m.to.as_ref().map(|v| v.iter().map(net_range).collect()),
+            Dim::Port => m.dport.map(|p| p.0.iter().map(|r| (false, r.lo as u128, r.hi as u128)).collect()),
+        }
+    }
+
+    /// Every other match of the rule, as a key: rules with equal keys differ in this one only.
+    fn key(self, m: &Matches) -> String {
+        let from = if matches!(self, Dim::From) { None } else { m.from.as_ref() };
+        let to = if matches!(self, Dim::To) { None } else { m.to.as_ref() };
+        let dport = if matches!(self, Dim::Port) { None } else { m.dport };
+        format!("{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}", m.proto, dport, m.sport, from, to, m.iif, m.oif, m.states)
+    }
+}
+
+/// Per key, the values of the earlier rules merged into disjoint sorted ranges, and which rule
+/// contributed each original range.
+#[derive(Default)]
+struct Union {
+    merged: HashMap<String, Vec<Range>>,
+    parts: HashMap<String, Vec<(Range, usize)>>,
+}
+
+impl Union {
+    fn add(&mut self, key: String, ranges: &[Range], rule: usize) {
+        let merged = self.merged.entry(key.clone()).or_default();
+        merged.extend_from_slice(ranges);
+        merged.sort();
+        let mut out: Vec<Range> = Vec::with_capacity(merged.len());
+        for r in merged.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.0 == r.0 && r.1 <= last.2.saturating_add(1) => last.2 = last.2.max(r.2),
+                _ => out.push(r),
+            }
+        }
+        *merged = out;
+        self.parts.entry(key).or_default().extend(ranges.iter().map(|r| (*r, rule)));
+    }
+
+    /// The earlier rules whose values together cover every range of `mine`, if they do.
+    fn covering(&self, key: &str, mine: &[Range]) -> Option<Vec<usize>> {
+        let merged = self.merged.get(key)?;
+        let covered = mine.iter().all(|m| {
+            let i = merged.partition_point(|r| (r.0, r.1) <= (m.0, m.1));
+            i > 0 && merged[i - 1].0 == m.0 && merged[i - 1].2 >= m.2
+        });
+        if !covered {
+            return None;
+        }
+        let mut rules: Vec<usize> = self.parts[key]
+            .iter()
+            .filter(|(r, _)| mine.iter().any(|m| m.0 == r.0 && r.1 <= m.2 && m.1 <= r.2))
+            .map(|(_, i)| *i)
+            .collect();
+        rules.dedup();
+        Some(rules)
+    }
+}
+
+fn shadow_by_union(later: &Rule, earlier: &[&Rule], dim: &str) -> Diagnostic {
+    let lv = later.verdict.value;
+    let message = format!("this `{} {}` rule can never match", keyword(lv), later.direction.value.keyword());
+    let d = if earlier.iter().all(|e| e.verdict.value == lv) {
+        Diagnostic::warning(CHECK.code, later.span, message)
+            .with_label(format!("redundant: earlier rules together already match every `{dim}` of it"))
+            .with_help("remove the redundant rule")
+    } else {
+        Diagnostic::error(CHECK.code, later.span, message)
+            .with_label(format!("earlier rules together match every `{dim}` of it first"))
+            .with_help("move this rule above the earlier ones, or narrow them so they leave these packets")
+    };
+    earlier.iter().take(4).fold(d, |d, e| d.with_secondary(e.span, "matches part of its packets first"))
 }
 
 fn shadow(later: &Rule, earlier: &Rule) -> Diagnostic {
@@ -264,6 +397,29 @@ node "h" {{
         assert_eq!(d[0].message, "this `deny in` rule can never match");
         assert_eq!(d[0].primary.message, "these packets are accepted by the earlier rule, never dropped");
         assert_eq!(d[0].secondary[0].message, "matches every packet of the later rule first");
+    }
+
+    #[test]
+    fn earlier_rules_together_shadow_a_deny() {
+        let d = check(&host(
+            r#"        policy in="drop" forward="drop"
+        allow in proto="tcp" from="10.0.0.0/9"
+        allow in proto="tcp" from="10.128.0.0/9"
+        deny in proto="tcp" from="10.0.0.0/8"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        allow in proto="udp" port="1-1000"
+        allow in proto="udp" port="1001-2000"
+        allow in proto="udp" port="900-1100"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+        allow forward proto="tcp" to="192.168.0.0/25"
+        allow forward proto="tcp" to="192.168.0.128/26"
+        deny forward proto="tcp" to="192.168.0.0/24"
+        allow in proto="tcp" port=22 from="172.16.0.0/13"
+        allow in proto="tcp" port=22 from="172.24.0.0/13" iif="eth0"
+        deny in proto="tcp" port=22 from="172.16.0.0/12""#,
+        ));
+        assert_eq!(d[0].secondary.len(), 2, "{:#?}", d[0]);
+        assert_eq!(d[0].primary.message, "earlier rules together match every `from` of it first");
     }
 
     #[test]

@@ -62,29 +62,27 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
 /// `iif`/`from-zone` on `out`, `oif`/`to-zone` on `in`: one finding per rule, on the first
 /// such match.
 fn wrong_direction(rule: &crate::ir::Rule, diags: &mut Vec<Diagnostic>) {
-    let span = |s: &Option<netcfg_lang::Spanned<_>>| s.as_ref().map(|s: &netcfg_lang::Spanned<_>| s.span);
-    let (bad, what, dir, other): (Option<(Span, &str)>, &str, &str, &str) = match rule.direction.value {
-        Direction::Out => (
-            span(&rule.iif).map(|s| (s, "iif")).or(rule.from_zone.as_ref().map(|z| (z.span, "from-zone"))),
-            "incoming link",
-            "out",
-            "`in` or `forward`",
-        ),
-        Direction::In => (
-            span(&rule.oif).map(|s| (s, "oif")).or(rule.to_zone.as_ref().map(|z| (z.span, "to-zone"))),
-            "outgoing link",
-            "in",
-            "`out` or `forward`",
-        ),
-        Direction::Forward => (None, "", "", ""),
+    // (the first match the direction never has, its key, the key of the other side)
+    let (bad, what, dir, other) = match rule.direction.value {
+        Direction::Out => {
+            let bad = match (&rule.iif, &rule.from_zone) {
+                (Some(l), _) => Some((l.span, "iif", "oif")),
+                (None, Some(z)) => Some((z.span, "from-zone", "to-zone")),
+                (None, None) => None,
+            };
+            (bad, "incoming link", "out", "`in` or `forward`")
+        }
+        Direction::In => {
+            let bad = match (&rule.oif, &rule.to_zone) {
+                (Some(l), _) => Some((l.span, "oif", "iif")),
+                (None, Some(z)) => Some((z.span, "to-zone", "from-zone")),
+                (None, None) => None,
+            };
+            (bad, "outgoing link", "in", "`out` or `forward`")
+        }
+        Direction::Forward => return,
     };
-    let Some((at, key)) = bad else { return };
-    let swap = match key {
-        "iif" => "oif",
-        "oif" => "iif",
-        "from-zone" => "to-zone",
-        _ => "from-zone",
-    };
+    let Some((at, key, swap)): Option<(Span, &str, &str)> = bad else { return };
     diags.push(
         Diagnostic::warning(CHECK.code, at, format!("this rule can never match: an `{dir}` packet has no {what}"))
             .with_label(format!("`{key}` never matches in the `{dir}` direction"))

@@ -47,7 +47,12 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                     Lookup::Local(_) => continue,
                     Lookup::Route(e) if e.route_type == RouteType::Unicast => continue,
                     Lookup::Route(e) => {
-                        let kind = format!("{:?}", e.route_type).to_lowercase();
+                        let kind = match e.route_type {
+                            RouteType::Blackhole => "blackhole",
+                            RouteType::Unreachable => "unreachable",
+                            RouteType::Prohibit => "prohibit",
+                            RouteType::Unicast => "unicast",
+                        };
                         let span = match e.source {
                             FibSource::Static(i) => Some(netns.routes[i].dst_span),
                             FibSource::Connected { .. } => None,
