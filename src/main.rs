@@ -4,6 +4,7 @@
 mod canonical;
 mod cmd;
 mod exit_status;
+mod lint;
 mod load;
 mod report;
 mod target;

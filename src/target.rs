@@ -39,7 +39,7 @@ impl Compiled {
 
     /// Prints diagnostics (findings, apply errors) on stderr.
     pub fn report(&self, diagnostics: &[Diagnostic]) {
-        let findings = Findings { diagnostics, sources: &self.parsed.sources };
+        let findings = Findings { diagnostics, sources: &self.parsed.sources, suppressed: &[] };
         eprint!("{}", report::render(Format::Human, &findings, &human::Style::stderr()));
     }
 }
@@ -75,6 +75,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
+    let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
     sort_diagnostics(&mut diagnostics);
     let fleet = compiled.fleet;
     let parse_errors = has_errors(&parsed.diagnostics);

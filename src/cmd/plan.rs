@@ -89,6 +89,7 @@ pub fn run(args: Args) -> ExitStatus {
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
+    let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
     let nodes: Vec<_> = match &args.node {
         Some(name) => match compiled.fleet.nodes.iter().find(|n| &n.name.value == name) {
             Some(n) => vec![n],
@@ -115,7 +116,7 @@ pub fn run(args: Args) -> ExitStatus {
     sort_diagnostics(&mut diagnostics);
     if !diagnostics.is_empty() {
         // Findings go to stderr so stdout stays the plan; errors stop here.
-        let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources };
+        let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources, suppressed: &[] };
         eprint!("{}", report::render(Format::Human, &findings, &human::Style::stderr()));
         if has_errors(&diagnostics) {
             return ExitStatus::Failure;
