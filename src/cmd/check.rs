@@ -8,6 +8,17 @@ use crate::lint;
 use crate::report::{self, human, Findings, Format};
 use std::path::PathBuf;
 
+pub const EXAMPLES: &str = "\
+Examples:
+  netcfg check specs/                      every *.kdl under specs/, each file on its own
+  netcfg check --fleet nodes/*.kdl         the files as one fleet (cross-node checks)
+  netcfg check --format sarif --exit-zero specs/ > netcfg.sarif
+  netcfg check --format github specs/      annotations on a GitHub pull request
+  netcfg check --format concise spec.kdl   file:line:col lines for vim/emacs quickfix
+
+Silence one finding in the spec, with a reason:
+  // netcfg-allow(missing-hairpin): pod-b never connects to its own service";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Spec files or directories (searched recursively for `*.kdl`, skipping fragments:

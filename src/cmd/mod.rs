@@ -2,7 +2,9 @@
 
 pub mod apply;
 pub mod check;
+pub mod completions;
 pub mod fmt;
+pub mod man;
 pub mod plan;
 pub mod verify;
 
