@@ -58,6 +58,10 @@ enum Command {
         after_help = "Examples:\n  netcfg verify fleet.kdl                 exit 0 in sync, 1 drift, 2 cannot read the node\n  netcfg verify fleet.kdl --format json"
     )]
     Verify(cmd::verify::Args),
+    /// Remove everything netcfg owns on a node (its links, routes, nftables table and the
+    /// namespaces it created); nothing else is touched.
+    #[command(after_help = cmd::destroy::EXAMPLES)]
+    Destroy(cmd::destroy::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  netcfg completions bash > /etc/bash_completion.d/netcfg\n  netcfg completions zsh > \"${fpath[1]}/_netcfg\"\n  netcfg completions fish > ~/.config/fish/completions/netcfg.fish"
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => cmd::plan::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Destroy(args) => cmd::destroy::run(args),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::man::run(args, Cli::command()),
     };

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod completions;
+pub mod destroy;
 pub mod fmt;
 pub mod man;
 pub mod plan;
