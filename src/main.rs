@@ -8,6 +8,7 @@ mod lint;
 mod load;
 mod report;
 mod target;
+mod topology;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use exit_status::ExitStatus;
@@ -62,6 +63,9 @@ enum Command {
     /// namespaces it created); nothing else is touched.
     #[command(after_help = cmd::destroy::EXAMPLES)]
     Destroy(cmd::destroy::Args),
+    /// Draw the topology of a fleet or node (DOT, or SVG/PNG through Graphviz).
+    #[command(after_help = cmd::graph::EXAMPLES)]
+    Graph(cmd::graph::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  netcfg completions bash > /etc/bash_completion.d/netcfg\n  netcfg completions zsh > \"${fpath[1]}/_netcfg\"\n  netcfg completions fish > ~/.config/fish/completions/netcfg.fish"
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Apply(args) => cmd::apply::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Destroy(args) => cmd::destroy::run(args),
+        Command::Graph(args) => cmd::graph::run(args),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::man::run(args, Cli::command()),
     };

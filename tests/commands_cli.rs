@@ -23,7 +23,7 @@ fn help_shows_examples() {
     let (code, out, _) = netcfg(&["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("Examples:\n  netcfg check specs/"), "{out}");
-    for cmd in ["check", "fmt", "plan", "apply", "verify", "destroy", "completions"] {
+    for cmd in ["check", "fmt", "plan", "apply", "verify", "destroy", "graph", "completions"] {
         let (code, out, _) = netcfg(&[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(out.contains("Examples:\n  netcfg "), "`netcfg {cmd} --help` has no examples:\n{out}");

@@ -5,6 +5,7 @@ pub mod check;
 pub mod completions;
 pub mod destroy;
 pub mod fmt;
+pub mod graph;
 pub mod man;
 pub mod plan;
 pub mod verify;
