@@ -6,6 +6,7 @@ mod cmd;
 mod exit_status;
 mod lint;
 mod load;
+mod lsp;
 mod report;
 mod target;
 mod topology;
@@ -66,6 +67,9 @@ enum Command {
     /// Draw the topology of a fleet or node (DOT, or SVG/PNG through Graphviz).
     #[command(after_help = cmd::graph::EXAMPLES)]
     Graph(cmd::graph::Args),
+    /// Run the language server on stdin/stdout (for editors: diagnostics, go to definition,
+    /// completion, formatting).
+    Lsp,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  netcfg completions bash > /etc/bash_completion.d/netcfg\n  netcfg completions zsh > \"${fpath[1]}/_netcfg\"\n  netcfg completions fish > ~/.config/fish/completions/netcfg.fish"
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Destroy(args) => cmd::destroy::run(args),
         Command::Graph(args) => cmd::graph::run(args),
+        Command::Lsp => cmd::lsp::run(),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::man::run(args, Cli::command()),
     };

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod destroy;
 pub mod fmt;
 pub mod graph;
+pub mod lsp;
 pub mod man;
 pub mod plan;
 pub mod verify;

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 /// the project moves.
 pub const SPEC_URL: &str = "https://github.com/netcfg/netcfg/blob/main/spec.md";
 
-const SPEC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/spec.md"));
+/// spec.md, compiled in.
+pub const SPEC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/spec.md"));
 
 /// The documentation of one code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
