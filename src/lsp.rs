@@ -7,6 +7,8 @@
 //! - go to definition: on a quoted name (`master="br0"`, `dev="eth0"`, `zone="lan"`), the
 //!   declaration of that name (`bridge "br0"`, `zone "lan"`, …) — the nearest one above in the
 //!   same file, else in the files it includes;
+//! - find references: every quoted occurrence of that name in the document and its includes;
+//! - code actions: the fix of a "did you mean `X`?" help, as a quick fix;
 //! - completion of node keywords and properties, the vocabulary of spec.md's examples;
 //! - formatting: the canonical layout of `netcfg fmt`.
 //!
@@ -26,6 +28,8 @@ pub fn run() -> Result<(), String> {
         "positionEncoding": "utf-16",
         "textDocumentSync": 1,
         "definitionProvider": true,
+        "referencesProvider": true,
+        "codeActionProvider": { "codeActionKinds": ["quickfix"] },
         "completionProvider": { "triggerCharacters": [] },
         "documentFormattingProvider": true,
     });
@@ -104,7 +108,10 @@ impl Server<'_> {
         let text = path.as_ref().and_then(|p| self.docs.get(p)).cloned();
         let (Some(path), Some(text)) = (path, text) else {
             return match req.method.as_str() {
-                "textDocument/definition" | "textDocument/formatting" => Response::new_ok(req.id.clone(), Value::Null),
+                "textDocument/definition" | "textDocument/formatting" | "textDocument/references" => {
+                    Response::new_ok(req.id.clone(), Value::Null)
+                }
+                "textDocument/codeAction" => Response::new_ok(req.id.clone(), json!([])),
                 "textDocument/completion" => Response::new_ok(req.id.clone(), completions()),
                 _ => Response::new_err(req.id.clone(), -32601, format!("unsupported request `{}`", req.method)),
             };
@@ -114,6 +121,11 @@ impl Server<'_> {
                 let at = position_to_offset(&text, &req.params["position"]);
                 self.definition(&path, &text, at).unwrap_or(Value::Null)
             }
+            "textDocument/references" => {
+                let at = position_to_offset(&text, &req.params["position"]);
+                self.references(&path, &text, at).unwrap_or(Value::Null)
+            }
+            "textDocument/codeAction" => code_actions(&req.params),
             "textDocument/completion" => completions(),
             "textDocument/formatting" => match crate::canonical::format(&text) {
                 Ok(formatted) if formatted != text => json!([{
@@ -199,6 +211,58 @@ impl Server<'_> {
             },
         }))
     }
+}
+
+impl Server<'_> {
+    /// Every quoted occurrence of the name at `at` (declarations and references) in the
+    /// document and the files it includes.
+    fn references(&self, path: &Path, text: &str, at: usize) -> Option<Value> {
+        let name = quoted_at(text, at)?;
+        let quoted = format!("\"{name}\"");
+        let parsed = self.parse(path);
+        let mut out = Vec::new();
+        for (_, file) in parsed.sources.files() {
+            let Some(file_path) = &file.path else { continue };
+            for (i, _) in file.text.match_indices(&quoted) {
+                out.push(json!({
+                    "uri": path_to_uri(file_path),
+                    "range": {
+                        "start": offset_to_position(&file.text, i + 1),
+                        "end": offset_to_position(&file.text, i + 1 + name.len()),
+                    },
+                }));
+            }
+        }
+        Some(json!(out))
+    }
+}
+
+/// Quick fixes for the diagnostics the client sends back whose help is mechanical:
+/// "did you mean `X`?" replaces the underlined text with `X`.
+fn code_actions(params: &Value) -> Value {
+    let uri = params["textDocument"]["uri"].clone();
+    let mut out = Vec::new();
+    for d in params["context"]["diagnostics"].as_array().into_iter().flatten() {
+        if d["source"] != "netcfg" {
+            continue;
+        }
+        let message = d["message"].as_str().unwrap_or_default();
+        let Some(fix) = message
+            .split_once("\nhelp: did you mean `")
+            .and_then(|(_, rest)| rest.strip_suffix("`?"))
+            .filter(|f| !f.contains('`'))
+        else {
+            continue;
+        };
+        out.push(json!({
+            "title": format!("replace with `{fix}`"),
+            "kind": "quickfix",
+            "diagnostics": [d],
+            "isPreferred": true,
+            "edit": { "changes": { uri.as_str().unwrap_or_default(): [{ "range": d["range"], "newText": fix }] } },
+        }));
+    }
+    json!(out)
 }
 
 /// Keywords that declare a name as their first argument.

@@ -159,6 +159,39 @@ fn an_editor_session() {
     assert_eq!(def["uri"], common_uri);
     assert_eq!(def["range"]["start"], json!({ "line": 1, "character": 14 }));
 
+    // References: the declaration and the use of `br0`.
+    let line = fixed.lines().position(|l| l.contains("bridge \"br0\"")).expect("line");
+    let refs = c.request(
+        "textDocument/references",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": 13 }, "context": { "includeDeclaration": true } }),
+        &mut notes,
+    );
+    let lines: Vec<u64> = refs
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|r| r["range"]["start"]["line"].as_u64().expect("line"))
+        .collect();
+    assert_eq!(lines, [2, 4]);
+
+    // A quick fix for a typo, from the diagnostic's "did you mean" help.
+    let typo = fixed.replace("bridge \"br0\"", "bridge \"br0\" mut=1500");
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": typo }] }),
+    );
+    let diags = c.diagnostics_for(&uri, &mut notes);
+    let unknown = diags.iter().find(|d| d["code"] == "unknown-property").unwrap_or_else(|| panic!("{diags:?}")).clone();
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": unknown["range"], "context": { "diagnostics": [unknown] } }),
+        &mut notes,
+    );
+    assert_eq!(actions[0]["title"], "replace with `mtu`");
+    let edit = &actions[0]["edit"]["changes"][uri.as_str()][0];
+    assert_eq!(edit["newText"], "mtu");
+    assert_eq!(edit["range"]["start"], json!({ "line": 2, "character": 17 }));
+
     // Completion: node keywords and properties.
     let items = c.request(
         "textDocument/completion",
@@ -175,7 +208,7 @@ fn an_editor_session() {
     let messy = "node   \"n1\"{ bridge  \"br0\"   mtu = 1500 }\n";
     c.notify(
         "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": messy }] }),
+        json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": messy }] }),
     );
     let edits = c.request(
         "textDocument/formatting",
