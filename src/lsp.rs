@@ -7,6 +7,8 @@
 //! - go to definition: on a quoted name (`master="br0"`, `dev="eth0"`, `zone="lan"`), the
 //!   declaration of that name (`bridge "br0"`, `zone "lan"`, …) — the nearest one above in the
 //!   same file, else in the files it includes;
+//! - hover: what the line compiles to — the netlink operations `plan` shows for a fresh node
+//!   and the nft rules whose spec span holds the cursor, per node;
 //! - find references: every quoted occurrence of that name in the document and its includes;
 //! - code actions: the fix of a "did you mean `X`?" help, as a quick fix;
 //! - completion of node keywords and properties, the vocabulary of spec.md's examples;
@@ -28,6 +30,7 @@ pub fn run() -> Result<(), String> {
         "positionEncoding": "utf-16",
         "textDocumentSync": 1,
         "definitionProvider": true,
+        "hoverProvider": true,
         "referencesProvider": true,
         "codeActionProvider": { "codeActionKinds": ["quickfix"] },
         "completionProvider": { "triggerCharacters": [] },
@@ -108,9 +111,10 @@ impl Server<'_> {
         let text = path.as_ref().and_then(|p| self.docs.get(p)).cloned();
         let (Some(path), Some(text)) = (path, text) else {
             return match req.method.as_str() {
-                "textDocument/definition" | "textDocument/formatting" | "textDocument/references" => {
-                    Response::new_ok(req.id.clone(), Value::Null)
-                }
+                "textDocument/definition"
+                | "textDocument/formatting"
+                | "textDocument/references"
+                | "textDocument/hover" => Response::new_ok(req.id.clone(), Value::Null),
                 "textDocument/codeAction" => Response::new_ok(req.id.clone(), json!([])),
                 "textDocument/completion" => Response::new_ok(req.id.clone(), completions()),
                 _ => Response::new_err(req.id.clone(), -32601, format!("unsupported request `{}`", req.method)),
@@ -126,6 +130,10 @@ impl Server<'_> {
                 self.references(&path, &text, at).unwrap_or(Value::Null)
             }
             "textDocument/codeAction" => code_actions(&req.params),
+            "textDocument/hover" => {
+                let at = position_to_offset(&text, &req.params["position"]);
+                self.hover(&path, at).unwrap_or(Value::Null)
+            }
             "textDocument/completion" => completions(),
             "textDocument/formatting" => match crate::canonical::format(&text) {
                 Ok(formatted) if formatted != text => json!([{
@@ -236,6 +244,66 @@ impl Server<'_> {
         Some(json!(out))
     }
 }
+
+impl Server<'_> {
+    /// What the text at `at` compiles to: the netlink operations (as `netcfg plan` shows them
+    /// for a fresh node) and the nft lines whose spec span holds `at`, for every node that uses
+    /// it (a template line belongs to every node that uses the template).
+    fn hover(&self, path: &Path, at: usize) -> Option<Value> {
+        let parsed = self.parse(path);
+        let compiled = netcfg_compiler::compile(&parsed.spec);
+        let holds = |span: Span| span.file.0 == 0 && (span.start as usize) <= at && at < span.end as usize;
+        let mut sections = Vec::new();
+        for node in &compiled.fleet.nodes {
+            let plan = netcfg_backends::plan::plan_node(node, &mut Vec::new());
+            // Ops that fall back to the node's own span (removals) say nothing about a line.
+            let mut ops: Vec<(u32, String)> = plan
+                .plan
+                .ops
+                .iter()
+                .filter(|op| op.span != node.span && holds(op.span))
+                .map(|op| (op.span.end - op.span.start, format!("{} {}: {}", op.sign(), op.ns, op.describe())))
+                .collect();
+            ops.sort();
+            let mut nft = Vec::new();
+            for (ns, script) in &plan.nft {
+                for line in 1..=script.text.lines().count() {
+                    if script.origin_of_line(line).is_some_and(holds) {
+                        nft.push(format!("{ns}: {}", script.line_text(line).unwrap_or_default().trim()));
+                    }
+                }
+            }
+            if ops.is_empty() && nft.is_empty() {
+                continue;
+            }
+            let mut md = format!("**node `{}`**\n", node.name.value);
+            if !ops.is_empty() {
+                md.push_str("\nnetlink (on a fresh node):\n```\n");
+                for (_, op) in ops.iter().take(MAX_HOVER_LINES) {
+                    md.push_str(op);
+                    md.push('\n');
+                }
+                md.push_str("```\n");
+            }
+            if !nft.is_empty() {
+                md.push_str("\nnftables:\n```\n");
+                for line in nft.iter().take(MAX_HOVER_LINES) {
+                    md.push_str(line);
+                    md.push('\n');
+                }
+                md.push_str("```\n");
+            }
+            sections.push(md);
+        }
+        if sections.is_empty() {
+            return None;
+        }
+        Some(json!({ "contents": { "kind": "markdown", "value": sections.join("\n---\n\n") } }))
+    }
+}
+
+/// Hover shows at most this many operations or nft lines per node.
+const MAX_HOVER_LINES: usize = 40;
 
 /// Quick fixes for the diagnostics the client sends back whose help is mechanical:
 /// "did you mean `X`?" replaces the underlined text with `X`.

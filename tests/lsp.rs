@@ -192,6 +192,25 @@ fn an_editor_session() {
     assert_eq!(edit["newText"], "mtu");
     assert_eq!(edit["range"]["start"], json!({ "line": 2, "character": 17 }));
 
+    // Hover: what a line compiles to.
+    let spec2 = "node \"n1\" {\n    bridge \"br0\" {\n        address \"10.1.0.1/24\"\n    }\n    firewall {\n        allow in proto=\"tcp\" port=22\n    }\n}\n";
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": spec2 }] }),
+    );
+    let hover = |c: &mut Client, notes: &mut Vec<Value>, line: usize, character: usize| {
+        let h = c.request(
+            "textDocument/hover",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } }),
+            notes,
+        );
+        h["contents"]["value"].as_str().unwrap_or_default().to_string()
+    };
+    let on_address = hover(&mut c, &mut notes, 2, 18);
+    assert!(on_address.contains("+ @host: address 10.1.0.1/24 dev br0"), "{on_address}");
+    let on_rule = hover(&mut c, &mut notes, 5, 12);
+    assert!(on_rule.contains("nftables:") && on_rule.contains("@host: meta l4proto tcp th dport 22 accept"), "{on_rule}");
+
     // Completion: node keywords and properties.
     let items = c.request(
         "textDocument/completion",
@@ -208,7 +227,7 @@ fn an_editor_session() {
     let messy = "node   \"n1\"{ bridge  \"br0\"   mtu = 1500 }\n";
     c.notify(
         "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": messy }] }),
+        json!({ "textDocument": { "uri": uri, "version": 5 }, "contentChanges": [{ "text": messy }] }),
     );
     let edits = c.request(
         "textDocument/formatting",
