@@ -3,7 +3,8 @@
 //! What it offers, all computed by the same code as the CLI:
 //! - diagnostics as you type: each open document is checked as `netcfg check` checks a file
 //!   (with its includes, read from the editor's unsaved buffers first, then from disk, and with
-//!   suppression comments), published for the document and every file it includes;
+//!   suppression comments), published for the document and every file it includes; a document
+//!   that another open document includes is checked through that one (the whole fleet);
 //! - go to definition: on a quoted name (`master="br0"`, `dev="eth0"`, `zone="lan"`), the
 //!   declaration of that name (`bridge "br0"`, `zone "lan"`, …) — the nearest one above in the
 //!   same file, else in the files it includes;
@@ -162,7 +163,27 @@ impl Server<'_> {
         parsed
     }
 
+    /// Publishes the findings of `path` — checked through the open documents that include it,
+    /// where its names mean something (a fleet file including node fragments), or on its own —
+    /// and re-checks those includers, since a change here changes their findings.
     fn publish(&self, path: &Path) {
+        let includers: Vec<PathBuf> = self
+            .docs
+            .keys()
+            .filter(|p| p.as_path() != path)
+            .filter(|p| self.parse(p).sources.files().skip(1).any(|(_, f)| f.path.as_deref() == Some(path)))
+            .cloned()
+            .collect();
+        if includers.is_empty() {
+            self.publish_unit(path);
+        }
+        for p in includers {
+            self.publish_unit(&p);
+        }
+    }
+
+    /// Checks `path` as an entry point and publishes for it and every file it includes.
+    fn publish_unit(&self, path: &Path) {
         let parsed = self.parse(path);
         let mut diagnostics = parsed.diagnostics.clone();
         diagnostics.extend(netcfg_compiler::compile(&parsed.spec).diagnostics);

@@ -209,7 +209,10 @@ fn an_editor_session() {
     let on_address = hover(&mut c, &mut notes, 2, 18);
     assert!(on_address.contains("+ @host: address 10.1.0.1/24 dev br0"), "{on_address}");
     let on_rule = hover(&mut c, &mut notes, 5, 12);
-    assert!(on_rule.contains("nftables:") && on_rule.contains("@host: meta l4proto tcp th dport 22 accept"), "{on_rule}");
+    assert!(
+        on_rule.contains("nftables:") && on_rule.contains("@host: meta l4proto tcp th dport 22 accept"),
+        "{on_rule}"
+    );
 
     // Completion: node keywords and properties.
     let items = c.request(
@@ -245,6 +248,30 @@ fn an_editor_session() {
         })
         .expect("netcfg fmt runs");
     assert_eq!(edits[0]["newText"].as_str(), Some(String::from_utf8_lossy(&fmt.stdout).as_ref()));
+
+    // A fragment open next to the file that includes it is checked through it: a name the
+    // fragment uses but the includer declares is fine, and the fragment's own typo shows.
+    let fleet_uri = format!("file://{}/fleet.kdl", dir.display());
+    let frag_uri = format!("file://{}/frag.kdl", dir.display());
+    let fleet = "include \"frag.kdl\"\ntemplate \"w\" {\n    bridge \"cni0\"\n}\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": fleet_uri, "languageId": "kdl", "version": 1, "text": fleet } }),
+    );
+    let _ = c.diagnostics_for(&fleet_uri, &mut notes);
+    let frag = "node \"n1\" {\n    use \"w\"\n    bridge \"kubernetes-pods0\"\n}\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": frag_uri, "languageId": "kdl", "version": 1, "text": frag } }),
+    );
+    loop {
+        let diags = c.diagnostics_for(&frag_uri, &mut notes);
+        let codes: Vec<&str> = diags.iter().filter_map(|d| d["code"].as_str()).collect();
+        if codes.contains(&"interface-name-too-long") {
+            assert_eq!(codes, ["interface-name-too-long"], "no undefined template `w` through the includer");
+            break;
+        }
+    }
 
     let _ = c.request("shutdown", Value::Null, &mut notes);
     c.notify("exit", Value::Null);
