@@ -53,6 +53,8 @@ pub fn dot(fleet: &Fleet, keep: impl Fn(&Node) -> bool) -> String {
     let mut by_vni: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut by_subnet: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     let mut owner: BTreeMap<(usize, IpAddr), String> = BTreeMap::new();
+    // Loopback backends, per node and namespace.
+    let mut local: BTreeMap<(usize, u32, IpAddr), String> = BTreeMap::new();
     for &(n, node) in &nodes {
         let _ = writeln!(out, "    subgraph cluster_n{n} {{");
         let _ = writeln!(
@@ -104,6 +106,19 @@ pub fn dot(fleet: &Fleet, keep: impl Fn(&Node) -> bool) -> String {
                 let label = format!("service {}\n{}:{}/{}", s.name.value, s.vip.value, s.port.value, s.proto.keyword());
                 let _ =
                     writeln!(out, "            {id} [label={}, shape=ellipse, fillcolor=\"#f4cccc\"];", quote(&label));
+                // A loopback backend is this namespace's own `lo`: draw it here.
+                for b in s.backends.iter().filter(|b| b.addr.is_loopback()) {
+                    let lo = format!("n{n}_ns{}_lo", ns.id.0);
+                    if local.insert((n, ns.id.0, b.addr), lo.clone()).is_none() {
+                        let label = format!("lo\n{}", b.addr);
+                        let _ = writeln!(
+                            out,
+                            "            {lo} [label={}, fillcolor=\"{}\"];",
+                            quote(&label),
+                            fill(&LinkKind::Loopback)
+                        );
+                    }
+                }
             }
             if empty {
                 // Graphviz drops empty clusters; keep the namespace visible.
@@ -125,8 +140,9 @@ pub fn dot(fleet: &Fleet, keep: impl Fn(&Node) -> bool) -> String {
             for (i, s) in ns.services.iter().enumerate() {
                 let from = format!("n{n}_ns{}_s{i}", ns.id.0);
                 for b in &s.backends {
-                    let target = owner
-                        .get(&(n, b.addr))
+                    let target = local
+                        .get(&(n, ns.id.0, b.addr))
+                        .or_else(|| owner.get(&(n, b.addr)))
                         .or_else(|| owner.iter().find(|((_, ip), _)| *ip == b.addr).map(|(_, id)| id))
                         .cloned();
                     let to = target.unwrap_or_else(|| {

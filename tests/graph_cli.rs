@@ -153,6 +153,7 @@ const TWO_NODES: &str = r#"node "a" {
     service "web" vip="10.96.0.1" port=80 {
         backend "10.1.0.2:8080"
         backend "10.2.0.2:8080"
+        backend "127.0.0.1:9000"
     }
 }
 node "b" {
@@ -197,4 +198,7 @@ fn each_kind_of_edge_is_drawn() {
     assert!(dot.lines().any(|l| l.contains(&format!("-> {eth1} [label=\":8080\""))), "service to its backend's link");
     assert!(dot.contains("label=\"10.2.0.2\", shape=plaintext"), "a backend outside the fleet");
     assert!(dot.contains("\"netns app\""));
+    // A loopback backend is the service namespace's own `lo`, drawn inside it.
+    assert!(dot.contains("n0_ns0_lo [label=\"lo\\n127.0.0.1\""), "{dot}");
+    assert!(dot.contains("-> n0_ns0_lo [label=\":9000\""), "{dot}");
 }
