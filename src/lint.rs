@@ -83,8 +83,9 @@ pub struct Unit {
 /// Loads, checks and applies suppressions to one spec.
 pub fn check(files: &[PathBuf]) -> Result<Unit, Vec<LoadError>> {
     let parsed = load::load(files)?;
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics;
-    diagnostics.extend(netcfg_compiler::compile(&parsed.spec).diagnostics);
+    diagnostics.extend(compiled.diagnostics);
     let Outcome { mut diagnostics, mut suppressed } = suppress(&parsed.sources, diagnostics);
     sort_diagnostics(&mut diagnostics);
     suppressed.sort_by(|a, b| a.diagnostic.sort_key().cmp(&b.diagnostic.sort_key()));

@@ -186,7 +186,7 @@ impl Server<'_> {
     fn publish_unit(&self, path: &Path) {
         let parsed = self.parse(path);
         let mut diagnostics = parsed.diagnostics.clone();
-        diagnostics.extend(netcfg_compiler::compile(&parsed.spec).diagnostics);
+        diagnostics.extend(netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics).diagnostics);
         let diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
         let docs = crate::report::rule_docs::all();
         let mut by_file: BTreeMap<PathBuf, Vec<Value>> = BTreeMap::new();
@@ -272,7 +272,7 @@ impl Server<'_> {
     /// it (a template line belongs to every node that uses the template).
     fn hover(&self, path: &Path, at: usize) -> Option<Value> {
         let parsed = self.parse(path);
-        let compiled = netcfg_compiler::compile(&parsed.spec);
+        let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
         let holds = |span: Span| span.file.0 == 0 && (span.start as usize) <= at && at < span.end as usize;
         let mut sections = Vec::new();
         for node in &compiled.fleet.nodes {

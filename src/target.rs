@@ -73,7 +73,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
         }
     }
     let parsed = load::load_or_report(&args.files)?;
-    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
     let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;

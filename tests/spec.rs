@@ -164,7 +164,7 @@ fn codes_of(example: &str) -> BTreeSet<String> {
     let mut parsed = netcfg_lang::Parsed::default();
     let (name, text) = &files[0];
     parsed.add_file(name.clone(), Some(PathBuf::from(name)), text.as_bytes(), &mut loader);
-    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = std::mem::take(&mut parsed.diagnostics);
     diagnostics.extend(compiled.diagnostics);
     // Suppression comments apply, as in `netcfg check`.

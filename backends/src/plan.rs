@@ -43,20 +43,7 @@ pub fn plan_node(node: &Node, diags: &mut Vec<Diagnostic>) -> NodePlan {
 /// host whose ENIs or SR-IOV functions are handed to namespaces.
 pub fn fresh_node(desired: &Desired) -> Live {
     let mut host = NsState::default();
-    host.links.insert(
-        "lo".into(),
-        Link {
-            kind: LinkKind::Loopback,
-            mtu: Some(65536),
-            mac: None,
-            master: None,
-            hairpin: None,
-            nf_call_iptables: None,
-            up: true,
-            addrgen_none: Some(false),
-            owned: false,
-        },
-    );
+    host.links.insert("lo".into(), Link::loopback(true));
     for st in desired.state.namespaces.values() {
         for (name, l) in &st.links {
             if matches!(l.kind, LinkKind::Existing { .. }) {

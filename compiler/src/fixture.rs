@@ -23,7 +23,7 @@ struct Expected {
 pub fn check(src: &str) -> Vec<Diagnostic> {
     let parsed = parse_str("fixture.kdl", src);
     let mut diags = parsed.diagnostics.clone();
-    diags.extend(crate::compile(&parsed.spec).diagnostics);
+    diags.extend(crate::compile_after(&parsed.spec, &parsed.diagnostics).diagnostics);
     let mut expected = Vec::new();
     let mut target = 0;
     for (i, line) in src.lines().enumerate() {

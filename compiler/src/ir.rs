@@ -139,18 +139,6 @@ pub struct Link {
     pub span: Span,
 }
 
-impl Link {
-    /// The MTU the kernel will use: the declared one or the kind's default.
-    pub fn effective_mtu(&self) -> u32 {
-        match (&self.mtu, &self.kind) {
-            (Some(m), _) => m.value,
-            (None, LinkKind::Loopback) => 65536,
-            (None, LinkKind::Vxlan { .. }) => 1450,
-            (None, _) => 1500,
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub enum LinkKind {
     /// The namespace's `lo`, always present.

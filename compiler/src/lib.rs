@@ -4,6 +4,7 @@
 //! the model and push diagnostics; nothing here prints or touches the kernel.
 
 pub mod checks;
+pub mod follow_on;
 pub mod ir;
 pub mod model;
 pub mod resolve;
@@ -22,9 +23,17 @@ pub struct Compiled {
 /// Resolves the AST and runs every check. Checks run even when resolution reported errors, on
 /// the part of the spec that resolved, so one run shows every problem.
 pub fn compile(spec: &ast::Spec) -> Compiled {
+    compile_after(spec, &[])
+}
+
+/// [`compile`] for an AST that came with `parse_diagnostics` (not repeated in the result): a
+/// check's finding that could follow from an error in the same namespace is dropped, so one
+/// mistake gives one finding.
+pub fn compile_after(spec: &ast::Spec, parse_diagnostics: &[Diagnostic]) -> Compiled {
     let mut diagnostics = Vec::new();
     let fleet = resolve::resolve(spec, &mut diagnostics);
+    let broken = follow_on::BrokenNamespaces::new(&fleet, parse_diagnostics.iter().chain(&diagnostics));
     let model = model::Model::new(&fleet);
-    checks::run_all(&model, &mut diagnostics);
+    checks::run_all(&model, &broken, &mut diagnostics);
     Compiled { fleet, diagnostics }
 }

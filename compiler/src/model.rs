@@ -219,6 +219,8 @@ pub struct Model<'f> {
     segment: HashMap<LinkRef, SegmentId>,
     segments: Vec<Vec<LinkRef>>,
     owners: BTreeMap<IpAddr, Vec<AddrRef>>,
+    /// Per node, index = `LinkId`.
+    mtus: Vec<Vec<u32>>,
 }
 
 impl<'f> Model<'f> {
@@ -239,7 +241,8 @@ impl<'f> Model<'f> {
             }
         }
         let (segment, segments) = build_segments(fleet);
-        Model { fleet, fibs, segment, segments, owners }
+        let mtus = fleet.nodes.iter().map(link_mtus).collect();
+        Model { fleet, fibs, segment, segments, owners, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -260,6 +263,12 @@ impl<'f> Model<'f> {
 
     pub fn netns_of(&self, l: LinkRef) -> NetnsRef {
         NetnsRef { node: l.node, netns: self.link(l).netns }
+    }
+
+    /// The MTU the kernel gives a link: the declared `mtu`, else what the kernel derives (see
+    /// [`link_mtus`]).
+    pub fn mtu(&self, l: LinkRef) -> u32 {
+        self.mtus[l.node.0 as usize][l.link.0 as usize]
     }
 
     /// Every namespace of the fleet.
@@ -360,6 +369,59 @@ impl<'f> Model<'f> {
         }
         None
     }
+}
+
+/// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) headers.
+pub const VXLAN_OVERHEAD_V4: u32 = 50;
+/// The same with a 40-byte IPv6 header.
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
+
+/// The encapsulation overhead of a VXLAN, by the family of its `local`/`remote`/`group`
+/// (IPv4 when none is given), as the kernel's `vxlan_config_apply` picks its headroom.
+pub fn vxlan_overhead(kind: &LinkKind) -> u32 {
+    let LinkKind::Vxlan { local, remote, group, .. } = kind else { return 0 };
+    let v6 = [local, remote, group].into_iter().flatten().next().is_some_and(|a| a.value.is_ipv6());
+    if v6 {
+        VXLAN_OVERHEAD_V6
+    } else {
+        VXLAN_OVERHEAD_V4
+    }
+}
+
+/// Every link's MTU as the kernel sets it when the spec gives none, index = `LinkId` (checked
+/// against Linux 6.x with `ip link`): `lo` 65536; a bridge the smallest MTU of its ports
+/// (`br_mtu_auto_adjust`; 1500 without ports); a VXLAN with `dev` its underlay's MTU minus the
+/// encapsulation overhead, without `dev` 1500; everything else 1500. The offline plan prints
+/// these too.
+pub fn link_mtus(node: &Node) -> Vec<u32> {
+    fn mtu(node: &Node, ports: &HashMap<LinkId, Vec<LinkId>>, id: LinkId, depth: u32) -> u32 {
+        let link = node.link(id);
+        if let Some(m) = &link.mtu {
+            return m.value;
+        }
+        // A bridge that is a port of itself (through a VXLAN) is nonsense the kernel refuses;
+        // stop rather than recurse forever.
+        if depth > 8 {
+            return 1500;
+        }
+        match &link.kind {
+            LinkKind::Loopback => 65536,
+            LinkKind::Bridge { .. } => {
+                ports.get(&id).and_then(|ps| ps.iter().map(|p| mtu(node, ports, *p, depth + 1)).min()).unwrap_or(1500)
+            }
+            LinkKind::Vxlan { dev: Some(dev), .. } => {
+                mtu(node, ports, dev.value, depth + 1).saturating_sub(vxlan_overhead(&link.kind))
+            }
+            _ => 1500,
+        }
+    }
+    let mut ports: HashMap<LinkId, Vec<LinkId>> = HashMap::new();
+    for l in &node.links {
+        if let Some(m) = &l.master {
+            ports.entry(m.value).or_default().push(l.id);
+        }
+    }
+    node.links.iter().map(|l| mtu(node, &ports, l.id, 0)).collect()
 }
 
 /// Union-find over links: bridge ports join their bridge, veth ends join, macvlans join their

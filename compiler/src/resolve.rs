@@ -105,6 +105,7 @@ fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> 
 
 fn append(out: &mut NsBody, b: NsBody) {
     out.links.extend(b.links);
+    out.unbuilt_links.extend(b.unbuilt_links);
     out.routes.extend(b.routes);
     out.neighbors.extend(b.neighbors);
     out.sysctls.extend(b.sysctls);
@@ -146,12 +147,14 @@ fn undefined<'a>(
 struct NodeBuilder<'d> {
     node: Node,
     diags: &'d mut Vec<Diagnostic>,
+    /// Links written but not built (their error is reported): references to them are quiet.
+    unbuilt: Vec<(NetnsId, String)>,
 }
 
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags }
+        NodeBuilder { node, diags, unbuilt: Vec::new() }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -170,15 +173,22 @@ impl<'d> NodeBuilder<'d> {
         }
         let mut pending = Vec::new();
         for (ns, b) in &bodies {
+            self.unbuilt.extend(b.unbuilt_links.iter().map(|n| (*ns, n.value.clone())));
+        }
+        for (ns, b) in &bodies {
             for l in &b.links {
                 if let Some(id) = self.declare_link(*ns, l) {
                     pending.push((id, *ns, l));
                 }
             }
         }
-        // Pass 2: references.
-        for (id, ns, l) in pending {
-            self.resolve_link(id, ns, l);
+        // Pass 2: every link's kind, then masters, so `master` may name a bridge declared
+        // further down (or in a template used later): declaration order never matters.
+        for (id, ns, l) in &pending {
+            self.resolve_kind(*id, *ns, l);
+        }
+        for (id, ns, l) in &pending {
+            self.resolve_masters(*id, *ns, l);
         }
         for (ns, b) in &bodies {
             self.resolve_body(*ns, b);
@@ -324,6 +334,9 @@ impl<'d> NodeBuilder<'d> {
         if let Some(l) = self.node.find_link(ns, &name.value) {
             return Some(Spanned::new(l.id, name.span));
         }
+        if self.unbuilt.iter().any(|(n, l)| *n == ns && *l == name.value) {
+            return None;
+        }
         let elsewhere = self
             .node
             .links
@@ -342,19 +355,12 @@ impl<'d> NodeBuilder<'d> {
         None
     }
 
-    fn resolve_link(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
+    /// The link's own kind and its references other than `master` (`dev`, `parent`).
+    fn resolve_kind(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let kind = match &l.kind {
             ast::LinkKindDecl::Ethernet => Some(LinkKind::Ethernet),
             ast::LinkKindDecl::Bridge { netfilter } => Some(LinkKind::Bridge { netfilter: netfilter.clone() }),
-            ast::LinkKindDecl::Veth { peer, .. } => {
-                // Resolve the peer's own references (master...) in the peer's namespace.
-                if let LinkKind::Veth { peer: pid } = self.node.link(id).kind {
-                    let pns = self.node.link(pid).netns;
-                    self.resolve_master(pid, pns, peer);
-                }
-                None
-            }
-            ast::LinkKindDecl::VethPeer => None,
+            ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer => None,
             ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port } => {
                 let dev = dev.as_ref().and_then(|d| self.link_ref(ns, d));
                 Some(LinkKind::Vxlan {
@@ -373,7 +379,17 @@ impl<'d> NodeBuilder<'d> {
         if let Some(kind) = kind {
             self.node.links[id.0 as usize].kind = kind;
         }
+    }
+
+    /// `master` of the link and of a veth's peer (in the peer's namespace); every kind is known.
+    fn resolve_masters(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         self.resolve_master(id, ns, l);
+        if let (ast::LinkKindDecl::Veth { peer, .. }, LinkKind::Veth { peer: pid }) =
+            (&l.kind, &self.node.link(id).kind)
+        {
+            let (pid, pns) = (*pid, self.node.link(*pid).netns);
+            self.resolve_master(pid, pns, peer);
+        }
     }
 
     fn resolve_master(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
@@ -828,6 +844,46 @@ node "n" {
     route "10.50.0.0/16" via="10.0.0.3" dev="eth0"
 //         ^^^^^^^^^^^^ error conflicting-routes
     route "10.50.0.0/16" via="10.0.0.3" dev="eth0" metric=100
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn references_do_not_depend_on_declaration_order() {
+        let f = fleet(
+            r#"
+node "n" {
+    ethernet "enp3s0" master="br0"
+    veth "v0" master="br0" { peer "v1" master="br0"; }
+    macvlan "mv0" parent="enp4s0" master="br0"
+    netns "pod" {
+        veth "eth0" { peer "veth-pod" netns="@host" master="cni0"; }
+    }
+    bridge "br0"
+    bridge "cni0"
+    ethernet "enp4s0"
+}
+"#,
+        );
+        let n = &f.nodes[0];
+        let host = crate::ir::NetnsId::HOST;
+        let br0 = n.find_link(host, "br0").unwrap().id;
+        for port in ["enp3s0", "v0", "v1", "mv0"] {
+            assert_eq!(n.find_link(host, port).unwrap().master.as_ref().map(|m| m.value), Some(br0), "{port}");
+        }
+        let cni0 = n.find_link(host, "cni0").unwrap().id;
+        assert_eq!(n.find_link(host, "veth-pod").unwrap().master.as_ref().map(|m| m.value), Some(cni0));
+        let parent = n.find_link(host, "enp4s0").unwrap().id;
+        assert!(matches!(&n.find_link(host, "mv0").unwrap().kind,
+            crate::ir::LinkKind::Macvlan { parent: p, .. } if p.value == parent));
+        // And with checks: no finding at all.
+        check(
+            r#"
+node "n" {
+    ethernet "enp3s0" master="br0"
+    veth "v0" master="br0" { peer "v1"; }
+    bridge "br0" { address "192.168.1.1/24"; }
 }
 "#,
         );

@@ -42,6 +42,9 @@ pub struct NetnsDecl {
 pub struct NsBody {
     pub uses: Vec<Name>,
     pub links: Vec<LinkDecl>,
+    /// Names of links written here that could not be built (a `veth` without `peer`, a `vxlan`
+    /// without `vni`...): already reported, so references to them are not reported again.
+    pub unbuilt_links: Vec<Name>,
     pub routes: Vec<RouteDecl>,
     pub neighbors: Vec<NeighborDecl>,
     pub sysctls: Vec<SysctlDecl>,

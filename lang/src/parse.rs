@@ -222,11 +222,11 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     c.arg(cx, 0, "a template name");
                 }
             }
-            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => {
-                if let Some(link) = parse_link(cx, &mut c) {
-                    body.links.push(link);
-                }
-            }
+            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => match parse_link(cx, &mut c) {
+                Ok(link) => body.links.push(link),
+                Err(Some(name)) => body.unbuilt_links.push(name),
+                Err(None) => {}
+            },
             "route" => body.routes.extend(parse_route(cx, &mut c)),
             "neighbor" => body.neighbors.extend(parse_neighbor(cx, &mut c)),
             "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
@@ -336,21 +336,26 @@ fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
     v.keyword(cx, "rp-filter mode", &[("strict", RpFilter::Strict), ("loose", RpFilter::Loose), ("off", RpFilter::Off)])
 }
 
-fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
+/// A link, or the name of one that could not be built (already reported), when it has one.
+fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<String>>> {
     let keyword = r.keyword();
     let name = {
         let v = r.arg(cx, 0, "an interface name");
         link_name(cx, v)
     };
+    // A kind that cannot be built still lets the rest of the link be read below, so a missing
+    // `peer` or `vni` is one finding, not also "not allowed" for every other property.
     let kind = match keyword {
-        "ethernet" => LinkKindDecl::Ethernet,
-        "bridge" => LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) },
-        "veth" => {
+        "ethernet" => Some(LinkKindDecl::Ethernet),
+        "bridge" => {
+            Some(LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) })
+        }
+        "veth" => 'veth: {
             let peers = r.children("peer");
             let Some(first) = peers.first() else {
                 cx.error(code::MISSING_PROPERTY, r.head_span(), "`veth` needs a `peer`").help =
                     Some("add a child `peer \"NAME\"` (with `netns=\"…\"` when it lives in another namespace)".into());
-                return None;
+                break 'veth None;
             };
             for extra in &peers[1..] {
                 cx.error(code::DUPLICATE_PROPERTY, cx.span(extra.name().span()), "a veth has exactly one peer").help =
@@ -367,9 +372,9 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
             });
             let peer = parse_link(cx, &mut p);
             p.finish(cx);
-            LinkKindDecl::Veth { peer: Box::new(peer?), peer_netns }
+            peer.ok().map(|peer| LinkKindDecl::Veth { peer: Box::new(peer), peer_netns })
         }
-        "peer" => LinkKindDecl::VethPeer,
+        "peer" => Some(LinkKindDecl::VethPeer),
         "vxlan" => {
             let vni = r.required(cx, "vni", "42").and_then(|v| v.int(cx, "vni", 0, 16_777_215));
             let local = r.prop(cx, "local").and_then(|v| v.parse(cx, "address", parse_ip));
@@ -380,7 +385,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
                 link_name(cx, v)
             };
             let port = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port));
-            LinkKindDecl::Vxlan { vni: vni?.map(|v| v as u32), local, remote, group, dev, port }
+            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port })
         }
         "macvlan" => {
             let parent = {
@@ -399,7 +404,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
                     ],
                 )
             });
-            LinkKindDecl::Macvlan { parent: parent?, mode }
+            parent.map(|parent| LinkKindDecl::Macvlan { parent, mode })
         }
         _ => unreachable!("parse_link called for {keyword}"),
     };
@@ -426,7 +431,9 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
         }
         ar.finish(cx);
     }
-    Some(LinkDecl { name: name?, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
+    let Some(kind) = kind else { return Err(name) };
+    let Some(name) = name else { return Err(None) };
+    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {

@@ -44,7 +44,7 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let errors = parsed
         .diagnostics
         .iter()

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    let compiled = netcfg_compiler::compile(&parsed.spec);
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
     let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;

@@ -16,9 +16,12 @@
 //! back and then restores them.
 //!
 //! Order: namespaces; removals (neighbours, routes, addresses, then links, ports detached
-//! first, then what the moves drop); moves; link creation (bridges, veths, vxlans, macvlans:
-//! masters and parents first); sysctls; link settings; addresses; routes (direct before
-//! gatewayed); neighbours; nft; removal of namespaces netcfg created that the spec dropped.
+//! first, then what the moves drop); moves; MTU raises of existing links that links to be
+//! created sit on; link creation (bridges, veths, vxlans, macvlans: masters and parents
+//! first); sysctls; link settings (what a link depends on first: its bridge, and its lower
+//! link when that one's MTU rises, or after it when it falls); addresses; routes (direct
+//! before gatewayed); neighbours; nft; removal of namespaces netcfg created that the spec
+//! dropped.
 
 use super::desired::{Desired, Object};
 use super::live::Live;
@@ -70,6 +73,7 @@ pub fn diff(
         create_ns: Vec::new(),
         deletes: Vec::new(),
         moves: Vec::new(),
+        early_sets: Vec::new(),
         creates: Vec::new(),
         sysctls: Vec::new(),
         sets: Vec::new(),
@@ -118,9 +122,20 @@ pub fn diff(
         return Err(p.errors);
     }
     let mut ops = Vec::new();
-    for part in
-        [p.create_ns, p.deletes, p.moves, p.creates, p.sysctls, p.sets, p.addrs, p.routes, p.neighs, p.nft, p.delete_ns]
-    {
+    for part in [
+        p.create_ns,
+        p.deletes,
+        p.moves,
+        p.early_sets,
+        p.creates,
+        p.sysctls,
+        p.sets,
+        p.addrs,
+        p.routes,
+        p.neighs,
+        p.nft,
+        p.delete_ns,
+    ] {
         ops.extend(part);
     }
     Ok(Plan { node: desired.node.clone(), ops })
@@ -129,20 +144,7 @@ pub fn diff(
 /// A namespace as the kernel makes it: `lo`, down.
 fn new_namespace() -> NsState {
     let mut st = NsState::default();
-    st.links.insert(
-        "lo".into(),
-        Link {
-            kind: LinkKind::Loopback,
-            mtu: Some(65536),
-            mac: None,
-            master: None,
-            hairpin: None,
-            nf_call_iptables: None,
-            up: false,
-            addrgen_none: Some(false),
-            owned: false,
-        },
-    );
+    st.links.insert("lo".into(), Link::loopback(false));
     st
 }
 
@@ -155,6 +157,8 @@ struct Planner<'a> {
     deletes: Vec<Op>,
     /// Bringing links down and out of their bridge before a move, and the moves.
     moves: Vec<Op>,
+    /// Changes to existing links that links the plan creates depend on (an underlay's MTU).
+    early_sets: Vec<Op>,
     creates: Vec<Op>,
     sysctls: Vec<Op>,
     sets: Vec<Op>,
@@ -703,15 +707,15 @@ impl Planner<'_> {
     }
 
     fn plan_link_settings(&mut self) {
-        // Masters (bridges) first so that ports join a bridge that is already configured.
-        let mut todo: Vec<(bool, NsName, String)> = Vec::new();
+        // Each link's ops (the route flush of going down, then the change), ordered below.
+        let mut changes: Vec<LinkChange> = Vec::new();
+        let mut todo: Vec<(NsName, String)> = Vec::new();
         for (ns, st) in &self.d.state.namespaces {
-            for (name, l) in &st.links {
-                todo.push((!matches!(l.kind, LinkKind::Bridge), ns.clone(), name.clone()));
+            for name in st.links.keys() {
+                todo.push((ns.clone(), name.clone()));
             }
         }
-        todo.sort();
-        for (_, ns, name) in todo {
+        for (ns, name) in todo {
             let r = LinkRef { ns: ns.clone(), name: name.clone() };
             if self.created.contains(&r) {
                 continue;
@@ -724,6 +728,7 @@ impl Planner<'_> {
             }
             let from = link_current(&to, &live);
             let flap = to.mac.is_some() || to.master.is_some() || to.up == Some(false);
+            let mut ops = Vec::new();
             if to.up == Some(false) {
                 // The kernel flushes a link's IPv4 routes when it goes down.
                 let doomed: Vec<RouteKey> = self.cur.namespaces[&ns]
@@ -736,7 +741,7 @@ impl Planner<'_> {
                     .collect();
                 for k in doomed {
                     let Some(route) = self.cur_ns(&ns).routes.remove(&k) else { continue };
-                    self.sets.push(Op {
+                    ops.push(Op {
                         ns: ns.clone(),
                         action: Action::DeleteRoute { key: k, route },
                         class: Disruption::InPlace,
@@ -747,12 +752,30 @@ impl Planner<'_> {
             if let Some(l) = self.cur_ns(&ns).links.get_mut(&name) {
                 apply_settings(l, &to);
             }
-            self.sets.push(Op {
+            let mtu_change = to.mtu.map(|new| (live.mtu, new));
+            ops.push(Op {
                 ns: ns.clone(),
                 action: Action::SetLink { name: name.clone(), to, from },
                 class: if flap { Disruption::LinkFlap } else { Disruption::InPlace },
                 span: self.d.span_of(&ns, &Object::Link(name)),
             });
+            changes.push(LinkChange { link: r, ops, mtu_change });
+        }
+        // A link created by the plan on top of an existing one (a VXLAN over its `dev`, a
+        // macvlan on its parent) gets its MTU at creation, which the kernel clamps to what the
+        // lower link carries then: a lower link whose MTU rises changes before the creations.
+        let uppers_created: BTreeSet<LinkRef> = self
+            .created
+            .iter()
+            .filter_map(|r| lower_of(self.d.state.namespaces.get(&r.ns)?.links.get(&r.name)?, r))
+            .collect();
+        for c in order_link_changes(changes, &self.d.state) {
+            let raises = c.mtu_change.is_some_and(|(old, new)| old.is_none_or(|o| new > o));
+            if raises && uppers_created.contains(&c.link) {
+                self.early_sets.extend(c.ops);
+            } else {
+                self.sets.extend(c.ops);
+            }
         }
     }
 
@@ -895,6 +918,75 @@ fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
     (key, route)
 }
 
+/// The ops that change one existing link, and its MTU change (live, desired).
+struct LinkChange {
+    link: LinkRef,
+    ops: Vec<Op>,
+    mtu_change: Option<(Option<u32>, u32)>,
+}
+
+/// The link a link sits on: a VXLAN's `dev` (same namespace), a macvlan's parent.
+fn lower_of(l: &Link, r: &LinkRef) -> Option<LinkRef> {
+    match &l.kind {
+        LinkKind::Vxlan(v) => v.dev.as_ref().map(|d| LinkRef { ns: r.ns.clone(), name: d.clone() }),
+        LinkKind::Macvlan { parent, .. } => parent.clone(),
+        _ => None,
+    }
+}
+
+/// Orders the changes of existing links so that what a link depends on changes first: a bridge
+/// before its ports (they join a bridge that is configured); a lower link before the VXLANs and
+/// macvlans on it when its MTU rises (the kernel refuses an upper MTU above what the lower
+/// carries), after them when it falls. A stable topological sort (Kahn's, ties in (namespace,
+/// name) order, bridges first as before); a cycle, which a valid spec cannot make, falls back to
+/// that order.
+fn order_link_changes(mut changes: Vec<LinkChange>, desired: &NodeState) -> Vec<LinkChange> {
+    let link_of = |r: &LinkRef| desired.namespaces.get(&r.ns).and_then(|n| n.links.get(&r.name));
+    let is_bridge = |r: &LinkRef| link_of(r).is_some_and(|l| matches!(l.kind, LinkKind::Bridge));
+    changes.sort_by(|a, b| (!is_bridge(&a.link), &a.link).cmp(&(!is_bridge(&b.link), &b.link)));
+    let index: BTreeMap<LinkRef, usize> = changes.iter().enumerate().map(|(i, c)| (c.link.clone(), i)).collect();
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    let mut before_count = vec![0usize; changes.len()];
+    let mut edge = |first: usize, then: usize| {
+        if first != then && !after[first].contains(&then) {
+            after[first].push(then);
+            before_count[then] += 1;
+        }
+    };
+    for (i, c) in changes.iter().enumerate() {
+        let Some(l) = link_of(&c.link) else { continue };
+        if let Some(m) = l.master.as_ref().and_then(|m| index.get(&LinkRef { ns: c.link.ns.clone(), name: m.clone() }))
+        {
+            edge(*m, i);
+        }
+        if let Some(&lower) = lower_of(l, &c.link).as_ref().and_then(|r| index.get(r)) {
+            let falls = changes[lower].mtu_change.is_some_and(|(old, new)| old.is_some_and(|o| new < o));
+            if falls {
+                edge(i, lower);
+            } else {
+                edge(lower, i);
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..changes.len()).filter(|i| before_count[*i] == 0).collect();
+    let mut order = Vec::with_capacity(changes.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &j in &after[i] {
+            before_count[j] -= 1;
+            if before_count[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    if order.len() < changes.len() {
+        let placed: BTreeSet<usize> = order.iter().copied().collect();
+        order.extend((0..changes.len()).filter(|i| !placed.contains(i)));
+    }
+    let mut slots: Vec<Option<LinkChange>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 /// What a freshly created link looks like live.
 fn live_like(d: &Link) -> Link {
     d.clone()
@@ -1021,6 +1113,69 @@ node "n" {
             .to_text()
             .contains("+ @host: link veth-pod (veth, peer eth0@pod, master br0, addrgenmode none, up)"));
         assert_eq!(plan.to_json()["ops"].as_array().unwrap().len(), plan.ops.len());
+    }
+
+    fn set_mtu_of(plan: &Plan, link_name: &str) -> usize {
+        position(
+            plan,
+            |o| matches!(&o.action, Action::SetLink { name, to, .. } if name == link_name && to.mtu.is_some()),
+        )
+    }
+
+    #[test]
+    fn what_a_link_sits_on_changes_first() {
+        // Jumbo frames: the NIC goes 1500 -> 9000 and a VXLAN of 8950 is created on it, and a
+        // macvlan of 9000 on a second NIC. The kernel clamps (or refuses) an upper MTU above
+        // the lower link's, so the NICs change first.
+        let d = desired_of(
+            r#"
+node "n" {
+    ethernet "eth0" mtu=9000 { address "10.0.0.2/24"; }
+    ethernet "eth1" mtu=9000
+    vxlan "vx0" vni=42 local="10.0.0.2" remote="10.0.0.3" dev="eth0" mtu=8950
+    netns "app" { macvlan "mv0" parent="eth1" mtu=9000; }
+}
+"#,
+        );
+        let mut live = bare_host();
+        live.state
+            .namespaces
+            .get_mut(HOST)
+            .unwrap()
+            .links
+            .insert("eth1".into(), link(LinkKind::Existing { kind: None }, false));
+        live.missing.insert("app".into());
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let vx = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "vx0"));
+        let mv = position(&plan, |o| matches!(&o.action, Action::CreateLink { name, .. } if name == "mv0"));
+        assert!(set_mtu_of(&plan, "eth0") < vx && set_mtu_of(&plan, "eth1") < mv, "{}", plan.to_text());
+
+        // Both exist: raising, the NIC first; lowering, the VXLAN first (names sort the other way
+        // on purpose: `a-nic` before `vx0`, `z-nic` after).
+        for (nic, from, to, vx_from, vx_to) in [("z-nic", 1500, 9000, 1450, 8950), ("a-nic", 9000, 1500, 8950, 1450)] {
+            let d = desired_of(&format!(
+                r#"
+node "n" {{
+    ethernet "{nic}" mtu={to}
+    vxlan "vx0" vni=42 remote="10.0.0.3" dev="{nic}" mtu={vx_to}
+}}
+"#
+            ));
+            let mut live = bare_host();
+            let host = live.state.namespaces.get_mut(HOST).unwrap();
+            let mut n = link(LinkKind::Existing { kind: None }, false);
+            n.mtu = Some(from);
+            host.links.insert(nic.into(), n);
+            let desired_vx = d.state.namespaces[HOST].links["vx0"].clone();
+            host.links.insert("vx0".into(), Link { mtu: Some(vx_from), ..desired_vx });
+            let plan = diff(&d, &live, &[], None).expect("plan");
+            let (nic_at, vx_at) = (set_mtu_of(&plan, nic), set_mtu_of(&plan, "vx0"));
+            if to > from {
+                assert!(nic_at < vx_at, "{}", plan.to_text());
+            } else {
+                assert!(vx_at < nic_at, "{}", plan.to_text());
+            }
+        }
     }
 
     #[test]

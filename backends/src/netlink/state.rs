@@ -125,6 +125,21 @@ pub struct Link {
 }
 
 impl Link {
+    /// `lo` as the kernel makes it: down in a new namespace, up in a booted host namespace.
+    pub fn loopback(up: bool) -> Link {
+        Link {
+            kind: LinkKind::Loopback,
+            mtu: Some(65536),
+            mac: None,
+            master: None,
+            hairpin: None,
+            nf_call_iptables: None,
+            up,
+            addrgen_none: Some(false),
+            owned: false,
+        }
+    }
+
     /// The attributes netcfg can change on a live link without recreating it.
     pub fn settable(&self) -> LinkSettings {
         LinkSettings {

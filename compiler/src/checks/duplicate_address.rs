@@ -23,7 +23,7 @@
 //! node "b" { ethernet "eth0" { address "10.0.0.5/24"; }; }   // same LAN, same address
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::{AddrRef, Model, NetnsRef, SegmentId};
 use netcfg_lang::{Code, Diagnostic, Severity, Span};
 use std::collections::HashMap;
@@ -36,6 +36,7 @@ pub const CHECK: Check = Check {
         "an address declared twice on one link, namespace or L2 segment",
     ),
     run,
+    after_errors: AfterErrors::Run,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

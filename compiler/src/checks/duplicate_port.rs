@@ -21,7 +21,7 @@
 //! }
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{Listener, Netns, Service};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::Proto;
@@ -36,6 +36,7 @@ pub const CHECK: Check = Check {
         "two listeners or two services claim one port in a namespace",
     ),
     run,
+    after_errors: AfterErrors::Run,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
@@ -293,7 +294,7 @@ node "n" {
 //                                         ^^ error duplicate-port
     netns "other" {
         forwarding #true
-        service "web" vip="10.96.0.10" port=80 { backend "192.0.2.3:8080"; }
+        service "web" vip="10.96.0.10" port=80 { backend "127.0.0.1:8080"; }
     }
 }
 "#,

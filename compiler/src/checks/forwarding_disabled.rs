@@ -32,7 +32,7 @@
 //! ```
 //! Fix: `forwarding #true` in the node.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
 use ipnet::IpNet;
@@ -48,6 +48,7 @@ pub const CHECK: Check = Check {
         "a namespace must forward but forwarding is off",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 /// Why a namespace must forward; one finding per namespace, family and reason.

@@ -14,7 +14,10 @@
 //! - `onlink=#true` without `dev`, and an IPv6 link-local gateway without `dev` (the kernel
 //!   cannot tell which link the gateway is on).
 //!
-//! Routes in other tables are skipped: netcfg does not model policy routing.
+//! A route in another table is checked the way the kernel does it: its gateway is accepted when
+//! a gateway-less unicast route of that same table covers it (over `dev`), else the main-table
+//! lookup above decides (the kernel falls back to the ordinary lookup, `fib_lookup`, and
+//! connected routes live in main).
 //!
 //! **Why is this bad.** The kernel refuses the route, so `apply` fails halfway through a node,
 //! after earlier operations took effect. A common way to get here is an address declared with
@@ -31,20 +34,42 @@
 //!
 //! [`Fib::lookup_gateway`]: crate::model::Fib::lookup_gateway
 
-use super::Check;
-use crate::ir::{Address, Link, Netns, Node, Route};
+use super::{AfterErrors, Check};
+use crate::ir::{Address, Link, Netns, Node, Route, MAIN_TABLE};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
 
-pub const CHECK: Check =
-    Check { code: Code::new("gateway-not-on-link", &[Severity::Error], "a route's gateway the kernel refuses"), run };
+pub const CHECK: Check = Check {
+    code: Code::new("gateway-not-on-link", &[Severity::Error], "a route's gateway the kernel refuses"),
+    run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
+};
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
-    for (ns, netns, route, via) in model.gateway_routes() {
-        diags.extend(check_route(model, ns, model.node(ns.node), netns, route, via));
+    for (ns, netns) in model.namespaces() {
+        for route in &netns.routes {
+            let Some(via) = &route.via else { continue };
+            if route.route_type != RouteType::Unicast || on_link_in_own_table(netns, route, via.value) {
+                continue;
+            }
+            diags.extend(check_route(model, ns, model.node(ns.node), netns, route, via));
+        }
     }
+}
+
+/// A route of a table other than main whose gateway a gateway-less unicast route of the same
+/// table covers (over the same `dev` when the route names one): the kernel's first lookup.
+fn on_link_in_own_table(netns: &Netns, route: &Route, gateway: IpAddr) -> bool {
+    route.table != MAIN_TABLE
+        && netns.routes.iter().any(|r| {
+            r.table == route.table
+                && r.via.is_none()
+                && r.route_type == RouteType::Unicast
+                && r.dst.contains(&gateway)
+                && route.dev.as_ref().is_none_or(|d| r.dev.as_ref().is_some_and(|rd| rd.value == d.value))
+        })
 }
 
 fn check_route(
@@ -234,6 +259,24 @@ mod tests {
     use crate::fixture::check;
 
     #[test]
+    fn gateways_of_other_tables() {
+        check(
+            r#"
+node "r" {
+    ethernet "wan1" { address "203.0.113.2/24"; }
+    ethernet "wan2" { address "198.51.100.2/24"; }
+    route "default" via="203.0.113.1" dev="wan1"
+    route "default" via="198.51.100.1" dev="wan2" table=200
+    route "default" via="198.51.10.1" dev="wan2" table=201
+//                       ^^^^^^^^^^^ error gateway-not-on-link
+    route "default" via="192.0.2.1" dev="wan2" table=202
+    route "192.0.2.0/24" dev="wan2" table=202
+}
+"#,
+        );
+    }
+
+    #[test]
     fn gateway_outside_every_subnet() {
         let d = check(
             r#"
@@ -409,8 +452,8 @@ node "n" {
     // A route with a gateway has scope global: the kernel passes over it and uses the /24.
     route "10.0.0.50/32" via="10.0.0.1" dev="eth0"
     route "10.50.0.0/16" via="10.0.0.50" dev="eth0"
-    // Other tables are not modelled.
-    route "10.51.0.0/16" via="10.9.9.9" table=100
+    // Another table: on-link through the main table's connected route (the kernel falls back).
+    route "10.51.0.0/16" via="10.0.0.9" table=100
     route "10.52.0.0/16" type="blackhole"
 }
 "#,

@@ -11,12 +11,15 @@
 //! node "n" { bridge "kubernetes-pods0" }   // 16 bytes
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::{Code, Diagnostic, Severity};
 
-pub const CHECK: Check =
-    Check { code: Code::new("interface-name-too-long", &[Severity::Error], "a link name over 15 bytes"), run };
+pub const CHECK: Check = Check {
+    code: Code::new("interface-name-too-long", &[Severity::Error], "a link name over 15 bytes"),
+    run,
+    after_errors: AfterErrors::Run,
+};
 
 const IFNAMSIZ_MAX: usize = 15;
 

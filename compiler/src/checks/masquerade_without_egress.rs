@@ -7,7 +7,11 @@
 //! - (warning) `out` names a link that no route of the namespace's main table leaves by (of the
 //!   rule's family): the rule never matches;
 //! - (warning) no `out`, in a namespace with more than one link: the rule rewrites traffic
-//!   leaving by every link, the bridge to local pods and the overlay to other nodes included.
+//!   leaving by every link, the bridge to local pods and the overlay to other nodes included;
+//! - (warning) `out` names the link the `from` network itself lives on (the LAN) while the
+//!   default route leaves by another link, and no other `masquerade`/`snat` of that source
+//!   leaves by the default route's link: traffic from the LAN to the internet leaves
+//!   unrewritten. A LAN masquerade next to the uplink one is hairpin NAT and stays quiet.
 //!
 //! **Why is this bad.** Source NAT decides what the rest of the network sees. Without an address
 //! to masquerade to, the kernel drops the packets; on a link nothing is routed by, the rule is
@@ -25,7 +29,7 @@
 //! ```
 //! Fix: `masquerade from="10.244.0.0/16" out="eth0"`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::{Family, RouteType};
@@ -40,6 +44,7 @@ pub const CHECK: Check = Check {
         "a masquerade/snat whose egress link has no address, no route, or is not named",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 /// A `masquerade` or a `snat`, as far as this check cares.
@@ -93,15 +98,18 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             to: Some(s.to.value),
             span: s.span,
         });
-        for nat in masquerades.chain(snats) {
-            let fams = families(netns, &nat);
+        let nats: Vec<SourceNat> = masquerades.chain(snats).collect();
+        for nat in &nats {
+            let fams = families(netns, nat);
             if fams.as_ref().is_some_and(|f| f.is_empty()) {
                 // An empty address set matches nothing: no egress question to ask.
                 continue;
             }
             let d = match nat.out {
-                Some(out) => named_out(model, ns, &nat, out, fams.as_ref()),
-                None => no_out(model, ns, &nat, fams.as_ref()),
+                Some(out) => {
+                    named_out(model, ns, nat, out, fams.as_ref()).or_else(|| lan_out(model, ns, nat, out, &nats))
+                }
+                None => no_out(model, ns, nat, fams.as_ref()),
             };
             diags.extend(d);
         }
@@ -162,6 +170,45 @@ fn named_out(
         .with_label(format!("{what} uses this link"))
         .with_secondary(link.name.span, format!("`{}` declared here", link.name.value))
         .with_help(format!("add a route by `{}`{suggestion}", link.name.value)),
+    )
+}
+
+/// `out` is the link the `from` network lives on, the default route leaves by another link, and
+/// no rule of the same source rewrites what leaves by that one.
+fn lan_out(
+    model: &Model,
+    ns: NetnsRef,
+    nat: &SourceNat,
+    out: &Spanned<LinkId>,
+    all: &[SourceNat],
+) -> Option<Diagnostic> {
+    let AddrMatch::Net(from) = nat.from?.value else { return None };
+    let node = model.node(ns.node);
+    let link = node.link(out.value);
+    let home = link.addresses.iter().find(|a| a.prefix_route && a.net.trunc().contains(&from))?;
+    let fams = BTreeSet::from([Family::of(from.addr())]);
+    let uplink = default_egress(model, ns, Some(&fams)).filter(|l| *l != out.value)?;
+    let covered = all.iter().any(|other| {
+        other.out.is_none_or(|o| o.value == uplink)
+            && match other.from.map(|f| &f.value) {
+                None => true,
+                Some(AddrMatch::Net(n)) => n.contains(&from),
+                Some(AddrMatch::Set(_)) => true,
+            }
+    });
+    if covered {
+        return None;
+    }
+    let up = &node.link(uplink).name.value;
+    Some(
+        Diagnostic::warning(
+            CHECK.code,
+            out.span,
+            format!("`{}` of `{from}` leaves by `{}`, the link `{from}` itself is on", nat.keyword, link.name.value),
+        )
+        .with_label(format!("traffic from `{from}` to other networks leaves by `{up}`, unrewritten"))
+        .with_secondary(home.span, format!("`{from}` is on `{}`", link.name.value))
+        .with_help(format!("set `out=\"{up}\"`, the link the default route leaves by")),
     )
 }
 
@@ -259,8 +306,40 @@ node "gw" {{
     route "192.0.2.0/24" via="198.51.100.1""#,
             r#"    masquerade from="10.244.0.0/16" out="eth0"
     masquerade from="10.245.0.0/16" out="eth1"
-    snat from="10.246.0.0/16" out="eth0" to="203.0.113.9""#,
+    snat from="10.246.0.0/16" out="eth0" to="203.0.113.2""#,
         ));
+    }
+
+    #[test]
+    fn masquerade_out_of_the_lan_instead_of_the_uplink() {
+        let d = check(
+            r#"
+node "gw" {
+    forwarding #true
+    ethernet "wan0" { address "203.0.113.2/24"; }
+    ethernet "lan0" { address "192.168.1.1/24"; }
+    route "default" via="203.0.113.1" dev="wan0"
+    masquerade from="192.168.1.0/24" out="lan0"
+//                                        ^^^^ warning masquerade-without-egress
+}
+node "hairpin" {
+    forwarding #true
+    ethernet "wan0" { address "203.0.113.3/24"; }
+    ethernet "lan0" { address "192.168.2.1/24"; }
+    route "default" via="203.0.113.1" dev="wan0"
+    masquerade from="192.168.2.0/24" out="wan0"
+    masquerade from="192.168.2.0/24" out="lan0"
+}
+node "pods-to-lan" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    bridge "cni0" { address "10.244.1.1/24"; }
+    route "default" via="10.0.0.1" dev="eth0"
+    masquerade from="10.244.0.0/16" out="eth0"
+}
+"#,
+        );
+        assert_eq!(d[0].help.as_deref(), Some("set `out=\"wan0\"`, the link the default route leaves by"));
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //!   un-NAT-ed, and the client resets the connection;
 //! - (warning) `forward` firewall rules or a non-accept `forward` policy in a namespace with a
 //!   bridge of two or more ports: traffic between those ports is bridged and never reaches the
-//!   `forward` hook, so the rules do not apply to it.
+//!   `forward` hook, so the rules do not apply to it. Reported when the firewall is evidently
+//!   meant for that traffic: two or more ports are veths to this node's own namespaces
+//!   (containers, pods, whose traffic the node's policy governs), or a `forward` rule names a
+//!   port (`iif`/`oif`, a zone holding one). A router whose LAN switch ports are bridged, with
+//!   a forward policy for routed traffic, is left alone.
 //!
 //! **Why is this bad.** Kubernetes with flannel's `cni0` broke exactly like this when
 //! `br_netfilter` was not loaded: service connections between pods on one node failed with RST.
@@ -25,7 +29,7 @@
 //! ```
 //! Fix: `bridge-netfilter #true` in the node (or `netfilter=#true` on `cni0`).
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, NetnsId};
 use crate::model::{LinkRef, Model, NetnsRef};
 use netcfg_lang::ast::Verdict;
@@ -39,6 +43,7 @@ pub const CHECK: Check = Check {
         "traffic netfilter must see stays inside a bridge that bypasses netfilter",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
@@ -131,7 +136,12 @@ fn forward_rules(model: &Model, diags: &mut Vec<Diagnostic>) {
         let rule = fw.rules.iter().find(|r| r.direction.value == netcfg_lang::ast::Direction::Forward).map(|r| r.span);
         let Some(span) = policy.or(rule) else { continue };
         for bridge in bridges(model, ns) {
-            if model.bridge_netfilter(bridge) || ports(model, bridge).len() < 2 {
+            let ports = ports(model, bridge);
+            if model.bridge_netfilter(bridge) || ports.len() < 2 {
+                continue;
+            }
+            let local_stations = ports.iter().filter(|p| matches!(model.link(**p).kind, LinkKind::Veth { .. })).count();
+            if local_stations < 2 && !names_a_port(fw, &ports) {
                 continue;
             }
             let b = model.link(bridge);
@@ -146,6 +156,17 @@ fn forward_rules(model: &Model, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
+}
+
+/// Whether a `forward` rule matches on a port of the bridge, directly or through a zone.
+fn names_a_port(fw: &crate::ir::Firewall, ports: &[LinkRef]) -> bool {
+    let is_port = |l: crate::ir::LinkId| ports.iter().any(|p| p.link == l);
+    let zone_has_port =
+        |z: crate::ir::ZoneId| fw.zones.get(z.0 as usize).is_some_and(|z| z.links.iter().any(|l| is_port(l.value)));
+    fw.rules.iter().filter(|r| r.direction.value == netcfg_lang::ast::Direction::Forward).any(|r| {
+        [&r.iif, &r.oif].into_iter().flatten().any(|l| is_port(l.value))
+            || [&r.from_zone, &r.to_zone].into_iter().flatten().any(|z| zone_has_port(z.value))
+    })
 }
 
 fn bridges(model: &Model, ns: NetnsRef) -> Vec<LinkRef> {
@@ -251,5 +272,38 @@ node "worker-1" {{
 }}
 "#
         ));
+    }
+
+    #[test]
+    fn a_router_with_bridged_lan_ports() {
+        // The forward policy is for routed traffic; LAN hosts switching between the ports is
+        // what the bridge is for. Quiet, unless a forward rule names a port.
+        check(
+            r#"
+node "edge" {
+    forwarding #true
+    ethernet "lan1" master="br-lan"
+    ethernet "lan2" master="br-lan"
+    ethernet "wan0" { address "203.0.113.2/24"; }
+    bridge "br-lan" { address "192.168.1.1/24"; }
+    firewall {
+        policy forward="drop"
+        allow forward iif="br-lan" oif="wan0"
+    }
+}
+node "edge-guest" {
+    forwarding #true
+    ethernet "lan1" master="br-lan"
+    ethernet "guest" master="br-lan"
+    ethernet "wan0" { address "203.0.113.3/24"; }
+    bridge "br-lan" { address "192.168.2.1/24"; }
+    firewall {
+        policy forward="drop"
+//                      ^^^^ warning missing-bridge-netfilter
+        deny forward iif="guest" oif="lan1"
+    }
+}
+"#,
+        );
     }
 }

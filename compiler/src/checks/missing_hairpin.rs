@@ -31,7 +31,7 @@
 //! ```
 //! Fix: `hairpin=#true` on `veth-b`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{Fib, FibSource, LinkRef, Lookup, Model, NetnsRef};
 use netcfg_lang::{Code, Diagnostic, Severity};
@@ -45,6 +45,7 @@ pub const CHECK: Check = Check {
         "a service backend behind a bridge port without hairpin mode",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

@@ -2,6 +2,7 @@
 //! its logic and its tests; registering it is one line in [`CHECKS`]. A check pushes
 //! diagnostics and returns: it never prints, panics or stops at the first finding.
 
+use crate::follow_on::BrokenNamespaces;
 use crate::model::Model;
 use netcfg_lang::{Code, Diagnostic};
 
@@ -14,17 +15,34 @@ mod masquerade_without_egress;
 mod missing_bridge_netfilter;
 mod missing_hairpin;
 mod mtu_mismatch;
+mod non_local_source;
 mod non_symmetric_routes;
 mod overlapping_cidrs;
 mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
 mod unmatchable_rule;
+mod unreachable_backend;
 
-/// A registered check: its code (id, severities, summary) and the function that runs it.
+/// A registered check: its code (id, severities, summary), the function that runs it, and
+/// whether its findings can follow from an error elsewhere.
 pub struct Check {
     pub code: Code,
     pub run: fn(&Model, &mut Vec<Diagnostic>),
+    pub after_errors: AfterErrors,
+}
+
+/// What a check's findings mean in a namespace whose declaration has an error (an unresolved
+/// reference, an invalid value): the IR holds what resolved, which is less than was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterErrors {
+    /// The check reports what is there (two equal addresses, a long name); a missing piece
+    /// cannot make its finding false.
+    Run,
+    /// The check concludes from what is absent (no route back, no listener, a gateway off-link)
+    /// or from a rule's whole set of matches: with a piece missing, its finding would follow
+    /// from the error. Findings touching a broken namespace are dropped (one cause, one finding).
+    SkipBrokenNamespace,
 }
 
 /// Every check, in the order they run (output is sorted afterwards, so order is not visible).
@@ -44,10 +62,17 @@ pub const CHECKS: &[Check] = &[
     missing_hairpin::CHECK,
     masquerade_without_egress::CHECK,
     redirect_without_listener::CHECK,
+    non_local_source::CHECK,
+    unreachable_backend::CHECK,
 ];
 
-pub fn run_all(model: &Model, diags: &mut Vec<Diagnostic>) {
+pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnostic>) {
     for check in CHECKS {
-        (check.run)(model, diags);
+        let mut found = Vec::new();
+        (check.run)(model, &mut found);
+        if check.after_errors == AfterErrors::SkipBrokenNamespace && !broken.is_empty() {
+            found.retain(|d| !broken.touches(d));
+        }
+        diags.extend(found);
     }
 }

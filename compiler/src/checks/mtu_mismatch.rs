@@ -1,6 +1,8 @@
 //! `mtu-mismatch`: links that carry the same frames but disagree on how large they may be.
 //!
-//! **What it does.** Compares effective MTUs (the declared `mtu`, or the kind's default):
+//! **What it does.** Compares effective MTUs (the declared `mtu`, or what the kernel derives:
+//! a bridge without `mtu` takes the smallest MTU of its ports, a VXLAN with `dev` its
+//! underlay's minus the overhead, see `Model::mtu`):
 //! - (error) the two ends of a veth differ; the end that declares the differing `mtu` gets the
 //!   primary span (the later one when both declare one);
 //! - (warning) a bridge port differs from its bridge;
@@ -24,11 +26,10 @@
 //! }
 //! ```
 
-use super::Check;
-use crate::ir::{Link, LinkId, LinkKind};
-use crate::model::{LinkRef, Model};
+use super::{AfterErrors, Check};
+use crate::ir::{LinkId, LinkKind};
+use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
-use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
     code: Code::new(
@@ -37,50 +38,58 @@ pub const CHECK: Check = Check {
         "veth ends, bridge ports, or a VXLAN and its underlay disagree on the MTU",
     ),
     run,
+    after_errors: AfterErrors::Run,
 };
-
-/// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) headers.
-const VXLAN_OVERHEAD_V4: u32 = 50;
-/// The same with a 40-byte IPv6 header.
-const VXLAN_OVERHEAD_V6: u32 = 70;
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (r, link) in model.links() {
         match &link.kind {
             // Each pair once, from the end with the lower id.
             LinkKind::Veth { peer } if link.id < *peer => {
-                veth(link, model.link(LinkRef { node: r.node, link: *peer }), diags);
+                veth(model, r, LinkRef { node: r.node, link: *peer }, diags);
             }
-            LinkKind::Vxlan { .. } => vxlan(model, r, link, diags),
-            LinkKind::Macvlan { parent, .. } => {
-                macvlan(link, model.link(LinkRef { node: r.node, link: parent.value }), diags)
-            }
+            LinkKind::Vxlan { .. } => vxlan(model, r, diags),
+            LinkKind::Macvlan { parent, .. } => macvlan(model, r, LinkRef { node: r.node, link: parent.value }, diags),
             _ => {}
         }
         if let Some(master) = &link.master {
-            bridge_port(model, r, link, master, diags);
+            bridge_port(model, r, master, diags);
         }
     }
 }
 
 /// The MTU as the user sees it: where it is set, or that it is the default.
-fn mtu_note(link: &Link) -> (Span, String) {
-    match &link.mtu {
-        Some(m) => (m.span, format!("`{}` has MTU {}", link.name.value, m.value)),
-        None => (link.name.span, format!("`{}` has the default MTU {}", link.name.value, link.effective_mtu())),
+fn mtu_note(model: &Model, r: LinkRef) -> (Span, String) {
+    let link = model.link(r);
+    let (name, mtu) = (&link.name.value, model.mtu(r));
+    match (&link.mtu, &link.kind) {
+        (Some(m), _) => (m.span, format!("`{name}` has MTU {}", m.value)),
+        (None, LinkKind::Bridge { .. }) => {
+            (link.name.span, format!("`{name}` has no `mtu` and takes the smallest of its ports', {mtu}"))
+        }
+        (None, LinkKind::Vxlan { dev: Some(dev), .. }) => (
+            link.name.span,
+            format!("`{name}` has no `mtu` and takes {mtu} from its underlay `{}`", dev_name(model, r, dev)),
+        ),
+        (None, _) => (link.name.span, format!("`{name}` has the default MTU {mtu}")),
     }
 }
 
-fn veth(a: &Link, b: &Link, diags: &mut Vec<Diagnostic>) {
-    let (ma, mb) = (a.effective_mtu(), b.effective_mtu());
+fn dev_name<'m>(model: &'m Model, r: LinkRef, dev: &Spanned<LinkId>) -> &'m str {
+    &model.link(LinkRef { node: r.node, link: dev.value }).name.value
+}
+
+fn veth(model: &Model, ra: LinkRef, rb: LinkRef, diags: &mut Vec<Diagnostic>) {
+    let (a, b) = (model.link(ra), model.link(rb));
+    let (ma, mb) = (model.mtu(ra), model.mtu(rb));
     if ma == mb {
         return;
     }
     // The end whose explicit `mtu` makes the difference is the one to point at.
-    let (primary, other) = match (&a.mtu, &b.mtu) {
-        (Some(x), Some(y)) if y.span > x.span => (b, a),
-        (Some(_), _) => (a, b),
-        (None, Some(_)) => (b, a),
+    let ((primary, _), (other, r_other)) = match (&a.mtu, &b.mtu) {
+        (Some(x), Some(y)) if y.span > x.span => ((b, rb), (a, ra)),
+        (Some(_), _) => ((a, ra), (b, rb)),
+        (None, Some(_)) => ((b, rb), (a, ra)),
         (None, None) => return,
     };
     let Some(mtu) = &primary.mtu else { return };
@@ -89,7 +98,7 @@ fn veth(a: &Link, b: &Link, diags: &mut Vec<Diagnostic>) {
         None => format!("set `mtu={}` on `{}` too", mtu.value, other.name.value),
         Some(_) => format!("use one MTU on both ends, e.g. `mtu={}` on each", ma.min(mb)),
     };
-    let (note_span, note) = mtu_note(other);
+    let (note_span, note) = mtu_note(model, r_other);
     diags.push(
         Diagnostic::error(
             CHECK.code,
@@ -99,12 +108,12 @@ fn veth(a: &Link, b: &Link, diags: &mut Vec<Diagnostic>) {
                 primary.name.value,
                 mtu.value,
                 other.name.value,
-                other.effective_mtu()
+                model.mtu(r_other)
             ),
         )
         .with_label(format!(
             "packets over {} bytes from `{}` are dropped by `{}`",
-            small.effective_mtu(),
+            ma.min(mb),
             large.name.value,
             small.name.value
         ))
@@ -113,13 +122,14 @@ fn veth(a: &Link, b: &Link, diags: &mut Vec<Diagnostic>) {
     );
 }
 
-fn macvlan(link: &Link, parent: &Link, diags: &mut Vec<Diagnostic>) {
-    let (m, mp) = (link.effective_mtu(), parent.effective_mtu());
+fn macvlan(model: &Model, r: LinkRef, rp: LinkRef, diags: &mut Vec<Diagnostic>) {
+    let (link, parent) = (model.link(r), model.link(rp));
+    let (m, mp) = (model.mtu(r), model.mtu(rp));
     if m <= mp {
         return;
     }
     let primary = link.mtu.as_ref().map(|m| m.span).unwrap_or(link.name.span);
-    let (note_span, note) = mtu_note(parent);
+    let (note_span, note) = mtu_note(model, rp);
     diags.push(
         Diagnostic::error(
             CHECK.code,
@@ -132,9 +142,10 @@ fn macvlan(link: &Link, parent: &Link, diags: &mut Vec<Diagnostic>) {
     );
 }
 
-fn bridge_port(model: &Model, r: LinkRef, port: &Link, master: &Spanned<LinkId>, diags: &mut Vec<Diagnostic>) {
-    let bridge = model.link(LinkRef { node: r.node, link: master.value });
-    let (mp, mb) = (port.effective_mtu(), bridge.effective_mtu());
+fn bridge_port(model: &Model, r: LinkRef, master: &Spanned<LinkId>, diags: &mut Vec<Diagnostic>) {
+    let rb = LinkRef { node: r.node, link: master.value };
+    let (port, bridge) = (model.link(r), model.link(rb));
+    let (mp, mb) = (model.mtu(r), model.mtu(rb));
     if mp == mb {
         return;
     }
@@ -156,7 +167,7 @@ fn bridge_port(model: &Model, r: LinkRef, port: &Link, master: &Spanned<LinkId>,
             bridge.name.value
         ),
     };
-    let (note_span, note) = mtu_note(bridge);
+    let (note_span, note) = mtu_note(model, rb);
     diags.push(
         Diagnostic::warning(
             CHECK.code,
@@ -173,8 +184,9 @@ fn bridge_port(model: &Model, r: LinkRef, port: &Link, master: &Spanned<LinkId>,
     );
 }
 
-fn vxlan(model: &Model, r: LinkRef, link: &Link, diags: &mut Vec<Diagnostic>) {
-    let LinkKind::Vxlan { local, remote, group, dev, .. } = &link.kind else { return };
+fn vxlan(model: &Model, r: LinkRef, diags: &mut Vec<Diagnostic>) {
+    let link = model.link(r);
+    let LinkKind::Vxlan { remote, dev, .. } = &link.kind else { return };
     let (underlay, via_route) = match (dev, remote) {
         (Some(d), _) => (d.value, false),
         (None, Some(remote)) => match model.fib(model.netns_of(r)).egress(remote.value) {
@@ -183,19 +195,20 @@ fn vxlan(model: &Model, r: LinkRef, link: &Link, diags: &mut Vec<Diagnostic>) {
         },
         (None, None) => return,
     };
-    let under = model.link(LinkRef { node: r.node, link: underlay });
+    let ru = LinkRef { node: r.node, link: underlay };
+    let under = model.link(ru);
     if matches!(under.kind, LinkKind::Loopback) {
         return;
     }
-    let v6 = [local, remote, group].into_iter().flatten().next().is_some_and(|a| matches!(a.value, IpAddr::V6(_)));
-    let (overhead, family) = if v6 { (VXLAN_OVERHEAD_V6, "IPv6") } else { (VXLAN_OVERHEAD_V4, "IPv4") };
-    let fits = under.effective_mtu().saturating_sub(overhead);
-    let mtu = link.effective_mtu();
+    let overhead = vxlan_overhead(&link.kind);
+    let family = if overhead == VXLAN_OVERHEAD_V6 { "IPv6" } else { "IPv4" };
+    let fits = model.mtu(ru).saturating_sub(overhead);
+    let mtu = model.mtu(r);
     if mtu <= fits {
         return;
     }
     let primary = link.mtu.as_ref().map(|m| m.span).unwrap_or(link.name.span);
-    let (note_span, mut note) = mtu_note(under);
+    let (note_span, mut note) = mtu_note(model, ru);
     if via_route {
         note = format!("{note}; the FIB sends the VXLAN's `remote` out of it");
     }
@@ -277,18 +290,41 @@ node "n" {
     }
     netns "pod-c" {
         veth "eth0" mtu=9000 { peer "veth-c" netns="@host" master="br-jumbo" mtu=9000; }
-//                                                                               ^^^^ warning mtu-mismatch
     }
 }
 "#,
         );
+        // br-jumbo has no `mtu`: the kernel gives it its only port's 9000, so that port is fine.
         assert_eq!(d[0].message, "bridge port `veth-a` has MTU 1500 but bridge `cni0` has 1450");
         assert_eq!(d[0].secondary[0].message, "`cni0` has MTU 1450");
         assert_eq!(d[0].help.as_deref(), Some("set `mtu=1450` on `veth-a` and on its peer `eth0`"));
-        assert_eq!(
-            d[1].help.as_deref(),
-            Some("use one MTU on bridge `br-jumbo` and all its ports, e.g. `mtu=1500` on `br-jumbo`")
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn a_bridge_without_mtu_takes_the_smallest_of_its_ports() {
+        let d = check(
+            r#"
+node "n" {
+    bridge "br0"
+    ethernet "eth1" mtu=9000 master="br0"
+    netns "vm" {
+        veth "eth0" mtu=9000 { peer "vm-0" netns="@host" master="br0" mtu=9000; }
+    }
+    bridge "br1"
+    ethernet "eth2" mtu=9000 master="br1"
+//                      ^^^^ warning mtu-mismatch
+    ethernet "eth3" mtu=1400 master="br1"
+    ethernet "eth4" mtu=9000 { address "10.0.0.2/24"; }
+    vxlan "vx0" vni=9 dev="eth4" master="br2"
+    bridge "br2"
+}
+"#,
         );
+        // br0 follows its 9000-byte ports and br2 its VXLAN (8950): equal, silent. br1 follows
+        // eth3 down to 1400, so eth2 is the port that differs.
+        assert_eq!(d[0].message, "bridge port `eth2` has MTU 9000 but bridge `br1` has 1400");
+        assert_eq!(d[0].secondary[0].message, "`br1` has no `mtu` and takes the smallest of its ports', 1400");
     }
 
     #[test]
@@ -319,10 +355,13 @@ node "n" {
     vxlan "vx-default" vni=2 dev="eth0"
     vxlan "vx-jumbo" vni=3 dev="eth1" mtu=8951
     vxlan "vx6" vni=4 dev="eth2" local="fd00::10"
-//         ^^^ warning mtu-mismatch
+    vxlan "vx6-big" vni=7 dev="eth2" local="fd00::10" mtu=1450
+//                                                        ^^^^ warning mtu-mismatch
     vxlan "vx-routed" vni=5 remote="192.0.2.7" mtu=1480
 //                                                 ^^^^ warning mtu-mismatch
     vxlan "vx-unknown" vni=6 mtu=9000
+    vxlan "vx-rt-default" vni=8 remote="192.0.2.8"
+//         ^^^^^^^^^^^^^ warning mtu-mismatch
 }
 "#,
         );
@@ -331,7 +370,7 @@ node "n" {
             d[0].help.as_deref(),
             Some("set `mtu=1450` on `flannel.1`, or raise the MTU of `eth0` to 1550 or more")
         );
-        assert_eq!(d[1].message, "vxlan `vx6` has MTU 1450, more than its underlay `eth2` carries (1430)");
+        assert_eq!(d[1].message, "vxlan `vx6-big` has MTU 1450, more than its underlay `eth2` carries (1430)");
         assert_eq!(
             d[2].secondary[0].message,
             "`eth0` has the default MTU 1500; the FIB sends the VXLAN's `remote` out of it"

@@ -12,6 +12,11 @@
 //! 2. For every route to a specific network via a gateway, every namespace of the fleet that
 //!    holds an address in that network must have a route back to this namespace's source
 //!    address on the link; otherwise replies are dropped there: error.
+//! 3. Two uplinks: IPv4 default routes of the main table over two links (a failover pair of
+//!    metrics) where a link other than the preferred one has strict rp_filter. A packet that
+//!    arrives there from the internet fails the reverse-path check (the route back to its
+//!    source is the preferred default, over the other link) and is dropped: error. Only an
+//!    explicitly strict setting is reported; unset rp_filter is left to the distribution.
 //!
 //! **Why is this bad.** In ECS awsvpc tasks, `169.254.172.15/22` sat on `ecs-eth0` without its
 //! connected route and only a `/32` route to the credentials endpoint via `169.254.172.1`.
@@ -29,7 +34,7 @@
 //! ```
 //! Fix: a link-scoped return route `route "169.254.172.1/32" dev="ecs-eth0"`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{RouteType, RpFilter};
@@ -44,9 +49,13 @@ pub const CHECK: Check = Check {
         "a next hop or a routed peer has no path back over the same link",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        two_uplinks(model, ns, netns, diags);
+    }
     for (ns, _, route, via) in model.gateway_routes() {
         let node = model.node(ns.node);
         let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
@@ -54,6 +63,49 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
         };
         gateway_path_back(model, ns, node, route, via.value, dev, diags);
         one_way(model, ns, node, route, dev, diags);
+    }
+}
+
+fn two_uplinks(model: &Model, ns: NetnsRef, netns: &crate::ir::Netns, diags: &mut Vec<Diagnostic>) {
+    let fib = model.fib(ns);
+    let mut defaults: Vec<(&Route, LinkId)> = netns
+        .routes
+        .iter()
+        .filter(|r| {
+            r.table == crate::ir::MAIN_TABLE
+                && r.dst.prefix_len() == 0
+                && r.dst.addr().is_ipv4()
+                && r.route_type == RouteType::Unicast
+        })
+        .filter_map(|r| Some((r, r.dev.as_ref().map(|d| d.value).or_else(|| fib.egress(r.via.as_ref()?.value))?)))
+        .collect();
+    defaults.sort_by_key(|(r, _)| r.metric);
+    let Some(&(best, best_link)) = defaults.first() else { return };
+    let node = model.node(ns.node);
+    let mut seen = BTreeSet::new();
+    for &(route, link) in &defaults[1..] {
+        if link == best_link || !seen.insert(link) {
+            continue;
+        }
+        if model.rp_filter(crate::model::LinkRef { node: ns.node, link }) != Some(RpFilter::Strict) {
+            continue;
+        }
+        let (name, preferred) = (&node.link(link).name.value, &node.link(best_link).name.value);
+        diags.push(
+            Diagnostic::error(
+                CHECK.code,
+                route.dst_span,
+                format!("strict rp_filter drops what arrives on uplink `{name}` from other networks"),
+            )
+            .with_label(format!(
+                "the route back to an internet source is the preferred default route, which leaves by `{preferred}`"
+            ))
+            .with_secondary(best.dst_span, format!("preferred default route (metric {}) by `{preferred}`", best.metric))
+            .with_help(format!(
+                "set `rp-filter \"loose\"` in {}, or `rp-filter=\"loose\"` on `{name}`",
+                node.describe_netns(ns.netns)
+            )),
+        );
     }
 }
 
@@ -165,6 +217,48 @@ fn one_way(model: &Model, ns: NetnsRef, node: &Node, route: &Route, dev: LinkId,
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn strict_rp_filter_on_the_second_uplink() {
+        let d = check(
+            r#"
+node "r" {
+    forwarding #true
+    rp-filter "strict"
+    ethernet "wan1" { address "203.0.113.2/24"; }
+    ethernet "wan2" { address "198.51.100.2/24"; }
+    route "default" via="203.0.113.1" dev="wan1" metric=100
+    route "default" via="198.51.100.1" dev="wan2" metric=200
+//         ^^^^^^^ error non-symmetric-routes
+}
+node "loose" {
+    forwarding #true
+    rp-filter "loose"
+    ethernet "wan1" { address "203.0.113.3/24"; }
+    ethernet "wan2" { address "198.51.100.3/24"; }
+    route "default" via="203.0.113.1" dev="wan1" metric=100
+    route "default" via="198.51.100.1" dev="wan2" metric=200
+}
+node "strict-but-loose-on-wan2" {
+    forwarding #true
+    rp-filter "strict"
+    ethernet "wan1" { address "203.0.113.4/24"; }
+    ethernet "wan2" rp-filter="loose" { address "198.51.100.4/24"; }
+    route "default" via="203.0.113.1" dev="wan1" metric=100
+    route "default" via="198.51.100.1" dev="wan2" metric=200
+}
+node "one-uplink" {
+    rp-filter "strict"
+    ethernet "wan1" { address "203.0.113.5/24"; }
+    route "default" via="203.0.113.1" dev="wan1"
+}
+"#,
+        );
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("set `rp-filter \"loose\"` in node `r`, or `rp-filter=\"loose\"` on `wan2`")
+        );
+    }
 
     fn ecs(task_extra: &str, route_extra: &str) -> String {
         format!(

@@ -1,15 +1,14 @@
 //! `overlapping-cidrs`: subnets that overlap where they must not.
 //!
 //! **What it does.** Collects every link subnet (the prefix of each address, host-length
-//! addresses excluded) and every service VIP across the whole fleet, sorts them, and sweeps
-//! once (O(n log n) plus one finding per overlap). It reports:
+//! addresses excluded) across the whole fleet, sorts them, and sweeps once (O(n log n) plus one
+//! finding per overlap). It reports:
 //! - the same subnet on two links of one namespace (the kernel routes the prefix out of one of
 //!   them only);
 //! - overlapping subnets on different L2 segments, in any namespace of any node (overlapping
 //!   pod CIDRs across nodes, a pod subnet inside the LAN): the fleet cannot route to both;
 //! - a subnet nested in a different-length subnet on the same segment (prefix-length mismatch:
 //!   hosts disagree on who is on-link);
-//! - a service VIP inside a link subnet (the VIP would shadow or be shadowed by a real host);
 //! - overlapping elements inside one address set (warning: nft interval sets reject them, netcfg
 //!   would merge them, and the author probably meant something else).
 //!
@@ -26,8 +25,8 @@
 //! node "w3" { bridge "cni0" { address "10.244.2.1/23" } }   // overlaps w2's pods
 //! ```
 
-use super::Check;
-use crate::ir::{LinkKind, NodeId};
+use super::{AfterErrors, Check};
+use crate::ir::LinkKind;
 use crate::model::{LinkRef, Model, SegmentId};
 use ipnet::IpNet;
 use netcfg_lang::{Code, Diagnostic, Severity, Span};
@@ -37,20 +36,16 @@ pub const CHECK: Check = Check {
     code: Code::new(
         "overlapping-cidrs",
         &[Severity::Error, Severity::Warning],
-        "subnets or service VIPs overlap across links, namespaces or nodes",
+        "subnets overlap across links, namespaces or nodes",
     ),
     run,
+    after_errors: AfterErrors::Run,
 };
 
 #[derive(Clone, Copy)]
-enum Owner {
-    Link { link: LinkRef, segment: SegmentId },
-    Vip { node: NodeId },
-}
-
-#[derive(Clone, Copy)]
 struct Entry {
-    owner: Owner,
+    link: LinkRef,
+    segment: SegmentId,
     span: Span,
 }
 
@@ -68,16 +63,8 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
         }
         for a in &link.addresses {
             if a.net.prefix_len() < a.net.max_prefix_len() {
-                add(
-                    a.net.trunc(),
-                    Entry { owner: Owner::Link { link: r, segment: model.segment_of(r) }, span: a.span },
-                );
+                add(a.net.trunc(), Entry { link: r, segment: model.segment_of(r), span: a.span });
             }
-        }
-    }
-    for (ns, netns) in model.namespaces() {
-        for s in &netns.services {
-            add(IpNet::from(s.vip.value), Entry { owner: Owner::Vip { node: ns.node }, span: s.vip.span });
         }
     }
 
@@ -96,16 +83,13 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             }
         }
         // Against enclosing networks, innermost first: one finding per pair of networks (the
-        // pods of a bridge share its subnet; one finding says it), only the innermost for a VIP.
+        // pods of a bridge share its subnet; one finding says it).
         for (outer, outer_entries) in stack.iter().rev() {
             let pair = entries
                 .iter()
                 .find_map(|e| outer_entries.iter().find(|o| conflicts_nested(model, o, e)).map(|o| (o, e)));
             if let Some((o, e)) = pair {
                 report(model, diags, *outer, o, net, e);
-                if matches!(e.owner, Owner::Vip { .. }) && entries.len() == 1 {
-                    break;
-                }
             }
         }
         stack.push((net, entries));
@@ -130,86 +114,72 @@ fn is_link_local(net: IpNet) -> bool {
 /// Two entries of the same network conflict unless they share a segment, or the network is
 /// link-local and they sit on different nodes.
 fn conflicts_equal(model: &Model, net: IpNet, a: &Entry, b: &Entry) -> bool {
-    match (a.owner, b.owner) {
-        (Owner::Link { link: la, segment: sa }, Owner::Link { link: lb, segment: sb }) => {
-            if sa == sb || la == lb {
-                return false;
-            }
-            // Every IPv6 link has its own fe80::/64; IPv6 link-local never conflicts.
-            if net.addr().is_ipv6() && is_link_local(net) {
-                return false;
-            }
-            let same_ns = model.netns_of(la) == model.netns_of(lb);
-            same_ns || !(is_link_local(net) && la.node != lb.node)
-        }
-        // Two services on one VIP are `duplicate-port`'s business.
-        (Owner::Vip { .. }, Owner::Vip { .. }) => false,
-        _ => true,
+    if a.segment == b.segment || a.link == b.link {
+        return false;
     }
+    // Every IPv6 link has its own fe80::/64; IPv6 link-local never conflicts.
+    if net.addr().is_ipv6() && is_link_local(net) {
+        return false;
+    }
+    let same_ns = model.netns_of(a.link) == model.netns_of(b.link);
+    same_ns || !(is_link_local(net) && a.link.node != b.link.node)
 }
 
 /// An entry inside a strictly larger network.
 fn conflicts_nested(model: &Model, outer: &Entry, inner: &Entry) -> bool {
-    match (outer.owner, inner.owner) {
-        (Owner::Vip { .. }, _) => false,
-        (Owner::Link { link, .. }, Owner::Vip { node }) => link.node == node || !is_link_local_link(model, link),
-        (Owner::Link { link: lo, .. }, Owner::Link { link: li, .. }) => {
-            lo.node == li.node || !(is_link_local_link(model, lo) && is_link_local_link(model, li))
-        }
-    }
+    outer.link.node == inner.link.node
+        || !(is_link_local_link(model, outer.link) && is_link_local_link(model, inner.link))
 }
 
 fn is_link_local_link(model: &Model, l: LinkRef) -> bool {
     model.link(l).addresses.iter().all(|a| is_link_local(a.net))
 }
 
-fn describe(model: &Model, o: Owner) -> String {
-    match o {
-        Owner::Link { link, .. } => {
-            let node = model.node(link.node);
-            format!("link `{}` of {}", model.link(link).name.value, node.describe_netns(model.link(link).netns))
-        }
-        Owner::Vip { node } => format!("a service VIP of node `{}`", model.node(node).name.value),
-    }
+fn describe(model: &Model, link: LinkRef) -> String {
+    let node = model.node(link.node);
+    format!("link `{}` of {}", model.link(link).name.value, node.describe_netns(model.link(link).netns))
 }
 
 fn report(model: &Model, diags: &mut Vec<Diagnostic>, a_net: IpNet, a: &Entry, b_net: IpNet, b: &Entry) {
     // The later declaration gets the primary span, so the first one reads as "declared here".
     let ((p_net, p), (s_net, s)) = if a.span <= b.span { ((b_net, b), (a_net, a)) } else { ((a_net, a), (b_net, b)) };
-    let (message, help) = match (p.owner, s.owner) {
-        (Owner::Vip { .. }, _) | (_, Owner::Vip { .. }) => {
-            let (vip, subnet) = if matches!(p.owner, Owner::Vip { .. }) { (p_net, s_net) } else { (s_net, p_net) };
-            (
-                format!("service VIP `{}` lies inside subnet `{subnet}`", vip.addr()),
-                "take service VIPs from a range no link uses (like Kubernetes' service CIDR)".to_string(),
-            )
-        }
-        (Owner::Link { link: lp, segment: sp }, Owner::Link { link: ls, segment: ss }) => {
-            if p_net == s_net && model.netns_of(lp) == model.netns_of(ls) {
-                (
-                    format!("subnet `{p_net}` is on two links of the same namespace"),
-                    format!(
-                        "keep `{p_net}` on one link (put the others on a bridge), or give `{}` its own subnet",
-                        model.link(lp).name.value
-                    ),
-                )
-            } else if sp == ss {
-                (
-                    format!("subnet `{p_net}` disagrees with `{s_net}` on the same segment"),
-                    "use the same prefix length on every address of one L2 segment".to_string(),
-                )
-            } else {
-                (
-                    format!("subnet `{p_net}` overlaps `{s_net}`"),
-                    "give every link a subnet of its own (pod CIDRs must be disjoint across nodes)".to_string(),
-                )
-            }
-        }
+    let (message, help) = if p_net == s_net && model.netns_of(p.link) == model.netns_of(s.link) {
+        (
+            format!("subnet `{p_net}` is on two links of the same namespace"),
+            format!(
+                "keep `{p_net}` on one link (put the others on a bridge), or give `{}` its own subnet",
+                model.link(p.link).name.value
+            ),
+        )
+    } else if p.segment == s.segment {
+        (
+            format!("subnet `{p_net}` disagrees with `{s_net}` on the same segment"),
+            "use the same prefix length on every address of one L2 segment".to_string(),
+        )
+    } else if let (LinkKind::Vxlan { vni: vp, .. }, LinkKind::Vxlan { vni: vs, .. }) =
+        (&model.link(p.link).kind, &model.link(s.link).kind)
+    {
+        // One overlay subnet on two VXLANs that do not share a VNI: the VNI is the mistake.
+        (
+            format!("subnet `{p_net}` overlaps `{s_net}` on a VXLAN of another VNI"),
+            format!(
+                "give both VXLANs one `vni` (`{}` has {}, `{}` has {}), or give each its own subnet",
+                model.link(p.link).name.value,
+                vp.value,
+                model.link(s.link).name.value,
+                vs.value
+            ),
+        )
+    } else {
+        (
+            format!("subnet `{p_net}` overlaps `{s_net}`"),
+            "give every link a subnet of its own (pod CIDRs must be disjoint across nodes)".to_string(),
+        )
     };
     diags.push(
         Diagnostic::error(CHECK.code, p.span, message)
-            .with_label(format!("on {}", describe(model, p.owner)))
-            .with_secondary(s.span, format!("`{s_net}` on {}", describe(model, s.owner)))
+            .with_label(format!("on {}", describe(model, p.link)))
+            .with_secondary(s.span, format!("`{s_net}` on {}", describe(model, s.link)))
             .with_help(help),
     );
 }
@@ -310,7 +280,7 @@ node "n" {
     }
 
     #[test]
-    fn prefix_mismatch_on_one_segment_and_vip_inside_subnet() {
+    fn prefix_mismatch_on_one_segment() {
         check(
             r#"
 node "n" {
@@ -323,10 +293,47 @@ node "n" {
             peer "veth-pod" netns="@host" master="cni0" hairpin=#true
         }
     }
-    service "web" vip="10.244.1.200" port=80 { backend "10.244.1.2:80"; }
-//                     ^^^^^^^^^^^^ error overlapping-cidrs
 }
 "#,
+        );
+    }
+
+    #[test]
+    fn a_service_vip_is_not_a_network() {
+        // A port forward on the node's own address, and a VIP inside another node's subnet:
+        // neither is an overlap of networks.
+        check(
+            r#"
+node "gw" {
+    forwarding #true
+    ethernet "eth0" { address "192.168.1.1/24"; }
+    ethernet "eth1" { address "10.0.0.1/24"; }
+    service "nas" vip="192.168.1.1" port=8080 { backend "10.0.0.5:80"; }
+}
+node "other" {
+    ethernet "eth0" { address "172.16.0.2/16"; }
+}
+node "k8s" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.7/24"; }
+    service "api" vip="172.16.5.1" port=443 { backend "10.0.0.5:6443"; }
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn one_overlay_subnet_on_two_vnis() {
+        let d = check(
+            r#"
+node "a" { vxlan "vx7" vni=7 { address "172.20.7.1/24"; }; }
+node "b" { vxlan "vx7" vni=8 { address "172.20.7.2/24"; }; }
+//                                      ^^^^^^^^^^^^^ error overlapping-cidrs
+"#,
+        );
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("give both VXLANs one `vni` (`vx7` has 8, `vx7` has 7), or give each its own subnet")
         );
     }
 

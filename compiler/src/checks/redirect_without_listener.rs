@@ -22,7 +22,7 @@
 //! ```
 //! Fix: `listen "proxy-in" port=4143`, or redirect to the port the proxy listens on.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{Listener, Redirect};
 use crate::model::Model;
 use netcfg_lang::ast::{Direction, Proto};
@@ -31,6 +31,7 @@ use netcfg_lang::{Code, Diagnostic, Severity};
 pub const CHECK: Check = Check {
     code: Code::new("redirect-without-listener", &[Severity::Warning], "a redirect to a port nothing listens on"),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn proto_name(p: Proto) -> String {

@@ -17,7 +17,7 @@
 //! service "api" vip="10.96.0.11" port=80 { backend "10.96.0.11:80"; }   // itself
 //! ```
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::net::SocketAddr;
@@ -29,6 +29,7 @@ pub const CHECK: Check = Check {
         "a service with no backend, or a backend that is the service itself",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {

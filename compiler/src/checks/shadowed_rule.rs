@@ -27,7 +27,7 @@
 //! ```
 //! Fix: move the `deny` above the `allow`.
 
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Firewall, LinkId, Rule};
 use crate::model::Model;
 use ipnet::IpNet;
@@ -39,6 +39,7 @@ use std::collections::BTreeSet;
 pub const CHECK: Check = Check {
     code: Code::new("shadowed-rule", &[Severity::Warning, Severity::Error], "a firewall rule that never matches"),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn state_bit(s: ConnState) -> u8 {

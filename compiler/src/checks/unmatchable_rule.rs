@@ -4,7 +4,10 @@
 //! **What it does.** Reports a rule when no address family fits its addresses and protocol (an
 //! IPv4 `from` with an IPv6 `to`, `proto="icmp"` with an IPv6 address, a `@set` without an
 //! element of the rule's family, an empty set), or when its interface matches exclude each other
-//! (`iif` a link outside `from-zone`, an empty zone).
+//! (`iif` a link outside `from-zone`, an empty zone). Separately, an interface match the rule's
+//! direction never has: `iif`/`from-zone` on an `out` rule (a packet the namespace sends has no
+//! incoming link: the output hook sees `iif` 0) or `oif`/`to-zone` on an `in` rule (the input
+//! hook runs before any outgoing link exists).
 //!
 //! **Why is this bad.** The rule compiles to nothing (netcfg emits no nft rule for it), so the
 //! traffic it was written for meets the next rule or the policy instead — silently.
@@ -17,23 +20,26 @@
 //! ```
 
 use super::shadowed_rule::{Matches, ALL_STATES};
-use super::Check;
+use super::{AfterErrors, Check};
 use crate::model::Model;
-use netcfg_lang::{Code, Diagnostic, Severity};
+use netcfg_lang::ast::Direction;
+use netcfg_lang::{Code, Diagnostic, Severity, Span};
 
 pub const CHECK: Check = Check {
     code: Code::new(
         "unmatchable-rule",
         &[Severity::Warning],
-        "a firewall rule whose own matches contradict each other",
+        "a firewall rule whose own matches contradict each other, or an interface match its direction never has",
     ),
     run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (_, ns) in model.namespaces() {
         let fw = &ns.firewall;
         for rule in &fw.rules {
+            wrong_direction(rule, diags);
             if !Matches::new(fw, rule, ALL_STATES).matches_nothing() {
                 continue;
             }
@@ -51,6 +57,40 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             diags.push(Diagnostic::warning(CHECK.code, rule.span, message).with_help(help));
         }
     }
+}
+
+/// `iif`/`from-zone` on `out`, `oif`/`to-zone` on `in`: one finding per rule, on the first
+/// such match.
+fn wrong_direction(rule: &crate::ir::Rule, diags: &mut Vec<Diagnostic>) {
+    let span = |s: &Option<netcfg_lang::Spanned<_>>| s.as_ref().map(|s: &netcfg_lang::Spanned<_>| s.span);
+    let (bad, what, dir, other): (Option<(Span, &str)>, &str, &str, &str) = match rule.direction.value {
+        Direction::Out => (
+            span(&rule.iif).map(|s| (s, "iif")).or(rule.from_zone.as_ref().map(|z| (z.span, "from-zone"))),
+            "incoming link",
+            "out",
+            "`in` or `forward`",
+        ),
+        Direction::In => (
+            span(&rule.oif).map(|s| (s, "oif")).or(rule.to_zone.as_ref().map(|z| (z.span, "to-zone"))),
+            "outgoing link",
+            "in",
+            "`out` or `forward`",
+        ),
+        Direction::Forward => (None, "", "", ""),
+    };
+    let Some((at, key)) = bad else { return };
+    let swap = match key {
+        "iif" => "oif",
+        "oif" => "iif",
+        "from-zone" => "to-zone",
+        _ => "from-zone",
+    };
+    diags.push(
+        Diagnostic::warning(CHECK.code, at, format!("this rule can never match: an `{dir}` packet has no {what}"))
+            .with_label(format!("`{key}` never matches in the `{dir}` direction"))
+            .with_secondary(rule.direction.span, format!("the rule is `{dir}`"))
+            .with_help(format!("use `{swap}` if you meant the other side of this namespace, or make the rule {other}")),
+    );
 }
 
 #[cfg(test)]
@@ -80,6 +120,43 @@ node "n" {
     }
 }
 "#,
+        );
+    }
+
+    #[test]
+    fn interface_matches_the_direction_never_has() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "wan0" { address "203.0.113.2/24"; }
+    ethernet "lan0" { address "192.168.1.1/24"; }
+    firewall {
+        policy in="drop" out="drop" forward="drop"
+        zone "lan" "lan0"
+        zone "wan" "wan0"
+        allow out from-zone="lan" proto="udp" port=53
+//                           ^^^ warning unmatchable-rule
+        allow out iif="lan0" proto="tcp" port=443
+//                     ^^^^ warning unmatchable-rule
+        allow in to-zone="wan" proto="tcp" port=22
+//                        ^^^ warning unmatchable-rule
+        allow in oif="lan0" proto="tcp" port=80
+//                    ^^^^ warning unmatchable-rule
+        allow in iif="lo"
+        allow in from-zone="lan" proto="tcp" port=22
+        allow out oif="wan0" proto="udp" port=123
+        allow out to-zone="wan" proto="tcp" port=443
+        allow forward from-zone="lan" to-zone="wan"
+        allow forward iif="wan0" oif="lan0" proto="tcp" port=443
+    }
+}
+"#,
+        );
+        assert_eq!(d[0].message, "this rule can never match: an `out` packet has no incoming link");
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("use `to-zone` if you meant the other side of this namespace, or make the rule `in` or `forward`")
         );
     }
 }

@@ -1,0 +1,136 @@
+//! `unreachable-backend`: a service backend the service's namespace has no route to.
+//!
+//! **What it does.** After DNAT the connection is routed in the service's namespace to the
+//! backend's address. For every backend that is not an address of that namespace (nor in
+//! `127.0.0.0/8`), looks it up in the main table: no route at all, or a `blackhole`,
+//! `unreachable` or `prohibit` route, is an error. A backend behind the default route is
+//! reachable as far as the spec can tell and is left alone.
+//!
+//! **Why is this bad.** The service looks configured (the VIP answers, DNAT happens), but each
+//! connection that draws this backend fails with "network unreachable" or hangs, in proportion
+//! to its weight: the intermittent kind of failure that survives a quick test.
+//!
+//! **Example.**
+//! ```kdl
+//! node "n" {
+//!     ethernet "eth0" { address "10.0.0.2/24"; }
+//!     service "web" vip="10.96.0.10" port=80 { backend "10.244.7.5:8080"; }   // no route to 10.244.7.0/24
+//! }
+//! ```
+
+use super::{AfterErrors, Check};
+use crate::model::{FibSource, Lookup, Model};
+use netcfg_lang::ast::RouteType;
+use netcfg_lang::{Code, Diagnostic, Severity};
+use std::net::IpAddr;
+
+pub const CHECK: Check = Check {
+    code: Code::new(
+        "unreachable-backend",
+        &[Severity::Error],
+        "a service backend the service's namespace has no route to",
+    ),
+    run,
+    after_errors: AfterErrors::SkipBrokenNamespace,
+};
+
+fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for (ns, netns) in model.namespaces() {
+        let fib = model.fib(ns);
+        let node = model.node(ns.node);
+        for svc in &netns.services {
+            for b in &svc.backends {
+                if matches!(b.addr, IpAddr::V4(a) if a.is_loopback()) {
+                    continue;
+                }
+                let (label, secondary) = match fib.lookup(b.addr) {
+                    Lookup::Local(_) => continue,
+                    Lookup::Route(e) if e.route_type == RouteType::Unicast => continue,
+                    Lookup::Route(e) => {
+                        let kind = format!("{:?}", e.route_type).to_lowercase();
+                        let span = match e.source {
+                            FibSource::Static(i) => Some(netns.routes[i].dst_span),
+                            FibSource::Connected { .. } => None,
+                        };
+                        (
+                            format!("a `{kind}` route covers `{}`", b.addr),
+                            span.map(|s| (s, format!("`{kind}` route to `{}`", e.dst))),
+                        )
+                    }
+                    Lookup::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
+                    Lookup::NoRoute => {
+                        (format!("no route in {} leads to `{}`", node.describe_netns(ns.netns), b.addr), None)
+                    }
+                };
+                let mut d = Diagnostic::error(
+                    CHECK.code,
+                    b.span,
+                    format!("backend `{}` of service `{}` is unreachable", b.addr, svc.name.value),
+                )
+                .with_label(label);
+                if let Some((span, note)) = secondary {
+                    d = d.with_secondary(span, note);
+                }
+                diags.push(
+                    d.with_help(format!("add a route to `{}` (or a default route), or remove the backend", b.addr)),
+                );
+            }
+        }
+    }
+}
+
+/// Whether the namespace routes `addr`'s family itself (else its routes come from outside).
+fn declares_routes(netns: &crate::ir::Netns, addr: IpAddr) -> bool {
+    netns.routes.iter().any(|r| r.dst.addr().is_ipv4() == addr.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn backends_without_a_route() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    bridge "cni0" { address "10.244.1.1/24"; }
+    route "10.244.2.0/24" via="10.0.0.3" dev="eth0"
+    route "10.66.0.0/16" type="blackhole"
+    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.1.5:8080"
+        backend "10.244.2.5:8080"
+        backend "10.0.0.2:8080"
+        backend "127.0.0.1:8080"
+        backend "10.244.7.5:8080"
+//               ^^^^^^^^^^^^^^^ error unreachable-backend
+        backend "10.66.1.1:8080"
+//               ^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+node "with-default" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.9/24"; }
+    route "default" via="10.0.0.1" dev="eth0"
+    service "web" vip="10.96.0.10" port=80 { backend "10.244.7.5:8080"; }
+}
+node "routes-from-dhcp" {
+    forwarding #true
+    ethernet "eth0"
+    service "web" vip="10.96.0.10" port=80 { backend "10.244.7.5:8080"; }
+}
+node "pod" {
+    netns "p" {
+        forwarding #true
+        veth "eth0" { address "10.244.9.2/24"; peer "veth-p" netns="@host"; }
+        service "web" vip="10.96.0.10" port=80 { backend "10.245.0.5:8080"; }
+//                                                        ^^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+"#,
+        );
+        assert_eq!(d[0].message, "backend `10.244.7.5` of service `web` is unreachable");
+        assert_eq!(d[0].primary.message, "no route in node `n` leads to `10.244.7.5`");
+    }
+}
