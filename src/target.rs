@@ -15,7 +15,8 @@ pub struct NodeArgs {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// The node of the spec to work on (may be omitted when the fleet has one node).
+    /// The node of the spec to work on. Default: the only node, or else the node named like
+    /// this machine's host name.
     #[arg(long)]
     pub node: Option<String>,
     /// Treat the named network namespace as the node: its host namespace is /run/netns/ROOT and
@@ -42,7 +43,7 @@ impl Compiled {
 
     /// Prints diagnostics (findings, apply errors) on stderr.
     pub fn report(&self, diagnostics: &[Diagnostic]) {
-        let findings = Findings { diagnostics, sources: &self.parsed.sources };
+        let findings = Findings { diagnostics, sources: &self.parsed.sources, suppressed: &[] };
         eprint!("{}", report::render(Format::Human, &findings, &human::Style::stderr()));
     }
 }
@@ -78,6 +79,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
     let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
+    let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
     sort_diagnostics(&mut diagnostics);
     let fleet = compiled.fleet;
     let parse_errors = has_errors(&parsed.diagnostics);
@@ -107,10 +109,18 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
             eprintln!("error: the spec declares no node");
             return Err(ExitStatus::Error);
         }
-        None => {
-            eprintln!("error: the spec has {} nodes; pick one with --node ({})", names.len(), names.join(", "));
-            return Err(ExitStatus::Error);
-        }
+        None => match host_name() {
+            Some(host) if names.contains(&host.as_str()) => names.iter().position(|n| *n == host).expect("present"),
+            host => {
+                eprintln!(
+                    "error: the spec has {} nodes and none is named like this host ({}); pick one with --node ({})",
+                    names.len(),
+                    host.map_or("no host name".to_string(), |h| format!("`{h}`")),
+                    names.join(", ")
+                );
+                return Err(ExitStatus::Error);
+            }
+        },
     };
     Ok(Compiled { node, ..out })
 }
@@ -297,4 +307,18 @@ pub fn live_plan(
             ExitStatus::Error
         }
     })
+}
+
+/// This machine's host name (`gethostname(2)`): the node `plan`, `apply` and `verify` work on
+/// when the spec has several nodes and `--node` is not given, as with nmstate's and netplan's
+/// one-file-per-host layouts.
+pub fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is ours and its length is passed; the result is NUL-terminated or we
+    // stop at the buffer's end.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..len]).ok().filter(|h| !h.is_empty()).map(str::to_string)
 }

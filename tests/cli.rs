@@ -164,7 +164,7 @@ fn json_has_the_documented_fields() {
     assert_eq!(run.code, 1);
     let doc = json(&run);
     assert_eq!(doc["version"], 1);
-    assert_eq!(doc["summary"], serde_json::json!({ "errors": 1, "warnings": 0, "files": 1 }));
+    assert_eq!(doc["summary"], serde_json::json!({ "errors": 1, "warnings": 0, "files": 1, "suppressed": 0 }));
     let d = &doc["diagnostics"][0];
     assert_eq!(d["code"], "interface-name-too-long");
     assert_eq!(d["severity"], "error");
@@ -183,7 +183,7 @@ fn json_has_the_documented_fields() {
 fn json_related_points_into_the_other_file() {
     let t = TempDir::new();
     t.write("a.kdl", "node \"n1\" {}\n").write("b.kdl", "\nnode \"n1\" {}\n");
-    let doc = json(&t.check(&["--format", "json", "a.kdl", "b.kdl"]));
+    let doc = json(&t.check(&["--fleet", "--format", "json", "a.kdl", "b.kdl"]));
     let d = &doc["diagnostics"][0];
     assert_eq!(
         (d["code"].as_str(), d["file"].as_str(), d["line"].as_u64()),
@@ -200,7 +200,7 @@ fn json_related_points_into_the_other_file() {
 fn sarif_is_2_1_0_with_rules_and_regions() {
     let t = TempDir::new();
     t.write("a.kdl", LONG_NAME).write("b.kdl", "node \"n1\" {}\n");
-    let run = t.check(&["--format", "sarif", "a.kdl", "b.kdl"]);
+    let run = t.check(&["--fleet", "--format", "sarif", "a.kdl", "b.kdl"]);
     assert_eq!(run.code, 1);
     let doc = json(&run);
     assert_eq!(doc["version"], "2.1.0");
@@ -219,7 +219,7 @@ fn sarif_is_2_1_0_with_rules_and_regions() {
     assert_eq!(rules[long["ruleIndex"].as_u64().unwrap() as usize], "interface-name-too-long");
     assert!(long["message"]["text"].as_str().unwrap().starts_with("interface name `kubernetes-pods0`"));
     let loc = &long["locations"][0]["physicalLocation"];
-    assert_eq!(loc["artifactLocation"]["uri"], "a.kdl");
+    assert_eq!(loc["artifactLocation"], serde_json::json!({ "uri": "a.kdl", "uriBaseId": "%SRCROOT%" }));
     assert_eq!(
         loc["region"],
         serde_json::json!({
@@ -258,14 +258,14 @@ fn several_files_are_one_fleet_and_all_are_reported() {
     t.write("a.kdl", LONG_NAME)
         .write("b.kdl", "node \"n2\" {\n    brigde \"br0\"\n}\n")
         .write("c.kdl", CLEAN.replace("n1", "n3").as_str());
-    let run = t.check(&["--format", "json", "a.kdl", "b.kdl", "c.kdl"]);
+    let run = t.check(&["--fleet", "--format", "json", "a.kdl", "b.kdl", "c.kdl"]);
     assert_eq!(run.code, 1);
     let doc = json(&run);
     let files: Vec<&str> = doc["diagnostics"].as_array().unwrap().iter().map(|d| d["file"].as_str().unwrap()).collect();
     assert_eq!(files, ["a.kdl", "b.kdl"]);
     assert_eq!(codes(&doc), ["interface-name-too-long", "unknown-node"]);
     assert_eq!(doc["summary"]["files"], 3);
-    let human = t.check(&["a.kdl", "b.kdl", "c.kdl"]);
+    let human = t.check(&["--fleet", "a.kdl", "b.kdl", "c.kdl"]);
     assert!(human.stdout.contains("[a.kdl:2:13]") && human.stdout.contains("[b.kdl:2:5]"), "{}", human.stdout);
     assert!(human.stdout.ends_with("\n2 errors in 3 files\n"), "{}", human.stdout);
 }

@@ -213,3 +213,49 @@ fn fragments_and_golden_names() {
     assert_eq!(golden_stem("examples/fargate.kdl"), "fargate");
     assert!(first_difference("a\nb\n", "a\nc\n").contains("line 2"));
 }
+
+/// Lint mode: checking the whole `examples/` directory, or every file by a shell glob (which
+/// also names the fragment `fleet/worker.inc.kdl`), prints exactly what checking each entry
+/// point alone prints (its golden), entry point after entry point, a finding reported twice
+/// through a shared include kept once.
+#[test]
+fn checking_a_directory_is_checking_each_entry_point_alone() {
+    let mut expected: Vec<serde_json::Value> = Vec::new();
+    let mut files = 0;
+    for rel in entry_points() {
+        let golden = std::fs::read_to_string(root().join(format!("tests/golden/{}.json", golden_stem(&rel))))
+            .expect("every entry point has a JSON golden");
+        let doc: serde_json::Value = serde_json::from_str(&golden).expect("golden is JSON");
+        for d in doc["diagnostics"].as_array().expect("diagnostics") {
+            if !expected.contains(d) {
+                expected.push(d.clone());
+            }
+        }
+        files += 1;
+    }
+    assert!(files >= 10 && expected.len() >= 5, "the examples have findings to compare");
+    let mut globbed: Vec<String> = Vec::new();
+    for dir in std::fs::read_dir(root().join("examples")).expect("examples").map(|e| e.expect("entry").path()) {
+        for f in std::fs::read_dir(&dir).into_iter().flatten().map(|e| e.expect("entry").path()) {
+            if f.extension().is_some_and(|e| e == "kdl") {
+                globbed.push(f.strip_prefix(root()).expect("below root").display().to_string());
+            }
+        }
+    }
+    globbed.sort();
+    assert!(globbed.iter().any(|f| f.ends_with(".inc.kdl")), "the glob names a fragment");
+    for args in [vec!["examples".to_string()], globbed] {
+        let out = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+            .args(["check", "--format", "json"])
+            .args(&args)
+            .current_dir(root())
+            .output()
+            .expect("netcfg runs");
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let got = doc["diagnostics"].as_array().expect("diagnostics");
+        let codes = |v: &[serde_json::Value]| v.iter().map(|d| d["code"].to_string()).collect::<Vec<_>>();
+        assert!(!codes(got).contains(&"\"duplicate-name\"".to_string()), "files are not one fleet");
+        assert_eq!(got, &expected, "check {:?}:\n got {:?}\nwant {:?}", args, codes(got), codes(&expected));
+    }
+}

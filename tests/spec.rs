@@ -157,15 +157,20 @@ impl Loader for Files {
     }
 }
 
-/// The codes `netcfg check` reports for an example (parse, resolve and checks).
+/// The codes `netcfg check` reports for an example (parse, resolve, checks, suppressions).
 fn codes_of(example: &str) -> BTreeSet<String> {
     let files = files_of(example);
     let mut loader = Files(files.iter().map(|(n, t)| (PathBuf::from(n), t.clone())).collect());
     let mut parsed = netcfg_lang::Parsed::default();
     let (name, text) = &files[0];
     parsed.add_file(name.clone(), Some(PathBuf::from(name)), text.as_bytes(), &mut loader);
-    let compiled = netcfg_compiler::compile(&parsed.spec);
-    parsed.diagnostics.iter().chain(&compiled.diagnostics).map(|d| d.code.id.to_string()).collect()
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
+    let mut diagnostics = std::mem::take(&mut parsed.diagnostics);
+    diagnostics.extend(compiled.diagnostics);
+    // Suppression comments apply, as in `netcfg check`.
+    let known: Vec<&str> = registry().iter().map(|(_, c)| c.id).collect();
+    let outcome = netcfg_lang::suppress::apply(&parsed.sources, diagnostics, &known);
+    outcome.diagnostics.iter().map(|d| d.code.id.to_string()).collect()
 }
 
 /// Codes whose section cannot hold a triggering example, and why.

@@ -60,9 +60,11 @@ impl Stage {
 
 /// Every code netcfg can report, with its stage, sorted by id. Ids are unique (tested).
 pub fn registry() -> Vec<(Stage, Code)> {
+    // Suppression comments are read with the spec text, so their codes belong to `Read`.
     let mut all: Vec<(Stage, Code)> = netcfg_lang::code::CODES
         .iter()
         .map(|c| (Stage::Read, *c))
+        .chain(netcfg_lang::suppress::CODES.iter().map(|c| (Stage::Read, *c)))
         .chain(netcfg_compiler::resolve::CODES.iter().map(|c| (Stage::Resolve, *c)))
         .chain(netcfg_compiler::checks::CHECKS.iter().map(|c| (Stage::Check, c.code)))
         .chain(CODES.iter().map(|c| (Stage::Backend, *c)))

@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod parse;
 mod reader;
 pub mod source;
+pub mod suppress;
 pub mod value;
 
 pub use code::Code;

@@ -58,7 +58,7 @@ fn format_input(input: &Input, check: bool) -> Outcome {
     };
     let (sources, errors) = syntax_errors(input, &bytes);
     if !errors.is_empty() {
-        let findings = Findings { diagnostics: &errors, sources: &sources };
+        let findings = Findings { diagnostics: &errors, sources: &sources, suppressed: &[] };
         eprint!("{}", human::render(&findings, &human::Style::stderr()));
         eprintln!("error: `{name}` is not valid KDL; left unchanged");
         return Outcome::Invalid;

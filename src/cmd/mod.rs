@@ -2,7 +2,12 @@
 
 pub mod apply;
 pub mod check;
+pub mod completions;
+pub mod destroy;
 pub mod fmt;
+pub mod graph;
+pub mod lsp;
+pub mod man;
 pub mod plan;
 pub mod verify;
 

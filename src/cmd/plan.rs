@@ -20,7 +20,8 @@ pub struct Args {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// The node to plan (may be omitted when the fleet has one node, or with --out).
+    /// The node to plan. Default: the only node, or the node named like this machine's host
+    /// name; with --out, every node.
     #[arg(long)]
     node: Option<String>,
     /// Output format on stdout.
@@ -109,6 +110,7 @@ pub fn run(args: Args) -> ExitStatus {
     let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);
+    let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
     let nodes: Vec<_> = match &args.node {
         Some(name) => match compiled.fleet.nodes.iter().find(|n| &n.name.value == name) {
             Some(n) => vec![n],
@@ -122,20 +124,30 @@ pub fn run(args: Args) -> ExitStatus {
         None if compiled.fleet.nodes.len() == 1 || args.out.is_some() => compiled.fleet.nodes.iter().collect(),
         None if has_errors(&diagnostics) => Vec::new(),
         None => {
-            let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
-            if names.is_empty() {
-                eprintln!("error: the spec declares no node");
+            let host = crate::target::host_name();
+            if let Some(n) = compiled.fleet.nodes.iter().find(|n| Some(&n.name.value) == host.as_ref()) {
+                vec![n]
             } else {
-                eprintln!("error: the spec has several nodes; pick one with --node ({})", names.join(", "));
+                let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
+                if names.is_empty() {
+                    eprintln!("error: the spec declares no node");
+                } else {
+                    eprintln!(
+                        "error: the spec has several nodes and none is named like this host ({}); pick one with \
+                         --node ({})",
+                        host.map_or("no host name".to_string(), |h| format!("`{h}`")),
+                        names.join(", ")
+                    );
+                }
+                return ExitStatus::Error;
             }
-            return ExitStatus::Error;
         }
     };
     let plans: Vec<NodePlan> = nodes.iter().map(|n| plan_node(n, &mut diagnostics)).collect();
     sort_diagnostics(&mut diagnostics);
     if !diagnostics.is_empty() {
         // Findings go to stderr so stdout stays the plan; errors stop here.
-        let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources };
+        let findings = Findings { diagnostics: &diagnostics, sources: &parsed.sources, suppressed: &[] };
         eprint!("{}", report::render(Format::Human, &findings, &human::Style::stderr()));
         if has_errors(&diagnostics) {
             return ExitStatus::Failure;

@@ -17,17 +17,33 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Style {
     pub color: bool,
-    /// `None`: the terminal's width (80 when it is not a terminal).
+    /// Where to wrap lines: `None` does not wrap. Words (identifiers, sysctl paths) are never
+    /// broken, so text copied from a log is always what netcfg meant.
     pub width: Option<usize>,
 }
 
 impl Style {
-    /// Colour only on a terminal and when `NO_COLOR` is unset or empty; width from `COLUMNS`
-    /// when set, otherwise the terminal's.
+    /// The style for a stream, from the usual environment variables (see [`Style::from_env`]).
     pub fn for_stream(is_terminal: bool) -> Style {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let width = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|w| *w > 0);
-        Style { color: is_terminal && !no_color, width }
+        Style::from_env(is_terminal, |name| std::env::var(name).ok())
+    }
+
+    /// Colour: `NO_COLOR` (non-empty) turns it off; otherwise `CLICOLOR_FORCE` (non-empty, not
+    /// `0`) turns it on; otherwise it is on for a terminal unless `CLICOLOR=0` or `TERM=dumb`.
+    /// Width: `COLUMNS` when set; otherwise the terminal's on a terminal, and no wrapping off a
+    /// terminal (a CI log or a file).
+    pub fn from_env(is_terminal: bool, var: impl Fn(&str) -> Option<String>) -> Style {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        let color = if set("NO_COLOR").is_some() {
+            false
+        } else if set("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+            true
+        } else {
+            is_terminal && var("CLICOLOR").as_deref() != Some("0") && var("TERM").as_deref() != Some("dumb")
+        };
+        let columns = var("COLUMNS").and_then(|c| c.trim().parse().ok()).filter(|w: &usize| *w > 0);
+        let width = columns.or_else(|| is_terminal.then(terminal_width).flatten());
+        Style { color, width }
     }
 
     pub fn stdout() -> Style {
@@ -37,6 +53,16 @@ impl Style {
     pub fn stderr() -> Style {
         Style::for_stream(std::io::stderr().is_terminal())
     }
+}
+
+/// The width of the controlling terminal (stdout, else stderr).
+fn terminal_width() -> Option<usize> {
+    [libc::STDOUT_FILENO, libc::STDERR_FILENO].into_iter().find_map(|fd| {
+        // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+        (ok && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+    })
 }
 
 /// Every diagnostic, each followed by a blank line (no summary).
@@ -49,9 +75,10 @@ pub fn render(findings: &Findings, style: &Style) -> String {
         .force_graphical(true)
         .without_syntax_highlighting()
         .show_related_errors_as_nested();
-    if let Some(width) = style.width {
-        opts = opts.width(width);
-    }
+    opts = match style.width {
+        Some(width) => opts.width(width).break_words(false),
+        None => opts.wrap_lines(false),
+    };
     let handler = opts.build();
     let mut out = String::new();
     for d in findings.diagnostics {
@@ -199,5 +226,33 @@ impl miette::Diagnostic for Adapted {
             return None;
         }
         Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Style;
+
+    fn style(is_terminal: bool, vars: &[(&str, &str)]) -> Style {
+        Style::from_env(is_terminal, |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn colour_follows_the_usual_variables() {
+        assert!(style(true, &[]).color);
+        assert!(!style(false, &[]).color);
+        assert!(!style(true, &[("NO_COLOR", "1")]).color);
+        assert!(style(true, &[("NO_COLOR", "")]).color);
+        assert!(!style(true, &[("CLICOLOR", "0")]).color);
+        assert!(!style(true, &[("TERM", "dumb")]).color);
+        assert!(style(false, &[("CLICOLOR_FORCE", "1")]).color);
+        assert!(!style(false, &[("CLICOLOR_FORCE", "0")]).color);
+        assert!(!style(false, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).color);
+    }
+
+    #[test]
+    fn no_wrapping_off_a_terminal() {
+        assert_eq!(style(false, &[]).width, None);
+        assert_eq!(style(false, &[("COLUMNS", "100")]).width, Some(100));
     }
 }

@@ -24,7 +24,12 @@
 //!       ]
 //!     }
 //!   ],
-//!   "summary": { "errors": 1, "warnings": 0, "files": 1 }    files: every file read, includes too
+//!   "suppressed": [                       findings silenced by `netcfg-allow` comments:
+//!     { ...the fields above...,           the same fields as a diagnostic, plus
+//!       "justification": "..." }          the reason the comment gives
+//!   ],
+//!   "summary": { "errors": 1, "warnings": 0, "files": 1,    files: every file read, includes too
+//!                "suppressed": 0 }
 //! }
 //! ```
 
@@ -38,7 +43,15 @@ pub const VERSION: u32 = 1;
 struct Document<'a> {
     version: u32,
     diagnostics: Vec<JsonDiagnostic<'a>>,
+    suppressed: Vec<JsonSuppressed<'a>>,
     summary: Summary,
+}
+
+#[derive(Serialize)]
+struct JsonSuppressed<'a> {
+    #[serde(flatten)]
+    diagnostic: JsonDiagnostic<'a>,
+    justification: &'a str,
 }
 
 #[derive(Serialize)]
@@ -65,13 +78,27 @@ struct Summary {
     errors: usize,
     warnings: usize,
     files: usize,
+    suppressed: usize,
 }
 
 pub fn render(findings: &Findings) -> String {
     let doc = Document {
         version: VERSION,
         diagnostics: findings.diagnostics.iter().map(|d| diagnostic(d, findings.sources)).collect(),
-        summary: Summary { errors: findings.errors(), warnings: findings.warnings(), files: findings.files() },
+        suppressed: findings
+            .suppressed
+            .iter()
+            .map(|s| JsonSuppressed {
+                diagnostic: diagnostic(&s.diagnostic, findings.sources),
+                justification: &s.justification,
+            })
+            .collect(),
+        summary: Summary {
+            errors: findings.errors(),
+            warnings: findings.warnings(),
+            files: findings.files(),
+            suppressed: findings.suppressed.len(),
+        },
     };
     let mut out = serde_json::to_string_pretty(&doc).expect("plain data serializes");
     out.push('\n');

@@ -1,10 +1,14 @@
 //! Rendering diagnostics: one file per output format. This is the only place that turns a
 //! [`Diagnostic`] into text; every format shows the same findings in the same (sorted) order.
 
+pub mod concise;
+pub mod github;
 pub mod human;
 pub mod json;
+pub mod rule_docs;
 pub mod sarif;
 
+use netcfg_lang::suppress::Suppressed;
 use netcfg_lang::{Diagnostic, Severity, SourceMap, Span};
 
 /// `--format`.
@@ -16,12 +20,19 @@ pub enum Format {
     Json,
     /// SARIF 2.1.0, for code-scanning tools.
     Sarif,
+    /// GitHub Actions workflow commands: one `::error file=…::…` annotation per finding.
+    Github,
+    /// One `file:line:col: severity[code]: message` line per finding (vim/emacs quickfix).
+    Concise,
 }
 
-/// What a run found: sorted, deduplicated diagnostics and the files they point into.
+/// What a run found: sorted, deduplicated diagnostics and the files they point into, and the
+/// findings suppressed by `netcfg-allow` comments (shown by the machine formats, counted by
+/// the human one).
 pub struct Findings<'a> {
     pub diagnostics: &'a [Diagnostic],
     pub sources: &'a SourceMap,
+    pub suppressed: &'a [Suppressed],
 }
 
 impl Findings<'_> {
@@ -42,15 +53,20 @@ impl Findings<'_> {
         self.diagnostics.iter().filter(|d| d.severity == severity).count()
     }
 
-    /// `2 errors, 1 warning in 3 files`, or `no findings in 1 file`.
+    /// `2 errors, 1 warning in 3 files`, or `no findings in 1 file`; `(1 suppressed)` after
+    /// it when comments suppressed findings.
     pub fn summary(&self) -> String {
         let files = plural(self.files(), "file");
-        match (self.errors(), self.warnings()) {
+        let mut s = match (self.errors(), self.warnings()) {
             (0, 0) => format!("no findings in {files}"),
             (e, 0) => format!("{} in {files}", plural(e, "error")),
             (0, w) => format!("{} in {files}", plural(w, "warning")),
             (e, w) => format!("{}, {} in {files}", plural(e, "error"), plural(w, "warning")),
+        };
+        if !self.suppressed.is_empty() {
+            s.push_str(&format!(" ({} suppressed)", self.suppressed.len()));
         }
+        s
     }
 }
 
@@ -73,6 +89,8 @@ pub fn render(format: Format, findings: &Findings, style: &human::Style) -> Stri
         }
         Format::Json => json::render(findings),
         Format::Sarif => sarif::render(findings),
+        Format::Github => github::render(findings),
+        Format::Concise => concise::render(findings),
     }
 }
 

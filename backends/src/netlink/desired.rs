@@ -195,3 +195,27 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
     }
     out
 }
+
+/// The desired state "nothing netcfg owns" for `node`: an empty host namespace and a host
+/// nft transaction that only deletes netcfg's table. Planned against the live node (like any
+/// desired state) it removes every link in netcfg's group, every route with netcfg's
+/// protocol, the table, and every namespace netcfg created for the node (moving NICs it had
+/// moved there back); what netcfg does not own stays. `netcfg destroy` applies it.
+pub fn nothing(node: &str, span: Span) -> Desired {
+    let header = format!("netcfg teardown of node {node}");
+    let script = nftables::render::render_transaction(&header, &nftables::ruleset::Table::default());
+    let mut out = Desired {
+        node: node.to_string(),
+        node_span: span,
+        state: NodeState::default(),
+        spans: BTreeMap::new(),
+        nft: BTreeMap::new(),
+        exact: false,
+        // No features: the modules-load.d file netcfg wrote goes too (modules stay loaded).
+        features: BTreeMap::new(),
+        modules_load: None,
+    };
+    out.state.namespaces.insert(HOST.to_string(), NsState::default());
+    out.nft.insert(HOST.to_string(), script);
+    out
+}
