@@ -22,6 +22,8 @@ pub struct NodeArgs {
     /// `netns "x"` is /run/netns/ROOT-x. Without it the node is this machine.
     #[arg(long, value_name = "ROOT")]
     pub netns_root: Option<String>,
+    #[command(flatten)]
+    pub includes: load::IncludeArgs,
 }
 
 /// A compiled spec with one node selected.
@@ -71,7 +73,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
             return Err(ExitStatus::Error);
         }
     }
-    let parsed = load::load_or_report(&args.files)?;
+    let parsed = load::load_or_report(&args.files, &args.includes)?;
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);

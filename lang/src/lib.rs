@@ -6,11 +6,13 @@
 
 pub mod ast;
 pub mod diagnostic;
+pub mod loader;
 pub mod parse;
 mod reader;
 pub mod source;
 pub mod value;
 
 pub use diagnostic::{Diagnostic, Label, Severity};
-pub use parse::{parse_str, FsLoader, Loader, Parsed};
+pub use loader::{FsLoader, LoadError, Loader, Refusal};
+pub use parse::{parse_str, Parsed};
 pub use source::{FileId, SourceMap, Span, Spanned};

@@ -12,6 +12,8 @@ pub struct Args {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    includes: load::IncludeArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -21,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitStatus {
-    let parsed = match load::load_or_report(&args.files) {
+    let parsed = match load::load_or_report(&args.files, &args.includes) {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };

@@ -6,7 +6,7 @@ use crate::canonical;
 use crate::exit_status::ExitStatus;
 use crate::load::{self, Input};
 use crate::report::{human, Findings};
-use netcfg_lang::{Diagnostic, Loader, Parsed, SourceMap};
+use netcfg_lang::{Diagnostic, LoadError, Loader, Parsed, SourceMap};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -105,8 +105,11 @@ fn format_input(input: &Input, check: bool) -> Outcome {
 fn syntax_errors(input: &Input, bytes: &[u8]) -> (SourceMap, Vec<Diagnostic>) {
     struct NoIncludes;
     impl Loader for NoIncludes {
-        fn load(&mut self, _: &Path) -> std::io::Result<Vec<u8>> {
-            Err(std::io::ErrorKind::Unsupported.into())
+        fn resolve(&mut self, _: &Path) -> Result<PathBuf, LoadError> {
+            Err(LoadError::Io(std::io::ErrorKind::Unsupported.into()))
+        }
+        fn read(&mut self, _: &Path) -> Result<Vec<u8>, LoadError> {
+            Err(LoadError::Io(std::io::ErrorKind::Unsupported.into()))
         }
     }
     let mut parsed = Parsed::default();

@@ -20,6 +20,8 @@ pub struct Args {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    includes: load::IncludeArgs,
     /// The node to plan (may be omitted when the fleet has one node, or with --out).
     #[arg(long)]
     node: Option<String>,
@@ -43,7 +45,12 @@ pub struct Args {
 
 /// The live plan: a terraform-style diff (`+`, `~`, `-` with the disruption class).
 fn run_live(args: Args) -> ExitStatus {
-    let node_args = crate::target::NodeArgs { files: args.files, node: args.node, netns_root: args.netns_root };
+    let node_args = crate::target::NodeArgs {
+        files: args.files,
+        node: args.node,
+        netns_root: args.netns_root,
+        includes: args.includes,
+    };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
         Err(status) => return status,
@@ -82,7 +89,7 @@ pub fn run(args: Args) -> ExitStatus {
         eprintln!("error: --detailed-exitcode needs a live plan (--live or --netns-root)");
         return ExitStatus::Error;
     }
-    let parsed = match load::load_or_report(&args.files) {
+    let parsed = match load::load_or_report(&args.files, &args.includes) {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
