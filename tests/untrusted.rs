@@ -231,3 +231,52 @@ fn cycles_through_dotdot_are_found_on_the_real_file_system() {
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["summary"]["files"], 1);
 }
+
+#[test]
+fn forty_thousand_junk_lines_show_a_thousand_diagnostics_and_count_the_rest() {
+    let t = TempDir::new();
+    let junk: String = (0..40_000).map(|i| format!("junk{i} 1 2 3\n")).collect();
+    t.write("junk.kdl", &junk);
+    let json = netcfg(&t.0, &["check", "--format", "json", "junk.kdl"]);
+    assert_eq!(json.code, 1);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    let diags = doc["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 1001);
+    assert!(diags[..1000].iter().all(|d| d["code"] == "unknown-node"));
+    let last = &diags[1000];
+    assert_eq!(last["code"], "too-many-diagnostics");
+    assert_eq!(last["message"], "39000 more diagnostics not shown: 39000 `unknown-node`");
+    assert_eq!(last["line"], 1001, "it points at the first diagnostic not shown");
+    assert_eq!(doc["summary"]["errors"], 40_000, "the counts include what is not shown");
+
+    let human = netcfg(&t.0, &["check", "junk.kdl"]);
+    assert_eq!(human.code, 1);
+    assert_eq!(human.stdout.matches("unknown-node").count(), 1000 + 1, "1000 diagnostics and the summary");
+    assert!(human.stdout.contains("39000 more diagnostics not shown"));
+    assert!(human.stdout.ends_with("40000 errors in 1 file\n"), "{}", &human.stdout[human.stdout.len() - 200..]);
+
+    let few: String = (0..1500).map(|i| format!("junk{i} 1 2 3\n")).collect();
+    t.write("few.kdl", &few);
+    let sarif = netcfg(&t.0, &["check", "--format", "sarif", "few.kdl"]);
+    let doc: Value = serde_json::from_str(&sarif.stdout).unwrap();
+    assert_eq!(doc["runs"][0]["results"].as_array().unwrap().len(), 1001);
+}
+
+#[test]
+fn a_label_past_column_65535_is_drawn_plainly() {
+    let t = TempDir::new();
+    // miette panics formatting a padding wider than 65,535 ("Formatting argument out of range").
+    t.write("long.kdl", &format!("node \"a\" {{ bridge \"br0\" {}mtu=\"x\" }}\n", " ".repeat(70_000)));
+    t.write("ok.kdl", "node \"b\" {\n    bridge \"br0\" mtu=\"y\"\n}\n");
+    let run = netcfg(&t.0, &["check", "long.kdl", "ok.kdl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("long.kdl:1:70029: error[invalid-value]: mtu must be an integer, found a string\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(&" ".repeat(1000)), "the long line is not copied into the output");
+    // Other diagnostics keep their snippets.
+    assert!(run.stdout.contains("╭─[ok.kdl:2:22]"), "{}", run.stdout);
+    assert!(run.stdout.ends_with("2 errors in 2 files\n"));
+}

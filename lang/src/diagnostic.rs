@@ -31,6 +31,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("invalid-value", "a value of the wrong type, out of range, or not in its grammar"),
     ("include-failed", "an included file cannot be read"),
     ("include-cycle", "a file includes itself, directly or through other files"),
+    ("too-many-diagnostics", "more diagnostics than netcfg shows in one run; the rest are counted by code"),
     (
         "include-refused",
         "an include names a file netcfg may not read (outside the include root, not a regular file, too large)",

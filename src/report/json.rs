@@ -6,7 +6,9 @@
 //! ```text
 //! {
 //!   "version": 1,
-//!   "diagnostics": [                      sorted by file, position, code, message
+//!   "diagnostics": [                      sorted by file, position, code, message; at most
+//!                                         1000, then one "too-many-diagnostics" counting
+//!                                         the rest by code
 //!     {
 //!       "code": "interface-name-too-long",  stable code, documented in spec.md
 //!       "severity": "error",                "error" | "warning"
@@ -24,7 +26,8 @@
 //!       ]
 //!     }
 //!   ],
-//!   "summary": { "errors": 1, "warnings": 0, "files": 1 }    files: every file read, includes too
+//!   "summary": { "errors": 1, "warnings": 0, "files": 1 }    files: every file read, includes too;
+//!                                         errors/warnings count every finding, shown or not
 //! }
 //! ```
 
@@ -68,9 +71,10 @@ struct Summary {
 }
 
 pub fn render(findings: &Findings) -> String {
+    let shown = findings.shown();
     let doc = Document {
         version: VERSION,
-        diagnostics: findings.diagnostics.iter().map(|d| diagnostic(d, findings.sources)).collect(),
+        diagnostics: shown.iter().map(|d| diagnostic(d, findings.sources)).collect(),
         summary: Summary { errors: findings.errors(), warnings: findings.warnings(), files: findings.files() },
     };
     let mut out = serde_json::to_string_pretty(&doc).expect("plain data serializes");

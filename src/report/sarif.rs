@@ -27,7 +27,7 @@ pub fn rules() -> Vec<(&'static str, &'static str)> {
 
 pub fn render(findings: &Findings) -> String {
     let rules = rules();
-    let results: Vec<Value> = findings.diagnostics.iter().map(|d| result(d, &rules, findings.sources)).collect();
+    let results: Vec<Value> = findings.shown().iter().map(|d| result(d, &rules, findings.sources)).collect();
     let doc = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",
