@@ -280,3 +280,94 @@ fn a_label_past_column_65535_is_drawn_plainly() {
     assert!(run.stdout.contains("╭─[ok.kdl:2:22]"), "{}", run.stdout);
     assert!(run.stdout.ends_with("2 errors in 2 files\n"));
 }
+
+fn can_run_nft() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    let nft = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !(root && nft) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must run this test as root with nft installed");
+        eprintln!("skipping the nft -c part: needs root and nft");
+    }
+    root && nft
+}
+
+/// `plan --out` for the one node of `spec`; returns its nft script.
+fn planned_script(t: &TempDir, spec: &str) -> String {
+    t.write("spec.kdl", spec);
+    let run = netcfg(&t.0, &["plan", "spec.kdl", "--out", "out"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let script = t.path("out/n/host.nft");
+    if can_run_nft() {
+        let out = Command::new("unshare").args(["--net", "nft", "-c", "-f"]).arg(&script).output().expect("unshare");
+        assert!(out.status.success(), "nft -c rejected it:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::read_to_string(script).expect("plan wrote the script")
+}
+
+#[test]
+fn set_names_map_to_distinct_nft_sets() {
+    let long = "s".repeat(64);
+    let long2 = format!("{}t", "s".repeat(63));
+    let t = TempDir::new();
+    let script = planned_script(
+        &t,
+        &format!(
+            "node \"n\" {{\n  ethernet \"eth0\" {{ address \"192.0.2.10/24\"; }}\n  firewall {{\n    policy in=\"drop\"\n\
+             \x20   set \"admins.v4\" \"10.0.0.0/24\"\n    set \"admins_v4\" \"10.1.0.0/24\"\n\
+             \x20   set \"{long}\" \"10.2.0.0/24\"\n    set \"{long2}\" \"10.3.0.0/24\"\n\
+             \x20   allow in proto=\"tcp\" port=22 from=\"@admins.v4\"\n    allow in proto=\"tcp\" port=80 from=\"@admins_v4\"\n\
+             \x20   allow in proto=\"tcp\" port=81 from=\"@{long}\"\n    allow in proto=\"tcp\" port=82 from=\"@{long2}\"\n  }}\n}}\n"
+        ),
+    );
+    // Before: both became `set-admins_v4-v4`, and the 64-byte names were cut to one.
+    for (set, element, port) in [
+        ("set-admins.v4-v4".to_string(), "10.0.0.0/24", 22),
+        ("set-admins_v4-v4".to_string(), "10.1.0.0/24", 80),
+        (format!("set-{long}-v4"), "10.2.0.0/24", 81),
+        (format!("set-{long2}-v4"), "10.3.0.0/24", 82),
+    ] {
+        let add = format!("add element inet netcfg {set} {{");
+        let at = script.find(&add).unwrap_or_else(|| panic!("no elements for {set}:\n{script}"));
+        let body = &script[at..at + script[at..].find('}').expect("closing brace")];
+        assert!(body.contains(element), "{set} holds {element}:\n{script}");
+        let rule = format!("ip saddr @{set} meta l4proto tcp th dport {port} accept");
+        assert!(script.contains(&rule), "{rule}:\n{script}");
+    }
+}
+
+#[test]
+fn interface_names_that_nft_would_read_as_patterns_are_check_errors() {
+    let t = TempDir::new();
+    t.write(
+        "a.kdl",
+        "node \"n\" {\n  bridge \"br*\"\n  bridge \"br0\"\n  ethernet \"eth\u{435}0\"\n  firewall {\n    allow in iif=\"br*\"\n  }\n}\n",
+    );
+    let run = netcfg(&t.0, &["check", "--format", "json", "a.kdl"]);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let found: Vec<(String, String, u64)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (d["code"].as_str().unwrap().into(), d["message"].as_str().unwrap().into(), d["column"].as_u64().unwrap())
+        })
+        .collect();
+    let star = "invalid interface name: interface names cannot contain `*`";
+    let cyrillic = "invalid interface name: interface names must be ASCII, found 'е'";
+    assert_eq!(
+        found,
+        [
+            ("invalid-value".into(), star.into(), 13),
+            ("invalid-value".into(), cyrillic.into(), 16),
+            ("invalid-value".into(), star.into(), 21),
+        ]
+    );
+    // The exact name is matched exactly: the plan holds `"br0"`, never a pattern.
+    let script = planned_script(
+        &t,
+        "node \"n\" {\n  bridge \"br0\"\n  firewall {\n    policy in=\"drop\"\n    allow in iif=\"br0\" proto=\"tcp\" port=80\n  }\n}\n",
+    );
+    assert!(script.contains("iifname \"br0\" meta l4proto tcp th dport 80 accept"), "{script}");
+    assert!(!script.contains('*'), "{script}");
+}
