@@ -371,3 +371,45 @@ fn interface_names_that_nft_would_read_as_patterns_are_check_errors() {
     assert!(script.contains("iifname \"br0\" meta l4proto tcp th dport 80 accept"), "{script}");
     assert!(!script.contains('*'), "{script}");
 }
+
+const UNFORMATTED: &str = "node   \"n1\"   {\n  bridge    \"br0\"\n}\n";
+
+#[test]
+fn fmt_never_writes_through_a_symlink_out_of_the_tree() {
+    let t = TempDir::new();
+    t.write("outside/victim.kdl", UNFORMATTED);
+    t.write("repo/a.kdl", UNFORMATTED);
+    t.symlink("repo/link.kdl", "../outside/victim.kdl");
+    let run = netcfg(&t.0, &["fmt", "repo/link.kdl", "repo/a.kdl"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("`repo/link.kdl` is a symlink to a file outside the include root"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(t.path("outside/victim.kdl")).unwrap(), UNFORMATTED, "left alone");
+    assert_ne!(std::fs::read_to_string(t.path("repo/a.kdl")).unwrap(), UNFORMATTED, "the other file is formatted");
+    // Inside the tree a symlink is followed, and stays a symlink.
+    t.write("repo/real.kdl", UNFORMATTED);
+    t.symlink("repo/alias.kdl", "real.kdl");
+    assert_eq!(netcfg(&t.0, &["fmt", "repo/alias.kdl"]).code, 0);
+    assert!(std::fs::symlink_metadata(t.path("repo/alias.kdl")).unwrap().file_type().is_symlink());
+    assert_ne!(std::fs::read_to_string(t.path("repo/real.kdl")).unwrap(), UNFORMATTED);
+}
+
+#[test]
+fn fmt_replaces_files_atomically_and_keeps_their_permissions() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = TempDir::new();
+    t.write("repo/a.kdl", UNFORMATTED);
+    let path = t.path("repo/a.kdl");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    let run = netcfg(&t.0, &["fmt", "repo/a.kdl"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    assert_ne!(after.ino(), before.ino(), "a new file was renamed into place, not the old one truncated");
+    let left: Vec<String> = std::fs::read_dir(t.path("repo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["a.kdl"], "no temporary file is left behind");
+}
