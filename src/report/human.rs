@@ -78,12 +78,27 @@ pub fn render(findings: &Findings, style: &Style) -> String {
     out
 }
 
+thread_local! {
+    /// Set while this thread draws with miette: a panic there is caught and not printed.
+    static DRAWING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// miette's drawing of one diagnostic, or `None` if it panicked (the panic is not printed).
 fn draw(handler: &miette::MietteHandler, adapted: &Adapted) -> Option<String> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // One hook for the process, installed once, silent only on a thread that is drawing:
+    // swapping hooks per call would race with other threads.
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DRAWING.with(|d| d.get()) {
+                previous(info);
+            }
+        }));
+    });
+    DRAWING.with(|d| d.set(true));
     let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Rendered(handler, adapted).to_string()));
-    std::panic::set_hook(previous);
+    DRAWING.with(|d| d.set(false));
     drawn.ok()
 }
 
