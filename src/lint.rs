@@ -81,8 +81,8 @@ pub struct Unit {
 }
 
 /// Loads, checks and applies suppressions to one spec.
-pub fn check(files: &[PathBuf]) -> Result<Unit, Vec<LoadError>> {
-    let parsed = load::load(files)?;
+pub fn check(files: &[PathBuf], includes: &load::IncludeArgs) -> Result<Unit, Vec<LoadError>> {
+    let parsed = load::load(files, includes)?;
     let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics;
     diagnostics.extend(compiled.diagnostics);

@@ -19,7 +19,7 @@
 //! of fields, and `lsp-types` changed its URI type between releases.
 
 use lsp_server::{Connection, Message, Notification, Request, Response};
-use netcfg_lang::{Diagnostic, Loader, Parsed, Severity, SourceMap, Span};
+use netcfg_lang::{Diagnostic, FsLoader, LoadError, Loader, Parsed, Severity, SourceMap, Span};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,14 +63,31 @@ struct Server<'a> {
     connection: &'a Connection,
 }
 
-/// Reads includes from the editor's buffers first.
-struct Buffers<'a>(&'a HashMap<PathBuf, String>);
+/// Reads includes from the editor's buffers first, then from the file system confined like the
+/// CLI's loader (to the directory of the document being checked).
+struct Buffers<'a> {
+    docs: &'a HashMap<PathBuf, String>,
+    fs: Option<FsLoader>,
+}
 
 impl Loader for Buffers<'_> {
-    fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-        match self.0.get(path) {
-            Some(text) => Ok(text.clone().into_bytes()),
-            None => std::fs::read(path),
+    fn resolve(&mut self, path: &Path) -> Result<PathBuf, LoadError> {
+        if self.docs.contains_key(path) {
+            return Ok(path.to_path_buf());
+        }
+        match self.fs.as_mut() {
+            Some(fs) => fs.resolve(path),
+            None => Err(LoadError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "no such buffer"))),
+        }
+    }
+
+    fn read(&mut self, key: &Path) -> Result<Vec<u8>, LoadError> {
+        if let Some(text) = self.docs.get(key) {
+            return Ok(text.clone().into_bytes());
+        }
+        match self.fs.as_mut() {
+            Some(fs) => fs.read(key),
+            None => Err(LoadError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "no such buffer"))),
         }
     }
 }
@@ -158,7 +175,7 @@ impl Server<'_> {
             path.display().to_string(),
             Some(path.to_path_buf()),
             text.as_bytes(),
-            &mut Buffers(&self.docs),
+            &mut Buffers { docs: &self.docs, fs: path.parent().and_then(|d| FsLoader::new([d.to_path_buf()]).ok()) },
         );
         parsed
     }

@@ -4,6 +4,8 @@
 mod canonical;
 mod cmd;
 mod exit_status;
+#[cfg(test)]
+mod fuzz;
 mod lint;
 mod load;
 mod lsp;

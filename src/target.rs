@@ -26,6 +26,8 @@ pub struct NodeArgs {
     /// How long to wait for another netcfg holding the node's lock before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub lock_timeout: u64,
+    #[command(flatten)]
+    pub includes: load::IncludeArgs,
 }
 
 /// A compiled spec with one node selected.
@@ -75,7 +77,7 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
             return Err(ExitStatus::Error);
         }
     }
-    let parsed = load::load_or_report(&args.files)?;
+    let parsed = load::load_or_report(&args.files, &args.includes)?;
     let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
     let mut diagnostics = parsed.diagnostics.clone();
     diagnostics.extend(compiled.diagnostics);

@@ -32,6 +32,7 @@ const CASES: &[(&str, &str)] = &[
     ("unexpected_argument.kdl", "unexpected-argument"),
     ("missing_include.kdl", "include-failed"),
     ("include_cycle.kdl", "include-cycle"),
+    ("include_outside_root.kdl", "include-refused"),
     ("template_cycle.kdl", "template-cycle"),
     ("undefined_reference.kdl", "undefined-reference"),
     ("master_not_a_bridge.kdl", "invalid-reference"),

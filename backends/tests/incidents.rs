@@ -37,7 +37,12 @@ fn example(rel: &str) -> Example {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut parsed = Parsed::default();
-    parsed.add_file(format!("examples/{rel}"), Some(path), &bytes, &mut FsLoader);
+    parsed.add_file(
+        format!("examples/{rel}"),
+        Some(path.clone()),
+        &bytes,
+        &mut FsLoader::for_files([path.as_path()]).expect("examples dir"),
+    );
     assert!(parsed.diagnostics.is_empty(), "{rel}: parse: {:#?}", parsed.diagnostics);
     let compiled = netcfg_compiler::compile(&parsed.spec);
     let mut diagnostics = compiled.diagnostics;

@@ -628,7 +628,12 @@ fn every_example_applies_and_verifies() {
     for file in files {
         let mut parsed = netcfg_lang::Parsed::default();
         let bytes = std::fs::read(&file).expect("read");
-        parsed.add_file(file.display().to_string(), Some(file.clone()), &bytes, &mut netcfg_lang::FsLoader);
+        parsed.add_file(
+            file.display().to_string(),
+            Some(file.clone()),
+            &bytes,
+            &mut netcfg_lang::FsLoader::new([root.clone()]).expect("examples root"),
+        );
         assert!(parsed.diagnostics.is_empty(), "{}: {:#?}", file.display(), parsed.diagnostics);
         let compiled = netcfg_compiler::compile(&parsed.spec);
         let errors: Vec<_> =

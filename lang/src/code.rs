@@ -92,6 +92,16 @@ pub const INVALID_VALUE: Code =
     Code::error("invalid-value", "a value of the wrong type, out of range, or not in its grammar");
 pub const INCLUDE_FAILED: Code = Code::error("include-failed", "an included file cannot be read");
 pub const INCLUDE_CYCLE: Code = Code::error("include-cycle", "a file includes itself, directly or through other files");
+pub const INCLUDE_REFUSED: Code = Code::error(
+    "include-refused",
+    "an include names a file netcfg may not read (outside the include root, not a regular file, too large)",
+);
+/// Reported by the CLI's renderers, which show at most 1000 diagnostics per run.
+pub const TOO_MANY_DIAGNOSTICS: Code = Code::new(
+    "too-many-diagnostics",
+    &[Severity::Error, Severity::Warning],
+    "more diagnostics than netcfg shows in one run; the rest are counted by code",
+);
 
 /// Every code the reader reports.
 pub const CODES: &[Code] = &[
@@ -106,4 +116,6 @@ pub const CODES: &[Code] = &[
     INVALID_VALUE,
     INCLUDE_FAILED,
     INCLUDE_CYCLE,
+    INCLUDE_REFUSED,
+    TOO_MANY_DIAGNOSTICS,
 ];

@@ -7,6 +7,7 @@
 pub mod ast;
 pub mod code;
 pub mod diagnostic;
+pub mod loader;
 pub mod parse;
 mod reader;
 pub mod source;
@@ -15,5 +16,6 @@ pub mod value;
 
 pub use code::Code;
 pub use diagnostic::{Diagnostic, Label, Severity};
-pub use parse::{parse_str, FsLoader, Loader, Parsed};
+pub use loader::{FsLoader, LoadError, Loader, Refusal};
+pub use parse::{parse_str, Parsed};
 pub use source::{FileId, SourceMap, Span, Spanned};

@@ -1,27 +1,17 @@
 //! KDL text to the typed AST. Parsing never fails: it returns what it could read plus
-//! diagnostics, and follows `include`s (relative to the including file) through a [`Loader`].
+//! diagnostics, and follows `include`s (relative to the including file) through a [`Loader`],
+//! which decides which files may be read (see `loader.rs`).
 
 use crate::ast::*;
 use crate::code;
 use crate::diagnostic::Diagnostic;
+pub use crate::loader::{FsLoader, LoadError, Loader};
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
 use kdl::{KdlDocument, KdlNode};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Where `include`d files come from (the file system in the CLI, a map in tests).
-pub trait Loader {
-    fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>>;
-}
-
-pub struct FsLoader;
-
-impl Loader for FsLoader {
-    fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
-    }
-}
 
 /// The result of parsing: the AST of all files, the files themselves, and every diagnostic.
 #[derive(Debug, Default)]
@@ -29,14 +19,27 @@ pub struct Parsed {
     pub spec: Spec,
     pub sources: SourceMap,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every file read, by the identity its [`Loader`] gave it (its canonical path).
+    read: HashMap<PathBuf, FileId>,
+    key_of: HashMap<FileId, PathBuf>,
 }
 
 impl Parsed {
     /// Adds one top-level file (already read) and everything it includes.
     pub fn add_file(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8], loader: &mut dyn Loader) -> FileId {
+        let key = path.as_deref().and_then(|p| loader.resolve(p).ok());
         let file = self.add_text(name, path, bytes);
+        if let Some(key) = key {
+            self.read.insert(key.clone(), file);
+            self.key_of.insert(file, key);
+        }
         self.parse_file(file, loader, &mut Vec::new());
         file
+    }
+
+    /// Whether the file with this identity (see [`Loader::resolve`]) has been read.
+    pub fn has_read(&self, key: &Path) -> bool {
+        self.read.contains_key(key)
     }
 
     fn add_text(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8]) -> FileId {
@@ -128,42 +131,74 @@ impl Parsed {
             }
         }
         let base = self.sources.get(file).path.clone();
-        if let Some(p) = &base {
-            stack.push(p.clone());
+        let key = self.key_of.get(&file).cloned();
+        if let Some(k) = &key {
+            stack.push(k.clone());
         }
         for inc in includes {
-            let path = match &base {
-                Some(b) => b.parent().unwrap_or(Path::new(".")).join(&inc.value),
-                None => PathBuf::from(&inc.value),
-            };
-            if stack.contains(&path) {
-                self.diagnostics.push(
-                    Diagnostic::error(code::INCLUDE_CYCLE, inc.span, format!("`{}` includes itself", inc.value))
-                        .with_help("remove the include that closes the cycle"),
-                );
-                continue;
-            }
-            if self.sources.find_path(&path).is_some() {
-                // Already read through another include: its nodes are in the spec once.
-                continue;
-            }
-            match loader.load(&path) {
-                Ok(bytes) => {
-                    let f = self.add_text(path.display().to_string(), Some(path.clone()), &bytes);
-                    self.parse_file(f, loader, stack);
-                }
-                Err(e) => self.diagnostics.push(
-                    Diagnostic::error(
-                        code::INCLUDE_FAILED,
-                        inc.span,
-                        format!("cannot read `{}`: {}", path.display(), lowercase_first(&e.to_string())),
-                    )
-                    .with_help("include paths are relative to the including file"),
-                ),
-            }
+            self.include(&base, &inc, loader, stack);
         }
-        if base.is_some() {
+        if key.is_some() {
             stack.pop();
+        }
+    }
+
+    /// Follows one `include`: refused, missing and cyclic includes are one diagnostic each on
+    /// the include's path, and say nothing of what the file holds.
+    fn include(
+        &mut self,
+        base: &Option<PathBuf>,
+        inc: &Spanned<String>,
+        loader: &mut dyn Loader,
+        stack: &mut Vec<PathBuf>,
+    ) {
+        let path = match base {
+            Some(b) => b.parent().unwrap_or(Path::new(".")).join(&inc.value),
+            None => PathBuf::from(&inc.value),
+        };
+        let refused = |e: LoadError| match e {
+            LoadError::Refused(r) => {
+                Diagnostic::error(code::INCLUDE_REFUSED, inc.span, format!("`{}` {r}", path.display()))
+                    .with_label("not read")
+                    .with_help(r.help())
+            }
+            LoadError::Io(_) => Diagnostic::error(
+                crate::code::INCLUDE_FAILED,
+                inc.span,
+                format!("cannot read `{}`: {e}", path.display()),
+            )
+            .with_help("include paths are relative to the including file"),
+        };
+        let key = match loader.resolve(&path) {
+            Ok(key) => key,
+            Err(e) => {
+                self.diagnostics.push(refused(e));
+                return;
+            }
+        };
+        if stack.contains(&key) {
+            self.diagnostics.push(
+                Diagnostic::error(crate::code::INCLUDE_CYCLE, inc.span, format!("`{}` includes itself", inc.value))
+                    .with_help("remove the include that closes the cycle"),
+            );
+            return;
+        }
+        if self.read.contains_key(&key) {
+            // Already read through another include: its nodes are in the spec once.
+            return;
+        }
+        if stack.len() >= crate::loader::MAX_INCLUDE_DEPTH {
+            self.diagnostics.push(refused(LoadError::Refused(crate::loader::Refusal::TooDeep)));
+            return;
+        }
+        match loader.read(&key) {
+            Ok(bytes) => {
+                let f = self.add_text(path.display().to_string(), Some(path.clone()), &bytes);
+                self.read.insert(key.clone(), f);
+                self.key_of.insert(f, key);
+                self.parse_file(f, loader, stack);
+            }
+            Err(e) => self.diagnostics.push(refused(e)),
         }
     }
 }
@@ -172,8 +207,11 @@ impl Parsed {
 pub fn parse_str(name: &str, text: &str) -> Parsed {
     struct NoIncludes;
     impl Loader for NoIncludes {
-        fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-            Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no file {}", path.display())))
+        fn resolve(&mut self, path: &Path) -> Result<PathBuf, LoadError> {
+            Err(LoadError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no file {}", path.display()))))
+        }
+        fn read(&mut self, path: &Path) -> Result<Vec<u8>, LoadError> {
+            self.resolve(path).map(|_| Vec::new())
         }
     }
     let mut parsed = Parsed::default();
@@ -814,8 +852,16 @@ mod tests {
     struct MapLoader(HashMap<PathBuf, String>);
 
     impl Loader for MapLoader {
-        fn load(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-            self.0.get(path).map(|s| s.as_bytes().to_vec()).ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        fn resolve(&mut self, path: &Path) -> Result<PathBuf, LoadError> {
+            let key = crate::loader::normalize(path);
+            if self.0.contains_key(&key) {
+                Ok(key)
+            } else {
+                Err(LoadError::Io(std::io::ErrorKind::NotFound.into()))
+            }
+        }
+        fn read(&mut self, key: &Path) -> Result<Vec<u8>, LoadError> {
+            Ok(self.0[key].as_bytes().to_vec())
         }
     }
 
@@ -856,11 +902,53 @@ mod tests {
     }
 
     #[test]
+    fn a_file_reached_through_dotdot_is_the_same_file() {
+        // `a.kdl` including `../s/a.kdl` is a cycle, not 814 reads of the same file.
+        let p = load(&[("/s/a.kdl", "include \"../s/a.kdl\"\ninclude \"./a.kdl\"\nnode \"n\" {}")]);
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code.id).collect();
+        assert_eq!(codes, ["include-cycle", "include-cycle"]);
+        assert_eq!(p.sources.files().count(), 1);
+        assert_eq!(p.spec.nodes.len(), 1);
+    }
+
+    #[test]
+    fn every_file_is_read_once_however_it_is_spelled() {
+        // Each level includes the next twice under two spellings: 2^20 paths, 21 files.
+        let mut files = Vec::new();
+        for i in 0..20 {
+            files.push((
+                format!("/s/f{i}.kdl"),
+                format!("include \"f{n}.kdl\"\ninclude \"../s/./f{n}.kdl\"\nnode \"n{i}\" {{}}", n = i + 1),
+            ));
+        }
+        files.push(("/s/f20.kdl".into(), "node \"n20\" {}".into()));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let p = load(&refs);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        assert_eq!(p.sources.files().count(), 21);
+        assert_eq!(p.spec.nodes.len(), 21);
+    }
+
+    #[test]
+    fn includes_nest_at_most_max_depth() {
+        let n = crate::loader::MAX_INCLUDE_DEPTH + 5;
+        let files: Vec<(String, String)> =
+            (0..n).map(|i| (format!("/s/f{i}.kdl"), format!("include \"f{}.kdl\"", i + 1))).collect();
+        let mut files = files;
+        files.push((format!("/s/f{n}.kdl"), String::new()));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let p = load(&refs);
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code.id).collect();
+        assert_eq!(codes, ["include-refused"]);
+        assert_eq!(p.sources.files().count(), crate::loader::MAX_INCLUDE_DEPTH);
+    }
+
+    #[test]
     fn syntax_errors_and_non_utf8_are_diagnostics() {
         let p = parse_str("t.kdl", "node \"a\" {\n  bridge \"br0 {\n}\n");
         assert_eq!(p.diagnostics[0].code, "syntax");
         let mut parsed = Parsed::default();
-        parsed.add_file("bin.kdl".into(), None, b"node \"a\xff\" {}", &mut FsLoader);
+        parsed.add_file("bin.kdl".into(), None, b"node \"a\xff\" {}", &mut FsLoader::new(Vec::new()).unwrap());
         assert_eq!(parsed.diagnostics[0].code, "invalid-utf8");
         assert_eq!(parsed.diagnostics[0].primary.span.start, 7);
         assert_eq!(parsed.diagnostics[0].primary.span.end, 10);

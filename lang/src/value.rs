@@ -250,17 +250,34 @@ pub fn parse_endpoint(text: &str) -> Result<(IpAddr, u16), ValueError> {
 }
 
 /// Linux interface names: 1..=15 bytes is checked by the compiler (`interface-name-too-long`);
-/// here only what the kernel can never accept: empty, `.`/`..`, `/`, `:`, whitespace, NUL.
+/// here what the kernel never accepts (empty, `.`/`..`, `/`, `:`, whitespace, NUL) and what
+/// would not mean the name itself once in an nft rule:
+///
+/// - `*`: nft reads a trailing `*` in an interface name as a wildcard, so a link `br*` would
+///   make `iif="br*"` admit `br0x`. netcfg refuses it rather than escape it (`"br\*"`): the
+///   kernel allows `*` but no real setup needs it, a `*` in a spec is far more likely a wildcard
+///   meant as one (which netcfg does not have), and a refusal reads the same on every nft version.
+/// - quotes, backslashes, control characters: the name is a quoted nft string.
+/// - anything but printable ASCII: the kernel takes any bytes, but names that render alike
+///   (`eth0` with a Cyrillic `е`) are a review hazard, and nft, `ip` and logs differ on them.
 pub fn parse_link_name(text: &str) -> Result<String, ValueError> {
     if text.is_empty() || text == "." || text == ".." {
         return Err(ValueError::whole(text, format!("`{text}` is not a valid interface name")));
     }
-    // The kernel also refuses `/`, `:` and whitespace; quotes, backslashes and control
-    // characters are refused here because the name reaches nft scripts as a quoted string.
+    let help = "use ASCII letters, digits and `-_.@+`; Linux interface names are up to 15 bytes";
+    if let Some((i, c)) = text.char_indices().find(|(_, c)| *c == '*') {
+        return Err(ValueError::new(i, i + c.len_utf8(), "interface names cannot contain `*`")
+            .help("nft would read `*` as a wildcard; netcfg matches interfaces by their exact names, so list each one (a `zone` holds several)"));
+    }
+    if let Some((i, c)) = text.char_indices().find(|(_, c)| !c.is_ascii()) {
+        return Err(
+            ValueError::new(i, i + c.len_utf8(), format!("interface names must be ASCII, found {c:?}")).help(help)
+        );
+    }
+    // The kernel refuses `/`, `:` and whitespace.
     let bad = |c: char| matches!(c, '/' | ':' | '"' | '\\' | '\'') || c.is_whitespace() || c.is_control();
     if let Some((i, c)) = text.char_indices().find(|(_, c)| bad(*c)) {
-        return Err(ValueError::new(i, i + c.len_utf8(), format!("interface names cannot contain {c:?}"))
-            .help("use letters, digits and `-_.@+`; Linux interface names are up to 15 bytes"));
+        return Err(ValueError::new(i, i + c.len_utf8(), format!("interface names cannot contain {c:?}")).help(help));
     }
     Ok(text.to_string())
 }
@@ -389,6 +406,10 @@ mod tests {
     fn names_and_sysctls() {
         assert!(parse_link_name("eth0").is_ok());
         assert_eq!(parse_link_name("et h0").unwrap_err().start, 2);
+        for (bad, at) in [("br*", 2), ("*", 0), ("eth\u{435}0", 3), ("a/b", 1), ("..", 0), ("a\"b", 1)] {
+            assert_eq!(parse_link_name(bad).unwrap_err().start, at, "{bad}");
+        }
+        assert!(parse_link_name("a$b#c@d+e%f").is_ok());
         assert!(parse_name("task-1").is_ok());
         assert!(parse_name("task;1").is_err());
         assert_eq!(

@@ -5,6 +5,7 @@
 
 use crate::exit_status::ExitStatus;
 use crate::lint;
+use crate::load;
 use crate::report::{self, human, Findings, Format};
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ pub struct Args {
     /// file as its own spec.
     #[arg(long)]
     fleet: bool,
+    #[command(flatten)]
+    includes: load::IncludeArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -50,7 +53,7 @@ pub fn run(args: Args) -> ExitStatus {
     let mut units = Vec::new();
     let mut errors = Vec::new();
     for spec in &specs {
-        match lint::check(spec) {
+        match lint::check(spec, &args.includes) {
             Ok(unit) => units.push(unit),
             Err(e) => errors.extend(e),
         }

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> ExitStatus {
         node: Some(node.clone()),
         netns_root: args.netns_root.clone(),
         lock_timeout: args.lock_timeout,
+        includes: Default::default(),
     };
     if let Some(root) = &args.netns_root {
         if netcfg_lang::value::parse_name(root).is_err() || !std::path::Path::new("/run/netns").join(root).exists() {

@@ -1,12 +1,18 @@
 //! `netcfg fmt FILE...`: rewrite spec files in the canonical layout (see `canonical`).
 //! Files that are not valid KDL are left untouched and their syntax errors reported.
 //! `--check` writes nothing and lists the files that would change; `-` formats stdin to stdout.
+//!
+//! A file is read like `check` reads it (through a confined `FsLoader`: a regular file whose
+//! real path is inside the directory it is named in, at most 16 MiB), so a committed symlink
+//! can never make `fmt` rewrite a file outside the tree. A symlink inside the tree is followed
+//! and stays a symlink. Writes are atomic: a temporary file next to the target, with the
+//! target's permissions and owner, renamed over it.
 
 use crate::canonical;
 use crate::exit_status::ExitStatus;
 use crate::load::{self, Input};
 use crate::report::{human, Findings};
-use netcfg_lang::{Diagnostic, Loader, Parsed, SourceMap};
+use netcfg_lang::{Diagnostic, LoadError, Loader, Parsed, SourceMap};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -47,10 +53,56 @@ pub fn run(args: Args) -> ExitStatus {
     }
 }
 
+/// The file to rewrite (its real path, inside the tree) and its bytes.
+fn read_confined(input: &Input) -> Result<(Option<PathBuf>, Vec<u8>), String> {
+    let Some(path) = input.path() else {
+        return input.read().map(|b| (None, b)).map_err(|e| e.to_string());
+    };
+    let name = input.name();
+    let mut loader =
+        load::loader(std::slice::from_ref(input), &load::IncludeArgs::default()).map_err(|e| e.to_string())?;
+    let failed = |e: LoadError| match e {
+        LoadError::Refused(r) => format!("`{name}` {r}; not formatted"),
+        LoadError::Io(e) => format!("cannot read `{name}`: {e}"),
+    };
+    let real = loader.resolve(path).map_err(failed)?;
+    let bytes = loader.read(&real).map_err(failed)?;
+    Ok((Some(real), bytes))
+}
+
+/// Replaces `target` with `text` atomically: a new file in the same directory, given the
+/// target's permissions (and owner, when allowed), synced, then renamed over it.
+fn write_atomically(target: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let meta = std::fs::metadata(target)?;
+    let tmp = dir.join(format!(".{file_name}.netcfg-fmt.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        // Ownership first: changing the owner may clear set-id bits that the mode then restores.
+        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
+        f.set_permissions(meta.permissions())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn format_input(input: &Input, check: bool) -> Outcome {
     let name = input.name();
-    let bytes = match input.read() {
-        Ok(bytes) => bytes,
+    let (real, bytes) = match read_confined(input) {
+        Ok(read) => read,
         Err(e) => {
             eprintln!("error: {e}");
             return Outcome::Failed;
@@ -83,8 +135,9 @@ fn format_input(input: &Input, check: bool) -> Outcome {
                     return Outcome::Failed;
                 }
             }
-            Some(path) if changed => {
-                if let Err(e) = std::fs::write(path, &formatted) {
+            Some(_) if changed => {
+                let target = real.as_deref().expect("a file input has a real path");
+                if let Err(e) = write_atomically(target, &formatted) {
                     eprintln!("error: cannot write `{name}`: {e}");
                     return Outcome::Failed;
                 }
@@ -105,8 +158,11 @@ fn format_input(input: &Input, check: bool) -> Outcome {
 fn syntax_errors(input: &Input, bytes: &[u8]) -> (SourceMap, Vec<Diagnostic>) {
     struct NoIncludes;
     impl Loader for NoIncludes {
-        fn load(&mut self, _: &Path) -> std::io::Result<Vec<u8>> {
-            Err(std::io::ErrorKind::Unsupported.into())
+        fn resolve(&mut self, _: &Path) -> Result<PathBuf, LoadError> {
+            Err(LoadError::Io(std::io::ErrorKind::Unsupported.into()))
+        }
+        fn read(&mut self, _: &Path) -> Result<Vec<u8>, LoadError> {
+            Err(LoadError::Io(std::io::ErrorKind::Unsupported.into()))
         }
     }
     let mut parsed = Parsed::default();

@@ -24,6 +24,8 @@ pub struct Args {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    includes: load::IncludeArgs,
     /// Draw only this node (default: every node of the fleet).
     #[arg(long)]
     node: Option<String>,
@@ -40,7 +42,7 @@ Examples:
   netcfg graph fleet.kdl --node worker-1 --format png --out worker-1.png";
 
 pub fn run(args: Args) -> ExitStatus {
-    let parsed = match load::load_or_report(&args.files) {
+    let parsed = match load::load_or_report(&args.files, &args.includes) {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };

@@ -20,6 +20,8 @@ pub struct Args {
     /// Spec files; several files form one fleet. `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    includes: load::IncludeArgs,
     /// The node to plan. Default: the only node, or the node named like this machine's host
     /// name; with --out, every node.
     #[arg(long)]
@@ -54,6 +56,7 @@ fn run_live(args: Args) -> ExitStatus {
         node: args.node,
         netns_root: args.netns_root,
         lock_timeout: args.lock_timeout,
+        includes: args.includes,
     };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
@@ -103,7 +106,7 @@ pub fn run(args: Args) -> ExitStatus {
         eprintln!("error: --detailed-exitcode needs a live plan (--live or --netns-root)");
         return ExitStatus::Failure;
     }
-    let parsed = match load::load_or_report(&args.files) {
+    let parsed = match load::load_or_report(&args.files, &args.includes) {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };

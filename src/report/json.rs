@@ -6,7 +6,9 @@
 //! ```text
 //! {
 //!   "version": 1,
-//!   "diagnostics": [                      sorted by file, position, code, message
+//!   "diagnostics": [                      sorted by file, position, code, message; at most
+//!                                         1000, then one "too-many-diagnostics" counting
+//!                                         the rest by code
 //!     {
 //!       "code": "interface-name-too-long",  stable code, documented in spec.md
 //!       "severity": "error",                "error" | "warning"
@@ -28,8 +30,9 @@
 //!     { ...the fields above...,           the same fields as a diagnostic, plus
 //!       "justification": "..." }          the reason the comment gives
 //!   ],
-//!   "summary": { "errors": 1, "warnings": 0, "files": 1,    files: every file read, includes too
+//!   "summary": { "errors": 1, "warnings": 0, "files": 1,    files: every file read, includes too;
 //!                "suppressed": 0 }
+//!                                         errors/warnings count every finding, shown or not
 //! }
 //! ```
 
@@ -82,9 +85,10 @@ struct Summary {
 }
 
 pub fn render(findings: &Findings) -> String {
+    let shown = findings.shown();
     let doc = Document {
         version: VERSION,
-        diagnostics: findings.diagnostics.iter().map(|d| diagnostic(d, findings.sources)).collect(),
+        diagnostics: shown.iter().map(|d| diagnostic(d, findings.sources)).collect(),
         suppressed: findings
             .suppressed
             .iter()

@@ -10,6 +10,7 @@ pub mod sarif;
 
 use netcfg_lang::suppress::Suppressed;
 use netcfg_lang::{Diagnostic, Severity, SourceMap, Span};
+use std::collections::BTreeMap;
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +36,42 @@ pub struct Findings<'a> {
     pub suppressed: &'a [Suppressed],
 }
 
+/// At most this many diagnostics are shown per run; the rest are summed up in one
+/// `too-many-diagnostics` (the counts and the exit status still include them).
+pub const MAX_SHOWN: usize = 1000;
+
 impl Findings<'_> {
+    /// What every format shows: the first [`MAX_SHOWN`] diagnostics, then, if any were cut, one
+    /// `too-many-diagnostics` on the first one cut, counting the rest by code.
+    pub fn shown(&self) -> Vec<Diagnostic> {
+        let mut shown: Vec<Diagnostic> = self.diagnostics.iter().take(MAX_SHOWN).cloned().collect();
+        let cut = self.diagnostics.get(MAX_SHOWN..).unwrap_or_default();
+        if let Some(first) = cut.first() {
+            let mut by_code: BTreeMap<&str, usize> = BTreeMap::new();
+            for d in cut {
+                *by_code.entry(d.code.id).or_default() += 1;
+            }
+            let mut counts: Vec<(&str, usize)> = by_code.into_iter().collect();
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let list: Vec<String> = counts.iter().map(|(code, n)| format!("{n} `{code}`")).collect();
+            let severity = cut.iter().map(|d| d.severity).min().unwrap_or(Severity::Warning);
+            let message = format!("{} more diagnostics not shown: {}", cut.len(), list.join(", "));
+            let mut d = match severity {
+                Severity::Error => {
+                    Diagnostic::error(netcfg_lang::code::TOO_MANY_DIAGNOSTICS, first.primary.span, message)
+                }
+                Severity::Warning => {
+                    Diagnostic::warning(netcfg_lang::code::TOO_MANY_DIAGNOSTICS, first.primary.span, message)
+                }
+            };
+            d = d.with_label("the first one not shown").with_help(format!(
+                "netcfg shows the first {MAX_SHOWN}; fix those (or check fewer files at once) to see the rest"
+            ));
+            shown.push(d);
+        }
+        shown
+    }
+
     pub fn errors(&self) -> usize {
         self.count(Severity::Error)
     }

@@ -39,7 +39,7 @@ pub fn render_in(findings: &Findings, root: Option<&Path>) -> String {
     let docs = rule_docs::all();
     let cx = Cx { sources: findings.sources, root: root.map(Path::to_path_buf) };
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut results: Vec<Value> = findings.diagnostics.iter().map(|d| cx.result(d, &rules, &mut seen)).collect();
+    let mut results: Vec<Value> = findings.shown().iter().map(|d| cx.result(d, &rules, &mut seen)).collect();
     for s in findings.suppressed {
         let mut r = cx.result(&s.diagnostic, &rules, &mut seen);
         r["suppressions"] = json!([{ "kind": "inSource", "justification": s.justification }]);

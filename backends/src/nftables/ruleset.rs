@@ -21,20 +21,33 @@ pub const NUMGEN_MOD: u32 = 65536;
 /// overflows nft's netlink buffer (ENOBUFS at 20k concatenated interval elements here).
 pub const ELEMENT_CHUNK: usize = 1000;
 
-/// An nft identifier (chain, set, map names): `[a-zA-Z][a-zA-Z0-9_-]*`, at most 64 bytes.
-/// Built only through [`Ident::new`], which maps any other character to `_`, so no spec can
-/// inject nft syntax through a name.
+/// An nft identifier (chain, set, map names). nft reads `[a-zA-Z][a-zA-Z0-9/_.-]*` of up to 256
+/// bytes (`NFT_NAME_MAXLEN`). Built only through [`Ident::new`], which is **injective**, so two
+/// spec names can never become one nft set (`admins.v4` and `admins_v4` stay apart) and no spec
+/// can inject nft syntax through a name:
+///
+/// - letters, digits, `-`, `_` and `.` (all that spec names may hold) are kept as they are;
+/// - any other byte becomes `/HH` (upper-case hex); `/` itself is such a byte, so a `/` in an
+///   identifier always starts an escape;
+/// - a name that does not start with a letter gets the prefix `x//`, which no escape produces;
+/// - nothing is truncated: spec names are at most 64 bytes, so the longest identifier netcfg
+///   builds (`service-hairpin-…`, `set-NAME-v4`) stays far below 256.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ident(String);
 
 impl Ident {
     pub fn new(raw: &str) -> Ident {
-        let mut s: String =
-            raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
-        if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            s.insert(0, 'x');
+        let mut s = String::with_capacity(raw.len() + 3);
+        if !raw.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            s.push_str("x//");
         }
-        s.truncate(64);
+        for b in raw.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                s.push(b as char);
+            } else {
+                s.push_str(&format!("/{b:02X}"));
+            }
+        }
         Ident(s)
     }
 
@@ -56,9 +69,10 @@ pub struct IfName(String);
 
 impl IfName {
     pub fn new(name: &str) -> Option<IfName> {
+        // `*` is nft's wildcard: `lang` refuses it in link names, this re-checks at the boundary.
         let ok = !name.is_empty()
             && name.len() <= 15
-            && name.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' && c != '\'');
+            && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '*'));
         ok.then(|| IfName(name.to_string()))
     }
 }
@@ -364,4 +378,33 @@ pub enum RejectWith {
     AdminProhibited,
     /// Nothing listens there (a service without backends, for non-TCP protocols).
     PortUnreachable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idents_are_injective_and_never_truncated() {
+        let raws = ["admins.v4", "admins_v4", "admins-v4", "a/2E", "a.", "1a", "x//1a", "x/", "", "é", "a b"];
+        let idents: Vec<Ident> = raws.iter().map(|r| Ident::new(r)).collect();
+        for (i, a) in idents.iter().enumerate() {
+            assert!(a.as_str().starts_with(|c: char| c.is_ascii_alphabetic()), "{a}");
+            assert!(a.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b)), "{a}");
+            for b in &idents[i + 1..] {
+                assert_ne!(a, b, "two names, one identifier");
+            }
+        }
+        assert_eq!(Ident::new("admins.v4").as_str(), "admins.v4");
+        let long = format!("set-{}-v4", "a".repeat(64));
+        assert_eq!(Ident::new(&long).as_str(), long);
+    }
+
+    #[test]
+    fn interface_names_with_wildcards_or_quotes_are_unrepresentable() {
+        assert!(IfName::new("br0").is_some());
+        for bad in ["br*", "a\"b", "a\\b", "", "sixteen-bytes-xx", "eth\u{435}"] {
+            assert!(IfName::new(bad).is_none(), "{bad}");
+        }
+    }
 }
