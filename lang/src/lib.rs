@@ -6,6 +6,7 @@
 
 pub mod ast;
 pub mod diagnostic;
+pub mod kdl;
 pub mod parse;
 mod reader;
 pub mod source;
