@@ -3,10 +3,10 @@
 
 use crate::ast::*;
 use crate::diagnostic::Diagnostic;
+use crate::kdl::Node as KdlNode;
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
-use kdl::{KdlDocument, KdlNode};
 use std::path::{Path, PathBuf};
 
 /// Where `include`d files come from (the file system in the CLI, a map in tests).
@@ -61,27 +61,13 @@ impl Parsed {
             return;
         }
         let text = self.sources.get(file).text.clone();
-        let doc = match text.parse::<KdlDocument>() {
-            Ok(doc) => doc,
-            Err(err) => {
-                for d in err.diagnostics {
-                    let start = d.span.offset();
-                    let span = Span::new(file, start, start + d.span.len());
-                    let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                    let mut diag = Diagnostic::error("syntax", span, lowercase_first(&message));
-                    if let Some(label) = d.label {
-                        diag = diag.with_label(label);
-                    }
-                    diag.help = d.help.or_else(|| Some("see spec.md for the KDL syntax netcfg reads".into()));
-                    self.diagnostics.push(diag);
-                }
-                return;
-            }
-        };
+        // Syntax errors do not stop the file: what could be read is read (invariant 1).
+        let (doc, syntax_errors) = crate::kdl::parse(&text, file);
+        self.diagnostics.extend(syntax_errors);
         let mut includes = Vec::new();
         {
-            let mut cx = Cx { file, text: &text, diags: &mut self.diagnostics };
-            for node in doc.nodes() {
+            let mut cx = Cx { diags: &mut self.diagnostics };
+            for node in &doc.nodes {
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
                     "node" => {
@@ -342,7 +328,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Option<LinkDecl> {
                 return None;
             };
             for extra in &peers[1..] {
-                cx.error("duplicate-name", cx.span(extra.name().span()), "a veth has exactly one peer").help =
+                cx.error("duplicate-name", extra.name.span, "a veth has exactly one peer").help =
                     Some("remove the extra `peer`".into());
             }
             let mut p = Reader::new(cx, first);
@@ -484,7 +470,7 @@ fn parse_neighbor(cx: &mut Cx, r: &mut Reader) -> Option<NeighborDecl> {
 fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
     let path = r.arg(cx, 0, "a sysctl path").and_then(|v| v.parse(cx, "sysctl path", parse_sysctl_path));
     let value = r.arg(cx, 1, "a value").and_then(|v| match v.value {
-        kdl::KdlValue::Integer(i) => match i64::try_from(*i) {
+        crate::kdl::Value::Integer(i) => match i64::try_from(*i) {
             Ok(i) => Some(Spanned::new(SysctlValue::Int(i), v.span)),
             Err(_) => {
                 cx.error("invalid-value", v.span, "the sysctl value is out of range").help =
@@ -492,7 +478,7 @@ fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
                 None
             }
         },
-        kdl::KdlValue::Bool(b) => Some(Spanned::new(SysctlValue::Int(i64::from(*b)), v.span)),
+        crate::kdl::Value::Bool(b) => Some(Spanned::new(SysctlValue::Int(i64::from(*b)), v.span)),
         _ => {
             let s = v.string(cx, "sysctl value")?;
             if s.value.contains(['\n', '\0']) {
@@ -783,8 +769,8 @@ fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
 }
 
 #[allow(dead_code)]
-fn node_span(cx: &Cx, n: &KdlNode) -> Span {
-    cx.span(n.span())
+fn node_span(_cx: &Cx, n: &KdlNode) -> Span {
+    n.span
 }
 
 #[cfg(test)]

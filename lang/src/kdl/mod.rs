@@ -41,6 +41,9 @@ pub struct Node<'a> {
     pub entries: Vec<Entry<'a>>,
     pub children: Option<Children<'a>>,
     pub span: Span,
+    /// A syntax error was reported in the node's own text (not its children): some of its
+    /// entries may be missing, so readers should not also report them as missing.
+    pub recovered: bool,
 }
 
 /// A `{ … }` block; `span` covers the braces.

@@ -47,6 +47,8 @@ struct Partial<'a> {
     discard: bool,
     /// A children block was seen (slashdashed or not): entries may no longer follow.
     after_children: bool,
+    /// Diagnostics reported before this node's own text (or its part after the children).
+    errors_before: usize,
 }
 
 enum Step<'a> {
@@ -263,9 +265,11 @@ impl<'a> Parser<'a> {
                 TokenKind::CloseBrace => match stack.pop() {
                     Some(f) => {
                         let close = self.tok.end;
+                        let errors_before = self.diags.len();
                         self.bump();
                         let mut partial = self.close_frame_partial(f, close);
                         partial.after_children = true;
+                        partial.errors_before = errors_before;
                         step = Some(self.node_rest(partial));
                     }
                     None => {
@@ -367,6 +371,7 @@ impl<'a> Parser<'a> {
     /// A node from its type annotation or name.
     fn node(&mut self, discard: bool) -> Step<'a> {
         let start = self.tok.start;
+        let errors_before = self.diags.len();
         let ty = if self.tok.kind == TokenKind::OpenParen {
             let ty = self.type_annotation();
             self.node_space();
@@ -404,8 +409,9 @@ impl<'a> Parser<'a> {
                 return Step::Done(None);
             }
         };
-        let node = Node { ty, name, entries: Vec::new(), children: None, span: self.span(start, start) };
-        self.node_rest(Partial { node, discard, after_children: false })
+        let node =
+            Node { ty, name, entries: Vec::new(), children: None, span: self.span(start, start), recovered: false };
+        self.node_rest(Partial { node, discard, after_children: false, errors_before })
     }
 
     /// What a token is, for "expected …, found …" messages, and a help line.
@@ -535,6 +541,7 @@ impl<'a> Parser<'a> {
                             "merge the blocks, or comment one out with `/-`",
                         );
                     }
+                    p.node.recovered |= self.diags.len() > p.errors_before;
                     return Step::Open { partial: p, discard_children };
                 }
                 TokenKind::Slashdash => {
@@ -549,6 +556,7 @@ impl<'a> Parser<'a> {
                     self.bump();
                     self.line_space();
                     if self.tok.kind == TokenKind::OpenBrace {
+                        p.node.recovered |= self.diags.len() > p.errors_before;
                         return Step::Open { partial: p, discard_children: true };
                     }
                     let before = self.tok;
@@ -606,6 +614,7 @@ impl<'a> Parser<'a> {
 
     fn finish(&mut self, mut p: Partial<'a>, end: u32) -> Step<'a> {
         p.node.span.end = end;
+        p.node.recovered |= self.diags.len() > p.errors_before;
         Step::Done((!p.discard).then_some(p.node))
     }
 
