@@ -87,8 +87,8 @@ impl<'n> Val<'n> {
         parser: impl Fn(&str) -> Result<T, ValueError>,
     ) -> Option<Spanned<T>> {
         let (text, span) = match self.value {
-            KdlValue::String(s) => (s.to_string(), self.inner),
-            KdlValue::Integer(i) => (i.to_string(), self.span),
+            KdlValue::String(s) => (std::borrow::Cow::Borrowed(&**s), self.inner),
+            KdlValue::Integer(i) => (std::borrow::Cow::Owned(i.to_string()), self.span),
             other => {
                 cx.error("invalid-value", self.span, format!("{what} must be a string, found {}", value_kind(other)));
                 return None;

@@ -729,10 +729,16 @@ impl<'a> Parser<'a> {
 
     /// Looks past node-space for `=` without consuming anything.
     fn followed_by_equals(&self) -> bool {
-        let end = self.tok.end as usize;
-        match self.src.as_bytes().get(end) {
+        let bytes = self.src.as_bytes();
+        let mut end = self.tok.end as usize;
+        // Plain spaces are skipped here; comments, continuations and unicode spaces (rare)
+        // take the lexer.
+        while matches!(bytes.get(end), Some(b' ' | b'\t')) {
+            end += 1;
+        }
+        match bytes.get(end) {
             Some(b'=') => return true,
-            Some(b' ' | b'\t' | b'\\' | b'/') => {}
+            Some(b'\\' | b'/') => {}
             Some(b) if *b >= 0x80 => {}
             _ => return false,
         }
