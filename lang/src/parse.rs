@@ -444,7 +444,7 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
     });
     let dst = dst?;
     let is_unicast = route_type.as_ref().is_none_or(|t| t.value == RouteType::Unicast);
-    if is_unicast && via.is_none() && dev.is_none() {
+    if is_unicast && via.is_none() && dev.is_none() && !r.node.recovered {
         cx.error("missing-property", r.head_span(), "a unicast route needs `via` or `dev`").help =
             Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, or `type=\"blackhole\"`".into());
     }
@@ -496,7 +496,7 @@ fn parse_forwarding(cx: &mut Cx, r: &mut Reader) -> ForwardingDecl {
     let both = r.opt_arg(0).and_then(|v| v.bool(cx, "forwarding"));
     let ipv4 = r.prop(cx, "ipv4").and_then(|v| v.bool(cx, "ipv4")).or(both.clone());
     let ipv6 = r.prop(cx, "ipv6").and_then(|v| v.bool(cx, "ipv6")).or(both);
-    if ipv4.is_none() && ipv6.is_none() {
+    if ipv4.is_none() && ipv6.is_none() && !r.node.recovered {
         cx.error("missing-argument", r.head_span(), "`forwarding` needs a value").help =
             Some("write `forwarding #true` or `forwarding ipv4=#true ipv6=#false`".into());
     }
@@ -831,6 +831,18 @@ mod tests {
         assert_eq!(parsed.diagnostics[0].code, "invalid-utf8");
         assert_eq!(parsed.diagnostics[0].primary.span.start, 7);
         assert_eq!(parsed.diagnostics[0].primary.span.end, 10);
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_once_and_the_rest_is_still_read() {
+        let p = parse_str(
+            "t.kdl",
+            "node \"a\" {\n  forwarding true\n  route \"default\" via=10.0.0.1\n  bridge \"br0\" mtu=10\n}",
+        );
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code).collect();
+        // Two syntax errors, no "needs a value" for what they hid, and the bad MTU on the
+        // next line is still found.
+        assert_eq!(codes, ["syntax", "syntax", "invalid-value"]);
     }
 
     #[test]

@@ -901,6 +901,23 @@ mod tests {
     }
 
     #[test]
+    fn many_nodes_and_many_errors() {
+        let n = 30_000;
+        let routes = "route \"10.0.0.0/8\" via=\"10.0.0.1\" metric=1\n".repeat(n);
+        let (doc, diags) = parse(&routes, FileId(0));
+        assert!(diags.is_empty());
+        assert_eq!(doc.nodes.len(), n);
+        // One error per line, each line still read.
+        let errors = "a 1x; b ]\n".repeat(n);
+        let (doc, diags) = parse(&errors, FileId(0));
+        assert_eq!(diags.len(), 2 * n);
+        assert_eq!(doc.nodes.len(), 2 * n);
+        // Unclosed comments and strings swallow the rest once, not once per line.
+        let (_, diags) = parse(&format!("a /*{}", "b {\n".repeat(n)), FileId(0));
+        assert_eq!(diags.len(), 1);
+    }
+
+    #[test]
     fn node_spans_match_the_kdl_crate() {
         let src = "(t)a 1 k=(u8)2 { c; }  // x\nb;c";
         let (doc, _) = parse(src, FileId(0));
