@@ -29,7 +29,7 @@ fn fleet(nodes: usize) -> String {
         for r in 0..20 {
             let _ = writeln!(
                 s,
-                "    route \"192.168.{r}.0/24\" via=\"10.{a}.0.{}\" dev=\"eth0\" metric={}",
+                "    route \"192.168.{r}.0/24\" via=\"10.{a}.255.{}\" dev=\"eth0\" metric={}",
                 2 + r,
                 100 + r
             );

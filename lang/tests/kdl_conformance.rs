@@ -340,15 +340,21 @@ fn same_value(a: &kdl::KdlValue, b: &Value) -> bool {
 #[test]
 fn official_suite_differential() {
     let cases = cases();
-    let mut failures = Vec::new();
+    let (mut failures, mut known) = (Vec::new(), 0);
     for c in &cases {
         if let Err(e) = compare(&c.input) {
-            if !KNOWN_ORACLE_DIFFERENCES.contains(&c.name.as_str()) {
+            if KNOWN_ORACLE_DIFFERENCES.contains(&c.name.as_str()) {
+                known += 1;
+            } else {
                 failures.push(format!("--- {}\n{}\n{e}", c.name, c.input));
             }
         }
     }
-    eprintln!("differential on the suite: {} of {} cases agree", cases.len() - failures.len(), cases.len());
+    eprintln!(
+        "differential on the suite: {} of {} cases agree, {known} known kdl-crate deviations",
+        cases.len() - failures.len() - known,
+        cases.len()
+    );
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
@@ -496,7 +502,7 @@ fn mutate(r: &mut Rng, src: &str) -> String {
 fn generated_documents_differential() {
     let mut r = Rng(0x5EED_CAFE_F00D_D00D);
     let (mut failures, mut accepted, mut total) = (Vec::new(), 0, 0);
-    for i in 0..800 {
+    for i in 0..1500 {
         let mut doc = String::new();
         for _ in 0..1 + r.below(4) {
             gen_node(&mut r, &mut doc, 0);
