@@ -325,3 +325,74 @@ fn fmt_dash_formats_stdin_to_stdout() {
     let check = netcfg(&t.0, &["fmt", "--check", "-"], Some(UNFORMATTED));
     assert_eq!((check.code, check.stdout.as_str()), (1, "would reformat: <stdin>\n"));
 }
+
+/// Peak resident memory (KiB) of the largest child process this test binary has waited for.
+fn children_peak_rss_kib() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage.ru_maxrss
+}
+
+#[test]
+fn deep_nesting_is_one_diagnostic_in_check_plan_and_fmt() {
+    let t = TempDir::new();
+    let depth = 5000;
+    let deep = format!("node \"n1\" {{\n{}{}}}\n", "bridge \"b\" {\n".repeat(depth), "}\n".repeat(depth));
+    t.write("deep.kdl", &deep);
+    let run = t.check(&["--format", "json", "deep.kdl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = json(&run);
+    let syntax: Vec<&Value> = doc["diagnostics"].as_array().unwrap().iter().filter(|d| d["code"] == "syntax").collect();
+    assert_eq!(syntax.len(), 1, "{}", run.stdout);
+    assert!(syntax[0]["message"].as_str().unwrap().contains("deeper than 128"));
+    let plan = netcfg(&t.0, &["plan", "deep.kdl"], None);
+    assert_eq!(plan.code, 1, "{}", plan.stderr);
+    let fmt = netcfg(&t.0, &["fmt", "deep.kdl"], None);
+    assert_eq!(fmt.code, 1, "{}", fmt.stderr);
+    assert!(fmt.stderr.contains("left unchanged"), "{}", fmt.stderr);
+    assert_eq!(t.read("deep.kdl"), deep);
+}
+
+#[test]
+fn a_ten_megabyte_name_is_read_in_bounded_memory() {
+    let t = TempDir::new();
+    let size = 10 << 20;
+    t.write("huge.kdl", &format!("node {} {{\n    bridge \"br0\" mtu=\"x\"\n}}\n", "x".repeat(size)));
+    let run = t.check(&["--format", "json", "huge.kdl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = json(&run);
+    // The name is read whole (and is too long for a node name); the body is still read.
+    assert_eq!(codes(&doc), ["invalid-value", "invalid-value"], "{}", run.stdout);
+    assert!(doc["diagnostics"][0]["message"].as_str().unwrap().contains("at most 64 bytes"));
+    assert_eq!(doc["diagnostics"][0]["byte_end"], size + 5);
+    assert_eq!(doc["diagnostics"][1]["line"], 2);
+    // The kdl crate needed 1.8 GB here; a linear parser holds a few copies of the input at most.
+    let peak = children_peak_rss_kib();
+    assert!(peak < 200 * 1024, "peak RSS of netcfg children {peak} KiB");
+}
+
+#[test]
+fn every_syntax_error_is_reported_and_the_valid_nodes_are_still_checked() {
+    let t = TempDir::new();
+    let mut spec = String::from("node \"n1\" {\n");
+    for i in 0..40 {
+        // A syntax error, then a node with a semantic error on the next line.
+        spec.push_str(&format!("    bridge \"a{i}\" mtu=15x{i}\n"));
+        spec.push_str(&format!("    bridge \"kubernetes-pods{i:02}\"\n"));
+    }
+    spec.push_str("    route \"default\" dev=\"a0\" {\n}\n");
+    t.write("many.kdl", &spec);
+    let run = t.check(&["--format", "json", "many.kdl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = json(&run);
+    let diags = doc["diagnostics"].as_array().unwrap();
+    let at = |code: &str| -> Vec<u64> {
+        diags.iter().filter(|d| d["code"] == code).map(|d| d["line"].as_u64().unwrap()).collect()
+    };
+    let odd: Vec<u64> = (0..40).map(|i| 2 + 2 * i).collect();
+    let even: Vec<u64> = (0..40).map(|i| 3 + 2 * i).collect();
+    // The unclosed `{` of `node` (line 1) and the forty bad numbers.
+    assert_eq!(at("syntax"), [vec![1], odd].concat(), "{}", run.stdout);
+    assert_eq!(at("interface-name-too-long"), even, "{}", run.stdout);
+}

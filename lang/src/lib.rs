@@ -7,6 +7,7 @@
 pub mod ast;
 pub mod code;
 pub mod diagnostic;
+pub mod kdl;
 pub mod loader;
 pub mod parse;
 mod reader;

@@ -5,11 +5,11 @@
 use crate::ast::*;
 use crate::code;
 use crate::diagnostic::Diagnostic;
+use crate::kdl::Node as KdlNode;
 pub use crate::loader::{FsLoader, LoadError, Loader};
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
-use kdl::{KdlDocument, KdlNode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -69,27 +69,13 @@ impl Parsed {
             return;
         }
         let text = self.sources.get(file).text.clone();
-        let doc = match text.parse::<KdlDocument>() {
-            Ok(doc) => doc,
-            Err(err) => {
-                for d in err.diagnostics {
-                    let start = d.span.offset();
-                    let span = Span::new(file, start, start + d.span.len());
-                    let message = d.message.unwrap_or_else(|| "invalid KDL".into());
-                    let mut diag = Diagnostic::error(code::SYNTAX, span, lowercase_first(&message));
-                    if let Some(label) = d.label {
-                        diag = diag.with_label(label);
-                    }
-                    diag.help = d.help.or_else(|| Some("see spec.md for the KDL syntax netcfg reads".into()));
-                    self.diagnostics.push(diag);
-                }
-                return;
-            }
-        };
+        // Syntax errors do not stop the file: what could be read is read (invariant 1).
+        let (doc, syntax_errors) = crate::kdl::parse(&text, file);
+        self.diagnostics.extend(syntax_errors);
         let mut includes = Vec::new();
         {
-            let mut cx = Cx { file, text: &text, diags: &mut self.diagnostics };
-            for node in doc.nodes() {
+            let mut cx = Cx { diags: &mut self.diagnostics };
+            for node in &doc.nodes {
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
                     "node" => {
@@ -217,16 +203,6 @@ pub fn parse_str(name: &str, text: &str) -> Parsed {
     let mut parsed = Parsed::default();
     parsed.add_file(name.to_string(), None, text.as_bytes(), &mut NoIncludes);
     parsed
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) if !s.starts_with("KDL") => {
-            f.to_lowercase().chain(c).collect::<String>().trim_end_matches('.').to_string()
-        }
-        _ => s.trim_end_matches('.').to_string(),
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -396,7 +372,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                 break 'veth None;
             };
             for extra in &peers[1..] {
-                cx.error(code::DUPLICATE_PROPERTY, cx.span(extra.name().span()), "a veth has exactly one peer").help =
+                cx.error(code::DUPLICATE_PROPERTY, extra.name.span, "a veth has exactly one peer").help =
                     Some("remove the extra `peer`".into());
             }
             let mut p = Reader::new(cx, first);
@@ -514,7 +490,7 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
     });
     let dst = dst?;
     let is_unicast = route_type.as_ref().is_none_or(|t| t.value == RouteType::Unicast);
-    if is_unicast && via.is_none() && dev.is_none() {
+    if is_unicast && via.is_none() && dev.is_none() && !r.node.recovered {
         cx.error(code::MISSING_PROPERTY, r.head_span(), "a unicast route needs `via` or `dev`").help =
             Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, or `type=\"blackhole\"`".into());
     }
@@ -540,7 +516,7 @@ fn parse_neighbor(cx: &mut Cx, r: &mut Reader) -> Option<NeighborDecl> {
 fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
     let path = r.arg(cx, 0, "a sysctl path").and_then(|v| v.parse(cx, "sysctl path", parse_sysctl_path));
     let value = r.arg(cx, 1, "a value").and_then(|v| match v.value {
-        kdl::KdlValue::Integer(i) => match i64::try_from(*i) {
+        crate::kdl::Value::Integer(i) => match i64::try_from(*i) {
             Ok(i) => Some(Spanned::new(SysctlValue::Int(i), v.span)),
             Err(_) => {
                 cx.error(code::INVALID_VALUE, v.span, "the sysctl value is out of range").help =
@@ -548,7 +524,7 @@ fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
                 None
             }
         },
-        kdl::KdlValue::Bool(b) => Some(Spanned::new(SysctlValue::Int(i64::from(*b)), v.span)),
+        crate::kdl::Value::Bool(b) => Some(Spanned::new(SysctlValue::Int(i64::from(*b)), v.span)),
         _ => {
             let s = v.string(cx, "sysctl value")?;
             if s.value.contains(['\n', '\0']) {
@@ -566,7 +542,7 @@ fn parse_forwarding(cx: &mut Cx, r: &mut Reader) -> ForwardingDecl {
     let both = r.opt_arg(0).and_then(|v| v.bool(cx, "forwarding"));
     let ipv4 = r.prop(cx, "ipv4").and_then(|v| v.bool(cx, "ipv4")).or(both.clone());
     let ipv6 = r.prop(cx, "ipv6").and_then(|v| v.bool(cx, "ipv6")).or(both);
-    if ipv4.is_none() && ipv6.is_none() {
+    if ipv4.is_none() && ipv6.is_none() && !r.node.recovered {
         cx.error(code::MISSING_ARGUMENT, r.head_span(), "`forwarding` needs a value").help =
             Some("write `forwarding #true` or `forwarding ipv4=#true ipv6=#false`".into());
     }
@@ -840,8 +816,8 @@ fn parse_listen(cx: &mut Cx, r: &mut Reader) -> Option<ListenDecl> {
 }
 
 #[allow(dead_code)]
-fn node_span(cx: &Cx, n: &KdlNode) -> Span {
-    cx.span(n.span())
+fn node_span(_cx: &Cx, n: &KdlNode) -> Span {
+    n.span
 }
 
 #[cfg(test)]
@@ -952,6 +928,18 @@ mod tests {
         assert_eq!(parsed.diagnostics[0].code, "invalid-utf8");
         assert_eq!(parsed.diagnostics[0].primary.span.start, 7);
         assert_eq!(parsed.diagnostics[0].primary.span.end, 10);
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_once_and_the_rest_is_still_read() {
+        let p = parse_str(
+            "t.kdl",
+            "node \"a\" {\n  forwarding true\n  route \"default\" via=10.0.0.1\n  bridge \"br0\" mtu=10\n}",
+        );
+        let codes: Vec<&str> = p.diagnostics.iter().map(|d| d.code.id).collect();
+        // Two syntax errors, no "needs a value" for what they hid, and the bad MTU on the
+        // next line is still found.
+        assert_eq!(codes, ["syntax", "syntax", "invalid-value"]);
     }
 
     #[test]

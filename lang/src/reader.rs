@@ -4,78 +4,30 @@
 
 use crate::code::{self, Code};
 use crate::diagnostic::{closest, Diagnostic};
-use crate::source::{FileId, Span, Spanned};
+use crate::kdl::{Node as KdlNode, Value as KdlValue};
+use crate::source::{Span, Spanned};
 use crate::value::ValueError;
-use kdl::{KdlEntry, KdlNode, KdlValue};
 
-/// Per-file parsing context: where diagnostics go and how spans are built.
+/// Per-file parsing context: where diagnostics go.
 pub(crate) struct Cx<'a> {
-    pub file: FileId,
-    pub text: &'a str,
     pub diags: &'a mut Vec<Diagnostic>,
 }
 
 impl Cx<'_> {
-    pub fn span(&self, s: miette::SourceSpan) -> Span {
-        Span::new(self.file, s.offset(), s.offset() + s.len())
-    }
-
     pub fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(code, span, message));
         self.diags.last_mut().expect("just pushed")
     }
-
-    /// The span of an entry's value (without `key=` and type annotation).
-    fn value_span(&self, entry: &KdlEntry) -> Span {
-        let span = self.span(entry.span());
-        let text = self.text.get(span.start as usize..span.end as usize).unwrap_or("");
-        let mut start = 0;
-        if entry.name().is_some() {
-            start = text.find('=').map(|i| i + 1).unwrap_or(0);
-        }
-        let rest = &text[start..];
-        if rest.starts_with('(') {
-            if let Some(close) = rest.find(')') {
-                start += close + 1;
-            }
-        }
-        span.sub(start, text.len())
-    }
-
-    /// The span of a string value's contents (inside the quotes), so value errors can point at
-    /// exact characters. Falls back to the whole value for strings with escapes.
-    fn string_inner_span(&self, value_span: Span, contents: &str) -> Span {
-        let text = self.text.get(value_span.start as usize..value_span.end as usize).unwrap_or("");
-        let hashes = text.bytes().take_while(|b| *b == b'#').count();
-        let body = &text[hashes..];
-        if let Some(inner) = body.strip_prefix('"') {
-            if inner.starts_with(contents) && !inner.starts_with("\"\"") {
-                let start = hashes + 1;
-                return value_span.sub(start, start + contents.len());
-            }
-            return value_span;
-        }
-        if text == contents {
-            return value_span;
-        }
-        value_span
-    }
 }
 
 fn value_kind(v: &KdlValue) -> &'static str {
-    match v {
-        KdlValue::String(_) => "a string",
-        KdlValue::Integer(_) => "an integer",
-        KdlValue::Float(_) => "a float",
-        KdlValue::Bool(_) => "a boolean",
-        KdlValue::Null => "#null",
-    }
+    v.kind()
 }
 
 /// One value found on a node: the KDL value, its span, and (for strings) the contents' span.
 #[derive(Clone, Copy)]
 pub(crate) struct Val<'n> {
-    pub value: &'n KdlValue,
+    pub value: &'n KdlValue<'n>,
     pub span: Span,
     pub inner: Span,
 }
@@ -83,7 +35,7 @@ pub(crate) struct Val<'n> {
 impl<'n> Val<'n> {
     pub fn string(&self, cx: &mut Cx, what: &str) -> Option<Spanned<String>> {
         match self.value {
-            KdlValue::String(s) => Some(Spanned::new(s.clone(), self.inner)),
+            KdlValue::String(s) => Some(Spanned::new(s.to_string(), self.inner)),
             other => {
                 cx.error(
                     code::INVALID_VALUE,
@@ -140,8 +92,8 @@ impl<'n> Val<'n> {
         parser: impl Fn(&str) -> Result<T, ValueError>,
     ) -> Option<Spanned<T>> {
         let (text, span) = match self.value {
-            KdlValue::String(s) => (s.clone(), self.inner),
-            KdlValue::Integer(i) => (i.to_string(), self.span),
+            KdlValue::String(s) => (std::borrow::Cow::Borrowed(&**s), self.inner),
+            KdlValue::Integer(i) => (std::borrow::Cow::Owned(i.to_string()), self.span),
             other => {
                 cx.error(
                     code::INVALID_VALUE,
@@ -180,7 +132,7 @@ impl<'n> Val<'n> {
 
 fn display_value(v: &KdlValue) -> String {
     match v {
-        KdlValue::String(s) => s.clone(),
+        KdlValue::String(s) => s.to_string(),
         KdlValue::Integer(i) => i.to_string(),
         KdlValue::Float(f) => f.to_string(),
         KdlValue::Bool(b) => b.to_string(),
@@ -190,52 +142,47 @@ fn display_value(v: &KdlValue) -> String {
 
 /// Reads one KDL node. Call [`Reader::finish`] last: it reports everything not read.
 pub(crate) struct Reader<'n> {
-    pub node: &'n KdlNode,
+    pub node: &'n KdlNode<'n>,
     pub span: Span,
     pub name_span: Span,
     args: Vec<Val<'n>>,
     args_read: usize,
     props: Vec<(&'n str, Span, Val<'n>, bool)>,
-    children: Vec<(&'n KdlNode, bool)>,
+    children: Vec<(&'n KdlNode<'n>, bool)>,
     known_props: Vec<&'static str>,
     known_children: Vec<&'static str>,
 }
 
 impl<'n> Reader<'n> {
-    pub fn new(cx: &mut Cx, node: &'n KdlNode) -> Reader<'n> {
+    pub fn new(cx: &mut Cx, node: &'n KdlNode<'n>) -> Reader<'n> {
         let mut args = Vec::new();
         let mut props: Vec<(&str, Span, Val, bool)> = Vec::new();
-        for entry in node.entries() {
-            let span = cx.value_span(entry);
-            let inner = match entry.value() {
-                KdlValue::String(s) => cx.string_inner_span(span, s),
-                _ => span,
-            };
-            let val = Val { value: entry.value(), span, inner };
-            match entry.name() {
+        for entry in &node.entries {
+            let val = Val { value: &entry.value, span: entry.span, inner: entry.inner };
+            match &entry.key {
                 Some(key) => {
-                    let key_span = cx.span(key.span());
-                    if let Some(prev) = props.iter().find(|p| p.0 == key.value()) {
+                    let key_span = key.span;
+                    if let Some(prev) = props.iter().find(|p| p.0 == key.value) {
                         let prev_span = prev.1;
                         cx.error(
                             code::DUPLICATE_PROPERTY,
                             key_span,
-                            format!("property `{}` is given twice", key.value()),
+                            format!("property `{}` is given twice", key.value),
                         )
                         .with_secondary_mut(prev_span, "first given here")
                         .help = Some("remove one of them".into());
                         continue;
                     }
-                    props.push((key.value(), key_span, val, false));
+                    props.push((&key.value, key_span, val, false));
                 }
                 None => args.push(val),
             }
         }
-        let children = node.children().map(|d| d.nodes().iter().map(|c| (c, false)).collect()).unwrap_or_default();
+        let children = node.child_nodes().iter().map(|c| (c, false)).collect();
         Reader {
             node,
-            span: cx.span(node.span()),
-            name_span: cx.span(node.name().span()),
+            span: node.span,
+            name_span: node.name.span,
             args,
             args_read: 0,
             props,
@@ -246,7 +193,7 @@ impl<'n> Reader<'n> {
     }
 
     pub fn keyword(&self) -> &'n str {
-        self.node.name().value()
+        &self.node.name.value
     }
 
     /// Span of the node's first line (name and entries, without its children block), for
@@ -267,6 +214,8 @@ impl<'n> Reader<'n> {
         self.args_read = self.args_read.max(i + 1);
         match self.args.get(i) {
             Some(v) => Some(*v),
+            // The node has a syntax error, already reported: its argument may be in it.
+            None if self.node.recovered => None,
             None => {
                 let kw = self.keyword().to_string();
                 cx.error(code::MISSING_ARGUMENT, self.head_span(), format!("`{kw}` needs {what}")).help =
@@ -291,16 +240,15 @@ impl<'n> Reader<'n> {
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
         let as_children: Vec<usize> =
-            self.children.iter().enumerate().filter(|(_, (c, _))| c.name().value() == key).map(|(i, _)| i).collect();
+            self.children.iter().enumerate().filter(|(_, (c, _))| c.name.value == key).map(|(i, _)| i).collect();
         let prop = self.props.iter().position(|p| p.0 == key);
         // Given twice (property and child, or two children): the first wins, the rest is an error.
-        let first_span = prop
-            .map(|i| self.props[i].1)
-            .or_else(|| as_children.first().map(|i| cx.span(self.children[*i].0.name().span())));
+        let first_span =
+            prop.map(|i| self.props[i].1).or_else(|| as_children.first().map(|i| self.children[*i].0.name.span));
         let skip = usize::from(prop.is_none());
         for &i in as_children.iter().skip(skip) {
             self.children[i].1 = true;
-            let span = cx.span(self.children[i].0.name().span());
+            let span = self.children[i].0.name.span;
             let d = cx.error(code::DUPLICATE_PROPERTY, span, format!("`{key}` is given twice"));
             if let Some(first) = first_span {
                 d.secondary.push(crate::diagnostic::Label { span: first, message: "first given here".into() });
@@ -323,7 +271,7 @@ impl<'n> Reader<'n> {
     /// A property that must be present.
     pub fn required(&mut self, cx: &mut Cx, key: &'static str, example: &str) -> Option<Val<'n>> {
         let v = self.prop(cx, key);
-        if v.is_none() {
+        if v.is_none() && !self.node.recovered {
             let kw = self.keyword().to_string();
             cx.error(code::MISSING_PROPERTY, self.head_span(), format!("`{kw}` needs `{key}`")).help =
                 Some(format!("add `{key}={example}`"));
@@ -332,11 +280,11 @@ impl<'n> Reader<'n> {
     }
 
     /// Child nodes named `name` (for repeated children like `address`).
-    pub fn children(&mut self, name: &'static str) -> Vec<&'n KdlNode> {
+    pub fn children(&mut self, name: &'static str) -> Vec<&'n KdlNode<'n>> {
         self.known_children.push(name);
         let mut out = Vec::new();
         for (c, used) in self.children.iter_mut() {
-            if c.name().value() == name {
+            if c.name.value == name {
                 *used = true;
                 out.push(*c);
             }
@@ -345,7 +293,7 @@ impl<'n> Reader<'n> {
     }
 
     /// Every child node, in order; each counts as read.
-    pub fn all_children(&mut self) -> Vec<&'n KdlNode> {
+    pub fn all_children(&mut self) -> Vec<&'n KdlNode<'n>> {
         self.children
             .iter_mut()
             .map(|(c, used)| {
@@ -374,8 +322,8 @@ impl<'n> Reader<'n> {
         }
         for (child, used) in &self.children {
             if !used {
-                let name = child.name().value();
-                let span = cx.span(child.name().span());
+                let name = &child.name.value;
+                let span = child.name.span;
                 let known: Vec<&str> = self.known_children.iter().chain(self.known_props.iter()).copied().collect();
                 let d = cx.error(code::UNKNOWN_NODE, span, format!("`{name}` is not allowed inside `{kw}`"));
                 d.help = Some(match closest(name, known.iter().copied()) {

@@ -1,6 +1,10 @@
-//! A KDL v2 tokenizer that keeps everything the formatter must not lose: comments, slashdashed
-//! items and the exact text of every value. It only splits text into tokens; it does not check
-//! the grammar (the input has already been accepted by the `kdl` parser).
+//! The formatter's view of the KDL tokens: `netcfg_lang::kdl::lexer` (the parser's own lexer,
+//! so both agree on every token boundary) with the kinds the layout distinguishes. Values keep
+//! their exact text; comments, slashdashes and line continuations are tokens of their own.
+
+use netcfg_lang::kdl::lexer::{Lexer, TokenKind};
+
+pub(crate) use netcfg_lang::kdl::lexer::is_newline;
 
 /// What a token is. Whitespace inside a line is [`Kind::Space`]; everything else keeps its text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +17,7 @@ pub(crate) enum Kind {
     BlockComment,
     /// `/-`: comments out the next node, entry or children block.
     Slashdash,
-    /// `\` with an optional `// comment`, through the newline: the node continues on the next line.
+    /// `\` with optional comments, through the newline: the node continues on the next line.
     Escline,
     Open,
     Close,
@@ -31,154 +35,54 @@ pub(crate) struct Token<'a> {
     pub text: &'a str,
     /// Byte offset of the token in the source.
     pub start: usize,
-    /// For [`Kind::Escline`]: the `// comment` after the backslash, if any.
+    /// For [`Kind::Escline`]: the comments after the backslash, if any.
     pub comment: Option<&'a str>,
 }
 
-/// Where and why the text could not be split into tokens.
+/// Where the text could not be split into tokens (it is not valid KDL).
 #[derive(Debug)]
 pub(crate) struct LexError {
     pub offset: usize,
     pub message: &'static str,
 }
 
-pub(crate) fn is_newline(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
-
-fn is_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}'
-    )
-}
-
-/// Characters that end a bare identifier, number or keyword.
-fn ends_bare(c: char) -> bool {
-    is_space(c) || is_newline(c) || "\\/(){};[]\"#=".contains(c)
-}
-
 pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, LexError> {
     let mut tokens = Vec::new();
-    let mut pos = 0;
-    while pos < src.len() {
-        let rest = &src[pos..];
-        let c = rest.chars().next().expect("not at the end");
-        let (kind, len, comment) = if is_space(c) {
-            (Kind::Space, rest.find(|c: char| !is_space(c)).unwrap_or(rest.len()), None)
-        } else if is_newline(c) {
-            (Kind::Newline, if rest.starts_with("\r\n") { 2 } else { c.len_utf8() }, None)
-        } else if rest.starts_with("//") {
-            (Kind::LineComment, line_end(rest), None)
-        } else if rest.starts_with("/*") {
-            (
-                Kind::BlockComment,
-                block_comment(rest).ok_or(LexError { offset: pos, message: "unclosed comment" })?,
-                None,
-            )
-        } else if rest.starts_with("/-") {
-            (Kind::Slashdash, 2, None)
-        } else if c == '\\' {
-            let (len, comment) = escline(rest).ok_or(LexError { offset: pos, message: "stray backslash" })?;
-            (Kind::Escline, len, comment)
-        } else if let Some(kind) = punctuation(c) {
-            (kind, 1, None)
-        } else if c == '"' || (c == '#' && rest.trim_start_matches('#').starts_with('"')) {
-            (Kind::Value, string(rest).ok_or(LexError { offset: pos, message: "unclosed string" })?, None)
-        } else {
-            // Bare identifiers, numbers and `#true`-style keywords.
-            let skip = usize::from(c == '#');
-            let len = skip + rest[skip..].find(ends_bare).unwrap_or(rest.len() - skip);
-            if len == 0 {
-                return Err(LexError { offset: pos, message: "unexpected character" });
-            }
-            (Kind::Value, len, None)
+    for t in Lexer::new(src) {
+        let start = t.start as usize;
+        if t.error.is_some() {
+            return Err(LexError { offset: start, message: "not a valid KDL token" });
+        }
+        let text = t.text(src);
+        let kind = match t.kind {
+            // The byte-order mark is dropped, like other whitespace.
+            TokenKind::Bom | TokenKind::Space => Kind::Space,
+            TokenKind::Newline => Kind::Newline,
+            TokenKind::LineComment => Kind::LineComment,
+            TokenKind::BlockComment => Kind::BlockComment,
+            TokenKind::Escline => Kind::Escline,
+            TokenKind::Slashdash => Kind::Slashdash,
+            TokenKind::OpenBrace => Kind::Open,
+            TokenKind::CloseBrace => Kind::Close,
+            TokenKind::Semicolon => Kind::Semicolon,
+            TokenKind::Equals => Kind::Equals,
+            TokenKind::OpenParen => Kind::TypeOpen,
+            TokenKind::CloseParen => Kind::TypeClose,
+            TokenKind::Bare | TokenKind::Keyword | TokenKind::QuotedString | TokenKind::RawString => Kind::Value,
+            TokenKind::Invalid => return Err(LexError { offset: start, message: "unexpected character" }),
         };
-        tokens.push(Token { kind, text: &rest[..len], start: pos, comment });
-        pos += len;
+        let comment = (kind == Kind::Escline).then(|| escline_comment(text)).flatten();
+        tokens.push(Token { kind, text, start, comment });
     }
     Ok(tokens)
 }
 
-fn punctuation(c: char) -> Option<Kind> {
-    Some(match c {
-        '{' => Kind::Open,
-        '}' => Kind::Close,
-        ';' => Kind::Semicolon,
-        '=' => Kind::Equals,
-        '(' => Kind::TypeOpen,
-        ')' => Kind::TypeClose,
-        _ => return None,
-    })
-}
-
-fn line_end(s: &str) -> usize {
-    s.find(is_newline).unwrap_or(s.len())
-}
-
-/// Length of a (possibly nested) block comment at the start of `s`.
-fn block_comment(s: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < s.len() {
-        let rest = &s[i..];
-        if rest.starts_with("/*") {
-            depth += 1;
-            i += 2;
-        } else if rest.starts_with("*/") {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Some(i);
-            }
-        } else {
-            i += rest.chars().next()?.len_utf8();
-        }
-    }
-    None
-}
-
-/// A line continuation: `\`, spaces, an optional line comment, then a newline (or the end).
-fn escline(s: &str) -> Option<(usize, Option<&str>)> {
-    let mut i = 1 + s[1..].find(|c: char| !is_space(c)).unwrap_or(s.len() - 1);
-    let mut comment = None;
-    if s[i..].starts_with("//") {
-        let len = line_end(&s[i..]);
-        comment = Some(&s[i..i + len]);
-        i += len;
-    }
-    let rest = &s[i..];
-    if rest.is_empty() {
-        return Some((i, comment));
-    }
-    if rest.starts_with("\r\n") {
-        return Some((i + 2, comment));
-    }
-    let c = rest.chars().next()?;
-    is_newline(c).then_some((i + c.len_utf8(), comment))
-}
-
-/// Length of a quoted, multi-line or raw string at the start of `s`.
-fn string(s: &str) -> Option<usize> {
-    let hashes = s.bytes().take_while(|b| *b == b'#').count();
-    let body = &s[hashes..];
-    let quotes = if body.starts_with("\"\"\"") { 3 } else { 1 };
-    let close = format!("{}{}", &body[..quotes], "#".repeat(hashes));
-    let mut i = hashes + quotes;
-    while i < s.len() {
-        let rest = &s[i..];
-        if rest.starts_with(close.as_str()) {
-            return Some(i + close.len());
-        }
-        let c = rest.chars().next()?;
-        i += c.len_utf8();
-        if c == '\\' && hashes == 0 {
-            // An escape: the next character is part of the string whatever it is.
-            i += rest[1..].chars().next()?.len_utf8();
-        }
-    }
-    None
+/// The comments of a line continuation: its text after `\`, without the newline and the
+/// surrounding whitespace.
+fn escline_comment(text: &str) -> Option<&str> {
+    let body = text[1..].trim_end_matches(is_newline);
+    let comment = body.trim_matches(|c: char| c.is_whitespace());
+    (!comment.is_empty()).then_some(comment)
 }
 
 #[cfg(test)]
@@ -219,6 +123,8 @@ mod tests {
         let t = lex("a \"\"\"\n  x \"\n  \"\"\" \\ // more\n  b").unwrap();
         assert_eq!(t[2].text, "\"\"\"\n  x \"\n  \"\"\"");
         assert_eq!((t[4].kind, t[4].comment), (Kind::Escline, Some("// more")));
+        let t = lex("a \\ /* why */ // more\n  b").unwrap();
+        assert_eq!((t[2].kind, t[2].comment), (Kind::Escline, Some("/* why */ // more")));
         assert!(lex("a \"open").is_err());
         assert!(lex("a /* open").is_err());
     }

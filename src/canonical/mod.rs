@@ -8,15 +8,17 @@
 //!
 //! What it must not do: change meaning or drop a comment. It works on tokens, so values keep
 //! their exact spelling (quotes, raw strings, number bases) and comments and slashdashed items
-//! are copied. `kdl`'s own `autoformat` is not used because it drops a line comment that
+//! are copied. The tokens come from the parser's own lexer (`netcfg_lang::kdl::lexer`), so the
+//! formatter and the parser agree on every token. `kdl`'s `autoformat` is not used because it drops a line comment that
 //! follows a node (`route "default" dev="eth0" // uplink`) and rewrites values. As a safety
 //! net every result is checked: same KDL document, same comments in the same order, and
 //! formatting the result again changes nothing; otherwise [`format`] returns an error.
 
 mod lex;
 
-use kdl::{KdlDocument, KdlNode, KdlValue};
 use lex::{is_newline, Kind, Token};
+use netcfg_lang::kdl::{self, Document, Node, Value};
+use netcfg_lang::FileId;
 use std::fmt;
 
 const INDENT: &str = "    ";
@@ -281,8 +283,14 @@ fn comment_lines(comment: &str) -> Vec<String> {
 
 /// Checks that `out` says the same as `src`: the same KDL document and the same comments.
 fn verify(src: &str, out: &str) -> Result<(), FormatError> {
-    let parse = |text: &str| text.parse::<KdlDocument>().map_err(|e| FormatError(format!("formatted text: {e}")));
-    let (before, after) = (parse(src)?, parse(out)?);
+    let (before, errors) = kdl::parse(src, FileId(0));
+    if let Some(e) = errors.first() {
+        return Err(FormatError(format!("the input is not valid KDL: {}", e.message)));
+    }
+    let (after, errors) = kdl::parse(out, FileId(0));
+    if let Some(e) = errors.first() {
+        return Err(FormatError(format!("formatted text: {}", e.message)));
+    }
     if !same_document(&before, &after) {
         return Err(FormatError("formatting would change the document".into()));
     }
@@ -307,29 +315,35 @@ fn verify(src: &str, out: &str) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn same_document(a: &KdlDocument, b: &KdlDocument) -> bool {
-    a.nodes().len() == b.nodes().len() && a.nodes().iter().zip(b.nodes()).all(|(x, y)| same_node(x, y))
+fn same_document(a: &Document, b: &Document) -> bool {
+    same_nodes(&a.nodes, &b.nodes)
 }
 
-fn same_node(a: &KdlNode, b: &KdlNode) -> bool {
-    let ty = |n: &KdlNode| n.ty().map(|t| t.value().to_string());
-    let entries_equal = a.entries().len() == b.entries().len()
-        && a.entries().iter().zip(b.entries()).all(|(x, y)| {
-            x.name().map(|n| n.value()) == y.name().map(|n| n.value())
-                && x.ty().map(|t| t.value()) == y.ty().map(|t| t.value())
-                && same_value(x.value(), y.value())
+/// Same names, type annotations, entries and children; spans are not compared. The parser
+/// bounds nesting (`kdl::MAX_DEPTH`), which bounds this recursion.
+fn same_nodes(a: &[Node], b: &[Node]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_node(x, y))
+}
+
+fn same_node(a: &Node, b: &Node) -> bool {
+    let ty = |n: &Node| n.ty.as_ref().map(|t| t.value.to_string());
+    let entries_equal = a.entries.len() == b.entries.len()
+        && a.entries.iter().zip(&b.entries).all(|(x, y)| {
+            x.key.as_ref().map(|k| &k.value) == y.key.as_ref().map(|k| &k.value)
+                && x.ty.as_ref().map(|t| &t.value) == y.ty.as_ref().map(|t| &t.value)
+                && same_value(&x.value, &y.value)
         });
-    let children_equal = match (a.children(), b.children()) {
-        (Some(x), Some(y)) => same_document(x, y),
+    let children_equal = match (&a.children, &b.children) {
+        (Some(x), Some(y)) => same_nodes(&x.nodes, &y.nodes),
         (None, None) => true,
         _ => false,
     };
-    a.name().value() == b.name().value() && ty(a) == ty(b) && entries_equal && children_equal
+    a.name.value == b.name.value && ty(a) == ty(b) && entries_equal && children_equal
 }
 
-fn same_value(a: &KdlValue, b: &KdlValue) -> bool {
+fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (KdlValue::Float(x), KdlValue::Float(y)) => x.to_bits() == y.to_bits(),
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
         _ => a == b,
     }
 }
