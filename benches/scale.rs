@@ -168,6 +168,8 @@ struct Run {
 /// Runs a command to completion, timing it and reading its peak RSS from `wait4`'s rusage.
 fn run(cmd: &mut Command) -> Run {
     let t = Instant::now();
+    // Reaped by `wait4` below (which `Child::wait` cannot do: it returns no rusage).
+    #[allow(clippy::zombie_processes)]
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 reaps exactly our child.
@@ -472,7 +474,8 @@ fn main() {
     let on = |row: &str| wanted.is_empty() || wanted.iter().any(|w| w == row);
     let s = Scratch::new();
     let mut rows = Vec::new();
-    let steps: [(&str, &dyn Fn(&mut Vec<Row>)); 6] = [
+    type Step<'a> = (&'a str, &'a dyn Fn(&mut Vec<Row>));
+    let steps: [Step; 6] = [
         ("plan", &|r| row_plan(&s, r)),
         ("check-rules", &|r| row_check_rules(&s, r)),
         ("check-services", &|r| row_check_services(&s, r)),

@@ -4,6 +4,7 @@
 pub mod drift;
 pub mod exec;
 pub mod lower;
+pub mod merge;
 pub mod render;
 pub mod ruleset;
 
