@@ -326,3 +326,29 @@ fn real_traffic_through_a_merged_set() {
     assert_eq!(connect(&cli, "10.77.0.1:7072", 700), Conn::TimedOut, "denied before it is allowed");
     assert_eq!(connect(&cli, "10.77.0.1:7071", 2000), Conn::Reply("7071".into()), "allowed after the deny");
 }
+
+#[test]
+fn rules_of_other_protocols_do_not_split_a_run() {
+    let mut src = String::from(
+        "node \"fw\" {\n    ethernet \"eth0\" {\n        address \"10.77.0.1/24\"\n    }\n    firewall {\n        policy in=\"drop\"\n",
+    );
+    for i in 0..60 {
+        if i % 10 == 9 {
+            let _ = writeln!(src, "        deny in proto=\"udp\" port={}", 20000 + i);
+        } else {
+            let _ = writeln!(src, "        allow in proto=\"tcp\" port={} from=\"172.16.0.{i}\"", 1000 + i);
+        }
+    }
+    // A rule without a protocol may share packets with both: it stays between them.
+    src.push_str("        deny in from=\"192.0.2.0/24\"\n");
+    src.push_str("        allow in proto=\"tcp\" port=22 from=\"172.16.1.1\"\n        allow in proto=\"tcp\" port=23 from=\"172.16.1.2\"\n    }\n}\n");
+    let (naive, merged) = tables(&src);
+    let input = |t: &Table| t.chains.iter().find(|c| c.name.as_str() == "input").unwrap().rules.len();
+    // lo, established, invalid, neighbour discovery; the allows; the denies; the deny without a
+    // protocol; the two allows after it.
+    assert_eq!(input(&merged), 4 + 1 + 1 + 1 + 1, "{:#?}", merged.chains);
+    assert_eq!(input(&naive), 4 + 63);
+    for p in packets(5, 3000) {
+        assert_eq!(decide(&naive, "input", &p), decide(&merged, "input", &p), "{p:?}");
+    }
+}

@@ -225,9 +225,10 @@ impl Session {
                 exec::list_table(&self.map.locate(ns).nft_target()).map_err(|e| NlError::other(e.to_string()))?
             };
             let planned = exec::canonical(script).map_err(|e| NlError::other(e.to_string()))?;
-            let live_text = match live_table {
-                Some(_) => Some(apply::list_table_text(&self.map.locate(ns))?),
-                None => None,
+            // The text listing is only needed to restore a table that will be replaced.
+            let live_text = match &live_table {
+                Some(t) if Some(t) != planned.as_ref() => Some(apply::list_table_text(&self.map.locate(ns))?),
+                _ => None,
             };
             out.insert(ns.clone(), NftState { live: live_table, planned, live_text });
         }

@@ -157,7 +157,81 @@ pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
 
 /// What nft would list after applying `script` to an empty namespace: the canonical form to
 /// compare a live table with (nft merges intervals, reorders set elements, names priorities).
+///
+/// Served from [`CanonicalCache`] when this exact script was canonicalised before by this nft.
 pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
+    let cache = CanonicalCache::open();
+    if let Some(hit) = cache.as_ref().and_then(|c| c.get(&script.text)) {
+        return Ok(hit);
+    }
+    let form = canonical_uncached(script)?;
+    if let Some(c) = &cache {
+        c.put(&script.text, &form);
+    }
+    Ok(form)
+}
+
+/// Canonical forms of scripts, under `/run/netcfg/nft-canonical/` (root only; a tmpfs, empty
+/// after boot). The canonical form is a function of the script and of nft alone, so a no-op
+/// apply or a verify need not load the same script into a scratch namespace again (for 10,000
+/// set elements that load is most of a no-op apply). A digest of the script names the entry
+/// file; the entry holds nft's version, the whole script and its form, and is used only when
+/// both are equal, so neither a digest collision nor an nft upgrade can return another form.
+/// It caches only the planned side: the live table is listed and compared every time, so a
+/// hand-edited table is always seen.
+pub struct CanonicalCache {
+    dir: std::path::PathBuf,
+    nft_version: String,
+}
+
+impl CanonicalCache {
+    const DIR: &'static str = "/run/netcfg/nft-canonical";
+
+    pub fn open() -> Option<CanonicalCache> {
+        if !is_root() {
+            return None;
+        }
+        static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let nft_version = VERSION
+            .get_or_init(|| {
+                let out = Command::new("nft").arg("--version").output().ok()?;
+                out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            })
+            .clone()?;
+        std::fs::create_dir_all(Self::DIR).ok()?;
+        Some(CanonicalCache { dir: Self::DIR.into(), nft_version })
+    }
+
+    fn path(&self, script: &str) -> std::path::PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        script.hash(&mut h);
+        self.dir.join(format!("{:016x}-{}.json", h.finish(), script.len()))
+    }
+
+    fn get(&self, script: &str) -> Option<Option<Json>> {
+        let text = std::fs::read_to_string(self.path(script)).ok()?;
+        let mut entry: Json = serde_json::from_str(&text).ok()?;
+        let same = entry.get("nft").and_then(Json::as_str) == Some(self.nft_version.as_str())
+            && entry.get("script").and_then(Json::as_str) == Some(script);
+        same.then(|| match entry.get_mut("canonical").map(Json::take) {
+            Some(Json::Null) | None => None,
+            Some(form) => Some(form),
+        })
+    }
+
+    fn put(&self, script: &str, form: &Option<Json>) {
+        let entry = serde_json::json!({ "nft": self.nft_version, "script": script, "canonical": form });
+        // Written aside and renamed, so a reader never sees half an entry.
+        let path = self.path(script);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, entry.to_string()).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+fn canonical_uncached(script: &Script) -> Result<Option<Json>, ExecError> {
     let sh = format!("nft -f - && nft -j list table inet {TABLE_NAME} 2>/dev/null || true");
     let cmd = command(&Target::Scratch, Some(&sh));
     let out = run(cmd, &script.text)?;

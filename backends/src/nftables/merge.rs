@@ -10,7 +10,14 @@
 //! comment belongs to one rule). The kernel's interval sets refuse overlapping elements, so a
 //! rule whose elements overlap another rule's of the group stays a rule too, after the set.
 //!
-//! What it must not do: change the order of rules with different statements, or drop a rule's
+//! A rule also moves up past runs it cannot share a packet with — every rule there matches
+//! another transport protocol (`meta l4proto`) — to join an earlier run that ends the same way:
+//! a packet has one protocol, so at most one of two such rules can match it and their order
+//! decides nothing. So `allow tcp …` rules interleaved with `deny udp …` rules become one set of
+//! allows and one of denies.
+//!
+//! What it must not do: change the order of rules that end differently and may match the same
+//! packet, or drop a rule's
 //! provenance (every element carries the span of the rule it came from).
 
 use super::ruleset::*;
@@ -167,22 +174,75 @@ fn overlapping(elems: &[Element]) -> Vec<usize> {
 /// Rewrites a chain's rules (in order), moving the elements of merged groups into named sets
 /// `CHAIN-rules-N` appended to `sets`.
 pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rule> {
-    let mut out = Vec::with_capacity(rules.len());
-    let mut run: Vec<(Rule, Option<Split>)> = Vec::new();
-    let mut counter = 0usize;
+    let mut runs: Vec<Run> = Vec::new();
     for rule in rules {
         let s = split(&rule);
-        let same_run = match (run.last().and_then(|(_, s)| s.as_ref()), &s) {
-            (Some(prev), Some(s)) => prev.statements == s.statements,
-            _ => false,
-        };
-        if !same_run {
-            flush(chain, std::mem::take(&mut run), &mut out, sets, &mut counter);
+        let protos = protocols(&rule);
+        // Walk back over runs this rule cannot share a packet with (a packet has one
+        // transport protocol), to the nearest run that ends the same way.
+        let mut target = None;
+        if let Some(st) = s.as_ref().map(|s| &s.statements) {
+            for (k, run) in runs.iter().enumerate().rev().take(MAX_HOPS) {
+                if run.statements.as_ref() == Some(st) {
+                    target = Some(k);
+                    break;
+                }
+                if !disjoint(&protos, &run.protos) {
+                    break;
+                }
+            }
         }
-        run.push((rule, s));
+        let k = target.unwrap_or_else(|| {
+            runs.push(Run {
+                statements: s.as_ref().map(|s| s.statements.clone()),
+                protos: Some(Vec::new()),
+                rules: Vec::new(),
+            });
+            runs.len() - 1
+        });
+        let run = &mut runs[k];
+        run.protos = match (run.protos.take(), &protos) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b.iter().copied());
+                Some(a)
+            }
+            _ => None,
+        };
+        run.rules.push((rule, s));
     }
-    flush(chain, run, &mut out, sets, &mut counter);
+    let mut out = Vec::new();
+    let mut counter = 0usize;
+    for run in runs {
+        flush(chain, run.rules, &mut out, sets, &mut counter);
+    }
     out
+}
+
+/// How many runs a rule may move up past (bounds the work per rule).
+const MAX_HOPS: usize = 16;
+
+/// Consecutive rules that end the same way (`statements`), and the transport protocols their
+/// matches allow (`None`: any).
+struct Run {
+    statements: Option<String>,
+    protos: Option<Vec<netcfg_lang::ast::Proto>>,
+    rules: Vec<(Rule, Option<Split>)>,
+}
+
+/// The transport protocols a rule can match, from its `meta l4proto` match (`None`: any).
+fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::ast::Proto>> {
+    rule.exprs.iter().find_map(|e| match e {
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Proto(p) } => Some(vec![*p]),
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Protos(ps) } => Some(ps.clone()),
+        _ => None,
+    })
+}
+
+fn disjoint(a: &Option<Vec<netcfg_lang::ast::Proto>>, b: &Option<Vec<netcfg_lang::ast::Proto>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => !a.iter().any(|p| b.contains(p)),
+        _ => false,
+    }
 }
 
 /// Emits one run: its groups in the order of their first rule.
