@@ -2,7 +2,7 @@
 //! each ratio with its goal and pass/fail. Goals live here, never in timed tests.
 //!
 //! `cargo bench --bench scale [-- ROW...]` (rows: plan, check-rules, check-services, apply,
-//! memory, connects; default all). The rows that touch the kernel (apply, connects, and the
+//! noop-firewall, memory, connects; default all). The rows that touch the kernel (apply, connects, and the
 //! `nft -c` baseline of plan) need root, nft and ip; they create their own namespaces
 //! (`ncscale-PID-*`) and delete them, and traffic stays between namespaces the harness created.
 //! Sizes: `NETCFG_SCALE=0.1` scales every input down (a quick run). The `check` and `plan` rows
@@ -418,6 +418,30 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
     });
 }
 
+/// The firewall node: a no-op re-apply against the first apply (the nft side of a no-op).
+fn row_noop_firewall(s: &Scratch, rows: &mut Vec<Row>) {
+    if !is_root() {
+        println!("noop-firewall: skipped (needs root, nft, ip)");
+        return;
+    }
+    let n = scale(10_000);
+    let spec = s.file("fw-apply.kdl", &firewall_spec(n));
+    let spec = spec.to_str().expect("utf-8");
+    let nss = Namespaces::new("fwapply");
+    let root = node_root(&nss, "nc");
+    let first = netcfg(&["apply", spec, "--netns-root", &root]);
+    assert_eq!(first.status, 0, "first apply failed");
+    let noop = best(3, || netcfg(&["apply", spec, "--netns-root", &root]));
+    drop(nss);
+    rows.push(Row {
+        what: format!("no-op re-apply / first apply, a node with {n} firewall rules"),
+        netcfg: secs(noop.time),
+        baseline: secs(first.time),
+        ratio: ratio(noop.time, first.time),
+        goal: Goal::AtMost(0.05),
+    });
+}
+
 /// Connections per second from `client` to `addr` for `dur`. The server closes first (it keeps
 /// the TIME_WAIT), the client reads to the end and closes, so client ports are reused at once.
 fn connect_rate(client: &str, addr: SocketAddr, dur: Duration) -> f64 {
@@ -482,11 +506,12 @@ fn main() {
     let s = Scratch::new();
     let mut rows = Vec::new();
     type Step<'a> = (&'a str, &'a dyn Fn(&mut Vec<Row>));
-    let steps: [Step; 6] = [
+    let steps: [Step; 7] = [
         ("plan", &|r| row_plan(&s, r)),
         ("check-rules", &|r| row_check_rules(&s, r)),
         ("check-services", &|r| row_check_services(&s, r)),
         ("apply", &|r| row_apply(&s, r)),
+        ("noop-firewall", &|r| row_noop_firewall(&s, r)),
         ("memory", &|r| row_memory(&s, r)),
         ("connects", &|r| row_connects(r)),
     ];
