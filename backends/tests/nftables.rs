@@ -214,3 +214,39 @@ fn a_rejected_script_changes_nothing_and_is_reported_on_the_spec() {
     let spec_line = &POLICY[origin.start as usize..origin.end as usize];
     assert!(spec_line.starts_with("reject in proto=\"tcp\" port=23"), "{spec_line}");
 }
+
+#[test]
+fn canonical_forms_are_cached_only_for_the_same_script() {
+    if !require_root("canonical_forms_are_cached_only_for_the_same_script") {
+        return;
+    }
+    let tag = format!("cache-{}", std::process::id());
+    let src = format!(
+        "node \"{tag}\" {{\n    firewall {{\n        policy in=\"drop\"\n        allow in proto=\"tcp\" port=22\n    }}\n}}\n"
+    );
+    let rs = rulesets(&src).remove(0);
+    let first = exec::canonical(&rs.script).unwrap();
+    assert!(first.is_some());
+    let entries = || {
+        std::fs::read_dir("/run/netcfg/nft-canonical")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&tag)))
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    let cached = entries();
+    assert_eq!(cached.len(), 1, "one entry for the script");
+    let rewrite = |script: &str| {
+        let mut entry: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cached[0]).unwrap()).unwrap();
+        entry["script"] = script.into();
+        entry["canonical"] = "marker".into();
+        std::fs::write(&cached[0], entry.to_string()).unwrap();
+    };
+    rewrite(&rs.script.text);
+    assert_eq!(exec::canonical(&rs.script).unwrap(), Some("marker".into()), "served from the cache");
+    // An entry that holds another script under this script's name is not used.
+    rewrite(&rs.script.text.replace("dport 22", "dport 23"));
+    assert_eq!(exec::canonical(&rs.script).unwrap(), first, "recomputed, not the other script's form");
+    let _ = std::fs::remove_file(&cached[0]);
+}

@@ -99,7 +99,10 @@ fn expand(
 }
 
 fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> String) {
-    base.retain(|b| !own.iter().any(|o| key(o) == key(b)));
+    if !base.is_empty() {
+        let own_keys: std::collections::HashSet<String> = own.iter().map(&key).collect();
+        base.retain(|b| !own_keys.contains(&key(b)));
+    }
     base.extend(own.iter().cloned());
 }
 
@@ -149,12 +152,14 @@ struct NodeBuilder<'d> {
     diags: &'d mut Vec<Diagnostic>,
     /// Links written but not built (their error is reported): references to them are quiet.
     unbuilt: Vec<(NetnsId, String)>,
+    /// Links by namespace and name: references are resolved by hash, not by scanning the links.
+    link_index: HashMap<(NetnsId, String), LinkId>,
 }
 
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags, unbuilt: Vec::new() }
+        NodeBuilder { node, diags, unbuilt: Vec::new(), link_index: HashMap::new() }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -213,6 +218,7 @@ impl<'d> NodeBuilder<'d> {
             listeners: Vec::new(),
         });
         let lo = LinkId(self.node.links.len() as u32);
+        self.link_index.insert((id, "lo".to_string()), lo);
         self.node.links.push(Link {
             id: lo,
             name: Spanned::new("lo".into(), name_span),
@@ -241,6 +247,10 @@ impl<'d> NodeBuilder<'d> {
         id
     }
 
+    fn find_link(&self, ns: NetnsId, name: &str) -> Option<&Link> {
+        self.link_index.get(&(ns, name.to_string())).map(|id| self.node.link(*id))
+    }
+
     fn netns_by_name(&self, name: &Spanned<String>) -> Option<NetnsId> {
         if name.value == "@host" {
             return Some(NetnsId::HOST);
@@ -250,7 +260,7 @@ impl<'d> NodeBuilder<'d> {
 
     /// Gives a link (and a veth's peer) an id; reports duplicate names in one namespace.
     fn declare_link(&mut self, ns: NetnsId, l: &ast::LinkDecl) -> Option<LinkId> {
-        if let Some(first) = self.node.find_link(ns, &l.name.value) {
+        if let Some(first) = self.find_link(ns, &l.name.value) {
             let d = if matches!(first.kind, LinkKind::Loopback) {
                 Diagnostic::error(
                     DUPLICATE_NAME,
@@ -288,7 +298,7 @@ impl<'d> NodeBuilder<'d> {
                 }
             };
             if let Some(peer_ns) = peer_ns {
-                if let Some(first) = self.node.find_link(peer_ns, &peer.name.value) {
+                if let Some(first) = self.find_link(peer_ns, &peer.name.value) {
                     let first = first.name.span;
                     self.diags.push(duplicate("link", &peer.name, first));
                 } else {
@@ -303,6 +313,7 @@ impl<'d> NodeBuilder<'d> {
 
     fn push_link(&mut self, ns: NetnsId, l: &ast::LinkDecl) -> LinkId {
         let id = LinkId(self.node.links.len() as u32);
+        self.link_index.insert((ns, l.name.value.clone()), id);
         self.node.links.push(Link {
             id,
             name: l.name.clone(),
@@ -331,7 +342,7 @@ impl<'d> NodeBuilder<'d> {
 
     /// A link of namespace `ns` by name, or `undefined-reference`.
     fn link_ref(&mut self, ns: NetnsId, name: &Spanned<String>) -> Option<Spanned<LinkId>> {
-        if let Some(l) = self.node.find_link(ns, &name.value) {
+        if let Some(l) = self.find_link(ns, &name.value) {
             return Some(Spanned::new(l.id, name.span));
         }
         if self.unbuilt.iter().any(|(n, l)| *n == ns && *l == name.value) {
@@ -647,11 +658,13 @@ impl<'d> NodeBuilder<'d> {
     fn nat(&mut self, ns: NetnsId, b: &NsBody) {
         let sets = self.node.netns(ns).firewall.sets.clone();
         let mut services: Vec<Service> = Vec::new();
+        let mut service_names: HashMap<&str, Span> = HashMap::new();
         for s in &b.services {
-            if let Some(first) = services.iter().find(|f| f.name.value == s.name.value) {
-                self.diags.push(duplicate("service", &s.name, first.name.span));
+            if let Some(first) = service_names.get(s.name.value.as_str()) {
+                self.diags.push(duplicate("service", &s.name, *first));
                 continue;
             }
+            service_names.insert(&s.name.value, s.name.span);
             services.push(Service {
                 name: s.name.clone(),
                 vip: s.vip.clone(),
@@ -707,11 +720,13 @@ impl<'d> NodeBuilder<'d> {
             })
             .collect();
         let mut listeners: Vec<Listener> = Vec::new();
+        let mut listener_names: HashMap<&str, Span> = HashMap::new();
         for l in &b.listeners {
-            if let Some(first) = listeners.iter().find(|f| f.name.value == l.name.value) {
-                self.diags.push(duplicate("listener", &l.name, first.name.span));
+            if let Some(first) = listener_names.get(l.name.value.as_str()) {
+                self.diags.push(duplicate("listener", &l.name, *first));
                 continue;
             }
+            listener_names.insert(&l.name.value, l.name.span);
             listeners.push(Listener {
                 name: l.name.clone(),
                 address: l.address.clone(),

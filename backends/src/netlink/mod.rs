@@ -273,7 +273,9 @@ impl Session {
             let planned = exec::canonical(script).map_err(|e| {
                 PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft())))
             })?;
-            let live_text = match live_table {
+            // The listing is what a rollback loads back: the snapshot records it whether or not
+            // this plan replaces the table (a restore of a namespace may have to put it back).
+            let live_text = match &live_table {
                 Some(_) => Some(apply::list_table_text(&self.map.locate(ns)).map_err(PlanError::Kernel)?),
                 None => None,
             };

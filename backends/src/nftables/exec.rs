@@ -8,6 +8,7 @@ use crate::codes;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::Value as Json;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Where nft runs.
@@ -94,13 +95,15 @@ fn run(mut cmd: Command, stdin: &str) -> Result<String, ExecError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| ExecError::Spawn(format!("cannot run {program}: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin.as_bytes())
-        .map_err(|e| ExecError::Spawn(format!("cannot write to {program}: {e}")))?;
+    let written = child.stdin.take().expect("piped").write_all(stdin.as_bytes());
     let out = child.wait_with_output().map_err(|e| ExecError::Spawn(format!("{program} failed: {e}")))?;
+    // A program that exits before reading its input closes the pipe: its own error (on
+    // stderr) says why, not the broken pipe.
+    if let Err(e) = written {
+        if out.status.success() || e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(ExecError::Spawn(format!("cannot write to {program}: {e}")));
+        }
+    }
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
@@ -164,7 +167,81 @@ pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
 /// `None` when the script leaves no table (a script that only deletes it). Every failure is an
 /// error: a script nft refuses here would be refused on the node too, and taking a failed
 /// load for "no table" once let an apply succeed without its firewall.
+///
+/// Served from [`CanonicalCache`] when this exact script was canonicalised before by this nft.
 pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
+    let cache = CanonicalCache::open();
+    if let Some(hit) = cache.as_ref().and_then(|c| c.get(&script.text)) {
+        return Ok(hit);
+    }
+    let form = canonical_uncached(script)?;
+    if let Some(c) = &cache {
+        c.put(&script.text, &form);
+    }
+    Ok(form)
+}
+
+/// Canonical forms of scripts, under `/run/netcfg/nft-canonical/` (root only; a tmpfs, empty
+/// after boot). The canonical form is a function of the script and of nft alone, so a no-op
+/// apply or a verify need not load the same script into a scratch namespace again (for 10,000
+/// set elements that load is most of a no-op apply). A digest of the script names the entry
+/// file; the entry holds nft's version, the whole script and its form, and is used only when
+/// both are equal, so neither a digest collision nor an nft upgrade can return another form.
+/// It caches only the planned side: the live table is listed and compared every time, so a
+/// hand-edited table is always seen.
+pub struct CanonicalCache {
+    dir: std::path::PathBuf,
+    nft_version: String,
+}
+
+impl CanonicalCache {
+    const DIR: &'static str = "/run/netcfg/nft-canonical";
+
+    /// Set to `0` to bypass the cache (tests that make the scratch namespace fail).
+    pub const ENV: &'static str = "NETCFG_NFT_CACHE";
+
+    pub fn open() -> Option<CanonicalCache> {
+        if !is_root() || std::env::var(Self::ENV).as_deref() == Ok("0") {
+            return None;
+        }
+        static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let nft_version = VERSION
+            .get_or_init(|| {
+                let out = Command::new("nft").arg("--version").output().ok()?;
+                out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            })
+            .clone()?;
+        crate::runfs::ensure_dir(Path::new(Self::DIR)).ok()?;
+        Some(CanonicalCache { dir: Self::DIR.into(), nft_version })
+    }
+
+    fn path(&self, script: &str) -> std::path::PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        script.hash(&mut h);
+        self.dir.join(format!("{:016x}-{}.json", h.finish(), script.len()))
+    }
+
+    fn get(&self, script: &str) -> Option<Option<Json>> {
+        let text = crate::runfs::read(&self.path(script)).ok()??;
+        let mut entry: Json = serde_json::from_str(&text).ok()?;
+        let same = entry.get("nft").and_then(Json::as_str) == Some(self.nft_version.as_str())
+            && entry.get("script").and_then(Json::as_str) == Some(script);
+        same.then(|| match entry.get_mut("canonical").map(Json::take) {
+            Some(Json::Null) | None => None,
+            Some(form) => Some(form),
+        })
+    }
+
+    fn put(&self, script: &str, form: &Option<Json>) {
+        let entry = serde_json::json!({ "nft": self.nft_version, "script": script, "canonical": form });
+        // Written aside and renamed (0600, no symlink followed), so a reader never sees half an
+        // entry; a cache that cannot be written only costs the next plan a scratch load.
+        let _ = crate::runfs::write_atomic(&self.path(script), entry.to_string().as_bytes());
+    }
+}
+
+fn canonical_uncached(script: &Script) -> Result<Option<Json>, ExecError> {
     // `list ruleset` rather than `list table`: it does not fail when the script leaves no
     // table, so a failure of the listing is never mistaken for an absent table.
     let out = run(command(&Target::Scratch, Some("nft -f - && nft -j list ruleset")), &script.text)?;

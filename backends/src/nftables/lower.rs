@@ -15,7 +15,25 @@ use netcfg_lang::{Diagnostic, Span};
 /// Lowers one namespace's firewall and NAT. An empty table means "netcfg has no rules here"
 /// (the transaction then only removes a previous table).
 pub fn lower_netns(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>) -> Table {
-    let mut cx = Lower { node, ns, table: Table::default(), diags };
+    lower_netns_with(node, ns, diags, LowerOptions::default())
+}
+
+/// How the firewall is lowered.
+#[derive(Clone, Copy, Debug)]
+pub struct LowerOptions {
+    /// Runs of rules with the same verdict become set lookups (`merge.rs`); off, every spec
+    /// rule is one nft rule (the naive form the tests compare against).
+    pub merge_runs: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> LowerOptions {
+        LowerOptions { merge_runs: true }
+    }
+}
+
+pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, opts: LowerOptions) -> Table {
+    let mut cx = Lower { node, ns, table: Table::default(), diags, opts };
     cx.sets();
     cx.filter(Direction::In);
     cx.filter(Direction::Forward);
@@ -33,6 +51,7 @@ struct Lower<'a> {
     ns: &'a Netns,
     table: Table,
     diags: &'a mut Vec<Diagnostic>,
+    opts: LowerOptions,
 }
 
 fn set_name(set: &ir::AddrSet, fam: Family) -> Ident {
@@ -188,11 +207,14 @@ impl Lower<'_> {
                 .rules
                 .push(rule(vec![m(Selector::CtStatus, Value::DnatStatus), Expr::Verdict(Verdict::Accept)], span));
         }
+        let mut lowered = Vec::new();
         for r in rules {
-            for lowered in self.rule(r) {
-                chain.rules.push(lowered);
-            }
+            lowered.extend(self.rule(r));
         }
+        if self.opts.merge_runs {
+            lowered = super::merge::merge_runs(name, lowered, &mut self.table.sets);
+        }
+        chain.rules.extend(lowered);
         if policy.is_some_and(|p| p.value == SpecVerdict::Reject) {
             chain.rules.push(rule(vec![Expr::Reject(RejectWith::AdminProhibited)], origin));
         }

@@ -5,6 +5,7 @@ pub mod drift;
 pub mod exec;
 pub mod features;
 pub mod lower;
+pub mod merge;
 pub mod render;
 pub mod ruleset;
 

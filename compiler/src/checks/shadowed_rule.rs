@@ -2,7 +2,7 @@
 //! decided before it (Batfish's "unreachable lines").
 //!
 //! **What it does.** In each namespace's firewall, compares every rule with the earlier rules of
-//! the same direction. An earlier rule shadows a later one when each of its match fields is
+//! the same direction (through an index: only those that could cover it). An earlier rule shadows a later one when each of its match fields is
 //! absent or covers the later rule's: the same protocol; port sets that cover; `from`/`to`
 //! networks that contain the later ones (or the same address set); the same interfaces, where a
 //! zone covers an interface of the zone; connection states that include the later rule's (none
@@ -159,6 +159,172 @@ fn nets_cover(earlier: &Option<Vec<IpNet>>, later: &Option<Vec<IpNet>>) -> bool 
     }
 }
 
+/// The earlier rules of a chain, indexed by the values a rule covering a later one must hold, so
+/// that each later rule is compared only with the earlier rules that could cover it (instead of
+/// all of them: 50,000 rules were 1.25 billion comparisons). Each dimension yields lists of
+/// candidates (rule positions, ascending) that hold every covering rule; the later rule is
+/// compared with the candidates of its most selective dimension, so the finding (the first
+/// covering rule) is the one the all-pairs scan found.
+#[derive(Default)]
+struct Index {
+    proto: HashMap<Option<Proto>, Vec<usize>>,
+    from: NetIndex,
+    to: NetIndex,
+    dport: PortIndex,
+    iif: LinkIndex,
+    oif: LinkIndex,
+}
+
+/// Rules without the match (they cover any value), and rules by each network they hold.
+#[derive(Default)]
+struct NetIndex {
+    any: Vec<usize>,
+    by_net: HashMap<IpNet, Vec<usize>>,
+}
+
+/// Ports: a rule holding few ports is filed under each; wider ones are always candidates.
+#[derive(Default)]
+struct PortIndex {
+    any: Vec<usize>,
+    wide: Vec<usize>,
+    by_port: HashMap<u16, Vec<usize>>,
+}
+
+#[derive(Default)]
+struct LinkIndex {
+    any: Vec<usize>,
+    by_link: HashMap<LinkId, Vec<usize>>,
+}
+
+/// Ports a rule may hold and still be filed under each of them.
+const NARROW_PORTS: u32 = 64;
+
+type Lists<'a> = Vec<&'a [usize]>;
+
+impl NetIndex {
+    fn insert(&mut self, i: usize, nets: &Option<Vec<IpNet>>) {
+        match nets {
+            None => self.any.push(i),
+            Some(nets) => {
+                for n in nets {
+                    let list = self.by_net.entry(n.trunc()).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A covering rule has no such match or holds a supernet of the later rule's first network.
+    fn candidates(&self, nets: &Option<Vec<IpNet>>) -> Option<Lists<'_>> {
+        let mut lists = vec![self.any.as_slice()];
+        if let Some(nets) = nets {
+            let first = nets.first()?;
+            for len in 0..=first.prefix_len() {
+                let sup = IpNet::new(first.addr(), len).expect("shorter prefix").trunc();
+                if let Some(l) = self.by_net.get(&sup) {
+                    lists.push(l);
+                }
+            }
+        }
+        Some(lists)
+    }
+}
+
+impl PortIndex {
+    fn insert(&mut self, i: usize, ports: Option<&PortSet>) {
+        let Some(ports) = ports else {
+            self.any.push(i);
+            return;
+        };
+        let width: u32 = ports.0.iter().map(|r| u32::from(r.hi) - u32::from(r.lo) + 1).sum();
+        if ports.0.is_empty() || width > NARROW_PORTS {
+            self.wide.push(i);
+            return;
+        }
+        for r in &ports.0 {
+            for p in r.lo..=r.hi {
+                self.by_port.entry(p).or_default().push(i);
+            }
+        }
+    }
+
+    /// A covering rule has no port match, or holds the later rule's first port (a narrow rule
+    /// cannot cover a rule without a port match: that needs all 65,535 ports).
+    fn candidates(&self, ports: Option<&PortSet>) -> Option<Lists<'_>> {
+        let mut lists = vec![self.any.as_slice(), self.wide.as_slice()];
+        if let Some(ports) = ports {
+            let first = ports.0.first()?.lo;
+            if let Some(l) = self.by_port.get(&first) {
+                lists.push(l);
+            }
+        }
+        Some(lists)
+    }
+}
+
+impl LinkIndex {
+    fn insert(&mut self, i: usize, links: &Option<BTreeSet<LinkId>>) {
+        match links {
+            None => self.any.push(i),
+            Some(links) => links.iter().for_each(|l| self.by_link.entry(*l).or_default().push(i)),
+        }
+    }
+
+    fn candidates(&self, links: &Option<BTreeSet<LinkId>>) -> Option<Lists<'_>> {
+        let mut lists = vec![self.any.as_slice()];
+        if let Some(links) = links {
+            if let Some(l) = self.by_link.get(links.first()?) {
+                lists.push(l);
+            }
+        }
+        Some(lists)
+    }
+}
+
+impl Index {
+    fn insert(&mut self, i: usize, m: &Matches) {
+        self.proto.entry(m.proto).or_default().push(i);
+        self.from.insert(i, &m.from);
+        self.to.insert(i, &m.to);
+        self.dport.insert(i, m.dport);
+        self.iif.insert(i, &m.iif);
+        self.oif.insert(i, &m.oif);
+    }
+
+    /// The position of the first earlier rule that covers `later`.
+    fn first_cover(&self, rules: &[Matches], later: &Matches) -> Option<usize> {
+        let mut proto = vec![self.proto.get(&None).map_or(&[][..], |l| l.as_slice())];
+        if later.proto.is_some() {
+            proto.push(self.proto.get(&later.proto).map_or(&[][..], |l| l.as_slice()));
+        }
+        let dims = [
+            Some(proto),
+            self.from.candidates(&later.from),
+            self.to.candidates(&later.to),
+            self.dport.candidates(later.dport),
+            self.iif.candidates(&later.iif),
+            self.oif.candidates(&later.oif),
+        ];
+        let size = |lists: &Lists| lists.iter().map(|l| l.len()).sum::<usize>();
+        let lists = dims.into_iter().flatten().min_by_key(size)?;
+        let mut best: Option<usize> = None;
+        for list in lists {
+            for &i in list {
+                if best.is_some_and(|b| i >= b) {
+                    break;
+                }
+                if rules[i].covers(later) {
+                    best = Some(i);
+                    break;
+                }
+            }
+        }
+        best
+    }
+}
+
 fn keyword(v: Verdict) -> &'static str {
     match v {
         Verdict::Accept => "allow",
@@ -190,14 +356,15 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 .filter(|m| !m.matches_nothing())
                 .collect();
             let mut unions: [Union; 3] = Default::default();
+            let mut index = Index::default();
             for (j, later) in rules.iter().enumerate() {
                 let reported = if later.states == 0 {
                     if let Some(policy) = policy {
                         diags.push(stateful_shadow(later.rule, policy.span));
                     }
                     true
-                } else if let Some(earlier) = rules[..j].iter().find(|e| e.covers(later)) {
-                    diags.push(shadow(later.rule, earlier.rule));
+                } else if let Some(i) = index.first_cover(&rules, later) {
+                    diags.push(shadow(later.rule, rules[i].rule));
                     true
                 } else {
                     false
@@ -215,6 +382,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                     }
                     union.add(key, &mine, j);
                 }
+                index.insert(j, later);
             }
         }
     }
@@ -538,6 +706,69 @@ node "h" {{
         deny in from="10.1.0.0/16" to="fd00::/16"
 //      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning unmatchable-rule"#,
         ));
+    }
+
+    /// The index finds, for every rule, the same first covering rule as comparing all pairs.
+    #[test]
+    fn the_index_agrees_with_all_pairs_on_generated_rules() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut pick = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut rules =
+            String::from("        set \"s\" \"10.1.0.0/16\" \"10.2.3.0/24\"\n        zone \"z\" \"eth0\" \"eth1\"\n");
+        for _ in 0..600 {
+            let verdict = ["allow", "deny", "reject"][pick(3)];
+            let mut r = format!("        {verdict} in");
+            // Broad rules (no protocol, no source) are rare, or they would shadow everything.
+            let proto = if pick(20) == 0 { "" } else { ["tcp", "udp"][pick(2)] };
+            if !proto.is_empty() {
+                r += &format!(" proto=\"{proto}\"");
+                let one = format!("{}", 1000 + pick(150));
+                let port = ["", "22", "80,443", "1000-1100", "1-65535", "1050", "443", &one, &one][pick(9)];
+                if !port.is_empty() {
+                    r += &format!(" port=\"{port}\"");
+                }
+            }
+            let host = format!("10.1.{}.{}", pick(4), pick(8));
+            let from = if pick(20) == 0 {
+                ""
+            } else {
+                ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", &host, &host, "@s", "192.168.0.0/16"][pick(7)]
+            };
+            if !from.is_empty() {
+                r += &format!(" from=\"{from}\"");
+            }
+            let to = ["", "", "172.16.0.0/12", "172.16.1.0/24"][pick(4)];
+            if !to.is_empty() {
+                r += &format!(" to=\"{to}\"");
+            }
+            r += ["", "", " iif=\"eth0\"", " iif=\"eth1\"", " from-zone=\"z\""][pick(5)];
+            r += ["", "", "", " state=\"new\"", " state=\"established,related\""][pick(5)];
+            rules += &r;
+            rules.push('\n');
+        }
+        let parsed = netcfg_lang::parse_str("gen.kdl", &host(&rules));
+        let fleet = crate::resolve::resolve(&parsed.spec, &mut Vec::new());
+        let fw = &fleet.nodes[0].namespaces[0].firewall;
+        let matches: Vec<super::Matches> = fw
+            .rules
+            .iter()
+            .map(|r| super::Matches::new(fw, r, super::ALL_STATES))
+            .filter(|m| !m.matches_nothing())
+            .collect();
+        let mut index = super::Index::default();
+        let mut found = 0;
+        for (j, later) in matches.iter().enumerate() {
+            let all_pairs = matches[..j].iter().position(|e| e.covers(later));
+            assert_eq!(index.first_cover(&matches, later), all_pairs, "rule {j}");
+            found += usize::from(all_pairs.is_some());
+            index.insert(j, later);
+        }
+        assert!(found > 100 && found + 100 < matches.len(), "a test that can tell: {found} of {}", matches.len());
     }
 
     #[test]

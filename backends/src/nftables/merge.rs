@@ -1,0 +1,310 @@
+//! Firewall rules as sets: runs of rules that end in the same statements (same verdict, same
+//! log) become one rule per match shape, looking the packet up in a (concatenated, interval)
+//! set, so a packet is classified by a few lookups instead of walking one rule per spec rule.
+//!
+//! Why it keeps the semantics (first match wins): inside a run every rule does the same thing to
+//! the packets it matches, so which rule of the run matches first cannot change what happens;
+//! the rules of a run may be regrouped freely, and a group's rules become one rule matching
+//! their union. Rules are never moved across a rule with other statements. A group stays as it
+//! was (one rule per spec rule) when it has one rule, and rules with a `comment` stay rules (a
+//! comment belongs to one rule). The kernel's interval sets refuse overlapping elements, so a
+//! rule whose elements overlap another rule's of the group stays a rule too, after the set.
+//!
+//! A rule also moves up past runs it cannot share a packet with — every rule there matches
+//! another transport protocol (`meta l4proto`) — to join an earlier run that ends the same way:
+//! a packet has one protocol, so at most one of two such rules can match it and their order
+//! decides nothing. So `allow tcp …` rules interleaved with `deny udp …` rules become one set of
+//! allows and one of denies.
+//!
+//! What it must not do: change the order of rules that end differently and may match the same
+//! packet, or drop a rule's
+//! provenance (every element carries the span of the rule it came from).
+
+use super::ruleset::*;
+use std::collections::HashMap;
+
+/// Whether a match on this selector can become one component of a set key.
+fn varying(sel: Selector) -> bool {
+    matches!(
+        sel,
+        Selector::IifName
+            | Selector::OifName
+            | Selector::L4Proto
+            | Selector::Saddr(_)
+            | Selector::Daddr(_)
+            | Selector::Dport
+            | Selector::Sport
+    )
+}
+
+/// The values of one match as set-element components (a port set is several ranges, `{ tcp,
+/// udp }` several protocols); `None` when the value cannot be an element component.
+fn components(sel: Selector, value: &Value) -> Option<Vec<Value>> {
+    Some(match (sel, value) {
+        (Selector::L4Proto, Value::Proto(p)) => vec![Value::Proto(*p)],
+        (Selector::L4Proto, Value::Protos(ps)) => ps.iter().map(|p| Value::Proto(*p)).collect(),
+        (Selector::Dport | Selector::Sport, Value::Ports(ps)) => {
+            ps.0.iter().map(|r| Value::Range(u32::from(r.lo), u32::from(r.hi))).collect()
+        }
+        (Selector::Saddr(_) | Selector::Daddr(_), Value::Net(n)) => vec![Value::Net(n.trunc())],
+        (Selector::IifName | Selector::OifName, Value::If(i)) => vec![Value::If(i.clone())],
+        _ => return None,
+    })
+}
+
+/// A component seen as an interval (addresses, ports) or a point (names, protocols).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Span1 {
+    Point(String),
+    Interval(u128, u128),
+}
+
+fn span1(v: &Value) -> Span1 {
+    match v {
+        Value::Net(n) => {
+            let (lo, hi) = match n {
+                ipnet::IpNet::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))),
+                ipnet::IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+            };
+            Span1::Interval(lo, hi)
+        }
+        Value::Range(lo, hi) => Span1::Interval(u128::from(*lo), u128::from(*hi)),
+        other => Span1::Point(format!("{other:?}")),
+    }
+}
+
+/// A rule split into what stays in the merged rule and what becomes a key component.
+struct Split {
+    /// Matches kept as they are, then `|`, then the statements, as text: the group key.
+    shape: String,
+    /// The run key: the rule's statements (log, verdict).
+    statements: String,
+    fixed: Vec<Expr>,
+    keys: Vec<Selector>,
+    /// Per key component, the values of this rule (their cross product are its elements).
+    values: Vec<Vec<Value>>,
+    tail: Vec<Expr>,
+}
+
+fn split(rule: &Rule) -> Option<Split> {
+    if rule.comment.is_some() {
+        return None;
+    }
+    let (mut fixed, mut keys, mut values, mut tail) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in &rule.exprs {
+        match e {
+            Expr::Match { sel, op: Op::Eq, value } if varying(*sel) && !keys.contains(sel) => {
+                match components(*sel, value) {
+                    Some(v) => {
+                        keys.push(*sel);
+                        values.push(v);
+                    }
+                    None => fixed.push(e.clone()),
+                }
+            }
+            Expr::Match { .. } | Expr::Lookup { .. } => fixed.push(e.clone()),
+            Expr::Log { .. } | Expr::Counter | Expr::Verdict(_) | Expr::Reject(_) => tail.push(e.clone()),
+            // Anything else (NAT statements, verdict maps) is not a filter rule of the spec.
+            _ => return None,
+        }
+    }
+    if keys.is_empty() || !matches!(tail.last(), Some(Expr::Verdict(_) | Expr::Reject(_))) {
+        return None;
+    }
+    let statements = format!("{tail:?}");
+    let shape = format!("{fixed:?}|{keys:?}|{statements}");
+    Some(Split { shape, statements, fixed, keys, values, tail })
+}
+
+/// The elements of one rule: the cross product of its components' values.
+fn elements(values: &[Vec<Value>], origin: netcfg_lang::Span) -> Vec<Element> {
+    let mut out: Vec<Vec<Value>> = vec![Vec::new()];
+    for vs in values {
+        out =
+            out.iter().flat_map(|prefix| vs.iter().map(move |v| [prefix.clone(), vec![v.clone()]].concat())).collect();
+    }
+    out.into_iter().map(|key| Element { key, data: None, origin }).collect()
+}
+
+/// An element's interval components.
+type Box1 = Vec<(u128, u128)>;
+
+/// The elements that could hold the same packet as another element (exact duplicates are
+/// removed before): the same names and protocols, and overlapping addresses and ports in every
+/// component. Elements are bucketed by their point components, then swept along the interval
+/// component with the most distinct values, each compared with the elements still open there.
+fn overlapping(elems: &[Element]) -> Vec<usize> {
+    let mut buckets: HashMap<Vec<Span1>, Vec<(Box1, usize)>> = HashMap::new();
+    for (i, e) in elems.iter().enumerate() {
+        let (mut points, mut ivs) = (Vec::new(), Vec::new());
+        for v in &e.key {
+            match span1(v) {
+                Span1::Interval(lo, hi) => ivs.push((lo, hi)),
+                p => points.push(p),
+            }
+        }
+        buckets.entry(points).or_default().push((ivs, i));
+    }
+    let mut out = Vec::new();
+    for mut boxes in buckets.into_values() {
+        let dims = boxes[0].0.len();
+        if dims == 0 {
+            if boxes.len() > 1 {
+                out.extend(boxes.iter().map(|b| b.1));
+            }
+            continue;
+        }
+        let distinct = |d: usize| boxes.iter().map(|b| b.0[d]).collect::<std::collections::HashSet<_>>().len();
+        let sweep = (0..dims).max_by_key(|d| distinct(*d)).expect("dims > 0");
+        boxes.sort_unstable_by_key(|b| b.0[sweep]);
+        let mut open: Vec<&(Box1, usize)> = Vec::new();
+        for b in &boxes {
+            open.retain(|o| o.0[sweep].1 >= b.0[sweep].0);
+            for o in &open {
+                if o.0.iter().zip(b.0.iter()).all(|(x, y)| x.0 <= y.1 && y.0 <= x.1) {
+                    out.extend([o.1, b.1]);
+                }
+            }
+            open.push(b);
+        }
+    }
+    out
+}
+
+/// Rewrites a chain's rules (in order), moving the elements of merged groups into named sets
+/// `CHAIN-rules-N` appended to `sets`.
+pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rule> {
+    let mut runs: Vec<Run> = Vec::new();
+    for rule in rules {
+        let s = split(&rule);
+        let protos = protocols(&rule);
+        // Walk back over runs this rule cannot share a packet with (a packet has one
+        // transport protocol), to the nearest run that ends the same way.
+        let mut target = None;
+        if let Some(st) = s.as_ref().map(|s| &s.statements) {
+            for (k, run) in runs.iter().enumerate().rev().take(MAX_HOPS) {
+                if run.statements.as_ref() == Some(st) {
+                    target = Some(k);
+                    break;
+                }
+                if !disjoint(&protos, &run.protos) {
+                    break;
+                }
+            }
+        }
+        let k = target.unwrap_or_else(|| {
+            runs.push(Run {
+                statements: s.as_ref().map(|s| s.statements.clone()),
+                protos: Some(Vec::new()),
+                rules: Vec::new(),
+            });
+            runs.len() - 1
+        });
+        let run = &mut runs[k];
+        run.protos = match (run.protos.take(), &protos) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b.iter().copied());
+                Some(a)
+            }
+            _ => None,
+        };
+        run.rules.push((rule, s));
+    }
+    let mut out = Vec::new();
+    let mut counter = 0usize;
+    for run in runs {
+        flush(chain, run.rules, &mut out, sets, &mut counter);
+    }
+    out
+}
+
+/// How many runs a rule may move up past (bounds the work per rule).
+const MAX_HOPS: usize = 16;
+
+/// Consecutive rules that end the same way (`statements`), and the transport protocols their
+/// matches allow (`None`: any).
+struct Run {
+    statements: Option<String>,
+    protos: Option<Vec<netcfg_lang::ast::Proto>>,
+    rules: Vec<(Rule, Option<Split>)>,
+}
+
+/// The transport protocols a rule can match, from its `meta l4proto` match (`None`: any).
+fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::ast::Proto>> {
+    rule.exprs.iter().find_map(|e| match e {
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Proto(p) } => Some(vec![*p]),
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Protos(ps) } => Some(ps.clone()),
+        _ => None,
+    })
+}
+
+fn disjoint(a: &Option<Vec<netcfg_lang::ast::Proto>>, b: &Option<Vec<netcfg_lang::ast::Proto>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => !a.iter().any(|p| b.contains(p)),
+        _ => false,
+    }
+}
+
+/// Emits one run: its groups in the order of their first rule.
+fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets: &mut Vec<Set>, n: &mut usize) {
+    let mut groups: Vec<Vec<(Rule, Option<Split>)>> = Vec::new();
+    let mut by_shape: HashMap<String, usize> = HashMap::new();
+    for (rule, s) in run {
+        let slot = match &s {
+            Some(s) => *by_shape.entry(s.shape.clone()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }),
+            None => {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }
+        };
+        groups[slot].push((rule, s));
+    }
+    for group in groups {
+        if group.len() < 2 {
+            out.extend(group.into_iter().map(|(r, _)| r));
+            continue;
+        }
+        // Rules whose elements overlap another's stay rules of their own, after the set
+        // (the kernel refuses overlapping elements; the run's order does not matter).
+        let mut elems: Vec<Element> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, (rule, s)) in group.iter().enumerate() {
+            for e in elements(&s.as_ref().expect("grouped rules split").values, rule.origin) {
+                if seen.insert(format!("{:?}", e.key)) {
+                    elems.push(e);
+                    owner.push(k);
+                }
+            }
+        }
+        let apart: std::collections::HashSet<usize> = overlapping(&elems).into_iter().map(|i| owner[i]).collect();
+        if group.len() - apart.len() < 2 {
+            out.extend(group.into_iter().map(|(r, _)| r));
+            continue;
+        }
+        let elems: Vec<Element> =
+            elems.into_iter().zip(&owner).filter(|(_, k)| !apart.contains(k)).map(|(e, _)| e).collect();
+        let (first, s) = &group[0];
+        let s = s.as_ref().expect("grouped rules split");
+        let name = Ident::new(&format!("{chain}-rules-{n}"));
+        *n += 1;
+        let interval =
+            elems.iter().flat_map(|e| e.key.iter()).any(|v| matches!(span1(v), Span1::Interval(lo, hi) if lo < hi));
+        sets.push(Set {
+            name: name.clone(),
+            key: SetKey::Typeof(s.keys.iter().map(|k| KeyExpr::Sel(*k)).collect()),
+            data: None,
+            interval,
+            elements: elems,
+            origin: first.origin,
+        });
+        let mut exprs = s.fixed.clone();
+        exprs.push(Expr::Lookup { keys: s.keys.clone(), set: name, op: Op::Eq });
+        exprs.extend(s.tail.iter().cloned());
+        out.push(Rule { exprs, comment: None, origin: first.origin });
+        out.extend(group.into_iter().enumerate().filter(|(k, _)| apart.contains(k)).map(|(_, (r, _))| r));
+    }
+}
