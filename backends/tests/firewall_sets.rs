@@ -90,7 +90,7 @@ fn decide(table: &Table, chain: &str, p: &Packet) -> String {
                 }
                 // The packets generated here are never ICMPv6.
                 Expr::NeighbourDiscovery => continue 'rules,
-                Expr::Log { .. } | Expr::Counter => {}
+                Expr::Log { .. } => {}
                 Expr::Verdict(Verdict::Accept) => return "accept".into(),
                 Expr::Verdict(Verdict::Drop) => return "drop".into(),
                 Expr::Reject(with) => return format!("reject {with:?}"),

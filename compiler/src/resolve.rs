@@ -195,10 +195,38 @@ impl<'d> NodeBuilder<'d> {
         for (id, ns, l) in &pending {
             self.resolve_masters(*id, *ns, l);
         }
+        self.nics_in_one_namespace();
         for (ns, b) in &bodies {
             self.resolve_body(*ns, b);
         }
         self.node
+    }
+
+    /// A NIC is one device, in one namespace at a time: an `ethernet` of one name in two
+    /// namespaces of a node can never be applied (netcfg moves a NIC from the host namespace
+    /// into the `netns` that declares it, and the host would lose it).
+    fn nics_in_one_namespace(&mut self) {
+        let mut first: HashMap<&str, &Link> = HashMap::new();
+        for l in &self.node.links {
+            if !matches!(l.kind, LinkKind::Ethernet) {
+                continue;
+            }
+            let Some(earlier) = first.get(l.name.value.as_str()) else {
+                first.insert(&l.name.value, l);
+                continue;
+            };
+            let (a, b) = (self.node.netns(earlier.netns).display_name(), self.node.netns(l.netns).display_name());
+            self.diags.push(
+                Diagnostic::error(
+                    DUPLICATE_NAME,
+                    l.name.span,
+                    format!("NIC `{}` is declared in namespace `{b}` and in `{a}`", l.name.value),
+                )
+                .with_label("declared again here")
+                .with_secondary(earlier.name.span, format!("first declared here, in `{a}`"))
+                .with_help("a NIC is in one namespace at a time: declare it only where it should be"),
+            );
+        }
     }
 
     fn add_netns(&mut self, name: Option<Spanned<String>>, span: Span, name_span: Span) -> NetnsId {
@@ -832,6 +860,28 @@ node "n"
         assert!(elsewhere.help.as_deref().unwrap().contains("host namespace"), "{:?}", elsewhere.help);
         let dup = d.iter().find(|d| d.code == "duplicate-name" && d.message.contains("ecs-bridge")).unwrap();
         assert_eq!(dup.secondary[0].message, "first declared here");
+    }
+
+    #[test]
+    fn a_nic_is_declared_in_one_namespace_only() {
+        let d = check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    ethernet "eth1"
+    netns "t" {
+        ethernet "eth0"
+//                ^^^^ error duplicate-name
+        veth "eth1" { peer "veth-t" netns="@host"; }
+    }
+}
+node "m" {
+    ethernet "eth0"
+}
+"#,
+        );
+        assert_eq!(d[0].message, "NIC `eth0` is declared in namespace `t` and in `@host`");
+        assert_eq!(d[0].secondary[0].message, "first declared here, in `@host`");
     }
 
     #[test]

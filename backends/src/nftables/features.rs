@@ -77,7 +77,7 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
     };
     match e {
         Expr::Match { sel, .. } => sels(&[*sel]),
-        Expr::Lookup { keys, .. } | Expr::VerdictMap { keys, .. } => sels(keys),
+        Expr::Lookup { keys, .. } => sels(keys),
         Expr::DnatMap { keys, .. } => {
             need(Feature::NftNat, span);
             for k in keys {
@@ -90,7 +90,7 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         Expr::Reject(_) => need(Feature::NftRejectInet, span),
         Expr::Log { .. } => need(Feature::NftLog, span),
         // Payload matches, counters and verdicts are part of nf_tables itself.
-        Expr::NeighbourDiscovery | Expr::Counter | Expr::Verdict(_) => {}
+        Expr::NeighbourDiscovery | Expr::Verdict(_) => {}
     }
 }
 

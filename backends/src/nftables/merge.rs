@@ -103,7 +103,7 @@ fn split(rule: &Rule) -> Option<Split> {
                 }
             }
             Expr::Match { .. } | Expr::Lookup { .. } => fixed.push(e.clone()),
-            Expr::Log { .. } | Expr::Counter | Expr::Verdict(_) | Expr::Reject(_) => tail.push(e.clone()),
+            Expr::Log { .. } | Expr::Verdict(_) | Expr::Reject(_) => tail.push(e.clone()),
             // Anything else (NAT statements, verdict maps) is not a filter rule of the spec.
             _ => return None,
         }

@@ -211,9 +211,6 @@ fn verdict(v: &Verdict) -> String {
     match v {
         Verdict::Accept => "accept".into(),
         Verdict::Drop => "drop".into(),
-        Verdict::Return => "return".into(),
-        Verdict::Jump(c) => format!("jump {c}"),
-        Verdict::Goto(c) => format!("goto {c}"),
     }
 }
 
@@ -237,7 +234,6 @@ fn expr(e: &Expr) -> String {
             };
             format!("{} {op}@{set}", keys(k))
         }
-        Expr::VerdictMap { keys: k, map } => format!("{} vmap @{map}", keys(k)),
         Expr::DnatMap { family, keys, map } => {
             let fam = match family {
                 Family::V4 => "ip",
@@ -248,7 +244,6 @@ fn expr(e: &Expr) -> String {
         Expr::NeighbourDiscovery => {
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept".into()
         }
-        Expr::Counter => "counter".into(),
         Expr::Log { prefix } => format!("log prefix {prefix}"),
         Expr::Verdict(v) => verdict(v),
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),

@@ -277,9 +277,6 @@ pub struct Rule {
 pub enum Verdict {
     Accept,
     Drop,
-    Return,
-    Jump(Ident),
-    Goto(Ident),
 }
 
 /// What a match compares.
@@ -338,11 +335,6 @@ pub enum Expr {
         set: Ident,
         op: Op,
     },
-    /// `sel . sel ... vmap @map`.
-    VerdictMap {
-        keys: Vec<Selector>,
-        map: Ident,
-    },
     /// `dnat ip addr . port to KEY map @map`: address and port from a map lookup.
     DnatMap {
         family: Family,
@@ -351,7 +343,6 @@ pub enum Expr {
     },
     /// ICMPv6 neighbour discovery, which an IPv6 host must accept to be reachable at all.
     NeighbourDiscovery,
-    Counter,
     Log {
         prefix: Comment,
     },
