@@ -3,6 +3,7 @@
 //! so far run in reverse order, and the error names the failed op and its spec span.
 
 use super::conn::{Conn, NlError, CHANGE, CREATE, REPLACE};
+use super::kinds;
 use super::live::connection;
 use super::namespaces::{run_at, NetnsMap};
 use super::plan::{Action, Op};
@@ -10,12 +11,12 @@ use super::state::*;
 use crate::nftables::exec;
 use crate::nftables::ruleset::TABLE_NAME;
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
-    InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -139,7 +140,6 @@ impl<'a> Executor<'a> {
         let mut fds: Vec<File> = Vec::new();
         let mut request_ns = ns.to_string();
         let kind = match &link.kind {
-            LinkKind::Bridge => vec![LinkInfo::Kind(InfoKind::Bridge)],
             LinkKind::Veth { .. } => {
                 let (p, pl) = peer.ok_or_else(|| NlError::other(format!("veth `{name}` has no peer")))?;
                 let mut pm = base_link_message(&p.name, pl);
@@ -148,48 +148,27 @@ impl<'a> Executor<'a> {
                     pm.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
                     fds.push(f);
                 }
-                vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(pm)))]
+                kinds::veth::encode(pm)
             }
-            LinkKind::Vxlan(v) => {
-                let mut data = vec![InfoVxlan::Id(v.vni), InfoVxlan::Port(v.port)];
-                match v.local {
-                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Local(a)),
-                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Local6(a)),
-                    None => {}
+            kind => {
+                let lower = kinds::lower(kind, ns);
+                let index = match &lower {
+                    Some(r) => Some(self.index_of(&r.ns, &r.name).await?),
+                    None => None,
+                };
+                let encoded = kinds::encode(kind, index).map_err(NlError::other)?;
+                if let Some(i) = encoded.link {
+                    msg.attributes.push(LinkAttribute::Link(i));
                 }
-                match v.remote.or(v.group) {
-                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Group(a)),
-                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Group6(a)),
-                    None => {}
-                }
-                if let Some(d) = &v.dev {
-                    data.push(InfoVxlan::Link(self.index_of(ns, d).await?));
-                }
-                vec![LinkInfo::Kind(InfoKind::Vxlan), LinkInfo::Data(InfoData::Vxlan(data))]
-            }
-            LinkKind::Macvlan { parent, mode } => {
-                let parent =
-                    parent.as_ref().ok_or_else(|| NlError::other(format!("macvlan `{name}` has no parent")))?;
-                msg.attributes.push(LinkAttribute::Link(self.index_of(&parent.ns, &parent.name).await?));
-                if parent.ns != ns {
+                // A link on a lower device in another namespace (a macvlan on a host NIC) is
+                // created next to its lower device and moved in the same request.
+                if let Some(r) = lower.filter(|r| r.ns != ns) {
                     let f = self.map.locate(ns).open().map_err(|e| NlError::other(e.to_string()))?;
                     msg.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
                     fds.push(f);
-                    request_ns = parent.ns.clone();
+                    request_ns = r.ns;
                 }
-                let mode = match mode {
-                    MacvlanMode::Private => MacVlanMode::Private,
-                    MacvlanMode::Vepa => MacVlanMode::Vepa,
-                    MacvlanMode::Bridge => MacVlanMode::Bridge,
-                    MacvlanMode::Passthru => MacVlanMode::Passthrough,
-                };
-                vec![
-                    LinkInfo::Kind(InfoKind::MacVlan),
-                    LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
-                ]
-            }
-            LinkKind::Loopback | LinkKind::Existing { .. } => {
-                return Err(NlError::other(format!("netcfg does not create {} links", link.kind.keyword())))
+                encoded.info
             }
         };
         msg.attributes.push(LinkAttribute::LinkInfo(kind));

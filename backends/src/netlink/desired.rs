@@ -7,7 +7,7 @@ use super::state::*;
 use crate::kernel::Feature;
 use crate::nftables::{self, render::Script};
 use ipnet::IpNet;
-use netcfg_compiler::ir::{self, LinkKind as IrKind, NetnsId, Node};
+use netcfg_compiler::ir::{LinkKind as IrKind, NetnsId, Node};
 use netcfg_lang::{Diagnostic, Span};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -67,11 +67,6 @@ pub fn ns_name(node: &Node, id: NetnsId) -> NsName {
     node.netns(id).display_name().to_string()
 }
 
-fn link_ref(node: &Node, id: ir::LinkId) -> LinkRef {
-    let l = node.link(id);
-    LinkRef { ns: ns_name(node, l.netns), name: l.name.value.clone() }
-}
-
 /// Builds the desired state of `node`. Diagnostics: nft lowering findings.
 pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
     let mut out = Desired {
@@ -100,30 +95,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         spans.insert(Object::Netns, ns.span);
         for l in node.links_in(ns.id) {
             let has_v6 = l.addresses.iter().any(|a| a.net.addr().is_ipv6());
-            let kind = match &l.kind {
-                IrKind::Loopback => LinkKind::Loopback,
-                IrKind::Ethernet => LinkKind::Existing { kind: None },
-                IrKind::Bridge { .. } => LinkKind::Bridge,
-                IrKind::Veth { peer } => LinkKind::Veth { peer: Some(link_ref(node, *peer)) },
-                IrKind::Vxlan { vni, local, remote, group, dev, port } => LinkKind::Vxlan(Vxlan {
-                    vni: vni.value,
-                    local: local.as_ref().map(|v| v.value),
-                    remote: remote.as_ref().map(|v| v.value),
-                    group: group.as_ref().map(|v| v.value),
-                    dev: dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
-                    port: *port,
-                }),
-                IrKind::Macvlan { parent, mode } => {
-                    LinkKind::Macvlan { parent: Some(link_ref(node, parent.value)), mode: *mode }
-                }
-            };
-            let feature = match &l.kind {
-                IrKind::Loopback | IrKind::Ethernet => None,
-                IrKind::Bridge { .. } => Some(Feature::Bridge),
-                IrKind::Veth { .. } => Some(Feature::Veth),
-                IrKind::Vxlan { .. } => Some(Feature::Vxlan),
-                IrKind::Macvlan { .. } => Some(Feature::Macvlan),
-            };
+            let (kind, feature) = super::kinds::project(node, &l.kind);
             if let Some(f) = feature {
                 need(&mut out.features, f, l.name.span);
             }

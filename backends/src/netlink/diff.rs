@@ -25,6 +25,7 @@
 //! created that the spec dropped.
 
 use super::desired::{Desired, Object};
+use super::kinds;
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
@@ -409,11 +410,7 @@ impl Planner<'_> {
         let mut children = Vec::new();
         for (ns, st) in &self.cur.namespaces {
             for (name, c) in &st.links {
-                let on_top = match &c.kind {
-                    LinkKind::Macvlan { parent: Some(p), .. } => p == r,
-                    LinkKind::Vxlan(v) => *ns == r.ns && v.dev.as_deref() == Some(&r.name),
-                    _ => false,
-                };
+                let on_top = kinds::lower(&c.kind, ns).as_ref() == Some(r);
                 if on_top {
                     children.push(LinkRef { ns: ns.clone(), name: name.clone() });
                 }
@@ -587,7 +584,7 @@ impl Planner<'_> {
             .namespaces
             .get(&r.ns)
             .and_then(|s| s.links.get(&r.name))
-            .is_some_and(|l| matches!(l.kind, LinkKind::Macvlan { .. } | LinkKind::Vxlan(_)))
+            .is_some_and(|l| kinds::lower(&l.kind, &r.ns).is_some())
     }
 
     /// Removes (as explicit ops) everything the kernel would drop with the link.
@@ -887,8 +884,6 @@ impl Planner<'_> {
             return None;
         }
         match &l.kind {
-            LinkKind::Veth { .. } => Some(ETHERNET),
-            LinkKind::Vxlan(v) if v.dev.is_none() => Some(ETHERNET),
             LinkKind::Bridge => {
                 let ports =
                     self.d.state.namespaces.get(ns)?.links.iter().filter(|(_, p)| p.master.as_deref() == Some(name));
@@ -904,7 +899,7 @@ impl Planner<'_> {
                 }
                 Some(min.unwrap_or(ETHERNET))
             }
-            _ => None,
+            kind => kinds::fixed_default_mtu(kind),
         }
     }
 
@@ -1064,13 +1059,9 @@ struct LinkChange {
     mtu_change: Option<(Option<u32>, u32)>,
 }
 
-/// The link a link sits on: a VXLAN's `dev` (same namespace), a macvlan's parent.
+/// The link a link sits on (see [`kinds::lower`]).
 fn lower_of(l: &Link, r: &LinkRef) -> Option<LinkRef> {
-    match &l.kind {
-        LinkKind::Vxlan(v) => v.dev.as_ref().map(|d| LinkRef { ns: r.ns.clone(), name: d.clone() }),
-        LinkKind::Macvlan { parent, .. } => parent.clone(),
-        _ => None,
-    }
+    kinds::lower(&l.kind, &r.ns)
 }
 
 /// Orders the changes of existing links so that what a link depends on changes first: a bridge

@@ -4,16 +4,17 @@
 //! by their ifindex pairs across the namespaces read.
 
 use super::conn::{Conn, NlError};
+use super::kinds;
 use super::namespaces::{run_at, Location, NetnsMap};
 use super::state::*;
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::Mac;
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
-    InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -25,25 +26,47 @@ use std::net::IpAddr;
 
 /// A link as dumped, before names across namespaces are resolved.
 #[derive(Clone, Debug)]
-struct RawLink {
-    index: u32,
-    name: String,
-    kind: Option<String>,
-    flags_loopback: bool,
-    up: bool,
-    mtu: Option<u32>,
-    mac: Option<Mac>,
-    master: Option<u32>,
-    group: u32,
-    /// IFLA_LINK: the veth peer or the macvlan/vxlan lower device.
-    link: Option<u32>,
+pub struct RawLink {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub flags_loopback: bool,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub master: Option<u32>,
+    pub group: u32,
+    /// IFLA_LINK: the veth peer or the lower device of a stacked link.
+    pub link: Option<u32>,
     /// IFLA_LINK_NETNSID: `link` is in another namespace.
-    link_other_ns: bool,
-    hairpin: Option<bool>,
-    nf_call_iptables: Option<bool>,
-    addrgen_none: Option<bool>,
-    vxlan: Option<(Vxlan, Option<u32>)>,
-    macvlan_mode: Option<MacvlanMode>,
+    pub link_other_ns: bool,
+    pub hairpin: Option<bool>,
+    pub nf_call_iptables: Option<bool>,
+    pub addrgen_none: Option<bool>,
+    /// The kind's own attributes (`IFLA_INFO_DATA`), decoded by the kind's module.
+    pub data: Option<InfoData>,
+}
+
+/// Finds links by ifindex across the namespaces read.
+struct ByIndex<'a>(&'a BTreeMap<(NsName, u32), RawLink>);
+
+impl kinds::Lookup for ByIndex<'_> {
+    fn name(&self, ns: &str, index: u32) -> Option<LinkRef> {
+        self.0.get(&(ns.to_string(), index)).map(|l| LinkRef { ns: ns.to_string(), name: l.name.clone() })
+    }
+
+    /// A lower device in another namespace is the host's: the language puts parents there.
+    fn link_ns(&self, ns: &str, l: &RawLink) -> String {
+        if l.link_other_ns {
+            HOST.to_string()
+        } else {
+            ns.to_string()
+        }
+    }
+
+    fn veth_peer(&self, ns: &str, l: &RawLink) -> Option<LinkRef> {
+        veth_peer(self.0, ns, l)
+    }
 }
 
 /// The raw dumps of one namespace: links, addresses, routes, neighbours.
@@ -132,27 +155,7 @@ pub async fn read(
         let mut st = NsState::default();
         for l in links {
             live.index.insert((ns.clone(), l.name.clone()), l.index);
-            let kind = match l.kind.as_deref() {
-                _ if l.flags_loopback => LinkKind::Loopback,
-                Some("bridge") => LinkKind::Bridge,
-                Some("veth") => LinkKind::Veth { peer: veth_peer(&by_index, ns, l) },
-                Some("vxlan") => {
-                    let (mut v, dev) = l.vxlan.clone().unwrap_or((
-                        Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 0 },
-                        None,
-                    ));
-                    v.dev = dev.and_then(|d| name_of.get(&d)).map(|n| n.to_string());
-                    LinkKind::Vxlan(v)
-                }
-                Some("macvlan") => LinkKind::Macvlan {
-                    parent: l.link.and_then(|p| {
-                        let pns = if l.link_other_ns { HOST.to_string() } else { ns.clone() };
-                        by_index.get(&(pns.clone(), p)).map(|pl| LinkRef { ns: pns, name: pl.name.clone() })
-                    }),
-                    mode: l.macvlan_mode.unwrap_or(MacvlanMode::Bridge),
-                },
-                other => LinkKind::Existing { kind: other.map(str::to_string) },
-            };
+            let kind = kinds::decode(ns, l, &ByIndex(&by_index));
             st.links.insert(
                 l.name.clone(),
                 Link {
@@ -284,8 +287,7 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         hairpin: None,
         nf_call_iptables: None,
         addrgen_none: None,
-        vxlan: None,
-        macvlan_mode: None,
+        data: None,
     };
     for a in &m.attributes {
         match a {
@@ -318,19 +320,7 @@ fn raw_link(m: &LinkMessage) -> RawLink {
                                 }
                             }
                         }
-                        LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan(v)),
-                        LinkInfo::Data(InfoData::MacVlan(v)) => {
-                            for x in v {
-                                if let InfoMacVlan::Mode(mode) = x {
-                                    l.macvlan_mode = Some(match mode {
-                                        MacVlanMode::Private => MacvlanMode::Private,
-                                        MacVlanMode::Vepa => MacvlanMode::Vepa,
-                                        MacVlanMode::Passthrough => MacvlanMode::Passthru,
-                                        _ => MacvlanMode::Bridge,
-                                    });
-                                }
-                            }
-                        }
+                        LinkInfo::Data(d) => l.data = Some(d.clone()),
                         LinkInfo::PortData(InfoPortData::BridgePort(v)) => {
                             for x in v {
                                 if let InfoBridgePort::HairpinMode(b) = x {
@@ -349,36 +339,6 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         l.kind = Some("veth".into());
     }
     l
-}
-
-fn vxlan(attrs: &[InfoVxlan]) -> (Vxlan, Option<u32>) {
-    let mut v = Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 4789 };
-    let mut dev = None;
-    for a in attrs {
-        match a {
-            InfoVxlan::Id(i) => v.vni = *i,
-            InfoVxlan::Local(a) => v.local = Some(IpAddr::V4(*a)),
-            InfoVxlan::Local6(a) => v.local = Some(IpAddr::V6(*a)),
-            InfoVxlan::Group(a) => set_remote(&mut v, IpAddr::V4(*a)),
-            InfoVxlan::Group6(a) => set_remote(&mut v, IpAddr::V6(*a)),
-            InfoVxlan::Link(i) => dev = Some(*i),
-            InfoVxlan::Port(p) => v.port = *p,
-            _ => {}
-        }
-    }
-    (v, dev)
-}
-
-/// The kernel keeps a unicast remote and a multicast group in one attribute.
-fn set_remote(v: &mut Vxlan, a: IpAddr) {
-    if a.is_unspecified() {
-        return;
-    }
-    if a.is_multicast() {
-        v.group = Some(a);
-    } else {
-        v.remote = Some(a);
-    }
 }
 
 fn ip_of(a: &RouteAddress) -> Option<IpAddr> {

@@ -21,6 +21,7 @@ pub mod conn;
 pub mod desired;
 pub mod diff;
 pub mod journal;
+pub mod kinds;
 pub mod live;
 pub mod namespaces;
 pub mod plan;

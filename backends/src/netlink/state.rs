@@ -99,16 +99,7 @@ impl LinkKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vxlan {
-    pub vni: u32,
-    pub local: Option<IpAddr>,
-    pub remote: Option<IpAddr>,
-    pub group: Option<IpAddr>,
-    /// The underlay link, in the vxlan's own namespace.
-    pub dev: Option<String>,
-    pub port: u16,
-}
+pub use super::kinds::vxlan::Vxlan;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
