@@ -195,6 +195,9 @@ impl<'d> NodeBuilder<'d> {
         for (id, ns, l) in &pending {
             self.resolve_masters(*id, *ns, l);
         }
+        for (id, ns, l) in &pending {
+            self.resolve_primary(*id, *ns, l);
+        }
         self.nics_in_one_namespace();
         for (ns, b) in &bodies {
             self.resolve_body(*ns, b);
@@ -256,6 +259,7 @@ impl<'d> NodeBuilder<'d> {
             mac: None,
             up: true,
             master: None,
+            options: ast::LinkOptions::default(),
             hairpin: None,
             rp_filter: None,
             addresses: vec![
@@ -354,6 +358,7 @@ impl<'d> NodeBuilder<'d> {
             master: None,
             hairpin: l.hairpin.clone(),
             rp_filter: l.rp_filter.clone(),
+            options: l.options.clone(),
             addresses: l
                 .addresses
                 .iter()
@@ -414,10 +419,58 @@ impl<'d> NodeBuilder<'d> {
             ast::LinkKindDecl::Macvlan { parent, mode } => self.link_ref(NetnsId::HOST, parent).map(|parent| {
                 LinkKind::Macvlan { parent, mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::MacvlanMode::Bridge) }
             }),
+            ast::LinkKindDecl::Dummy => Some(LinkKind::Dummy),
+            ast::LinkKindDecl::Vlan { parent, id: vid, protocol } => {
+                self.parent_ref(ns, parent).map(|parent| LinkKind::Vlan {
+                    parent,
+                    id: vid.clone(),
+                    protocol: protocol.as_ref().map(|p| p.value).unwrap_or(ast::VlanProtocol::Dot1q),
+                })
+            }
+            ast::LinkKindDecl::Bond(b) => Some(LinkKind::Bond(Bond {
+                mode: b.mode.as_ref().map(|m| m.value).unwrap_or(ast::BondMode::BalanceRr),
+                miimon: b.miimon.as_ref().map(|m| m.value),
+                lacp_rate: b.lacp_rate.as_ref().map(|m| m.value),
+                xmit_hash_policy: b.xmit_hash_policy.as_ref().map(|m| m.value),
+                // A port: resolved with the masters, once every link is known.
+                primary: None,
+                min_links: b.min_links.as_ref().map(|m| m.value),
+            })),
+            ast::LinkKindDecl::Vrf { table } => Some(LinkKind::Vrf { table: table.clone() }),
+            ast::LinkKindDecl::Ipvlan { parent, mode } => self.parent_ref(ns, parent).map(|parent| LinkKind::Ipvlan {
+                parent,
+                mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::IpvlanMode::L2),
+            }),
+            ast::LinkKindDecl::Tunnel(t) => {
+                let dev = t.dev.as_ref().and_then(|d| self.link_ref(ns, d));
+                if t.dev.is_some() && dev.is_none() {
+                    None
+                } else {
+                    Some(LinkKind::Tunnel(Tunnel {
+                        kind: t.kind,
+                        local: t.local.clone(),
+                        remote: t.remote.clone(),
+                        ttl: t.ttl.as_ref().map(|v| v.value),
+                        key: t.key.as_ref().map(|v| v.value),
+                        dev,
+                    }))
+                }
+            }
         };
         if let Some(kind) = kind {
             self.node.links[id.0 as usize].kind = kind;
         }
+    }
+
+    /// A stacked link's `parent`: a link of its own namespace, else of the node's host namespace
+    /// (a VLAN or ipvlan of a host NIC, created there and moved into a `netns`).
+    fn parent_ref(&mut self, ns: NetnsId, name: &Spanned<String>) -> Option<Spanned<LinkId>> {
+        if ns != NetnsId::HOST && self.find_link(ns, &name.value).is_none() {
+            if let Some(l) = self.find_link(NetnsId::HOST, &name.value) {
+                return Some(Spanned::new(l.id, name.span));
+            }
+        }
+        self.link_ref(ns, name)
     }
 
     /// `master` of the link and of a veth's peer (in the peer's namespace); every kind is known.
@@ -434,21 +487,46 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_master(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let Some(m) = &l.master else { return };
         let Some(master) = self.link_ref(ns, m) else { return };
-        if !matches!(self.node.link(master.value).kind, LinkKind::Bridge { .. }) {
+        if !self.node.link(master.value).kind.is_master() {
             let kind = self.node.link(master.value).kind.keyword();
             let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
             self.diags.push(
                 Diagnostic::error(
                     INVALID_REFERENCE,
                     m.span,
-                    format!("`{}` is {article} {kind}, not a bridge", m.value),
+                    format!("`{}` is {article} {kind}, not a bridge, bond or vrf", m.value),
                 )
                 .with_secondary(self.node.link(master.value).name.span, "declared here")
-                .with_help("`master` names a bridge in the same namespace"),
+                .with_help("`master` names a bridge, a bond or a vrf in the same namespace"),
             );
             return;
         }
         self.node.links[id.0 as usize].master = Some(master);
+    }
+
+    /// A bond's `primary`: one of its ports.
+    fn resolve_primary(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
+        let ast::LinkKindDecl::Bond(b) = &l.kind else { return };
+        let Some(p) = &b.primary else { return };
+        let Some(port) = self.link_ref(ns, p) else { return };
+        if self.node.link(port.value).master.as_ref().map(|m| m.value) != Some(id) {
+            self.diags.push(
+                Diagnostic::error(
+                    INVALID_REFERENCE,
+                    p.span,
+                    format!("`{}` is not a port of bond `{}`", p.value, l.name.value),
+                )
+                .with_secondary(self.node.link(port.value).name.span, "declared here")
+                .with_help(format!(
+                    "add `master=\"{}\"` to `{}`, or name one of the bond's ports",
+                    l.name.value, p.value
+                )),
+            );
+            return;
+        }
+        if let LinkKind::Bond(bond) = &mut self.node.links[id.0 as usize].kind {
+            bond.primary = Some(port);
+        }
     }
 
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {

@@ -1,6 +1,7 @@
 //! The spanned AST: what the spec says, with every structured value already parsed (no raw
 //! strings for CIDRs, ports, MACs...). Names are still names; the compiler resolves them to ids.
 
+pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use crate::source::{Span, Spanned};
 use crate::value::{Mac, PortSet, SysctlPath};
 use ipnet::IpNet;
@@ -94,8 +95,20 @@ pub struct LinkDecl {
     pub master: Option<Name>,
     pub hairpin: Option<Spanned<bool>>,
     pub rp_filter: Option<Spanned<RpFilter>>,
+    pub options: LinkOptions,
     pub addresses: Vec<AddressDecl>,
     pub span: Span,
+}
+
+/// Settings any link can have besides its kind's own.
+#[derive(Clone, Debug, Default)]
+pub struct LinkOptions {
+    /// Receive every frame, not only those addressed to the link (`promisc`).
+    pub promisc: Option<Spanned<bool>>,
+    /// Length of the transmit queue (`txqueuelen`).
+    pub txqueuelen: Option<Spanned<u32>>,
+    /// ARP on the link (`arp=#false` is `ip link set … arp off`).
+    pub arp: Option<Spanned<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,6 +147,43 @@ pub enum LinkKindDecl {
         parent: Name,
         mode: Option<Spanned<MacvlanMode>>,
     },
+    /// A link with no device behind it: addresses that belong to the node, not to a wire.
+    Dummy,
+    /// An 802.1Q (or 802.1ad) VLAN on `parent`.
+    Vlan { parent: Name, id: Spanned<u16>, protocol: Option<Spanned<VlanProtocol>> },
+    /// Links aggregated into one; ports join with `master`.
+    Bond(BondDecl),
+    /// An L3 domain bound to a routing table; links join with `master`.
+    Vrf { table: Spanned<u32> },
+    /// Links sharing `parent`'s MAC, told apart by IP address.
+    Ipvlan { parent: Name, mode: Option<Spanned<IpvlanMode>> },
+    /// A point-to-point IP tunnel (`gre`, `ipip`, `sit`, `ip6tnl`).
+    Tunnel(TunnelDecl),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BondDecl {
+    pub mode: Option<Spanned<BondMode>>,
+    /// Link monitoring interval, milliseconds.
+    pub miimon: Option<Spanned<u32>>,
+    pub lacp_rate: Option<Spanned<LacpRate>>,
+    pub xmit_hash_policy: Option<Spanned<XmitHashPolicy>>,
+    /// The port preferred while it is up (active-backup, balance-tlb, balance-alb).
+    pub primary: Option<Name>,
+    /// Ports that must be up for the bond to be up.
+    pub min_links: Option<Spanned<u32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TunnelDecl {
+    pub kind: TunnelKind,
+    pub local: Option<Spanned<IpAddr>>,
+    pub remote: Spanned<IpAddr>,
+    pub ttl: Option<Spanned<u8>>,
+    /// GRE key (both directions).
+    pub key: Option<Spanned<u32>>,
+    /// The underlay link the tunnel is bound to.
+    pub dev: Option<Name>,
 }
 
 impl LinkKindDecl {
@@ -145,6 +195,12 @@ impl LinkKindDecl {
             LinkKindDecl::VethPeer => "peer",
             LinkKindDecl::Vxlan { .. } => "vxlan",
             LinkKindDecl::Macvlan { .. } => "macvlan",
+            LinkKindDecl::Dummy => "dummy",
+            LinkKindDecl::Vlan { .. } => "vlan",
+            LinkKindDecl::Bond(_) => "bond",
+            LinkKindDecl::Vrf { .. } => "vrf",
+            LinkKindDecl::Ipvlan { .. } => "ipvlan",
+            LinkKindDecl::Tunnel(t) => t.kind.keyword(),
         }
     }
 }

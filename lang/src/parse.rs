@@ -6,11 +6,13 @@ use crate::ast::*;
 use crate::code;
 use crate::diagnostic::Diagnostic;
 use crate::kdl::Node as KdlNode;
+use crate::links::{Keyword, LINK_KEYWORDS};
 pub use crate::loader::{FsLoader, LoadError, Loader};
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The result of parsing: the AST of all files, the files themselves, and every diagnostic.
@@ -236,7 +238,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     c.arg(cx, 0, "a template name");
                 }
             }
-            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => match parse_link(cx, &mut c) {
+            k if LINK_KEYWORDS.contains(&k) => match parse_link(cx, &mut c) {
                 Ok(link) => body.links.push(link),
                 Err(Some(name)) => body.unbuilt_links.push(name),
                 Err(None) => {}
@@ -294,13 +296,8 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             "redirect" => body.redirects.extend(parse_redirect(cx, &mut c)),
             "listen" => body.listeners.extend(parse_listen(cx, &mut c)),
             other => {
-                let known = [
+                let known = LINK_KEYWORDS.iter().copied().chain([
                     "use",
-                    "ethernet",
-                    "bridge",
-                    "veth",
-                    "vxlan",
-                    "macvlan",
                     "route",
                     "neighbor",
                     "sysctl",
@@ -314,7 +311,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     "snat",
                     "redirect",
                     "listen",
-                ];
+                ]);
                 let d = cx.error(
                     code::UNKNOWN_NODE,
                     c.name_span,
@@ -344,6 +341,11 @@ fn set_once<T>(cx: &mut Cx, slot: &mut Option<Spanned<T>>, value: Spanned<T>, wh
         }
         None => *slot = Some(value),
     }
+}
+
+/// One of an enumerated option's keywords.
+fn kw<T: Keyword>(cx: &mut Cx, v: Val) -> Option<Spanned<T>> {
+    v.keyword(cx, T::WHAT, T::KEYWORDS)
 }
 
 fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
@@ -420,6 +422,96 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             });
             parent.map(|parent| LinkKindDecl::Macvlan { parent, mode })
         }
+        "dummy" => Some(LinkKindDecl::Dummy),
+        "vlan" => {
+            let parent = {
+                let v = r.required(cx, "parent", "\"eth0\"");
+                link_name(cx, v)
+            };
+            let id = r.required(cx, "id", "100").and_then(|v| v.int(cx, "VLAN id", 1, 4094));
+            let protocol = r.prop(cx, "protocol").and_then(|v| kw::<VlanProtocol>(cx, v));
+            match (parent, id) {
+                (Some(parent), Some(id)) => Some(LinkKindDecl::Vlan { parent, id: id.map(|v| v as u16), protocol }),
+                _ => None,
+            }
+        }
+        "bond" => {
+            let mode = r.prop(cx, "mode").and_then(|v| kw::<BondMode>(cx, v));
+            let miimon = r.prop(cx, "miimon").and_then(|v| v.int(cx, "miimon", 0, i32::MAX as i128));
+            let lacp_rate = r.prop(cx, "lacp-rate").and_then(|v| kw::<LacpRate>(cx, v));
+            let xmit_hash_policy = r.prop(cx, "xmit-hash-policy").and_then(|v| kw::<XmitHashPolicy>(cx, v));
+            let primary = {
+                let v = r.prop(cx, "primary");
+                link_name(cx, v)
+            };
+            let min_links = r.prop(cx, "min-links").and_then(|v| v.int(cx, "min-links", 0, i32::MAX as i128));
+            if let (Some(rate), Some(m)) = (&lacp_rate, &mode) {
+                if m.value != BondMode::Lacp {
+                    cx.error(code::INVALID_VALUE, rate.span, "`lacp-rate` is for bonds in mode `802.3ad`").help = Some(
+                        format!("remove `lacp-rate`, or set `mode=\"802.3ad\"` instead of `{}`", m.value.keyword()),
+                    );
+                }
+            } else if let (Some(rate), None) = (&lacp_rate, &mode) {
+                cx.error(code::INVALID_VALUE, rate.span, "`lacp-rate` is for bonds in mode `802.3ad`").help =
+                    Some("add `mode=\"802.3ad\"` (the default mode is `balance-rr`)".into());
+            }
+            Some(LinkKindDecl::Bond(BondDecl {
+                mode,
+                miimon: miimon.map(|s| s.map(|v| v as u32)),
+                lacp_rate,
+                xmit_hash_policy,
+                primary,
+                min_links: min_links.map(|s| s.map(|v| v as u32)),
+            }))
+        }
+        "vrf" => {
+            let table = r.required(cx, "table", "10").and_then(|v| v.int(cx, "VRF table", 1, u32::MAX as i128));
+            table.map(|t| LinkKindDecl::Vrf { table: t.map(|v| v as u32) })
+        }
+        "ipvlan" => {
+            let parent = {
+                let v = r.required(cx, "parent", "\"eth0\"");
+                link_name(cx, v)
+            };
+            let mode = r.prop(cx, "mode").and_then(|v| kw::<IpvlanMode>(cx, v));
+            parent.map(|parent| LinkKindDecl::Ipvlan { parent, mode })
+        }
+        "gre" | "ipip" | "sit" | "ip6tnl" => {
+            let kind = TunnelKind::KEYWORDS.iter().find(|(k, _)| *k == keyword).map(|(_, t)| *t).expect("a tunnel");
+            let family_ok = |cx: &mut Cx, a: Spanned<IpAddr>, what: &str| {
+                if a.value.is_ipv6() == kind.outer_is_v6() {
+                    Some(a)
+                } else {
+                    let want = if kind.outer_is_v6() { "IPv6" } else { "IPv4" };
+                    cx.error(
+                        code::INVALID_VALUE,
+                        a.span,
+                        format!("a `{keyword}` tunnel's {what} is an {want} address"),
+                    )
+                    .help = Some(if kind.outer_is_v6() {
+                        "use `gre`, `ipip` or `sit` for an IPv4 underlay".into()
+                    } else {
+                        "use `ip6tnl` for an IPv6 underlay".into()
+                    });
+                    None
+                }
+            };
+            let remote = r.required(cx, "remote", "\"198.51.100.2\"").and_then(|v| v.parse(cx, "address", parse_ip));
+            let remote = remote.and_then(|a| family_ok(cx, a, "`remote`"));
+            let local = r.prop(cx, "local").and_then(|v| v.parse(cx, "address", parse_ip));
+            let local = local.and_then(|a| family_ok(cx, a, "`local`"));
+            let ttl = r.prop(cx, "ttl").and_then(|v| v.int(cx, "ttl", 0, 255)).map(|s| s.map(|v| v as u8));
+            let key = if kind == TunnelKind::Gre {
+                r.prop(cx, "key").and_then(|v| v.int(cx, "GRE key", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32))
+            } else {
+                None
+            };
+            let dev = {
+                let v = r.prop(cx, "dev");
+                link_name(cx, v)
+            };
+            remote.map(|remote| LinkKindDecl::Tunnel(TunnelDecl { kind, local, remote, ttl, key, dev }))
+        }
         _ => unreachable!("parse_link called for {keyword}"),
     };
     let mtu = r.prop(cx, "mtu").and_then(|v| v.int(cx, "mtu", 68, 65535)).map(|s| s.map(|v| v as u32));
@@ -433,6 +525,14 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     };
     let hairpin = r.prop(cx, "hairpin").and_then(|v| v.bool(cx, "hairpin"));
     let rp = r.prop(cx, "rp-filter").and_then(|v| rp_filter(cx, v));
+    let options = LinkOptions {
+        promisc: r.prop(cx, "promisc").and_then(|v| v.bool(cx, "promisc")),
+        txqueuelen: r
+            .prop(cx, "txqueuelen")
+            .and_then(|v| v.int(cx, "txqueuelen", 0, u32::MAX as i128))
+            .map(|s| s.map(|v| v as u32)),
+        arp: r.prop(cx, "arp").and_then(|v| v.bool(cx, "arp")),
+    };
     let mut addresses = Vec::new();
     for a in r.children("address") {
         let mut ar = Reader::new(cx, a);
@@ -447,7 +547,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     }
     let Some(kind) = kind else { return Err(name) };
     let Some(name) = name else { return Err(None) };
-    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
+    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {

@@ -156,7 +156,15 @@ impl<'a> Executor<'a> {
                     Some(r) => Some(self.index_of(&r.ns, &r.name).await?),
                     None => None,
                 };
-                let encoded = kinds::encode(kind, index).map_err(NlError::other)?;
+                let mut encoded = kinds::encode(kind, index).map_err(NlError::other)?;
+                // A bond's primary port, by index: the driver keeps its name until it joins.
+                if let LinkKind::Bond(b) = kind {
+                    if let Some(p) = &b.primary {
+                        if let Ok(i) = self.index_of(ns, p).await {
+                            kinds::bond::set_primary(&mut encoded.info, i);
+                        }
+                    }
+                }
                 if let Some(i) = encoded.link {
                     msg.attributes.push(LinkAttribute::Link(i));
                 }
@@ -252,12 +260,27 @@ impl<'a> Executor<'a> {
         if let Some(m) = s.mac {
             msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
         }
+        if let Some(q) = s.opts.txqueuelen {
+            msg.attributes.push(LinkAttribute::TxQueueLen(q));
+        }
+        let mut flags = LinkFlags::empty();
+        let mut mask = LinkFlags::empty();
+        if let Some(p) = s.opts.promisc {
+            mask |= LinkFlags::Promisc;
+            flags.set(LinkFlags::Promisc, p);
+        }
+        if let Some(a) = s.opts.arp {
+            mask |= LinkFlags::Noarp;
+            flags.set(LinkFlags::Noarp, !a);
+        }
+        msg.header.flags = flags;
+        msg.header.change_mask = mask;
         if let Some(n) = s.addrgen_none {
             let mode = if n { In6AddrGenMode::None } else { In6AddrGenMode::Eui64 };
             msg.attributes
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
-        if !msg.attributes.is_empty() {
+        if !msg.attributes.is_empty() || !mask.is_empty() {
             self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
         }
         // Kind-specific data changes go through RTM_NEWLINK on the existing link (changelink).
@@ -275,10 +298,23 @@ impl<'a> Executor<'a> {
                 Some(m) => self.index_of(ns, m).await?,
                 None => 0,
             };
+            // The bonding driver enslaves only a link that is down; it comes back up after.
+            let mut was_up = false;
+            if let Some(m) = m {
+                if self.get_link(ns, m).await?.0.as_deref() == Some("bond") {
+                    was_up = self.get_link(ns, name).await?.1;
+                    if was_up {
+                        self.set_flags(ns, index, false).await?;
+                    }
+                }
+            }
             let mut msg = LinkMessage::default();
             header(&mut msg);
             msg.attributes.push(LinkAttribute::Controller(master));
             self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+            if was_up && s.up != Some(false) && s.up != Some(true) {
+                self.set_flags(ns, index, true).await?;
+            }
         }
         if let Some(h) = s.hairpin {
             let mut msg = LinkMessage::default();
@@ -293,6 +329,26 @@ impl<'a> Executor<'a> {
             self.set_flags(ns, index, true).await?;
         }
         Ok(())
+    }
+
+    /// A link's kind (`IFLA_INFO_KIND`) and whether it is up.
+    async fn get_link(&mut self, ns: &str, name: &str) -> Result<(Option<String>, bool), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let answer = self.conn(ns)?.get(RouteNetlinkMessage::GetLink(msg), 0).await?;
+        for m in answer {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                let kind = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                        LinkInfo::Kind(k) => Some(k.to_string()),
+                        _ => None,
+                    }),
+                    _ => None,
+                });
+                return Ok((kind, l.header.flags.contains(LinkFlags::Up)));
+            }
+        }
+        Err(NlError::other(format!("link `{name}` not found")))
     }
 
     async fn set_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<(), NlError> {
@@ -461,6 +517,7 @@ fn after_create(l: &Link) -> LinkSettings {
         nf_call_iptables: l.nf_call_iptables,
         up: Some(l.up),
         addrgen_none: l.addrgen_none,
+        opts: l.opts,
     }
 }
 

@@ -117,6 +117,11 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 hairpin: l.hairpin.as_ref().map(|h| h.value),
                 up: l.up,
                 addrgen_none: created.then_some(!has_v6),
+                opts: Opts {
+                    promisc: l.options.promisc.as_ref().map(|v| v.value),
+                    arp: l.options.arp.as_ref().map(|v| v.value),
+                    txqueuelen: l.options.txqueuelen.as_ref().map(|v| v.value),
+                },
                 owned: created,
             };
             st.links.insert(l.name.value.clone(), link);

@@ -1144,6 +1144,15 @@ fn apply_settings(l: &mut Link, s: &LinkSettings) {
     if let Some(v) = s.addrgen_none {
         l.addrgen_none = Some(v);
     }
+    if let Some(v) = s.opts.promisc {
+        l.opts.promisc = Some(v);
+    }
+    if let Some(v) = s.opts.arp {
+        l.opts.arp = Some(v);
+    }
+    if let Some(v) = s.opts.txqueuelen {
+        l.opts.txqueuelen = Some(v);
+    }
 }
 
 fn describe_ns(ns: &str) -> String {
@@ -1178,6 +1187,7 @@ mod tests {
             nf_call_iptables: None,
             up: true,
             addrgen_none: Some(false),
+            opts: Opts::default(),
             owned,
         }
     }

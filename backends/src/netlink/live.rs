@@ -43,6 +43,9 @@ pub struct RawLink {
     pub hairpin: Option<bool>,
     pub nf_call_iptables: Option<bool>,
     pub addrgen_none: Option<bool>,
+    pub promisc: bool,
+    pub noarp: bool,
+    pub txqueuelen: Option<u32>,
     /// The kind's own attributes (`IFLA_INFO_DATA`), decoded by the kind's module.
     pub data: Option<InfoData>,
 }
@@ -167,6 +170,7 @@ pub async fn read(
                     nf_call_iptables: l.nf_call_iptables,
                     up: l.up,
                     addrgen_none: l.addrgen_none,
+                    opts: Opts { promisc: Some(l.promisc), arp: Some(!l.noarp), txqueuelen: l.txqueuelen },
                     owned: l.group == NETCFG_GROUP,
                 },
             );
@@ -287,12 +291,16 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         hairpin: None,
         nf_call_iptables: None,
         addrgen_none: None,
+        promisc: m.header.flags.contains(LinkFlags::Promisc),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
+        txqueuelen: None,
         data: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::TxQueueLen(v) => l.txqueuelen = Some(*v),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(Mac(b.as_slice().try_into().expect("6 bytes"))),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Group(g) => l.group = *g,

@@ -265,6 +265,7 @@ impl Op {
             Action::DeleteNetns => "namespace".to_string(),
             Action::CreateLink { name, link, peer } | Action::DeleteLink { name, link, peer } => {
                 let mut s = format!("link {name} ({}", link.kind.keyword());
+                s.push_str(&super::kinds::describe(&link.kind));
                 if let Some((p, _)) = peer {
                     let _ = write!(s, ", peer {p}");
                 }
@@ -295,6 +296,16 @@ impl Op {
                 }
                 if let Some(h) = to.nf_call_iptables {
                     parts.push(format!("nf_call_iptables {} -> {h}", f(from.nf_call_iptables.map(|v| v.to_string()))));
+                }
+                let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+                if let Some(p) = to.opts.promisc {
+                    parts.push(format!("promisc {} -> {p}", opt(from.opts.promisc.map(|v| v.to_string()))));
+                }
+                if let Some(a) = to.opts.arp {
+                    parts.push(format!("arp {} -> {a}", opt(from.opts.arp.map(|v| v.to_string()))));
+                }
+                if let Some(q) = to.opts.txqueuelen {
+                    parts.push(format!("txqueuelen {} -> {q}", opt(from.opts.txqueuelen.map(|v| v.to_string()))));
                 }
                 if let Some(a) = to.addrgen_none {
                     let show = |n: bool| if n { "none" } else { "eui64" };
@@ -392,6 +403,15 @@ fn describe_settings(s: &mut String, l: &LinkSettings) {
     }
     if l.addrgen_none == Some(true) {
         s.push_str(", addrgenmode none");
+    }
+    if let Some(p) = l.opts.promisc {
+        let _ = write!(s, ", promisc {p}");
+    }
+    if let Some(a) = l.opts.arp {
+        let _ = write!(s, ", arp {a}");
+    }
+    if let Some(q) = l.opts.txqueuelen {
+        let _ = write!(s, ", txqueuelen {q}");
     }
     if l.up == Some(true) {
         s.push_str(", up");

@@ -78,6 +78,17 @@ pub enum LinkKind {
         #[serde(with = "MacvlanModeDef")]
         mode: MacvlanMode,
     },
+    Dummy,
+    Vlan(Vlan),
+    Bond(Bond),
+    Vrf {
+        table: u32,
+    },
+    Ipvlan {
+        parent: Option<LinkRef>,
+        mode: IpvlanMode,
+    },
+    Tunnel(Tunnel),
 }
 
 impl LinkKind {
@@ -90,6 +101,12 @@ impl LinkKind {
             LinkKind::Veth { .. } => "veth",
             LinkKind::Vxlan(_) => "vxlan",
             LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Vlan(_) => "vlan",
+            LinkKind::Bond(_) => "bond",
+            LinkKind::Vrf { .. } => "vrf",
+            LinkKind::Ipvlan { .. } => "ipvlan",
+            LinkKind::Tunnel(t) => t.kind.keyword(),
         }
     }
 
@@ -99,7 +116,11 @@ impl LinkKind {
     }
 }
 
+pub use super::kinds::bond::Bond;
+pub use super::kinds::tunnel::Tunnel;
+pub use super::kinds::vlan::Vlan;
 pub use super::kinds::vxlan::Vxlan;
+use netcfg_lang::links::IpvlanMode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
@@ -117,8 +138,19 @@ pub struct Link {
     /// IPv6 address generation off (`addrgenmode none`): netcfg sets it on the links it creates
     /// that the spec gives no IPv6 address, which makes creating them ~50x cheaper.
     pub addrgen_none: Option<bool>,
+    /// `promisc`, `arp`, `txqueuelen`.
+    #[serde(default)]
+    pub opts: Opts,
     /// Whether the link carries netcfg's group (desired: whether netcfg creates it).
     pub owned: bool,
+}
+
+/// Link settings that only matter when the spec names them (desired `None`: leave alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opts {
+    pub promisc: Option<bool>,
+    pub arp: Option<bool>,
+    pub txqueuelen: Option<u32>,
 }
 
 impl Link {
@@ -133,6 +165,7 @@ impl Link {
             nf_call_iptables: None,
             up,
             addrgen_none: Some(false),
+            opts: Opts::default(),
             owned: false,
         }
     }
@@ -147,6 +180,7 @@ impl Link {
             nf_call_iptables: self.nf_call_iptables,
             up: Some(self.up),
             addrgen_none: self.addrgen_none,
+            opts: self.opts,
         }
     }
 }
@@ -161,6 +195,7 @@ pub struct LinkSettings {
     pub nf_call_iptables: Option<bool>,
     pub up: Option<bool>,
     pub addrgen_none: Option<bool>,
+    pub opts: Opts,
 }
 
 impl LinkSettings {
@@ -239,6 +274,11 @@ pub fn link_changes(desired: &Link, live: &Link) -> LinkSettings {
         nf_call_iptables: want(&desired.nf_call_iptables, &live.nf_call_iptables),
         up: (desired.up != live.up).then_some(desired.up),
         addrgen_none: want(&desired.addrgen_none, &live.addrgen_none),
+        opts: Opts {
+            promisc: want(&desired.opts.promisc, &live.opts.promisc),
+            arp: want(&desired.opts.arp, &live.opts.arp),
+            txqueuelen: want(&desired.opts.txqueuelen, &live.opts.txqueuelen),
+        },
     }
 }
 
@@ -252,6 +292,11 @@ pub fn link_current(changes: &LinkSettings, live: &Link) -> LinkSettings {
         nf_call_iptables: changes.nf_call_iptables.and(live.nf_call_iptables),
         up: changes.up.map(|_| live.up),
         addrgen_none: changes.addrgen_none.and(live.addrgen_none),
+        opts: Opts {
+            promisc: changes.opts.promisc.and(live.opts.promisc),
+            arp: changes.opts.arp.and(live.opts.arp),
+            txqueuelen: changes.opts.txqueuelen.and(live.opts.txqueuelen),
+        },
     }
 }
 
@@ -260,6 +305,7 @@ pub fn same_device(desired: &LinkKind, live: &LinkKind) -> bool {
     match (desired, live) {
         (LinkKind::Existing { .. }, k) => !matches!(k, LinkKind::Loopback),
         (LinkKind::Veth { peer: d }, LinkKind::Veth { peer: l }) => d == l,
+        (LinkKind::Tunnel(d), LinkKind::Tunnel(l)) => super::kinds::tunnel::same(d, l),
         (d, l) => d == l,
     }
 }

@@ -51,7 +51,10 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         for route in &netns.routes {
             let Some(via) = &route.via else { continue };
-            if route.route_type != RouteType::Unicast || on_link_in_own_table(netns, route, via.value) {
+            if route.route_type != RouteType::Unicast
+                || on_link_in_own_table(netns, route, via.value)
+                || on_link_in_vrf(model.node(ns.node), netns, route, via.value)
+            {
                 continue;
             }
             diags.extend(check_route(model, ns, model.node(ns.node), netns, route, via));
@@ -70,6 +73,17 @@ fn on_link_in_own_table(netns: &Netns, route: &Route, gateway: IpAddr) -> bool {
                 && r.dst.contains(&gateway)
                 && route.dev.as_ref().is_none_or(|d| r.dev.as_ref().is_some_and(|rd| rd.value == d.value))
         })
+}
+
+/// A route of a VRF's table whose gateway is in the connected subnet of one of the VRF's ports
+/// (over the same `dev` when the route names one): those connected routes are in that table.
+fn on_link_in_vrf(node: &Node, netns: &Netns, route: &Route, gateway: IpAddr) -> bool {
+    node.links_in(netns.id).any(|l| {
+        node.vrf_table(l) == Some(route.table)
+            && l.up
+            && route.dev.as_ref().is_none_or(|d| d.value == l.id)
+            && l.addresses.iter().any(|a| a.prefix_route && a.net.trunc().contains(&gateway))
+    })
 }
 
 fn check_route(

@@ -7,15 +7,22 @@
 //! (`compiler::ir`, `compiler::resolve`), a module here, and one variant in
 //! [`state::LinkKind`](super::state::LinkKind) and in [`Feature`].
 
+pub mod bond;
 pub mod bridge;
+pub mod dummy;
+pub mod ipvlan;
 pub mod macvlan;
+pub mod tunnel;
 pub mod veth;
+pub mod vlan;
+pub mod vrf;
 pub mod vxlan;
 
 use super::live::RawLink;
 use super::state::{LinkKind, LinkRef};
 use crate::kernel::Feature;
 use netcfg_compiler::ir::{self, Node};
+use netcfg_lang::links::{BondMode, Keyword, TunnelKind};
 use rtnetlink::packet_route::link::LinkInfo;
 
 /// How to find the names of links the IR refers to by id.
@@ -33,6 +40,22 @@ pub fn project(node: &Node, kind: &ir::LinkKind) -> (LinkKind, Option<Feature>) 
         ir::LinkKind::Veth { peer } => (veth::project(node, *peer), Some(Feature::Veth)),
         ir::LinkKind::Vxlan { .. } => (vxlan::project(node, kind), Some(Feature::Vxlan)),
         ir::LinkKind::Macvlan { parent, mode } => (macvlan::project(node, parent.value, *mode), Some(Feature::Macvlan)),
+        ir::LinkKind::Dummy => (LinkKind::Dummy, Some(Feature::Dummy)),
+        ir::LinkKind::Vlan { parent, id, protocol } => {
+            (vlan::project(node, parent.value, id.value, *protocol), Some(Feature::Vlan))
+        }
+        ir::LinkKind::Bond(b) => (bond::project(node, b), Some(Feature::Bond)),
+        ir::LinkKind::Vrf { table } => (LinkKind::Vrf { table: table.value }, Some(Feature::Vrf)),
+        ir::LinkKind::Ipvlan { parent, mode } => (ipvlan::project(node, parent.value, *mode), Some(Feature::Ipvlan)),
+        ir::LinkKind::Tunnel(t) => (
+            tunnel::project(node, t),
+            Some(match t.kind {
+                TunnelKind::Gre => Feature::Gre,
+                TunnelKind::Ipip => Feature::Ipip,
+                TunnelKind::Sit => Feature::Sit,
+                TunnelKind::Ip6tnl => Feature::Ip6tnl,
+            }),
+        ),
     }
 }
 
@@ -41,8 +64,16 @@ pub fn project(node: &Node, kind: &ir::LinkKind) -> (LinkKind, Option<Feature>) 
 pub fn lower(kind: &LinkKind, ns: &str) -> Option<LinkRef> {
     match kind {
         LinkKind::Vxlan(v) => vxlan::lower(v, ns),
-        LinkKind::Macvlan { parent, .. } => parent.clone(),
-        LinkKind::Loopback | LinkKind::Existing { .. } | LinkKind::Bridge | LinkKind::Veth { .. } => None,
+        LinkKind::Macvlan { parent, .. } | LinkKind::Ipvlan { parent, .. } => parent.clone(),
+        LinkKind::Vlan(v) => v.parent.clone(),
+        LinkKind::Tunnel(t) => tunnel::lower(t, ns),
+        LinkKind::Loopback
+        | LinkKind::Existing { .. }
+        | LinkKind::Bridge
+        | LinkKind::Veth { .. }
+        | LinkKind::Dummy
+        | LinkKind::Bond(_)
+        | LinkKind::Vrf { .. } => None,
     }
 }
 
@@ -51,9 +82,43 @@ pub fn lower(kind: &LinkKind, ns: &str) -> Option<LinkRef> {
 pub fn fixed_default_mtu(kind: &LinkKind) -> Option<u32> {
     const ETHERNET: u32 = 1500;
     match kind {
-        LinkKind::Veth { .. } => Some(ETHERNET),
+        LinkKind::Veth { .. } | LinkKind::Dummy => Some(ETHERNET),
         LinkKind::Vxlan(v) if v.dev.is_none() => Some(ETHERNET),
         _ => None,
+    }
+}
+
+/// The kind's own settings as a plan shows them after the kind (`, id 100 on eth0`).
+pub fn describe(kind: &LinkKind) -> String {
+    let on = |r: &Option<LinkRef>| r.as_ref().map(|r| format!(" on {r}")).unwrap_or_default();
+    match kind {
+        LinkKind::Vlan(v) => format!(" {} {}{}", v.protocol.keyword(), v.id, on(&v.parent)),
+        LinkKind::Ipvlan { parent, mode } => format!(" {}{}", mode.keyword(), on(parent)),
+        LinkKind::Vrf { table } => format!(" table {table}"),
+        LinkKind::Bond(b) => {
+            let mut s = format!(" {}, miimon {}", b.mode.keyword(), b.miimon);
+            if b.mode == BondMode::Lacp {
+                s.push_str(&format!(", lacp-rate {}", b.lacp_rate.keyword()));
+            }
+            if let Some(p) = &b.primary {
+                s.push_str(&format!(", primary {p}"));
+            }
+            s
+        }
+        LinkKind::Tunnel(t) => {
+            let mut s = String::new();
+            if let Some(l) = t.local {
+                s.push_str(&format!(" {l}"));
+            }
+            if let Some(r) = t.remote {
+                s.push_str(&format!(" -> {r}"));
+            }
+            if let Some(k) = t.key {
+                s.push_str(&format!(", key {k}"));
+            }
+            s
+        }
+        _ => String::new(),
     }
 }
 
@@ -65,6 +130,12 @@ pub fn encode(kind: &LinkKind, lower: Option<u32>) -> Result<Encoded, String> {
         LinkKind::Bridge => Ok(Encoded { info: bridge::encode(), link: None }),
         LinkKind::Vxlan(v) => Ok(Encoded { info: vxlan::encode(v, lower), link: None }),
         LinkKind::Macvlan { mode, .. } => Ok(Encoded { info: macvlan::encode(*mode), link: lower }),
+        LinkKind::Dummy => Ok(Encoded { info: dummy::encode(), link: None }),
+        LinkKind::Vlan(v) => Ok(Encoded { info: vlan::encode(v), link: lower }),
+        LinkKind::Bond(b) => Ok(Encoded { info: bond::encode(b), link: None }),
+        LinkKind::Vrf { table } => Ok(Encoded { info: vrf::encode(*table), link: None }),
+        LinkKind::Ipvlan { mode, .. } => Ok(Encoded { info: ipvlan::encode(*mode), link: lower }),
+        LinkKind::Tunnel(t) => Ok(Encoded { info: tunnel::encode(t, lower), link: None }),
         LinkKind::Veth { .. } | LinkKind::Loopback | LinkKind::Existing { .. } => {
             Err(format!("netcfg does not create {} links this way", kind.keyword()))
         }
@@ -96,6 +167,19 @@ pub fn decode(ns: &str, l: &RawLink, lookup: &dyn Lookup) -> LinkKind {
         Some("veth") => LinkKind::Veth { peer: lookup.veth_peer(ns, l) },
         Some("vxlan") => vxlan::decode(ns, l, lookup),
         Some("macvlan") => macvlan::decode(ns, l, lookup),
+        Some("dummy") => LinkKind::Dummy,
+        Some("vlan") => vlan::decode(ns, l, lookup),
+        Some("bond") => bond::decode(ns, l, lookup),
+        Some("vrf") => vrf::decode(l),
+        Some("ipvlan") => ipvlan::decode(ns, l, lookup),
+        Some(k @ ("gre" | "ipip" | "sit" | "ip6tnl")) => {
+            let kind = TunnelKind::KEYWORDS.iter().find(|(w, _)| *w == k).map(|(_, t)| *t).expect("a tunnel");
+            match tunnel::decode(kind, ns, l, lookup) {
+                // The fallback device the module makes in every namespace (`gre0`, `tunl0`…).
+                LinkKind::Tunnel(t) if t.remote.is_none() => LinkKind::Existing { kind: Some(k.to_string()) },
+                t => t,
+            }
+        }
         other => LinkKind::Existing { kind: other.map(str::to_string) },
     }
 }
