@@ -109,6 +109,7 @@ fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> 
 fn append(out: &mut NsBody, b: NsBody) {
     out.links.extend(b.links);
     out.unbuilt_links.extend(b.unbuilt_links);
+    out.loopback.extend(b.loopback);
     out.routes.extend(b.routes);
     out.neighbors.extend(b.neighbors);
     out.sysctls.extend(b.sysctls);
@@ -197,6 +198,15 @@ impl<'d> NodeBuilder<'d> {
         }
         for (id, ns, l) in &pending {
             self.resolve_primary(*id, *ns, l);
+        }
+        for (ns, b) in &bodies {
+            let lo = self.find_link(*ns, "lo").map(|l| l.id.0 as usize).expect("every namespace has lo");
+            let addresses = b.loopback.iter().map(|a| Address {
+                net: a.net.value,
+                prefix_route: a.prefix_route.as_ref().is_none_or(|p| p.value),
+                span: a.net.span,
+            });
+            self.node.links[lo].addresses.extend(addresses);
         }
         self.nics_in_one_namespace();
         for (ns, b) in &bodies {

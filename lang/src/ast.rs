@@ -46,6 +46,8 @@ pub struct NsBody {
     /// Names of links written here that could not be built (a `veth` without `peer`, a `vxlan`
     /// without `vni`...): already reported, so references to them are not reported again.
     pub unbuilt_links: Vec<Name>,
+    /// Addresses on the namespace's `lo` (`loopback { address … }`).
+    pub loopback: Vec<AddressDecl>,
     pub routes: Vec<RouteDecl>,
     pub neighbors: Vec<NeighborDecl>,
     pub sysctls: Vec<SysctlDecl>,

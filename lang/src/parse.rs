@@ -243,6 +243,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                 Err(Some(name)) => body.unbuilt_links.push(name),
                 Err(None) => {}
             },
+            "loopback" => body.loopback.extend(parse_addresses(cx, &mut c)),
             "route" => body.routes.extend(parse_route(cx, &mut c)),
             "neighbor" => body.neighbors.extend(parse_neighbor(cx, &mut c)),
             "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
@@ -298,6 +299,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             other => {
                 let known = LINK_KEYWORDS.iter().copied().chain([
                     "use",
+                    "loopback",
                     "route",
                     "neighbor",
                     "sysctl",
@@ -533,6 +535,14 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             .map(|s| s.map(|v| v as u32)),
         arp: r.prop(cx, "arp").and_then(|v| v.bool(cx, "arp")),
     };
+    let addresses = parse_addresses(cx, r);
+    let Some(kind) = kind else { return Err(name) };
+    let Some(name) = name else { return Err(None) };
+    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
+}
+
+/// The `address` children of a link or of `loopback`.
+fn parse_addresses(cx: &mut Cx, r: &mut Reader) -> Vec<AddressDecl> {
     let mut addresses = Vec::new();
     for a in r.children("address") {
         let mut ar = Reader::new(cx, a);
@@ -545,9 +555,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
         }
         ar.finish(cx);
     }
-    let Some(kind) = kind else { return Err(name) };
-    let Some(name) = name else { return Err(None) };
-    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
+    addresses
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {

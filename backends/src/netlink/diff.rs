@@ -696,15 +696,30 @@ impl Planner<'_> {
         });
     }
 
-    /// Creates the desired links that do not exist: bridges, then veths, vxlans, macvlans.
+    /// Creates the desired links that do not exist: masters and links on nothing first
+    /// (bridges, bonds, VRFs, dummies), then veths, then each stacked link after the link it
+    /// sits on (a VLAN on a bond, a VLAN on that VLAN).
     fn plan_link_creates(&mut self) {
-        let rank = |k: &LinkKind| match k {
-            LinkKind::Bridge => 0,
-            LinkKind::Veth { .. } => 1,
-            LinkKind::Vxlan(_) => 2,
-            _ => 3,
+        let desired = &self.d.state;
+        let depth = |ns: &str, k: &LinkKind| {
+            let mut d = 0;
+            let mut lower = kinds::lower(k, ns);
+            while let Some(r) = lower.filter(|_| d < 16) {
+                d += 1;
+                lower = desired
+                    .namespaces
+                    .get(&r.ns)
+                    .and_then(|n| n.links.get(&r.name))
+                    .and_then(|l| kinds::lower(&l.kind, &r.ns));
+            }
+            d
         };
-        let mut todo: Vec<(u8, LinkRef, Link)> = Vec::new();
+        let rank = |ns: &str, k: &LinkKind| match k {
+            LinkKind::Veth { .. } => 1,
+            k if kinds::lower(k, ns).is_some() => 1 + depth(ns, k),
+            _ => 0,
+        };
+        let mut todo: Vec<(u32, LinkRef, Link)> = Vec::new();
         for (ns, st) in &self.d.state.namespaces {
             for (name, l) in &st.links {
                 if !l.kind.is_created() {
@@ -712,7 +727,7 @@ impl Planner<'_> {
                 }
                 let exists = self.cur.namespaces.get(ns).is_some_and(|c| c.links.contains_key(name));
                 if !exists {
-                    todo.push((rank(&l.kind), LinkRef { ns: ns.clone(), name: name.clone() }, l.clone()));
+                    todo.push((rank(ns, &l.kind), LinkRef { ns: ns.clone(), name: name.clone() }, l.clone()));
                 }
             }
         }

@@ -19,7 +19,7 @@ pub mod vrf;
 pub mod vxlan;
 
 use super::live::RawLink;
-use super::state::{LinkKind, LinkRef};
+use super::state::{LinkKind, LinkRef, HOST};
 use crate::kernel::Feature;
 use netcfg_compiler::ir::{self, Node};
 use netcfg_lang::links::{BondMode, Keyword, TunnelKind};
@@ -90,7 +90,11 @@ pub fn fixed_default_mtu(kind: &LinkKind) -> Option<u32> {
 
 /// The kind's own settings as a plan shows them after the kind (`, id 100 on eth0`).
 pub fn describe(kind: &LinkKind) -> String {
-    let on = |r: &Option<LinkRef>| r.as_ref().map(|r| format!(" on {r}")).unwrap_or_default();
+    let on = |r: &Option<LinkRef>| match r {
+        Some(r) if r.ns == HOST => format!(" on {}", r.name),
+        Some(r) => format!(" on {} in {}", r.name, r.ns),
+        None => String::new(),
+    };
     match kind {
         LinkKind::Vlan(v) => format!(" {} {}{}", v.protocol.keyword(), v.id, on(&v.parent)),
         LinkKind::Ipvlan { parent, mode } => format!(" {}{}", mode.keyword(), on(parent)),
