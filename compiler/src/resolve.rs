@@ -155,12 +155,15 @@ struct NodeBuilder<'d> {
     unbuilt: Vec<(NetnsId, String)>,
     /// Links by namespace and name: references are resolved by hash, not by scanning the links.
     link_index: HashMap<(NetnsId, String), LinkId>,
+    /// Links whose kind could not be resolved (a `parent` or `dev` that is not there, already
+    /// reported): they stand as placeholders, and what refers to them is not judged by kind.
+    unresolved: std::collections::HashSet<LinkId>,
 }
 
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags, unbuilt: Vec::new(), link_index: HashMap::new() }
+        NodeBuilder { node, diags, unbuilt: Vec::new(), link_index: HashMap::new(), unresolved: Default::default() }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -467,8 +470,12 @@ impl<'d> NodeBuilder<'d> {
                 }
             }
         };
-        if let Some(kind) = kind {
-            self.node.links[id.0 as usize].kind = kind;
+        match kind {
+            Some(kind) => self.node.links[id.0 as usize].kind = kind,
+            None if !matches!(l.kind, ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer) => {
+                self.unresolved.insert(id);
+            }
+            None => {}
         }
     }
 
@@ -497,6 +504,9 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_master(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let Some(m) = &l.master else { return };
         let Some(master) = self.link_ref(ns, m) else { return };
+        if self.unresolved.contains(&master.value) {
+            return;
+        }
         if !self.node.link(master.value).kind.is_master() {
             let kind = self.node.link(master.value).kind.keyword();
             let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
@@ -1050,6 +1060,132 @@ node "n" {
     ethernet "eth0"
     veth "v0" master="eth0" { peer "v1"; }
 //                    ^^^^ error invalid-reference
+}
+"#,
+        );
+    }
+}
+
+#[cfg(test)]
+mod link_kind_tests {
+    use crate::fixture::check;
+    use crate::ir::{LinkKind, NetnsId};
+    use netcfg_lang::parse_str;
+
+    fn fleet(src: &str) -> crate::ir::Fleet {
+        let parsed = parse_str("t.kdl", src);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        crate::compile(&parsed.spec).fleet
+    }
+
+    #[test]
+    fn stacked_kinds_resolve_their_parents_masters_and_options() {
+        let f = fleet(
+            r#"
+node "n" {
+    ethernet "eno1" master="bond0"
+    ethernet "eno2" master="bond0"
+    bond "bond0" mode="active-backup" miimon=100 primary="eno2"
+    vlan "bond0.20" parent="bond0" id=20 protocol="802.1ad"
+    vrf "blue" table=10
+    dummy "d0" master="blue" promisc=#true txqueuelen=10 arp=#false
+    loopback { address "10.255.0.1/32"; }
+    netns "app" {
+        ipvlan "ipvl0" parent="eno1" mode="l3"
+        loopback { address "10.255.0.2/32"; }
+    }
+    gre "gre1" remote="192.0.2.2" key=7 dev="eno1"
+}
+"#,
+        );
+        let n = &f.nodes[0];
+        let id = |ns, name| n.find_link(ns, name).unwrap_or_else(|| panic!("{name}")).id;
+        let bond = n.link(id(NetnsId::HOST, "bond0"));
+        let LinkKind::Bond(b) = &bond.kind else { panic!("{:?}", bond.kind) };
+        assert_eq!(b.primary.as_ref().map(|p| p.value), Some(id(NetnsId::HOST, "eno2")));
+        assert_eq!(b.miimon, Some(100));
+        let LinkKind::Vlan { parent, id: vid, protocol } = &n.link(id(NetnsId::HOST, "bond0.20")).kind else {
+            panic!()
+        };
+        assert_eq!((parent.value, vid.value, protocol.keyword()), (bond.id, 20, "802.1ad"));
+        let d0 = n.link(id(NetnsId::HOST, "d0"));
+        assert_eq!(n.vrf_table(d0), Some(10));
+        assert_eq!(d0.options.txqueuelen.as_ref().map(|v| v.value), Some(10));
+        let app = n.find_netns("app").expect("app").id;
+        // The parent is not in `app`: it is the host's.
+        let LinkKind::Ipvlan { parent, .. } = &n.link(id(app, "ipvl0")).kind else { panic!() };
+        assert_eq!(parent.value, id(NetnsId::HOST, "eno1"));
+        let lo = |ns| n.link(id(ns, "lo")).addresses.iter().map(|a| a.net.to_string()).collect::<Vec<_>>();
+        assert_eq!(lo(NetnsId::HOST), ["127.0.0.1/8", "::1/128", "10.255.0.1/32"]);
+        assert_eq!(lo(app), ["127.0.0.1/8", "::1/128", "10.255.0.2/32"]);
+        let LinkKind::Tunnel(t) = &n.link(id(NetnsId::HOST, "gre1")).kind else { panic!() };
+        assert_eq!((t.key, t.dev.as_ref().map(|d| d.value)), (Some(7), Some(id(NetnsId::HOST, "eno1"))));
+    }
+
+    #[test]
+    fn link_kind_mistakes() {
+        check(
+            r#"
+node "n" {
+    ethernet "eno1"
+    ethernet "eno2" master="bond0"
+    bond "bond0" mode="active-backup" primary="eno1"
+//                                             ^^^^ error invalid-reference
+    bond "bond1" mode="balance-xor" lacp-rate="fast"
+//                                             ^^^^ error invalid-value
+    bond "bond2" mode="802.3d"
+//                     ^^^^^^ error invalid-value
+    vlan "v0" parent="eno1" id=4095
+//                             ^^^^ error invalid-value
+    vlan "v1" id=10
+//  ^^^^^^^^^^^^^^^ error missing-property
+    vlan "v2" parent="eno9" id=10
+//                    ^^^^ error undefined-reference
+    ethernet "eno3" master="v2"
+    ethernet "eno4" master="eno1"
+//                          ^^^^ error invalid-reference
+    gre "g0" remote="2001:db8::1"
+//                   ^^^^^^^^^^^ error invalid-value
+    ip6tnl "t6" remote="2001:db8::1" local="192.0.2.1"
+//                                          ^^^^^^^^^ error invalid-value
+    ipip "t4" remote="192.0.2.9" key=3
+//                               ^^^ error unknown-property
+    vrf "blue"
+//  ^^^^^^^^^^ error missing-property
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn vrf_tables_hold_their_ports_connected_routes() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.2/24"; }
+    vrf "mgmt" table=10
+    ethernet "eth1" master="mgmt" { address "10.99.0.5/24"; }
+    route "default" via="10.99.0.1" table=10
+    route "10.1.0.0/16" via="10.99.0.1"
+//                           ^^^^^^^^^ error gateway-not-on-link
+    route "default" via="192.0.2.1"
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn stacked_links_may_not_outgrow_their_parent() {
+        check(
+            r#"
+node "n" {
+    ethernet "eno1" mtu=1500
+    vlan "eno1.5" parent="eno1" id=5 mtu=9000
+//                                       ^^^^ error mtu-mismatch
+    vlan "eno1.6" parent="eno1" id=6
+    vlan "eno1.6.7" parent="eno1.6" id=7 mtu=1500 protocol="802.1q"
+    vrf "blue" table=10
+    ethernet "eno2" master="blue" mtu=9000
 }
 "#,
         );

@@ -488,7 +488,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                     cx.error(
                         code::INVALID_VALUE,
                         a.span,
-                        format!("a `{keyword}` tunnel's {what} is an {want} address"),
+                        format!("`{keyword}` runs over {want}: its {what} must be an {want} address"),
                     )
                     .help = Some(if kind.outer_is_v6() {
                         "use `gre`, `ipip` or `sit` for an IPv4 underlay".into()
