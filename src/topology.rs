@@ -22,7 +22,7 @@ fn fill(kind: &LinkKind) -> &'static str {
         LinkKind::Bond(_) => "#f4cccc",
         LinkKind::Vrf { .. } => "#ead1dc",
         LinkKind::Dummy => "#f3f3f3",
-        LinkKind::Tunnel(_) => "#d9d2e9",
+        LinkKind::Tunnel(_) | LinkKind::Wireguard(_) => "#d9d2e9",
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Feature {
     Ipip,
     Sit,
     Ip6tnl,
+    Wireguard,
     /// Bridged traffic through the L3 netfilter hooks; the `net.bridge.bridge-nf-*` sysctls.
     BrNetfilter,
     /// Connection tracking itself (`net.netfilter.nf_conntrack_*` sysctls).
@@ -53,7 +54,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 24] = [
+    pub const ALL: [Feature; 25] = [
         Feature::Bridge,
         Feature::Veth,
         Feature::Vxlan,
@@ -67,6 +68,7 @@ impl Feature {
         Feature::Ipip,
         Feature::Sit,
         Feature::Ip6tnl,
+        Feature::Wireguard,
         Feature::BrNetfilter,
         Feature::NfConntrack,
         Feature::NfTables,
@@ -97,6 +99,7 @@ impl Feature {
             Feature::Ipip => "ipip",
             Feature::Sit => "sit",
             Feature::Ip6tnl => "ip6_tunnel",
+            Feature::Wireguard => "wireguard",
             Feature::BrNetfilter => "br_netfilter",
             Feature::NfConntrack => "nf_conntrack",
             Feature::NfTables => "nf_tables",
@@ -127,6 +130,7 @@ impl Feature {
             Feature::Ipip => "IPIP tunnels",
             Feature::Sit => "SIT tunnels",
             Feature::Ip6tnl => "IPv6 tunnels (`ip6tnl`)",
+            Feature::Wireguard => "WireGuard links",
             Feature::BrNetfilter => "bridge netfilter (`net.bridge.bridge-nf-call-*`)",
             Feature::NfConntrack => "connection tracking (`net.netfilter.nf_conntrack_*`)",
             Feature::NfTables => "nftables",

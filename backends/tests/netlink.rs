@@ -626,8 +626,12 @@ fn every_example_applies_and_verifies() {
     files.push(root.join("fleet/fleet.kdl"));
     // Hosts built from the link kinds distribution kernels have as modules (bonds, VLANs, VRFs,
     // tunnels): on a kernel without them they run in the full-kernel lane.
-    let mut hosts: Vec<_> =
-        std::fs::read_dir(root.join("hosts")).expect("examples/hosts").flatten().map(|e| e.path()).collect();
+    let mut hosts: Vec<_> = std::fs::read_dir(root.join("hosts"))
+        .expect("examples/hosts")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kdl"))
+        .collect();
     hosts.sort();
     assert!(hosts.len() >= 3, "{hosts:?}");
     files.extend(hosts);

@@ -193,6 +193,8 @@ pub enum LinkKind {
         mode: IpvlanMode,
     },
     Tunnel(Tunnel),
+    /// Keys by file only; peers as declared.
+    Wireguard(netcfg_lang::ast::WireguardDecl),
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +234,7 @@ impl LinkKind {
             LinkKind::Vrf { .. } => "vrf",
             LinkKind::Ipvlan { .. } => "ipvlan",
             LinkKind::Tunnel(t) => t.kind.keyword(),
+            LinkKind::Wireguard(_) => "wireguard",
         }
     }
 
@@ -250,7 +253,8 @@ impl LinkKind {
             | LinkKind::Veth { .. }
             | LinkKind::Dummy
             | LinkKind::Bond(_)
-            | LinkKind::Vrf { .. } => None,
+            | LinkKind::Vrf { .. }
+            | LinkKind::Wireguard(_) => None,
         }
     }
 

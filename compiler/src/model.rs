@@ -430,6 +430,8 @@ pub fn link_mtus(node: &Node) -> Vec<u32> {
                 mtu(node, ports, parent.value, depth + 1)
             }
             LinkKind::Vrf { .. } => 65575,
+            // 1500 less the outer IPv6, UDP and WireGuard headers.
+            LinkKind::Wireguard(_) => 1420,
             LinkKind::Tunnel(t) => {
                 let under = t.dev.as_ref().map_or(1500, |d| mtu(node, ports, d.value, depth + 1));
                 under.saturating_sub(tunnel_overhead(t.kind))

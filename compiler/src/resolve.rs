@@ -454,6 +454,7 @@ impl<'d> NodeBuilder<'d> {
                 parent,
                 mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::IpvlanMode::L2),
             }),
+            ast::LinkKindDecl::Wireguard(w) => Some(LinkKind::Wireguard(w.clone())),
             ast::LinkKindDecl::Tunnel(t) => {
                 let dev = t.dev.as_ref().and_then(|d| self.link_ref(ns, d));
                 if t.dev.is_some() && dev.is_none() {

@@ -152,15 +152,52 @@ pub enum LinkKindDecl {
     /// A link with no device behind it: addresses that belong to the node, not to a wire.
     Dummy,
     /// An 802.1Q (or 802.1ad) VLAN on `parent`.
-    Vlan { parent: Name, id: Spanned<u16>, protocol: Option<Spanned<VlanProtocol>> },
+    Vlan {
+        parent: Name,
+        id: Spanned<u16>,
+        protocol: Option<Spanned<VlanProtocol>>,
+    },
     /// Links aggregated into one; ports join with `master`.
     Bond(BondDecl),
     /// An L3 domain bound to a routing table; links join with `master`.
-    Vrf { table: Spanned<u32> },
+    Vrf {
+        table: Spanned<u32>,
+    },
     /// Links sharing `parent`'s MAC, told apart by IP address.
-    Ipvlan { parent: Name, mode: Option<Spanned<IpvlanMode>> },
+    Ipvlan {
+        parent: Name,
+        mode: Option<Spanned<IpvlanMode>>,
+    },
     /// A point-to-point IP tunnel (`gre`, `ipip`, `sit`, `ip6tnl`).
     Tunnel(TunnelDecl),
+    Wireguard(WireguardDecl),
+}
+
+#[derive(Clone, Debug)]
+pub struct WireguardDecl {
+    /// Where the private key is read at apply time (never the key itself), resolved against
+    /// the directory of the file that names it.
+    pub private_key_file: Spanned<KeyFile>,
+    pub listen_port: Option<Spanned<u16>>,
+    pub fwmark: Option<Spanned<u32>>,
+    pub peers: Vec<WgPeerDecl>,
+}
+
+/// A file holding a secret: as written in the spec, and resolved.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct KeyFile {
+    pub written: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct WgPeerDecl {
+    pub public_key: Spanned<[u8; 32]>,
+    pub endpoint: Option<Spanned<(IpAddr, u16)>>,
+    pub allowed_ips: Vec<IpNet>,
+    pub keepalive: Option<Spanned<u16>>,
+    pub preshared_key_file: Option<Spanned<KeyFile>>,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -203,6 +240,7 @@ impl LinkKindDecl {
             LinkKindDecl::Vrf { .. } => "vrf",
             LinkKindDecl::Ipvlan { .. } => "ipvlan",
             LinkKindDecl::Tunnel(t) => t.kind.keyword(),
+            LinkKindDecl::Wireguard(_) => "wireguard",
         }
     }
 }

@@ -7,8 +7,21 @@ use serde::{Deserialize, Serialize};
 /// Every keyword that declares a link in a node, netns or template body (`peer` is declared
 /// inside a `veth` only).
 pub const LINK_KEYWORDS: &[&str] = &[
-    "ethernet", "bridge", "veth", "vxlan", "macvlan", "dummy", "vlan", "bond", "vrf", "ipvlan", "gre", "ipip", "sit",
+    "ethernet",
+    "bridge",
+    "veth",
+    "vxlan",
+    "macvlan",
+    "dummy",
+    "vlan",
+    "bond",
+    "vrf",
+    "ipvlan",
+    "gre",
+    "ipip",
+    "sit",
     "ip6tnl",
+    "wireguard",
 ];
 
 /// An enumerated option: its spellings in the language, in the order help lists them.

@@ -75,8 +75,9 @@ impl Parsed {
         let (doc, syntax_errors) = crate::kdl::parse(&text, file);
         self.diagnostics.extend(syntax_errors);
         let mut includes = Vec::new();
+        let dir = self.sources.get(file).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf);
         {
-            let mut cx = Cx { diags: &mut self.diagnostics };
+            let mut cx = Cx { diags: &mut self.diagnostics, dir };
             for node in &doc.nodes {
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
@@ -514,6 +515,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             };
             remote.map(|remote| LinkKindDecl::Tunnel(TunnelDecl { kind, local, remote, ttl, key, dev }))
         }
+        "wireguard" => parse_wireguard(cx, r).map(LinkKindDecl::Wireguard),
         _ => unreachable!("parse_link called for {keyword}"),
     };
     let mtu = r.prop(cx, "mtu").and_then(|v| v.int(cx, "mtu", 68, 65535)).map(|s| s.map(|v| v as u32));
@@ -539,6 +541,72 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     let Some(kind) = kind else { return Err(name) };
     let Some(name) = name else { return Err(None) };
     Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
+}
+
+/// A file holding a secret, resolved against the directory of the spec file.
+fn key_file(cx: &mut Cx, v: Val, what: &str) -> Option<Spanned<KeyFile>> {
+    let s = v.string(cx, what)?;
+    if s.value.is_empty() {
+        cx.error(code::INVALID_VALUE, s.span, format!("{what} is empty")).help =
+            Some("name a file readable only by root, e.g. `/etc/wireguard/wg0.key`".into());
+        return None;
+    }
+    let path = match &cx.dir {
+        Some(d) if !Path::new(&s.value).is_absolute() => d.join(&s.value).display().to_string(),
+        _ => s.value.clone(),
+    };
+    Some(Spanned::new(KeyFile { written: s.value, path }, s.span))
+}
+
+fn parse_wireguard(cx: &mut Cx, r: &mut Reader) -> Option<WireguardDecl> {
+    for secret in ["private-key", "preshared-key"] {
+        if let Some(v) = r.prop(cx, if secret == "private-key" { "private-key" } else { "preshared-key" }) {
+            cx.error(code::INVALID_VALUE, v.span, format!("a WireGuard `{secret}` is never written in the spec"))
+                .help = Some(format!(
+                "put it in a file only root can read (`wg genkey > wg0.key`) and name it with `{secret}-file=\"…\"`"
+            ));
+        }
+    }
+    let key = r.required(cx, "private-key-file", "\"/etc/wireguard/wg0.key\"");
+    let private_key_file = key.and_then(|v| key_file(cx, v, "private-key-file"));
+    let listen_port =
+        r.prop(cx, "listen-port").and_then(|v| v.int(cx, "listen-port", 1, 65535)).map(|s| s.map(|v| v as u16));
+    let fwmark =
+        r.prop(cx, "fwmark").and_then(|v| v.int(cx, "fwmark", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32));
+    let mut peers: Vec<WgPeerDecl> = Vec::new();
+    for p in r.children("peer") {
+        let mut pr = Reader::new(cx, p);
+        let public_key = pr.required(cx, "public-key", "\"…=\"").and_then(|v| v.parse(cx, "public key", parse_wg_key));
+        let endpoint = pr.prop(cx, "endpoint").and_then(|v| v.parse(cx, "endpoint", parse_endpoint));
+        let allowed_ips = pr.prop(cx, "allowed-ips").and_then(|v| v.parse(cx, "allowed-ips", parse_net_list));
+        let keepalive =
+            pr.prop(cx, "keepalive").and_then(|v| v.int(cx, "keepalive", 0, 65535)).map(|s| s.map(|v| v as u16));
+        if let Some(v) = pr.prop(cx, "preshared-key") {
+            cx.error(code::INVALID_VALUE, v.span, "a WireGuard `preshared-key` is never written in the spec").help =
+                Some("put it in a file only root can read (`wg genpsk > peer.psk`) and name it with `preshared-key-file=\"…\"`".into());
+        }
+        let preshared_key_file = pr.prop(cx, "preshared-key-file").and_then(|v| key_file(cx, v, "preshared-key-file"));
+        if let Some(k) = &public_key {
+            if let Some(first) = peers.iter().find(|q| q.public_key.value == k.value) {
+                let first = first.public_key.span;
+                let d = cx.error(code::DUPLICATE_PROPERTY, k.span, "this peer is already declared");
+                d.secondary.push(crate::diagnostic::Label { span: first, message: "first declared here".into() });
+                d.help = Some("merge the two `peer` nodes: one per public key".into());
+            }
+        }
+        if let Some(public_key) = public_key {
+            peers.push(WgPeerDecl {
+                public_key,
+                endpoint,
+                allowed_ips: allowed_ips.map(|a| a.value).unwrap_or_default(),
+                keepalive,
+                preshared_key_file,
+                span: pr.span,
+            });
+        }
+        pr.finish(cx);
+    }
+    Some(WireguardDecl { private_key_file: private_key_file?, listen_port, fwmark, peers })
 }
 
 /// The `address` children of a link or of `loopback`.
@@ -1074,6 +1142,43 @@ mod tests {
 #[cfg(test)]
 mod once_tests {
     use super::*;
+
+    #[test]
+    fn wireguard_secrets_stay_out_of_the_spec() {
+        let src = r#"
+node "n" {
+    wireguard "wg0" private-key="cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=" {
+        peer public-key="short" allowed-ips="10.8.0.2/32,,10.9.0.0/16"
+        peer public-key="QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM=" preshared-key="x"
+        peer public-key="QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM="
+    }
+}
+"#;
+        let parsed = parse_str("t.kdl", src);
+        let got: Vec<(&str, &str)> = parsed
+            .diagnostics
+            .iter()
+            .map(|d| (d.code.id, &src[d.primary.span.start as usize..d.primary.span.end as usize]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("invalid-value", "\"cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=\""),
+                ("missing-property", "wireguard \"wg0\" private-key=\"cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=\""),
+                ("invalid-value", "short"),
+                ("invalid-value", ","),
+                ("invalid-value", "\"x\""),
+                ("duplicate-property", "QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM="),
+            ],
+            "{:#?}",
+            parsed.diagnostics
+        );
+        // The key is quoted back in no message or help.
+        for d in &parsed.diagnostics {
+            let text = format!("{} {:?}", d.message, d.help);
+            assert!(!text.contains("cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI="), "{text}");
+        }
+    }
 
     fn codes(src: &str) -> Vec<&'static str> {
         parse_str("t.kdl", src).diagnostics.iter().map(|d| d.code.id).collect()

@@ -194,6 +194,9 @@ impl<'a> Executor<'a> {
                 self.set_link(ns, name, &LinkSettings { mtu: Some(m), ..LinkSettings::default() }).await?;
             }
         }
+        if let LinkKind::Wireguard(w) = &link.kind {
+            kinds::wireguard::configure(&self.map.locate(ns), name, w).map_err(NlError::other)?;
+        }
         self.set_link(ns, name, &after_create(link)).await?;
         if let Some((p, pl)) = peer {
             self.set_link(&p.ns, &p.name, &after_create(pl)).await?;

@@ -89,6 +89,7 @@ pub enum LinkKind {
         mode: IpvlanMode,
     },
     Tunnel(Tunnel),
+    Wireguard(Wireguard),
 }
 
 impl LinkKind {
@@ -107,6 +108,7 @@ impl LinkKind {
             LinkKind::Vrf { .. } => "vrf",
             LinkKind::Ipvlan { .. } => "ipvlan",
             LinkKind::Tunnel(t) => t.kind.keyword(),
+            LinkKind::Wireguard(_) => "wireguard",
         }
     }
 
@@ -120,6 +122,7 @@ pub use super::kinds::bond::Bond;
 pub use super::kinds::tunnel::Tunnel;
 pub use super::kinds::vlan::Vlan;
 pub use super::kinds::vxlan::Vxlan;
+pub use super::kinds::wireguard::Wireguard;
 use netcfg_lang::links::IpvlanMode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +309,7 @@ pub fn same_device(desired: &LinkKind, live: &LinkKind) -> bool {
         (LinkKind::Existing { .. }, k) => !matches!(k, LinkKind::Loopback),
         (LinkKind::Veth { peer: d }, LinkKind::Veth { peer: l }) => d == l,
         (LinkKind::Tunnel(d), LinkKind::Tunnel(l)) => super::kinds::tunnel::same(d, l),
+        (LinkKind::Wireguard(d), LinkKind::Wireguard(l)) => super::kinds::wireguard::same(d, l),
         (d, l) => d == l,
     }
 }

@@ -35,7 +35,11 @@ pub fn kernel_has(what: &str, features: impl IntoIterator<Item = netcfg_backends
     let modules = KernelModules::read();
     let missing: Vec<String> = features
         .into_iter()
-        .filter(|f| modules.availability(*f) == Availability::Absent || link_kind_works(*f) == Some(false))
+        .filter(|f| {
+            modules.availability(*f) == Availability::Absent
+                // Without module lists (a kernel without modules) only an attempt tells.
+                || (!std::path::Path::new("/proc/modules").exists() && link_kind_works(*f) == Some(false))
+        })
         .map(|f| f.module().to_string())
         .collect();
     if missing.is_empty() {
@@ -64,6 +68,7 @@ pub fn link_kind_works(f: netcfg_backends::kernel::Feature) -> Option<bool> {
         Feature::Ipip => &["type", "ipip", "remote", "192.0.2.1"],
         Feature::Sit => &["type", "sit", "remote", "192.0.2.1"],
         Feature::Ip6tnl => &["type", "ip6tnl", "remote", "2001:db8::1"],
+        Feature::Wireguard => &["type", "wireguard"],
         _ => return None,
     };
     let ns = format!("netcfg-probe-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));

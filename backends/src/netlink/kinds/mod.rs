@@ -17,6 +17,7 @@ pub mod veth;
 pub mod vlan;
 pub mod vrf;
 pub mod vxlan;
+pub mod wireguard;
 
 use super::live::RawLink;
 use super::state::{LinkKind, LinkRef, HOST};
@@ -47,6 +48,7 @@ pub fn project(node: &Node, kind: &ir::LinkKind) -> (LinkKind, Option<Feature>) 
         ir::LinkKind::Bond(b) => (bond::project(node, b), Some(Feature::Bond)),
         ir::LinkKind::Vrf { table } => (LinkKind::Vrf { table: table.value }, Some(Feature::Vrf)),
         ir::LinkKind::Ipvlan { parent, mode } => (ipvlan::project(node, parent.value, *mode), Some(Feature::Ipvlan)),
+        ir::LinkKind::Wireguard(w) => (wireguard::project(w), Some(Feature::Wireguard)),
         ir::LinkKind::Tunnel(t) => (
             tunnel::project(node, t),
             Some(match t.kind {
@@ -73,7 +75,8 @@ pub fn lower(kind: &LinkKind, ns: &str) -> Option<LinkRef> {
         | LinkKind::Veth { .. }
         | LinkKind::Dummy
         | LinkKind::Bond(_)
-        | LinkKind::Vrf { .. } => None,
+        | LinkKind::Vrf { .. }
+        | LinkKind::Wireguard(_) => None,
     }
 }
 
@@ -99,6 +102,7 @@ pub fn describe(kind: &LinkKind) -> String {
         LinkKind::Vlan(v) => format!(" {} {}{}", v.protocol.keyword(), v.id, on(&v.parent)),
         LinkKind::Ipvlan { parent, mode } => format!(" {}{}", mode.keyword(), on(parent)),
         LinkKind::Vrf { table } => format!(" table {table}"),
+        LinkKind::Wireguard(w) => wireguard::describe(w),
         LinkKind::Bond(b) => {
             let mut s = format!(" {}, miimon {}", b.mode.keyword(), b.miimon);
             if b.mode == BondMode::Lacp {
@@ -140,6 +144,7 @@ pub fn encode(kind: &LinkKind, lower: Option<u32>) -> Result<Encoded, String> {
         LinkKind::Vrf { table } => Ok(Encoded { info: vrf::encode(*table), link: None }),
         LinkKind::Ipvlan { mode, .. } => Ok(Encoded { info: ipvlan::encode(*mode), link: lower }),
         LinkKind::Tunnel(t) => Ok(Encoded { info: tunnel::encode(t, lower), link: None }),
+        LinkKind::Wireguard(_) => Ok(Encoded { info: wireguard::encode(), link: None }),
         LinkKind::Veth { .. } | LinkKind::Loopback | LinkKind::Existing { .. } => {
             Err(format!("netcfg does not create {} links this way", kind.keyword()))
         }
@@ -175,6 +180,7 @@ pub fn decode(ns: &str, l: &RawLink, lookup: &dyn Lookup) -> LinkKind {
         Some("vlan") => vlan::decode(ns, l, lookup),
         Some("bond") => bond::decode(ns, l, lookup),
         Some("vrf") => vrf::decode(l),
+        Some("wireguard") => wireguard::unread(),
         Some("ipvlan") => ipvlan::decode(ns, l, lookup),
         Some(k @ ("gre" | "ipip" | "sit" | "ip6tnl")) => {
             let kind = TunnelKind::KEYWORDS.iter().find(|(w, _)| *w == k).map(|(_, t)| *t).expect("a tunnel");
