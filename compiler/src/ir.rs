@@ -171,6 +171,7 @@ pub enum LinkKind {
         group: Option<Spanned<IpAddr>>,
         dev: Option<Spanned<LinkId>>,
         port: u16,
+        options: netcfg_lang::ast::VxlanOptions,
     },
     Macvlan {
         parent: Spanned<LinkId>,

@@ -418,7 +418,7 @@ impl<'d> NodeBuilder<'d> {
             ast::LinkKindDecl::Ethernet => Some(LinkKind::Ethernet),
             ast::LinkKindDecl::Bridge { netfilter } => Some(LinkKind::Bridge { netfilter: netfilter.clone() }),
             ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer => None,
-            ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port } => {
+            ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port, options } => {
                 let dev = dev.as_ref().and_then(|d| self.link_ref(ns, d));
                 Some(LinkKind::Vxlan {
                     vni: vni.clone(),
@@ -427,6 +427,7 @@ impl<'d> NodeBuilder<'d> {
                     group: group.clone(),
                     dev,
                     port: port.as_ref().map(|p| p.value).unwrap_or(4789),
+                    options: *options,
                 })
             }
             ast::LinkKindDecl::Macvlan { parent, mode } => self.link_ref(NetnsId::HOST, parent).map(|parent| {

@@ -102,6 +102,17 @@ pub struct LinkDecl {
     pub span: Span,
 }
 
+/// VXLAN settings compared and set only when given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VxlanOptions {
+    /// Learn remote MACs from received packets (the kernel's default: on).
+    pub learning: Option<bool>,
+    /// Answer ARP and neighbour solicitations from the forwarding database (`proxy`).
+    pub proxy: Option<bool>,
+    /// Outer TTL; 0 inherits.
+    pub ttl: Option<u8>,
+}
+
 /// Settings any link can have besides its kind's own.
 #[derive(Clone, Debug, Default)]
 pub struct LinkOptions {
@@ -143,6 +154,7 @@ pub enum LinkKindDecl {
         group: Option<Spanned<IpAddr>>,
         dev: Option<Name>,
         port: Option<Spanned<u16>>,
+        options: VxlanOptions,
     },
     Macvlan {
         /// A link of the node's host namespace.

@@ -404,7 +404,12 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                 link_name(cx, v)
             };
             let port = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port));
-            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port })
+            let options = VxlanOptions {
+                learning: r.prop(cx, "learning").and_then(|v| v.bool(cx, "learning")).map(|v| v.value),
+                proxy: r.prop(cx, "proxy").and_then(|v| v.bool(cx, "proxy")).map(|v| v.value),
+                ttl: r.prop(cx, "ttl").and_then(|v| v.int(cx, "ttl", 0, 255)).map(|v| v.value as u8),
+            };
+            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port, options })
         }
         "macvlan" => {
             let parent = {

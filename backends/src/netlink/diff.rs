@@ -1434,7 +1434,15 @@ node "n" {{
         host.links.insert(
             "br0".into(),
             link(
-                LinkKind::Vxlan(Vxlan { vni: 1, local: None, remote: None, group: None, dev: None, port: 4789 }),
+                LinkKind::Vxlan(Vxlan {
+                    vni: 1,
+                    local: None,
+                    remote: None,
+                    group: None,
+                    dev: None,
+                    port: 4789,
+                    options: Default::default(),
+                }),
                 false,
             ),
         );

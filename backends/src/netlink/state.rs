@@ -309,6 +309,7 @@ pub fn same_device(desired: &LinkKind, live: &LinkKind) -> bool {
         (LinkKind::Existing { .. }, k) => !matches!(k, LinkKind::Loopback),
         (LinkKind::Veth { peer: d }, LinkKind::Veth { peer: l }) => d == l,
         (LinkKind::Tunnel(d), LinkKind::Tunnel(l)) => super::kinds::tunnel::same(d, l),
+        (LinkKind::Vxlan(d), LinkKind::Vxlan(l)) => super::kinds::vxlan::same(d, l),
         (LinkKind::Wireguard(d), LinkKind::Wireguard(l)) => super::kinds::wireguard::same(d, l),
         (d, l) => d == l,
     }

@@ -6,6 +6,7 @@ use super::super::live::RawLink;
 use super::super::state::{LinkKind, LinkRef};
 use super::Lookup;
 use netcfg_compiler::ir::{self, Node};
+use netcfg_lang::ast::VxlanOptions;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkInfo};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -19,10 +20,25 @@ pub struct Vxlan {
     /// The underlay link, in the vxlan's own namespace.
     pub dev: Option<String>,
     pub port: u16,
+    /// Desired: what the spec sets (the rest is left alone); live: what the kernel has.
+    #[serde(default)]
+    pub options: VxlanOptions,
+}
+
+/// Whether a live VXLAN is the desired one: equal, and equal in the options the spec gives.
+pub fn same(desired: &Vxlan, live: &Vxlan) -> bool {
+    fn o<T: PartialEq>(d: Option<T>, l: Option<T>) -> bool {
+        d.is_none() || d == l
+    }
+    Vxlan { options: VxlanOptions::default(), ..desired.clone() }
+        == Vxlan { options: VxlanOptions::default(), ..live.clone() }
+        && o(desired.options.learning, live.options.learning)
+        && o(desired.options.proxy, live.options.proxy)
+        && o(desired.options.ttl, live.options.ttl)
 }
 
 pub fn project(node: &Node, kind: &ir::LinkKind) -> LinkKind {
-    let ir::LinkKind::Vxlan { vni, local, remote, group, dev, port } = kind else {
+    let ir::LinkKind::Vxlan { vni, local, remote, group, dev, port, options } = kind else {
         unreachable!("vxlan::project on a {}", kind.keyword())
     };
     LinkKind::Vxlan(Vxlan {
@@ -32,6 +48,7 @@ pub fn project(node: &Node, kind: &ir::LinkKind) -> LinkKind {
         group: group.as_ref().map(|v| v.value),
         dev: dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
         port: *port,
+        options: *options,
     })
 }
 
@@ -54,11 +71,28 @@ pub fn encode(v: &Vxlan, dev: Option<u32>) -> Vec<LinkInfo> {
     if let Some(d) = dev {
         data.push(InfoVxlan::Link(d));
     }
+    if let Some(l) = v.options.learning {
+        data.push(InfoVxlan::Learning(l));
+    }
+    if let Some(p) = v.options.proxy {
+        data.push(InfoVxlan::Proxy(p));
+    }
+    if let Some(t) = v.options.ttl {
+        data.push(InfoVxlan::Ttl(t));
+    }
     vec![LinkInfo::Kind(InfoKind::Vxlan), LinkInfo::Data(InfoData::Vxlan(data))]
 }
 
 pub fn decode(ns: &str, l: &RawLink, lookup: &dyn Lookup) -> LinkKind {
-    let mut v = Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 4789 };
+    let mut v = Vxlan {
+        vni: 0,
+        local: None,
+        remote: None,
+        group: None,
+        dev: None,
+        port: 4789,
+        options: VxlanOptions::default(),
+    };
     if let Some(InfoData::Vxlan(attrs)) = &l.data {
         for a in attrs {
             match a {
@@ -69,6 +103,9 @@ pub fn decode(ns: &str, l: &RawLink, lookup: &dyn Lookup) -> LinkKind {
                 InfoVxlan::Group6(a) => set_remote(&mut v, IpAddr::V6(*a)),
                 InfoVxlan::Link(i) => v.dev = lookup.name(ns, *i).map(|r| r.name),
                 InfoVxlan::Port(p) => v.port = *p,
+                InfoVxlan::Learning(b) => v.options.learning = Some(*b),
+                InfoVxlan::Proxy(b) => v.options.proxy = Some(*b),
+                InfoVxlan::Ttl(t) => v.options.ttl = Some(*t),
                 _ => {}
             }
         }
