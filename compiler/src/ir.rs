@@ -160,6 +160,7 @@ pub enum LinkKind {
     Ethernet,
     Bridge {
         netfilter: Option<Spanned<bool>>,
+        options: netcfg_lang::ast::BridgeOptions,
     },
     Veth {
         peer: LinkId,

@@ -357,7 +357,7 @@ impl<'f> Model<'f> {
     pub fn bridge_netfilter(&self, bridge: LinkRef) -> bool {
         let link = self.link(bridge);
         let ns = self.node(bridge.node).netns(link.netns);
-        let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n) } if n.value);
+        let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n), .. } if n.value);
         per_bridge || ns.sysctl_int("net.bridge.bridge-nf-call-iptables").unwrap_or(0) != 0
     }
 

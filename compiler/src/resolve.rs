@@ -416,7 +416,9 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_kind(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let kind = match &l.kind {
             ast::LinkKindDecl::Ethernet => Some(LinkKind::Ethernet),
-            ast::LinkKindDecl::Bridge { netfilter } => Some(LinkKind::Bridge { netfilter: netfilter.clone() }),
+            ast::LinkKindDecl::Bridge { netfilter, options } => {
+                Some(LinkKind::Bridge { netfilter: netfilter.clone(), options: *options })
+            }
             ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer => None,
             ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port, options } => {
                 let dev = dev.as_ref().and_then(|d| self.link_ref(ns, d));

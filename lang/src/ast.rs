@@ -102,6 +102,26 @@ pub struct LinkDecl {
     pub span: Span,
 }
 
+/// Bridge settings compared and set only when given; times in centiseconds, as the kernel
+/// keeps them (the language writes seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BridgeOptions {
+    pub stp: Option<bool>,
+    pub forward_delay: Option<u32>,
+    pub ageing: Option<u32>,
+    pub priority: Option<u16>,
+    pub vlan_filtering: Option<bool>,
+    pub default_pvid: Option<u16>,
+    pub multicast_snooping: Option<bool>,
+}
+
+/// Settings of a link as a bridge port, compared and set only when given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortOptions {
+    pub cost: Option<u32>,
+    pub priority: Option<u16>,
+}
+
 /// VXLAN settings compared and set only when given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VxlanOptions {
@@ -122,6 +142,8 @@ pub struct LinkOptions {
     pub txqueuelen: Option<Spanned<u32>>,
     /// ARP on the link (`arp=#false` is `ip link set … arp off`).
     pub arp: Option<Spanned<bool>>,
+    /// As a bridge port: `port-cost`, `port-priority`.
+    pub port: PortOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,6 +161,7 @@ pub enum LinkKindDecl {
     Bridge {
         /// Per-bridge `nf_call_iptables`/`nf_call_ip6tables`.
         netfilter: Option<Spanned<bool>>,
+        options: BridgeOptions,
     },
     Veth {
         peer: Box<LinkDecl>,

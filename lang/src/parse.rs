@@ -367,7 +367,29 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     let kind = match keyword {
         "ethernet" => Some(LinkKindDecl::Ethernet),
         "bridge" => {
-            Some(LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) })
+            let netfilter = r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter"));
+            let seconds = |cx: &mut Cx, r: &mut Reader, key: &'static str, min: i128, max: i128| {
+                r.prop(cx, key).and_then(|v| v.int(cx, key, min, max)).map(|v| v.value as u32 * 100)
+            };
+            let options = BridgeOptions {
+                stp: r.prop(cx, "stp").and_then(|v| v.bool(cx, "stp")).map(|v| v.value),
+                forward_delay: seconds(cx, r, "forward-delay", 2, 30),
+                ageing: seconds(cx, r, "ageing", 0, 1_000_000),
+                priority: r.prop(cx, "priority").and_then(|v| v.int(cx, "priority", 0, 65535)).map(|v| v.value as u16),
+                vlan_filtering: r
+                    .prop(cx, "vlan-filtering")
+                    .and_then(|v| v.bool(cx, "vlan-filtering"))
+                    .map(|v| v.value),
+                default_pvid: r
+                    .prop(cx, "default-pvid")
+                    .and_then(|v| v.int(cx, "default-pvid", 0, 4094))
+                    .map(|v| v.value as u16),
+                multicast_snooping: r
+                    .prop(cx, "multicast-snooping")
+                    .and_then(|v| v.bool(cx, "multicast-snooping"))
+                    .map(|v| v.value),
+            };
+            Some(LinkKindDecl::Bridge { netfilter, options })
         }
         "veth" => 'veth: {
             let peers = r.children("peer");
@@ -541,6 +563,13 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             .and_then(|v| v.int(cx, "txqueuelen", 0, u32::MAX as i128))
             .map(|s| s.map(|v| v as u32)),
         arp: r.prop(cx, "arp").and_then(|v| v.bool(cx, "arp")),
+        port: PortOptions {
+            cost: r.prop(cx, "port-cost").and_then(|v| v.int(cx, "port-cost", 1, 65535)).map(|v| v.value as u32),
+            priority: r
+                .prop(cx, "port-priority")
+                .and_then(|v| v.int(cx, "port-priority", 0, 63))
+                .map(|v| v.value as u16),
+        },
     };
     let addresses = parse_addresses(cx, r);
     let Some(kind) = kind else { return Err(name) };
@@ -1140,7 +1169,7 @@ mod tests {
         assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
         let l = &p.spec.nodes[0].body.links[0];
         assert_eq!(l.mtu.as_ref().unwrap().value, 9000);
-        assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n) } if n.value));
+        assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n), .. } if n.value));
     }
 }
 

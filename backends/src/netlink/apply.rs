@@ -15,8 +15,8 @@ use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -319,12 +319,45 @@ impl<'a> Executor<'a> {
                 self.set_flags(ns, index, true).await?;
             }
         }
+        let b = &s.opts.bridge;
+        if *b != Default::default() {
+            let mut data = Vec::new();
+            if let Some(stp) = b.stp {
+                data.push(InfoBridge::StpState(if stp { BridgeStpState::KernelStp } else { BridgeStpState::Disabled }));
+            }
+            data.extend(b.forward_delay.map(InfoBridge::ForwardDelay));
+            data.extend(b.ageing.map(InfoBridge::AgeingTime));
+            data.extend(b.priority.map(InfoBridge::Priority));
+            data.extend(b.vlan_filtering.map(InfoBridge::VlanFiltering));
+            data.extend(b.default_pvid.map(InfoBridge::VlanDefaultPvid));
+            data.extend(b.multicast_snooping.map(InfoBridge::MulticastSnooping));
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(data)),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
         if let Some(h) = s.hairpin {
             let mut msg = LinkMessage::default();
             header(&mut msg);
             msg.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::PortKind(InfoPortKind::Bridge),
                 LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(h)])),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
+        let p = &s.opts.port;
+        if *p != Default::default() {
+            let mut data = Vec::new();
+            data.extend(p.cost.map(InfoBridgePort::Cost));
+            data.extend(p.priority.map(InfoBridgePort::Priority));
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(data)),
             ]));
             self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
         }

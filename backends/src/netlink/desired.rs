@@ -99,7 +99,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             if let Some(f) = feature {
                 need(&mut out.features, f, l.name.span);
             }
-            if let IrKind::Bridge { netfilter: Some(n) } = &l.kind {
+            if let IrKind::Bridge { netfilter: Some(n), .. } = &l.kind {
                 if n.value {
                     need(&mut out.features, Feature::BrNetfilter, n.span);
                 }
@@ -107,7 +107,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             let created = kind.is_created();
             let link = Link {
                 nf_call_iptables: match &l.kind {
-                    IrKind::Bridge { netfilter } => netfilter.as_ref().map(|n| n.value),
+                    IrKind::Bridge { netfilter, .. } => netfilter.as_ref().map(|n| n.value),
                     _ => None,
                 },
                 kind,
@@ -121,6 +121,11 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                     promisc: l.options.promisc.as_ref().map(|v| v.value),
                     arp: l.options.arp.as_ref().map(|v| v.value),
                     txqueuelen: l.options.txqueuelen.as_ref().map(|v| v.value),
+                    bridge: match &l.kind {
+                        IrKind::Bridge { options, .. } => *options,
+                        _ => Default::default(),
+                    },
+                    port: if l.master.is_some() { l.options.port } else { Default::default() },
                 },
                 owned: created,
             };

@@ -1159,15 +1159,7 @@ fn apply_settings(l: &mut Link, s: &LinkSettings) {
     if let Some(v) = s.addrgen_none {
         l.addrgen_none = Some(v);
     }
-    if let Some(v) = s.opts.promisc {
-        l.opts.promisc = Some(v);
-    }
-    if let Some(v) = s.opts.arp {
-        l.opts.arp = Some(v);
-    }
-    if let Some(v) = s.opts.txqueuelen {
-        l.opts.txqueuelen = Some(v);
-    }
+    l.opts.apply(&s.opts);
 }
 
 fn describe_ns(ns: &str) -> String {

@@ -13,8 +13,8 @@ use netcfg_lang::value::Mac;
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -46,6 +46,8 @@ pub struct RawLink {
     pub promisc: bool,
     pub noarp: bool,
     pub txqueuelen: Option<u32>,
+    pub bridge: netcfg_lang::ast::BridgeOptions,
+    pub port: netcfg_lang::ast::PortOptions,
     /// The kind's own attributes (`IFLA_INFO_DATA`), decoded by the kind's module.
     pub data: Option<InfoData>,
 }
@@ -170,7 +172,13 @@ pub async fn read(
                     nf_call_iptables: l.nf_call_iptables,
                     up: l.up,
                     addrgen_none: l.addrgen_none,
-                    opts: Opts { promisc: Some(l.promisc), arp: Some(!l.noarp), txqueuelen: l.txqueuelen },
+                    opts: Opts {
+                        promisc: Some(l.promisc),
+                        arp: Some(!l.noarp),
+                        txqueuelen: l.txqueuelen,
+                        bridge: l.bridge,
+                        port: l.port,
+                    },
                     owned: l.group == NETCFG_GROUP,
                 },
             );
@@ -294,6 +302,8 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         promisc: m.header.flags.contains(LinkFlags::Promisc),
         noarp: m.header.flags.contains(LinkFlags::Noarp),
         txqueuelen: None,
+        bridge: Default::default(),
+        port: Default::default(),
         data: None,
     };
     for a in &m.attributes {
@@ -323,16 +333,27 @@ fn raw_link(m: &LinkMessage) -> RawLink {
                         LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
                         LinkInfo::Data(InfoData::Bridge(v)) => {
                             for x in v {
-                                if let InfoBridge::NfCallIpTables(b) = x {
-                                    l.nf_call_iptables = Some(*b);
+                                match x {
+                                    InfoBridge::NfCallIpTables(b) => l.nf_call_iptables = Some(*b),
+                                    InfoBridge::StpState(s) => l.bridge.stp = Some(*s != BridgeStpState::Disabled),
+                                    InfoBridge::ForwardDelay(v) => l.bridge.forward_delay = Some(*v),
+                                    InfoBridge::AgeingTime(v) => l.bridge.ageing = Some(*v),
+                                    InfoBridge::Priority(v) => l.bridge.priority = Some(*v),
+                                    InfoBridge::VlanFiltering(v) => l.bridge.vlan_filtering = Some(*v),
+                                    InfoBridge::VlanDefaultPvid(v) => l.bridge.default_pvid = Some(*v),
+                                    InfoBridge::MulticastSnooping(v) => l.bridge.multicast_snooping = Some(*v),
+                                    _ => {}
                                 }
                             }
                         }
                         LinkInfo::Data(d) => l.data = Some(d.clone()),
                         LinkInfo::PortData(InfoPortData::BridgePort(v)) => {
                             for x in v {
-                                if let InfoBridgePort::HairpinMode(b) = x {
-                                    l.hairpin = Some(*b);
+                                match x {
+                                    InfoBridgePort::HairpinMode(b) => l.hairpin = Some(*b),
+                                    InfoBridgePort::Cost(c) => l.port.cost = Some(*c),
+                                    InfoBridgePort::Priority(p) => l.port.priority = Some(*p),
+                                    _ => {}
                                 }
                             }
                         }

@@ -297,15 +297,10 @@ impl Op {
                 if let Some(h) = to.nf_call_iptables {
                     parts.push(format!("nf_call_iptables {} -> {h}", f(from.nf_call_iptables.map(|v| v.to_string()))));
                 }
-                let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
-                if let Some(p) = to.opts.promisc {
-                    parts.push(format!("promisc {} -> {p}", opt(from.opts.promisc.map(|v| v.to_string()))));
-                }
-                if let Some(a) = to.opts.arp {
-                    parts.push(format!("arp {} -> {a}", opt(from.opts.arp.map(|v| v.to_string()))));
-                }
-                if let Some(q) = to.opts.txqueuelen {
-                    parts.push(format!("txqueuelen {} -> {q}", opt(from.opts.txqueuelen.map(|v| v.to_string()))));
+                let was = from.opts.fields();
+                for (name, v) in to.opts.fields() {
+                    let old = was.iter().find(|(n, _)| *n == name).map_or("?".to_string(), |(_, o)| o.clone());
+                    parts.push(format!("{name} {old} -> {v}"));
                 }
                 if let Some(a) = to.addrgen_none {
                     let show = |n: bool| if n { "none" } else { "eui64" };
@@ -404,14 +399,8 @@ fn describe_settings(s: &mut String, l: &LinkSettings) {
     if l.addrgen_none == Some(true) {
         s.push_str(", addrgenmode none");
     }
-    if let Some(p) = l.opts.promisc {
-        let _ = write!(s, ", promisc {p}");
-    }
-    if let Some(a) = l.opts.arp {
-        let _ = write!(s, ", arp {a}");
-    }
-    if let Some(q) = l.opts.txqueuelen {
-        let _ = write!(s, ", txqueuelen {q}");
+    for (name, v) in l.opts.fields() {
+        let _ = write!(s, ", {name} {v}");
     }
     if l.up == Some(true) {
         s.push_str(", up");

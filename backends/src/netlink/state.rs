@@ -8,7 +8,7 @@
 //! moved into a namespace are marked by a file (see `namespaces`), read into `Live::moved`.
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{BridgeOptions, MacvlanMode, PortOptions, RouteScope, RouteType};
 use netcfg_lang::value::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,6 +154,108 @@ pub struct Opts {
     pub promisc: Option<bool>,
     pub arp: Option<bool>,
     pub txqueuelen: Option<u32>,
+    /// A bridge's own settings.
+    #[serde(default)]
+    pub bridge: BridgeOptions,
+    /// Settings as a bridge port.
+    #[serde(default)]
+    pub port: PortOptions,
+}
+
+impl Opts {
+    /// The settings `desired` gives that `live` differs in (`None`: leave alone).
+    pub fn changes(desired: &Opts, live: &Opts) -> Opts {
+        fn want<T: PartialEq + Copy>(d: Option<T>, l: Option<T>) -> Option<T> {
+            d.filter(|v| Some(*v) != l)
+        }
+        let (db, lb, dp, lp) = (&desired.bridge, &live.bridge, &desired.port, &live.port);
+        Opts {
+            promisc: want(desired.promisc, live.promisc),
+            arp: want(desired.arp, live.arp),
+            txqueuelen: want(desired.txqueuelen, live.txqueuelen),
+            bridge: BridgeOptions {
+                stp: want(db.stp, lb.stp),
+                forward_delay: want(db.forward_delay, lb.forward_delay),
+                ageing: want(db.ageing, lb.ageing),
+                priority: want(db.priority, lb.priority),
+                vlan_filtering: want(db.vlan_filtering, lb.vlan_filtering),
+                default_pvid: want(db.default_pvid, lb.default_pvid),
+                multicast_snooping: want(db.multicast_snooping, lb.multicast_snooping),
+            },
+            port: PortOptions { cost: want(dp.cost, lp.cost), priority: want(dp.priority, lp.priority) },
+        }
+    }
+
+    /// The values of `live` for the settings `changes` has: what an inverse restores.
+    pub fn current(changes: &Opts, live: &Opts) -> Opts {
+        fn had<T: Copy>(c: Option<T>, l: Option<T>) -> Option<T> {
+            c.and(l)
+        }
+        let (cb, lb, cp, lp) = (&changes.bridge, &live.bridge, &changes.port, &live.port);
+        Opts {
+            promisc: had(changes.promisc, live.promisc),
+            arp: had(changes.arp, live.arp),
+            txqueuelen: had(changes.txqueuelen, live.txqueuelen),
+            bridge: BridgeOptions {
+                stp: had(cb.stp, lb.stp),
+                forward_delay: had(cb.forward_delay, lb.forward_delay),
+                ageing: had(cb.ageing, lb.ageing),
+                priority: had(cb.priority, lb.priority),
+                vlan_filtering: had(cb.vlan_filtering, lb.vlan_filtering),
+                default_pvid: had(cb.default_pvid, lb.default_pvid),
+                multicast_snooping: had(cb.multicast_snooping, lb.multicast_snooping),
+            },
+            port: PortOptions { cost: had(cp.cost, lp.cost), priority: had(cp.priority, lp.priority) },
+        }
+    }
+
+    /// Each setting given, as `(name, value)` in the language's words (times in seconds).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let secs =
+            |cs: u32| if cs % 100 == 0 { format!("{}s", cs / 100) } else { format!("{}.{:02}s", cs / 100, cs % 100) };
+        let (b, p) = (&self.bridge, &self.port);
+        let mut out = Vec::new();
+        let mut push = |name, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((name, v));
+            }
+        };
+        push("promisc", self.promisc.map(|v| v.to_string()));
+        push("arp", self.arp.map(|v| v.to_string()));
+        push("txqueuelen", self.txqueuelen.map(|v| v.to_string()));
+        push("stp", b.stp.map(|v| v.to_string()));
+        push("forward-delay", b.forward_delay.map(secs));
+        push("ageing", b.ageing.map(secs));
+        push("priority", b.priority.map(|v| v.to_string()));
+        push("vlan-filtering", b.vlan_filtering.map(|v| v.to_string()));
+        push("default-pvid", b.default_pvid.map(|v| v.to_string()));
+        push("multicast-snooping", b.multicast_snooping.map(|v| v.to_string()));
+        push("port-cost", p.cost.map(|v| v.to_string()));
+        push("port-priority", p.priority.map(|v| v.to_string()));
+        out
+    }
+
+    /// `s` applied over `self`.
+    pub fn apply(&mut self, s: &Opts) {
+        fn set<T: Copy>(slot: &mut Option<T>, v: Option<T>) {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+        set(&mut self.promisc, s.promisc);
+        set(&mut self.arp, s.arp);
+        set(&mut self.txqueuelen, s.txqueuelen);
+        let (b, sb) = (&mut self.bridge, &s.bridge);
+        set(&mut b.stp, sb.stp);
+        set(&mut b.forward_delay, sb.forward_delay);
+        set(&mut b.ageing, sb.ageing);
+        set(&mut b.priority, sb.priority);
+        set(&mut b.vlan_filtering, sb.vlan_filtering);
+        set(&mut b.default_pvid, sb.default_pvid);
+        set(&mut b.multicast_snooping, sb.multicast_snooping);
+        set(&mut self.port.cost, s.port.cost);
+        set(&mut self.port.priority, s.port.priority);
+    }
 }
 
 impl Link {
@@ -277,11 +379,7 @@ pub fn link_changes(desired: &Link, live: &Link) -> LinkSettings {
         nf_call_iptables: want(&desired.nf_call_iptables, &live.nf_call_iptables),
         up: (desired.up != live.up).then_some(desired.up),
         addrgen_none: want(&desired.addrgen_none, &live.addrgen_none),
-        opts: Opts {
-            promisc: want(&desired.opts.promisc, &live.opts.promisc),
-            arp: want(&desired.opts.arp, &live.opts.arp),
-            txqueuelen: want(&desired.opts.txqueuelen, &live.opts.txqueuelen),
-        },
+        opts: Opts::changes(&desired.opts, &live.opts),
     }
 }
 
@@ -295,11 +393,7 @@ pub fn link_current(changes: &LinkSettings, live: &Link) -> LinkSettings {
         nf_call_iptables: changes.nf_call_iptables.and(live.nf_call_iptables),
         up: changes.up.map(|_| live.up),
         addrgen_none: changes.addrgen_none.and(live.addrgen_none),
-        opts: Opts {
-            promisc: changes.opts.promisc.and(live.opts.promisc),
-            arp: changes.opts.arp.and(live.opts.arp),
-            txqueuelen: changes.opts.txqueuelen.and(live.opts.txqueuelen),
-        },
+        opts: Opts::current(&changes.opts, &live.opts),
     }
 }
 
