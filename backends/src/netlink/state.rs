@@ -211,8 +211,13 @@ impl Opts {
 
     /// Each setting given, as `(name, value)` in the language's words (times in seconds).
     pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let secs =
-            |cs: u32| if cs % 100 == 0 { format!("{}s", cs / 100) } else { format!("{}.{:02}s", cs / 100, cs % 100) };
+        let secs = |cs: u32| {
+            if cs.is_multiple_of(100) {
+                format!("{}s", cs / 100)
+            } else {
+                format!("{}.{:02}s", cs / 100, cs % 100)
+            }
+        };
         let (b, p) = (&self.bridge, &self.port);
         let mut out = Vec::new();
         let mut push = |name, v: Option<String>| {
