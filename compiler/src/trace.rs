@@ -339,6 +339,20 @@ impl<'m, 'f> Tracer<'m, 'f> {
         Tracer { model, netfilter, config }
     }
 
+    /// A tracer that only routes (no netfilter): what checks about routes query.
+    pub fn routing(model: &'m Model<'f>) -> Tracer<'m, 'f> {
+        Tracer { model, netfilter: &NoNetfilter, config: TraceConfig::default() }
+    }
+
+    /// The link a packet from `ns` to `dst` leaves by (its own link when `dst` is local).
+    pub fn egress(&self, ns: NetnsRef, dst: IpAddr) -> Option<LinkId> {
+        let probe = Packet { src: dst, dst, proto: Proto::Udp, sport: 0, dport: 0 };
+        match self.route_lookup(ns, &probe) {
+            RouteDecision::Local { link } | RouteDecision::Unicast { dev: link, .. } => Some(link),
+            _ => None,
+        }
+    }
+
     /// The route the kernel picks for `packet` in `ns`: the local table (the namespace's own
     /// addresses and `127.0.0.0/8`), then `main`, then `default` (253) — the kernel's three
     /// default policy rules. Every routing decision of the tracer (forward, reply, rp_filter's

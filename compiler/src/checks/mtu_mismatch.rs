@@ -26,6 +26,7 @@
 //! }
 //! ```
 
+use crate::trace::Tracer;
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
@@ -189,7 +190,7 @@ fn vxlan(model: &Model, r: LinkRef, diags: &mut Vec<Diagnostic>) {
     let LinkKind::Vxlan { remote, dev, .. } = &link.kind else { return };
     let (underlay, via_route) = match (dev, remote) {
         (Some(d), _) => (d.value, false),
-        (None, Some(remote)) => match model.fib(model.netns_of(r)).egress(remote.value) {
+        (None, Some(remote)) => match Tracer::routing(model).egress(model.netns_of(r), remote.value) {
             Some(l) => (l, true),
             None => return,
         },

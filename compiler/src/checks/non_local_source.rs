@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+use crate::trace::Tracer;
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};
 use crate::model::{FibSource, Lookup, Model, NetnsRef};
@@ -110,7 +111,7 @@ fn is_local(model: &Model, ns: NetnsRef, addr: IpAddr) -> bool {
 /// link the address's subnet or the route leads to.
 fn fix(model: &Model, ns: NetnsRef, addr: &Spanned<IpAddr>, key: &str) -> String {
     let node = model.node(ns.node);
-    let candidate = model.fib(ns).egress(addr.value).and_then(|l| first_of_family(node, l, addr.value)).or_else(|| {
+    let candidate = Tracer::routing(model).egress(ns, addr.value).and_then(|l| first_of_family(node, l, addr.value)).or_else(|| {
         node.links_in(ns.netns)
             .filter(|l| !matches!(l.kind, LinkKind::Loopback))
             .find_map(|l| first_of_family(node, l.id, addr.value))
