@@ -230,7 +230,10 @@ node "n" {
     let t = trace(src, "n/@host%eth0", "tcp 10.0.0.9:5555 10.0.0.2:8080");
     assert_eq!(
         t.forward.dropped_at().map(|s| (s.what.as_str(), s.why.as_deref())),
-        Some(("nothing listens on 10.0.0.2:8080/tcp in node `n`", Some("the kernel answers with a reset (connection refused)")))
+        Some((
+            "nothing listens on 10.0.0.2:8080/tcp in node `n`",
+            Some("the kernel answers with a reset (connection refused); the namespace's listeners: `a` 80/tcp, `b` 80/tcp, `c` 53/udp")
+        ))
     );
     let t = trace(src, "n/@host%eth0", "tcp 10.0.0.9:5555 10.0.0.2:80");
     assert_eq!(t.forward.dropped_at().map(|s| s.what.as_str()), Some("port 80 is bound twice"));

@@ -1101,13 +1101,22 @@ impl<'m, 'f> Tracer<'m, 'f> {
             .collect();
         match matching.as_slice() {
             [] => {
-                let how = if p.proto == Proto::Tcp { "the kernel answers with a reset (connection refused)" } else { "the kernel answers port unreachable" };
+                let how = if p.proto == Proto::Tcp {
+                    "the kernel answers with a reset (connection refused)"
+                } else {
+                    "the kernel answers port unreachable"
+                };
+                let declared: Vec<String> = netns
+                    .listeners
+                    .iter()
+                    .map(|l| format!("`{}` {}/{}", l.name.value, l.port.value, l.proto.keyword()))
+                    .collect();
                 self.drop(
                     w,
                     ns,
                     Stage::Deliver,
                     format!("nothing listens on {}/{} in {}", endpoint(p.dst, p.dport), p.proto.keyword(), self.ns_name(ns)),
-                    how.into(),
+                    format!("{how}; the namespace's listeners: {}", declared.join(", ")),
                     Some(netns.span),
                 )
             }
