@@ -1,6 +1,6 @@
 //! `netcfg trace` through the binary: the four incidents traced broken (the packet dies, at the
 //! step the incident is about, exit 1) and fixed (delivered and answered, exit 0), as goldens
-//! in `tests/golden/trace/` (text, and JSON for one); usage errors exit 2.
+//! in `tests/golden-trace/` (text, and JSON for one); usage errors exit 2.
 //! `UPDATE_GOLDEN=1 cargo test --test trace_cli` rewrites the goldens.
 
 use std::path::Path;
@@ -26,7 +26,7 @@ fn netcfg(args: &[&str]) -> (i32, String, String) {
 
 #[track_caller]
 fn golden(name: &str, got: &str) {
-    let path = root().join("tests/golden/trace").join(name);
+    let path = root().join("tests/golden-trace").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
         std::fs::write(&path, got).expect("write golden");
@@ -86,8 +86,16 @@ fn incidents_traced_fixed_are_delivered_and_answered() {
 
 #[test]
 fn json_names_every_step_with_its_span() {
-    let (code, out, _) =
-        netcfg(&["trace", "examples/ecs-awsvpc/broken.kdl", "--netns", "task-1", "--to", "169.254.170.2:80", "--format", "json"]);
+    let (code, out, _) = netcfg(&[
+        "trace",
+        "examples/ecs-awsvpc/broken.kdl",
+        "--netns",
+        "task-1",
+        "--to",
+        "169.254.170.2:80",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["delivered"], false);
@@ -111,7 +119,10 @@ fn usage_errors_exit_2_with_one_clear_line() {
         (&["trace", "examples/fleet/fleet.kdl", "--to", "10.0.0.1:80"], "pick one with --node"),
         (&["trace", "examples/ecs-awsvpc/fixed.kdl", "--node", "nope", "--to", "10.0.0.1:80"], "no node `nope`"),
         (&["trace", "examples/ecs-awsvpc/fixed.kdl", "--to", "10.0.0.1"], "give a destination port"),
-        (&["trace", "examples/ecs-awsvpc/fixed.kdl", "--in", "eth0", "--to", "10.0.0.135:80"], "needs a source address"),
+        (
+            &["trace", "examples/ecs-awsvpc/fixed.kdl", "--in", "eth0", "--to", "10.0.0.135:80"],
+            "needs a source address",
+        ),
         (&["trace", "examples/ecs-awsvpc/fixed.kdl", "--netns", "nope", "--to", "10.0.0.1:80"], "no namespace `nope`"),
         (&["trace", "examples/ecs-awsvpc/fixed.kdl", "--to", "not-an-address"], "is not an address"),
     ];
@@ -126,7 +137,8 @@ fn usage_errors_exit_2_with_one_clear_line() {
 #[test]
 fn a_fleet_trace_follows_the_packet_onto_another_node() {
     // worker-1's pod to worker-2's pod over the host-gw routes of the fleet example.
-    let base = ["trace", "examples/fleet/fleet.kdl", "--node", "worker-1", "--netns", "web-1", "--to", "10.244.2.2:8080"];
+    let base =
+        ["trace", "examples/fleet/fleet.kdl", "--node", "worker-1", "--netns", "web-1", "--to", "10.244.2.2:8080"];
     let (code, out, err) = netcfg(&base);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("leaves node `worker-1` toward node `worker-2`"), "{out}");

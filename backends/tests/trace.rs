@@ -260,7 +260,10 @@ fn a_vxlan_carries_the_packet_to_another_node_of_the_fleet() {
     assert!(t.delivered(), "{t:#?}");
     assert_eq!(t.forward.steps.last().map(|s| s.what.as_str()), Some("delivered to `ssh`"));
     let reply = t.reply.as_ref().expect("a reply");
-    assert_eq!(reply.steps.last().map(|s| s.what.as_str()), Some("tcp 10.200.0.2:22 -> 10.200.0.1:40000 reaches the client's socket"));
+    assert_eq!(
+        reply.steps.last().map(|s| s.what.as_str()),
+        Some("tcp 10.200.0.2:22 -> 10.200.0.1:40000 reaches the client's socket")
+    );
     // Without --fleet the packet leaves the node and the trace says where it goes.
     let t = trace(OVERLAY, "a/@host", "tcp 10.200.0.2:22");
     assert_eq!(t.forward.steps.last().map(|s| s.what.as_str()), Some("leaves node `a` toward node `b`"));

@@ -229,8 +229,11 @@ pub struct Model<'f> {
 
 impl<'f> Model<'f> {
     pub fn new(fleet: &'f Fleet) -> Model<'f> {
-        let fibs =
-            fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id, MAIN_TABLE)).collect()).collect();
+        let fibs = fleet
+            .nodes
+            .iter()
+            .map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id, MAIN_TABLE)).collect())
+            .collect();
         let other_tables = fleet
             .nodes
             .iter()

@@ -258,7 +258,8 @@ pub struct Trace {
 
 impl Trace {
     pub fn delivered(&self) -> bool {
-        self.forward.outcome == Outcome::Delivered && self.reply.as_ref().is_none_or(|r| r.outcome == Outcome::Delivered)
+        self.forward.outcome == Outcome::Delivered
+            && self.reply.as_ref().is_none_or(|r| r.outcome == Outcome::Delivered)
     }
 }
 
@@ -266,13 +267,26 @@ impl Trace {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteDecision<'m> {
     /// The destination is an address of the namespace (delivered over `link`).
-    Local { link: LinkId },
+    Local {
+        link: LinkId,
+    },
     /// Forwarded over `dev` to `next_hop` (the gateway, or the destination itself on-link).
-    Unicast { entry: &'m FibEntry, table: u32, dev: LinkId, next_hop: IpAddr },
+    Unicast {
+        entry: &'m FibEntry,
+        table: u32,
+        dev: LinkId,
+        next_hop: IpAddr,
+    },
     /// A route that discards (`blackhole`, `unreachable`, `prohibit`).
-    Discard { entry: &'m FibEntry, table: u32 },
+    Discard {
+        entry: &'m FibEntry,
+        table: u32,
+    },
     /// A route via a gateway the tables cannot resolve to a link.
-    Unresolved { entry: &'m FibEntry, table: u32 },
+    Unresolved {
+        entry: &'m FibEntry,
+        table: u32,
+    },
     NoRoute,
 }
 
@@ -423,7 +437,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
         let (fwd, translations, end) = forward;
         let reply = match (fwd.outcome, end) {
             (Outcome::Delivered, Some(end)) if packet.proto != Proto::Icmp && packet.proto != Proto::Icmpv6 => {
-                let (mut walk, _, _) = self.walk(end.start, end.packet.reversed(), ConnState::Established, translations);
+                let (mut walk, _, _) =
+                    self.walk(end.start, end.packet.reversed(), ConnState::Established, translations);
                 if walk.outcome == Outcome::Delivered {
                     self.check_reply(&mut walk, start, &packet);
                 }
@@ -441,7 +456,11 @@ impl<'m, 'f> Tracer<'m, 'f> {
         let expected = original.reversed();
         if let Start::Local(origin) = start {
             if last.at != origin {
-                let why = format!("the reply arrives in {}, not in {} that sent the request", self.ns_name(last.at), self.ns_name(origin));
+                let why = format!(
+                    "the reply arrives in {}, not in {} that sent the request",
+                    self.ns_name(last.at),
+                    self.ns_name(origin)
+                );
                 let step = walk.steps.last_mut().expect("a step");
                 step.verdict = StepVerdict::Dropped;
                 step.why = Some(why);
@@ -523,12 +542,27 @@ impl<'m, 'f> Tracer<'m, 'f> {
         (Walk { packet, steps: w.steps, outcome, last: w.packet }, w.translations, end)
     }
 
-    fn step<'w>(&self, w: &'w mut WalkState, at: NetnsRef, stage: Stage, verdict: StepVerdict, what: String) -> &'w mut Step {
+    fn step<'w>(
+        &self,
+        w: &'w mut WalkState,
+        at: NetnsRef,
+        stage: Stage,
+        verdict: StepVerdict,
+        what: String,
+    ) -> &'w mut Step {
         w.steps.push(Step { at, stage, verdict, what, why: None, span: None });
         w.steps.last_mut().expect("just pushed")
     }
 
-    fn drop(&self, w: &mut WalkState, at: NetnsRef, stage: Stage, what: String, why: String, span: Option<Span>) -> Next {
+    fn drop(
+        &self,
+        w: &mut WalkState,
+        at: NetnsRef,
+        stage: Stage,
+        what: String,
+        why: String,
+        span: Option<Span>,
+    ) -> Next {
         w.steps.push(Step { at, stage, verdict: StepVerdict::Dropped, what, why: Some(why), span });
         Next::Done(Outcome::Dropped)
     }
@@ -662,13 +696,15 @@ impl<'m, 'f> Tracer<'m, 'f> {
             RouteDecision::Local { link } => {
                 let l = node.link(link);
                 let span = l.addresses.iter().find(|a| a.addr() == dst).map(|a| a.span).or(Some(l.span));
-                let s = self.step(w, ns, Stage::Route, StepVerdict::Pass, format!("`{dst}` is local (`{}`)", l.name.value));
+                let s =
+                    self.step(w, ns, Stage::Route, StepVerdict::Pass, format!("`{dst}` is local (`{}`)", l.name.value));
                 s.span = span;
                 Next::Done(Outcome::Delivered)
             }
             RouteDecision::Unicast { entry, table, dev, next_hop } => {
                 let via = if next_hop == dst { String::new() } else { format!(" via {next_hop}") };
-                let what = format!("{}{via} dev {} (table {})", entry.dst, node.link(dev).name.value, table_name(table));
+                let what =
+                    format!("{}{via} dev {} (table {})", entry.dst, node.link(dev).name.value, table_name(table));
                 let s = self.step(w, ns, Stage::Route, StepVerdict::Pass, what);
                 s.span = span_of(entry);
                 Next::Done(Outcome::Delivered)
@@ -688,7 +724,12 @@ impl<'m, 'f> Tracer<'m, 'f> {
                 w,
                 ns,
                 Stage::Route,
-                format!("{} via {} (table {})", entry.dst, entry.via.map(|v| v.to_string()).unwrap_or_default(), table_name(table)),
+                format!(
+                    "{} via {} (table {})",
+                    entry.dst,
+                    entry.via.map(|v| v.to_string()).unwrap_or_default(),
+                    table_name(table)
+                ),
                 "no route leads to the gateway itself".into(),
                 span_of(entry),
             ),
@@ -723,7 +764,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
             RpFilter::Loose => back.is_some(),
             RpFilter::Strict => back == Some(link.link),
         };
-        let what = format!("{mode:?} rp_filter on `{}`", l.name.value).to_lowercase().replace("rp_filter on", "rp_filter on");
+        let what =
+            format!("{mode:?} rp_filter on `{}`", l.name.value).to_lowercase().replace("rp_filter on", "rp_filter on");
         if ok {
             let s = self.step(w, ns, Stage::RpFilter, StepVerdict::Pass, what);
             s.span = span;
@@ -731,7 +773,12 @@ impl<'m, 'f> Tracer<'m, 'f> {
         }
         let node = self.model.node(link.node);
         let why = match back {
-            Some(b) => format!("the route back to `{}` leaves by `{}`, not `{}`", w.packet.src, node.link(b).name.value, l.name.value),
+            Some(b) => format!(
+                "the route back to `{}` leaves by `{}`, not `{}`",
+                w.packet.src,
+                node.link(b).name.value,
+                l.name.value
+            ),
             None => format!("there is no route back to `{}`", w.packet.src),
         };
         Some(self.drop(w, ns, Stage::RpFilter, what, why, span))
@@ -750,7 +797,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
     fn route_localnet(&self, ns: NetnsRef, link: LinkRef) -> bool {
         let netns = self.model.node(ns.node).netns(ns.netns);
         let dev = format!("net.ipv4.conf.{}.route_localnet", self.model.link(link).name.value);
-        netns.sysctl_int("net.ipv4.conf.all.route_localnet").unwrap_or(0) == 1 || netns.sysctl_int(&dev).unwrap_or(0) == 1
+        netns.sysctl_int("net.ipv4.conf.all.route_localnet").unwrap_or(0) == 1
+            || netns.sysctl_int(&dev).unwrap_or(0) == 1
     }
 
     /// Asks the netfilter of `ns` at `hook`; applies NAT; `false` when the packet dies.
@@ -789,7 +837,13 @@ impl<'m, 'f> Tracer<'m, 'f> {
                     (StepVerdict::Dropped, format!("chain `{}`: {v} by {rule}", d.chain))
                 }
                 NfAction::Dnat { addr, port } => {
-                    w.translations.push(Translation { at: ns, kind: NatKind::Destination, addr: before.dst, port: before.dport, span });
+                    w.translations.push(Translation {
+                        at: ns,
+                        kind: NatKind::Destination,
+                        addr: before.dst,
+                        port: before.dport,
+                        span,
+                    });
                     w.packet.dst = addr;
                     w.packet.dport = port;
                     (verdict_if_ok, format!("chain `{}`: DNAT to {} by {rule}", d.chain, endpoint(addr, port)))
@@ -801,13 +855,25 @@ impl<'m, 'f> Tracer<'m, 'f> {
                         .and_then(|l| l.addresses.iter().find(|a| Family::of(a.addr()) == before.family()))
                         .map(|a| a.addr())
                         .unwrap_or(before.dst);
-                    w.translations.push(Translation { at: ns, kind: NatKind::Destination, addr: before.dst, port: before.dport, span });
+                    w.translations.push(Translation {
+                        at: ns,
+                        kind: NatKind::Destination,
+                        addr: before.dst,
+                        port: before.dport,
+                        span,
+                    });
                     w.packet.dst = addr;
                     w.packet.dport = port;
                     (verdict_if_ok, format!("chain `{}`: redirect to {} by {rule}", d.chain, endpoint(addr, port)))
                 }
                 NfAction::Snat { addr } => {
-                    w.translations.push(Translation { at: ns, kind: NatKind::Source, addr: before.src, port: before.sport, span });
+                    w.translations.push(Translation {
+                        at: ns,
+                        kind: NatKind::Source,
+                        addr: before.src,
+                        port: before.sport,
+                        span,
+                    });
                     w.packet.src = addr;
                     (verdict_if_ok, format!("chain `{}`: SNAT to {addr} by {rule}", d.chain))
                 }
@@ -818,13 +884,23 @@ impl<'m, 'f> Tracer<'m, 'f> {
                         .map(|a| a.addr());
                     match addr {
                         Some(addr) => {
-                            w.translations.push(Translation { at: ns, kind: NatKind::Source, addr: before.src, port: before.sport, span });
+                            w.translations.push(Translation {
+                                at: ns,
+                                kind: NatKind::Source,
+                                addr: before.src,
+                                port: before.sport,
+                                span,
+                            });
                             w.packet.src = addr;
                             (verdict_if_ok, format!("chain `{}`: masquerade to {addr} by {rule}", d.chain))
                         }
                         None => (
                             StepVerdict::Uncertain,
-                            format!("chain `{}`: masquerade by {rule}, but `{}` has no address in the spec", d.chain, oif.unwrap_or("?")),
+                            format!(
+                                "chain `{}`: masquerade by {rule}, but `{}` has no address in the spec",
+                                d.chain,
+                                oif.unwrap_or("?")
+                            ),
                         ),
                     }
                 }
@@ -848,7 +924,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
     }
 
     fn undo(&self, w: &mut WalkState, ns: NetnsRef, kind: NatKind) {
-        let pending: Vec<usize> = (0..w.undo.len()).filter(|i| w.undo[*i].at == ns && w.undo[*i].kind == kind).collect();
+        let pending: Vec<usize> =
+            (0..w.undo.len()).filter(|i| w.undo[*i].at == ns && w.undo[*i].kind == kind).collect();
         for i in pending.into_iter().rev() {
             let t = w.undo.remove(i);
             let what = match kind {
@@ -886,7 +963,10 @@ impl<'m, 'f> Tracer<'m, 'f> {
                     StepVerdict::Delivered,
                     format!("leaves by `{}` toward `{next_hop}`", out.name.value),
                 );
-                s.why = Some(format!("`{next_hop}` is not in the spec: assumed to answer on `{}`'s network", out.name.value));
+                s.why = Some(format!(
+                    "`{next_hop}` is not in the spec: assumed to answer on `{}`'s network",
+                    out.name.value
+                ));
                 s.span = Some(out.span);
                 *end = None;
                 return Next::Done(Outcome::Delivered);
@@ -1027,7 +1107,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
             let bridge = self.model.link(b);
             if self.model.bridge_netfilter(b) {
                 let name = bridge.name.value.clone();
-                let s = self.step(w, bns, Stage::L2, StepVerdict::Pass, format!("bridged by `{name}` through netfilter"));
+                let s =
+                    self.step(w, bns, Stage::L2, StepVerdict::Pass, format!("bridged by `{name}` through netfilter"));
                 s.span = Some(bridge.span);
                 self.undo_source(w, bns);
                 if !self.hook(w, bns, Hook::Forward, Some(&name), Some(&name)) {
@@ -1079,7 +1160,8 @@ impl<'m, 'f> Tracer<'m, 'f> {
         let p = w.packet;
         *end = Some(EndPoint { start: Start::Local(ns), packet: p });
         if w.state == ConnState::Established {
-            let s = self.step(w, ns, Stage::Deliver, StepVerdict::Delivered, format!("{p} reaches the client's socket"));
+            let s =
+                self.step(w, ns, Stage::Deliver, StepVerdict::Delivered, format!("{p} reaches the client's socket"));
             s.span = Some(netns.span);
             return Next::Done(Outcome::Delivered);
         }
@@ -1089,7 +1171,13 @@ impl<'m, 'f> Tracer<'m, 'f> {
             return Next::Done(Outcome::Delivered);
         }
         if netns.listeners.is_empty() {
-            let s = self.step(w, ns, Stage::Deliver, StepVerdict::Delivered, format!("{p} delivered to {}", self.ns_name(ns)));
+            let s = self.step(
+                w,
+                ns,
+                Stage::Deliver,
+                StepVerdict::Delivered,
+                format!("{p} delivered to {}", self.ns_name(ns)),
+            );
             s.why = Some("the namespace declares no `listen`: a listening socket is assumed".into());
             s.span = Some(netns.span);
             return Next::Done(Outcome::Delivered);
@@ -1097,7 +1185,9 @@ impl<'m, 'f> Tracer<'m, 'f> {
         let matching: Vec<&Listener> = netns
             .listeners
             .iter()
-            .filter(|l| l.proto == p.proto && l.port.value == p.dport && l.address.as_ref().is_none_or(|a| a.value == p.dst))
+            .filter(|l| {
+                l.proto == p.proto && l.port.value == p.dport && l.address.as_ref().is_none_or(|a| a.value == p.dst)
+            })
             .collect();
         match matching.as_slice() {
             [] => {
@@ -1115,7 +1205,12 @@ impl<'m, 'f> Tracer<'m, 'f> {
                     w,
                     ns,
                     Stage::Deliver,
-                    format!("nothing listens on {}/{} in {}", endpoint(p.dst, p.dport), p.proto.keyword(), self.ns_name(ns)),
+                    format!(
+                        "nothing listens on {}/{} in {}",
+                        endpoint(p.dst, p.dport),
+                        p.proto.keyword(),
+                        self.ns_name(ns)
+                    ),
                     format!("{how}; the namespace's listeners: {}", declared.join(", ")),
                     Some(netns.span),
                 )

@@ -213,7 +213,13 @@ fn text(trace: &Trace, model: &Model, sources: &SourceMap) -> String {
                 StepVerdict::Delivered => " -> delivered",
                 StepVerdict::Dropped => " -> DROPPED",
             };
-            out.push_str(&format!("  {:>2}. [{}] {}: {}{mark}\n", i + 1, ns_label(model, s.at), s.stage.keyword(), s.what));
+            out.push_str(&format!(
+                "  {:>2}. [{}] {}: {}{mark}\n",
+                i + 1,
+                ns_label(model, s.at),
+                s.stage.keyword(),
+                s.what
+            ));
             if let Some(why) = &s.why {
                 out.push_str(&format!("      why: {why}\n"));
             }

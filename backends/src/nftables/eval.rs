@@ -16,7 +16,7 @@ use super::render::rule_text;
 use super::ruleset::*;
 use netcfg_compiler::ir::Fleet;
 use netcfg_compiler::model::NetnsRef;
-use netcfg_compiler::trace::{Hook as TraceHook, HookPacket, NfAction, NfDecision, Netfilter};
+use netcfg_compiler::trace::{Hook as TraceHook, HookPacket, Netfilter, NfAction, NfDecision};
 use netcfg_lang::ast::{ConnState, Proto};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -144,7 +144,13 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                     match hit.and_then(|el| el.data.as_ref()) {
                         Some(ElemData::Values(vs)) => match vs.as_slice() {
                             [Value::Addr(a), Value::Port(port)] => {
-                                return Some(decision(chain, rule, NfAction::Dnat { addr: *a, port: *port }, el_span(hit), rule_undecided));
+                                return Some(decision(
+                                    chain,
+                                    rule,
+                                    NfAction::Dnat { addr: *a, port: *port },
+                                    el_span(hit),
+                                    rule_undecided,
+                                ));
                             }
                             _ => continue 'rules,
                         },
@@ -182,7 +188,13 @@ fn el_span(el: Option<&Element>) -> Option<netcfg_lang::Span> {
     el.map(|e| e.origin)
 }
 
-fn decision(chain: &Chain, rule: &Rule, action: NfAction, span: Option<netcfg_lang::Span>, undecided: Vec<String>) -> NfDecision {
+fn decision(
+    chain: &Chain,
+    rule: &Rule,
+    action: NfAction,
+    span: Option<netcfg_lang::Span>,
+    undecided: Vec<String>,
+) -> NfDecision {
     NfDecision { chain: chain.name.to_string(), action, rule: Some(rule_text(rule)), span, undecided }
 }
 

@@ -29,10 +29,10 @@
 //! ```
 //! Fix: `masquerade from="10.244.0.0/16" out="eth0"`.
 
-use crate::trace::Tracer;
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
+use crate::trace::Tracer;
 use netcfg_lang::ast::{Family, RouteType};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::BTreeSet;

@@ -26,10 +26,10 @@
 //! }
 //! ```
 
-use crate::trace::Tracer;
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
+use crate::trace::Tracer;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 
 pub const CHECK: Check = Check {
