@@ -310,18 +310,12 @@ enum NatKind {
 }
 
 /// How a trace runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct TraceConfig {
     /// Follow the packet onto other nodes of the fleet (else it leaves the node).
     pub fleet: bool,
     /// The service backend draw (`0..65536`).
     pub draw: u32,
-}
-
-impl Default for TraceConfig {
-    fn default() -> TraceConfig {
-        TraceConfig { fleet: false, draw: 0 }
-    }
 }
 
 /// Namespaces a walk may enter before it is called a loop.
@@ -764,8 +758,7 @@ impl<'m, 'f> Tracer<'m, 'f> {
             RpFilter::Loose => back.is_some(),
             RpFilter::Strict => back == Some(link.link),
         };
-        let what =
-            format!("{mode:?} rp_filter on `{}`", l.name.value).to_lowercase().replace("rp_filter on", "rp_filter on");
+        let what = format!("{} rp_filter on `{}`", format!("{mode:?}").to_lowercase(), l.name.value);
         if ok {
             let s = self.step(w, ns, Stage::RpFilter, StepVerdict::Pass, what);
             s.span = span;
