@@ -139,4 +139,26 @@ node "pod" {
         assert_eq!(d[0].message, "backend `10.244.7.5` of service `web` is unreachable");
         assert_eq!(d[0].primary.message, "no route in node `n` leads to `10.244.7.5`");
     }
+
+    /// The check asks the packet model's routing (`trace::Tracer::route_lookup`), so it
+    /// consults the tables the kernel's default policy rules do: `main`, then table 253; a
+    /// route in another table is not consulted without a policy rule.
+    #[test]
+    fn backends_are_routed_by_the_kernels_default_rules() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "10.50.0.0/16" via="10.0.0.3" dev="eth0" table=253
+    route "10.60.0.0/16" via="10.0.0.3" dev="eth0" table=100
+    service "web" vip="10.96.0.10" port=80 {
+        backend "10.50.1.1:8080"
+        backend "10.60.1.1:8080"
+//               ^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+"#,
+        );
+    }
 }
