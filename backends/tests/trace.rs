@@ -336,3 +336,27 @@ node "w" {{
          deliver delivered: tcp 10.96.0.10:80 -> 10.244.1.2:40000 reaches the client's socket",
     );
 }
+
+#[test]
+fn an_outbound_redirect_goes_to_the_local_proxy_and_the_reply_looks_like_the_server() {
+    let t = trace(
+        r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "default" via="10.0.0.1" dev="eth0"
+    redirect out proto="tcp" port=80 to-port=15001
+    listen "proxy" port=15001
+}
+"#,
+        "n/@host",
+        "tcp 93.184.216.34:80",
+    );
+    assert!(t.delivered(), "{t:#?}");
+    assert_eq!(t.forward.steps.last().map(|s| s.what.as_str()), Some("delivered to `proxy`"));
+    assert!(t.forward.steps.iter().any(|s| s.what.starts_with("chain `nat-output`: redirect to 127.0.0.1:15001")));
+    let reply = t.reply.as_ref().expect("a reply");
+    assert!(reply
+        .steps
+        .iter()
+        .any(|s| s.what == "reply source 127.0.0.1:15001 -> 93.184.216.34:80 (undoing the destination NAT)"));
+}

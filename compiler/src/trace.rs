@@ -842,12 +842,22 @@ impl<'m, 'f> Tracer<'m, 'f> {
                     (verdict_if_ok, format!("chain `{}`: DNAT to {} by {rule}", d.chain, endpoint(addr, port)))
                 }
                 NfAction::Redirect { port } => {
-                    // To the primary address of the arriving link (the local address for output).
-                    let addr = iif
-                        .and_then(|i| self.model.node(ns.node).find_link(ns.netns, i))
-                        .and_then(|l| l.addresses.iter().find(|a| Family::of(a.addr()) == before.family()))
-                        .map(|a| a.addr())
-                        .unwrap_or(before.dst);
+                    // To the primary address of the arriving link; a locally sent packet goes to
+                    // the loopback address (`nf_nat_redirect`).
+                    let loopback = match before.dst {
+                        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                    };
+                    let addr = match iif {
+                        None => loopback,
+                        Some(i) => self
+                            .model
+                            .node(ns.node)
+                            .find_link(ns.netns, i)
+                            .and_then(|l| l.addresses.iter().find(|a| Family::of(a.addr()) == before.family()))
+                            .map(|a| a.addr())
+                            .unwrap_or(before.dst),
+                    };
                     w.translations.push(Translation {
                         at: ns,
                         kind: NatKind::Destination,
