@@ -70,6 +70,10 @@ enum Command {
     /// Draw the topology of a fleet or node (DOT, or SVG/PNG through Graphviz).
     #[command(after_help = cmd::graph::EXAMPLES)]
     Graph(cmd::graph::Args),
+    /// Walk one packet and its reply through the spec offline (routes, neighbours, bridges,
+    /// rp_filter, the nftables ruleset, NAT and conntrack), each step on its spec line.
+    #[command(after_help = cmd::trace::EXAMPLES)]
+    Trace(cmd::trace::Args),
     /// Run the language server on stdin/stdout (for editors: diagnostics, go to definition,
     /// completion, formatting).
     Lsp,
@@ -92,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Destroy(args) => cmd::destroy::run(args),
         Command::Graph(args) => cmd::graph::run(args),
+        Command::Trace(args) => cmd::trace::run(args),
         Command::Lsp => cmd::lsp::run(),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::man::run(args, Cli::command()),

@@ -65,8 +65,10 @@ fn every_example_renders() {
         // Every node of the example is a cluster, every declared link a box.
         let spec = std::fs::read_to_string(root().join(rel)).expect("example");
         for line in spec.lines().map(str::trim) {
-            for kw in ["node ", "bridge ", "veth ", "peer ", "vxlan ", "macvlan "] {
-                if let Some(rest) = line.strip_prefix(kw) {
+            let link_kws = netcfg_lang::links::LINK_KEYWORDS.iter().map(|k| format!("{k} \""));
+            for kw in ["node \"".to_string(), "peer \"".to_string()].into_iter().chain(link_kws) {
+                let kw = kw.strip_suffix('"').expect("quoted");
+                if let Some(rest) = line.strip_prefix(kw).filter(|r| r.starts_with('"')) {
                     let name = rest.split('"').nth(1).expect("a quoted name");
                     let want = if kw == "node " { format!("\"node {name}\"") } else { format!("label=\"{name}\\n") };
                     assert!(text.contains(&want), "{rel}: the graph lacks {kw}`{name}`");

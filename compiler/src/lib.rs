@@ -8,6 +8,7 @@ pub mod follow_on;
 pub mod ir;
 pub mod model;
 pub mod resolve;
+pub mod trace;
 
 #[cfg(test)]
 pub(crate) mod fixture;

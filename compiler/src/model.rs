@@ -69,8 +69,9 @@ pub enum GatewayLookup<'a> {
     NoRoute,
 }
 
-/// The main routing table of one namespace. Other tables are kept out: netcfg does not model
-/// policy routing, so checks never reason from a route in a non-main table.
+/// One routing table of one namespace (the main table also knows the namespace's local
+/// addresses). [`Model::fib`] is the main table; [`Model::fib_table`] any other table a route
+/// names, which only `trace::Tracer::route_lookup` consults.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
     /// Longest prefix first; entries of one prefix sorted by metric.
@@ -79,14 +80,12 @@ pub struct Fib {
 }
 
 impl Fib {
-    fn build(node: &Node, ns: NetnsId) -> Fib {
+    /// The routes of one table; connected routes and local addresses belong to `main`.
+    fn build(node: &Node, ns: NetnsId, table: u32) -> Fib {
         let mut fib = Fib::default();
         let mut entries = Vec::new();
-        for link in node.links_in(ns) {
-            // A VRF port's addresses and connected routes are in the VRF's table.
-            if node.vrf_table(link).is_some() {
-                continue;
-            }
+        // A VRF port's addresses and connected routes are in the VRF's table, not main.
+        for link in node.links_in(ns).filter(|l| node.vrf_table(l).unwrap_or(MAIN_TABLE) == table) {
             for (i, a) in link.addresses.iter().enumerate() {
                 fib.local.entry(a.addr()).or_insert(link.id);
                 if link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
@@ -104,7 +103,7 @@ impl Fib {
         }
         for (i, r) in node.netns(ns).routes.iter().enumerate() {
             let dev_up = r.dev.as_ref().is_none_or(|d| node.link(d.value).up);
-            if r.table == MAIN_TABLE && dev_up {
+            if r.table == table && dev_up {
                 entries.push(FibEntry {
                     dst: r.dst,
                     dev: r.dev.as_ref().map(|d| d.value),
@@ -220,6 +219,8 @@ pub struct AddrRef {
 pub struct Model<'f> {
     pub fleet: &'f Fleet,
     fibs: Vec<Vec<Fib>>,
+    /// Per node and namespace, the tables other than main that some route names.
+    other_tables: Vec<Vec<BTreeMap<u32, Fib>>>,
     segment: HashMap<LinkRef, SegmentId>,
     segments: Vec<Vec<LinkRef>>,
     owners: BTreeMap<IpAddr, Vec<AddrRef>>,
@@ -229,7 +230,25 @@ pub struct Model<'f> {
 
 impl<'f> Model<'f> {
     pub fn new(fleet: &'f Fleet) -> Model<'f> {
-        let fibs = fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id)).collect()).collect();
+        let fibs = fleet
+            .nodes
+            .iter()
+            .map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id, MAIN_TABLE)).collect())
+            .collect();
+        let other_tables = fleet
+            .nodes
+            .iter()
+            .map(|n| {
+                n.namespaces
+                    .iter()
+                    .map(|ns| {
+                        let ids: std::collections::BTreeSet<u32> =
+                            ns.routes.iter().map(|r| r.table).filter(|t| *t != MAIN_TABLE).collect();
+                        ids.into_iter().map(|t| (t, Fib::build(n, ns.id, t))).collect()
+                    })
+                    .collect()
+            })
+            .collect();
         let mut owners: BTreeMap<IpAddr, Vec<AddrRef>> = BTreeMap::new();
         for n in &fleet.nodes {
             for l in &n.links {
@@ -246,7 +265,7 @@ impl<'f> Model<'f> {
         }
         let (segment, segments) = build_segments(fleet);
         let mtus = fleet.nodes.iter().map(link_mtus).collect();
-        Model { fleet, fibs, segment, segments, owners, mtus }
+        Model { fleet, fibs, other_tables, segment, segments, owners, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -263,6 +282,14 @@ impl<'f> Model<'f> {
 
     pub fn fib(&self, ns: NetnsRef) -> &Fib {
         &self.fibs[ns.node.0 as usize][ns.netns.0 as usize]
+    }
+
+    /// Routing table `table` of a namespace (`None` when no route names it).
+    pub fn fib_table(&self, ns: NetnsRef, table: u32) -> Option<&Fib> {
+        if table == MAIN_TABLE {
+            return Some(self.fib(ns));
+        }
+        self.other_tables[ns.node.0 as usize][ns.netns.0 as usize].get(&table)
     }
 
     pub fn netns_of(&self, l: LinkRef) -> NetnsRef {

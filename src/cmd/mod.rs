@@ -9,6 +9,7 @@ pub mod graph;
 pub mod lsp;
 pub mod man;
 pub mod plan;
+pub mod trace;
 pub mod verify;
 
 use crate::exit_status::ExitStatus;

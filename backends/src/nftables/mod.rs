@@ -2,6 +2,7 @@
 //! inside the target namespace. netcfg owns exactly one table, `inet netcfg`, per namespace.
 
 pub mod drift;
+pub mod eval;
 pub mod exec;
 pub mod features;
 pub mod lower;

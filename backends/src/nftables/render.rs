@@ -86,11 +86,7 @@ fn render_table(s: &mut Script, t: &Table) {
             s.line(2, &base_chain(b), None);
         }
         for rule in &chain.rules {
-            let mut text = rule.exprs.iter().map(expr).collect::<Vec<_>>().join(" ");
-            if let Some(c) = &rule.comment {
-                let _ = write!(text, " comment {c}");
-            }
-            s.line(2, &text, Some(rule.origin));
+            s.line(2, &rule_text(rule), Some(rule.origin));
         }
         s.line(1, "}", None);
     }
@@ -146,6 +142,15 @@ fn base_chain(b: &BaseChain) -> String {
         Policy::Drop => "drop",
     };
     format!("type {ty} hook {} priority {prio}; policy {policy};", b.hook.keyword())
+}
+
+/// One rule as it appears in the script (what `netcfg trace` quotes for a matching rule).
+pub fn rule_text(rule: &Rule) -> String {
+    let mut text = rule.exprs.iter().map(expr).collect::<Vec<_>>().join(" ");
+    if let Some(c) = &rule.comment {
+        let _ = write!(text, " comment {c}");
+    }
+    text
 }
 
 fn selector(sel: Selector) -> &'static str {

@@ -35,6 +35,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
+use crate::trace::Tracer;
 use ipnet::IpNet;
 use netcfg_lang::ast::{Direction, Family, Proto, RouteType, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
@@ -252,7 +253,8 @@ fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<
             continue;
         }
         let Some(via) = &route.via else { continue };
-        let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
+        let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| Tracer::routing(model).egress(ns, via.value))
+        else {
             continue;
         };
         let Some(owner) = model.owner_on_segment(LinkRef { node: ns.node, link: dev }, via.value) else {

@@ -32,6 +32,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
+use crate::trace::Tracer;
 use netcfg_lang::ast::{Family, RouteType};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::BTreeSet;
@@ -78,7 +79,7 @@ fn default_egress(model: &Model, ns: NetnsRef, families: Option<&BTreeSet<Family
             Family::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             Family::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
-        model.fib(ns).egress(any)
+        Tracer::routing(model).egress(ns, any)
     })
 }
 
@@ -218,7 +219,7 @@ fn routes_by(model: &Model, ns: NetnsRef, link: LinkId, fams: Option<&BTreeSet<F
     fib.entries().any(|e| {
         e.route_type == RouteType::Unicast
             && fams.is_none_or(|f| f.contains(&Family::of(e.dst.addr())))
-            && e.dev.or_else(|| e.via.and_then(|v| fib.egress(v))) == Some(link)
+            && e.dev.or_else(|| e.via.and_then(|v| Tracer::routing(model).egress(ns, v))) == Some(link)
     })
 }
 

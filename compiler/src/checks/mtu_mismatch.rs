@@ -30,6 +30,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};
 use crate::model::{vxlan_overhead, LinkRef, Model, VXLAN_OVERHEAD_V6};
+use crate::trace::Tracer;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 
 pub const CHECK: Check = Check {
@@ -201,7 +202,7 @@ fn vxlan(model: &Model, r: LinkRef, diags: &mut Vec<Diagnostic>) {
     let LinkKind::Vxlan { remote, dev, .. } = &link.kind else { return };
     let (underlay, via_route) = match (dev, remote) {
         (Some(d), _) => (d.value, false),
-        (None, Some(remote)) => match model.fib(model.netns_of(r)).egress(remote.value) {
+        (None, Some(remote)) => match Tracer::routing(model).egress(model.netns_of(r), remote.value) {
             Some(l) => (l, true),
             None => return,
         },

@@ -28,6 +28,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};
 use crate::model::{FibSource, Lookup, Model, NetnsRef};
+use crate::trace::Tracer;
 use netcfg_lang::{Code, Diagnostic, Severity, Spanned};
 use std::net::IpAddr;
 
@@ -110,11 +111,14 @@ fn is_local(model: &Model, ns: NetnsRef, addr: IpAddr) -> bool {
 /// link the address's subnet or the route leads to.
 fn fix(model: &Model, ns: NetnsRef, addr: &Spanned<IpAddr>, key: &str) -> String {
     let node = model.node(ns.node);
-    let candidate = model.fib(ns).egress(addr.value).and_then(|l| first_of_family(node, l, addr.value)).or_else(|| {
-        node.links_in(ns.netns)
-            .filter(|l| !matches!(l.kind, LinkKind::Loopback))
-            .find_map(|l| first_of_family(node, l.id, addr.value))
-    });
+    let candidate = Tracer::routing(model)
+        .egress(ns, addr.value)
+        .and_then(|l| first_of_family(node, l, addr.value))
+        .or_else(|| {
+            node.links_in(ns.netns)
+                .filter(|l| !matches!(l.kind, LinkKind::Loopback))
+                .find_map(|l| first_of_family(node, l.id, addr.value))
+        });
     match candidate {
         Some(c) => format!("set `{key}=\"{c}\"` (an address of this namespace), or add `{}` to a link", addr.value),
         None => format!("add `{}` as an `address` of a link of this namespace, or remove `{key}`", addr.value),

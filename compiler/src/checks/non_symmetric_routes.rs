@@ -37,6 +37,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
+use crate::trace::Tracer;
 use netcfg_lang::ast::{RouteType, RpFilter};
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
@@ -58,7 +59,8 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     }
     for (ns, _, route, via) in model.gateway_routes() {
         let node = model.node(ns.node);
-        let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| model.fib(ns).egress(via.value)) else {
+        let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| Tracer::routing(model).egress(ns, via.value))
+        else {
             continue;
         };
         gateway_path_back(model, ns, node, route, via.value, dev, diags);
@@ -67,7 +69,6 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
 }
 
 fn two_uplinks(model: &Model, ns: NetnsRef, netns: &crate::ir::Netns, diags: &mut Vec<Diagnostic>) {
-    let fib = model.fib(ns);
     let mut defaults: Vec<(&Route, LinkId)> = netns
         .routes
         .iter()
@@ -77,7 +78,12 @@ fn two_uplinks(model: &Model, ns: NetnsRef, netns: &crate::ir::Netns, diags: &mu
                 && r.dst.addr().is_ipv4()
                 && r.route_type == RouteType::Unicast
         })
-        .filter_map(|r| Some((r, r.dev.as_ref().map(|d| d.value).or_else(|| fib.egress(r.via.as_ref()?.value))?)))
+        .filter_map(|r| {
+            Some((
+                r,
+                r.dev.as_ref().map(|d| d.value).or_else(|| Tracer::routing(model).egress(ns, r.via.as_ref()?.value))?,
+            ))
+        })
         .collect();
     defaults.sort_by_key(|(r, _)| r.metric);
     let Some(&(best, best_link)) = defaults.first() else { return };
@@ -127,7 +133,9 @@ fn gateway_path_back(
         return;
     }
     let back = match model.fib(ns).lookup(gateway) {
-        Lookup::Route(e) if e.route_type == RouteType::Unicast => Some(e.dev.or_else(|| model.fib(ns).egress(gateway))),
+        Lookup::Route(e) if e.route_type == RouteType::Unicast => {
+            Some(e.dev.or_else(|| Tracer::routing(model).egress(ns, gateway)))
+        }
         Lookup::Local(_) => return, // `gateway-not-on-link` reports a local gateway
         _ => None,
     };

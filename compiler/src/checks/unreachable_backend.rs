@@ -1,10 +1,11 @@
 //! `unreachable-backend`: a service backend the service's namespace has no route to.
 //!
 //! **What it does.** After DNAT the connection is routed in the service's namespace to the
-//! backend's address. For every backend that is not an address of that namespace (nor in
-//! `127.0.0.0/8`), looks it up in the main table: no route at all, or a `blackhole`,
-//! `unreachable` or `prohibit` route, is an error. A backend behind the default route is
-//! reachable as far as the spec can tell and is left alone.
+//! backend's address. For every backend, asks the packet-path model
+//! ([`Tracer::route_lookup`], the route `netcfg trace` shows for the DNAT-ed packet): no route
+//! at all, or a `blackhole`, `unreachable` or `prohibit` route, is an error. A local backend
+//! (an address of the namespace, `127.0.0.0/8`) and one behind the default route are reachable
+//! as far as the spec can tell and are left alone.
 //!
 //! **Why is this bad.** The service looks configured (the VIP answers, DNAT happens), but each
 //! connection that draws this backend fails with "network unreachable" or hangs, in proportion
@@ -19,10 +20,10 @@
 //! ```
 
 use super::{AfterErrors, Check};
-use crate::model::{FibSource, Lookup, Model};
+use crate::model::{FibSource, Model};
+use crate::trace::{Packet, RouteDecision, Tracer};
 use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity};
-use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
     code: Code::new(
@@ -35,18 +36,18 @@ pub const CHECK: Check = Check {
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    let tracer = Tracer::routing(model);
     for (ns, netns) in model.namespaces() {
-        let fib = model.fib(ns);
         let node = model.node(ns.node);
         for svc in &netns.services {
             for b in &svc.backends {
-                if matches!(b.addr, IpAddr::V4(a) if a.is_loopback()) {
-                    continue;
-                }
-                let (label, secondary) = match fib.lookup(b.addr) {
-                    Lookup::Local(_) => continue,
-                    Lookup::Route(e) if e.route_type == RouteType::Unicast => continue,
-                    Lookup::Route(e) => {
+                // The connection as the service's namespace routes it after DNAT.
+                let packet = Packet { src: svc.vip.value, dst: b.addr, proto: svc.proto, sport: 0, dport: b.port };
+                let (label, secondary) = match tracer.route_lookup(ns, &packet) {
+                    RouteDecision::Local { .. } | RouteDecision::Unicast { .. } => continue,
+                    // A gateway that resolves to no link is `gateway-not-on-link`'s finding.
+                    RouteDecision::Unresolved { .. } => continue,
+                    RouteDecision::Discard { entry: e, .. } => {
                         let kind = match e.route_type {
                             RouteType::Blackhole => "blackhole",
                             RouteType::Unreachable => "unreachable",
@@ -62,8 +63,8 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                             span.map(|s| (s, format!("`{kind}` route to `{}`", e.dst))),
                         )
                     }
-                    Lookup::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
-                    Lookup::NoRoute => {
+                    RouteDecision::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
+                    RouteDecision::NoRoute => {
                         (format!("no route in {} leads to `{}`", node.describe_netns(ns.netns), b.addr), None)
                     }
                 };
@@ -85,7 +86,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
 }
 
 /// Whether the namespace routes `addr`'s family itself (else its routes come from outside).
-fn declares_routes(netns: &crate::ir::Netns, addr: IpAddr) -> bool {
+fn declares_routes(netns: &crate::ir::Netns, addr: std::net::IpAddr) -> bool {
     netns.routes.iter().any(|r| r.dst.addr().is_ipv4() == addr.is_ipv4())
 }
 
@@ -137,5 +138,27 @@ node "pod" {
         );
         assert_eq!(d[0].message, "backend `10.244.7.5` of service `web` is unreachable");
         assert_eq!(d[0].primary.message, "no route in node `n` leads to `10.244.7.5`");
+    }
+
+    /// The check asks the packet model's routing (`trace::Tracer::route_lookup`), so it
+    /// consults the tables the kernel's default policy rules do: `main`, then table 253; a
+    /// route in another table is not consulted without a policy rule.
+    #[test]
+    fn backends_are_routed_by_the_kernels_default_rules() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "10.50.0.0/16" via="10.0.0.3" dev="eth0" table=253
+    route "10.60.0.0/16" via="10.0.0.3" dev="eth0" table=100
+    service "web" vip="10.96.0.10" port=80 {
+        backend "10.50.1.1:8080"
+        backend "10.60.1.1:8080"
+//               ^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+"#,
+        );
     }
 }
