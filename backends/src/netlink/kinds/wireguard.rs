@@ -124,6 +124,13 @@ fn read_key(f: &KeyFile) -> Result<[u8; 32], String> {
         .map_err(|_| format!("`{}` does not hold a WireGuard key (44 characters of base64)", f.written))
 }
 
+/// A private key as the kernel keeps it: X25519 clamping (what `wg genkey` writes already is).
+fn clamped(mut k: [u8; 32]) -> [u8; 32] {
+    k[0] &= 248;
+    k[31] = (k[31] & 127) | 64;
+    k
+}
+
 /// Sets the device's keys, port, mark and peers (replacing every peer), in its namespace.
 pub fn configure(loc: &Location, name: &str, w: &Wireguard) -> Result<(), String> {
     let private = match &w.private_key {
@@ -192,7 +199,7 @@ pub fn read(loc: &Location, name: &str, desired: Option<&Wireguard>) -> Result<W
         .map_err(|e| format!("cannot read WireGuard link `{name}`: {e}"))?;
     let file_holds = |f: Option<&Key>, key: &[u8; 32]| -> Key {
         match f {
-            Some(Key::File(f)) if read_key(f).is_ok_and(|k| &k == key) => Key::File(f.clone()),
+            Some(Key::File(f)) if read_key(f).is_ok_and(|k| k == *key || clamped(k) == *key) => Key::File(f.clone()),
             _ => Key::Other,
         }
     };
