@@ -130,6 +130,9 @@ pub fn drop_included(units: Vec<Unit>) -> Vec<Unit> {
 pub fn join(units: Vec<Unit>) -> Unit {
     let mut out = Unit { sources: SourceMap::default(), diagnostics: Vec::new(), suppressed: Vec::new() };
     let mut seen: BTreeMap<(String, std::sync::Arc<str>), FileId> = BTreeMap::new();
+    type FindingKey = (Span, &'static str, String);
+    let mut seen_diags: std::collections::HashMap<FindingKey, Vec<usize>> = std::collections::HashMap::new();
+    let mut seen_suppressed: std::collections::HashMap<FindingKey, Vec<usize>> = std::collections::HashMap::new();
     for unit in units {
         let ids: Vec<FileId> = unit
             .sources
@@ -148,15 +151,23 @@ pub fn join(units: Vec<Unit>) -> Unit {
             }
             d
         };
+        // Candidates for "the same finding" are looked up by sort key, then compared whole:
+        // `contains` over everything kept so far made 40,000 findings take minutes.
         for d in unit.diagnostics {
             let d = remap_diag(d);
-            if !out.diagnostics.contains(&d) {
+            let key = (d.primary.span, d.code.id, d.message.clone());
+            let same = seen_diags.entry(key).or_default();
+            if !same.iter().any(|i: &usize| out.diagnostics[*i] == d) {
+                same.push(out.diagnostics.len());
                 out.diagnostics.push(d);
             }
         }
         for s in unit.suppressed {
             let s = Suppressed { diagnostic: remap_diag(s.diagnostic), comment: remap(s.comment), ..s };
-            if !out.suppressed.contains(&s) {
+            let key = (s.diagnostic.primary.span, s.diagnostic.code.id, s.diagnostic.message.clone());
+            let same = seen_suppressed.entry(key).or_default();
+            if !same.iter().any(|i: &usize| out.suppressed[*i] == s) {
+                same.push(out.suppressed.len());
                 out.suppressed.push(s);
             }
         }
