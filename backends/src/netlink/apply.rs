@@ -188,11 +188,8 @@ impl<'a> Executor<'a> {
         if let (LinkKind::Bridge, Some(mtu)) = (&link.kind, link.mtu) {
             // An MTU given at creation is not "set by the user" for the kernel, which then
             // lowers the bridge to its smallest port (`br_mtu_auto_adjust`). Changing it marks
-            // it so; a change to the same value is no change, hence the step aside.
-            let aside = if mtu > 68 { mtu - 1 } else { mtu + 1 };
-            for m in [aside, mtu] {
-                self.set_link(ns, name, &LinkSettings { mtu: Some(m), ..LinkSettings::default() }).await?;
-            }
+            // it so; a change to the same value is no change: `set_link` steps aside first.
+            self.set_link(ns, name, &LinkSettings { mtu: Some(mtu), ..LinkSettings::default() }).await?;
         }
         if let LinkKind::Wireguard(w) = &link.kind {
             kinds::wireguard::configure(&self.map.locate(ns), name, w).map_err(NlError::other)?;
@@ -258,6 +255,15 @@ impl<'a> Executor<'a> {
         let mut msg = LinkMessage::default();
         header(&mut msg);
         if let Some(m) = s.mtu {
+            // A bridge's MTU counts as the user's only when it changes (`br_mtu_auto_adjust`):
+            // a value equal to the automatic one is set by way of a step aside.
+            if self.get_link(ns, name).await?.0.as_deref() == Some("bridge") {
+                let aside = if m > 68 { m - 1 } else { m + 1 };
+                let mut step = LinkMessage::default();
+                header(&mut step);
+                step.attributes.push(LinkAttribute::Mtu(aside));
+                self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(step), CHANGE).await?;
+            }
             msg.attributes.push(LinkAttribute::Mtu(m));
         }
         if let Some(m) = s.mac {

@@ -73,6 +73,7 @@ pub fn diff(
     let mut p = Planner {
         d: desired,
         cur: live.state.clone(),
+        before: &live.state,
         errors: Vec::new(),
         modules: Vec::new(),
         persist: Vec::new(),
@@ -161,6 +162,8 @@ struct Planner<'a> {
     d: &'a Desired,
     /// The live state as it will be after the ops emitted so far.
     cur: NodeState,
+    /// The live state as read.
+    before: &'a NodeState,
     errors: Vec<Diagnostic>,
     /// Kernel modules to load, before everything (link kinds, sysctls, nft need them).
     modules: Vec<Op>,
@@ -812,10 +815,27 @@ impl Planner<'_> {
             }
             let mut d = self.d.state.namespaces[&ns].links[&name].clone();
             let Some(live) = self.cur.namespaces.get(&ns).and_then(|c| c.links.get(&name)).cloned() else { continue };
+            let explicit_mtu = d.mtu;
             if d.mtu.is_none() {
                 d.mtu = self.default_mtu(&ns, &name, &d);
             }
-            let to = link_changes(&d, &live);
+            let mut to = link_changes(&d, &live);
+            // A bridge's MTU equal to the spec's may still be the kernel's automatic one (the
+            // smallest of its ports), which follows the ports as they change: when the ports
+            // change, the spec's MTU is set (as the user's) so that it stays.
+            if let (LinkKind::Bridge, Some(m), None) = (&d.kind, explicit_mtu, to.mtu) {
+                let ports = |links: &BTreeMap<String, Link>| -> BTreeSet<String> {
+                    links
+                        .iter()
+                        .filter(|(_, l)| l.master.as_deref() == Some(name.as_str()))
+                        .map(|(n, _)| n.clone())
+                        .collect()
+                };
+                let live_ports = self.before.namespaces.get(&ns).map(|c| ports(&c.links)).unwrap_or_default();
+                if ports(&self.d.state.namespaces[&ns].links) != live_ports {
+                    to.mtu = Some(m);
+                }
+            }
             if to.is_empty() {
                 continue;
             }
@@ -1459,6 +1479,39 @@ node "n" {{
             };
             assert_eq!(inv.sign(), flipped, "{}", op.describe());
         }
+    }
+
+    /// A bridge at its automatic MTU (the smallest of its ports) that equals the spec's `mtu`
+    /// still gets the MTU set when its ports change, or it would follow them (found by the
+    /// apply property test, seed 1796173984).
+    #[test]
+    fn a_bridge_mtu_equal_to_the_automatic_one_is_set_when_the_ports_change() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0"
+                bridge "br0" mtu=1400
+                ethernet "eth1" master="br0"
+            }"#,
+        );
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        let mut br = link(LinkKind::Bridge, true);
+        br.mtu = Some(1400);
+        host.links.insert("br0".into(), br);
+        let mut port = link(LinkKind::Bridge, true);
+        port.mtu = Some(1400);
+        port.master = Some("br0".into());
+        host.links.insert("old-port".into(), port);
+        let mut eth1 = link(LinkKind::Existing { kind: None }, false);
+        eth1.master = Some("br0".into());
+        host.links.insert("eth1".into(), eth1);
+        let text = diff(&d, &live, &[], None).expect("plan").to_text();
+        assert!(text.contains("~ @host: link br0: mtu 1400 -> 1400"), "{text}");
+        // The same bridge whose ports stay: nothing to do about its MTU.
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.links.remove("old-port");
+        let text = diff(&d, &live, &[], None).expect("plan").to_text();
+        assert!(!text.contains("link br0: mtu"), "{text}");
     }
 
     #[test]
