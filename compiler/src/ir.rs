@@ -48,6 +48,14 @@ pub struct Node {
     pub links: Vec<Link>,
 }
 
+impl Link {
+    /// Whether another agent (a DHCP client, SLAAC, a cloud agent) gives the link addresses
+    /// and a default route at run time (`dhcp=#true`).
+    pub fn dhcp(&self) -> bool {
+        self.options.dhcp.as_ref().is_some_and(|d| d.value)
+    }
+}
+
 impl Node {
     pub fn netns(&self, id: NetnsId) -> &Netns {
         &self.namespaces[id.0 as usize]

@@ -34,6 +34,9 @@ pub enum FibSource {
     Connected { link: LinkId, addr: usize },
     /// A `route` of the spec (index into the namespace's routes).
     Static(usize),
+    /// The default route a DHCP client or router advertisement installs on a `dhcp` link:
+    /// its gateway is known only at run time.
+    Dynamic { link: LinkId },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +102,21 @@ impl Fib {
                         source: FibSource::Connected { link: link.id, addr: i },
                     });
                 }
+            }
+        }
+        // A `dhcp` link's default routes (DHCPv4, router advertisements), behind any declared
+        // default: DHCP clients install theirs with a metric (NetworkManager 100, networkd 1024).
+        for link in node.links_in(ns).filter(|l| table == MAIN_TABLE && l.up && l.dhcp()) {
+            for dst in ["0.0.0.0/0", "::/0"] {
+                entries.push(FibEntry {
+                    dst: dst.parse().expect("a default route"),
+                    dev: Some(link.id),
+                    via: None,
+                    route_type: RouteType::Unicast,
+                    scope: RouteScope::Global,
+                    metric: 1024,
+                    source: FibSource::Dynamic { link: link.id },
+                });
             }
         }
         for (i, r) in node.netns(ns).routes.iter().enumerate() {

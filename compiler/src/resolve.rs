@@ -1195,3 +1195,38 @@ node "n" {
         );
     }
 }
+
+#[cfg(test)]
+mod dhcp_tests {
+    use crate::fixture::check;
+
+    /// A cloud host: the NIC's address and default route come from DHCP. Masquerade out of it
+    /// and a backend beyond it are not findings; without `dhcp` the masquerade is.
+    #[test]
+    fn dhcp_links_have_addresses_and_a_default_route_at_run_time() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" dhcp=#true
+    bridge "br0" { address "10.244.0.1/24"; }
+    masquerade from="10.244.0.0/24" out="eth0"
+    service "web" vip="10.96.0.10" port=80 {
+        backend "192.0.2.50:8080"
+    }
+}
+"#,
+        );
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0"
+    bridge "br0" { address "10.244.0.1/24"; }
+    masquerade from="10.244.0.0/24" out="eth0"
+//                                       ^^^^ error masquerade-without-egress
+}
+"#,
+        );
+    }
+}

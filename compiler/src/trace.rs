@@ -684,6 +684,7 @@ impl<'m, 'f> Tracer<'m, 'f> {
         let span_of = |e: &FibEntry| match e.source {
             FibSource::Static(i) => Some(netns.routes[i].span),
             FibSource::Connected { link, addr } => Some(node.link(link).addresses[addr].span),
+            FibSource::Dynamic { link } => node.link(link).options.dhcp.as_ref().map(|d| d.span),
         };
         let table_name = |t: u32| if t == MAIN_TABLE { "main".to_string() } else { t.to_string() };
         match route {

@@ -144,6 +144,8 @@ pub struct LinkOptions {
     pub arp: Option<Spanned<bool>>,
     /// As a bridge port: `port-cost`, `port-priority`.
     pub port: PortOptions,
+    /// Addresses and a default route come from a DHCP client, SLAAC or a cloud agent (`dhcp`).
+    pub dhcp: Option<Spanned<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

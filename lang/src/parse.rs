@@ -563,6 +563,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             .and_then(|v| v.int(cx, "txqueuelen", 0, u32::MAX as i128))
             .map(|s| s.map(|v| v as u32)),
         arp: r.prop(cx, "arp").and_then(|v| v.bool(cx, "arp")),
+        dhcp: r.prop(cx, "dhcp").and_then(|v| v.bool(cx, "dhcp")),
         port: PortOptions {
             cost: r.prop(cx, "port-cost").and_then(|v| v.int(cx, "port-cost", 1, 65535)).map(|v| v.value as u32),
             priority: r

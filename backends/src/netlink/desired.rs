@@ -126,6 +126,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                         _ => Default::default(),
                     },
                     port: if l.master.is_some() { l.options.port } else { Default::default() },
+                    dhcp: l.dhcp(),
                 },
                 owned: created,
             };

@@ -948,7 +948,7 @@ impl Planner<'_> {
             let Some(cur) = self.cur.namespaces.get(ns) else { continue };
             for (link, net) in cur.addresses.keys() {
                 // A recorded state (rollback) is exact on every link it has.
-                let owned = st.links.get(link).is_some_and(|l| l.owned || self.d.exact);
+                let owned = st.links.get(link).is_some_and(|l| (l.owned && !l.opts.dhcp) || self.d.exact);
                 let alive = !self.deleted.contains(&LinkRef { ns: ns.clone(), name: link.clone() });
                 // `lo`'s own addresses stay while it is up (the kernel's); a rollback to `lo`
                 // down removes 127.0.0.1/8, which the kernel leaves on a `lo` taken down.

@@ -178,6 +178,7 @@ pub async fn read(
                         txqueuelen: l.txqueuelen,
                         bridge: l.bridge,
                         port: l.port,
+                        dhcp: false,
                     },
                     owned: l.group == NETCFG_GROUP,
                 },

@@ -160,6 +160,10 @@ pub struct Opts {
     /// Settings as a bridge port.
     #[serde(default)]
     pub port: PortOptions,
+    /// Desired only: another agent adds addresses to the link (`dhcp`), so netcfg removes
+    /// none it did not declare, even on a link it created. Not a kernel setting: never changed.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl Opts {
@@ -183,6 +187,7 @@ impl Opts {
                 multicast_snooping: want(db.multicast_snooping, lb.multicast_snooping),
             },
             port: PortOptions { cost: want(dp.cost, lp.cost), priority: want(dp.priority, lp.priority) },
+            dhcp: false,
         }
     }
 
@@ -206,6 +211,7 @@ impl Opts {
                 multicast_snooping: had(cb.multicast_snooping, lb.multicast_snooping),
             },
             port: PortOptions { cost: had(cp.cost, lp.cost), priority: had(cp.priority, lp.priority) },
+            dhcp: false,
         }
     }
 

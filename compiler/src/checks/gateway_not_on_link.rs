@@ -229,6 +229,7 @@ fn why<'a>(fib: &Fib, node: &'a Node, netns: &Netns, gateway: IpAddr, dev: Optio
     let note_for = |e: &FibEntry, text: String| match e.source {
         FibSource::Connected { link, addr } => (node.link(link).addresses[addr].span, text),
         FibSource::Static(i) => (netns.routes[i].dst_span, text),
+        FibSource::Dynamic { link } => (node.link(link).name.span, text),
     };
     if let (Some(_), GatewayLookup::OnLink(e)) = (dev, fib.lookup_gateway(gateway, None)) {
         let other = e.dev.map(|l| node.link(l).name.value.as_str()).unwrap_or("another link");

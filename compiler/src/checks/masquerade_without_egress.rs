@@ -126,14 +126,15 @@ fn named_out(
 ) -> Option<Diagnostic> {
     let node = model.node(ns.node);
     let link = node.link(out.value);
-    let has = |f: Family| link.addresses.iter().any(|a| Family::of(a.addr()) == f);
+    // A `dhcp` link gets its addresses at run time.
+    let has = |f: Family| link.dhcp() || link.addresses.iter().any(|a| Family::of(a.addr()) == f);
     let suggestion = default_egress(model, ns, fams)
         .filter(|l| *l != out.value)
         .map(|l| format!(", or set `out=\"{}\"`, the link the default route leaves by", node.link(l).name.value))
         .unwrap_or_default();
     let missing = match fams {
         Some(fams) => fams.iter().copied().find(|f| !has(*f)).map(|f| format!("{} address", f.name())),
-        None => link.addresses.is_empty().then(|| "address".to_string()),
+        None => (link.addresses.is_empty() && !link.dhcp()).then(|| "address".to_string()),
     };
     if let Some(what) = missing {
         let label = if nat.keyword == "masquerade" {

@@ -56,7 +56,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                         };
                         let span = match e.source {
                             FibSource::Static(i) => Some(netns.routes[i].dst_span),
-                            FibSource::Connected { .. } => None,
+                            FibSource::Connected { .. } | FibSource::Dynamic { .. } => None,
                         };
                         (
                             format!("a `{kind}` route covers `{}`", b.addr),
