@@ -4,7 +4,8 @@
 
 use ipnet::IpNet;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue, Verdict,
+    ConnState, Direction, Family, LogLevel, MacvlanMode, Proto, RateLimit, RouteScope, RouteType, RpFilter,
+    SysctlValue, Verdict,
 };
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
 use netcfg_lang::{Span, Spanned};
@@ -254,6 +255,10 @@ impl Firewall {
     /// The nftables lowering emits one rule per family in this list.
     pub fn rule_families(&self, rule: &Rule) -> Vec<Family> {
         let mut fams = vec![Family::Ipv4, Family::Ipv6];
+        if let Some(f) = &rule.family {
+            fams.retain(|x| *x == f.value);
+        }
+        // Negated addresses do not narrow the families: an IPv6 packet is not from `10.0.0.0/8`.
         for a in [&rule.from, &rule.to].into_iter().flatten() {
             match &a.value {
                 AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
@@ -316,9 +321,65 @@ pub struct Rule {
     pub from_zone: Option<Spanned<ZoneId>>,
     pub to_zone: Option<Spanned<ZoneId>>,
     pub state: Vec<ConnState>,
-    pub log: bool,
+    /// `family=`: the rule applies to this family only.
+    pub family: Option<Spanned<Family>>,
+    /// ICMP/ICMPv6 types (sorted) and code; the family is the rule's `proto`.
+    pub icmp_types: Option<Spanned<Vec<u8>>>,
+    pub icmp_code: Option<Spanned<u8>>,
+    /// Negated matches: the rule matches only packets none of them matches.
+    pub except: Except,
+    /// A rate the rule matches within (packets beyond it fall through to later rules).
+    pub limit: Option<Spanned<RateLimit>>,
+    pub burst: Option<u32>,
+    /// Matches while the source address has at most this many connections.
+    pub conn_limit: Option<Spanned<u32>>,
+    pub log: Option<Log>,
+    /// A named counter the rule counts matching packets in.
+    pub counter: Option<Name>,
     pub comment: Option<String>,
     pub span: Span,
+}
+
+impl Rule {
+    /// Whether the rule's matches depend on more than the packet: a rate or connection limit
+    /// matches a packet on one occasion and not on another. Checks never let such a rule
+    /// decide for a later one.
+    pub fn is_stateful(&self) -> bool {
+        self.limit.is_some() || self.conn_limit.is_some()
+    }
+
+    /// Whether any match is negated.
+    pub fn has_negation(&self) -> bool {
+        let e = &self.except;
+        e.from.is_some()
+            || e.to.is_some()
+            || e.dport.is_some()
+            || e.sport.is_some()
+            || e.iif.is_some()
+            || e.oif.is_some()
+            || e.from_zone.is_some()
+            || e.to_zone.is_some()
+    }
+}
+
+/// Negated matches of a rule (`from="!10.0.0.0/8"`).
+#[derive(Clone, Debug, Default)]
+pub struct Except {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub to: Option<Spanned<AddrMatch>>,
+    pub dport: Option<Spanned<PortSet>>,
+    pub sport: Option<Spanned<PortSet>>,
+    pub iif: Option<Spanned<LinkId>>,
+    pub oif: Option<Spanned<LinkId>>,
+    pub from_zone: Option<Spanned<ZoneId>>,
+    pub to_zone: Option<Spanned<ZoneId>>,
+}
+
+/// How a rule logs: nft's `log prefix "…" level …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    pub prefix: Option<String>,
+    pub level: Option<LogLevel>,
 }
 
 #[derive(Clone, Debug)]

@@ -661,6 +661,22 @@ impl<'d> NodeBuilder<'d> {
                 };
                 let from_zone = zone(&r.from_zone, self.diags);
                 let to_zone = zone(&r.to_zone, self.diags);
+                let e = &r.except;
+                let except = Except {
+                    from: e.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
+                    to: e.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
+                    dport: e.dport.clone(),
+                    sport: e.sport.clone(),
+                    iif: e.iif.as_ref().and_then(|l| self.link_ref(ns, l)),
+                    oif: e.oif.as_ref().and_then(|l| self.link_ref(ns, l)),
+                    from_zone: zone(&e.from_zone, self.diags),
+                    to_zone: zone(&e.to_zone, self.diags),
+                };
+                let logs = r.log.as_ref().map_or(r.log_prefix.is_some() || r.log_level.is_some(), |l| l.value);
+                let log = logs.then(|| Log {
+                    prefix: r.log_prefix.as_ref().map(|p| p.value.clone()),
+                    level: r.log_level.as_ref().map(|l| l.value),
+                });
                 fw.rules.push(Rule {
                     verdict: r.verdict.clone(),
                     direction: r.direction.clone(),
@@ -674,7 +690,15 @@ impl<'d> NodeBuilder<'d> {
                     from_zone,
                     to_zone,
                     state: r.state.iter().map(|s| s.value).collect(),
-                    log: r.log.as_ref().is_some_and(|l| l.value),
+                    family: r.family.clone(),
+                    icmp_types: r.icmp_types.clone(),
+                    icmp_code: r.icmp_code.clone(),
+                    except,
+                    limit: r.limit.clone(),
+                    burst: r.burst.as_ref().map(|b| b.value),
+                    conn_limit: r.conn_limit.clone(),
+                    log,
+                    counter: r.counter.clone(),
                     comment: r.comment.as_ref().map(|c| c.value.clone()),
                     span: r.span,
                 });
