@@ -66,7 +66,9 @@ fn holds(p: &Packet, sel: Selector, value: &Value) -> bool {
         Selector::Sport => ports_apply && port(p.sport),
         Selector::CtState => matches!(value, Value::States(s) if s.contains(&p.state)),
         Selector::CtStatus | Selector::SkUid => false,
-        Selector::IcmpType(_) | Selector::IcmpCode(_) => panic!("ICMP types are not generated"),
+        Selector::IcmpType(_) | Selector::IcmpCode(_) | Selector::Mark | Selector::CtMark => {
+            panic!("ICMP types and marks are not generated")
+        }
     }
 }
 

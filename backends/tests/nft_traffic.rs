@@ -112,7 +112,8 @@ fn open(ns: &Netns, addr: &str) -> Option<std::net::TcpStream> {
 }
 
 /// The matches and statements of issue 13 on real packets: negated addresses, ports and links,
-/// `family`, a per-source rate limit, a connection limit, named counters; and a table that has
+/// `family`, marks set before routing and matched, a per-source rate limit, a connection limit,
+/// named counters; and a table that has
 /// seen traffic (dynamic set elements, counter values) still lists as its plan.
 #[test]
 fn negations_family_limits_and_counters_decide_real_connections() {
@@ -126,7 +127,7 @@ fn negations_family_limits_and_counters_decide_real_connections() {
     wire(&gw, "to-cli2", "10.2.0.1/24", &cli2, "eth0", "10.2.0.2/24");
     sh(&["ip", "-n", &gw.name, "addr", "add", "fd00:1::1/64", "dev", "to-cli", "nodad"]);
     sh(&["ip", "-n", &cli.name, "addr", "add", "fd00:1::2/64", "dev", "eth0", "nodad"]);
-    for port in [8080, 6060, 9090] {
+    for port in [8080, 6060, 9090, 6070, 6071] {
         serve(&gw, &format!("0.0.0.0:{port}"), "gw", 100);
     }
     // Dual-stack: answers over IPv4 too, were it let through.
@@ -147,6 +148,10 @@ node "gw" {
         allow in family="ipv6" proto="tcp" port=7070
         allow in proto="tcp" port=8081 limit-per-source="2/minute" burst=2
         allow in proto="tcp" port=8082 conn-limit=2
+        mark in iif="to-cli2" set-mark="0x500/0xff00" set-ct-mark="0x7"
+        deny in proto="tcp" port=6070 mark="0x500/0xff00"
+        allow in proto="tcp" port=6070
+        allow in proto="tcp" port=6071 ct-mark="!0x7"
     }
 }
 "#;
@@ -168,6 +173,13 @@ node "gw" {
     // `family="ipv6"`: the same port over IPv4 is left to the drop policy.
     assert_eq!(connect(&cli, "[fd00:1::1]:7070", 2000), Conn::Reply("gw6".into()));
     assert_eq!(connect(&cli, "10.1.0.1:7070", 700), Conn::TimedOut);
+
+    // Marks set before routing are seen by the filter: the packet's mark on the SYN, the
+    // connection's mark on every packet of it.
+    assert_eq!(connect(&cli, "10.1.0.1:6070", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:6070", 700), Conn::TimedOut);
+    assert_eq!(connect(&cli, "10.1.0.1:6071", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:6071", 700), Conn::TimedOut);
 
     // A per-source rate of 2/minute with a burst of 2: the first connections pass, then the
     // source is over its rate and its SYNs fall through to the drop policy; the other client

@@ -3,6 +3,8 @@
 //! keeps the span it came from. Checks and backends read only this.
 
 use ipnet::IpNet;
+/// Marks are the language's type: the firewall sets and matches them, routing rules match them.
+pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{
     ConnState, Direction, Family, LogLevel, MacvlanMode, Proto, RateLimit, RouteScope, RouteType, RpFilter,
     SysctlValue, Verdict,
@@ -237,6 +239,8 @@ pub struct Firewall {
     /// Index = `SetId`.
     pub sets: Vec<AddrSet>,
     pub rules: Vec<Rule>,
+    /// `mark` rules, in order.
+    pub marks: Vec<MarkRule>,
     /// The first `firewall` block, if any.
     pub span: Option<Span>,
 }
@@ -279,6 +283,7 @@ impl Firewall {
     /// Whether the firewall filters anything at all (a rule or a non-accept policy).
     pub fn is_active(&self) -> bool {
         !self.rules.is_empty()
+            || !self.marks.is_empty()
             || [&self.policy_in, &self.policy_out, &self.policy_forward]
                 .iter()
                 .any(|p| p.as_ref().is_some_and(|p| p.value != Verdict::Accept))
@@ -336,6 +341,9 @@ pub struct Rule {
     pub log: Option<Log>,
     /// A named counter the rule counts matching packets in.
     pub counter: Option<Name>,
+    /// The packet's (`meta mark`) and connection's (`ct mark`) marks.
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
     pub comment: Option<String>,
     pub span: Span,
 }
@@ -359,6 +367,13 @@ impl Rule {
             || e.oif.is_some()
             || e.from_zone.is_some()
             || e.to_zone.is_some()
+            || e.mark.is_some()
+            || e.ct_mark.is_some()
+    }
+
+    /// Whether it matches marks, which other rules (and other programs) set at run time.
+    pub fn matches_marks(&self) -> bool {
+        self.mark.is_some() || self.ct_mark.is_some() || self.except.mark.is_some() || self.except.ct_mark.is_some()
     }
 }
 
@@ -373,6 +388,18 @@ pub struct Except {
     pub oif: Option<Spanned<LinkId>>,
     pub from_zone: Option<Spanned<ZoneId>>,
     pub to_zone: Option<Spanned<ZoneId>>,
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+}
+
+/// A `mark in|out` rule: its matches (a [`Rule`] whose verdict is unused) and the marks it sets
+/// on the packets they match, before routing (`in`: prerouting) or for re-routing (`out`).
+/// Policy routing rules (`fwmark`) read these.
+#[derive(Clone, Debug)]
+pub struct MarkRule {
+    pub matches: Rule,
+    pub set_mark: Option<Spanned<Mark>>,
+    pub set_ct_mark: Option<Spanned<Mark>>,
 }
 
 /// How a rule logs: nft's `log prefix "…" level …`.

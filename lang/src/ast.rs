@@ -384,6 +384,8 @@ pub struct FirewallDecl {
     pub zones: Vec<ZoneDecl>,
     pub sets: Vec<SetDecl>,
     pub rules: Vec<RuleDecl>,
+    /// `mark in|out …`: rules that set marks before routing (their `verdict` is unused).
+    pub marks: Vec<RuleDecl>,
     pub span: Span,
 }
 
@@ -433,8 +435,22 @@ pub struct RuleDecl {
     pub log_level: Option<Spanned<LogLevel>>,
     /// `counter="NAME"`: a named counter (rules naming the same counter share it).
     pub counter: Option<Spanned<String>>,
+    /// `mark=` / `ct-mark=`: the packet's / connection's mark.
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+    /// `set-mark=` / `set-ct-mark=` (`mark` rules only).
+    pub set_mark: Option<Spanned<Mark>>,
+    pub set_ct_mark: Option<Spanned<Mark>>,
     pub comment: Option<Spanned<String>>,
     pub span: Span,
+}
+
+/// A packet or connection mark: `value`, compared or set under `mask` (all 32 bits without
+/// one). Policy routing rules match the same type (`fwmark`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mark {
+    pub value: u32,
+    pub mask: Option<u32>,
 }
 
 /// The negated matches of a rule (`!` before the value).
@@ -448,6 +464,8 @@ pub struct ExceptDecl {
     pub oif: Option<Name>,
     pub from_zone: Option<Name>,
     pub to_zone: Option<Name>,
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
 }
 
 /// The unit of a rate.

@@ -671,17 +671,19 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
                 }
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
+            "mark" => fw.marks.extend(parse_rule(cx, &mut c)),
             other => {
                 let d =
                     cx.error(code::UNKNOWN_NODE, c.name_span, format!("`{other}` is not allowed inside `firewall`"));
                 d.help = Some(
                     match crate::diagnostic::closest(
                         other,
-                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject"],
+                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject", "mark"],
                     ) {
                         Some(k) => format!("did you mean `{k}`?"),
                         None => {
-                            "a firewall holds `policy`, `stateful`, `zone`, `set`, `allow`, `deny` and `reject`".into()
+                            "a firewall holds `policy`, `stateful`, `zone`, `set`, `allow`, `deny`, `reject` and `mark`"
+                                .into()
                         }
                     },
                 );
@@ -700,7 +702,12 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         _ => Verdict::Reject,
     };
     let verdict = Spanned::new(verdict, r.name_span);
-    let direction = r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true));
+    let marking = r.keyword() == "mark";
+    let direction = if marking {
+        r.arg(cx, 0, "a direction (`in` or `out`)").and_then(|v| direction(cx, v, false))
+    } else {
+        r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true))
+    };
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
     let mut except = ExceptDecl::default();
     // Each negatable match lands in the rule or, written with `!`, in `except`.
@@ -783,6 +790,19 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         }
     }
     let counter = r.prop(cx, "counter").and_then(|v| v.parse(cx, "counter name", parse_name));
+    let mark = r.prop(cx, "mark").and_then(|v| negatable(cx, v, "mark", parse_mark));
+    let mark = split(mark, &mut except.mark);
+    let ct_mark = r.prop(cx, "ct-mark").and_then(|v| negatable(cx, v, "mark", parse_mark));
+    let ct_mark = split(ct_mark, &mut except.ct_mark);
+    let (mut set_mark, mut set_ct_mark) = (None, None);
+    if marking {
+        set_mark = r.prop(cx, "set-mark").and_then(|v| v.parse(cx, "mark", parse_mark));
+        set_ct_mark = r.prop(cx, "set-ct-mark").and_then(|v| v.parse(cx, "mark", parse_mark));
+        if set_mark.is_none() && set_ct_mark.is_none() && !r.node.recovered {
+            cx.error(code::MISSING_PROPERTY, r.name_span, "a `mark` rule sets nothing").help =
+                Some("add `set-mark=\"0x1\"` (the packet) or `set-ct-mark=\"0x1\"` (its connection)".into());
+        }
+    }
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
     Some(RuleDecl {
         verdict,
@@ -808,9 +828,62 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         log_prefix,
         log_level,
         counter,
+        mark,
+        ct_mark,
+        set_mark,
+        set_ct_mark,
         comment,
         span: r.span,
     })
+}
+
+/// A mark: `0x10`, `16`, or `VALUE/MASK` (`0x100/0xff00`: the bits of the mask only); the value
+/// must lie within the mask.
+fn parse_mark(text: &str) -> Result<Mark, ValueError> {
+    fn num(t: &str) -> Option<u32> {
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        }
+    }
+    let help = "a mark is a 32-bit number (`0x10` or `16`), optionally with a mask (`0x100/0xff00`)";
+    let (v, m) = match text.split_once('/') {
+        Some((v, m)) => (v, Some(m)),
+        None => (text, None),
+    };
+    let Some(value) = num(v) else {
+        return Err(ValueError {
+            start: 0,
+            end: v.len(),
+            message: format!("`{v}` is not a mark"),
+            help: Some(help.into()),
+        });
+    };
+    let mask = match m {
+        None => None,
+        Some(m) => match num(m) {
+            Some(mask) => Some(mask),
+            None => {
+                return Err(ValueError {
+                    start: v.len() + 1,
+                    end: text.len(),
+                    message: format!("`{m}` is not a mask"),
+                    help: Some(help.into()),
+                })
+            }
+        },
+    };
+    if let Some(mask) = mask {
+        if value & !mask != 0 {
+            return Err(ValueError {
+                start: 0,
+                end: v.len(),
+                message: format!("mark `{v}` has bits outside its mask `{}`", m.unwrap_or("")),
+                help: Some(format!("the mark within this mask is `{:#x}`", value & mask)),
+            });
+        }
+    }
+    Ok(Mark { value, mask })
 }
 
 /// `icmp-type="echo-request,echo-reply"` (names nft uses, or numbers 0-255) and `icmp-code=N`,
@@ -1254,6 +1327,15 @@ mod rule_match_tests {
         assert_eq!(r.log_prefix.as_ref().unwrap().value, "x: ");
         assert_eq!(r.log_level.as_ref().unwrap().value, LogLevel::Info);
         assert_eq!(r.counter.as_ref().unwrap().value, "c1");
+        let p = parse_str(
+            "t.kdl",
+            r#"node "a" { firewall { mark out proto="tcp" set-mark="0x100/0xff00" set-ct-mark="7"; allow in mark="!16"; }; }"#,
+        );
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let fw = &p.spec.nodes[0].body.firewalls[0];
+        assert_eq!(fw.marks[0].set_mark.as_ref().unwrap().value, Mark { value: 0x100, mask: Some(0xff00) });
+        assert_eq!(fw.marks[0].set_ct_mark.as_ref().unwrap().value, Mark { value: 7, mask: None });
+        assert_eq!(fw.rules[0].except.mark.as_ref().unwrap().value, Mark { value: 16, mask: None });
     }
 
     #[test]
@@ -1286,6 +1368,12 @@ mod rule_match_tests {
             (r#"allow in log-prefix="a\u{7}b""#, "invalid-value", "\"a\\u{7}b\""),
             (r#"allow in log=#false log-prefix="x""#, "invalid-value", "x"),
             (r#"allow in counter="a b""#, "invalid-value", " "),
+            (r#"allow in mark="0x1g""#, "invalid-value", "0x1g"),
+            (r#"allow in mark="0x100/0xff""#, "invalid-value", "0x100"),
+            (r#"allow in ct-mark="1/x""#, "invalid-value", "x"),
+            (r#"allow in set-mark="1""#, "unknown-property", "set-mark"),
+            (r#"mark in iif="eth0""#, "missing-property", "mark"),
+            (r#"mark forward set-mark="1""#, "invalid-value", "forward"),
         ];
         for (rule, code, text) in cases {
             let got = rule_diagnostics(rule);

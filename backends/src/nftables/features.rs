@@ -43,7 +43,7 @@ pub fn table_features(table: &Table) -> BTreeMap<Feature, Span> {
 
 fn selector_feature(sel: Selector) -> Option<Feature> {
     match sel {
-        Selector::CtState | Selector::CtStatus => Some(Feature::NftCt),
+        Selector::CtState | Selector::CtStatus | Selector::CtMark => Some(Feature::NftCt),
         // meta and payload expressions are part of nf_tables itself.
         Selector::Iif
         | Selector::IifName
@@ -56,7 +56,8 @@ fn selector_feature(sel: Selector) -> Option<Feature> {
         | Selector::Sport
         | Selector::SkUid
         | Selector::IcmpType(_)
-        | Selector::IcmpCode(_) => None,
+        | Selector::IcmpCode(_)
+        | Selector::Mark => None,
     }
 }
 
@@ -104,6 +105,9 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         }
         // Named counters are objects of nf_tables itself (counters are built in since 4.x).
         Expr::NamedCounter(_) => {}
+        Expr::SetMark { ct: true, .. } => need(Feature::NftCt, span),
+        // `meta mark set` is nf_tables' own meta expression.
+        Expr::SetMark { ct: false, .. } => {}
         // Payload matches, counters and verdicts are part of nf_tables itself.
         Expr::NeighbourDiscovery | Expr::Verdict(_) => {}
     }

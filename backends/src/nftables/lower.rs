@@ -38,6 +38,7 @@ pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, op
     cx.filter(Direction::In);
     cx.filter(Direction::Forward);
     cx.filter(Direction::Out);
+    cx.marks();
     cx.nat();
     if !cx.table.is_empty() {
         cx.table.comment =
@@ -252,8 +253,8 @@ impl Lower<'_> {
     }
 
     /// A dynamic set keyed on source addresses of one family, for a per-source limit of rule `i`.
-    fn per_source_set(&mut self, i: usize, what: &str, fam: Family, timeout: Option<u32>, origin: Span) -> Ident {
-        let name = Ident::new(&format!("rule-{i}-{what}-{}", fam.suffix()));
+    fn per_source_set(&mut self, id: &str, what: &str, fam: Family, timeout: Option<u32>, origin: Span) -> Ident {
+        let name = Ident::new(&format!("{id}-{what}-{}", fam.suffix()));
         if !self.table.sets.iter().any(|s| s.name == name) {
             self.table.sets.push(Set {
                 name: name.clone(),
@@ -269,6 +270,12 @@ impl Lower<'_> {
     }
 
     fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
+        self.rule_ending(&format!("rule-{index}"), r, None)
+    }
+
+    /// A rule's nft rules (one, or one per family): its matches, then `ending` (a `mark`
+    /// rule's statements) or else its verdict. `id` names its dynamic sets (`ID-limit-v4`).
+    fn rule_ending(&mut self, id: &str, r: &ir::Rule, ending: Option<&[Expr]>) -> Vec<Rule> {
         let fams: Vec<Family> = self
             .ns
             .firewall
@@ -365,9 +372,19 @@ impl Lower<'_> {
             if !r.state.is_empty() {
                 exprs.push(m(Selector::CtState, Value::States(r.state.clone())));
             }
+            for (mark, sel, op) in [
+                (&r.mark, Selector::Mark, Op::Eq),
+                (&r.ct_mark, Selector::CtMark, Op::Eq),
+                (&r.except.mark, Selector::Mark, Op::Ne),
+                (&r.except.ct_mark, Selector::CtMark, Op::Ne),
+            ] {
+                if let Some(mk) = mark {
+                    exprs.push(Expr::Match { sel, op, value: Value::Mark(mk.value) });
+                }
+            }
             // Limits come after every other match: only packets the rule matches use them up.
             if let Some(n) = &r.conn_limit {
-                let set = self.per_source_set(index, "conns", fam, None, n.span);
+                let set = self.per_source_set(id, "conns", fam, None, n.span);
                 exprs.push(Expr::PerKey { set, key: Selector::Saddr(fam), limit: KeyedLimit::Connections(n.value) });
             }
             if let Some(l) = &r.limit {
@@ -375,7 +392,7 @@ impl Lower<'_> {
                 if l.value.per_source {
                     // An idle source's bucket is full again after one unit; keep it that long.
                     let timeout = Some(unit.seconds().max(60));
-                    let set = self.per_source_set(index, "limit", fam, timeout, l.span);
+                    let set = self.per_source_set(id, "limit", fam, timeout, l.span);
                     exprs.push(Expr::PerKey {
                         set,
                         key: Selector::Saddr(fam),
@@ -394,6 +411,14 @@ impl Lower<'_> {
                     level: log.level,
                 });
             }
+            if let Some(ending) = ending {
+                exprs.extend(ending.iter().cloned());
+                out.push(Rule { exprs, comment: r.comment.as_deref().map(Comment::new), origin: r.span });
+                if !per_family && !single {
+                    break;
+                }
+                continue;
+            }
             exprs.push(match r.verdict.value {
                 SpecVerdict::Accept => Expr::Verdict(Verdict::Accept),
                 SpecVerdict::Drop => Expr::Verdict(Verdict::Drop),
@@ -409,6 +434,36 @@ impl Lower<'_> {
             }
         }
         out
+    }
+
+    /// `mark in` rules in a prerouting chain at mangle priority (before DNAT, filtering and
+    /// the routing decision), `mark out` rules in an output `route` chain (a locally generated
+    /// packet whose mark changes there is routed again). They set marks and decide nothing.
+    fn marks(&mut self) {
+        let ns = self.ns;
+        for (dir, name, chain_type, hook) in [
+            (Direction::In, "mark-prerouting", ChainType::Filter, Hook::Prerouting),
+            (Direction::Out, "mark-output", ChainType::Route, Hook::Output),
+        ] {
+            let mut rules = Vec::new();
+            for (i, mr) in ns.firewall.marks.iter().enumerate().filter(|(_, mr)| mr.matches.direction.value == dir) {
+                let mut ending = Vec::new();
+                if let Some(mk) = &mr.set_mark {
+                    ending.push(Expr::SetMark { ct: false, mark: mk.value });
+                }
+                if let Some(mk) = &mr.set_ct_mark {
+                    ending.push(Expr::SetMark { ct: true, mark: mk.value });
+                }
+                rules.extend(self.rule_ending(&format!("mark-{i}"), &mr.matches, Some(&ending)));
+            }
+            if !rules.is_empty() {
+                self.table.chains.push(Chain {
+                    name: Ident::new(name),
+                    base: Some(BaseChain { chain_type, hook, priority: Priority::Mangle, policy: Policy::Accept }),
+                    rules,
+                });
+            }
+        }
     }
 
     /// Services, redirects, masquerade and SNAT. Services use one map per family keyed on

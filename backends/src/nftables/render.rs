@@ -3,7 +3,7 @@
 //! Output is deterministic: the same ruleset renders to the same bytes.
 
 use super::ruleset::*;
-use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::ast::{ConnState, Mark, Proto};
 use netcfg_lang::Span;
 use std::fmt::Write;
 
@@ -148,11 +148,13 @@ fn base_chain(b: &BaseChain) -> String {
     let ty = match b.chain_type {
         ChainType::Filter => "filter",
         ChainType::Nat => "nat",
+        ChainType::Route => "route",
     };
     let prio = match b.priority {
         Priority::Filter => "filter".to_string(),
         Priority::DstNat => "dstnat".to_string(),
         Priority::SrcNat => "srcnat".to_string(),
+        Priority::Mangle => "mangle".to_string(),
         Priority::Num(n) => n.to_string(),
     };
     let policy = match b.policy {
@@ -182,6 +184,8 @@ fn selector(sel: Selector) -> &'static str {
         Selector::IcmpType(Family::V6) => "icmpv6 type",
         Selector::IcmpCode(Family::V4) => "icmp code",
         Selector::IcmpCode(Family::V6) => "icmpv6 code",
+        Selector::Mark => "meta mark",
+        Selector::CtMark => "ct mark",
     }
 }
 
@@ -224,6 +228,7 @@ fn value(v: &Value) -> String {
         Value::Range(lo, hi) => format!("{lo}-{hi}"),
         Value::Ints(v) if v.len() == 1 => v[0].to_string(),
         Value::Ints(v) => format!("{{ {} }}", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
+        Value::Mark(m) => format!("{:#x}", m.value),
     }
 }
 
@@ -248,6 +253,13 @@ fn keys(k: &[Selector]) -> String {
 
 fn expr(e: &Expr) -> String {
     match e {
+        Expr::Match { sel, op, value: Value::Mark(Mark { value, mask: Some(mask) }) } => {
+            let op = match op {
+                Op::Eq => "==",
+                Op::Ne => "!=",
+            };
+            format!("{} and {mask:#x} {op} {value:#x}", selector(*sel))
+        }
         Expr::Match { sel, op, value: v } => {
             let op = match op {
                 Op::Eq => "",
@@ -282,6 +294,13 @@ fn expr(e: &Expr) -> String {
             format!("add @{set} {{ {} ct count {n} }}", selector(*key))
         }
         Expr::NamedCounter(name) => format!("counter name \"{name}\""),
+        Expr::SetMark { ct, mark } => {
+            let sel = if *ct { "ct mark" } else { "meta mark" };
+            match mark.mask {
+                None | Some(u32::MAX) => format!("{sel} set {:#x}", mark.value),
+                Some(mask) => format!("{sel} set {sel} and {:#x} or {:#x}", !mask, mark.value),
+            }
+        }
         Expr::Verdict(v) => verdict(v),
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
         Expr::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),

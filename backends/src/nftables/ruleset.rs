@@ -4,7 +4,7 @@
 //! carries the span of the spec that produced it (its provenance).
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{ConnState, LogLevel, Proto, RateUnit};
+use netcfg_lang::ast::{ConnState, LogLevel, Mark, Proto, RateUnit};
 use netcfg_lang::value::PortSet;
 use netcfg_lang::Span;
 use std::fmt;
@@ -250,6 +250,8 @@ impl Hook {
 pub enum ChainType {
     Filter,
     Nat,
+    /// `type route` (output hook): a packet whose mark changes here is routed again.
+    Route,
 }
 
 /// Base-chain priorities (documented in spec.md, "How netcfg's table coexists").
@@ -261,6 +263,8 @@ pub enum Priority {
     DstNat,
     /// 100: source NAT (postrouting).
     SrcNat,
+    /// -150: before DNAT and filtering, where marks for routing are set.
+    Mangle,
     Num(i32),
 }
 
@@ -318,6 +322,10 @@ pub enum Selector {
     IcmpType(Family),
     /// `icmp code` / `icmpv6 code`.
     IcmpCode(Family),
+    /// `meta mark`, compared with a [`Value::Mark`] (under its mask).
+    Mark,
+    /// `ct mark`.
+    CtMark,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -339,6 +347,8 @@ pub enum Value {
     Range(u32, u32),
     /// Small integers (ICMP types and codes): one, or an anonymous set `{ 0, 8 }`.
     Ints(Vec<u8>),
+    /// A mark with its mask: `meta mark and MASK == VALUE`.
+    Mark(Mark),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,6 +397,12 @@ pub enum Expr {
     },
     /// `counter name "NAME"`: counts in a named counter object of the table.
     NamedCounter(Ident),
+    /// `meta mark set …` / `ct mark set …`: the bits of the mask become the value, the others
+    /// stay (`meta mark set meta mark and ~MASK or VALUE`).
+    SetMark {
+        ct: bool,
+        mark: Mark,
+    },
     Verdict(Verdict),
     Reject(RejectWith),
     Dnat {

@@ -79,7 +79,8 @@ pub(super) struct Matches<'a> {
     families: u8,
     /// ICMP types and code.
     icmp: Option<(&'a [u8], Option<u8>)>,
-    /// A rate or connection limit, or a negated match: what such a rule matches is not a
+    /// A rate or connection limit, a negated match or a mark match (marks are set at run
+    /// time, by `mark` rules and other programs): what such a rule matches is not a
     /// plain set of packets this model holds, so it never covers a later rule (as a later
     /// rule its positive matches over-approximate it, which keeps a finding sound).
     opaque: bool,
@@ -125,7 +126,7 @@ impl<'a> Matches<'a> {
                 }
             }),
             icmp: rule.icmp_types.as_ref().map(|t| (t.value.as_slice(), rule.icmp_code.as_ref().map(|c| c.value))),
-            opaque: rule.is_stateful() || rule.has_negation(),
+            opaque: rule.is_stateful() || rule.has_negation() || rule.matches_marks(),
         }
     }
 
