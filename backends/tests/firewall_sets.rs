@@ -66,7 +66,12 @@ fn holds(p: &Packet, sel: Selector, value: &Value) -> bool {
         Selector::Sport => ports_apply && port(p.sport),
         Selector::CtState => matches!(value, Value::States(s) if s.contains(&p.state)),
         Selector::CtStatus | Selector::SkUid => false,
-        Selector::IcmpType(_) | Selector::IcmpCode(_) | Selector::Mark | Selector::CtMark => {
+        Selector::IcmpType(_)
+        | Selector::IcmpCode(_)
+        | Selector::Mark
+        | Selector::CtMark
+        | Selector::SkGid
+        | Selector::PktType => {
             panic!("ICMP types and marks are not generated")
         }
     }

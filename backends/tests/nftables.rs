@@ -85,6 +85,9 @@ node "fw" {
         allow forward from-zone="!lan" to-zone="lan" state="new" log=#true
         allow forward oif="!eth0" proto="udp" port=53 family="ipv4" limit-per-source="100/second"
         allow forward mark="0x100/0xff00" ct-mark="!0x1"
+        allow in proto="igmp" pkttype="multicast"
+        allow in proto="udp" port=67 pkttype="broadcast"
+        allow out proto="tcp" port=25 uid=101 gid="!0"
         mark in iif="eth1" from="10.1.0.0/24" set-mark="0x100/0xff00" set-ct-mark="0x1"
         mark in iif="eth0" proto="tcp" port=443 set-mark="7"
         mark out proto="udp" port=53 set-mark="0x2"
@@ -116,6 +119,9 @@ fn rule_features_render_to_scripts_nft_accepts() {
             "oifname @zone-lan iifname != @zone-lan ct state new log prefix \"netcfg: \" accept",
             "flags dynamic,timeout",
             "counter inside {",
+            "meta nfproto ipv4 meta l4proto igmp meta pkttype multicast accept",
+            "meta l4proto udp th dport 67 meta pkttype broadcast accept",
+            "meta l4proto tcp th dport 25 meta skuid 101 meta skgid != 0 accept",
             "meta mark and 0xff00 == 0x100 ct mark != 0x1 accept",
             "iifname \"eth1\" ip saddr 10.1.0.0/24 meta mark set meta mark and 0xffff00ff or 0x100 ct mark set 0x1",
             "type route hook output priority mangle; policy accept;",

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 /// Marks are the language's type: the firewall sets and matches them, routing rules match them.
 pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, LogLevel, MacvlanMode, Proto, RateLimit, RouteScope, RouteType, RpFilter,
+    ConnState, Direction, Family, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope, RouteType, RpFilter,
     SysctlValue, Verdict,
 };
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
@@ -275,6 +275,7 @@ impl Firewall {
         match rule.proto.as_ref().map(|p| p.value) {
             Some(Proto::Icmp) => fams.retain(|f| *f == Family::Ipv4),
             Some(Proto::Icmpv6) => fams.retain(|f| *f == Family::Ipv6),
+            Some(Proto::Igmp) => fams.retain(|f| *f == Family::Ipv4),
             _ => {}
         }
         fams
@@ -344,6 +345,10 @@ pub struct Rule {
     /// The packet's (`meta mark`) and connection's (`ct mark`) marks.
     pub mark: Option<Spanned<Mark>>,
     pub ct_mark: Option<Spanned<Mark>>,
+    /// The local socket's owner (`out` only).
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    pub pkttype: Option<Spanned<PktType>>,
     pub comment: Option<String>,
     pub span: Span,
 }
@@ -369,6 +374,13 @@ impl Rule {
             || e.to_zone.is_some()
             || e.mark.is_some()
             || e.ct_mark.is_some()
+            || e.uid.is_some()
+            || e.gid.is_some()
+    }
+
+    /// Whether it matches what the check model does not hold: socket owners, packet types.
+    pub fn matches_unmodelled(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some() || self.pkttype.is_some()
     }
 
     /// Whether it matches marks, which other rules (and other programs) set at run time.
@@ -390,6 +402,8 @@ pub struct Except {
     pub to_zone: Option<Spanned<ZoneId>>,
     pub mark: Option<Spanned<Mark>>,
     pub ct_mark: Option<Spanned<Mark>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
 }
 
 /// A `mark in|out` rule: its matches (a [`Rule`] whose verdict is unused) and the marks it sets

@@ -686,6 +686,8 @@ impl<'d> NodeBuilder<'d> {
             to_zone: zone(&e.to_zone, self.diags),
             mark: e.mark.clone(),
             ct_mark: e.ct_mark.clone(),
+            uid: e.uid.clone(),
+            gid: e.gid.clone(),
         };
         let logs = r.log.as_ref().map_or(r.log_prefix.is_some() || r.log_level.is_some(), |l| l.value);
         let log = logs.then(|| Log {
@@ -716,6 +718,9 @@ impl<'d> NodeBuilder<'d> {
             counter: r.counter.clone(),
             mark: r.mark.clone(),
             ct_mark: r.ct_mark.clone(),
+            uid: r.uid.clone(),
+            gid: r.gid.clone(),
+            pkttype: r.pkttype.clone(),
             comment: r.comment.as_ref().map(|c| c.value.clone()),
             span: r.span,
         }

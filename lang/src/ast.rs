@@ -300,6 +300,8 @@ pub enum Proto {
     Sctp,
     Icmp,
     Icmpv6,
+    /// IPv4 multicast group management (IGMP queries and reports).
+    Igmp,
 }
 
 impl Proto {
@@ -310,6 +312,7 @@ impl Proto {
             Proto::Sctp => "sctp",
             Proto::Icmp => "icmp",
             Proto::Icmpv6 => "icmpv6",
+            Proto::Igmp => "igmp",
         }
     }
 
@@ -438,6 +441,11 @@ pub struct RuleDecl {
     /// `mark=` / `ct-mark=`: the packet's / connection's mark.
     pub mark: Option<Spanned<Mark>>,
     pub ct_mark: Option<Spanned<Mark>>,
+    /// `uid=` / `gid=`: the owner of the local socket (`out` only).
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    /// `pkttype=`: link-layer destination class (`in`, `forward`).
+    pub pkttype: Option<Spanned<PktType>>,
     /// `set-mark=` / `set-ct-mark=` (`mark` rules only).
     pub set_mark: Option<Spanned<Mark>>,
     pub set_ct_mark: Option<Spanned<Mark>>,
@@ -466,6 +474,26 @@ pub struct ExceptDecl {
     pub to_zone: Option<Name>,
     pub mark: Option<Spanned<Mark>>,
     pub ct_mark: Option<Spanned<Mark>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+}
+
+/// Where a packet's link-layer destination points (`meta pkttype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PktType {
+    Unicast,
+    Broadcast,
+    Multicast,
+}
+
+impl PktType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            PktType::Unicast => "unicast",
+            PktType::Broadcast => "broadcast",
+            PktType::Multicast => "multicast",
+        }
+    }
 }
 
 /// The unit of a rate.

@@ -604,6 +604,7 @@ fn proto(cx: &mut Cx, v: Val) -> Option<Spanned<Proto>> {
             ("sctp", Proto::Sctp),
             ("icmp", Proto::Icmp),
             ("icmpv6", Proto::Icmpv6),
+            ("igmp", Proto::Igmp),
         ],
     )
 }
@@ -794,6 +795,28 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     let mark = split(mark, &mut except.mark);
     let ct_mark = r.prop(cx, "ct-mark").and_then(|v| negatable(cx, v, "mark", parse_mark));
     let ct_mark = split(ct_mark, &mut except.ct_mark);
+    let uid = r.prop(cx, "uid").and_then(|v| negatable(cx, v, "user id", parse_id));
+    let uid = split(uid, &mut except.uid);
+    let gid = r.prop(cx, "gid").and_then(|v| negatable(cx, v, "group id", parse_id));
+    let gid = split(gid, &mut except.gid);
+    let pkttype = r.prop(cx, "pkttype").and_then(|v| {
+        v.keyword(
+            cx,
+            "packet type",
+            &[("unicast", PktType::Unicast), ("broadcast", PktType::Broadcast), ("multicast", PktType::Multicast)],
+        )
+    });
+    if let Some(d) = &direction {
+        let owner = [&uid, &gid, &except.uid, &except.gid].into_iter().flatten().next();
+        if let (Some(o), true) = (owner, d.value != Direction::Out) {
+            cx.error(code::INVALID_VALUE, o.span, "only packets this namespace sends have a local user").help =
+                Some("match `uid`/`gid` on `out` rules; arriving and forwarded packets have no socket".into());
+        }
+        if let (Some(p), Direction::Out) = (&pkttype, d.value) {
+            cx.error(code::INVALID_VALUE, p.span, "outgoing packets have no link-layer packet type yet").help =
+                Some("match `pkttype` on `in` or `forward` rules; for outgoing traffic match the destination (`to=\"224.0.0.0/4\"`)".into());
+        }
+    }
     let (mut set_mark, mut set_ct_mark) = (None, None);
     if marking {
         set_mark = r.prop(cx, "set-mark").and_then(|v| v.parse(cx, "mark", parse_mark));
@@ -830,10 +853,23 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         counter,
         mark,
         ct_mark,
+        uid,
+        gid,
+        pkttype,
         set_mark,
         set_ct_mark,
         comment,
         span: r.span,
+    })
+}
+
+/// A numeric user or group id.
+fn parse_id(text: &str) -> Result<u32, ValueError> {
+    text.parse().map_err(|_| ValueError {
+        start: 0,
+        end: text.len(),
+        message: format!("`{text}` is not a numeric id"),
+        help: Some("use the number (`id -u NAME`): names differ between hosts and containers".into()),
     })
 }
 
@@ -1374,6 +1410,11 @@ mod rule_match_tests {
             (r#"allow in set-mark="1""#, "unknown-property", "set-mark"),
             (r#"mark in iif="eth0""#, "missing-property", "mark"),
             (r#"mark forward set-mark="1""#, "invalid-value", "forward"),
+            (r#"allow in uid=0"#, "invalid-value", "0"),
+            (r#"allow out gid="!root""#, "invalid-value", "root"),
+            (r#"allow out pkttype="broadcast""#, "invalid-value", "broadcast"),
+            (r#"allow in pkttype="anycast""#, "invalid-value", "anycast"),
+            (r#"allow in proto="igmp" port=1"#, "missing-property", "1"),
         ];
         for (rule, code, text) in cases {
             let got = rule_diagnostics(rule);

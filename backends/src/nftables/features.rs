@@ -57,7 +57,9 @@ fn selector_feature(sel: Selector) -> Option<Feature> {
         | Selector::SkUid
         | Selector::IcmpType(_)
         | Selector::IcmpCode(_)
-        | Selector::Mark => None,
+        | Selector::Mark
+        | Selector::SkGid
+        | Selector::PktType => None,
     }
 }
 

@@ -382,6 +382,19 @@ impl Lower<'_> {
                     exprs.push(Expr::Match { sel, op, value: Value::Mark(mk.value) });
                 }
             }
+            for (id, sel, op) in [
+                (&r.uid, Selector::SkUid, Op::Eq),
+                (&r.gid, Selector::SkGid, Op::Eq),
+                (&r.except.uid, Selector::SkUid, Op::Ne),
+                (&r.except.gid, Selector::SkGid, Op::Ne),
+            ] {
+                if let Some(id) = id {
+                    exprs.push(Expr::Match { sel, op, value: Value::Uid(id.value) });
+                }
+            }
+            if let Some(p) = &r.pkttype {
+                exprs.push(m(Selector::PktType, Value::PktType(p.value)));
+            }
             // Limits come after every other match: only packets the rule matches use them up.
             if let Some(n) = &r.conn_limit {
                 let set = self.per_source_set(id, "conns", fam, None, n.span);

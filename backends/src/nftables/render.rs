@@ -186,6 +186,8 @@ fn selector(sel: Selector) -> &'static str {
         Selector::IcmpCode(Family::V6) => "icmpv6 code",
         Selector::Mark => "meta mark",
         Selector::CtMark => "ct mark",
+        Selector::SkGid => "meta skgid",
+        Selector::PktType => "meta pkttype",
     }
 }
 
@@ -196,6 +198,7 @@ fn proto(p: Proto) -> &'static str {
         Proto::Sctp => "sctp",
         Proto::Icmp => "icmp",
         Proto::Icmpv6 => "ipv6-icmp",
+        Proto::Igmp => "igmp",
     }
 }
 
@@ -229,6 +232,7 @@ fn value(v: &Value) -> String {
         Value::Ints(v) if v.len() == 1 => v[0].to_string(),
         Value::Ints(v) => format!("{{ {} }}", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
         Value::Mark(m) => format!("{:#x}", m.value),
+        Value::PktType(p) => p.keyword().into(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! carries the span of the spec that produced it (its provenance).
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{ConnState, LogLevel, Mark, Proto, RateUnit};
+use netcfg_lang::ast::{ConnState, LogLevel, Mark, PktType, Proto, RateUnit};
 use netcfg_lang::value::PortSet;
 use netcfg_lang::Span;
 use std::fmt;
@@ -326,6 +326,10 @@ pub enum Selector {
     Mark,
     /// `ct mark`.
     CtMark,
+    /// `meta skgid`.
+    SkGid,
+    /// `meta pkttype`.
+    PktType,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,6 +353,7 @@ pub enum Value {
     Ints(Vec<u8>),
     /// A mark with its mask: `meta mark and MASK == VALUE`.
     Mark(Mark),
+    PktType(PktType),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -126,7 +126,7 @@ impl<'a> Matches<'a> {
                 }
             }),
             icmp: rule.icmp_types.as_ref().map(|t| (t.value.as_slice(), rule.icmp_code.as_ref().map(|c| c.value))),
-            opaque: rule.is_stateful() || rule.has_negation() || rule.matches_marks(),
+            opaque: rule.is_stateful() || rule.has_negation() || rule.matches_marks() || rule.matches_unmodelled(),
         }
     }
 
@@ -641,7 +641,11 @@ node "h" {{
         allow in proto="udp" port="!53" to="192.168.0.128/25"
         deny in proto="udp" to="192.168.0.0/24"
         allow in iif="!eth0" proto="sctp"
-        deny in iif="eth1" proto="sctp""#,
+        deny in iif="eth1" proto="sctp"
+        allow in proto="igmp" pkttype="multicast"
+        deny in proto="igmp"
+        allow out proto="tcp" uid=1000
+        deny out proto="tcp" port=25"#,
         ));
     }
 
