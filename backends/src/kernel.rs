@@ -51,10 +51,14 @@ pub enum Feature {
     /// `reject` in an `inet` table.
     NftRejectInet,
     NftLog,
+    /// `limit rate`, also inside a dynamic set (`update @s { ip saddr limit rate … }`).
+    NftLimit,
+    /// `ct count` (connection limits per source).
+    NftConnlimit,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 25] = [
+    pub const ALL: [Feature; 27] = [
         Feature::Bridge,
         Feature::Veth,
         Feature::Vxlan,
@@ -80,6 +84,8 @@ impl Feature {
         Feature::NftNumgen,
         Feature::NftRejectInet,
         Feature::NftLog,
+        Feature::NftLimit,
+        Feature::NftConnlimit,
     ];
 
     /// The module that provides the feature (as `modprobe`, `/sys/module` and
@@ -111,6 +117,8 @@ impl Feature {
             Feature::NftNumgen => "nft_numgen",
             Feature::NftRejectInet => "nft_reject_inet",
             Feature::NftLog => "nft_log",
+            Feature::NftLimit => "nft_limit",
+            Feature::NftConnlimit => "nft_connlimit",
         }
     }
 
@@ -142,6 +150,8 @@ impl Feature {
             Feature::NftNumgen => "load balancing in nftables (`numgen`)",
             Feature::NftRejectInet => "reject in nftables",
             Feature::NftLog => "logging in nftables",
+            Feature::NftLimit => "rate limits in nftables (`limit rate`)",
+            Feature::NftConnlimit => "connection limits in nftables (`ct count`)",
         }
     }
 

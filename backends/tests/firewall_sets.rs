@@ -66,6 +66,14 @@ fn holds(p: &Packet, sel: Selector, value: &Value) -> bool {
         Selector::Sport => ports_apply && port(p.sport),
         Selector::CtState => matches!(value, Value::States(s) if s.contains(&p.state)),
         Selector::CtStatus | Selector::SkUid => false,
+        Selector::IcmpType(_)
+        | Selector::IcmpCode(_)
+        | Selector::Mark
+        | Selector::CtMark
+        | Selector::SkGid
+        | Selector::PktType => {
+            panic!("ICMP types and marks are not generated")
+        }
     }
 }
 
@@ -143,16 +151,27 @@ fn generated(seed: u64, n: usize) -> String {
             if proto != "icmp" && rng.pick(5) > 0 {
                 let one = format!("{}", 1000 + rng.pick(16));
                 let port = [&one, &one, &one, "22", "53", "1000-1003", "22,53", "2000-3000"][rng.pick(8)];
-                let _ = write!(r, " port=\"{port}\"");
+                let not = if rng.pick(8) == 0 { "!" } else { "" };
+                let _ = write!(r, " port=\"{not}{port}\"");
             }
         }
         if rng.pick(4) > 0 && proto != "icmp" {
             let host = format!("172.16.{}.{}", rng.pick(4), rng.pick(16));
             let from = if rng.pick(3) > 0 { host.as_str() } else { rng.of(&SOURCES) };
-            let _ = write!(r, " from=\"{from}\"");
+            let not = if rng.pick(8) == 0 { "!" } else { "" };
+            let _ = write!(r, " from=\"{not}{from}\"");
         }
         if rng.pick(8) == 0 {
-            r += rng.of(&[" iif=\"eth0\"", " iif=\"eth1\"", " from-zone=\"lan\""]);
+            r += rng.of(&[
+                " iif=\"eth0\"",
+                " iif=\"eth1\"",
+                " from-zone=\"lan\"",
+                " iif=\"!eth0\"",
+                " from-zone=\"!lan\"",
+            ]);
+        }
+        if rng.pick(15) == 0 {
+            r += rng.of(&[" family=\"ipv4\"", " family=\"ipv6\""]);
         }
         if rng.pick(20) == 0 {
             r += " state=\"new\"";

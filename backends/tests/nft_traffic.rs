@@ -85,3 +85,135 @@ node "gw" {
     }
     assert!(hairpin.contains_key("b1"), "b1 never reached itself: {hairpin:?}");
 }
+
+/// A TCP server that holds each connection open until the client closes it.
+fn hold_open(ns: &Netns, addr: &str) {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let listener = netcfg_backends::netns::run_in(&ns.name, move || std::net::TcpListener::bind(addr))
+        .expect("enter netns")
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().take(16).flatten() {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let _ = s.read_to_end(&mut Vec::new());
+            });
+        }
+    });
+}
+
+/// Opens a TCP connection from inside `ns` and returns it open, or `None` when it failed.
+fn open(ns: &Netns, addr: &str) -> Option<std::net::TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    netcfg_backends::netns::run_in(&ns.name, move || {
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(700)).ok()
+    })
+    .expect("enter netns")
+}
+
+/// The matches and statements of issue 13 on real packets: negated addresses, ports and links,
+/// `family`, marks set before routing and matched, a per-source rate limit, a connection limit,
+/// named counters; and a table that has
+/// seen traffic (dynamic set elements, counter values) still lists as its plan.
+#[test]
+fn negations_family_limits_and_counters_decide_real_connections() {
+    if !require_root("negations_family_limits_and_counters_decide_real_connections") {
+        return;
+    }
+    let gw = Netns::new("fw");
+    let cli = Netns::new("cli");
+    let cli2 = Netns::new("cli2");
+    wire(&gw, "to-cli", "10.1.0.1/24", &cli, "eth0", "10.1.0.2/24");
+    wire(&gw, "to-cli2", "10.2.0.1/24", &cli2, "eth0", "10.2.0.2/24");
+    sh(&["ip", "-n", &gw.name, "addr", "add", "fd00:1::1/64", "dev", "to-cli", "nodad"]);
+    sh(&["ip", "-n", &cli.name, "addr", "add", "fd00:1::2/64", "dev", "eth0", "nodad"]);
+    for port in [8080, 6060, 9090, 6070, 6071] {
+        serve(&gw, &format!("0.0.0.0:{port}"), "gw", 100);
+    }
+    // Dual-stack: answers over IPv4 too, were it let through.
+    serve(&gw, "[::]:7070", "gw6", 100);
+    serve(&gw, "0.0.0.0:8081", "limited", 100);
+    hold_open(&gw, "0.0.0.0:8082");
+
+    let spec = r#"
+node "gw" {
+    ethernet "to-cli" { address "10.1.0.1/24"; address "fd00:1::1/64"; }
+    ethernet "to-cli2" { address "10.2.0.1/24"; }
+    firewall {
+        policy in="drop"
+        reject in proto="tcp" port="!6060-8082"
+        deny in proto="tcp" port=8080 from="!10.1.0.0/24" counter="outsiders"
+        allow in proto="tcp" port=8080 counter="web"
+        allow in iif="!to-cli2" proto="tcp" port=6060
+        allow in family="ipv6" proto="tcp" port=7070
+        allow in proto="tcp" port=8081 limit-per-source="2/minute" burst=2
+        allow in proto="tcp" port=8082 conn-limit=2
+        mark in iif="to-cli2" set-mark="0x500/0xff00" set-ct-mark="0x7"
+        deny in proto="tcp" port=6070 mark="0x500/0xff00"
+        allow in proto="tcp" port=6070
+        allow in proto="tcp" port=6071 ct-mark="!0x7"
+    }
+}
+"#;
+    let fleet = compile(spec);
+    let mut diags = Vec::new();
+    let host = nftables::compile_node(&fleet.nodes[0], &mut diags).remove(0);
+    assert!(diags.is_empty(), "{diags:#?}");
+    let target = Target::Named(gw.name.clone());
+    exec::apply(&target, &host.script).expect("apply");
+
+    // `port="!6060-8082"`: every other port is refused, the rest go on to later rules.
+    assert_eq!(connect(&cli, "10.1.0.1:9090", 2000), Conn::Refused);
+    // `from="!10.1.0.0/24"`: only the other client is denied.
+    assert_eq!(connect(&cli, "10.1.0.1:8080", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:8080", 700), Conn::TimedOut);
+    // `iif="!to-cli2"`.
+    assert_eq!(connect(&cli, "10.1.0.1:6060", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:6060", 700), Conn::TimedOut);
+    // `family="ipv6"`: the same port over IPv4 is left to the drop policy.
+    assert_eq!(connect(&cli, "[fd00:1::1]:7070", 2000), Conn::Reply("gw6".into()));
+    assert_eq!(connect(&cli, "10.1.0.1:7070", 700), Conn::TimedOut);
+
+    // Marks set before routing are seen by the filter: the packet's mark on the SYN, the
+    // connection's mark on every packet of it.
+    assert_eq!(connect(&cli, "10.1.0.1:6070", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:6070", 700), Conn::TimedOut);
+    assert_eq!(connect(&cli, "10.1.0.1:6071", 2000), Conn::Reply("gw".into()));
+    assert_eq!(connect(&cli2, "10.2.0.1:6071", 700), Conn::TimedOut);
+
+    // A per-source rate of 2/minute with a burst of 2: the first connections pass, then the
+    // source is over its rate and its SYNs fall through to the drop policy; the other client
+    // has its own bucket.
+    let outcomes: Vec<Conn> = (0..5).map(|_| connect(&cli, "10.1.0.1:8081", 700)).collect();
+    assert_eq!(outcomes[0], Conn::Reply("limited".into()), "{outcomes:?}");
+    assert_eq!(outcomes[4], Conn::TimedOut, "the limit never bit: {outcomes:?}");
+    let passed = outcomes.iter().filter(|c| **c == Conn::Reply("limited".into())).count();
+    assert!((1..=3).contains(&passed), "{outcomes:?}");
+    assert_eq!(connect(&cli2, "10.2.0.1:8081", 2000), Conn::Reply("limited".into()), "per source, not global");
+
+    // At most 2 open connections per source.
+    let first = open(&cli, "10.1.0.1:8082").expect("first connection");
+    let _second = open(&cli, "10.1.0.1:8082").expect("second connection");
+    assert!(open(&cli, "10.1.0.1:8082").is_none(), "a third connection must not open");
+    let _other = open(&cli2, "10.2.0.1:8082").expect("another source has its own count");
+    drop(first);
+    let reopened = (0..10).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        open(&cli, "10.1.0.1:8082").is_some()
+    });
+    assert!(reopened, "a closed connection must free its slot");
+
+    // Named counters count their rules' packets.
+    let web = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "web"]);
+    assert!(!web.contains("packets 0 "), "{web}");
+    let outsiders = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "outsiders"]);
+    assert!(!outsiders.contains("packets 0 "), "{outsiders}");
+
+    // The dynamic sets hold sources now, and the counters values: the live table still equals
+    // the plan, so a re-plan is empty.
+    let sets = gw.exec(&["nft", "list", "set", "inet", "netcfg", "rule-5-limit-v4"]);
+    assert!(sets.contains("10.1.0.2"), "{sets}");
+    let live = exec::list_table(&target).expect("list");
+    let planned = exec::canonical(&host.script).expect("canonical");
+    assert_eq!(live, planned, "traffic state must not count as drift");
+}

@@ -61,6 +61,78 @@ node "gw" {
 }
 "#;
 
+/// Every match and statement of a firewall rule, in both families.
+const RULE_FEATURES: &str = r#"
+node "fw" {
+    ethernet "eth0" { address "192.0.2.10/24"; address "2001:db8::10/64"; }
+    ethernet "eth1" { address "10.1.0.1/24"; }
+    forwarding #true
+    firewall {
+        policy in="drop" forward="drop"
+        zone "lan" "eth1"
+        set "admins" "10.0.0.0/8" "2001:db8:1::/48"
+        set "v4only" "198.51.100.0/24"
+        allow in proto="icmp" icmp-type="echo-request,echo-reply" limit="10/second" burst=20
+        allow in proto="icmp" icmp-type="destination-unreachable" icmp-code=4
+        allow in proto="icmpv6" icmp-type="echo-request,packet-too-big,143"
+        allow in family="ipv6" proto="udp" port=546
+        allow in family="ipv4"
+        deny in from="!@admins" proto="tcp" port=22 log-prefix="ssh-outsider: " log-level="warn"
+        deny in from="!@v4only" to="!2001:db8::/32" proto="tcp" port="!80,443"
+        allow in iif="!eth0" proto="tcp" sport="!1-1023" counter="inside"
+        allow in proto="tcp" port=22 limit-per-source="3/minute" burst=5 counter="ssh"
+        allow in proto="tcp" port=443 conn-limit=20 counter="ssh"
+        allow forward from-zone="!lan" to-zone="lan" state="new" log=#true
+        allow forward oif="!eth0" proto="udp" port=53 family="ipv4" limit-per-source="100/second"
+        allow forward mark="0x100/0xff00" ct-mark="!0x1"
+        allow in proto="igmp" pkttype="multicast"
+        allow in proto="udp" port=67 pkttype="broadcast"
+        allow out proto="tcp" port=25 uid=101 gid="!0"
+        mark in iif="eth1" from="10.1.0.0/24" set-mark="0x100/0xff00" set-ct-mark="0x1"
+        mark in iif="eth0" proto="tcp" port=443 set-mark="7"
+        mark out proto="udp" port=53 set-mark="0x2"
+    }
+}
+"#;
+
+#[test]
+fn rule_features_render_to_scripts_nft_accepts() {
+    if !require_root("rule_features_render_to_scripts_nft_accepts") {
+        return;
+    }
+    for rs in rulesets(RULE_FEATURES) {
+        if let Err(e) = exec::check(&rs.script) {
+            panic!("nft -c rejected:\n{}\n{e}", rs.script.text);
+        }
+        let text = &rs.script.text;
+        for needle in [
+            "icmp type { 0, 8 } limit rate 10/second burst 20 packets accept",
+            "icmp type 3 icmp code 4 accept",
+            "icmpv6 type { 2, 128, 143 } accept",
+            "meta nfproto ipv6 meta l4proto udp th dport 546 accept",
+            "meta nfproto ipv4 ip saddr != @set-admins-v4 meta l4proto tcp th dport 22 log prefix \"ssh-outsider: \" level warn drop",
+            "ip6 saddr != @set-v4only-v6 ip6 daddr != 2001:db8::/32 meta l4proto tcp th dport != { 80, 443 } drop",
+            "ip saddr != @set-v4only-v4 meta l4proto tcp th dport != { 80, 443 } drop",
+            "iifname != \"eth0\" meta l4proto tcp th sport != 1-1023 counter name \"inside\" accept",
+            "update @rule-8-limit-v4 { ip saddr limit rate 3/minute burst 5 packets } counter name \"ssh\" accept",
+            "add @rule-9-conns-v6 { ip6 saddr ct count 20 }",
+            "oifname @zone-lan iifname != @zone-lan ct state new log prefix \"netcfg: \" accept",
+            "flags dynamic,timeout",
+            "counter inside {",
+            "meta nfproto ipv4 meta l4proto igmp meta pkttype multicast accept",
+            "meta l4proto udp th dport 67 meta pkttype broadcast accept",
+            "meta l4proto tcp th dport 25 meta skuid 101 meta skgid != 0 accept",
+            "meta mark and 0xff00 == 0x100 ct mark != 0x1 accept",
+            "iifname \"eth1\" ip saddr 10.1.0.0/24 meta mark set meta mark and 0xffff00ff or 0x100 ct mark set 0x1",
+            "type route hook output priority mangle; policy accept;",
+            "type filter hook prerouting priority mangle; policy accept;",
+            "meta l4proto udp th dport 53 meta mark set 0x2",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+    }
+}
+
 #[test]
 fn every_construct_renders_to_a_script_nft_accepts() {
     if !require_root("every_construct_renders_to_a_script_nft_accepts") {

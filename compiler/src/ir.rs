@@ -3,9 +3,11 @@
 //! keeps the span it came from. Checks and backends read only this.
 
 use ipnet::IpNet;
+/// Marks are the language's type: the firewall sets and matches them, routing rules match them.
+pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, LinkOptions, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue,
-    Verdict,
+    ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope, RouteType,
+    RpFilter, SysctlValue, Verdict,
 };
 pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
@@ -332,6 +334,8 @@ pub struct Firewall {
     /// Index = `SetId`.
     pub sets: Vec<AddrSet>,
     pub rules: Vec<Rule>,
+    /// `mark` rules, in order.
+    pub marks: Vec<MarkRule>,
     /// The first `firewall` block, if any.
     pub span: Option<Span>,
 }
@@ -350,6 +354,10 @@ impl Firewall {
     /// The nftables lowering emits one rule per family in this list.
     pub fn rule_families(&self, rule: &Rule) -> Vec<Family> {
         let mut fams = vec![Family::Ipv4, Family::Ipv6];
+        if let Some(f) = &rule.family {
+            fams.retain(|x| *x == f.value);
+        }
+        // Negated addresses do not narrow the families: an IPv6 packet is not from `10.0.0.0/8`.
         for a in [&rule.from, &rule.to].into_iter().flatten() {
             match &a.value {
                 AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
@@ -362,6 +370,7 @@ impl Firewall {
         match rule.proto.as_ref().map(|p| p.value) {
             Some(Proto::Icmp) => fams.retain(|f| *f == Family::Ipv4),
             Some(Proto::Icmpv6) => fams.retain(|f| *f == Family::Ipv6),
+            Some(Proto::Igmp) => fams.retain(|f| *f == Family::Ipv4),
             _ => {}
         }
         fams
@@ -370,6 +379,7 @@ impl Firewall {
     /// Whether the firewall filters anything at all (a rule or a non-accept policy).
     pub fn is_active(&self) -> bool {
         !self.rules.is_empty()
+            || !self.marks.is_empty()
             || [&self.policy_in, &self.policy_out, &self.policy_forward]
                 .iter()
                 .any(|p| p.as_ref().is_some_and(|p| p.value != Verdict::Accept))
@@ -412,9 +422,100 @@ pub struct Rule {
     pub from_zone: Option<Spanned<ZoneId>>,
     pub to_zone: Option<Spanned<ZoneId>>,
     pub state: Vec<ConnState>,
-    pub log: bool,
+    /// `family=`: the rule applies to this family only.
+    pub family: Option<Spanned<Family>>,
+    /// ICMP/ICMPv6 types (sorted) and code; the family is the rule's `proto`.
+    pub icmp_types: Option<Spanned<Vec<u8>>>,
+    pub icmp_code: Option<Spanned<u8>>,
+    /// Negated matches: the rule matches only packets none of them matches.
+    pub except: Except,
+    /// A rate the rule matches within (packets beyond it fall through to later rules).
+    pub limit: Option<Spanned<RateLimit>>,
+    pub burst: Option<u32>,
+    /// Matches while the source address has at most this many connections.
+    pub conn_limit: Option<Spanned<u32>>,
+    pub log: Option<Log>,
+    /// A named counter the rule counts matching packets in.
+    pub counter: Option<Name>,
+    /// The packet's (`meta mark`) and connection's (`ct mark`) marks.
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+    /// The local socket's owner (`out` only).
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    pub pkttype: Option<Spanned<PktType>>,
     pub comment: Option<String>,
     pub span: Span,
+}
+
+impl Rule {
+    /// Whether the rule's matches depend on more than the packet: a rate or connection limit
+    /// matches a packet on one occasion and not on another. Checks never let such a rule
+    /// decide for a later one.
+    pub fn is_stateful(&self) -> bool {
+        self.limit.is_some() || self.conn_limit.is_some()
+    }
+
+    /// Whether any match is negated.
+    pub fn has_negation(&self) -> bool {
+        let e = &self.except;
+        e.from.is_some()
+            || e.to.is_some()
+            || e.dport.is_some()
+            || e.sport.is_some()
+            || e.iif.is_some()
+            || e.oif.is_some()
+            || e.from_zone.is_some()
+            || e.to_zone.is_some()
+            || e.mark.is_some()
+            || e.ct_mark.is_some()
+            || e.uid.is_some()
+            || e.gid.is_some()
+    }
+
+    /// Whether it matches what the check model does not hold: socket owners, packet types.
+    pub fn matches_unmodelled(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some() || self.pkttype.is_some()
+    }
+
+    /// Whether it matches marks, which other rules (and other programs) set at run time.
+    pub fn matches_marks(&self) -> bool {
+        self.mark.is_some() || self.ct_mark.is_some() || self.except.mark.is_some() || self.except.ct_mark.is_some()
+    }
+}
+
+/// Negated matches of a rule (`from="!10.0.0.0/8"`).
+#[derive(Clone, Debug, Default)]
+pub struct Except {
+    pub from: Option<Spanned<AddrMatch>>,
+    pub to: Option<Spanned<AddrMatch>>,
+    pub dport: Option<Spanned<PortSet>>,
+    pub sport: Option<Spanned<PortSet>>,
+    pub iif: Option<Spanned<LinkId>>,
+    pub oif: Option<Spanned<LinkId>>,
+    pub from_zone: Option<Spanned<ZoneId>>,
+    pub to_zone: Option<Spanned<ZoneId>>,
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+}
+
+/// A `mark in|out` rule: its matches (a [`Rule`] whose verdict is unused) and the marks it sets
+/// on the packets they match, before routing (`in`: prerouting) or for re-routing (`out`).
+/// Policy routing rules (`fwmark`) read these.
+#[derive(Clone, Debug)]
+pub struct MarkRule {
+    pub matches: Rule,
+    pub set_mark: Option<Spanned<Mark>>,
+    pub set_ct_mark: Option<Spanned<Mark>>,
+}
+
+/// How a rule logs: nft's `log prefix "…" level …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    pub prefix: Option<String>,
+    pub level: Option<LogLevel>,
 }
 
 #[derive(Clone, Debug)]

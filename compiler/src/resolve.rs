@@ -746,43 +746,86 @@ impl<'d> NodeBuilder<'d> {
         }
         for decl in &b.firewalls {
             for r in &decl.rules {
-                let from = r.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
-                let to = r.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
-                let iif = r.iif.as_ref().and_then(|l| self.link_ref(ns, l));
-                let oif = r.oif.as_ref().and_then(|l| self.link_ref(ns, l));
-                let zone = |z: &Option<Spanned<String>>, diags: &mut Vec<Diagnostic>| {
-                    let z = z.as_ref()?;
-                    match fw.zones.iter().find(|f| f.name.value == z.value) {
-                        Some(f) => Some(Spanned::new(f.id, z.span)),
-                        None => {
-                            let names: Vec<&str> = fw.zones.iter().map(|f| f.name.value.as_str()).collect();
-                            diags.push(undefined("zone", z, names, None));
-                            None
-                        }
-                    }
-                };
-                let from_zone = zone(&r.from_zone, self.diags);
-                let to_zone = zone(&r.to_zone, self.diags);
-                fw.rules.push(Rule {
-                    verdict: r.verdict.clone(),
-                    direction: r.direction.clone(),
-                    proto: r.proto.clone(),
-                    dport: r.dport.clone(),
-                    sport: r.sport.clone(),
-                    from,
-                    to,
-                    iif,
-                    oif,
-                    from_zone,
-                    to_zone,
-                    state: r.state.iter().map(|s| s.value).collect(),
-                    log: r.log.as_ref().is_some_and(|l| l.value),
-                    comment: r.comment.as_ref().map(|c| c.value.clone()),
-                    span: r.span,
-                });
+                let rule = self.rule(ns, &fw, r);
+                fw.rules.push(rule);
+            }
+            for r in &decl.marks {
+                let matches = self.rule(ns, &fw, r);
+                fw.marks.push(MarkRule { matches, set_mark: r.set_mark.clone(), set_ct_mark: r.set_ct_mark.clone() });
             }
         }
         self.node.namespaces[ns.0 as usize].firewall = fw;
+    }
+
+    /// One firewall rule's matches and statements, references resolved against `fw`.
+    fn rule(&mut self, ns: NetnsId, fw: &Firewall, r: &ast::RuleDecl) -> Rule {
+        let from = r.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
+        let to = r.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
+        let iif = r.iif.as_ref().and_then(|l| self.link_ref(ns, l));
+        let oif = r.oif.as_ref().and_then(|l| self.link_ref(ns, l));
+        let zone = |z: &Option<Spanned<String>>, diags: &mut Vec<Diagnostic>| {
+            let z = z.as_ref()?;
+            match fw.zones.iter().find(|f| f.name.value == z.value) {
+                Some(f) => Some(Spanned::new(f.id, z.span)),
+                None => {
+                    let names: Vec<&str> = fw.zones.iter().map(|f| f.name.value.as_str()).collect();
+                    diags.push(undefined("zone", z, names, None));
+                    None
+                }
+            }
+        };
+        let from_zone = zone(&r.from_zone, self.diags);
+        let to_zone = zone(&r.to_zone, self.diags);
+        let e = &r.except;
+        let except = Except {
+            from: e.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
+            to: e.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
+            dport: e.dport.clone(),
+            sport: e.sport.clone(),
+            iif: e.iif.as_ref().and_then(|l| self.link_ref(ns, l)),
+            oif: e.oif.as_ref().and_then(|l| self.link_ref(ns, l)),
+            from_zone: zone(&e.from_zone, self.diags),
+            to_zone: zone(&e.to_zone, self.diags),
+            mark: e.mark.clone(),
+            ct_mark: e.ct_mark.clone(),
+            uid: e.uid.clone(),
+            gid: e.gid.clone(),
+        };
+        let logs = r.log.as_ref().map_or(r.log_prefix.is_some() || r.log_level.is_some(), |l| l.value);
+        let log = logs.then(|| Log {
+            prefix: r.log_prefix.as_ref().map(|p| p.value.clone()),
+            level: r.log_level.as_ref().map(|l| l.value),
+        });
+        Rule {
+            verdict: r.verdict.clone(),
+            direction: r.direction.clone(),
+            proto: r.proto.clone(),
+            dport: r.dport.clone(),
+            sport: r.sport.clone(),
+            from,
+            to,
+            iif,
+            oif,
+            from_zone,
+            to_zone,
+            state: r.state.iter().map(|s| s.value).collect(),
+            family: r.family.clone(),
+            icmp_types: r.icmp_types.clone(),
+            icmp_code: r.icmp_code.clone(),
+            except,
+            limit: r.limit.clone(),
+            burst: r.burst.as_ref().map(|b| b.value),
+            conn_limit: r.conn_limit.clone(),
+            log,
+            counter: r.counter.clone(),
+            mark: r.mark.clone(),
+            ct_mark: r.ct_mark.clone(),
+            uid: r.uid.clone(),
+            gid: r.gid.clone(),
+            pkttype: r.pkttype.clone(),
+            comment: r.comment.as_ref().map(|c| c.value.clone()),
+            span: r.span,
+        }
     }
 
     fn nat(&mut self, ns: NetnsId, b: &NsBody) {

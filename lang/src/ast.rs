@@ -433,6 +433,8 @@ pub enum Proto {
     Sctp,
     Icmp,
     Icmpv6,
+    /// IPv4 multicast group management (IGMP queries and reports).
+    Igmp,
 }
 
 impl Proto {
@@ -443,6 +445,7 @@ impl Proto {
             Proto::Sctp => "sctp",
             Proto::Icmp => "icmp",
             Proto::Icmpv6 => "icmpv6",
+            Proto::Igmp => "igmp",
         }
     }
 
@@ -450,6 +453,47 @@ impl Proto {
         matches!(self, Proto::Tcp | Proto::Udp | Proto::Sctp)
     }
 }
+
+/// ICMP message types by the names nft uses (`icmp type echo-request`).
+pub const ICMP_TYPES: &[(&str, u8)] = &[
+    ("echo-reply", 0),
+    ("destination-unreachable", 3),
+    ("source-quench", 4),
+    ("redirect", 5),
+    ("echo-request", 8),
+    ("router-advertisement", 9),
+    ("router-solicitation", 10),
+    ("time-exceeded", 11),
+    ("parameter-problem", 12),
+    ("timestamp-request", 13),
+    ("timestamp-reply", 14),
+    ("info-request", 15),
+    ("info-reply", 16),
+    ("address-mask-request", 17),
+    ("address-mask-reply", 18),
+];
+
+/// ICMPv6 message types by the names nft uses (`icmpv6 type nd-neighbor-solicit`).
+pub const ICMPV6_TYPES: &[(&str, u8)] = &[
+    ("destination-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("parameter-problem", 4),
+    ("echo-request", 128),
+    ("echo-reply", 129),
+    ("mld-listener-query", 130),
+    ("mld-listener-report", 131),
+    ("mld-listener-done", 132),
+    ("nd-router-solicit", 133),
+    ("nd-router-advert", 134),
+    ("nd-neighbor-solicit", 135),
+    ("nd-neighbor-advert", 136),
+    ("nd-redirect", 137),
+    ("router-renumbering", 138),
+    ("ind-neighbor-solicit", 141),
+    ("ind-neighbor-advert", 142),
+    ("mld2-listener-report", 143),
+];
 
 /// A source/destination match: a network or a named address set (`@admins`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -476,6 +520,8 @@ pub struct FirewallDecl {
     pub zones: Vec<ZoneDecl>,
     pub sets: Vec<SetDecl>,
     pub rules: Vec<RuleDecl>,
+    /// `mark in|out …`: rules that set marks before routing (their `verdict` is unused).
+    pub marks: Vec<RuleDecl>,
     pub span: Span,
 }
 
@@ -507,9 +553,147 @@ pub struct RuleDecl {
     pub from_zone: Option<Name>,
     pub to_zone: Option<Name>,
     pub state: Vec<Spanned<ConnState>>,
+    /// `family="ipv4"|"ipv6"`: restricts a rule without addresses to one family.
+    pub family: Option<Spanned<Family>>,
+    /// `icmp-type` / `icmp-code` (need `proto` `icmp` or `icmpv6`).
+    pub icmp_types: Option<Spanned<Vec<u8>>>,
+    pub icmp_code: Option<Spanned<u8>>,
+    /// Matches written with a leading `!` (`from="!10.0.0.0/8"`): the rule matches packets
+    /// they do not match.
+    pub except: ExceptDecl,
+    /// `limit="10/second"` (all packets) or `limit-per-source=` (each source address).
+    pub limit: Option<Spanned<RateLimit>>,
+    pub burst: Option<Spanned<u32>>,
+    /// `conn-limit=N`: matches while the source address has at most N connections.
+    pub conn_limit: Option<Spanned<u32>>,
     pub log: Option<Spanned<bool>>,
+    pub log_prefix: Option<Spanned<String>>,
+    pub log_level: Option<Spanned<LogLevel>>,
+    /// `counter="NAME"`: a named counter (rules naming the same counter share it).
+    pub counter: Option<Spanned<String>>,
+    /// `mark=` / `ct-mark=`: the packet's / connection's mark.
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+    /// `uid=` / `gid=`: the owner of the local socket (`out` only).
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    /// `pkttype=`: link-layer destination class (`in`, `forward`).
+    pub pkttype: Option<Spanned<PktType>>,
+    /// `set-mark=` / `set-ct-mark=` (`mark` rules only).
+    pub set_mark: Option<Spanned<Mark>>,
+    pub set_ct_mark: Option<Spanned<Mark>>,
     pub comment: Option<Spanned<String>>,
     pub span: Span,
+}
+
+/// A packet or connection mark: `value`, compared or set under `mask` (all 32 bits without
+/// one). Policy routing rules match the same type (`fwmark`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mark {
+    pub value: u32,
+    pub mask: Option<u32>,
+}
+
+/// The negated matches of a rule (`!` before the value).
+#[derive(Clone, Debug, Default)]
+pub struct ExceptDecl {
+    pub dport: Option<Spanned<PortSet>>,
+    pub sport: Option<Spanned<PortSet>>,
+    pub from: Option<Spanned<AddrMatch>>,
+    pub to: Option<Spanned<AddrMatch>>,
+    pub iif: Option<Name>,
+    pub oif: Option<Name>,
+    pub from_zone: Option<Name>,
+    pub to_zone: Option<Name>,
+    pub mark: Option<Spanned<Mark>>,
+    pub ct_mark: Option<Spanned<Mark>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+}
+
+/// Where a packet's link-layer destination points (`meta pkttype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PktType {
+    Unicast,
+    Broadcast,
+    Multicast,
+}
+
+impl PktType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            PktType::Unicast => "unicast",
+            PktType::Broadcast => "broadcast",
+            PktType::Multicast => "multicast",
+        }
+    }
+}
+
+/// The unit of a rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl RateUnit {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        }
+    }
+
+    pub fn seconds(self) -> u32 {
+        match self {
+            RateUnit::Second => 1,
+            RateUnit::Minute => 60,
+            RateUnit::Hour => 3600,
+            RateUnit::Day => 86400,
+        }
+    }
+}
+
+/// A packet rate: `count` packets per `unit`, for all packets or per source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub count: u32,
+    pub unit: RateUnit,
+    pub per_source: bool,
+}
+
+/// Syslog levels nft's `log level` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Emerg,
+    Alert,
+    Crit,
+    Err,
+    Warn,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub const ALL: [(&'static str, LogLevel); 8] = [
+        ("emerg", LogLevel::Emerg),
+        ("alert", LogLevel::Alert),
+        ("crit", LogLevel::Crit),
+        ("err", LogLevel::Err),
+        ("warn", LogLevel::Warn),
+        ("notice", LogLevel::Notice),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+    ];
+
+    pub fn keyword(self) -> &'static str {
+        LogLevel::ALL.iter().find(|(_, l)| *l == self).map(|(k, _)| *k).unwrap_or("warn")
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 use crate::ast::*;
 use crate::code;
 use crate::diagnostic::Diagnostic;
-use crate::kdl::Node as KdlNode;
+use crate::kdl::{Node as KdlNode, Value as KdlValue};
 use crate::links::{Keyword, LINK_KEYWORDS};
 pub use crate::loader::{FsLoader, LoadError, Loader};
 use crate::reader::{Cx, Reader, Val};
@@ -761,22 +761,48 @@ fn parse_forwarding(cx: &mut Cx, r: &mut Reader) -> ForwardingDecl {
 }
 
 fn addr_match(cx: &mut Cx, v: Val) -> Option<Spanned<AddrMatch>> {
-    let s = v.string(cx, "address match")?;
-    if let Some(set) = s.value.strip_prefix('@') {
-        let span = s.span.sub(1, s.value.len());
-        return parse_name(set)
-            .map(|n| Spanned::new(AddrMatch::Set(n), span))
-            .map_err(|e| {
-                cx.error(
-                    code::INVALID_VALUE,
-                    span.sub(e.start, e.end.max(e.start + 1)),
-                    format!("invalid set name: {}", e.message),
-                )
-                .help = e.help;
-            })
-            .ok();
+    if let KdlValue::String(s) = v.value {
+        if s.starts_with('!') {
+            cx.error(code::INVALID_VALUE, v.inner.sub(0, 1), "this address cannot be negated").help =
+                Some("`!` negates the matches of firewall rules only; list the sources to translate instead".into());
+            return None;
+        }
     }
-    v.parse(cx, "network", parse_net).map(|n| n.map(AddrMatch::Net))
+    v.parse(cx, "network", parse_addr_match)
+}
+
+/// A network or `@SET` (the set name is checked as a name).
+fn parse_addr_match(text: &str) -> Result<AddrMatch, ValueError> {
+    if let Some(set) = text.strip_prefix('@') {
+        return parse_name(set).map(AddrMatch::Set).map_err(|e| ValueError { start: e.start + 1, end: e.end + 1, ..e });
+    }
+    parse_net(text).map(AddrMatch::Net)
+}
+
+/// A match value that may be negated with a leading `!` (`from="!10.0.0.0/8"`, `port="!22"`):
+/// the value and whether it was negated. Errors point into the text after the `!`.
+fn negatable<T>(
+    cx: &mut Cx,
+    v: Val,
+    what: &str,
+    parser: impl Fn(&str) -> Result<T, ValueError>,
+) -> Option<(Spanned<T>, bool)> {
+    if let KdlValue::String(s) = v.value {
+        if let Some(rest) = s.strip_prefix('!') {
+            let exact = v.inner.len() == s.len();
+            let span = if exact { v.inner.sub(1, s.len()) } else { v.inner };
+            return match parser(rest) {
+                Ok(t) => Some((Spanned::new(t, span), true)),
+                Err(e) => {
+                    let at =
+                        if exact && !rest.is_empty() { span.sub(e.start, e.end.max(e.start + 1)) } else { v.inner };
+                    cx.error(code::INVALID_VALUE, at, format!("invalid {what}: {}", e.message)).help = e.help;
+                    None
+                }
+            };
+        }
+    }
+    v.parse(cx, what, parser).map(|t| (t, false))
 }
 
 fn proto(cx: &mut Cx, v: Val) -> Option<Spanned<Proto>> {
@@ -789,6 +815,7 @@ fn proto(cx: &mut Cx, v: Val) -> Option<Spanned<Proto>> {
             ("sctp", Proto::Sctp),
             ("icmp", Proto::Icmp),
             ("icmpv6", Proto::Icmpv6),
+            ("igmp", Proto::Igmp),
         ],
     )
 }
@@ -856,17 +883,19 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
                 }
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
+            "mark" => fw.marks.extend(parse_rule(cx, &mut c)),
             other => {
                 let d =
                     cx.error(code::UNKNOWN_NODE, c.name_span, format!("`{other}` is not allowed inside `firewall`"));
                 d.help = Some(
                     match crate::diagnostic::closest(
                         other,
-                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject"],
+                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject", "mark"],
                     ) {
                         Some(k) => format!("did you mean `{k}`?"),
                         None => {
-                            "a firewall holds `policy`, `stateful`, `zone`, `set`, `allow`, `deny` and `reject`".into()
+                            "a firewall holds `policy`, `stateful`, `zone`, `set`, `allow`, `deny`, `reject` and `mark`"
+                                .into()
                         }
                     },
                 );
@@ -885,28 +914,47 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         _ => Verdict::Reject,
     };
     let verdict = Spanned::new(verdict, r.name_span);
-    let direction = r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true));
+    let marking = r.keyword() == "mark";
+    let direction = if marking {
+        r.arg(cx, 0, "a direction (`in` or `out`)").and_then(|v| direction(cx, v, false))
+    } else {
+        r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true))
+    };
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
-    let dport = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port_set));
-    let sport = r.prop(cx, "sport").and_then(|v| v.parse(cx, "port", parse_port_set));
-    for ports in [&dport, &sport].into_iter().flatten() {
+    let mut except = ExceptDecl::default();
+    // Each negatable match lands in the rule or, written with `!`, in `except`.
+    fn split<T>(m: Option<(Spanned<T>, bool)>, except: &mut Option<Spanned<T>>) -> Option<Spanned<T>> {
+        match m {
+            Some((v, true)) => {
+                *except = Some(v);
+                None
+            }
+            Some((v, false)) => Some(v),
+            None => None,
+        }
+    }
+    let dport = r.prop(cx, "port").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let dport = split(dport, &mut except.dport);
+    let sport = r.prop(cx, "sport").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let sport = split(sport, &mut except.sport);
+    for ports in [&dport, &sport, &except.dport, &except.sport].into_iter().flatten() {
         if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {
             cx.error(code::MISSING_PROPERTY, ports.span, "ports need a protocol that has ports").help =
                 Some("add `proto=\"tcp\"`, `proto=\"udp\"` or `proto=\"sctp\"`".into());
         }
     }
-    let from = r.prop(cx, "from").and_then(|v| addr_match(cx, v));
-    let to = r.prop(cx, "to").and_then(|v| addr_match(cx, v));
-    let iif = {
-        let v = r.prop(cx, "iif");
-        link_name(cx, v)
-    };
-    let oif = {
-        let v = r.prop(cx, "oif");
-        link_name(cx, v)
-    };
-    let from_zone = r.prop(cx, "from-zone").and_then(|v| v.parse(cx, "zone name", parse_name));
-    let to_zone = r.prop(cx, "to-zone").and_then(|v| v.parse(cx, "zone name", parse_name));
+    let from = r.prop(cx, "from").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let from = split(from, &mut except.from);
+    let to = r.prop(cx, "to").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let to = split(to, &mut except.to);
+    let iif = r.prop(cx, "iif").and_then(|v| negatable(cx, v, "interface name", parse_link_name));
+    let iif = split(iif, &mut except.iif);
+    let oif = r.prop(cx, "oif").and_then(|v| negatable(cx, v, "interface name", parse_link_name));
+    let oif = split(oif, &mut except.oif);
+    let from_zone = r.prop(cx, "from-zone").and_then(|v| negatable(cx, v, "zone name", parse_name));
+    let from_zone = split(from_zone, &mut except.from_zone);
+    let to_zone = r.prop(cx, "to-zone").and_then(|v| negatable(cx, v, "zone name", parse_name));
+    let to_zone = split(to_zone, &mut except.to_zone);
     let mut state = Vec::new();
     if let Some(v) = r.prop(cx, "state") {
         if let Some(s) = v.string(cx, "state") {
@@ -929,7 +977,66 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
             }
         }
     }
+    let family =
+        r.prop(cx, "family").and_then(|v| v.keyword(cx, "family", &[("ipv4", Family::Ipv4), ("ipv6", Family::Ipv6)]));
+    let (icmp_types, icmp_code) = icmp_match(cx, r, proto.as_ref());
+    let limit = limit(cx, r);
+    let burst =
+        r.prop(cx, "burst").and_then(|v| v.int(cx, "burst", 1, i128::from(u32::MAX))).map(|b| b.map(|b| b as u32));
+    if let (Some(b), None) = (&burst, &limit) {
+        cx.error(code::MISSING_PROPERTY, b.span, "`burst` needs a rate limit").help =
+            Some("add `limit=\"10/second\"` or `limit-per-source=\"10/second\"`".into());
+    }
+    let conn_limit = r
+        .prop(cx, "conn-limit")
+        .and_then(|v| v.int(cx, "connection limit", 1, i128::from(u32::MAX)))
+        .map(|b| b.map(|b| b as u32));
     let log = r.prop(cx, "log").and_then(|v| v.bool(cx, "log"));
+    let log_prefix = r.prop(cx, "log-prefix").and_then(|v| v.parse(cx, "log prefix", parse_log_prefix));
+    let log_level = r.prop(cx, "log-level").and_then(|v| v.keyword(cx, "log level", &LogLevel::ALL));
+    if let Some(off) = log.as_ref().filter(|l| !l.value) {
+        if let Some(span) = log_prefix.as_ref().map(|p| p.span).or(log_level.as_ref().map(|l| l.span)) {
+            let d = cx.error(code::INVALID_VALUE, span, "a log prefix or level on a rule that does not log");
+            d.secondary.push(crate::diagnostic::Label { span: off.span, message: "logging is turned off here".into() });
+            d.help = Some("remove `log=#false`: `log-prefix` and `log-level` turn logging on".into());
+        }
+    }
+    let counter = r.prop(cx, "counter").and_then(|v| v.parse(cx, "counter name", parse_name));
+    let mark = r.prop(cx, "mark").and_then(|v| negatable(cx, v, "mark", parse_mark));
+    let mark = split(mark, &mut except.mark);
+    let ct_mark = r.prop(cx, "ct-mark").and_then(|v| negatable(cx, v, "mark", parse_mark));
+    let ct_mark = split(ct_mark, &mut except.ct_mark);
+    let uid = r.prop(cx, "uid").and_then(|v| negatable(cx, v, "user id", parse_id));
+    let uid = split(uid, &mut except.uid);
+    let gid = r.prop(cx, "gid").and_then(|v| negatable(cx, v, "group id", parse_id));
+    let gid = split(gid, &mut except.gid);
+    let pkttype = r.prop(cx, "pkttype").and_then(|v| {
+        v.keyword(
+            cx,
+            "packet type",
+            &[("unicast", PktType::Unicast), ("broadcast", PktType::Broadcast), ("multicast", PktType::Multicast)],
+        )
+    });
+    if let Some(d) = &direction {
+        let owner = [&uid, &gid, &except.uid, &except.gid].into_iter().flatten().next();
+        if let (Some(o), true) = (owner, d.value != Direction::Out) {
+            cx.error(code::INVALID_VALUE, o.span, "only packets this namespace sends have a local user").help =
+                Some("match `uid`/`gid` on `out` rules; arriving and forwarded packets have no socket".into());
+        }
+        if let (Some(p), Direction::Out) = (&pkttype, d.value) {
+            cx.error(code::INVALID_VALUE, p.span, "outgoing packets have no link-layer packet type yet").help =
+                Some("match `pkttype` on `in` or `forward` rules; for outgoing traffic match the destination (`to=\"224.0.0.0/4\"`)".into());
+        }
+    }
+    let (mut set_mark, mut set_ct_mark) = (None, None);
+    if marking {
+        set_mark = r.prop(cx, "set-mark").and_then(|v| v.parse(cx, "mark", parse_mark));
+        set_ct_mark = r.prop(cx, "set-ct-mark").and_then(|v| v.parse(cx, "mark", parse_mark));
+        if set_mark.is_none() && set_ct_mark.is_none() && !r.node.recovered {
+            cx.error(code::MISSING_PROPERTY, r.name_span, "a `mark` rule sets nothing").help =
+                Some("add `set-mark=\"0x1\"` (the packet) or `set-ct-mark=\"0x1\"` (its connection)".into());
+        }
+    }
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
     Some(RuleDecl {
         verdict,
@@ -944,10 +1051,217 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         from_zone,
         to_zone,
         state,
+        family,
+        icmp_types,
+        icmp_code,
+        except,
+        limit,
+        burst,
+        conn_limit,
         log,
+        log_prefix,
+        log_level,
+        counter,
+        mark,
+        ct_mark,
+        uid,
+        gid,
+        pkttype,
+        set_mark,
+        set_ct_mark,
         comment,
         span: r.span,
     })
+}
+
+/// A numeric user or group id.
+fn parse_id(text: &str) -> Result<u32, ValueError> {
+    text.parse().map_err(|_| ValueError {
+        start: 0,
+        end: text.len(),
+        message: format!("`{text}` is not a numeric id"),
+        help: Some("use the number (`id -u NAME`): names differ between hosts and containers".into()),
+    })
+}
+
+/// A mark: `0x10`, `16`, or `VALUE/MASK` (`0x100/0xff00`: the bits of the mask only); the value
+/// must lie within the mask.
+fn parse_mark(text: &str) -> Result<Mark, ValueError> {
+    fn num(t: &str) -> Option<u32> {
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        }
+    }
+    let help = "a mark is a 32-bit number (`0x10` or `16`), optionally with a mask (`0x100/0xff00`)";
+    let (v, m) = match text.split_once('/') {
+        Some((v, m)) => (v, Some(m)),
+        None => (text, None),
+    };
+    let Some(value) = num(v) else {
+        return Err(ValueError {
+            start: 0,
+            end: v.len(),
+            message: format!("`{v}` is not a mark"),
+            help: Some(help.into()),
+        });
+    };
+    let mask = match m {
+        None => None,
+        Some(m) => match num(m) {
+            Some(mask) => Some(mask),
+            None => {
+                return Err(ValueError {
+                    start: v.len() + 1,
+                    end: text.len(),
+                    message: format!("`{m}` is not a mask"),
+                    help: Some(help.into()),
+                })
+            }
+        },
+    };
+    if let Some(mask) = mask {
+        if value & !mask != 0 {
+            return Err(ValueError {
+                start: 0,
+                end: v.len(),
+                message: format!("mark `{v}` has bits outside its mask `{}`", m.unwrap_or("")),
+                help: Some(format!("the mark within this mask is `{:#x}`", value & mask)),
+            });
+        }
+    }
+    Ok(Mark { value, mask })
+}
+
+/// `icmp-type="echo-request,echo-reply"` (names nft uses, or numbers 0-255) and `icmp-code=N`,
+/// read against the rule's `proto` (`icmp` or `icmpv6`: the names differ).
+fn icmp_match(
+    cx: &mut Cx,
+    r: &mut Reader,
+    proto: Option<&Spanned<Proto>>,
+) -> (Option<Spanned<Vec<u8>>>, Option<Spanned<u8>>) {
+    let types = r.prop(cx, "icmp-type").and_then(|v| v.string(cx, "ICMP type"));
+    let code = r.prop(cx, "icmp-code").and_then(|v| v.int(cx, "ICMP code", 0, 255)).map(|c| c.map(|c| c as u8));
+    let table = match proto.map(|p| p.value) {
+        Some(Proto::Icmp) => ICMP_TYPES,
+        Some(Proto::Icmpv6) => ICMPV6_TYPES,
+        _ => {
+            if let Some(span) = types.as_ref().map(|t| t.span).or(code.as_ref().map(|c| c.span)) {
+                cx.error(code::MISSING_PROPERTY, span, "ICMP types and codes need an ICMP protocol").help =
+                    Some("add `proto=\"icmp\"` (IPv4) or `proto=\"icmpv6\"` (IPv6)".into());
+            }
+            return (None, None);
+        }
+    };
+    let types = types.and_then(|t| {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut ok = true;
+        for part in t.value.split(',') {
+            let span = if t.span.len() == t.value.len() { t.span.sub(pos, pos + part.len()) } else { t.span };
+            pos += part.len() + 1;
+            let name = part.trim();
+            match table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or_else(|| name.parse::<u8>().ok()) {
+                Some(v) => out.push(v),
+                None => {
+                    ok = false;
+                    let family = if std::ptr::eq(table, ICMP_TYPES) { "ICMP" } else { "ICMPv6" };
+                    let d = cx.error(code::INVALID_VALUE, span, format!("`{name}` is not an {family} type"));
+                    d.help = Some(match crate::diagnostic::closest(name, table.iter().map(|(n, _)| *n)) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => "use a type name such as `echo-request`, or a number from 0 to 255".into(),
+                    });
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        ok.then(|| Spanned::new(out, t.span))
+    });
+    if let (Some(c), None) = (&code, &types) {
+        cx.error(code::MISSING_PROPERTY, c.span, "an ICMP code needs an ICMP type").help =
+            Some("add `icmp-type=\"destination-unreachable\"` (codes are numbered per type)".into());
+    }
+    (types, code)
+}
+
+/// `limit="N/UNIT"` or `limit-per-source="N/UNIT"` (one of the two).
+fn limit(cx: &mut Cx, r: &mut Reader) -> Option<Spanned<RateLimit>> {
+    let global = r.prop(cx, "limit").and_then(|v| v.parse(cx, "rate", |t| parse_rate(t, false)));
+    let per_source = r.prop(cx, "limit-per-source").and_then(|v| v.parse(cx, "rate", |t| parse_rate(t, true)));
+    match (global, per_source) {
+        (Some(g), Some(p)) => {
+            let d = cx.error(code::INVALID_VALUE, p.span, "a rule has one rate limit");
+            d.secondary.push(crate::diagnostic::Label { span: g.span, message: "the other limit".into() });
+            d.help = Some("keep `limit` (all packets together) or `limit-per-source` (each source address)".into());
+            Some(g)
+        }
+        (g, p) => g.or(p),
+    }
+}
+
+/// `10/second`, `600/minute`, `5/hour`, `100/day`.
+fn parse_rate(text: &str, per_source: bool) -> Result<RateLimit, ValueError> {
+    let help = "write a rate as `COUNT/UNIT`, e.g. `10/second`, `600/minute`, `5/hour`";
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(ValueError {
+            start: 0,
+            end: text.len(),
+            message: format!("`{text}` is not a rate"),
+            help: Some(help.into()),
+        });
+    };
+    let count: u32 = match count.parse() {
+        Ok(c) if c > 0 => c,
+        _ => {
+            return Err(ValueError {
+                start: 0,
+                end: count.len(),
+                message: format!("`{count}` is not a packet count"),
+                help: Some("the count is a whole number from 1".into()),
+            })
+        }
+    };
+    let unit = match unit {
+        "second" => RateUnit::Second,
+        "minute" => RateUnit::Minute,
+        "hour" => RateUnit::Hour,
+        "day" => RateUnit::Day,
+        other => {
+            let at = text.len() - other.len();
+            return Err(ValueError {
+                start: at,
+                end: text.len(),
+                message: format!("`{other}` is not a time unit"),
+                help: Some("use `second`, `minute`, `hour` or `day`".into()),
+            });
+        }
+    };
+    Ok(RateLimit { count, unit, per_source })
+}
+
+/// A log prefix: printable ASCII without quotes or backslashes, at most 127 bytes (the kernel's
+/// `NF_LOG_PREFIXLEN` with its NUL).
+fn parse_log_prefix(text: &str) -> Result<String, ValueError> {
+    if let Some((i, c)) =
+        text.char_indices().find(|(_, c)| !(c.is_ascii_graphic() || *c == ' ') || matches!(c, '"' | '\\'))
+    {
+        return Err(ValueError {
+            start: i,
+            end: i + c.len_utf8(),
+            message: format!("log prefixes cannot contain {c:?}"),
+            help: Some("use printable ASCII without quotes or backslashes".into()),
+        });
+    }
+    if text.len() > 127 {
+        return Err(ValueError {
+            start: 127,
+            end: text.len(),
+            message: format!("a log prefix is at most 127 bytes, this one is {}", text.len()),
+            help: Some("shorten the prefix".into()),
+        });
+    }
+    Ok(text.to_string())
 }
 
 fn parse_service(cx: &mut Cx, r: &mut Reader) -> Option<ServiceDecl> {
@@ -1246,5 +1560,119 @@ mod redirect_tests {
         assert_eq!(ok.spec.nodes[0].body.redirects[0].except_uid.as_ref().map(|u| u.value), Some(2102));
         let bad = parse_str("t.kdl", "node \"a\" { redirect in to-port=4143 except-uid=2102; }");
         assert_eq!(bad.diagnostics.iter().map(|d| d.code.id).collect::<Vec<_>>(), ["invalid-value"]);
+    }
+}
+
+#[cfg(test)]
+mod rule_match_tests {
+    use super::*;
+
+    /// One diagnostic per mistake in a rule's matches, on the offending text.
+    fn rule_diagnostics(rule: &str) -> Vec<(&'static str, String, Option<String>)> {
+        let src = format!("node \"a\" {{ firewall {{ {rule}; }}; }}");
+        let p = parse_str("t.kdl", &src);
+        p.diagnostics
+            .iter()
+            .map(|d| {
+                let s = d.primary.span;
+                (d.code.id, src[s.start as usize..s.end as usize].to_string(), d.help.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rule_matches_parse_with_negation_icmp_limits_and_logging() {
+        let src = r#"node "a" { firewall {
+            allow in proto="icmpv6" icmp-type="echo-request,packet-too-big,200"
+            allow in proto="icmp" icmp-type="destination-unreachable" icmp-code=4
+            deny in from="!@bad" to="!10.0.0.0/8" proto="tcp" port="!22,80" iif="!eth0" from-zone="!lan"
+            allow in family="ipv6" limit-per-source="10/minute" burst=5 conn-limit=3 log-prefix="x: " log-level="info" counter="c1"
+        }; }"#;
+        let p = parse_str("t.kdl", src);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let rules = &p.spec.nodes[0].body.firewalls[0].rules;
+        assert_eq!(rules[0].icmp_types.as_ref().unwrap().value, [2, 128, 200]);
+        assert_eq!(rules[1].icmp_types.as_ref().unwrap().value, [3]);
+        assert_eq!(rules[1].icmp_code.as_ref().unwrap().value, 4);
+        let e = &rules[2].except;
+        assert!(rules[2].from.is_none() && rules[2].dport.is_none() && rules[2].iif.is_none());
+        assert_eq!(e.from.as_ref().unwrap().value, AddrMatch::Set("bad".into()));
+        assert_eq!(e.to.as_ref().unwrap().value, AddrMatch::Net("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(e.dport.as_ref().unwrap().value.to_string(), "22,80");
+        assert_eq!(e.iif.as_ref().unwrap().value, "eth0");
+        assert_eq!(e.from_zone.as_ref().unwrap().value, "lan");
+        // The span of a negated value starts after the `!`.
+        assert_eq!(&src[e.to.as_ref().unwrap().span.start as usize..][..11], "10.0.0.0/8\"");
+        let r = &rules[3];
+        assert_eq!(r.family.as_ref().unwrap().value, Family::Ipv6);
+        assert_eq!(r.limit.as_ref().unwrap().value, RateLimit { count: 10, unit: RateUnit::Minute, per_source: true });
+        assert_eq!(r.burst.as_ref().unwrap().value, 5);
+        assert_eq!(r.conn_limit.as_ref().unwrap().value, 3);
+        assert_eq!(r.log_prefix.as_ref().unwrap().value, "x: ");
+        assert_eq!(r.log_level.as_ref().unwrap().value, LogLevel::Info);
+        assert_eq!(r.counter.as_ref().unwrap().value, "c1");
+        let p = parse_str(
+            "t.kdl",
+            r#"node "a" { firewall { mark out proto="tcp" set-mark="0x100/0xff00" set-ct-mark="7"; allow in mark="!16"; }; }"#,
+        );
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let fw = &p.spec.nodes[0].body.firewalls[0];
+        assert_eq!(fw.marks[0].set_mark.as_ref().unwrap().value, Mark { value: 0x100, mask: Some(0xff00) });
+        assert_eq!(fw.marks[0].set_ct_mark.as_ref().unwrap().value, Mark { value: 7, mask: None });
+        assert_eq!(fw.rules[0].except.mark.as_ref().unwrap().value, Mark { value: 16, mask: None });
+    }
+
+    #[test]
+    fn each_mistake_in_a_rule_match_is_one_diagnostic_on_its_text() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"allow in icmp-type="echo-request""#, "missing-property", "echo-request"),
+            (r#"allow in proto="tcp" icmp-code=3"#, "missing-property", "3"),
+            (r#"allow in proto="icmp" icmp-code=3"#, "missing-property", "3"),
+            (r#"allow in proto="icmp" icmp-type="echo-requst""#, "invalid-value", "echo-requst"),
+            (
+                r#"allow in proto="icmp" icmp-type="echo-request,nd-neighbor-solicit""#,
+                "invalid-value",
+                "nd-neighbor-solicit",
+            ),
+            (r#"allow in proto="icmp" icmp-type="echo-request" icmp-code=256"#, "invalid-value", "256"),
+            (r#"allow in family="ip4""#, "invalid-value", "ip4"),
+            (r#"allow in from="!10.0.0.1/8""#, "invalid-value", "10.0.0.1"),
+            (r#"allow in from="!""#, "invalid-value", "!"),
+            (r#"allow in port="!22""#, "missing-property", "22"),
+            (r#"allow in proto="tcp" port="!0""#, "invalid-value", "0"),
+            (r#"allow in iif="!eth/0""#, "invalid-value", "/"),
+            (r#"allow in from-zone="!l an""#, "invalid-value", " "),
+            (r#"allow in limit="10/sec""#, "invalid-value", "sec"),
+            (r#"allow in limit="ten/second""#, "invalid-value", "ten"),
+            (r#"allow in limit="10""#, "invalid-value", "10"),
+            (r#"allow in limit="1/second" limit-per-source="1/second""#, "invalid-value", "1/second"),
+            (r#"allow in burst=5"#, "missing-property", "5"),
+            (r#"allow in conn-limit=0"#, "invalid-value", "0"),
+            (r#"allow in log-level="warning""#, "invalid-value", "warning"),
+            (r#"allow in log-prefix="a\u{7}b""#, "invalid-value", "\"a\\u{7}b\""),
+            (r#"allow in log=#false log-prefix="x""#, "invalid-value", "x"),
+            (r#"allow in counter="a b""#, "invalid-value", " "),
+            (r#"allow in mark="0x1g""#, "invalid-value", "0x1g"),
+            (r#"allow in mark="0x100/0xff""#, "invalid-value", "0x100"),
+            (r#"allow in ct-mark="1/x""#, "invalid-value", "x"),
+            (r#"allow in set-mark="1""#, "unknown-property", "set-mark"),
+            (r#"mark in iif="eth0""#, "missing-property", "mark"),
+            (r#"mark forward set-mark="1""#, "invalid-value", "forward"),
+            (r#"allow in uid=0"#, "invalid-value", "0"),
+            (r#"allow out gid="!root""#, "invalid-value", "root"),
+            (r#"allow out pkttype="broadcast""#, "invalid-value", "broadcast"),
+            (r#"allow in pkttype="anycast""#, "invalid-value", "anycast"),
+            (r#"allow in proto="igmp" port=1"#, "missing-property", "1"),
+        ];
+        for (rule, code, text) in cases {
+            let got = rule_diagnostics(rule);
+            assert_eq!(got.len(), 1, "{rule}: {got:?}");
+            assert_eq!(got[0].0, *code, "{rule}: {got:?}");
+            assert_eq!(got[0].1, *text, "{rule}: {got:?}");
+            assert!(got[0].2.is_some(), "{rule}: no help: {got:?}");
+        }
+        // Source NAT translates what it matches: `!` is refused there.
+        let got = parse_str("t.kdl", r#"node "a" { masquerade from="!10.0.0.0/8"; }"#);
+        assert_eq!(got.diagnostics.iter().map(|d| d.code.id).collect::<Vec<_>>(), ["invalid-value"]);
     }
 }

@@ -58,6 +58,7 @@ fn hook_of(h: TraceHook) -> Hook {
 
 fn priority(b: &BaseChain) -> i32 {
     match b.priority {
+        Priority::Mangle => -150,
         Priority::DstNat => -100,
         Priority::Filter => 0,
         Priority::SrcNat => 100,
@@ -159,7 +160,13 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 }
                 // ICMPv6 neighbour discovery: the tracer's packets are never ND messages.
                 Expr::NeighbourDiscovery => continue 'rules,
-                Expr::Log { .. } => continue,
+                Expr::Log { .. } | Expr::NamedCounter(_) => continue,
+                // Marks are not part of the traced packet; a rule that sets one goes on.
+                Expr::SetMark { .. } => continue,
+                Expr::Limit { .. } | Expr::PerKey { .. } => {
+                    rule_undecided.push("a rate or connection limit (its state exists only at run time)".to_string());
+                    continue;
+                }
                 Expr::Verdict(Verdict::Accept) => NfAction::Accept,
                 Expr::Verdict(Verdict::Drop) => NfAction::Drop,
                 Expr::Reject(_) => NfAction::Reject,
@@ -252,5 +259,16 @@ fn holds(hp: &HookPacket<'_>, sel: Selector, value: &Value) -> Tri {
         // The user owning the socket: only a locally sent packet has one, and which user sends
         // it is not part of the packet a trace is given.
         Selector::SkUid => Tri::Unknown("`meta skuid` (the sending process's user is not known offline)".into()),
+        Selector::SkGid => Tri::Unknown("`meta skgid` (the sending process's group is not known offline)".into()),
+        // A traced packet is TCP, UDP or SCTP: an ICMP type or code never matches it.
+        Selector::IcmpType(_) | Selector::IcmpCode(_) => {
+            if matches!(p.proto, Proto::Icmp | Proto::Icmpv6) {
+                Tri::Unknown("an ICMP type (a trace does not carry one)".into())
+            } else {
+                Tri::No
+            }
+        }
+        Selector::Mark | Selector::CtMark => Tri::Unknown("a packet or connection mark (not modelled)".into()),
+        Selector::PktType => Tri::Unknown("the packet type (unicast, broadcast, multicast; not modelled)".into()),
     }
 }

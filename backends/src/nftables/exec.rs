@@ -270,12 +270,20 @@ pub fn list_table_text(target: &Target) -> Result<String, ExecError> {
     }
 }
 
-/// Drops what differs between two loads of the same ruleset: metainfo and handles.
+/// Drops what differs between two loads of the same ruleset: metainfo and handles, and what
+/// traffic changes at run time (the elements rules add to dynamic sets, counter values), so a
+/// table that has seen traffic still equals its plan.
 fn normalize(mut v: Json) -> Json {
     fn strip(v: &mut Json) {
         match v {
             Json::Object(m) => {
                 m.remove("handle");
+                if let Some(counter) = m.get_mut("counter").and_then(Json::as_object_mut) {
+                    if counter.contains_key("name") {
+                        counter.remove("packets");
+                        counter.remove("bytes");
+                    }
+                }
                 for x in m.values_mut() {
                     strip(x);
                 }
@@ -289,7 +297,34 @@ fn normalize(mut v: Json) -> Json {
             _ => {}
         }
     }
+    /// The sets rules add elements to (`update @s { … }`, `add @s { … }`): nft lists them
+    /// without a `dynamic` flag, so they are known by the statements that fill them.
+    fn filled_by_rules(v: &Json, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Json::Object(m) => {
+                if let Some(Json::Object(stmt)) = m.get("set") {
+                    if let (Some(_), Some(name)) = (stmt.get("op"), stmt.get("set").and_then(Json::as_str)) {
+                        out.insert(name.trim_start_matches('@').to_string());
+                    }
+                }
+                m.values().for_each(|x| filled_by_rules(x, out));
+            }
+            Json::Array(a) => a.iter().for_each(|x| filled_by_rules(x, out)),
+            _ => {}
+        }
+    }
     strip(&mut v);
+    let mut dynamic = std::collections::BTreeSet::new();
+    filled_by_rules(&v, &mut dynamic);
+    if let Some(objects) = v.get_mut("nftables").and_then(Json::as_array_mut) {
+        for o in objects {
+            if let Some(set) = o.get_mut("set").and_then(Json::as_object_mut) {
+                if set.get("name").and_then(Json::as_str).is_some_and(|n| dynamic.contains(n)) {
+                    set.remove("elem");
+                }
+            }
+        }
+    }
     v
 }
 

@@ -43,7 +43,7 @@ pub fn table_features(table: &Table) -> BTreeMap<Feature, Span> {
 
 fn selector_feature(sel: Selector) -> Option<Feature> {
     match sel {
-        Selector::CtState | Selector::CtStatus => Some(Feature::NftCt),
+        Selector::CtState | Selector::CtStatus | Selector::CtMark => Some(Feature::NftCt),
         // meta and payload expressions are part of nf_tables itself.
         Selector::Iif
         | Selector::IifName
@@ -54,7 +54,12 @@ fn selector_feature(sel: Selector) -> Option<Feature> {
         | Selector::Daddr(_)
         | Selector::Dport
         | Selector::Sport
-        | Selector::SkUid => None,
+        | Selector::SkUid
+        | Selector::IcmpType(_)
+        | Selector::IcmpCode(_)
+        | Selector::Mark
+        | Selector::SkGid
+        | Selector::PktType => None,
     }
 }
 
@@ -89,6 +94,22 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         Expr::Redirect { .. } => need(Feature::NftRedir, span),
         Expr::Reject(_) => need(Feature::NftRejectInet, span),
         Expr::Log { .. } => need(Feature::NftLog, span),
+        Expr::Limit { .. } => need(Feature::NftLimit, span),
+        // The dynamic set update itself (nft_dynset) is part of nf_tables.
+        Expr::PerKey { key, limit: KeyedLimit::Rate { .. }, .. } => {
+            sels(&[*key]);
+            need(Feature::NftLimit, span);
+        }
+        Expr::PerKey { key, limit: KeyedLimit::Connections(_), .. } => {
+            sels(&[*key]);
+            // modprobe brings what it depends on (nf_conncount, nf_conntrack).
+            need(Feature::NftConnlimit, span);
+        }
+        // Named counters are objects of nf_tables itself (counters are built in since 4.x).
+        Expr::NamedCounter(_) => {}
+        Expr::SetMark { ct: true, .. } => need(Feature::NftCt, span),
+        // `meta mark set` is nf_tables' own meta expression.
+        Expr::SetMark { ct: false, .. } => {}
         // Payload matches, counters and verdicts are part of nf_tables itself.
         Expr::NeighbourDiscovery | Expr::Verdict(_) => {}
     }
@@ -112,6 +133,7 @@ mod tests {
         let table = Table {
             comment: None,
             sets: Vec::new(),
+            counters: Vec::new(),
             chains: vec![
                 Chain {
                     name: Ident::new("input"),
@@ -148,5 +170,47 @@ mod tests {
             ]
         );
         assert!(table_features(&Table::default()).is_empty());
+    }
+
+    #[test]
+    fn limits_need_nft_limit_and_connection_counts_nft_connlimit() {
+        use netcfg_lang::ast::RateUnit;
+        let set = Ident::new("s");
+        let table = Table {
+            chains: vec![Chain {
+                name: Ident::new("input"),
+                base: None,
+                rules: vec![
+                    rule(vec![Expr::NamedCounter(Ident::new("c")), Expr::Verdict(Verdict::Accept)], 1),
+                    rule(
+                        vec![Expr::PerKey {
+                            set: set.clone(),
+                            key: Selector::Saddr(Family::V4),
+                            limit: KeyedLimit::Connections(3),
+                        }],
+                        2,
+                    ),
+                    rule(vec![Expr::Limit { rate: 1, unit: RateUnit::Second, burst: None }], 3),
+                    rule(
+                        vec![Expr::PerKey {
+                            set,
+                            key: Selector::Saddr(Family::V6),
+                            limit: KeyedLimit::Rate { rate: 1, unit: RateUnit::Minute, burst: Some(2) },
+                        }],
+                        4,
+                    ),
+                    rule(
+                        vec![Expr::Log { prefix: Comment::new("x"), level: Some(netcfg_lang::ast::LogLevel::Info) }],
+                        5,
+                    ),
+                ],
+            }],
+            ..Table::default()
+        };
+        let got: Vec<(Feature, u32)> = table_features(&table).iter().map(|(f, s)| (*f, s.start)).collect();
+        assert_eq!(
+            got,
+            [(Feature::NfTables, 1), (Feature::NftLog, 5), (Feature::NftLimit, 3), (Feature::NftConnlimit, 2)]
+        );
     }
 }

@@ -38,6 +38,7 @@ pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, op
     cx.filter(Direction::In);
     cx.filter(Direction::Forward);
     cx.filter(Direction::Out);
+    cx.marks();
     cx.nat();
     if !cx.table.is_empty() {
         cx.table.comment =
@@ -60,6 +61,12 @@ fn set_name(set: &ir::AddrSet, fam: Family) -> Ident {
 
 fn zone_name(zone: &ir::Zone) -> Ident {
     Ident::new(&format!("zone-{}", zone.name.value))
+}
+
+/// A named counter's nft name: prefixed like sets and zones, so that no spec name is an nft
+/// keyword (`counter include` does not parse).
+fn counter_ident(name: &str) -> Ident {
+    Ident::new(&format!("counter-{name}"))
 }
 
 fn rule(exprs: Vec<Expr>, origin: Span) -> Rule {
@@ -104,6 +111,7 @@ impl Lower<'_> {
                     key,
                     data: None,
                     interval: true,
+                    dynamic: None,
                     elements,
                     origin: set.span,
                 });
@@ -121,6 +129,7 @@ impl Lower<'_> {
                 key: SetKey::Types(vec![KeyType::Ifname]),
                 data: None,
                 interval: false,
+                dynamic: None,
                 elements,
                 origin: zone.span,
             });
@@ -130,7 +139,8 @@ impl Lower<'_> {
     fn filter(&mut self, dir: Direction) {
         let fw = &self.ns.firewall;
         let policy = fw.policy(dir);
-        let rules: Vec<&ir::Rule> = fw.rules.iter().filter(|r| r.direction.value == dir).collect();
+        let rules: Vec<(usize, &ir::Rule)> =
+            fw.rules.iter().enumerate().filter(|(_, r)| r.direction.value == dir).collect();
         let filtering = policy.is_some_and(|p| p.value != SpecVerdict::Accept);
         if rules.is_empty() && !filtering {
             return;
@@ -208,8 +218,8 @@ impl Lower<'_> {
                 .push(rule(vec![m(Selector::CtStatus, Value::DnatStatus), Expr::Verdict(Verdict::Accept)], span));
         }
         let mut lowered = Vec::new();
-        for r in rules {
-            lowered.extend(self.rule(r));
+        for (i, r) in rules {
+            lowered.extend(self.rule(i, r));
         }
         if self.opts.merge_runs {
             lowered = super::merge::merge_runs(name, lowered, &mut self.table.sets);
@@ -232,7 +242,46 @@ impl Lower<'_> {
         }
     }
 
-    fn rule(&mut self, r: &ir::Rule) -> Vec<Rule> {
+    /// A negated address for one family: `!=` on a network of that family (none for the other
+    /// family, where every packet is "not from" it), `!= @set-NAME-FAM` for a set.
+    fn except_addr_expr(&self, sel: fn(Family) -> Selector, a: &AddrMatch, fam: Family) -> Option<Expr> {
+        match a {
+            AddrMatch::Net(n) if Family::of(n.addr()) == fam => {
+                Some(Expr::Match { sel: sel(fam), op: Op::Ne, value: Value::Net(*n) })
+            }
+            AddrMatch::Net(_) => None,
+            AddrMatch::Set(id) => Some(Expr::Lookup {
+                keys: vec![sel(fam)],
+                set: set_name(&self.ns.firewall.sets[id.0 as usize], fam),
+                op: Op::Ne,
+            }),
+        }
+    }
+
+    /// A dynamic set keyed on source addresses of one family, for a per-source limit of rule `i`.
+    fn per_source_set(&mut self, id: &str, what: &str, fam: Family, timeout: Option<u32>, origin: Span) -> Ident {
+        let name = Ident::new(&format!("{id}-{what}-{}", fam.suffix()));
+        if !self.table.sets.iter().any(|s| s.name == name) {
+            self.table.sets.push(Set {
+                name: name.clone(),
+                key: SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]),
+                data: None,
+                interval: false,
+                dynamic: Some(Dynamic { size: PER_SOURCE_SET_SIZE, timeout }),
+                elements: Vec::new(),
+                origin,
+            });
+        }
+        name
+    }
+
+    fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
+        self.rule_ending(&format!("rule-{index}"), r, None)
+    }
+
+    /// A rule's nft rules (one, or one per family): its matches, then `ending` (a `mark`
+    /// rule's statements) or else its verdict. `id` names its dynamic sets (`ID-limit-v4`).
+    fn rule_ending(&mut self, id: &str, r: &ir::Rule, ending: Option<&[Expr]>) -> Vec<Rule> {
         let fams: Vec<Family> = self
             .ns
             .firewall
@@ -246,6 +295,16 @@ impl Lower<'_> {
             return Vec::new();
         }
         let single = fams.len() == 1;
+        let has_addr = r.from.is_some() || r.to.is_some();
+        let per_source = r.limit.as_ref().is_some_and(|l| l.value.per_source) || r.conn_limit.is_some();
+        // Address matches (negated ones too) and per-source state are written per family.
+        let per_family = has_addr || r.except.from.is_some() || r.except.to.is_some() || per_source;
+        if let Some(c) = &r.counter {
+            let name = counter_ident(&c.value);
+            if !self.table.counters.iter().any(|k| k.name == name) {
+                self.table.counters.push(Counter { name, origin: c.span });
+            }
+        }
         let mut out = Vec::new();
         for fam in fams {
             let mut exprs = Vec::new();
@@ -267,10 +326,20 @@ impl Lower<'_> {
                 let name = zone_name(&self.ns.firewall.zones[z.value.0 as usize]);
                 exprs.push(Expr::Lookup { keys: vec![Selector::OifName], set: name, op: Op::Eq });
             }
-            let has_addr = r.from.is_some() || r.to.is_some();
-            if !has_addr && !single {
-                // Family-agnostic rule: one rule, no family match.
-            } else if !has_addr {
+            for (l, sel) in [(&r.except.iif, Selector::IifName), (&r.except.oif, Selector::OifName)] {
+                if let Some(l) = l {
+                    if let Some(n) = self.ifname(l.value, l.span) {
+                        exprs.push(Expr::Match { sel, op: Op::Ne, value: Value::If(n) });
+                    }
+                }
+            }
+            for (z, sel) in [(&r.except.from_zone, Selector::IifName), (&r.except.to_zone, Selector::OifName)] {
+                if let Some(z) = z {
+                    let name = zone_name(&self.ns.firewall.zones[z.value.0 as usize]);
+                    exprs.push(Expr::Lookup { keys: vec![sel], set: name, op: Op::Ne });
+                }
+            }
+            if !has_addr && (single || per_family) {
                 exprs.push(m(Selector::NfProto, Value::Family(fam)));
             }
             if let Some(f) = &r.from {
@@ -278,6 +347,12 @@ impl Lower<'_> {
             }
             if let Some(t) = &r.to {
                 exprs.push(self.addr_expr(Selector::Daddr, &t.value, fam));
+            }
+            if let Some(f) = &r.except.from {
+                exprs.extend(self.except_addr_expr(Selector::Saddr, &f.value, fam));
+            }
+            if let Some(t) = &r.except.to {
+                exprs.extend(self.except_addr_expr(Selector::Daddr, &t.value, fam));
             }
             if let Some(p) = &r.proto {
                 exprs.push(m(Selector::L4Proto, Value::Proto(p.value)));
@@ -288,11 +363,80 @@ impl Lower<'_> {
             if let Some(p) = &r.dport {
                 exprs.push(m(Selector::Dport, Value::Ports(p.value.clone())));
             }
+            for (p, sel) in [(&r.except.sport, Selector::Sport), (&r.except.dport, Selector::Dport)] {
+                if let Some(p) = p {
+                    exprs.push(Expr::Match { sel, op: Op::Ne, value: Value::Ports(p.value.clone()) });
+                }
+            }
+            if let Some(t) = &r.icmp_types {
+                // The parser accepts types only with `proto` icmp or icmpv6, which fixed `fam`.
+                exprs.push(m(Selector::IcmpType(fam), Value::Ints(t.value.clone())));
+                if let Some(c) = &r.icmp_code {
+                    exprs.push(m(Selector::IcmpCode(fam), Value::Ints(vec![c.value])));
+                }
+            }
             if !r.state.is_empty() {
                 exprs.push(m(Selector::CtState, Value::States(r.state.clone())));
             }
-            if r.log {
-                exprs.push(Expr::Log { prefix: Comment::new("netcfg: ") });
+            for (mark, sel, op) in [
+                (&r.mark, Selector::Mark, Op::Eq),
+                (&r.ct_mark, Selector::CtMark, Op::Eq),
+                (&r.except.mark, Selector::Mark, Op::Ne),
+                (&r.except.ct_mark, Selector::CtMark, Op::Ne),
+            ] {
+                if let Some(mk) = mark {
+                    exprs.push(Expr::Match { sel, op, value: Value::Mark(mk.value) });
+                }
+            }
+            for (id, sel, op) in [
+                (&r.uid, Selector::SkUid, Op::Eq),
+                (&r.gid, Selector::SkGid, Op::Eq),
+                (&r.except.uid, Selector::SkUid, Op::Ne),
+                (&r.except.gid, Selector::SkGid, Op::Ne),
+            ] {
+                if let Some(id) = id {
+                    exprs.push(Expr::Match { sel, op, value: Value::Uid(id.value) });
+                }
+            }
+            if let Some(p) = &r.pkttype {
+                exprs.push(m(Selector::PktType, Value::PktType(p.value)));
+            }
+            // Limits come after every other match: only packets the rule matches use them up.
+            if let Some(n) = &r.conn_limit {
+                let set = self.per_source_set(id, "conns", fam, None, n.span);
+                exprs.push(Expr::PerKey { set, key: Selector::Saddr(fam), limit: KeyedLimit::Connections(n.value) });
+            }
+            if let Some(l) = &r.limit {
+                let (rate, unit, burst) = (l.value.count, l.value.unit, r.burst);
+                if l.value.per_source {
+                    // An idle source's bucket is full again after one unit; keep it that long.
+                    let timeout = Some(unit.seconds().max(60));
+                    let set = self.per_source_set(id, "limit", fam, timeout, l.span);
+                    exprs.push(Expr::PerKey {
+                        set,
+                        key: Selector::Saddr(fam),
+                        limit: KeyedLimit::Rate { rate, unit, burst },
+                    });
+                } else {
+                    exprs.push(Expr::Limit { rate, unit, burst });
+                }
+            }
+            if let Some(c) = &r.counter {
+                exprs.push(Expr::NamedCounter(counter_ident(&c.value)));
+            }
+            if let Some(log) = &r.log {
+                exprs.push(Expr::Log {
+                    prefix: Comment::new(log.prefix.as_deref().unwrap_or("netcfg: ")),
+                    level: log.level,
+                });
+            }
+            if let Some(ending) = ending {
+                exprs.extend(ending.iter().cloned());
+                out.push(Rule { exprs, comment: r.comment.as_deref().map(Comment::new), origin: r.span });
+                if !per_family && !single {
+                    break;
+                }
+                continue;
             }
             exprs.push(match r.verdict.value {
                 SpecVerdict::Accept => Expr::Verdict(Verdict::Accept),
@@ -303,11 +447,42 @@ impl Lower<'_> {
                 SpecVerdict::Reject => Expr::Reject(RejectWith::AdminProhibited),
             });
             out.push(Rule { exprs, comment: r.comment.as_deref().map(Comment::new), origin: r.span });
-            if !has_addr && !single {
+            if !per_family && !single {
+                // Family-agnostic rule: one rule, no family match.
                 break;
             }
         }
         out
+    }
+
+    /// `mark in` rules in a prerouting chain at mangle priority (before DNAT, filtering and
+    /// the routing decision), `mark out` rules in an output `route` chain (a locally generated
+    /// packet whose mark changes there is routed again). They set marks and decide nothing.
+    fn marks(&mut self) {
+        let ns = self.ns;
+        for (dir, name, chain_type, hook) in [
+            (Direction::In, "mark-prerouting", ChainType::Filter, Hook::Prerouting),
+            (Direction::Out, "mark-output", ChainType::Route, Hook::Output),
+        ] {
+            let mut rules = Vec::new();
+            for (i, mr) in ns.firewall.marks.iter().enumerate().filter(|(_, mr)| mr.matches.direction.value == dir) {
+                let mut ending = Vec::new();
+                if let Some(mk) = &mr.set_mark {
+                    ending.push(Expr::SetMark { ct: false, mark: mk.value });
+                }
+                if let Some(mk) = &mr.set_ct_mark {
+                    ending.push(Expr::SetMark { ct: true, mark: mk.value });
+                }
+                rules.extend(self.rule_ending(&format!("mark-{i}"), &mr.matches, Some(&ending)));
+            }
+            if !rules.is_empty() {
+                self.table.chains.push(Chain {
+                    name: Ident::new(name),
+                    base: Some(BaseChain { chain_type, hook, priority: Priority::Mangle, policy: Policy::Accept }),
+                    rules,
+                });
+            }
+        }
     }
 
     /// Services, redirects, masquerade and SNAT. Services use one map per family keyed on
@@ -367,6 +542,7 @@ impl Lower<'_> {
                     key: SetKey::Typeof(key.clone()),
                     data: Some(SetData::Typeof(vec![KeyExpr::Sel(daddr), KeyExpr::Sel(Selector::Dport)])),
                     interval: true,
+                    dynamic: None,
                     elements: backends,
                     origin,
                 });
@@ -391,6 +567,7 @@ impl Lower<'_> {
                         key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
                         data: None,
                         interval: false,
+                        dynamic: None,
                         elements: hairpins,
                         origin,
                     });
@@ -412,6 +589,7 @@ impl Lower<'_> {
                     key: SetKey::Typeof(svc_key.clone()),
                     data: None,
                     interval: false,
+                    dynamic: None,
                     elements: empty,
                     origin,
                 });
@@ -541,6 +719,11 @@ impl Lower<'_> {
         rules
     }
 }
+
+/// Elements a per-source dynamic set holds at most: it bounds the kernel memory a flood of
+/// spoofed sources can take. When the set is full the kernel cannot add a new source and the
+/// rule does not match it (`nft_dynset` breaks), so a new source falls through to later rules.
+pub const PER_SOURCE_SET_SIZE: u32 = 65535;
 
 /// Splits `0..NUMGEN_MOD` into consecutive slices proportional to `weights` (each non-empty
 /// while there are fewer backends than draws).

@@ -298,6 +298,7 @@ fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets
             key: SetKey::Typeof(s.keys.iter().map(|k| KeyExpr::Sel(*k)).collect()),
             data: None,
             interval,
+            dynamic: None,
             elements: elems,
             origin: first.origin,
         });

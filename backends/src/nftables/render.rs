@@ -3,7 +3,7 @@
 //! Output is deterministic: the same ruleset renders to the same bytes.
 
 use super::ruleset::*;
-use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::ast::{ConnState, Mark, Proto};
 use netcfg_lang::Span;
 use std::fmt::Write;
 
@@ -59,6 +59,10 @@ fn render_table(s: &mut Script, t: &Table) {
     if let Some(c) = &t.comment {
         s.line(1, &format!("comment {c}"), None);
     }
+    for c in &t.counters {
+        s.line(1, &format!("counter {} {{", c.name), Some(c.origin));
+        s.line(1, "}", Some(c.origin));
+    }
     for set in &t.sets {
         let kind = if set.data.is_some() { "map" } else { "set" };
         s.line(1, &format!("{kind} {} {{", set.name), Some(set.origin));
@@ -72,6 +76,16 @@ fn render_table(s: &mut Script, t: &Table) {
             Some(SetData::Typeof(exprs)) => format!(" : {}", key_exprs(exprs)),
         };
         s.line(2, &format!("{key}{data}"), Some(set.origin));
+        if let Some(d) = &set.dynamic {
+            s.line(2, &format!("size {}", d.size), Some(set.origin));
+            match d.timeout {
+                Some(t) => {
+                    s.line(2, "flags dynamic,timeout", Some(set.origin));
+                    s.line(2, &format!("timeout {t}s"), Some(set.origin));
+                }
+                None => s.line(2, "flags dynamic", Some(set.origin)),
+            }
+        }
         if set.interval {
             s.line(2, "flags interval", Some(set.origin));
             if matches!(set.key, SetKey::Types(_)) && set.data.is_none() {
@@ -130,11 +144,13 @@ fn base_chain(b: &BaseChain) -> String {
     let ty = match b.chain_type {
         ChainType::Filter => "filter",
         ChainType::Nat => "nat",
+        ChainType::Route => "route",
     };
     let prio = match b.priority {
         Priority::Filter => "filter".to_string(),
         Priority::DstNat => "dstnat".to_string(),
         Priority::SrcNat => "srcnat".to_string(),
+        Priority::Mangle => "mangle".to_string(),
         Priority::Num(n) => n.to_string(),
     };
     let policy = match b.policy {
@@ -169,6 +185,14 @@ fn selector(sel: Selector) -> &'static str {
         Selector::CtState => "ct state",
         Selector::CtStatus => "ct status",
         Selector::SkUid => "meta skuid",
+        Selector::IcmpType(Family::V4) => "icmp type",
+        Selector::IcmpType(Family::V6) => "icmpv6 type",
+        Selector::IcmpCode(Family::V4) => "icmp code",
+        Selector::IcmpCode(Family::V6) => "icmpv6 code",
+        Selector::Mark => "meta mark",
+        Selector::CtMark => "ct mark",
+        Selector::SkGid => "meta skgid",
+        Selector::PktType => "meta pkttype",
     }
 }
 
@@ -179,6 +203,7 @@ fn proto(p: Proto) -> &'static str {
         Proto::Sctp => "sctp",
         Proto::Icmp => "icmp",
         Proto::Icmpv6 => "ipv6-icmp",
+        Proto::Igmp => "igmp",
     }
 }
 
@@ -209,6 +234,18 @@ fn value(v: &Value) -> String {
         Value::DnatStatus => "dnat".into(),
         Value::Range(lo, hi) if lo == hi => lo.to_string(),
         Value::Range(lo, hi) => format!("{lo}-{hi}"),
+        Value::Ints(v) if v.len() == 1 => v[0].to_string(),
+        Value::Ints(v) => format!("{{ {} }}", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
+        Value::Mark(m) => format!("{:#x}", m.value),
+        Value::PktType(p) => p.keyword().into(),
+    }
+}
+
+/// `10/minute burst 5 packets`.
+fn rate_text(rate: u32, unit: netcfg_lang::ast::RateUnit, burst: Option<u32>) -> String {
+    match burst {
+        Some(b) => format!("{rate}/{} burst {b} packets", unit.keyword()),
+        None => format!("{rate}/{}", unit.keyword()),
     }
 }
 
@@ -225,6 +262,13 @@ fn keys(k: &[Selector]) -> String {
 
 fn expr(e: &Expr) -> String {
     match e {
+        Expr::Match { sel, op, value: Value::Mark(Mark { value, mask: Some(mask) }) } => {
+            let op = match op {
+                Op::Eq => "==",
+                Op::Ne => "!=",
+            };
+            format!("{} and {mask:#x} {op} {value:#x}", selector(*sel))
+        }
         Expr::Match { sel, op, value: v } => {
             let op = match op {
                 Op::Eq => "",
@@ -249,7 +293,23 @@ fn expr(e: &Expr) -> String {
         Expr::NeighbourDiscovery => {
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept".into()
         }
-        Expr::Log { prefix } => format!("log prefix {prefix}"),
+        Expr::Log { prefix, level: None } => format!("log prefix {prefix}"),
+        Expr::Log { prefix, level: Some(l) } => format!("log prefix {prefix} level {}", l.keyword()),
+        Expr::Limit { rate, unit, burst } => format!("limit rate {}", rate_text(*rate, *unit, *burst)),
+        Expr::PerKey { set, key, limit: KeyedLimit::Rate { rate, unit, burst } } => {
+            format!("update @{set} {{ {} limit rate {} }}", selector(*key), rate_text(*rate, *unit, *burst))
+        }
+        Expr::PerKey { set, key, limit: KeyedLimit::Connections(n) } => {
+            format!("add @{set} {{ {} ct count {n} }}", selector(*key))
+        }
+        Expr::NamedCounter(name) => format!("counter name \"{name}\""),
+        Expr::SetMark { ct, mark } => {
+            let sel = if *ct { "ct mark" } else { "meta mark" };
+            match mark.mask {
+                None | Some(u32::MAX) => format!("{sel} set {:#x}", mark.value),
+                Some(mask) => format!("{sel} set {sel} and {:#x} or {:#x}", !mask, mark.value),
+            }
+        }
         Expr::Verdict(v) => verdict(v),
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
         Expr::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),

@@ -4,7 +4,7 @@
 //! carries the span of the spec that produced it (its provenance).
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::ast::{ConnState, LogLevel, Mark, PktType, Proto, RateUnit};
 use netcfg_lang::value::PortSet;
 use netcfg_lang::Span;
 use std::fmt;
@@ -130,12 +130,13 @@ pub struct Table {
     pub comment: Option<Comment>,
     /// Named sets and maps (a map is a set with data).
     pub sets: Vec<Set>,
+    pub counters: Vec<Counter>,
     pub chains: Vec<Chain>,
 }
 
 impl Table {
     pub fn is_empty(&self) -> bool {
-        self.sets.is_empty() && self.chains.is_empty()
+        self.sets.is_empty() && self.chains.is_empty() && self.counters.is_empty()
     }
 }
 
@@ -202,7 +203,25 @@ pub struct Set {
     pub data: Option<SetData>,
     /// `flags interval`: prefixes and ranges. Plain address sets also get `auto-merge`.
     pub interval: bool,
+    /// Filled by rules at run time (`flags dynamic`), with this many elements at most.
+    pub dynamic: Option<Dynamic>,
     pub elements: Vec<Element>,
+    pub origin: Span,
+}
+
+/// A set rules add elements to: its bound and how long an element lives unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dynamic {
+    pub size: u32,
+    /// Seconds; `None`: elements stay until the kernel drops them (`ct count` removes a key
+    /// when its last connection ends).
+    pub timeout: Option<u32>,
+}
+
+/// A named counter object (`counter NAME { }`).
+#[derive(Clone, Debug)]
+pub struct Counter {
+    pub name: Ident,
     pub origin: Span,
 }
 
@@ -231,6 +250,8 @@ impl Hook {
 pub enum ChainType {
     Filter,
     Nat,
+    /// `type route` (output hook): a packet whose mark changes here is routed again.
+    Route,
 }
 
 /// Base-chain priorities (documented in spec.md, "How netcfg's table coexists").
@@ -242,6 +263,8 @@ pub enum Priority {
     DstNat,
     /// 100: source NAT (postrouting).
     SrcNat,
+    /// -150: before DNAT and filtering, where marks for routing are set.
+    Mangle,
     Num(i32),
 }
 
@@ -295,6 +318,18 @@ pub enum Selector {
     CtStatus,
     /// `meta skuid`: the user owning the local socket (output path only).
     SkUid,
+    /// `icmp type` / `icmpv6 type`.
+    IcmpType(Family),
+    /// `icmp code` / `icmpv6 code`.
+    IcmpCode(Family),
+    /// `meta mark`, compared with a [`Value::Mark`] (under its mask).
+    Mark,
+    /// `ct mark`.
+    CtMark,
+    /// `meta skgid`.
+    SkGid,
+    /// `meta pkttype`.
+    PktType,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,6 +349,11 @@ pub enum Value {
     Uid(u32),
     /// An inclusive integer range (`0-32767`), e.g. a slice of a `numgen` draw.
     Range(u32, u32),
+    /// Small integers (ICMP types and codes): one, or an anonymous set `{ 0, 8 }`.
+    Ints(Vec<u8>),
+    /// A mark with its mask: `meta mark and MASK == VALUE`.
+    Mark(Mark),
+    PktType(PktType),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,6 +385,28 @@ pub enum Expr {
     NeighbourDiscovery,
     Log {
         prefix: Comment,
+        level: Option<LogLevel>,
+    },
+    /// `limit rate [over] N/UNIT [burst B packets]`: matches packets within the rate.
+    Limit {
+        rate: u32,
+        unit: RateUnit,
+        burst: Option<u32>,
+    },
+    /// `update @SET { KEY limit rate N/UNIT … }` / `add @SET { KEY ct count N }`: a per-key
+    /// limit kept in a dynamic set; matches packets whose key is within the limit.
+    PerKey {
+        set: Ident,
+        key: Selector,
+        limit: KeyedLimit,
+    },
+    /// `counter name "NAME"`: counts in a named counter object of the table.
+    NamedCounter(Ident),
+    /// `meta mark set …` / `ct mark set …`: the bits of the mask become the value, the others
+    /// stay (`meta mark set meta mark and ~MASK or VALUE`).
+    SetMark {
+        ct: bool,
+        mark: Mark,
     },
     Verdict(Verdict),
     Reject(RejectWith),
@@ -359,6 +421,18 @@ pub enum Expr {
     Redirect {
         port: u16,
     },
+}
+
+/// A limit kept per key in a dynamic set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyedLimit {
+    Rate {
+        rate: u32,
+        unit: RateUnit,
+        burst: Option<u32>,
+    },
+    /// `ct count N`: at most N connections tracked for the key.
+    Connections(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

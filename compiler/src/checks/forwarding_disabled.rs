@@ -37,7 +37,7 @@ use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
 use ipnet::IpNet;
-use netcfg_lang::ast::{Direction, Family, Proto, RouteType, Verdict};
+use netcfg_lang::ast::{Direction, Family, RouteType, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -283,27 +283,10 @@ fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<
     }
 }
 
-/// The families a firewall rule can match, from its addresses and ICMP protocol.
+/// The families a firewall rule can match (`Firewall::rule_families`: addresses, protocol,
+/// `family`).
 fn rule_families(netns: &Netns, rule: &Rule) -> BTreeSet<Family> {
-    let mut families = BTreeSet::from([Family::Ipv4, Family::Ipv6]);
-    for m in [&rule.from, &rule.to].into_iter().flatten() {
-        let of_match: BTreeSet<Family> = match &m.value {
-            AddrMatch::Net(n) => BTreeSet::from([Family::of(n.addr())]),
-            AddrMatch::Set(id) => netns
-                .firewall
-                .sets
-                .get(id.0 as usize)
-                .map(|s| s.elements.iter().map(|e| Family::of(e.value.addr())).collect())
-                .unwrap_or_default(),
-        };
-        families.retain(|f| of_match.contains(f));
-    }
-    match rule.proto.as_ref().map(|p| p.value) {
-        Some(Proto::Icmp) => families.retain(|f| *f == Family::Ipv4),
-        Some(Proto::Icmpv6) => families.retain(|f| *f == Family::Ipv6),
-        _ => {}
-    }
-    families
+    netns.firewall.rule_families(rule).into_iter().collect()
 }
 
 /// `forward` rules (and an explicit accept policy) in a namespace that forwards none of the

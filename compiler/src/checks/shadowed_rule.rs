@@ -75,6 +75,15 @@ pub(super) struct Matches<'a> {
     states: u8,
     /// No address family fits its addresses and protocol (`Firewall::rule_families`).
     no_family: bool,
+    /// The families it can match (bit 0 IPv4, bit 1 IPv6).
+    families: u8,
+    /// ICMP types and code.
+    icmp: Option<(&'a [u8], Option<u8>)>,
+    /// A rate or connection limit, a negated match or a mark match (marks are set at run
+    /// time, by `mark` rules and other programs): what such a rule matches is not a
+    /// plain set of packets this model holds, so it never covers a later rule (as a later
+    /// rule its positive matches over-approximate it, which keeps a finding sound).
+    opaque: bool,
 }
 
 impl<'a> Matches<'a> {
@@ -110,6 +119,14 @@ impl<'a> Matches<'a> {
             oif: links(rule.oif.as_ref().map(|l| l.value), rule.to_zone.as_ref().map(|z| z.value.0 as usize)),
             states: declared & reaching,
             no_family: fw.rule_families(rule).is_empty(),
+            families: fw.rule_families(rule).iter().fold(0, |bits, f| {
+                bits | match f {
+                    netcfg_lang::ast::Family::Ipv4 => 1,
+                    netcfg_lang::ast::Family::Ipv6 => 2,
+                }
+            }),
+            icmp: rule.icmp_types.as_ref().map(|t| (t.value.as_slice(), rule.icmp_code.as_ref().map(|c| c.value))),
+            opaque: rule.is_stateful() || rule.has_negation() || rule.matches_marks() || rule.matches_unmodelled(),
         }
     }
 
@@ -125,7 +142,17 @@ impl<'a> Matches<'a> {
         if self.proto.is_some() && self.proto != later.proto {
             return false;
         }
+        if self.opaque {
+            return false;
+        }
+        let icmp_covers = match (self.icmp, later.icmp) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some((et, ec)), Some((lt, lc))) => lt.iter().all(|t| et.contains(t)) && (ec.is_none() || ec == lc),
+        };
         later.states & !self.states == 0
+            && later.families & !self.families == 0
+            && icmp_covers
             && ports_cover(self.dport, later.dport)
             && ports_cover(self.sport, later.sport)
             && links_cover(&self.iif, &later.iif)
@@ -380,9 +407,13 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                             break;
                         }
                     }
-                    union.add(key, &mine, j);
+                    if !later.opaque {
+                        union.add(key, &mine, j);
+                    }
                 }
-                index.insert(j, later);
+                if !later.opaque {
+                    index.insert(j, later);
+                }
             }
         }
     }
@@ -435,7 +466,10 @@ impl Dim {
         let from = if matches!(self, Dim::From) { None } else { m.from.as_ref() };
         let to = if matches!(self, Dim::To) { None } else { m.to.as_ref() };
         let dport = if matches!(self, Dim::Port) { None } else { m.dport };
-        format!("{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}", m.proto, dport, m.sport, from, to, m.iif, m.oif, m.states)
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}",
+            m.proto, dport, m.sport, from, to, m.iif, m.oif, m.states, m.families, m.icmp
+        )
     }
 }
 
@@ -588,6 +622,65 @@ node "h" {{
         ));
         assert_eq!(d[0].secondary.len(), 2, "{:#?}", d[0]);
         assert_eq!(d[0].primary.message, "earlier rules together match every `from` of it first");
+    }
+
+    #[test]
+    fn limits_and_negations_never_cover_a_later_rule() {
+        // A limited rule lets packets beyond its rate through to the next; a negated match
+        // leaves out what it names: neither shadows the deny after it, alone or together.
+        check(&host(
+            r#"        policy in="drop"
+        allow in proto="tcp" port=22 limit="10/minute"
+        deny in proto="tcp" port=22
+        allow in proto="tcp" port=80 limit-per-source="10/second"
+        allow in proto="tcp" port=80 conn-limit=5
+        reject in proto="tcp" port=80
+        allow in proto="udp" from="!10.1.0.0/16"
+        deny in proto="udp" from="10.0.0.0/8"
+        allow in proto="udp" port="!53" to="192.168.0.0/25"
+        allow in proto="udp" port="!53" to="192.168.0.128/25"
+        deny in proto="udp" to="192.168.0.0/24"
+        allow in iif="!eth0" proto="sctp"
+        deny in iif="eth1" proto="sctp"
+        allow in proto="igmp" pkttype="multicast"
+        deny in proto="igmp"
+        allow out proto="tcp" uid=1000
+        deny out proto="tcp" port=25"#,
+        ));
+    }
+
+    #[test]
+    fn a_limited_or_negated_later_rule_is_still_found_behind_a_plain_one() {
+        check(&host(
+            r#"        policy in="drop"
+        allow in proto="tcp" port=22
+        deny in proto="tcp" port=22 limit="1/second"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        deny in proto="udp"
+        allow in proto="udp" from="!10.0.0.0/8" port="!53"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule"#,
+        ));
+    }
+
+    #[test]
+    fn icmp_types_and_families_narrow_what_a_rule_covers() {
+        check(&host(
+            r#"        policy in="drop"
+        allow in proto="icmp" icmp-type="echo-request"
+        deny in proto="icmp" icmp-type="echo-request,echo-reply"
+        allow in proto="icmp" icmp-type="echo-reply" icmp-code=0
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        allow in proto="icmp" icmp-type="time-exceeded" icmp-code=0
+        deny in proto="icmp" icmp-type="time-exceeded" icmp-code=1
+        allow in family="ipv6" proto="tcp"
+        deny in proto="tcp"
+        deny in family="ipv6" proto="tcp" port=22
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule
+        allow in family="ipv4" proto="sctp"
+        allow in family="ipv6" proto="sctp"
+        deny in proto="sctp" from="192.168.0.0/16"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error shadowed-rule"#,
+        ));
     }
 
     #[test]

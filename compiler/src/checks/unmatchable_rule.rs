@@ -45,8 +45,8 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             }
             let (message, help) = if fw.rule_families(rule).is_empty() {
                 (
-                    "this rule can never match: its addresses and protocol have no IP family in common",
-                    "use addresses of one family (and `icmp` for IPv4, `icmpv6` for IPv6), or split the rule",
+                    "this rule can never match: its addresses, protocol and `family` have no IP family in common",
+                    "use addresses of one family (and `icmp` for IPv4, `icmpv6` for IPv6, and the same `family`), or split the rule",
                 )
             } else {
                 (
