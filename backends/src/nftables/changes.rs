@@ -106,6 +106,9 @@ fn parse(text: &str) -> Listing {
             }
             continue;
         }
+        if t.is_empty() {
+            continue;
+        }
         if !line.starts_with('\t') {
             in_table = t == format!("table inet {TABLE_NAME} {{");
             current = In::Nothing;
@@ -127,7 +130,6 @@ fn parse(text: &str) -> Listing {
             current = In::Set(name.to_string());
         } else if t == "}" && !line.starts_with("\t\t") {
             current = In::Nothing;
-        } else if t.is_empty() {
         } else {
             match &current {
                 In::Chain(c) => {
@@ -384,7 +386,7 @@ fn change(kind: ChangeKind, object: String, text: &str, old: Option<&str>, span:
 mod tests {
     use super::*;
 
-    const LIVE: &str = "table inet netcfg {\n\tset admins {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.1, 10.0.0.2,\n\t\t\t     10.0.0.3 }\n\t}\n\n\tmap svc4 {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t\telements = { 10.9.0.1 . 80 : 10.1.0.1 . 8080 }\n\t}\n\n\tchain filter-input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\ttcp dport 80 accept\n\t}\n}\n";
+    const LIVE: &str = "table inet netcfg {\n\tcomment \"managed by netcfg\"\n\tset admins {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.1, 10.0.0.2,\n\t\t\t     10.0.0.3 }\n\t}\n\n\tmap svc4 {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t\telements = { 10.9.0.1 . 80 : 10.1.0.1 . 8080 }\n\t}\n\n\tchain filter-input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\ttcp dport 80 accept\n\t}\n}\n";
 
     #[test]
     fn rules_and_elements_are_compared_one_by_one() {
