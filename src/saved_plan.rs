@@ -80,8 +80,18 @@ pub fn spec_hash(sources: &SourceMap) -> String {
 
 /// SHA-256 of the node's live state as recorded before an apply (links, addresses, routes,
 /// neighbours, sysctls, netcfg's nft tables, missing namespaces, the modules-load.d file).
+///
+/// Left out: what the kernel derives by itself, when it pleases, from state that is in it —
+/// connected, RA and redirect routes (`rollback::is_derived_route`) and IPv6 link-local
+/// addresses, which appear a moment after a link comes up. Anything of theirs that a plan
+/// would change shows in the ops, which are compared as well.
 pub fn live_fingerprint(snapshot: &Snapshot) -> String {
-    let json = serde_json::to_vec(snapshot).expect("a snapshot serializes");
+    let mut snapshot = snapshot.clone();
+    for ns in snapshot.state.namespaces.values_mut() {
+        ns.routes.retain(|_, r| !netcfg_backends::netlink::rollback::is_derived_route(r));
+        ns.addresses.retain(|(_, net), _| !matches!(net.addr(), std::net::IpAddr::V6(a) if a.is_unicast_link_local()));
+    }
+    let json = serde_json::to_vec(&snapshot).expect("a snapshot serializes");
     hex(&Sha256::digest(&json))
 }
 

@@ -304,14 +304,14 @@ impl Session {
     /// on the spec text that produced it (the Linkerd incident: name the redirect that a racing
     /// tool removed). The planned side is nft's listing of the script loaded in a scratch
     /// namespace, so both sides carry nft's canonicalisation.
-    fn nft_changes(&self, desired: &Desired, ns: &NsName) -> Result<Vec<TableChange>, PlanError> {
+    /// `live`: the live table as nft listed it when the plan was made (empty: none; a
+    /// namespace that does not exist yet has none).
+    fn nft_changes(&self, desired: &Desired, ns: &NsName, live: &str) -> Result<Vec<TableChange>, PlanError> {
         use crate::nftables::{changes, exec};
         let Some(script) = desired.nft.get(ns) else { return Ok(Vec::new()) };
         let planned = exec::canonical_text(script)
             .map_err(|e| PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft()))))?;
-        let live = exec::list_table_text(&self.map.locate(ns).nft_target())
-            .map_err(|e| PlanError::Kernel(NlError::other(e.to_string())))?;
-        Ok(changes::table_changes(script, &planned, &live))
+        Ok(changes::table_changes(script, &planned, live))
     }
 
     /// Fills in what each nft op of `plan` changes, rule by rule and element by element (one
@@ -319,8 +319,8 @@ impl Session {
     /// replaces the whole table whatever this finds.
     pub fn describe_nft(&self, desired: &Desired, plan: &mut Plan) -> Result<(), PlanError> {
         for op in &mut plan.ops {
-            if let Action::Nft { changes, .. } = &mut op.action {
-                *changes = self.nft_changes(desired, &op.ns)?;
+            if let Action::Nft { changes, old, .. } = &mut op.action {
+                *changes = self.nft_changes(desired, &op.ns, old.as_deref().unwrap_or(""))?;
             }
         }
         Ok(())
@@ -447,13 +447,10 @@ impl Session {
                 let mut out = Vec::new();
                 for op in &p.ops {
                     out.push(Drift::from_op(op));
-                    if matches!(op.action, Action::Nft { .. }) {
-                        let live_table = !matches!(op.action, Action::Nft { old: None, .. });
-                        // A missing table is one finding, not one per rule.
-                        if live_table {
-                            let changes = self.nft_changes(desired, &op.ns)?;
-                            out.extend(changes.iter().map(|c| Drift::from_table_change(&op.ns, c, desired.node_span)));
-                        }
+                    // A missing table is one finding, not one per rule.
+                    if let Action::Nft { old: Some(live), .. } = &op.action {
+                        let changes = self.nft_changes(desired, &op.ns, live)?;
+                        out.extend(changes.iter().map(|c| Drift::from_table_change(&op.ns, c, desired.node_span)));
                     }
                 }
                 Ok(out)
