@@ -2,10 +2,12 @@
 //! each ratio with its goal and pass/fail. Goals live here, never in timed tests.
 //!
 //! `cargo bench --bench scale [-- ROW...]` (rows: plan, check-rules, check-services, apply,
-//! noop-firewall, memory, connects; default all). The rows that touch the kernel (apply, connects, and the
+//! noop-firewall, memory, connects, and issue 11's large inputs: large-rules, large-routes,
+//! large-value, large-name; default all). The rows that touch the kernel (apply, connects, and the
 //! `nft -c` baseline of plan) need root, nft and ip; they create their own namespaces
 //! (`ncscale-PID-*`) and delete them, and traffic stays between namespaces the harness created.
-//! Sizes: `NETCFG_SCALE=0.1` scales every input down (a quick run). The `check` and `plan` rows
+//! Sizes: `NETCFG_SCALE=0.1` scales every input down (a quick run). `NETCFG_BENCH_BIN=PATH`
+//! measures another netcfg binary (before/after a change). The `check` and `plan` rows
 //! compare CPU time (user + system, from `wait4`), the apply and traffic rows wall time.
 
 use netcfg_backends::netns;
@@ -17,7 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NETCFG: &str = env!("CARGO_BIN_EXE_netcfg");
+/// The netcfg under test: this build's, or `NETCFG_BENCH_BIN` (another build, for before/after
+/// figures of one change measured by the same harness in one sitting).
+fn netcfg_bin() -> String {
+    std::env::var("NETCFG_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netcfg").to_string())
+}
 
 fn scale(n: usize) -> usize {
     let f: f64 = std::env::var("NETCFG_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
@@ -187,7 +193,7 @@ fn run(cmd: &mut Command) -> Run {
 }
 
 fn netcfg(args: &[&str]) -> Run {
-    let r = run(Command::new(NETCFG).args(args));
+    let r = run(Command::new(netcfg_bin()).args(args));
     assert!(r.status <= 1, "netcfg {args:?} exited {}", r.status);
     r
 }
@@ -376,6 +382,70 @@ fn row_memory(s: &Scratch, rows: &mut Vec<Row>) {
     });
 }
 
+/// Issue 11's large inputs: one spec each, as an attacker or a big site would write it.
+fn large_input(row: &str, n: usize) -> (String, String) {
+    match row {
+        "large-rules" => (format!("{n} firewall rules"), firewall_spec(n)),
+        "large-routes" => {
+            let mut s = String::from("node \"r\" {\n    ethernet \"eth0\" {\n        address \"10.0.0.2/24\"\n    }\n");
+            for i in 0..n {
+                let dst = format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256);
+                let _ = writeln!(s, "    route \"{dst}\" via=\"10.0.0.1\" dev=\"eth0\"");
+            }
+            s.push_str("}\n");
+            (format!("{n} routes"), s)
+        }
+        // A 10 MB string value where a number belongs: read whole, one `invalid-value`.
+        "large-value" => {
+            let v = "9".repeat(n);
+            (format!("a {} MB value", n >> 20), format!("node \"v\" {{\n    bridge \"br0\" mtu=\"{v}\"\n}}\n"))
+        }
+        // A 10 MB unknown node name: one `unknown-node`, and no "did you mean" table of
+        // 10M x 8 cells (1.6 GB with the old edit distance).
+        "large-name" => {
+            (format!("a {} MB unknown name", n >> 20), format!("node \"n\" {{\n    {} \"x\"\n}}\n", "b".repeat(n)))
+        }
+        _ => unreachable!("a large-input row"),
+    }
+}
+
+/// `check` of a large input against parsing it alone (`fmt --check`: the lexer and parser, no
+/// resolve, checks or rendering of findings), CPU and peak memory, and memory per input byte.
+fn row_large(s: &Scratch, row: &str, rows: &mut Vec<Row>) {
+    let n = match row {
+        "large-value" | "large-name" => scale(10 << 20),
+        _ => scale(100_000),
+    };
+    let (what, text) = large_input(row, n);
+    let f = s.file(&format!("{row}.kdl"), &text);
+    let f = f.to_str().expect("utf-8");
+    let check = best_cpu(2, || netcfg(&["check", f]));
+    let parse = best_cpu(2, || netcfg(&["fmt", "--check", f]));
+    eprintln!(
+        "{row}: {what} ({:.1} MiB): check {} CPU, {:.1} MiB peak; fmt --check {} CPU, {:.1} MiB peak",
+        text.len() as f64 / (1 << 20) as f64,
+        secs(check.cpu),
+        check.max_rss_kib as f64 / 1024.0,
+        secs(parse.cpu),
+        parse.max_rss_kib as f64 / 1024.0
+    );
+    rows.push(Row {
+        what: format!("`check` of {what} / `fmt --check` of it (parse only) (CPU)"),
+        netcfg: secs(check.cpu),
+        baseline: secs(parse.cpu),
+        ratio: ratio(check.cpu, parse.cpu),
+        goal: Goal::AtMost(if row.starts_with("large-r") { 15.0 } else { 3.0 }),
+    });
+    let size_kib = text.len() as f64 / 1024.0;
+    rows.push(Row {
+        what: format!("peak memory of `check` of {what} / spec size"),
+        netcfg: format!("{:.1} MiB", check.max_rss_kib as f64 / 1024.0),
+        baseline: format!("{:.1} MiB", size_kib / 1024.0),
+        ratio: check.max_rss_kib as f64 / size_kib,
+        goal: Goal::AtMost(20.0),
+    });
+}
+
 /// A namespace root with an `eth0` (a veth whose other end is in a LAN namespace).
 fn node_root(nss: &Namespaces, tag: &str) -> String {
     let root = nss.add(tag);
@@ -506,7 +576,7 @@ fn main() {
     let s = Scratch::new();
     let mut rows = Vec::new();
     type Step<'a> = (&'a str, &'a dyn Fn(&mut Vec<Row>));
-    let steps: [Step; 7] = [
+    let steps: [Step; 11] = [
         ("plan", &|r| row_plan(&s, r)),
         ("check-rules", &|r| row_check_rules(&s, r)),
         ("check-services", &|r| row_check_services(&s, r)),
@@ -514,6 +584,10 @@ fn main() {
         ("noop-firewall", &|r| row_noop_firewall(&s, r)),
         ("memory", &|r| row_memory(&s, r)),
         ("connects", &|r| row_connects(r)),
+        ("large-rules", &|r| row_large(&s, "large-rules", r)),
+        ("large-routes", &|r| row_large(&s, "large-routes", r)),
+        ("large-value", &|r| row_large(&s, "large-value", r)),
+        ("large-name", &|r| row_large(&s, "large-name", r)),
     ];
     for (name, step) in steps {
         if on(name) {

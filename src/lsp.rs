@@ -465,8 +465,8 @@ fn lsp_diagnostic(
         "source": "netcfg",
         "message": message,
     });
-    if let Some(doc) = docs.get(d.code.id) {
-        v["codeDescription"] = json!({ "href": doc.uri() });
+    if let Some(uri) = docs.get(d.code.id).and_then(|doc| doc.uri()) {
+        v["codeDescription"] = json!({ "href": uri });
     }
     let related: Vec<Value> = d
         .secondary

@@ -10,6 +10,7 @@ mod lint;
 mod load;
 mod lsp;
 mod report;
+mod saved_plan;
 mod signals;
 mod target;
 mod topology;

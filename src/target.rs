@@ -298,8 +298,15 @@ pub fn live_plan(
     session: &mut netcfg_backends::netlink::Session,
     desired: &netcfg_backends::netlink::Desired,
 ) -> Result<(netcfg_backends::netlink::Plan, netcfg_backends::netlink::Snapshot), ExitStatus> {
-    use netcfg_backends::netlink::{Options, PlanError};
-    session.plan_recorded(desired, Options::default()).map_err(|e| match e {
+    use netcfg_backends::netlink::Options;
+    session.plan_recorded(desired, Options::default()).map_err(|e| plan_error(compiled, e))
+}
+
+/// Reports why no plan could be made: conflicts and refused rulesets on the spec (status 1),
+/// a kernel that cannot be read (status 2).
+pub fn plan_error(compiled: &Compiled, e: netcfg_backends::netlink::PlanError) -> ExitStatus {
+    use netcfg_backends::netlink::PlanError;
+    match e {
         PlanError::Conflicts(d) | PlanError::Rejected(d) => {
             compiled.report(&d);
             ExitStatus::Failure
@@ -308,7 +315,7 @@ pub fn live_plan(
             eprintln!("error: {e}");
             ExitStatus::Error
         }
-    })
+    }
 }
 
 /// This machine's host name (`gethostname(2)`): the node `plan`, `apply` and `verify` work on

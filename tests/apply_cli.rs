@@ -910,3 +910,90 @@ fn property_a_failed_or_interrupted_apply_leaves_the_node_as_before() {
     let _ = std::fs::remove_file(fa);
     let _ = std::fs::remove_file(fb);
 }
+
+/// `plan --live --out FILE` saves a plan that `apply FILE` applies exactly, the review shows the
+/// nft change rule by rule and element by element on its spec line, and a saved plan is
+/// refused (exit 1, nothing applied) once the node or the spec changed, or when the file is
+/// not a plan.
+#[test]
+fn saved_plan_applies_exactly_and_is_refused_after_the_node_changed() {
+    if !require_root("saved_plan_applies_exactly_and_is_refused_after_the_node_changed") {
+        return;
+    }
+    let node = Node::new("saved");
+    let path = tmp("saved.kdl");
+    let saved = tmp("saved.plan");
+    let write = |port: u16, backend: &str| {
+        let text = format!(
+            "node \"n1\" {{\n    ethernet \"eth0\" {{ address \"10.0.0.2/24\"; }}\n    forwarding #true\n    firewall {{\n        policy in=\"drop\"\n        allow in proto=\"tcp\" port={port}\n    }}\n    service \"web\" vip=\"10.96.0.1\" port=80 {{\n        backend \"{backend}:8080\"\n    }}\n}}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    let table = || sh(&["ip", "netns", "exec", &node.root, "nft", "list", "table", "inet", "netcfg"]);
+    let p = path.to_str().unwrap();
+    let s = saved.to_str().unwrap();
+    write(22, "10.0.0.7");
+    assert_eq!(netcfg(&["apply", p, "--netns-root", &node.root]).0, 0);
+
+    // The review: one line per rule and per map element, each on the spec line behind it.
+    write(2222, "10.0.0.8");
+    let (code, out, err) = netcfg(&["plan", "--live", p, "--netns-root", &node.root, "--out", s]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("~ rule in chain `input`: `tcp dport 22 accept` -> `tcp dport 2222 accept`"), "{out}");
+    assert!(out.contains(&format!("({p}:6:9)")), "the rule's spec line: {out}");
+    assert!(out.contains("element of map `") && out.contains("10.0.0.8 . 8080"), "{out}");
+    assert!(out.contains(&format!("({p}:9:")), "the element's backend line: {out}");
+    let (_, json, _) = netcfg(&["plan", "--live", p, "--netns-root", &node.root, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = json["ops"].as_array().unwrap().iter().find_map(|o| o["changes"].as_array()).expect("nft changes");
+    assert!(changes.iter().any(|c| c["change"] == "~" && c["old"] == "tcp dport 22 accept" && c["span"].is_object()));
+
+    // Applied exactly, from another directory, and verified.
+    let (code, out, err) = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+        .args(["apply", s])
+        .current_dir("/")
+        .env("NO_COLOR", "1")
+        .output()
+        .map(|o| {
+            (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(table().contains("tcp dport 2222 accept"));
+    assert_eq!(netcfg(&["verify", p, "--netns-root", &node.root]).0, 0);
+
+    // A plan made, then the node changed behind it: refused, nothing applied.
+    write(2200, "10.0.0.8");
+    assert_eq!(netcfg(&["plan", "--live", p, "--netns-root", &node.root, "--out", s]).0, 0);
+    node.ip("@host", &["addr", "add", "10.0.0.9/24", "dev", "eth0"]);
+    let (code, _, err) = netcfg(&["apply", s]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the node's live state changed since the plan was made; nothing was applied"), "{err}");
+    assert!(table().contains("tcp dport 2222 accept") && !table().contains("2200"), "nothing applied");
+    assert!(node.ip("@host", &["addr", "show", "dev", "eth0"]).contains("10.0.0.9/24"), "nothing undone either");
+
+    // A plan made, then the spec changed: refused.
+    node.ip("@host", &["addr", "del", "10.0.0.9/24", "dev", "eth0"]);
+    assert_eq!(netcfg(&["plan", "--live", p, "--netns-root", &node.root, "--out", s]).0, 0);
+    write(2201, "10.0.0.8");
+    let (code, _, err) = netcfg(&["apply", s]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the spec files changed since the plan was made"), "{err}");
+    assert!(!table().contains("2200") && !table().contains("2201"), "nothing applied");
+
+    // Not a plan.
+    let bad = tmp("bad.plan");
+    for text in ["{ \"format\": \"terraform\" }", "{ truncated"] {
+        std::fs::write(&bad, text).unwrap();
+        let (code, _, err) = netcfg(&["apply", bad.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("is not a netcfg plan") && err.contains("nothing was applied"), "{err}");
+    }
+    for f in [&path, &saved, &bad] {
+        let _ = std::fs::remove_file(f);
+    }
+}

@@ -372,6 +372,27 @@ fn a_ten_megabyte_name_is_read_in_bounded_memory() {
     assert!(peak < 200 * 1024, "peak RSS of netcfg children {peak} KiB");
 }
 
+/// "did you mean" on a 10 MB unknown name (a node keyword) and a 5 MB property key: one finding
+/// each, no suggestion (no keyword is that long), and no distance table of 10M x keyword-length
+/// cells (the old edit distance allocated 1.6 GB here).
+#[test]
+fn a_ten_megabyte_unknown_name_gets_no_suggestion_in_bounded_memory() {
+    let t = TempDir::new();
+    // 10 MB + 5 MB: under the 16 MiB file cap.
+    let (name, key) = ("b".repeat(10 << 20), "m".repeat(5 << 20));
+    t.write("name.kdl", &format!("node \"n1\" {{\n    {name} \"x\"\n    bridge \"br0\" {key}=1\n}}\n"));
+    let run = t.check(&["--format", "json", "name.kdl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = json(&run);
+    assert_eq!(codes(&doc), ["unknown-node", "unknown-property"], "{}", &run.stdout[..run.stdout.len().min(2000)]);
+    for d in doc["diagnostics"].as_array().unwrap() {
+        let help = d["help"].as_str().unwrap_or("");
+        assert!(!help.contains("did you mean"), "no suggestion for a 10 MB name: {help:.200}");
+    }
+    let peak = children_peak_rss_kib();
+    assert!(peak < 200 * 1024, "peak RSS of netcfg children {peak} KiB");
+}
+
 #[test]
 fn every_syntax_error_is_reported_and_the_valid_nodes_are_still_checked() {
     let t = TempDir::new();

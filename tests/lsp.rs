@@ -37,6 +37,7 @@ fn read_message(r: &mut BufReader<ChildStdout>) -> Option<Value> {
 impl Client {
     fn start() -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+            .env("NETCFG_DOCS_URL", "https://docs.example/netcfg/0.1/spec.md")
             .arg("lsp")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -127,7 +128,7 @@ fn an_editor_session() {
         long["range"],
         json!({ "start": { "line": 3, "character": 12 }, "end": { "line": 3, "character": 28 } })
     );
-    assert!(long["codeDescription"]["href"].as_str().expect("href").ends_with("spec.md#interface-name-too-long"));
+    assert_eq!(long["codeDescription"]["href"], "https://docs.example/netcfg/0.1/spec.md#interface-name-too-long");
     assert!(long["message"].as_str().expect("message").contains("\nhelp: "));
 
     // Diagnostics on change: fixed, then a suppressed finding is gone too.

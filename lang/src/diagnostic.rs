@@ -86,41 +86,39 @@ pub fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
     diags.dedup();
 }
 
+/// Names longer than this (in bytes) get no suggestion. Every name and keyword of the language
+/// is at most 64 bytes, so a longer one is no typo of any; the bound keeps "did you mean" linear
+/// in the input on adversarial specs (a 10 MB unknown name).
+pub const MAX_SUGGESTED_LEN: usize = 256;
+
 /// "did you mean" support: the candidate closest to `name`, if it is close enough to be a typo.
+///
+/// The distance is `strsim::osa_distance` (optimal string alignment: insertions, deletions,
+/// substitutions and adjacent transpositions such as `mut` -> `mtu` each cost one), which keeps
+/// two rows instead of the whole table. It is computed only for candidates whose length is
+/// within the limit of `name`'s, since the distance is at least the difference in length; so a
+/// long name against short candidates costs a length comparison each.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if name.len() > MAX_SUGGESTED_LEN {
+        return None;
+    }
+    let n = name.chars().count();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let d = edit_distance(name, c);
-        let limit = (name.chars().count().max(c.chars().count()) / 3).max(1);
+        if c.len() > MAX_SUGGESTED_LEN {
+            continue;
+        }
+        let m = c.chars().count();
+        let limit = (n.max(m) / 3).max(1);
+        if n.abs_diff(m) > limit {
+            continue;
+        }
+        let d = strsim::osa_distance(name, c);
         if d <= limit && best.is_none_or(|(bd, bc)| (d, c) < (bd, bc)) {
             best = Some((d, c));
         }
     }
     best.map(|(_, c)| c)
-}
-
-/// Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent
-/// transpositions (`mut` -> `mtu`) each cost one.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -132,5 +130,40 @@ mod tests {
         assert_eq!(closest("ecs-brdge", ["ecs-bridge", "eth0"]), Some("ecs-bridge"));
         assert_eq!(closest("eth1", ["eth0", "eth14"]), Some("eth0"));
         assert_eq!(closest("wan", ["ecs-bridge", "cni0"]), None);
+        assert_eq!(closest("mut", ["mac", "mtu"]), Some("mtu"));
+        assert_eq!(closest("brdige", ["bridge"]), Some("bridge"));
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::{closest, MAX_SUGGESTED_LEN};
+
+    #[test]
+    fn an_overlong_name_gets_no_suggestion_and_costs_no_table() {
+        // The old n x m table would take 10M x 8 x 8 bytes here; this returns at once.
+        let huge = "n".repeat(10 << 20);
+        assert_eq!(closest(&huge, ["node", "template", "include"]), None);
+        let huge_typo = format!("{}x", "a".repeat(MAX_SUGGESTED_LEN));
+        let candidate = "a".repeat(MAX_SUGGESTED_LEN);
+        assert_eq!(closest(&huge_typo, [candidate.as_str()]), None, "over the bound: no suggestion");
+        let long_typo = format!("{}x", "a".repeat(MAX_SUGGESTED_LEN - 2));
+        let long = "a".repeat(MAX_SUGGESTED_LEN - 1);
+        assert_eq!(closest(&long_typo, [long.as_str()]), Some(long.as_str()), "within the bound: suggested");
+    }
+
+    /// The length filter never drops a candidate the full distance would have accepted.
+    #[test]
+    fn the_length_filter_agrees_with_the_full_distance() {
+        let words = ["", "a", "ab", "abc", "abcd", "abcdef", "abcdefghi", "bridge", "brdige", "veth", "vxlan", "mtu"];
+        for a in words {
+            let full = words
+                .iter()
+                .map(|c| (strsim::osa_distance(a, c), *c))
+                .filter(|(d, c)| *d <= (a.chars().count().max(c.chars().count()) / 3).max(1))
+                .min()
+                .map(|(_, c)| c);
+            assert_eq!(closest(a, words), full, "{a:?}");
+        }
     }
 }

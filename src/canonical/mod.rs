@@ -128,6 +128,15 @@ impl Printer {
                 let terminated =
                     matches!(next, None | Some(Kind::Newline | Kind::Semicolon | Kind::Close | Kind::LineComment));
                 match (terminated, t.comment) {
+                    // A `\` on a line of its own that continues nothing (at the end of the
+                    // file, or before a blank line): nothing to write. Ending a line here
+                    // would add a blank line that the next run removes (found by fuzz_fmt).
+                    (true, None) if self.line == Line::Empty => {}
+                    (true, Some(comment)) if self.line == Line::Empty => {
+                        self.begin_line();
+                        self.out.push_str(comment.trim_end());
+                        self.end_line();
+                    }
                     // A continuation into nothing: the node ends with this line anyway.
                     (true, None) => self.end_line(),
                     (true, Some(comment)) => {
@@ -354,6 +363,18 @@ mod tests {
 
     fn fmt(src: &str) -> String {
         format(src).unwrap_or_else(|e| panic!("{e}\n--- input:\n{src}"))
+    }
+
+    /// Found by fuzz_fmt: a `\` alone on the last line once formatted to an extra blank line,
+    /// which the next run removed.
+    #[test]
+    fn a_backslash_alone_on_a_line_is_dropped_and_formatting_is_idempotent() {
+        for src in ["node \"a\" {\n}\n\\", "node \"a\"\n\\\n", "node \"a\"\n\\ // why\n"] {
+            let once = fmt(src);
+            assert_eq!(fmt(&once), once, "{src:?}");
+        }
+        assert_eq!(fmt("node \"a\"\n\\"), "node \"a\"\n");
+        assert_eq!(fmt("node \"a\"\n\\ // why\n"), "node \"a\"\n// why\n");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! (unless `--allow-findings`), prints the plan, executes exactly it, rolls back on any failure
 //! and verifies the result. `--confirm SECONDS` reverts unless confirmed in time (by a keypress
 //! on the terminal or `netcfg apply --confirm-ok` from another shell), like `netplan try`.
+//! `netcfg apply PLAN` applies a plan saved by `plan --live --out PLAN`, refusing (exit 1,
+//! nothing changed) when it no longer holds (see `saved_plan`).
 
 use crate::exit_status::ExitStatus;
+use crate::saved_plan::SavedPlan;
 use crate::signals;
 use crate::target::{self, NodeArgs, NodeLock};
 use netcfg_backends::netlink::journal::{self, Journal};
@@ -57,12 +60,24 @@ pub fn run(args: Args) -> ExitStatus {
             }
         };
     }
+    // `apply FILE` with a plan saved by `plan --live --out FILE`: the spec and node come from it.
+    let (node_args, saved) = match saved_plan_args(&args) {
+        Ok(Some((node_args, saved))) => (node_args, Some(saved)),
+        Ok(None) => (args.target.clone(), None),
+        Err(status) => return status,
+    };
+    let args = Args { target: node_args, ..args };
     // From here on a signal rolls back (or, before the first change, stops with nothing done).
     signals::install();
     let compiled = match target::compile(&args.target, args.allow_findings) {
         Ok(c) => c,
         Err(status) => return status,
     };
+    if let Some(saved) = &saved {
+        if crate::saved_plan::spec_hash(&compiled.parsed.sources) != saved.spec.sha256 {
+            return refuse("the spec files changed since the plan was made");
+        }
+    }
     let _lock = match NodeLock::acquire(&args.target) {
         Ok(lock) => lock,
         Err(status) => return status,
@@ -84,11 +99,18 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(p) => p,
         Err(status) => return status,
     };
+    if let Some(why) = saved.as_ref().and_then(|s| s.mismatch(&desired, &plan, &snapshot)) {
+        return refuse(why);
+    }
     if plan.is_empty() {
         eprintln!("no changes: node `{}` matches the spec", compiled.node().name.value);
         return ExitStatus::Success;
     }
-    if let Err(status) = super::write_stdout(&plan.to_text()) {
+    if let Err(status) = super::write_stdout(&crate::report::plan::render(
+        &plan,
+        &compiled.parsed.sources,
+        &crate::report::human::Style::stdout(),
+    )) {
         return status;
     }
     if let Some(sig) = signals::received() {
@@ -144,6 +166,54 @@ pub fn run(args: Args) -> ExitStatus {
     let changes = if plan.ops.len() == 1 { "1 change".to_string() } else { format!("{} changes", plan.ops.len()) };
     eprintln!("applied {changes} to node `{}` in {:.2} s", compiled.node().name.value, started.elapsed().as_secs_f64());
     end(ExitStatus::Success)
+}
+
+/// Refuses a saved plan that no longer holds: nothing has been changed yet.
+fn refuse(why: &str) -> ExitStatus {
+    eprintln!("error: the saved plan is out of date: {why}; nothing was applied");
+    eprintln!("  help: make a new plan with `netcfg plan --live --out FILE`, review it, and apply that");
+    ExitStatus::Failure
+}
+
+/// When the only FILE is a saved plan: the node arguments it records (the spec files, include
+/// roots, node and `--netns-root`) and the plan. Node arguments given beside it are refused,
+/// since the plan names its node.
+fn saved_plan_args(args: &Args) -> Result<Option<(NodeArgs, SavedPlan)>, ExitStatus> {
+    let files = &args.target.files;
+    let [file] = files.as_slice() else { return Ok(None) };
+    if !crate::saved_plan::looks_like_plan(file) {
+        return Ok(None);
+    }
+    let saved = SavedPlan::read(file).map_err(|why| {
+        eprintln!("error: `{}` is not a netcfg plan: {why}; nothing was applied", file.display());
+        eprintln!("  help: save one with `netcfg plan --live SPEC... --out FILE`, or give spec files");
+        ExitStatus::Failure
+    })?;
+    if args.target.node.is_some() || args.target.netns_root.is_some() || !args.target.includes.include_roots.is_empty()
+    {
+        eprintln!("error: `{}` is a saved plan: it names its node, namespace root and spec files", file.display());
+        eprintln!("  help: drop --node, --netns-root and --include-root");
+        return Err(ExitStatus::Error);
+    }
+    if saved.netcfg_version != env!("CARGO_PKG_VERSION") {
+        eprintln!(
+            "error: `{}` was made by netcfg {}, this is {}: it may plan differently; nothing was applied",
+            file.display(),
+            saved.netcfg_version,
+            env!("CARGO_PKG_VERSION")
+        );
+        eprintln!("  help: make a new plan with this netcfg (`netcfg plan --live --out FILE`)");
+        return Err(ExitStatus::Failure);
+    }
+    let node_args = NodeArgs {
+        files: saved.spec.files.clone(),
+        node: Some(saved.node.clone()),
+        netns_root: saved.netns_root.clone(),
+        lock_timeout: args.target.lock_timeout,
+        includes: crate::load::IncludeArgs { include_roots: saved.spec.include_roots.clone() },
+    };
+    eprintln!("applying the saved plan `{}` (node `{}`)", file.display(), saved.node);
+    Ok(Some((node_args, saved)))
 }
 
 /// Test hook (fault injection): `NETCFG_FAULT_OP=K` makes op K (from 0) of the plan fail as if

@@ -4,6 +4,7 @@
 use crate::exit_status::ExitStatus;
 use crate::load;
 use crate::report::{self, human, Findings, Format};
+use crate::saved_plan::{SavedPlan, SpecRecord};
 use netcfg_backends::plan::{plan_node, NodePlan};
 use netcfg_lang::diagnostic::sort_diagnostics;
 use netcfg_lang::Severity;
@@ -29,8 +30,9 @@ pub struct Args {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
-    /// Also write per-node artifacts for review: DIR/NODE/plan.json and DIR/NODE/NETNS.nft.
-    #[arg(long, value_name = "DIR")]
+    /// Offline: write per-node artifacts for review, PATH/NODE/plan.json and PATH/NODE/NETNS.nft.
+    /// With a live plan: save the plan to the file PATH, for `netcfg apply PATH`.
+    #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
     /// Diff against the node's live state (needs root): the ops `apply` would run.
     #[arg(long)]
@@ -56,7 +58,7 @@ fn run_live(args: Args) -> ExitStatus {
         node: args.node,
         netns_root: args.netns_root,
         lock_timeout: args.lock_timeout,
-        includes: args.includes,
+        includes: args.includes.clone(),
     };
     let compiled = match crate::target::compile(&node_args, false) {
         Ok(c) => c,
@@ -75,13 +77,32 @@ fn run_live(args: Args) -> ExitStatus {
         Ok(s) => s,
         Err(status) => return status,
     };
-    let plan = match crate::target::live_plan(&compiled, &mut session, &desired) {
-        Ok((p, _)) => p,
+    let (mut plan, snapshot) = match crate::target::live_plan(&compiled, &mut session, &desired) {
+        Ok(p) => p,
         Err(status) => return status,
     };
+    // Rule by rule and element by element, on the spec: what a reviewer reads.
+    if let Err(e) = session.describe_nft(&desired, &mut plan) {
+        return crate::target::plan_error(&compiled, e);
+    }
+    if let Some(path) = &args.out {
+        let spec = match spec_record(&node_args, &compiled) {
+            Ok(s) => s,
+            Err(status) => return status,
+        };
+        let saved = SavedPlan::new(spec, node_args.netns_root.clone(), &desired, &plan, &snapshot);
+        // Atomic (no half-written plan for a concurrent apply to read), 0600: it holds the node's state.
+        let written = std::path::absolute(path)
+            .and_then(|p| netcfg_backends::runfs::write_atomic(&p, saved.to_text().as_bytes()));
+        if let Err(e) = written {
+            eprintln!("error: cannot write the plan to {}: {e}", path.display());
+            return ExitStatus::Error;
+        }
+        eprintln!("saved the plan to {}; apply exactly it with `netcfg apply {}`", path.display(), path.display());
+    }
     let text = match args.format {
         PlanFormat::Text if plan.is_empty() => format!("no changes: node `{}` matches the spec\n", plan.node),
-        PlanFormat::Text => plan.to_text(),
+        PlanFormat::Text => report::plan::render(&plan, &compiled.parsed.sources, &human::Style::stdout()),
         PlanFormat::Json => serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize") + "\n",
     };
     if let Err(status) = super::write_stdout(&text) {
@@ -193,4 +214,24 @@ fn write_artifacts(dir: &std::path::Path, plans: &[NodePlan]) -> std::io::Result
         }
     }
     Ok(())
+}
+
+/// What a saved plan records about its spec: absolute paths (so `apply FILE` works from any
+/// directory) and the hash of everything read. A spec on stdin cannot be read again: refused.
+fn spec_record(args: &crate::target::NodeArgs, compiled: &crate::target::Compiled) -> Result<SpecRecord, ExitStatus> {
+    let absolute = |p: &PathBuf| {
+        std::path::absolute(p).map_err(|e| {
+            eprintln!("error: cannot resolve {}: {e}", p.display());
+            ExitStatus::Error
+        })
+    };
+    if args.files.iter().any(|f| f.as_os_str() == "-") {
+        eprintln!("error: a saved plan needs its spec in files: `apply` reads them again (stdin cannot be)");
+        return Err(ExitStatus::Error);
+    }
+    Ok(SpecRecord {
+        files: args.files.iter().map(absolute).collect::<Result<_, _>>()?,
+        include_roots: args.includes.include_roots.iter().map(absolute).collect::<Result<_, _>>()?,
+        sha256: crate::saved_plan::spec_hash(&compiled.parsed.sources),
+    })
 }

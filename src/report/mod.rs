@@ -5,6 +5,7 @@ pub mod concise;
 pub mod github;
 pub mod human;
 pub mod json;
+pub mod plan;
 pub mod rule_docs;
 pub mod sarif;
 

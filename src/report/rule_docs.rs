@@ -7,9 +7,53 @@
 
 use std::collections::BTreeMap;
 
-/// Where spec.md is published; rule help links point at its anchors. One place to change when
-/// the project moves.
-pub const SPEC_URL: &str = "https://github.com/netcfg/netcfg/blob/main/spec.md";
+/// The variable naming where this netcfg's spec.md is published (an absolute `https://`,
+/// `http://` or `file://` URL of the document, without a fragment). Read at run time (a CI job
+/// points it at the spec.md of the netcfg version it runs), else at build time (a packager's
+/// `NETCFG_DOCS_URL=… cargo build`).
+pub const DOCS_URL_ENV: &str = "NETCFG_DOCS_URL";
+
+/// Where spec.md is published, if anyone said so. netcfg has no public home of its own (no
+/// `repository` or `homepage` in Cargo.toml), so there is no default: a made-up URL would send
+/// a reviewer to a page that does not exist. Without one, rule help names the section
+/// (`spec.md#anchor`) in its text and carries no link. An unusable value is reported once on
+/// stderr and left out.
+pub fn docs_url() -> Option<&'static str> {
+    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let value = std::env::var(DOCS_URL_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| option_env!("NETCFG_DOCS_URL").map(str::to_string))?;
+        match check_docs_url(&value) {
+            Ok(()) => Some(value),
+            Err(why) => {
+                eprintln!("warning: {DOCS_URL_ENV} `{value}` is not used: {why}; rule help carries no link");
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// A usable docs URL: absolute (SARIF's `helpUri` and LSP's `href` must be), of a scheme a
+/// browser or editor opens, naming a document (its anchors are appended).
+pub fn check_docs_url(url: &str) -> Result<(), &'static str> {
+    let rest = ["https://", "http://", "file://"]
+        .iter()
+        .find_map(|s| url.strip_prefix(s))
+        .ok_or("it must start with https://, http:// or file://")?;
+    if rest.is_empty() || rest.starts_with('#') {
+        return Err("it names no host or path");
+    }
+    if url.contains('#') {
+        return Err("it must not have a fragment (netcfg appends each code's anchor)");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace or control characters");
+    }
+    Ok(())
+}
 
 /// spec.md, compiled in.
 pub const SPEC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/spec.md"));
@@ -26,8 +70,14 @@ pub struct RuleDoc {
 }
 
 impl RuleDoc {
-    pub fn uri(&self) -> String {
-        format!("{SPEC_URL}#{}", self.anchor)
+    /// The section's URL under [`docs_url`], when one is configured.
+    pub fn uri(&self) -> Option<String> {
+        docs_url().map(|u| format!("{u}#{}", self.anchor))
+    }
+
+    /// Where the section is, for a reader: its URL, or its place in spec.md.
+    pub fn reference(&self) -> String {
+        self.uri().unwrap_or_else(|| format!("netcfg {} spec.md#{}", env!("CARGO_PKG_VERSION"), self.anchor))
     }
 }
 

@@ -3,7 +3,7 @@
 //! One run; the driver lists every code netcfg can report as a rule (parser, resolver, checks,
 //! suppressions, backends), sorted by id, each with its summary (`shortDescription`), its
 //! spec.md prose (`fullDescription`), its spec.md section as help (text and Markdown) and a
-//! `helpUri` to that section ([`rule_docs::SPEC_URL`]), and its default level. Each result has
+//! `helpUri` to that section (under [`rule_docs::docs_url`], when configured), and its default level. Each result has
 //! `ruleId`/`ruleIndex`, `level`, the message (with the help appended, since viewers show only
 //! the message), the primary location and the secondary labels as `relatedLocations`, and a
 //! `partialFingerprints` entry that survives lines moving (see [`fingerprint`]).
@@ -50,7 +50,6 @@ pub fn render_in(findings: &Findings, root: Option<&Path>) -> String {
             "driver": {
                 "name": "netcfg",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": rule_docs::SPEC_URL,
                 "rules": rules.iter().map(|c| rule(c, docs.get(c.id))).collect::<Vec<_>>(),
             }
         },
@@ -59,6 +58,9 @@ pub fn render_in(findings: &Findings, root: Option<&Path>) -> String {
     });
     if let Some(root) = &cx.root {
         run["originalUriBaseIds"] = json!({ SRCROOT: { "uri": file_uri(root, true) } });
+    }
+    if let Some(url) = rule_docs::docs_url() {
+        run["tool"]["driver"]["informationUri"] = json!(url);
     }
     let doc = json!({ "$schema": SCHEMA, "version": "2.1.0", "runs": [run] });
     let mut out = serde_json::to_string_pretty(&doc).expect("plain data serializes");
@@ -78,8 +80,10 @@ fn rule(c: &netcfg_lang::Code, doc: Option<&RuleDoc>) -> Value {
     });
     if let Some(doc) = doc {
         r["fullDescription"] = json!({ "text": doc.description });
-        r["help"] = json!({ "text": format!("{}\n\n{}", doc.description, doc.uri()), "markdown": doc.markdown });
-        r["helpUri"] = json!(doc.uri());
+        r["help"] = json!({ "text": format!("{}\n\n{}", doc.description, doc.reference()), "markdown": doc.markdown });
+        if let Some(uri) = doc.uri() {
+            r["helpUri"] = json!(uri);
+        }
     }
     r
 }

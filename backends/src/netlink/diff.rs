@@ -1061,7 +1061,7 @@ impl Planner<'_> {
             }
             self.nft.push(Op {
                 ns: ns.clone(),
-                action: Action::Nft { script: script.clone(), old: state.live_text.clone() },
+                action: Action::Nft { script: script.clone(), old: state.live_text.clone(), changes: Vec::new() },
                 class: Disruption::InPlace,
                 span: self.d.span_of(ns, &Object::Nft),
             });

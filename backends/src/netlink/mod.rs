@@ -37,6 +37,7 @@ pub use plan::{Action, Disruption, Op, Plan};
 pub use rollback::{Restore, Snapshot};
 
 use crate::codes;
+use crate::nftables::changes::TableChange;
 use conn::Conn;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::{json, Value as Json};
@@ -192,6 +193,21 @@ impl Drift {
         Drift { ns: op.ns.clone(), kind, what: op.describe(), span: op.span }
     }
 
+    /// One change of netcfg's nft table, seen from the spec: what the plan would add is
+    /// missing from the node, what it would remove is extra.
+    fn from_table_change(ns: &NsName, c: &TableChange, fallback: Span) -> Drift {
+        use crate::nftables::changes::ChangeKind;
+        let (kind, what) = match (c.kind, &c.old) {
+            (ChangeKind::Add, _) => (DriftKind::Missing, format!("missing {}: `{}`", c.object, c.text)),
+            (ChangeKind::Remove, _) => (DriftKind::Extra, format!("extra {}: `{}`", c.object, c.text)),
+            (ChangeKind::Change, old) => (
+                DriftKind::Changed,
+                format!("changed {}: `{}` (spec: `{}`)", c.object, old.as_deref().unwrap_or(""), c.text),
+            ),
+        };
+        Drift { ns: ns.clone(), kind, what: format!("nftables: {what}"), span: c.span.unwrap_or(fallback) }
+    }
+
     pub fn to_json(&self) -> Json {
         json!({
             "namespace": self.ns,
@@ -300,31 +316,30 @@ impl Session {
         Ok(out)
     }
 
-    /// For a namespace whose nft table differs: which rules and sets, each on the spec text
-    /// that produced it (the Linkerd incident: name the redirect that a racing tool removed).
-    fn nft_details(&self, desired: &Desired, ns: &NsName) -> Result<Vec<Drift>, PlanError> {
-        use crate::nftables::{drift, exec};
+    /// For a namespace whose nft table differs: which rules, chains, sets and elements, each
+    /// on the spec text that produced it (the Linkerd incident: name the redirect that a racing
+    /// tool removed). The planned side is nft's listing of the script loaded in a scratch
+    /// namespace, so both sides carry nft's canonicalisation.
+    /// `live`: the live table as nft listed it when the plan was made (empty: none; a
+    /// namespace that does not exist yet has none).
+    fn nft_changes(&self, desired: &Desired, ns: &NsName, live: &str) -> Result<Vec<TableChange>, PlanError> {
+        use crate::nftables::{changes, exec};
         let Some(script) = desired.nft.get(ns) else { return Ok(Vec::new()) };
         let planned = exec::canonical_text(script)
             .map_err(|e| PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft()))))?;
-        let live = exec::list_table_text(&self.map.locate(ns).nft_target())
-            .map_err(|e| PlanError::Kernel(NlError::other(e.to_string())))?;
-        if live.trim().is_empty() {
-            return Ok(Vec::new());
+        Ok(changes::table_changes(script, &planned, live))
+    }
+
+    /// Fills in what each nft op of `plan` changes, rule by rule and element by element (one
+    /// scratch load of the planned script per changed namespace). Only for review: apply
+    /// replaces the whole table whatever this finds.
+    pub fn describe_nft(&self, desired: &Desired, plan: &mut Plan) -> Result<(), PlanError> {
+        for op in &mut plan.ops {
+            if let Action::Nft { changes, old, .. } = &mut op.action {
+                *changes = self.nft_changes(desired, &op.ns, old.as_deref().unwrap_or(""))?;
+            }
         }
-        Ok(drift::table_differences(script, &planned, &live)
-            .into_iter()
-            .map(|d| Drift {
-                ns: ns.clone(),
-                kind: match d {
-                    drift::TableDiff::MissingRule { .. } | drift::TableDiff::MissingChain { .. } => DriftKind::Missing,
-                    drift::TableDiff::ExtraRule { .. } | drift::TableDiff::ExtraChain { .. } => DriftKind::Extra,
-                    drift::TableDiff::ChangedSet { .. } => DriftKind::Changed,
-                },
-                what: format!("nftables: {}", d.describe()),
-                span: d.origin().unwrap_or(desired.node_span),
-            })
-            .collect())
+        Ok(())
     }
 
     /// The plan that brings the node to `desired`.
@@ -448,8 +463,10 @@ impl Session {
                 let mut out = Vec::new();
                 for op in &p.ops {
                     out.push(Drift::from_op(op));
-                    if matches!(op.action, Action::Nft { .. }) {
-                        out.extend(self.nft_details(desired, &op.ns)?);
+                    // A missing table is one finding, not one per rule.
+                    if let Action::Nft { old: Some(live), .. } = &op.action {
+                        let changes = self.nft_changes(desired, &op.ns, live)?;
+                        out.extend(changes.iter().map(|c| Drift::from_table_change(&op.ns, c, desired.node_span)));
                     }
                 }
                 Ok(out)

@@ -4,6 +4,7 @@
 
 use super::desired::Object;
 use super::state::*;
+use crate::nftables::changes::TableChange;
 use crate::nftables::render::Script;
 use ipnet::IpNet;
 use netcfg_lang::ast::{RouteScope, RouteType};
@@ -131,6 +132,9 @@ pub enum Action {
     Nft {
         script: Script,
         old: Option<String>,
+        /// What the replacement changes, rule by rule and element by element (for review;
+        /// empty until [`super::Session::describe_nft`] fills it in, never read by apply).
+        changes: Vec<TableChange>,
     },
     /// The inverse of `Nft`: loads `table` (nft text) or deletes the table when `None`.
     NftRestore {
@@ -369,14 +373,28 @@ impl Op {
     }
 
     pub fn to_json(&self) -> Json {
-        json!({
+        let mut v = json!({
             "op": self.kind(),
             "change": self.sign().to_string(),
             "namespace": self.ns,
             "description": self.describe(),
             "disruption": self.class.as_str(),
             "span": {"file": self.span.file.0, "start": self.span.start, "end": self.span.end},
-        })
+        });
+        if let Action::Nft { changes, .. } = &self.action {
+            if !changes.is_empty() {
+                v["changes"] = changes.iter().map(TableChange::to_json).collect();
+            }
+        }
+        v
+    }
+
+    /// The nft changes of an `Nft` op (empty for every other op).
+    pub fn table_changes(&self) -> &[TableChange] {
+        match &self.action {
+            Action::Nft { changes, .. } => changes,
+            _ => &[],
+        }
     }
 }
 
@@ -461,6 +479,16 @@ impl Plan {
         }
         for op in &self.ops {
             let _ = writeln!(s, "  {} {}: {}  [{}]", op.sign(), op.ns, op.describe(), op.class.as_str());
+            for c in op.table_changes() {
+                match &c.old {
+                    Some(old) => {
+                        let _ = writeln!(s, "      {} {}: `{old}` -> `{}`", c.kind.sign(), c.object, c.text);
+                    }
+                    None => {
+                        let _ = writeln!(s, "      {} {}: `{}`", c.kind.sign(), c.object, c.text);
+                    }
+                }
+            }
         }
         let count = |c: char| self.ops.iter().filter(|o| o.sign() == c).count();
         let _ = writeln!(s, "{} to add, {} to change, {} to remove", count('+'), count('~'), count('-'));
