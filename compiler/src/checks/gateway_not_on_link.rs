@@ -251,6 +251,8 @@ fn reject_keyword(t: RouteType) -> Option<&'static str> {
         RouteType::Blackhole => Some("blackhole"),
         RouteType::Unreachable => Some("unreachable"),
         RouteType::Prohibit => Some("prohibit"),
+        RouteType::Throw => Some("throw"),
+        RouteType::Local => Some("local"),
     }
 }
 

@@ -45,14 +45,9 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 }
                 let (label, secondary) = match fib.lookup(b.addr) {
                     Lookup::Local(_) => continue,
-                    Lookup::Route(e) if e.route_type == RouteType::Unicast => continue,
+                    Lookup::Route(e) if matches!(e.route_type, RouteType::Unicast | RouteType::Local) => continue,
                     Lookup::Route(e) => {
-                        let kind = match e.route_type {
-                            RouteType::Blackhole => "blackhole",
-                            RouteType::Unreachable => "unreachable",
-                            RouteType::Prohibit => "prohibit",
-                            RouteType::Unicast => "unicast",
-                        };
+                        let kind = e.route_type.keyword();
                         let span = match e.source {
                             FibSource::Static(i) => Some(netns.routes[i].dst_span),
                             FibSource::Connected { .. } => None,
