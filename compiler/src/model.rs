@@ -69,8 +69,9 @@ pub enum GatewayLookup<'a> {
     NoRoute,
 }
 
-/// The main routing table of one namespace. Other tables are kept out: netcfg does not model
-/// policy routing, so checks never reason from a route in a non-main table.
+/// One routing table of one namespace: the main table holds the connected routes and the
+/// spec's main-table routes; another table holds the spec's routes of that table. See
+/// [`Model::lookup`] for the policy rules that choose between them.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
     /// Longest prefix first; entries of one prefix sorted by metric.
@@ -80,12 +81,18 @@ pub struct Fib {
 
 impl Fib {
     fn build(node: &Node, ns: NetnsId) -> Fib {
+        Fib::build_table(node, ns, MAIN_TABLE)
+    }
+
+    /// The table `table` of a namespace. Local addresses are known to every table (the
+    /// kernel's rule 0 finds them before any other).
+    fn build_table(node: &Node, ns: NetnsId, table: u32) -> Fib {
         let mut fib = Fib::default();
         let mut entries = Vec::new();
         for link in node.links_in(ns) {
             for (i, a) in link.addresses.iter().enumerate() {
                 fib.local.entry(a.addr()).or_insert(link.id);
-                if link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
+                if table == MAIN_TABLE && link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
                     entries.push(FibEntry {
                         dst: a.net.trunc(),
                         dev: Some(link.id),
@@ -100,7 +107,7 @@ impl Fib {
         }
         for (i, r) in node.netns(ns).routes.iter().enumerate() {
             let dev_up = r.dev.as_ref().is_none_or(|d| node.link(d.value).up);
-            if r.table == MAIN_TABLE && dev_up {
+            if r.table == table && dev_up {
                 entries.push(FibEntry {
                     dst: r.dst,
                     dev: r.dev.as_ref().map(|d| d.value),
@@ -216,6 +223,8 @@ pub struct AddrRef {
 pub struct Model<'f> {
     pub fleet: &'f Fleet,
     fibs: Vec<Vec<Fib>>,
+    /// Per node and namespace, every other table the namespace's routes or rules name.
+    tables: Vec<Vec<BTreeMap<u32, Fib>>>,
     segment: HashMap<LinkRef, SegmentId>,
     segments: Vec<Vec<LinkRef>>,
     owners: BTreeMap<IpAddr, Vec<AddrRef>>,
@@ -226,6 +235,28 @@ pub struct Model<'f> {
 impl<'f> Model<'f> {
     pub fn new(fleet: &'f Fleet) -> Model<'f> {
         let fibs = fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id)).collect()).collect();
+        let tables = fleet
+            .nodes
+            .iter()
+            .map(|n| {
+                n.namespaces
+                    .iter()
+                    .map(|ns| {
+                        let named =
+                            ns.routes.iter().map(|r| r.table).chain(ns.rules.iter().filter_map(
+                                |r| match r.action.value {
+                                    RuleAction::Lookup(t) => Some(t),
+                                    _ => None,
+                                },
+                            ));
+                        named
+                            .filter(|t| *t != MAIN_TABLE)
+                            .map(|t| (t, Fib::build_table(n, ns.id, t)))
+                            .collect::<BTreeMap<u32, Fib>>()
+                    })
+                    .collect()
+            })
+            .collect();
         let mut owners: BTreeMap<IpAddr, Vec<AddrRef>> = BTreeMap::new();
         for n in &fleet.nodes {
             for l in &n.links {
@@ -242,7 +273,7 @@ impl<'f> Model<'f> {
         }
         let (segment, segments) = build_segments(fleet);
         let mtus = fleet.nodes.iter().map(link_mtus).collect();
-        Model { fleet, fibs, segment, segments, owners, mtus }
+        Model { fleet, fibs, tables, segment, segments, owners, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -257,8 +288,76 @@ impl<'f> Model<'f> {
         &self.link(a.link).addresses[a.index]
     }
 
+    /// The main table of a namespace.
     pub fn fib(&self, ns: NetnsRef) -> &Fib {
         &self.fibs[ns.node.0 as usize][ns.netns.0 as usize]
+    }
+
+    /// Table `table` of a namespace (main included); `None` for a table nothing names.
+    pub fn table(&self, ns: NetnsRef, table: u32) -> Option<&Fib> {
+        if table == MAIN_TABLE {
+            return Some(self.fib(ns));
+        }
+        self.tables[ns.node.0 as usize][ns.netns.0 as usize].get(&table)
+    }
+
+    /// Every table of a namespace the spec fills or a rule names, main first.
+    pub fn tables(&self, ns: NetnsRef) -> impl Iterator<Item = (u32, &Fib)> + '_ {
+        std::iter::once((MAIN_TABLE, self.fib(ns)))
+            .chain(self.tables[ns.node.0 as usize][ns.netns.0 as usize].iter().map(|(t, f)| (*t, f)))
+    }
+
+    /// Where a packet to `dst` goes, following the namespace's policy rules as the kernel does
+    /// (local addresses, then the rules by priority around `32766: lookup main`). A rule that
+    /// matches only some packets to `dst` (by source, mark, interface, port) counts when its
+    /// table has a unicast route: checks that conclude from a missing route must not report
+    /// one that some traffic has. A rule that drops matches only when it holds for all traffic.
+    pub fn lookup(&self, ns: NetnsRef, dst: IpAddr) -> Lookup<'_> {
+        let main = self.fib(ns);
+        if let Lookup::Local(l) = main.lookup(dst) {
+            return Lookup::Local(l);
+        }
+        let netns = self.node(ns.node).netns(ns.netns);
+        let mut rules: Vec<&PolicyRule> = netns.rules.iter().collect();
+        rules.sort_by_key(|r| r.priority.value);
+        let (before, after): (Vec<&PolicyRule>, Vec<&PolicyRule>) =
+            rules.into_iter().partition(|r| r.priority.value < 32766);
+        let mut skip_to: Option<u32> = None;
+        for r in before.iter().copied() {
+            if skip_to.is_some_and(|p| r.priority.value < p) || !r.may_match_to(dst) {
+                continue;
+            }
+            let all = r.matches_all_to(dst);
+            match r.action.value {
+                RuleAction::Lookup(t) => {
+                    if let Some(Lookup::Route(e)) = self.table(ns, t).map(|f| f.lookup(dst)) {
+                        let delivers = matches!(e.route_type, RouteType::Unicast | RouteType::Local);
+                        if (all && e.route_type != RouteType::Throw) || delivers {
+                            return Lookup::Route(e);
+                        }
+                    }
+                }
+                RuleAction::Goto(p) if all => skip_to = Some(p),
+                RuleAction::Blackhole | RuleAction::Unreachable | RuleAction::Prohibit if all => {
+                    return Lookup::NoRoute;
+                }
+                _ => {}
+            }
+        }
+        match main.lookup(dst) {
+            Lookup::Route(e) if e.route_type != RouteType::Throw => return Lookup::Route(e),
+            _ => {}
+        }
+        for r in after {
+            if let (true, RuleAction::Lookup(t)) = (r.may_match_to(dst), r.action.value) {
+                if let Some(Lookup::Route(e)) = self.table(ns, t).map(|f| f.lookup(dst)) {
+                    if matches!(e.route_type, RouteType::Unicast | RouteType::Local) {
+                        return Lookup::Route(e);
+                    }
+                }
+            }
+        }
+        Lookup::NoRoute
     }
 
     pub fn netns_of(&self, l: LinkRef) -> NetnsRef {

@@ -1168,4 +1168,88 @@ node "n" {
 "#,
         );
     }
+
+    #[test]
+    fn named_tables_and_policy_rules_resolve() {
+        let f = fleet(
+            r#"
+node "n" {
+    table "isp-b" id=200
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "default" via="10.0.0.1" dev="eth0" table="isp-b" mtu=1400
+    route "192.0.2.1" type="local" dev="lo"
+    rule priority=100 from="10.0.0.0/24" table="isp-b"
+    rule priority=110 fwmark="0x10/0xff" table="main"
+    rule priority=120 goto=130
+    rule priority=130 iif="eth0" action="prohibit"
+    netns "x" {
+        veth "eth0" { peer "vx" netns="@host"; }
+        rule priority=10 to="10.1.0.0/16" table="isp-b"
+    }
+}
+"#,
+        );
+        let n = &f.nodes[0];
+        let host = n.netns(crate::ir::NetnsId::HOST);
+        assert_eq!(host.routes[0].table, 200);
+        assert_eq!(host.routes[0].metrics.mtu, Some(1400));
+        assert_eq!(host.routes[1].table, crate::ir::LOCAL_TABLE, "a local route goes to table local");
+        assert_eq!(host.rules[0].action.value, crate::ir::RuleAction::Lookup(200));
+        assert_eq!(host.rules[0].family, Some(netcfg_lang::ast::Family::Ipv4));
+        assert_eq!(host.rules[1].fwmark, Some((0x10, 0xff)));
+        assert_eq!(host.rules[1].family, None, "no address: both families");
+        assert_eq!(
+            n.namespaces[1].rules[0].action.value,
+            crate::ir::RuleAction::Lookup(200),
+            "host names reach a netns"
+        );
+    }
+
+    #[test]
+    fn policy_rule_and_table_mistakes() {
+        check(
+            r#"
+node "n" {
+    table "isp-b" id=200
+    table "isp-b" id=201
+//         ^^^^^ error duplicate-name
+    table "main" id=300
+//         ^^^^ error invalid-value
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "default" via="10.0.0.1" dev="eth0" table="isp-c"
+//                                                   ^^^^^ error undefined-reference
+    rule priority=100 iif="eth9" table="isp-b"
+//                         ^^^^ error undefined-reference
+    rule priority=110 from="10.0.0.0/24" table=200
+    rule priority=110 from="10.0.0.0/24" table="isp-b"
+//                ^^^ error duplicate-rule
+    rule priority=120 goto=125
+//                         ^^^ error undefined-reference
+    rule priority=130 from="10.0.0.0/24" to="fd00::/64" table=200
+//                                           ^^^^^^^^^ error invalid-value
+    rule priority=140 table=200 action="prohibit"
+//                                      ^^^^^^^^ error invalid-value
+    rule priority=150 from="10.0.0.0/24"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
+    rule priority=160 dport="80-90" table=200
+//                           ^^^^^ error missing-property
+    rule priority=170 ipproto="tcp" dport="80,443" table=200
+//                                         ^^^^^^ error invalid-value
+    rule priority=180 fwmark="0x11/0x1" table=200
+//                            ^^^^^^^^ error invalid-value
+    rule priority=190 goto=180 table=200
+//                         ^^^ error invalid-value
+//                         ^^^ error invalid-value
+    route "10.5.0.0/16" via="10.0.0.1" {
+//                           ^^^^^^^^ error invalid-value
+        nexthop via="10.0.0.1" dev="eth0"
+        nexthop weight=2
+//      ^^^^^^^^^^^^^^^^ error missing-property
+    }
+    route "10.6.0.0/16" type="local"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
+}
+"#,
+        );
+    }
 }

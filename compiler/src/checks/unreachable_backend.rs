@@ -36,14 +36,13 @@ pub const CHECK: Check = Check {
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
-        let fib = model.fib(ns);
         let node = model.node(ns.node);
         for svc in &netns.services {
             for b in &svc.backends {
                 if matches!(b.addr, IpAddr::V4(a) if a.is_loopback()) {
                     continue;
                 }
-                let (label, secondary) = match fib.lookup(b.addr) {
+                let (label, secondary) = match model.lookup(ns, b.addr) {
                     Lookup::Local(_) => continue,
                     Lookup::Route(e) if matches!(e.route_type, RouteType::Unicast | RouteType::Local) => continue,
                     Lookup::Route(e) => {
@@ -132,5 +131,31 @@ node "pod" {
         );
         assert_eq!(d[0].message, "backend `10.244.7.5` of service `web` is unreachable");
         assert_eq!(d[0].primary.message, "no route in node `n` leads to `10.244.7.5`");
+    }
+
+    #[test]
+    fn a_backend_routed_by_a_policy_rule_is_reachable() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    table "pods" id=100
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    ethernet "eth1" { address "10.1.0.2/24"; }
+    route "10.244.0.0/16" via="10.1.0.1" dev="eth1" table="pods"
+    route "10.245.0.0/16" type="throw" table="pods"
+    rule priority=100 to="10.244.0.0/16" table="pods"
+    rule priority=110 fwmark="0x1" table="pods"
+    rule priority=120 to="10.246.0.0/16" action="prohibit"
+    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.7.5:8080"
+        backend "10.245.7.5:8080"
+//               ^^^^^^^^^^^^^^^ error unreachable-backend
+        backend "10.246.7.5:8080"
+//               ^^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+"#,
+        );
     }
 }
