@@ -1713,4 +1713,97 @@ node "n" {
         let plan = diff(&d, &live, &["task-1".to_string()], None).expect("plan");
         assert!(!plan.ops.iter().any(|o| matches!(o.action, Action::MoveLink { .. })), "{}", plan.to_text());
     }
+
+    fn rule(priority: u32, from: Option<&str>, action: RuleAction) -> Rule {
+        Rule {
+            v6: false,
+            priority,
+            from: from.map(|f| f.parse().unwrap()),
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            ipproto: None,
+            sport: None,
+            dport: None,
+            suppress_prefixlength: None,
+            action,
+        }
+    }
+
+    /// [`bare_host`] with the kernel's rules, a rule someone added by hand, and netcfg's rule and
+    /// route into table 200 from an earlier spec.
+    fn host_with_rules() -> Live {
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.rules.insert(rule(0, None, RuleAction::Lookup(255)), PROTO_KERNEL);
+        host.rules.insert(rule(32766, None, RuleAction::Lookup(254)), PROTO_KERNEL);
+        host.rules.insert(rule(32767, None, RuleAction::Lookup(253)), PROTO_KERNEL);
+        host.rules.insert(rule(500, Some("10.77.0.0/16"), RuleAction::Lookup(200)), 0);
+        host.rules.insert(rule(100, Some("10.1.0.0/24"), RuleAction::Lookup(200)), NETCFG_PROTO);
+        host.routes.insert(
+            RouteKey::new(200, "0.0.0.0/0".parse().unwrap(), 0),
+            Route {
+                via: None,
+                dev: Some("eth0".into()),
+                src: None,
+                scope: RouteScope::Link,
+                onlink: false,
+                route_type: RouteType::Unicast,
+                protocol: NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        );
+        live
+    }
+
+    #[test]
+    fn only_netcfgs_rules_go_and_before_the_routes_of_their_table() {
+        let d = desired_of(r#"node "n" { ethernet "eth0"; }"#);
+        let text = diff(&d, &host_with_rules(), &[], None).expect("plan").to_text();
+        let rule_at = text.find("- @host: rule 100: from 10.1.0.0/24 lookup 200").unwrap_or_else(|| panic!("{text}"));
+        let route_at = text.find("- @host: route 0.0.0.0/0 dev eth0 table 200").unwrap_or_else(|| panic!("{text}"));
+        assert!(rule_at < route_at, "{text}");
+        for kept in ["rule 0:", "rule 32766:", "rule 32767:", "rule 500:"] {
+            assert!(!text.contains(kept), "`{kept}` is not netcfg's:\n{text}");
+        }
+    }
+
+    #[test]
+    fn new_rules_come_after_the_routes_of_their_table_and_a_hand_made_one_is_taken_over() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0" { address "10.0.0.2/24"; }
+                route "default" via="10.0.0.1" dev="eth0" table=200
+                rule priority=100 from="10.1.0.0/24" table=200
+                rule priority=500 from="10.77.0.0/16" table=200
+            }"#,
+        );
+        let mut live = host_with_rules();
+        live.state.namespaces.get_mut(HOST).unwrap().routes.clear();
+        live.state.namespaces.get_mut(HOST).unwrap().rules.remove(&rule(
+            100,
+            Some("10.1.0.0/24"),
+            RuleAction::Lookup(200),
+        ));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("`{s}` not in\n{text}"));
+        assert!(at("+ @host: route 0.0.0.0/0 via 10.0.0.1 dev eth0 table 200") < at("+ @host: rule 100:"), "{text}");
+        assert!(at("- @host: rule 500: from 10.77.0.0/16 lookup 200 proto 0") < at("+ @host: rule 500:"), "{text}");
+        for op in &plan.ops {
+            let inv = op.inverse().expect("inverse");
+            assert_eq!(inv.inverse().as_ref(), Some(op), "{}", op.describe());
+        }
+    }
+
+    #[test]
+    fn a_rollback_target_keeps_the_kernels_rules_even_if_it_lacks_them() {
+        let mut d = desired_of(r#"node "n" { ethernet "eth0"; }"#);
+        d.exact = true;
+        let text = diff(&d, &host_with_rules(), &[], None).expect("plan").to_text();
+        assert!(text.contains("- @host: rule 500:") && text.contains("- @host: rule 100:"), "{text}");
+        assert!(!text.contains("rule 0:") && !text.contains("rule 32766:") && !text.contains("rule 32767:"), "{text}");
+    }
 }
