@@ -14,8 +14,14 @@ const SPEC: &str = r#"
 node "pr" {
     table "isp-b" id=200
     ethernet "eth0" { address "10.0.0.2/24"; }
-    ethernet "eth1" { address "10.1.0.2/24"; }
-    ethernet "eth2" { address "10.2.0.2/24"; }
+    ethernet "eth1" {
+        address "10.1.0.2/24"
+        address "fd00:1::2/64"
+    }
+    ethernet "eth2" {
+        address "10.2.0.2/24"
+        address "fd00:2::2/64"
+    }
     forwarding #true
     rp-filter "loose"
     route "default" via="10.1.0.1" dev="eth1"
@@ -26,6 +32,12 @@ node "pr" {
         nexthop via="10.2.0.1" dev="eth2"
     }
     route "192.0.2.10" type="local" dev="lo"
+    route "fd00:9::/48" {
+        nexthop via="fd00:1::1" dev="eth1" weight=2
+        nexthop via="fd00:2::1" dev="eth2"
+    }
+    route "fd00:8::/48" via="fd00:2::1" dev="eth2" table="isp-b" mtu=1300
+    route "fd00:6::1" type="local" dev="lo"
     rule priority=100 from="10.50.0.0/24" table="isp-b"
     rule priority=110 fwmark="0x10/0xff" table="isp-b"
     rule priority=120 to="198.51.100.0/24" action="prohibit"
@@ -134,6 +146,17 @@ fn rules_tables_and_route_attributes_apply_verify_and_steer_real_packets() {
         mp.contains("nexthop via 10.1.0.1 dev eth1 weight 3") && mp.contains("nexthop via 10.2.0.1 dev eth2 weight 1"),
         "{mp}"
     );
+    let mp6 = node.ip("@host", &["-6", "route", "show", "fd00:9::/48"]);
+    assert!(
+        mp6.contains("nexthop via fd00:1::1 dev eth1 weight 2")
+            && mp6.contains("nexthop via fd00:2::1 dev eth2 weight 1"),
+        "{mp6}"
+    );
+    let t200v6 = node.ip("@host", &["-6", "route", "show", "table", "200"]);
+    assert!(t200v6.contains("fd00:8::/48 via fd00:2::1 dev eth2 proto 110 metric 1024 mtu 1300"), "{t200v6}");
+    assert!(node
+        .ip("@host", &["-6", "route", "show", "table", "local", "fd00:6::1"])
+        .contains("local fd00:6::1 dev lo proto 110"));
     let local = node.ip("@host", &["route", "show", "table", "local", "192.0.2.10"]);
     assert!(local.contains("local 192.0.2.10 dev lo proto 110 scope host"), "{local}");
 

@@ -613,6 +613,8 @@ impl<'d> NodeBuilder<'d> {
         let route_type = r.route_type.as_ref().map(|t| t.value).unwrap_or(RouteType::Unicast);
         let gatewayed = r.via.is_some() || r.nexthops.iter().any(|n| n.via.is_some());
         let scope = r.scope.as_ref().map(|s| s.value).unwrap_or(match route_type {
+            // IPv6 has no route scopes: the kernel reports every IPv6 route as global.
+            _ if dst.addr().is_ipv6() => RouteScope::Global,
             RouteType::Unicast if !gatewayed => RouteScope::Link,
             // What the kernel gives a local route (`ip route add local …`).
             RouteType::Local => RouteScope::Host,
