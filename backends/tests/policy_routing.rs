@@ -42,6 +42,10 @@ node "pr" {
     rule priority=110 fwmark="0x10/0xff" table="isp-b"
     rule priority=120 to="198.51.100.0/24" action="prohibit"
     rule priority=130 iif="eth1" ipproto="tcp" dport="8000-8100" table="main"
+    rule priority=140 oif="eth2" suppress-prefixlength=0 table="main"
+    rule priority=150 goto=160
+    rule priority=160 l3mdev=#true
+    rule priority=170 family="ipv6" to="fd00:99::/64" action="unreachable"
     netns "client" {
         veth "eth0" {
             address "10.50.0.2/24"
@@ -122,17 +126,21 @@ fn rules_tables_and_route_attributes_apply_verify_and_steer_real_packets() {
 
     // Read back with `ip`.
     let rules = node.ip("@host", &["rule", "show"]);
+    let rules6 = node.ip("@host", &["-6", "rule", "show"]);
     for want in [
         "100:\tfrom 10.50.0.0/24 lookup 200 proto 110",
         "110:\tfrom all fwmark 0x10/0xff lookup 200 proto 110",
         "120:\tfrom all to 198.51.100.0/24 prohibit proto 110",
         "130:\tfrom all iif eth1 ipproto tcp dport 8000-8100 lookup main proto 110",
+        "140:\tfrom all oif eth2 lookup main suppress_prefixlength 0 proto 110",
+        "150:\tfrom all goto 160 proto 110",
+        "160:\tfrom all lookup [l3mdev-table] proto 110",
         "500:\tfrom 10.77.0.0/16 lookup 200",
         "32766:\tfrom all lookup main",
     ] {
         assert!(rules.contains(want), "missing `{want}` in:\n{rules}");
     }
-    let rules6 = node.ip("@host", &["-6", "rule", "show"]);
+    assert!(rules6.contains("170:\tfrom all to fd00:99::/64 unreachable proto 110"), "{rules6}");
     assert!(rules6.contains("110:\tfrom all fwmark 0x10/0xff lookup 200 proto 110"), "{rules6}");
     assert!(!rules6.contains("10.50.0.0"), "an IPv4 rule is IPv4 only:\n{rules6}");
     let t200 = node.ip("@host", &["route", "show", "table", "200"]);

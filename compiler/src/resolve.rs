@@ -713,10 +713,13 @@ impl<'d> NodeBuilder<'d> {
             }
             kept.push(r);
         }
-        let priorities: std::collections::HashSet<u32> = kept.iter().map(|r| r.priority.value).collect();
         for r in &kept {
             if let RuleAction::Goto(target) = r.action.value {
-                if !priorities.contains(&target) {
+                // The kernel keeps one rule list per family: the target must be in the rule's.
+                let found = kept
+                    .iter()
+                    .any(|k| k.priority.value == target && k.families().iter().any(|f| r.families().contains(f)));
+                if !found {
                     self.diags.push(
                         Diagnostic::error(
                             UNDEFINED_REFERENCE,
@@ -724,7 +727,7 @@ impl<'d> NodeBuilder<'d> {
                             format!("no rule with priority {target} to go to"),
                         )
                         .with_label("not declared")
-                        .with_help("`goto` names the priority of a later `rule` of this namespace"),
+                        .with_help("`goto` names the priority of a later `rule` of this namespace and family"),
                     );
                 }
             }
@@ -1226,7 +1229,9 @@ node "n" {
     rule priority=110 from="10.0.0.0/24" table="isp-b"
 //                ^^^ error duplicate-rule
     rule priority=120 goto=125
-//                         ^^^ error undefined-reference
+    rule priority=125 family="ipv6" action="prohibit"
+    rule priority=122 family="ipv4" goto=125
+//                                       ^^^ error undefined-reference
     rule priority=130 from="10.0.0.0/24" to="fd00::/64" table=200
 //                                           ^^^^^^^^^ error invalid-value
     rule priority=140 table=200 action="prohibit"
