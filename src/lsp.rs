@@ -371,11 +371,8 @@ fn code_actions(params: &Value) -> Value {
     json!(out)
 }
 
-/// Keywords that declare a name as their first argument.
-const DECLARING: &[&str] = &[
-    "node", "netns", "template", "ethernet", "bridge", "veth", "peer", "vxlan", "macvlan", "zone", "set", "service",
-    "listen",
-];
+/// Keywords besides the link kinds that declare a name as their first argument.
+const DECLARING: &[&str] = &["node", "netns", "template", "peer", "zone", "set", "service", "listen"];
 
 /// Byte offsets of `name` where a declaring keyword declares it (`bridge "br0"`).
 fn declarations(text: &str, name: &str) -> Vec<usize> {
@@ -384,7 +381,7 @@ fn declarations(text: &str, name: &str) -> Vec<usize> {
     for line in text.split_inclusive('\n') {
         let body = line.trim_start();
         let indent = line.len() - body.len();
-        for kw in DECLARING {
+        for kw in DECLARING.iter().chain(netcfg_lang::links::LINK_KEYWORDS) {
             if let Some(rest) = body.strip_prefix(kw) {
                 let after = rest.trim_start();
                 if rest.len() > after.len() && after.starts_with(&format!("\"{name}\"")) {

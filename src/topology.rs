@@ -17,7 +17,12 @@ fn fill(kind: &LinkKind) -> &'static str {
         LinkKind::Bridge { .. } => "#fce5cd",
         LinkKind::Veth { .. } => "#d9ead3",
         LinkKind::Vxlan { .. } => "#d9d2e9",
-        LinkKind::Macvlan { .. } => "#fff2cc",
+        LinkKind::Macvlan { .. } | LinkKind::Ipvlan { .. } => "#fff2cc",
+        LinkKind::Vlan { .. } => "#d0e0e3",
+        LinkKind::Bond(_) => "#f4cccc",
+        LinkKind::Vrf { .. } => "#ead1dc",
+        LinkKind::Dummy => "#f3f3f3",
+        LinkKind::Tunnel(_) | LinkKind::Wireguard(_) => "#d9d2e9",
     }
 }
 
@@ -216,6 +221,27 @@ fn edges_of(edges: &mut String, n: usize, node: &Node, link: &netcfg_compiler::i
         }
         LinkKind::Vxlan { dev: Some(dev), .. } => {
             let _ = writeln!(edges, "    {id} -> {} [style=dotted, label=\"underlay\"];", link_id(n, dev.value.0));
+        }
+        LinkKind::Vlan { parent, id: vid, .. } => {
+            let _ = writeln!(
+                edges,
+                "    {id} -> {} [style=dotted, label={}];",
+                link_id(n, parent.value.0),
+                quote(&format!("vlan {}", vid.value))
+            );
+        }
+        LinkKind::Ipvlan { parent, mode } => {
+            let _ = writeln!(
+                edges,
+                "    {id} -> {} [style=dotted, label={}];",
+                link_id(n, parent.value.0),
+                quote(&format!("ipvlan {}", mode.keyword()))
+            );
+        }
+        LinkKind::Tunnel(t) => {
+            if let Some(dev) = &t.dev {
+                let _ = writeln!(edges, "    {id} -> {} [style=dotted, label=\"underlay\"];", link_id(n, dev.value.0));
+            }
         }
         _ => {}
     }

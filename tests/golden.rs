@@ -107,6 +107,16 @@ fn examples_match_their_goldens() {
     let mut failures = Vec::new();
     let mut expected_files: Vec<PathBuf> = Vec::new();
     let out_dir = scratch_dir("plan");
+    // The examples' key files (WireGuard): what they hold must never reach an output.
+    let mut secrets = Vec::new();
+    for dir in std::fs::read_dir(root().join("examples")).expect("examples").flatten() {
+        for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            if f.path().extension().is_some_and(|e| e == "key") {
+                secrets.push(std::fs::read_to_string(f.path()).expect("key file").trim().to_string());
+            }
+        }
+    }
+    assert!(!secrets.is_empty(), "examples/hosts/wireguard.kdl has a key file");
     for rel in entry_points() {
         let stem = golden_stem(&rel);
         for (format, ext) in [("human", "txt"), ("json", "json"), ("plan", "plan.txt")] {
@@ -119,6 +129,9 @@ fn examples_match_their_goldens() {
             } else {
                 check(&rel, format)
             };
+            if secrets.iter().any(|s| actual.contains(s.as_str())) {
+                failures.push(format!("{rel} ({format}): output contains a key"));
+            }
             let abs = root().display().to_string();
             if actual.contains(&abs) {
                 failures.push(format!("{rel} ({format}): output contains the absolute path `{abs}`"));

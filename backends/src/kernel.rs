@@ -22,6 +22,17 @@ pub enum Feature {
     Veth,
     Vxlan,
     Macvlan,
+    Dummy,
+    /// 802.1Q VLANs (`8021q`).
+    Vlan,
+    Bond,
+    Vrf,
+    Ipvlan,
+    Gre,
+    Ipip,
+    Sit,
+    Ip6tnl,
+    Wireguard,
     /// Bridged traffic through the L3 netfilter hooks; the `net.bridge.bridge-nf-*` sysctls.
     BrNetfilter,
     /// Connection tracking itself (`net.netfilter.nf_conntrack_*` sysctls).
@@ -43,11 +54,21 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 15] = [
+    pub const ALL: [Feature; 25] = [
         Feature::Bridge,
         Feature::Veth,
         Feature::Vxlan,
         Feature::Macvlan,
+        Feature::Dummy,
+        Feature::Vlan,
+        Feature::Bond,
+        Feature::Vrf,
+        Feature::Ipvlan,
+        Feature::Gre,
+        Feature::Ipip,
+        Feature::Sit,
+        Feature::Ip6tnl,
+        Feature::Wireguard,
         Feature::BrNetfilter,
         Feature::NfConntrack,
         Feature::NfTables,
@@ -69,6 +90,16 @@ impl Feature {
             Feature::Veth => "veth",
             Feature::Vxlan => "vxlan",
             Feature::Macvlan => "macvlan",
+            Feature::Dummy => "dummy",
+            Feature::Vlan => "8021q",
+            Feature::Bond => "bonding",
+            Feature::Vrf => "vrf",
+            Feature::Ipvlan => "ipvlan",
+            Feature::Gre => "ip_gre",
+            Feature::Ipip => "ipip",
+            Feature::Sit => "sit",
+            Feature::Ip6tnl => "ip6_tunnel",
+            Feature::Wireguard => "wireguard",
             Feature::BrNetfilter => "br_netfilter",
             Feature::NfConntrack => "nf_conntrack",
             Feature::NfTables => "nf_tables",
@@ -90,6 +121,16 @@ impl Feature {
             Feature::Veth => "veth pairs",
             Feature::Vxlan => "VXLAN links",
             Feature::Macvlan => "macvlan links",
+            Feature::Dummy => "dummy links",
+            Feature::Vlan => "VLAN links",
+            Feature::Bond => "bonds",
+            Feature::Vrf => "VRFs",
+            Feature::Ipvlan => "ipvlan links",
+            Feature::Gre => "GRE tunnels",
+            Feature::Ipip => "IPIP tunnels",
+            Feature::Sit => "SIT tunnels",
+            Feature::Ip6tnl => "IPv6 tunnels (`ip6tnl`)",
+            Feature::Wireguard => "WireGuard links",
             Feature::BrNetfilter => "bridge netfilter (`net.bridge.bridge-nf-call-*`)",
             Feature::NfConntrack => "connection tracking (`net.netfilter.nf_conntrack_*`)",
             Feature::NfTables => "nftables",
@@ -266,10 +307,22 @@ pub struct KernelState {
 /// Loads `module` and its dependencies with `modprobe` (kmod): it resolves `modules.dep` and
 /// soft dependencies, decompresses, and honours the administrator's `modprobe.d` options and
 /// blacklists, none of which a bare `finit_module` would.
+/// Parameters netcfg loads a module with: `bonding` and `dummy` otherwise make a `bond0` /
+/// `dummy0` of their own on load, which netcfg does not own and which would take the name of a
+/// declared link (systemd's `modprobe.d/systemd.conf` sets the same options for boot).
+pub fn module_params(module: &str) -> &'static [&'static str] {
+    match module {
+        "bonding" => &["max_bonds=0"],
+        "dummy" => &["numdummies=0"],
+        _ => &[],
+    }
+}
+
 pub fn load_module(module: &str) -> Result<(), String> {
     let out = std::process::Command::new("modprobe")
         .arg("--")
         .arg(module)
+        .args(module_params(module))
         .output()
         .map_err(|e| format!("cannot run `modprobe`: {e}"))?;
     if out.status.success() {

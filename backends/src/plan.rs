@@ -58,6 +58,7 @@ pub fn fresh_node(desired: &Desired) -> Live {
                         nf_call_iptables: None,
                         up: false,
                         addrgen_none: None,
+                        opts: Default::default(),
                         owned: false,
                     },
                 );

@@ -4,8 +4,10 @@
 
 use ipnet::IpNet;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue, Verdict,
+    ConnState, Direction, Family, LinkOptions, MacvlanMode, Proto, RouteScope, RouteType, RpFilter, SysctlValue,
+    Verdict,
 };
+pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
 use netcfg_lang::{Span, Spanned};
 use std::collections::BTreeMap;
@@ -53,6 +55,15 @@ impl Node {
 
     pub fn link(&self, id: LinkId) -> &Link {
         &self.links[id.0 as usize]
+    }
+
+    /// The routing table of the VRF `link` is enslaved to: its connected and local routes live
+    /// there, not in main.
+    pub fn vrf_table(&self, link: &Link) -> Option<u32> {
+        match &self.link(link.master.as_ref()?.value).kind {
+            LinkKind::Vrf { table } => Some(table.value),
+            _ => None,
+        }
     }
 
     pub fn links_in(&self, ns: NetnsId) -> impl Iterator<Item = &Link> {
@@ -136,6 +147,8 @@ pub struct Link {
     pub master: Option<Spanned<LinkId>>,
     pub hairpin: Option<Spanned<bool>>,
     pub rp_filter: Option<Spanned<RpFilter>>,
+    /// `promisc`, `txqueuelen`, `arp`.
+    pub options: LinkOptions,
     pub addresses: Vec<Address>,
     /// The declaration (for the implicit `lo`, the namespace's name).
     pub span: Span,
@@ -149,6 +162,7 @@ pub enum LinkKind {
     Ethernet,
     Bridge {
         netfilter: Option<Spanned<bool>>,
+        options: netcfg_lang::ast::BridgeOptions,
     },
     Veth {
         peer: LinkId,
@@ -160,11 +174,53 @@ pub enum LinkKind {
         group: Option<Spanned<IpAddr>>,
         dev: Option<Spanned<LinkId>>,
         port: u16,
+        options: netcfg_lang::ast::VxlanOptions,
     },
     Macvlan {
         parent: Spanned<LinkId>,
         mode: MacvlanMode,
     },
+    Dummy,
+    Vlan {
+        /// In the VLAN's namespace, or the node's host namespace.
+        parent: Spanned<LinkId>,
+        id: Spanned<u16>,
+        protocol: VlanProtocol,
+    },
+    Bond(Bond),
+    Vrf {
+        table: Spanned<u32>,
+    },
+    Ipvlan {
+        /// In the ipvlan's namespace, or the node's host namespace.
+        parent: Spanned<LinkId>,
+        mode: IpvlanMode,
+    },
+    Tunnel(Tunnel),
+    /// Keys by file only; peers as declared.
+    Wireguard(netcfg_lang::ast::WireguardDecl),
+}
+
+#[derive(Clone, Debug)]
+pub struct Bond {
+    pub mode: BondMode,
+    pub miimon: Option<u32>,
+    pub lacp_rate: Option<LacpRate>,
+    pub xmit_hash_policy: Option<XmitHashPolicy>,
+    /// A port of this bond.
+    pub primary: Option<Spanned<LinkId>>,
+    pub min_links: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    pub local: Option<Spanned<IpAddr>>,
+    pub remote: Spanned<IpAddr>,
+    pub ttl: Option<u8>,
+    pub key: Option<u32>,
+    /// The underlay link, in the tunnel's namespace.
+    pub dev: Option<Spanned<LinkId>>,
 }
 
 impl LinkKind {
@@ -176,7 +232,39 @@ impl LinkKind {
             LinkKind::Veth { .. } => "veth",
             LinkKind::Vxlan { .. } => "vxlan",
             LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Bond(_) => "bond",
+            LinkKind::Vrf { .. } => "vrf",
+            LinkKind::Ipvlan { .. } => "ipvlan",
+            LinkKind::Tunnel(t) => t.kind.keyword(),
+            LinkKind::Wireguard(_) => "wireguard",
         }
+    }
+
+    /// The link this one sits on (`parent`, `dev`): it must exist first, and the kernel
+    /// deletes this link with it.
+    pub fn lower(&self) -> Option<LinkId> {
+        match self {
+            LinkKind::Vxlan { dev, .. } => dev.as_ref().map(|d| d.value),
+            LinkKind::Macvlan { parent, .. } | LinkKind::Vlan { parent, .. } | LinkKind::Ipvlan { parent, .. } => {
+                Some(parent.value)
+            }
+            LinkKind::Tunnel(t) => t.dev.as_ref().map(|d| d.value),
+            LinkKind::Loopback
+            | LinkKind::Ethernet
+            | LinkKind::Bridge { .. }
+            | LinkKind::Veth { .. }
+            | LinkKind::Dummy
+            | LinkKind::Bond(_)
+            | LinkKind::Vrf { .. }
+            | LinkKind::Wireguard(_) => None,
+        }
+    }
+
+    /// Whether links join this one with `master`.
+    pub fn is_master(&self) -> bool {
+        matches!(self, LinkKind::Bridge { .. } | LinkKind::Bond(_) | LinkKind::Vrf { .. })
     }
 }
 

@@ -90,6 +90,10 @@ impl Fib {
         let mut fib = Fib::default();
         let mut entries = Vec::new();
         for link in node.links_in(ns) {
+            // A VRF port's addresses and connected routes are in the VRF's table.
+            if node.vrf_table(link).is_some() {
+                continue;
+            }
             for (i, a) in link.addresses.iter().enumerate() {
                 fib.local.entry(a.addr()).or_insert(link.id);
                 if table == MAIN_TABLE && link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
@@ -452,7 +456,7 @@ impl<'f> Model<'f> {
     pub fn bridge_netfilter(&self, bridge: LinkRef) -> bool {
         let link = self.link(bridge);
         let ns = self.node(bridge.node).netns(link.netns);
-        let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n) } if n.value);
+        let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n), .. } if n.value);
         per_bridge || ns.sysctl_int("net.bridge.bridge-nf-call-iptables").unwrap_or(0) != 0
     }
 
@@ -477,6 +481,15 @@ pub const VXLAN_OVERHEAD_V6: u32 = 70;
 
 /// The encapsulation overhead of a VXLAN, by the family of its `local`/`remote`/`group`
 /// (IPv4 when none is given), as the kernel's `vxlan_config_apply` picks its headroom.
+/// The outer headers a tunnel adds: the outer IP header, plus GRE's 4 bytes.
+pub fn tunnel_overhead(kind: TunnelKind) -> u32 {
+    match kind {
+        TunnelKind::Gre => 24,
+        TunnelKind::Ipip | TunnelKind::Sit => 20,
+        TunnelKind::Ip6tnl => 40,
+    }
+}
+
 pub fn vxlan_overhead(kind: &LinkKind) -> u32 {
     let LinkKind::Vxlan { local, remote, group, .. } = kind else { return 0 };
     let v6 = [local, remote, group].into_iter().flatten().next().is_some_and(|a| a.value.is_ipv6());
@@ -510,6 +523,17 @@ pub fn link_mtus(node: &Node) -> Vec<u32> {
             }
             LinkKind::Vxlan { dev: Some(dev), .. } => {
                 mtu(node, ports, dev.value, depth + 1).saturating_sub(vxlan_overhead(&link.kind))
+            }
+            // A VLAN or ipvlan starts with its parent's MTU.
+            LinkKind::Vlan { parent, .. } | LinkKind::Ipvlan { parent, .. } => {
+                mtu(node, ports, parent.value, depth + 1)
+            }
+            LinkKind::Vrf { .. } => 65575,
+            // 1500 less the outer IPv6, UDP and WireGuard headers.
+            LinkKind::Wireguard(_) => 1420,
+            LinkKind::Tunnel(t) => {
+                let under = t.dev.as_ref().map_or(1500, |d| mtu(node, ports, d.value, depth + 1));
+                under.saturating_sub(tunnel_overhead(t.kind))
             }
             _ => 1500,
         }
@@ -560,14 +584,15 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
             }
             match &l.kind {
                 LinkKind::Veth { peer } => union(&mut parent, me, index[&LinkRef { node: n.id, link: *peer }]),
-                LinkKind::Macvlan { parent: p, .. } => {
+                LinkKind::Macvlan { parent: p, .. } | LinkKind::Ipvlan { parent: p, .. } => {
                     union(&mut parent, me, index[&LinkRef { node: n.id, link: p.value }])
                 }
                 LinkKind::Vxlan { vni, .. } => {
                     let first = *by_vni.entry(vni.value).or_insert(me);
                     union(&mut parent, me, first);
                 }
-                LinkKind::Ethernet => {
+                // NICs, and what stands for one on the wire, meet by their connected subnets.
+                LinkKind::Ethernet | LinkKind::Vlan { .. } | LinkKind::Bond(_) | LinkKind::Tunnel(_) => {
                     for a in &l.addresses {
                         if a.net.prefix_len() < a.net.max_prefix_len() {
                             let first = *by_lan.entry(a.net.trunc()).or_insert(me);

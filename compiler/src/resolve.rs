@@ -132,6 +132,7 @@ fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> 
 fn append(out: &mut NsBody, b: NsBody) {
     out.links.extend(b.links);
     out.unbuilt_links.extend(b.unbuilt_links);
+    out.loopback.extend(b.loopback);
     out.routes.extend(b.routes);
     out.tables.extend(b.tables);
     out.rules.extend(b.rules);
@@ -181,12 +182,22 @@ struct NodeBuilder<'d> {
     link_index: HashMap<(NetnsId, String), LinkId>,
     /// Table names declared per namespace (`table "NAME" id=N`), with the declaration's span.
     tables: HashMap<NetnsId, HashMap<String, (u32, Span)>>,
+    /// Links whose kind could not be resolved (a `parent` or `dev` that is not there, already
+    /// reported): they stand as placeholders, and what refers to them is not judged by kind.
+    unresolved: std::collections::HashSet<LinkId>,
 }
 
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags, unbuilt: Vec::new(), link_index: HashMap::new(), tables: HashMap::new() }
+        NodeBuilder {
+            node,
+            diags,
+            unbuilt: Vec::new(),
+            link_index: HashMap::new(),
+            tables: HashMap::new(),
+            unresolved: Default::default(),
+        }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -221,6 +232,18 @@ impl<'d> NodeBuilder<'d> {
         }
         for (id, ns, l) in &pending {
             self.resolve_masters(*id, *ns, l);
+        }
+        for (id, ns, l) in &pending {
+            self.resolve_primary(*id, *ns, l);
+        }
+        for (ns, b) in &bodies {
+            let lo = self.find_link(*ns, "lo").map(|l| l.id.0 as usize).expect("every namespace has lo");
+            let addresses = b.loopback.iter().map(|a| Address {
+                net: a.net.value,
+                prefix_route: a.prefix_route.as_ref().is_none_or(|p| p.value),
+                span: a.net.span,
+            });
+            self.node.links[lo].addresses.extend(addresses);
         }
         self.nics_in_one_namespace();
         for (ns, b) in &bodies {
@@ -287,6 +310,7 @@ impl<'d> NodeBuilder<'d> {
             mac: None,
             up: true,
             master: None,
+            options: ast::LinkOptions::default(),
             hairpin: None,
             rp_filter: None,
             addresses: vec![
@@ -385,6 +409,7 @@ impl<'d> NodeBuilder<'d> {
             master: None,
             hairpin: l.hairpin.clone(),
             rp_filter: l.rp_filter.clone(),
+            options: l.options.clone(),
             addresses: l
                 .addresses
                 .iter()
@@ -429,9 +454,11 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_kind(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let kind = match &l.kind {
             ast::LinkKindDecl::Ethernet => Some(LinkKind::Ethernet),
-            ast::LinkKindDecl::Bridge { netfilter } => Some(LinkKind::Bridge { netfilter: netfilter.clone() }),
+            ast::LinkKindDecl::Bridge { netfilter, options } => {
+                Some(LinkKind::Bridge { netfilter: netfilter.clone(), options: *options })
+            }
             ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer => None,
-            ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port } => {
+            ast::LinkKindDecl::Vxlan { vni, local, remote, group, dev, port, options } => {
                 let dev = dev.as_ref().and_then(|d| self.link_ref(ns, d));
                 Some(LinkKind::Vxlan {
                     vni: vni.clone(),
@@ -440,15 +467,69 @@ impl<'d> NodeBuilder<'d> {
                     group: group.clone(),
                     dev,
                     port: port.as_ref().map(|p| p.value).unwrap_or(4789),
+                    options: *options,
                 })
             }
             ast::LinkKindDecl::Macvlan { parent, mode } => self.link_ref(NetnsId::HOST, parent).map(|parent| {
                 LinkKind::Macvlan { parent, mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::MacvlanMode::Bridge) }
             }),
+            ast::LinkKindDecl::Dummy => Some(LinkKind::Dummy),
+            ast::LinkKindDecl::Vlan { parent, id: vid, protocol } => {
+                self.parent_ref(ns, parent).map(|parent| LinkKind::Vlan {
+                    parent,
+                    id: vid.clone(),
+                    protocol: protocol.as_ref().map(|p| p.value).unwrap_or(ast::VlanProtocol::Dot1q),
+                })
+            }
+            ast::LinkKindDecl::Bond(b) => Some(LinkKind::Bond(Bond {
+                mode: b.mode.as_ref().map(|m| m.value).unwrap_or(ast::BondMode::BalanceRr),
+                miimon: b.miimon.as_ref().map(|m| m.value),
+                lacp_rate: b.lacp_rate.as_ref().map(|m| m.value),
+                xmit_hash_policy: b.xmit_hash_policy.as_ref().map(|m| m.value),
+                // A port: resolved with the masters, once every link is known.
+                primary: None,
+                min_links: b.min_links.as_ref().map(|m| m.value),
+            })),
+            ast::LinkKindDecl::Vrf { table } => Some(LinkKind::Vrf { table: table.clone() }),
+            ast::LinkKindDecl::Ipvlan { parent, mode } => self.parent_ref(ns, parent).map(|parent| LinkKind::Ipvlan {
+                parent,
+                mode: mode.as_ref().map(|m| m.value).unwrap_or(ast::IpvlanMode::L2),
+            }),
+            ast::LinkKindDecl::Wireguard(w) => Some(LinkKind::Wireguard(w.clone())),
+            ast::LinkKindDecl::Tunnel(t) => {
+                let dev = t.dev.as_ref().and_then(|d| self.link_ref(ns, d));
+                if t.dev.is_some() && dev.is_none() {
+                    None
+                } else {
+                    Some(LinkKind::Tunnel(Tunnel {
+                        kind: t.kind,
+                        local: t.local.clone(),
+                        remote: t.remote.clone(),
+                        ttl: t.ttl.as_ref().map(|v| v.value),
+                        key: t.key.as_ref().map(|v| v.value),
+                        dev,
+                    }))
+                }
+            }
         };
-        if let Some(kind) = kind {
-            self.node.links[id.0 as usize].kind = kind;
+        match kind {
+            Some(kind) => self.node.links[id.0 as usize].kind = kind,
+            None if !matches!(l.kind, ast::LinkKindDecl::Veth { .. } | ast::LinkKindDecl::VethPeer) => {
+                self.unresolved.insert(id);
+            }
+            None => {}
         }
+    }
+
+    /// A stacked link's `parent`: a link of its own namespace, else of the node's host namespace
+    /// (a VLAN or ipvlan of a host NIC, created there and moved into a `netns`).
+    fn parent_ref(&mut self, ns: NetnsId, name: &Spanned<String>) -> Option<Spanned<LinkId>> {
+        if ns != NetnsId::HOST && self.find_link(ns, &name.value).is_none() {
+            if let Some(l) = self.find_link(NetnsId::HOST, &name.value) {
+                return Some(Spanned::new(l.id, name.span));
+            }
+        }
+        self.link_ref(ns, name)
     }
 
     /// `master` of the link and of a veth's peer (in the peer's namespace); every kind is known.
@@ -465,17 +546,20 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_master(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let Some(m) = &l.master else { return };
         let Some(master) = self.link_ref(ns, m) else { return };
-        if !matches!(self.node.link(master.value).kind, LinkKind::Bridge { .. }) {
+        if self.unresolved.contains(&master.value) {
+            return;
+        }
+        if !self.node.link(master.value).kind.is_master() {
             let kind = self.node.link(master.value).kind.keyword();
             let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
             self.diags.push(
                 Diagnostic::error(
                     INVALID_REFERENCE,
                     m.span,
-                    format!("`{}` is {article} {kind}, not a bridge", m.value),
+                    format!("`{}` is {article} {kind}, not a bridge, bond or vrf", m.value),
                 )
                 .with_secondary(self.node.link(master.value).name.span, "declared here")
-                .with_help("`master` names a bridge in the same namespace"),
+                .with_help("`master` names a bridge, a bond or a vrf in the same namespace"),
             );
             return;
         }
@@ -523,6 +607,31 @@ impl<'d> NodeBuilder<'d> {
         };
         self.diags.push(d);
         None
+    }
+
+    /// A bond's `primary`: one of its ports.
+    fn resolve_primary(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
+        let ast::LinkKindDecl::Bond(b) = &l.kind else { return };
+        let Some(p) = &b.primary else { return };
+        let Some(port) = self.link_ref(ns, p) else { return };
+        if self.node.link(port.value).master.as_ref().map(|m| m.value) != Some(id) {
+            self.diags.push(
+                Diagnostic::error(
+                    INVALID_REFERENCE,
+                    p.span,
+                    format!("`{}` is not a port of bond `{}`", p.value, l.name.value),
+                )
+                .with_secondary(self.node.link(port.value).name.span, "declared here")
+                .with_help(format!(
+                    "add `master=\"{}\"` to `{}`, or name one of the bond's ports",
+                    l.name.value, p.value
+                )),
+            );
+            return;
+        }
+        if let LinkKind::Bond(bond) = &mut self.node.links[id.0 as usize].kind {
+            bond.primary = Some(port);
+        }
     }
 
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
@@ -1255,6 +1364,132 @@ node "n" {
     }
     route "10.6.0.0/16" type="local"
 //  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
+}
+"#,
+        );
+    }
+}
+
+#[cfg(test)]
+mod link_kind_tests {
+    use crate::fixture::check;
+    use crate::ir::{LinkKind, NetnsId};
+    use netcfg_lang::parse_str;
+
+    fn fleet(src: &str) -> crate::ir::Fleet {
+        let parsed = parse_str("t.kdl", src);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        crate::compile(&parsed.spec).fleet
+    }
+
+    #[test]
+    fn stacked_kinds_resolve_their_parents_masters_and_options() {
+        let f = fleet(
+            r#"
+node "n" {
+    ethernet "eno1" master="bond0"
+    ethernet "eno2" master="bond0"
+    bond "bond0" mode="active-backup" miimon=100 primary="eno2"
+    vlan "bond0.20" parent="bond0" id=20 protocol="802.1ad"
+    vrf "blue" table=10
+    dummy "d0" master="blue" promisc=#true txqueuelen=10 arp=#false
+    loopback { address "10.255.0.1/32"; }
+    netns "app" {
+        ipvlan "ipvl0" parent="eno1" mode="l3"
+        loopback { address "10.255.0.2/32"; }
+    }
+    gre "gre1" remote="192.0.2.2" key=7 dev="eno1"
+}
+"#,
+        );
+        let n = &f.nodes[0];
+        let id = |ns, name| n.find_link(ns, name).unwrap_or_else(|| panic!("{name}")).id;
+        let bond = n.link(id(NetnsId::HOST, "bond0"));
+        let LinkKind::Bond(b) = &bond.kind else { panic!("{:?}", bond.kind) };
+        assert_eq!(b.primary.as_ref().map(|p| p.value), Some(id(NetnsId::HOST, "eno2")));
+        assert_eq!(b.miimon, Some(100));
+        let LinkKind::Vlan { parent, id: vid, protocol } = &n.link(id(NetnsId::HOST, "bond0.20")).kind else {
+            panic!()
+        };
+        assert_eq!((parent.value, vid.value, protocol.keyword()), (bond.id, 20, "802.1ad"));
+        let d0 = n.link(id(NetnsId::HOST, "d0"));
+        assert_eq!(n.vrf_table(d0), Some(10));
+        assert_eq!(d0.options.txqueuelen.as_ref().map(|v| v.value), Some(10));
+        let app = n.find_netns("app").expect("app").id;
+        // The parent is not in `app`: it is the host's.
+        let LinkKind::Ipvlan { parent, .. } = &n.link(id(app, "ipvl0")).kind else { panic!() };
+        assert_eq!(parent.value, id(NetnsId::HOST, "eno1"));
+        let lo = |ns| n.link(id(ns, "lo")).addresses.iter().map(|a| a.net.to_string()).collect::<Vec<_>>();
+        assert_eq!(lo(NetnsId::HOST), ["127.0.0.1/8", "::1/128", "10.255.0.1/32"]);
+        assert_eq!(lo(app), ["127.0.0.1/8", "::1/128", "10.255.0.2/32"]);
+        let LinkKind::Tunnel(t) = &n.link(id(NetnsId::HOST, "gre1")).kind else { panic!() };
+        assert_eq!((t.key, t.dev.as_ref().map(|d| d.value)), (Some(7), Some(id(NetnsId::HOST, "eno1"))));
+    }
+
+    #[test]
+    fn link_kind_mistakes() {
+        check(
+            r#"
+node "n" {
+    ethernet "eno1"
+    ethernet "eno2" master="bond0"
+    bond "bond0" mode="active-backup" primary="eno1"
+//                                             ^^^^ error invalid-reference
+    bond "bond1" mode="balance-xor" lacp-rate="fast"
+//                                             ^^^^ error invalid-value
+    bond "bond2" mode="802.3d"
+//                     ^^^^^^ error invalid-value
+    vlan "v0" parent="eno1" id=4095
+//                             ^^^^ error invalid-value
+    vlan "v1" id=10
+//  ^^^^^^^^^^^^^^^ error missing-property
+    vlan "v2" parent="eno9" id=10
+//                    ^^^^ error undefined-reference
+    ethernet "eno3" master="v2"
+    ethernet "eno4" master="eno1"
+//                          ^^^^ error invalid-reference
+    gre "g0" remote="2001:db8::1"
+//                   ^^^^^^^^^^^ error invalid-value
+    ip6tnl "t6" remote="2001:db8::1" local="192.0.2.1"
+//                                          ^^^^^^^^^ error invalid-value
+    ipip "t4" remote="192.0.2.9" key=3
+//                               ^^^ error unknown-property
+    vrf "blue"
+//  ^^^^^^^^^^ error missing-property
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn vrf_tables_hold_their_ports_connected_routes() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.2/24"; }
+    vrf "mgmt" table=10
+    ethernet "eth1" master="mgmt" { address "10.99.0.5/24"; }
+    route "default" via="10.99.0.1" table=10
+    route "10.1.0.0/16" via="10.99.0.1"
+//                           ^^^^^^^^^ error gateway-not-on-link
+    route "default" via="192.0.2.1"
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn stacked_links_may_not_outgrow_their_parent() {
+        check(
+            r#"
+node "n" {
+    ethernet "eno1" mtu=1500
+    vlan "eno1.5" parent="eno1" id=5 mtu=9000
+//                                       ^^^^ error mtu-mismatch
+    vlan "eno1.6" parent="eno1" id=6
+    vlan "eno1.6.7" parent="eno1.6" id=7 mtu=1500 protocol="802.1q"
+    vrf "blue" table=10
+    ethernet "eno2" master="blue" mtu=9000
 }
 "#,
         );

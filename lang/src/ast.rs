@@ -1,6 +1,7 @@
 //! The spanned AST: what the spec says, with every structured value already parsed (no raw
 //! strings for CIDRs, ports, MACs...). Names are still names; the compiler resolves them to ids.
 
+pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use crate::source::{Span, Spanned};
 use crate::value::{Mac, PortSet, SysctlPath};
 use ipnet::IpNet;
@@ -45,6 +46,8 @@ pub struct NsBody {
     /// Names of links written here that could not be built (a `veth` without `peer`, a `vxlan`
     /// without `vni`...): already reported, so references to them are not reported again.
     pub unbuilt_links: Vec<Name>,
+    /// Addresses on the namespace's `lo` (`loopback { address … }`).
+    pub loopback: Vec<AddressDecl>,
     pub routes: Vec<RouteDecl>,
     /// Named routing tables (`table "vpn" id=100`).
     pub tables: Vec<TableDecl>,
@@ -98,8 +101,53 @@ pub struct LinkDecl {
     pub master: Option<Name>,
     pub hairpin: Option<Spanned<bool>>,
     pub rp_filter: Option<Spanned<RpFilter>>,
+    pub options: LinkOptions,
     pub addresses: Vec<AddressDecl>,
     pub span: Span,
+}
+
+/// Bridge settings compared and set only when given; times in centiseconds, as the kernel
+/// keeps them (the language writes seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BridgeOptions {
+    pub stp: Option<bool>,
+    pub forward_delay: Option<u32>,
+    pub ageing: Option<u32>,
+    pub priority: Option<u16>,
+    pub vlan_filtering: Option<bool>,
+    pub default_pvid: Option<u16>,
+    pub multicast_snooping: Option<bool>,
+}
+
+/// Settings of a link as a bridge port, compared and set only when given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortOptions {
+    pub cost: Option<u32>,
+    pub priority: Option<u16>,
+}
+
+/// VXLAN settings compared and set only when given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VxlanOptions {
+    /// Learn remote MACs from received packets (the kernel's default: on).
+    pub learning: Option<bool>,
+    /// Answer ARP and neighbour solicitations from the forwarding database (`proxy`).
+    pub proxy: Option<bool>,
+    /// Outer TTL; 0 inherits.
+    pub ttl: Option<u8>,
+}
+
+/// Settings any link can have besides its kind's own.
+#[derive(Clone, Debug, Default)]
+pub struct LinkOptions {
+    /// Receive every frame, not only those addressed to the link (`promisc`).
+    pub promisc: Option<Spanned<bool>>,
+    /// Length of the transmit queue (`txqueuelen`).
+    pub txqueuelen: Option<Spanned<u32>>,
+    /// ARP on the link (`arp=#false` is `ip link set … arp off`).
+    pub arp: Option<Spanned<bool>>,
+    /// As a bridge port: `port-cost`, `port-priority`.
+    pub port: PortOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,6 +165,7 @@ pub enum LinkKindDecl {
     Bridge {
         /// Per-bridge `nf_call_iptables`/`nf_call_ip6tables`.
         netfilter: Option<Spanned<bool>>,
+        options: BridgeOptions,
     },
     Veth {
         peer: Box<LinkDecl>,
@@ -132,12 +181,87 @@ pub enum LinkKindDecl {
         group: Option<Spanned<IpAddr>>,
         dev: Option<Name>,
         port: Option<Spanned<u16>>,
+        options: VxlanOptions,
     },
     Macvlan {
         /// A link of the node's host namespace.
         parent: Name,
         mode: Option<Spanned<MacvlanMode>>,
     },
+    /// A link with no device behind it: addresses that belong to the node, not to a wire.
+    Dummy,
+    /// An 802.1Q (or 802.1ad) VLAN on `parent`.
+    Vlan {
+        parent: Name,
+        id: Spanned<u16>,
+        protocol: Option<Spanned<VlanProtocol>>,
+    },
+    /// Links aggregated into one; ports join with `master`.
+    Bond(BondDecl),
+    /// An L3 domain bound to a routing table; links join with `master`.
+    Vrf {
+        table: Spanned<u32>,
+    },
+    /// Links sharing `parent`'s MAC, told apart by IP address.
+    Ipvlan {
+        parent: Name,
+        mode: Option<Spanned<IpvlanMode>>,
+    },
+    /// A point-to-point IP tunnel (`gre`, `ipip`, `sit`, `ip6tnl`).
+    Tunnel(TunnelDecl),
+    Wireguard(WireguardDecl),
+}
+
+#[derive(Clone, Debug)]
+pub struct WireguardDecl {
+    /// Where the private key is read at apply time (never the key itself), resolved against
+    /// the directory of the file that names it.
+    pub private_key_file: Spanned<KeyFile>,
+    pub listen_port: Option<Spanned<u16>>,
+    pub fwmark: Option<Spanned<u32>>,
+    pub peers: Vec<WgPeerDecl>,
+}
+
+/// A file holding a secret: as written in the spec, and resolved.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct KeyFile {
+    pub written: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct WgPeerDecl {
+    pub public_key: Spanned<[u8; 32]>,
+    pub endpoint: Option<Spanned<(IpAddr, u16)>>,
+    pub allowed_ips: Vec<IpNet>,
+    pub keepalive: Option<Spanned<u16>>,
+    pub preshared_key_file: Option<Spanned<KeyFile>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BondDecl {
+    pub mode: Option<Spanned<BondMode>>,
+    /// Link monitoring interval, milliseconds.
+    pub miimon: Option<Spanned<u32>>,
+    pub lacp_rate: Option<Spanned<LacpRate>>,
+    pub xmit_hash_policy: Option<Spanned<XmitHashPolicy>>,
+    /// The port preferred while it is up (active-backup, balance-tlb, balance-alb).
+    pub primary: Option<Name>,
+    /// Ports that must be up for the bond to be up.
+    pub min_links: Option<Spanned<u32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TunnelDecl {
+    pub kind: TunnelKind,
+    pub local: Option<Spanned<IpAddr>>,
+    pub remote: Spanned<IpAddr>,
+    pub ttl: Option<Spanned<u8>>,
+    /// GRE key (both directions).
+    pub key: Option<Spanned<u32>>,
+    /// The underlay link the tunnel is bound to.
+    pub dev: Option<Name>,
 }
 
 impl LinkKindDecl {
@@ -149,6 +273,13 @@ impl LinkKindDecl {
             LinkKindDecl::VethPeer => "peer",
             LinkKindDecl::Vxlan { .. } => "vxlan",
             LinkKindDecl::Macvlan { .. } => "macvlan",
+            LinkKindDecl::Dummy => "dummy",
+            LinkKindDecl::Vlan { .. } => "vlan",
+            LinkKindDecl::Bond(_) => "bond",
+            LinkKindDecl::Vrf { .. } => "vrf",
+            LinkKindDecl::Ipvlan { .. } => "ipvlan",
+            LinkKindDecl::Tunnel(t) => t.kind.keyword(),
+            LinkKindDecl::Wireguard(_) => "wireguard",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod ast;
 pub mod code;
 pub mod diagnostic;
 pub mod kdl;
+pub mod links;
 pub mod loader;
 pub mod parse;
 mod reader;

@@ -6,11 +6,13 @@ use crate::ast::*;
 use crate::code;
 use crate::diagnostic::Diagnostic;
 use crate::kdl::Node as KdlNode;
+use crate::links::{Keyword, LINK_KEYWORDS};
 pub use crate::loader::{FsLoader, LoadError, Loader};
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The result of parsing: the AST of all files, the files themselves, and every diagnostic.
@@ -73,8 +75,9 @@ impl Parsed {
         let (doc, syntax_errors) = crate::kdl::parse(&text, file);
         self.diagnostics.extend(syntax_errors);
         let mut includes = Vec::new();
+        let dir = self.sources.get(file).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf);
         {
-            let mut cx = Cx { diags: &mut self.diagnostics };
+            let mut cx = Cx { diags: &mut self.diagnostics, dir };
             for node in &doc.nodes {
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
@@ -236,11 +239,12 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     c.arg(cx, 0, "a template name");
                 }
             }
-            "ethernet" | "bridge" | "veth" | "vxlan" | "macvlan" => match parse_link(cx, &mut c) {
+            k if LINK_KEYWORDS.contains(&k) => match parse_link(cx, &mut c) {
                 Ok(link) => body.links.push(link),
                 Err(Some(name)) => body.unbuilt_links.push(name),
                 Err(None) => {}
             },
+            "loopback" => body.loopback.extend(parse_addresses(cx, &mut c)),
             "route" => body.routes.extend(parse_route(cx, &mut c)),
             "table" => body.tables.extend(parse_table(cx, &mut c)),
             "rule" => body.rules.extend(parse_policy_rule(cx, &mut c)),
@@ -296,13 +300,9 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             "redirect" => body.redirects.extend(parse_redirect(cx, &mut c)),
             "listen" => body.listeners.extend(parse_listen(cx, &mut c)),
             other => {
-                let known = [
+                let known = LINK_KEYWORDS.iter().copied().chain([
                     "use",
-                    "ethernet",
-                    "bridge",
-                    "veth",
-                    "vxlan",
-                    "macvlan",
+                    "loopback",
                     "route",
                     "table",
                     "rule",
@@ -318,7 +318,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     "snat",
                     "redirect",
                     "listen",
-                ];
+                ]);
                 let d = cx.error(
                     code::UNKNOWN_NODE,
                     c.name_span,
@@ -350,6 +350,11 @@ fn set_once<T>(cx: &mut Cx, slot: &mut Option<Spanned<T>>, value: Spanned<T>, wh
     }
 }
 
+/// One of an enumerated option's keywords.
+fn kw<T: Keyword>(cx: &mut Cx, v: Val) -> Option<Spanned<T>> {
+    v.keyword(cx, T::WHAT, T::KEYWORDS)
+}
+
 fn rp_filter(cx: &mut Cx, v: Val) -> Option<Spanned<RpFilter>> {
     v.keyword(cx, "rp-filter mode", &[("strict", RpFilter::Strict), ("loose", RpFilter::Loose), ("off", RpFilter::Off)])
 }
@@ -366,7 +371,29 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     let kind = match keyword {
         "ethernet" => Some(LinkKindDecl::Ethernet),
         "bridge" => {
-            Some(LinkKindDecl::Bridge { netfilter: r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter")) })
+            let netfilter = r.prop(cx, "netfilter").and_then(|v| v.bool(cx, "netfilter"));
+            let seconds = |cx: &mut Cx, r: &mut Reader, key: &'static str, min: i128, max: i128| {
+                r.prop(cx, key).and_then(|v| v.int(cx, key, min, max)).map(|v| v.value as u32 * 100)
+            };
+            let options = BridgeOptions {
+                stp: r.prop(cx, "stp").and_then(|v| v.bool(cx, "stp")).map(|v| v.value),
+                forward_delay: seconds(cx, r, "forward-delay", 2, 30),
+                ageing: seconds(cx, r, "ageing", 0, 1_000_000),
+                priority: r.prop(cx, "priority").and_then(|v| v.int(cx, "priority", 0, 65535)).map(|v| v.value as u16),
+                vlan_filtering: r
+                    .prop(cx, "vlan-filtering")
+                    .and_then(|v| v.bool(cx, "vlan-filtering"))
+                    .map(|v| v.value),
+                default_pvid: r
+                    .prop(cx, "default-pvid")
+                    .and_then(|v| v.int(cx, "default-pvid", 0, 4094))
+                    .map(|v| v.value as u16),
+                multicast_snooping: r
+                    .prop(cx, "multicast-snooping")
+                    .and_then(|v| v.bool(cx, "multicast-snooping"))
+                    .map(|v| v.value),
+            };
+            Some(LinkKindDecl::Bridge { netfilter, options })
         }
         "veth" => 'veth: {
             let peers = r.children("peer");
@@ -403,7 +430,12 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                 link_name(cx, v)
             };
             let port = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port));
-            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port })
+            let options = VxlanOptions {
+                learning: r.prop(cx, "learning").and_then(|v| v.bool(cx, "learning")).map(|v| v.value),
+                proxy: r.prop(cx, "proxy").and_then(|v| v.bool(cx, "proxy")).map(|v| v.value),
+                ttl: r.prop(cx, "ttl").and_then(|v| v.int(cx, "ttl", 0, 255)).map(|v| v.value as u8),
+            };
+            vni.map(|vni| LinkKindDecl::Vxlan { vni: vni.map(|v| v as u32), local, remote, group, dev, port, options })
         }
         "macvlan" => {
             let parent = {
@@ -424,6 +456,97 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             });
             parent.map(|parent| LinkKindDecl::Macvlan { parent, mode })
         }
+        "dummy" => Some(LinkKindDecl::Dummy),
+        "vlan" => {
+            let parent = {
+                let v = r.required(cx, "parent", "\"eth0\"");
+                link_name(cx, v)
+            };
+            let id = r.required(cx, "id", "100").and_then(|v| v.int(cx, "VLAN id", 1, 4094));
+            let protocol = r.prop(cx, "protocol").and_then(|v| kw::<VlanProtocol>(cx, v));
+            match (parent, id) {
+                (Some(parent), Some(id)) => Some(LinkKindDecl::Vlan { parent, id: id.map(|v| v as u16), protocol }),
+                _ => None,
+            }
+        }
+        "bond" => {
+            let mode = r.prop(cx, "mode").and_then(|v| kw::<BondMode>(cx, v));
+            let miimon = r.prop(cx, "miimon").and_then(|v| v.int(cx, "miimon", 0, i32::MAX as i128));
+            let lacp_rate = r.prop(cx, "lacp-rate").and_then(|v| kw::<LacpRate>(cx, v));
+            let xmit_hash_policy = r.prop(cx, "xmit-hash-policy").and_then(|v| kw::<XmitHashPolicy>(cx, v));
+            let primary = {
+                let v = r.prop(cx, "primary");
+                link_name(cx, v)
+            };
+            let min_links = r.prop(cx, "min-links").and_then(|v| v.int(cx, "min-links", 0, i32::MAX as i128));
+            if let (Some(rate), Some(m)) = (&lacp_rate, &mode) {
+                if m.value != BondMode::Lacp {
+                    cx.error(code::INVALID_VALUE, rate.span, "`lacp-rate` is for bonds in mode `802.3ad`").help = Some(
+                        format!("remove `lacp-rate`, or set `mode=\"802.3ad\"` instead of `{}`", m.value.keyword()),
+                    );
+                }
+            } else if let (Some(rate), None) = (&lacp_rate, &mode) {
+                cx.error(code::INVALID_VALUE, rate.span, "`lacp-rate` is for bonds in mode `802.3ad`").help =
+                    Some("add `mode=\"802.3ad\"` (the default mode is `balance-rr`)".into());
+            }
+            Some(LinkKindDecl::Bond(BondDecl {
+                mode,
+                miimon: miimon.map(|s| s.map(|v| v as u32)),
+                lacp_rate,
+                xmit_hash_policy,
+                primary,
+                min_links: min_links.map(|s| s.map(|v| v as u32)),
+            }))
+        }
+        "vrf" => {
+            let table = r.required(cx, "table", "10").and_then(|v| v.int(cx, "VRF table", 1, u32::MAX as i128));
+            table.map(|t| LinkKindDecl::Vrf { table: t.map(|v| v as u32) })
+        }
+        "ipvlan" => {
+            let parent = {
+                let v = r.required(cx, "parent", "\"eth0\"");
+                link_name(cx, v)
+            };
+            let mode = r.prop(cx, "mode").and_then(|v| kw::<IpvlanMode>(cx, v));
+            parent.map(|parent| LinkKindDecl::Ipvlan { parent, mode })
+        }
+        "gre" | "ipip" | "sit" | "ip6tnl" => {
+            let kind = TunnelKind::KEYWORDS.iter().find(|(k, _)| *k == keyword).map(|(_, t)| *t).expect("a tunnel");
+            let family_ok = |cx: &mut Cx, a: Spanned<IpAddr>, what: &str| {
+                if a.value.is_ipv6() == kind.outer_is_v6() {
+                    Some(a)
+                } else {
+                    let want = if kind.outer_is_v6() { "IPv6" } else { "IPv4" };
+                    cx.error(
+                        code::INVALID_VALUE,
+                        a.span,
+                        format!("`{keyword}` runs over {want}: its {what} must be an {want} address"),
+                    )
+                    .help = Some(if kind.outer_is_v6() {
+                        "use `gre`, `ipip` or `sit` for an IPv4 underlay".into()
+                    } else {
+                        "use `ip6tnl` for an IPv6 underlay".into()
+                    });
+                    None
+                }
+            };
+            let remote = r.required(cx, "remote", "\"198.51.100.2\"").and_then(|v| v.parse(cx, "address", parse_ip));
+            let remote = remote.and_then(|a| family_ok(cx, a, "`remote`"));
+            let local = r.prop(cx, "local").and_then(|v| v.parse(cx, "address", parse_ip));
+            let local = local.and_then(|a| family_ok(cx, a, "`local`"));
+            let ttl = r.prop(cx, "ttl").and_then(|v| v.int(cx, "ttl", 0, 255)).map(|s| s.map(|v| v as u8));
+            let key = if kind == TunnelKind::Gre {
+                r.prop(cx, "key").and_then(|v| v.int(cx, "GRE key", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32))
+            } else {
+                None
+            };
+            let dev = {
+                let v = r.prop(cx, "dev");
+                link_name(cx, v)
+            };
+            remote.map(|remote| LinkKindDecl::Tunnel(TunnelDecl { kind, local, remote, ttl, key, dev }))
+        }
+        "wireguard" => parse_wireguard(cx, r).map(LinkKindDecl::Wireguard),
         _ => unreachable!("parse_link called for {keyword}"),
     };
     let mtu = r.prop(cx, "mtu").and_then(|v| v.int(cx, "mtu", 68, 65535)).map(|s| s.map(|v| v as u32));
@@ -437,6 +560,95 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
     };
     let hairpin = r.prop(cx, "hairpin").and_then(|v| v.bool(cx, "hairpin"));
     let rp = r.prop(cx, "rp-filter").and_then(|v| rp_filter(cx, v));
+    let options = LinkOptions {
+        promisc: r.prop(cx, "promisc").and_then(|v| v.bool(cx, "promisc")),
+        txqueuelen: r
+            .prop(cx, "txqueuelen")
+            .and_then(|v| v.int(cx, "txqueuelen", 0, u32::MAX as i128))
+            .map(|s| s.map(|v| v as u32)),
+        arp: r.prop(cx, "arp").and_then(|v| v.bool(cx, "arp")),
+        port: PortOptions {
+            cost: r.prop(cx, "port-cost").and_then(|v| v.int(cx, "port-cost", 1, 65535)).map(|v| v.value as u32),
+            priority: r
+                .prop(cx, "port-priority")
+                .and_then(|v| v.int(cx, "port-priority", 0, 63))
+                .map(|v| v.value as u16),
+        },
+    };
+    let addresses = parse_addresses(cx, r);
+    let Some(kind) = kind else { return Err(name) };
+    let Some(name) = name else { return Err(None) };
+    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
+}
+
+/// A file holding a secret, resolved against the directory of the spec file.
+fn key_file(cx: &mut Cx, v: Val, what: &str) -> Option<Spanned<KeyFile>> {
+    let s = v.string(cx, what)?;
+    if s.value.is_empty() {
+        cx.error(code::INVALID_VALUE, s.span, format!("{what} is empty")).help =
+            Some("name a file readable only by root, e.g. `/etc/wireguard/wg0.key`".into());
+        return None;
+    }
+    let path = match &cx.dir {
+        Some(d) if !Path::new(&s.value).is_absolute() => d.join(&s.value).display().to_string(),
+        _ => s.value.clone(),
+    };
+    Some(Spanned::new(KeyFile { written: s.value, path }, s.span))
+}
+
+fn parse_wireguard(cx: &mut Cx, r: &mut Reader) -> Option<WireguardDecl> {
+    for secret in ["private-key", "preshared-key"] {
+        if let Some(v) = r.prop(cx, if secret == "private-key" { "private-key" } else { "preshared-key" }) {
+            cx.error(code::INVALID_VALUE, v.span, format!("a WireGuard `{secret}` is never written in the spec"))
+                .help = Some(format!(
+                "put it in a file only root can read (`wg genkey > wg0.key`) and name it with `{secret}-file=\"…\"`"
+            ));
+        }
+    }
+    let key = r.required(cx, "private-key-file", "\"/etc/wireguard/wg0.key\"");
+    let private_key_file = key.and_then(|v| key_file(cx, v, "private-key-file"));
+    let listen_port =
+        r.prop(cx, "listen-port").and_then(|v| v.int(cx, "listen-port", 1, 65535)).map(|s| s.map(|v| v as u16));
+    let fwmark =
+        r.prop(cx, "fwmark").and_then(|v| v.int(cx, "fwmark", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32));
+    let mut peers: Vec<WgPeerDecl> = Vec::new();
+    for p in r.children("peer") {
+        let mut pr = Reader::new(cx, p);
+        let public_key = pr.required(cx, "public-key", "\"…=\"").and_then(|v| v.parse(cx, "public key", parse_wg_key));
+        let endpoint = pr.prop(cx, "endpoint").and_then(|v| v.parse(cx, "endpoint", parse_endpoint));
+        let allowed_ips = pr.prop(cx, "allowed-ips").and_then(|v| v.parse(cx, "allowed-ips", parse_net_list));
+        let keepalive =
+            pr.prop(cx, "keepalive").and_then(|v| v.int(cx, "keepalive", 0, 65535)).map(|s| s.map(|v| v as u16));
+        if let Some(v) = pr.prop(cx, "preshared-key") {
+            cx.error(code::INVALID_VALUE, v.span, "a WireGuard `preshared-key` is never written in the spec").help =
+                Some("put it in a file only root can read (`wg genpsk > peer.psk`) and name it with `preshared-key-file=\"…\"`".into());
+        }
+        let preshared_key_file = pr.prop(cx, "preshared-key-file").and_then(|v| key_file(cx, v, "preshared-key-file"));
+        if let Some(k) = &public_key {
+            if let Some(first) = peers.iter().find(|q| q.public_key.value == k.value) {
+                let first = first.public_key.span;
+                let d = cx.error(code::DUPLICATE_PROPERTY, k.span, "this peer is already declared");
+                d.secondary.push(crate::diagnostic::Label { span: first, message: "first declared here".into() });
+                d.help = Some("merge the two `peer` nodes: one per public key".into());
+            }
+        }
+        if let Some(public_key) = public_key {
+            peers.push(WgPeerDecl {
+                public_key,
+                endpoint,
+                allowed_ips: allowed_ips.map(|a| a.value).unwrap_or_default(),
+                keepalive,
+                preshared_key_file,
+                span: pr.span,
+            });
+        }
+        pr.finish(cx);
+    }
+    Some(WireguardDecl { private_key_file: private_key_file?, listen_port, fwmark, peers })
+}
+
+/// The `address` children of a link or of `loopback`.
+fn parse_addresses(cx: &mut Cx, r: &mut Reader) -> Vec<AddressDecl> {
     let mut addresses = Vec::new();
     for a in r.children("address") {
         let mut ar = Reader::new(cx, a);
@@ -449,9 +661,7 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
         }
         ar.finish(cx);
     }
-    let Some(kind) = kind else { return Err(name) };
-    let Some(name) = name else { return Err(None) };
-    Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, addresses, span: r.span })
+    addresses
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
@@ -1182,13 +1392,50 @@ mod tests {
         assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
         let l = &p.spec.nodes[0].body.links[0];
         assert_eq!(l.mtu.as_ref().unwrap().value, 9000);
-        assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n) } if n.value));
+        assert!(matches!(&l.kind, LinkKindDecl::Bridge { netfilter: Some(n), .. } if n.value));
     }
 }
 
 #[cfg(test)]
 mod once_tests {
     use super::*;
+
+    #[test]
+    fn wireguard_secrets_stay_out_of_the_spec() {
+        let src = r#"
+node "n" {
+    wireguard "wg0" private-key="cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=" {
+        peer public-key="short" allowed-ips="10.8.0.2/32,,10.9.0.0/16"
+        peer public-key="QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM=" preshared-key="x"
+        peer public-key="QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM="
+    }
+}
+"#;
+        let parsed = parse_str("t.kdl", src);
+        let got: Vec<(&str, &str)> = parsed
+            .diagnostics
+            .iter()
+            .map(|d| (d.code.id, &src[d.primary.span.start as usize..d.primary.span.end as usize]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("invalid-value", "\"cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=\""),
+                ("missing-property", "wireguard \"wg0\" private-key=\"cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI=\""),
+                ("invalid-value", "short"),
+                ("invalid-value", ","),
+                ("invalid-value", "\"x\""),
+                ("duplicate-property", "QcI070yfYPbPyxO7NROMdksMy3LUtfDqjWOShJE4TOM="),
+            ],
+            "{:#?}",
+            parsed.diagnostics
+        );
+        // The key is quoted back in no message or help.
+        for d in &parsed.diagnostics {
+            let text = format!("{} {:?}", d.message, d.help);
+            assert!(!text.contains("cGYZbykQ6Na5Y70tAwENMcnDYNGmz6GdpqTOIPZp8mI="), "{text}");
+        }
+    }
 
     fn codes(src: &str) -> Vec<&'static str> {
         parse_str("t.kdl", src).diagnostics.iter().map(|d| d.code.id).collect()

@@ -11,6 +11,8 @@ use crate::value::ValueError;
 /// Per-file parsing context: where diagnostics go.
 pub(crate) struct Cx<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
+    /// The directory of the file being read: relative file names in it resolve against it.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl Cx<'_> {

@@ -258,6 +258,43 @@ pub fn parse_mark(text: &str) -> Result<(u32, u32), ValueError> {
 }
 
 /// `ip:port` or `[ipv6]:port`.
+/// A WireGuard key: 32 bytes in base64 (44 characters, as `wg genkey` and `wg pubkey` print).
+pub fn parse_wg_key(text: &str) -> Result<[u8; 32], ValueError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok();
+    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
+        ValueError::whole(text, "not a WireGuard key")
+            .help("a key is 44 characters of base64, as `wg pubkey` prints it")
+    })
+}
+
+/// The base64 spelling of a WireGuard key.
+pub fn wg_key_text(key: &[u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// A comma-separated list of networks (`"10.8.0.2/32,fd00:8::/64"`).
+pub fn parse_net_list(text: &str) -> Result<Vec<IpNet>, ValueError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for part in text.split(',') {
+        let lead = part.len() - part.trim_start().len();
+        let item = part.trim();
+        if item.is_empty() {
+            return Err(ValueError::new(at, at + part.len().max(1), "an empty network in the list")
+                .help("separate networks with single commas: `10.8.0.2/32,10.20.0.0/16`"));
+        }
+        out.push(parse_net(item).map_err(|e| ValueError {
+            start: at + lead + e.start,
+            end: at + lead + e.end,
+            ..e
+        })?);
+        at += part.len() + 1;
+    }
+    Ok(out)
+}
+
 pub fn parse_endpoint(text: &str) -> Result<(IpAddr, u16), ValueError> {
     let (addr_text, addr_start, port_start) = if let Some(rest) = text.strip_prefix('[') {
         let close = rest.find("]:").ok_or_else(|| {

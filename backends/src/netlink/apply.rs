@@ -3,6 +3,7 @@
 //! so far run in reverse order, and the error names the failed op and its spec span.
 
 use super::conn::{Conn, NlError, CHANGE, CREATE, REPLACE};
+use super::kinds;
 use super::live::connection;
 use super::namespaces::{run_at, NetnsMap};
 use super::plan::{Action, Op};
@@ -10,12 +11,12 @@ use super::state::*;
 use crate::nftables::exec;
 use crate::nftables::ruleset::TABLE_NAME;
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
-    InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -145,7 +146,6 @@ impl<'a> Executor<'a> {
         let mut fds: Vec<File> = Vec::new();
         let mut request_ns = ns.to_string();
         let kind = match &link.kind {
-            LinkKind::Bridge => vec![LinkInfo::Kind(InfoKind::Bridge)],
             LinkKind::Veth { .. } => {
                 let (p, pl) = peer.ok_or_else(|| NlError::other(format!("veth `{name}` has no peer")))?;
                 let mut pm = base_link_message(&p.name, pl);
@@ -154,48 +154,35 @@ impl<'a> Executor<'a> {
                     pm.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
                     fds.push(f);
                 }
-                vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(pm)))]
+                kinds::veth::encode(pm)
             }
-            LinkKind::Vxlan(v) => {
-                let mut data = vec![InfoVxlan::Id(v.vni), InfoVxlan::Port(v.port)];
-                match v.local {
-                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Local(a)),
-                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Local6(a)),
-                    None => {}
+            kind => {
+                let lower = kinds::lower(kind, ns);
+                let index = match &lower {
+                    Some(r) => Some(self.index_of(&r.ns, &r.name).await?),
+                    None => None,
+                };
+                let mut encoded = kinds::encode(kind, index).map_err(NlError::other)?;
+                // A bond's primary port, by index: the driver keeps its name until it joins.
+                if let LinkKind::Bond(b) = kind {
+                    if let Some(p) = &b.primary {
+                        if let Ok(i) = self.index_of(ns, p).await {
+                            kinds::bond::set_primary(&mut encoded.info, i);
+                        }
+                    }
                 }
-                match v.remote.or(v.group) {
-                    Some(IpAddr::V4(a)) => data.push(InfoVxlan::Group(a)),
-                    Some(IpAddr::V6(a)) => data.push(InfoVxlan::Group6(a)),
-                    None => {}
+                if let Some(i) = encoded.link {
+                    msg.attributes.push(LinkAttribute::Link(i));
                 }
-                if let Some(d) = &v.dev {
-                    data.push(InfoVxlan::Link(self.index_of(ns, d).await?));
-                }
-                vec![LinkInfo::Kind(InfoKind::Vxlan), LinkInfo::Data(InfoData::Vxlan(data))]
-            }
-            LinkKind::Macvlan { parent, mode } => {
-                let parent =
-                    parent.as_ref().ok_or_else(|| NlError::other(format!("macvlan `{name}` has no parent")))?;
-                msg.attributes.push(LinkAttribute::Link(self.index_of(&parent.ns, &parent.name).await?));
-                if parent.ns != ns {
+                // A link on a lower device in another namespace (a macvlan on a host NIC) is
+                // created next to its lower device and moved in the same request.
+                if let Some(r) = lower.filter(|r| r.ns != ns) {
                     let f = self.map.locate(ns).open().map_err(|e| NlError::other(e.to_string()))?;
                     msg.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
                     fds.push(f);
-                    request_ns = parent.ns.clone();
+                    request_ns = r.ns;
                 }
-                let mode = match mode {
-                    MacvlanMode::Private => MacVlanMode::Private,
-                    MacvlanMode::Vepa => MacVlanMode::Vepa,
-                    MacvlanMode::Bridge => MacVlanMode::Bridge,
-                    MacvlanMode::Passthru => MacVlanMode::Passthrough,
-                };
-                vec![
-                    LinkInfo::Kind(InfoKind::MacVlan),
-                    LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
-                ]
-            }
-            LinkKind::Loopback | LinkKind::Existing { .. } => {
-                return Err(NlError::other(format!("netcfg does not create {} links", link.kind.keyword())))
+                encoded.info
             }
         };
         msg.attributes.push(LinkAttribute::LinkInfo(kind));
@@ -212,6 +199,9 @@ impl<'a> Executor<'a> {
             for m in [aside, mtu] {
                 self.set_link(ns, name, &LinkSettings { mtu: Some(m), ..LinkSettings::default() }).await?;
             }
+        }
+        if let LinkKind::Wireguard(w) = &link.kind {
+            kinds::wireguard::configure(&self.map.locate(ns), name, w).map_err(NlError::other)?;
         }
         self.set_link(ns, name, &after_create(link)).await?;
         if let Some((p, pl)) = peer {
@@ -279,12 +269,27 @@ impl<'a> Executor<'a> {
         if let Some(m) = s.mac {
             msg.attributes.push(LinkAttribute::Address(m.0.to_vec()));
         }
+        if let Some(q) = s.opts.txqueuelen {
+            msg.attributes.push(LinkAttribute::TxQueueLen(q));
+        }
+        let mut flags = LinkFlags::empty();
+        let mut mask = LinkFlags::empty();
+        if let Some(p) = s.opts.promisc {
+            mask |= LinkFlags::Promisc;
+            flags.set(LinkFlags::Promisc, p);
+        }
+        if let Some(a) = s.opts.arp {
+            mask |= LinkFlags::Noarp;
+            flags.set(LinkFlags::Noarp, !a);
+        }
+        msg.header.flags = flags;
+        msg.header.change_mask = mask;
         if let Some(n) = s.addrgen_none {
             let mode = if n { In6AddrGenMode::None } else { In6AddrGenMode::Eui64 };
             msg.attributes
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
-        if !msg.attributes.is_empty() {
+        if !msg.attributes.is_empty() || !mask.is_empty() {
             self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
         }
         // Kind-specific data changes go through RTM_NEWLINK on the existing link (changelink).
@@ -302,10 +307,43 @@ impl<'a> Executor<'a> {
                 Some(m) => self.index_of(ns, m).await?,
                 None => 0,
             };
+            // The bonding driver enslaves only a link that is down; it comes back up after.
+            let mut was_up = false;
+            if let Some(m) = m {
+                if self.get_link(ns, m).await?.0.as_deref() == Some("bond") {
+                    was_up = self.get_link(ns, name).await?.1;
+                    if was_up {
+                        self.set_flags(ns, index, false).await?;
+                    }
+                }
+            }
             let mut msg = LinkMessage::default();
             header(&mut msg);
             msg.attributes.push(LinkAttribute::Controller(master));
             self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+            if was_up && s.up != Some(false) && s.up != Some(true) {
+                self.set_flags(ns, index, true).await?;
+            }
+        }
+        let b = &s.opts.bridge;
+        if *b != Default::default() {
+            let mut data = Vec::new();
+            if let Some(stp) = b.stp {
+                data.push(InfoBridge::StpState(if stp { BridgeStpState::KernelStp } else { BridgeStpState::Disabled }));
+            }
+            data.extend(b.forward_delay.map(InfoBridge::ForwardDelay));
+            data.extend(b.ageing.map(InfoBridge::AgeingTime));
+            data.extend(b.priority.map(InfoBridge::Priority));
+            data.extend(b.vlan_filtering.map(InfoBridge::VlanFiltering));
+            data.extend(b.default_pvid.map(InfoBridge::VlanDefaultPvid));
+            data.extend(b.multicast_snooping.map(InfoBridge::MulticastSnooping));
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(data)),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
         }
         if let Some(h) = s.hairpin {
             let mut msg = LinkMessage::default();
@@ -316,10 +354,43 @@ impl<'a> Executor<'a> {
             ]));
             self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
         }
+        let p = &s.opts.port;
+        if *p != Default::default() {
+            let mut data = Vec::new();
+            data.extend(p.cost.map(InfoBridgePort::Cost));
+            data.extend(p.priority.map(InfoBridgePort::Priority));
+            let mut msg = LinkMessage::default();
+            header(&mut msg);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(data)),
+            ]));
+            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
         if s.up == Some(true) {
             self.set_flags(ns, index, true).await?;
         }
         Ok(())
+    }
+
+    /// A link's kind (`IFLA_INFO_KIND`) and whether it is up.
+    async fn get_link(&mut self, ns: &str, name: &str) -> Result<(Option<String>, bool), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let answer = self.conn(ns)?.get(RouteNetlinkMessage::GetLink(msg), 0).await?;
+        for m in answer {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                let kind = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                        LinkInfo::Kind(k) => Some(k.to_string()),
+                        _ => None,
+                    }),
+                    _ => None,
+                });
+                return Ok((kind, l.header.flags.contains(LinkFlags::Up)));
+            }
+        }
+        Err(NlError::other(format!("link `{name}` not found")))
     }
 
     async fn set_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<(), NlError> {
@@ -588,6 +659,7 @@ fn after_create(l: &Link) -> LinkSettings {
         nf_call_iptables: l.nf_call_iptables,
         up: Some(l.up),
         addrgen_none: l.addrgen_none,
+        opts: l.opts,
     }
 }
 

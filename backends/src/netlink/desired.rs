@@ -7,7 +7,7 @@ use super::state::*;
 use crate::kernel::Feature;
 use crate::nftables::{self, render::Script};
 use ipnet::IpNet;
-use netcfg_compiler::ir::{self, LinkKind as IrKind, NetnsId, Node};
+use netcfg_compiler::ir::{LinkKind as IrKind, NetnsId, Node};
 use netcfg_lang::{Diagnostic, Span};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -80,11 +80,6 @@ pub fn ns_name(node: &Node, id: NetnsId) -> NsName {
     node.netns(id).display_name().to_string()
 }
 
-fn link_ref(node: &Node, id: ir::LinkId) -> LinkRef {
-    let l = node.link(id);
-    LinkRef { ns: ns_name(node, l.netns), name: l.name.value.clone() }
-}
-
 /// Builds the desired state of `node`. Diagnostics: nft lowering findings.
 pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
     let mut out = Desired {
@@ -113,34 +108,11 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         spans.insert(Object::Netns, ns.span);
         for l in node.links_in(ns.id) {
             let has_v6 = l.addresses.iter().any(|a| a.net.addr().is_ipv6());
-            let kind = match &l.kind {
-                IrKind::Loopback => LinkKind::Loopback,
-                IrKind::Ethernet => LinkKind::Existing { kind: None },
-                IrKind::Bridge { .. } => LinkKind::Bridge,
-                IrKind::Veth { peer } => LinkKind::Veth { peer: Some(link_ref(node, *peer)) },
-                IrKind::Vxlan { vni, local, remote, group, dev, port } => LinkKind::Vxlan(Vxlan {
-                    vni: vni.value,
-                    local: local.as_ref().map(|v| v.value),
-                    remote: remote.as_ref().map(|v| v.value),
-                    group: group.as_ref().map(|v| v.value),
-                    dev: dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
-                    port: *port,
-                }),
-                IrKind::Macvlan { parent, mode } => {
-                    LinkKind::Macvlan { parent: Some(link_ref(node, parent.value)), mode: *mode }
-                }
-            };
-            let feature = match &l.kind {
-                IrKind::Loopback | IrKind::Ethernet => None,
-                IrKind::Bridge { .. } => Some(Feature::Bridge),
-                IrKind::Veth { .. } => Some(Feature::Veth),
-                IrKind::Vxlan { .. } => Some(Feature::Vxlan),
-                IrKind::Macvlan { .. } => Some(Feature::Macvlan),
-            };
+            let (kind, feature) = super::kinds::project(node, &l.kind);
             if let Some(f) = feature {
                 need(&mut out.features, f, l.name.span);
             }
-            if let IrKind::Bridge { netfilter: Some(n) } = &l.kind {
+            if let IrKind::Bridge { netfilter: Some(n), .. } = &l.kind {
                 if n.value {
                     need(&mut out.features, Feature::BrNetfilter, n.span);
                 }
@@ -148,7 +120,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             let created = kind.is_created();
             let link = Link {
                 nf_call_iptables: match &l.kind {
-                    IrKind::Bridge { netfilter } => netfilter.as_ref().map(|n| n.value),
+                    IrKind::Bridge { netfilter, .. } => netfilter.as_ref().map(|n| n.value),
                     _ => None,
                 },
                 kind,
@@ -158,6 +130,16 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 hairpin: l.hairpin.as_ref().map(|h| h.value),
                 up: l.up,
                 addrgen_none: created.then_some(!has_v6),
+                opts: Opts {
+                    promisc: l.options.promisc.as_ref().map(|v| v.value),
+                    arp: l.options.arp.as_ref().map(|v| v.value),
+                    txqueuelen: l.options.txqueuelen.as_ref().map(|v| v.value),
+                    bridge: match &l.kind {
+                        IrKind::Bridge { options, .. } => *options,
+                        _ => Default::default(),
+                    },
+                    port: if l.master.is_some() { l.options.port } else { Default::default() },
+                },
                 owned: created,
             };
             st.links.insert(l.name.value.clone(), link);
@@ -217,12 +199,12 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                     dport: r.dport,
                     suppress_prefixlength: r.suppress_prefixlength,
                     action: match r.action.value {
-                        ir::RuleAction::Lookup(t) => RuleAction::Lookup(t),
-                        ir::RuleAction::L3mdev => RuleAction::L3mdev,
-                        ir::RuleAction::Goto(p) => RuleAction::Goto(p),
-                        ir::RuleAction::Blackhole => RuleAction::Blackhole,
-                        ir::RuleAction::Unreachable => RuleAction::Unreachable,
-                        ir::RuleAction::Prohibit => RuleAction::Prohibit,
+                        netcfg_compiler::ir::RuleAction::Lookup(t) => RuleAction::Lookup(t),
+                        netcfg_compiler::ir::RuleAction::L3mdev => RuleAction::L3mdev,
+                        netcfg_compiler::ir::RuleAction::Goto(p) => RuleAction::Goto(p),
+                        netcfg_compiler::ir::RuleAction::Blackhole => RuleAction::Blackhole,
+                        netcfg_compiler::ir::RuleAction::Unreachable => RuleAction::Unreachable,
+                        netcfg_compiler::ir::RuleAction::Prohibit => RuleAction::Prohibit,
                     },
                 };
                 spans.insert(Object::Rule(rule.clone()), r.span);

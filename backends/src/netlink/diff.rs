@@ -26,6 +26,7 @@
 //! created that the spec dropped.
 
 use super::desired::{Desired, Object};
+use super::kinds;
 use super::live::Live;
 use super::plan::{Action, Disruption, Op, Plan};
 use super::state::*;
@@ -414,11 +415,7 @@ impl Planner<'_> {
         let mut children = Vec::new();
         for (ns, st) in &self.cur.namespaces {
             for (name, c) in &st.links {
-                let on_top = match &c.kind {
-                    LinkKind::Macvlan { parent: Some(p), .. } => p == r,
-                    LinkKind::Vxlan(v) => *ns == r.ns && v.dev.as_deref() == Some(&r.name),
-                    _ => false,
-                };
+                let on_top = kinds::lower(&c.kind, ns).as_ref() == Some(r);
                 if on_top {
                     children.push(LinkRef { ns: ns.clone(), name: name.clone() });
                 }
@@ -614,7 +611,7 @@ impl Planner<'_> {
             .namespaces
             .get(&r.ns)
             .and_then(|s| s.links.get(&r.name))
-            .is_some_and(|l| matches!(l.kind, LinkKind::Macvlan { .. } | LinkKind::Vxlan(_)))
+            .is_some_and(|l| kinds::lower(&l.kind, &r.ns).is_some())
     }
 
     /// Removes (as explicit ops) everything the kernel would drop with the link.
@@ -726,15 +723,30 @@ impl Planner<'_> {
         });
     }
 
-    /// Creates the desired links that do not exist: bridges, then veths, vxlans, macvlans.
+    /// Creates the desired links that do not exist: masters and links on nothing first
+    /// (bridges, bonds, VRFs, dummies), then veths, then each stacked link after the link it
+    /// sits on (a VLAN on a bond, a VLAN on that VLAN).
     fn plan_link_creates(&mut self) {
-        let rank = |k: &LinkKind| match k {
-            LinkKind::Bridge => 0,
-            LinkKind::Veth { .. } => 1,
-            LinkKind::Vxlan(_) => 2,
-            _ => 3,
+        let desired = &self.d.state;
+        let depth = |ns: &str, k: &LinkKind| {
+            let mut d = 0;
+            let mut lower = kinds::lower(k, ns);
+            while let Some(r) = lower.filter(|_| d < 16) {
+                d += 1;
+                lower = desired
+                    .namespaces
+                    .get(&r.ns)
+                    .and_then(|n| n.links.get(&r.name))
+                    .and_then(|l| kinds::lower(&l.kind, &r.ns));
+            }
+            d
         };
-        let mut todo: Vec<(u8, LinkRef, Link)> = Vec::new();
+        let rank = |ns: &str, k: &LinkKind| match k {
+            LinkKind::Veth { .. } => 1,
+            k if kinds::lower(k, ns).is_some() => 1 + depth(ns, k),
+            _ => 0,
+        };
+        let mut todo: Vec<(u32, LinkRef, Link)> = Vec::new();
         for (ns, st) in &self.d.state.namespaces {
             for (name, l) in &st.links {
                 if !l.kind.is_created() {
@@ -742,7 +754,7 @@ impl Planner<'_> {
                 }
                 let exists = self.cur.namespaces.get(ns).is_some_and(|c| c.links.contains_key(name));
                 if !exists {
-                    todo.push((rank(&l.kind), LinkRef { ns: ns.clone(), name: name.clone() }, l.clone()));
+                    todo.push((rank(ns, &l.kind), LinkRef { ns: ns.clone(), name: name.clone() }, l.clone()));
                 }
             }
         }
@@ -914,8 +926,6 @@ impl Planner<'_> {
             return None;
         }
         match &l.kind {
-            LinkKind::Veth { .. } => Some(ETHERNET),
-            LinkKind::Vxlan(v) if v.dev.is_none() => Some(ETHERNET),
             LinkKind::Bridge => {
                 let ports =
                     self.d.state.namespaces.get(ns)?.links.iter().filter(|(_, p)| p.master.as_deref() == Some(name));
@@ -931,7 +941,7 @@ impl Planner<'_> {
                 }
                 Some(min.unwrap_or(ETHERNET))
             }
-            _ => None,
+            kind => kinds::fixed_default_mtu(kind),
         }
     }
 
@@ -1123,13 +1133,9 @@ struct LinkChange {
     mtu_change: Option<(Option<u32>, u32)>,
 }
 
-/// The link a link sits on: a VXLAN's `dev` (same namespace), a macvlan's parent.
+/// The link a link sits on (see [`kinds::lower`]).
 fn lower_of(l: &Link, r: &LinkRef) -> Option<LinkRef> {
-    match &l.kind {
-        LinkKind::Vxlan(v) => v.dev.as_ref().map(|d| LinkRef { ns: r.ns.clone(), name: d.clone() }),
-        LinkKind::Macvlan { parent, .. } => parent.clone(),
-        _ => None,
-    }
+    kinds::lower(&l.kind, &r.ns)
 }
 
 /// Orders the changes of existing links so that what a link depends on changes first: a bridge
@@ -1212,6 +1218,7 @@ fn apply_settings(l: &mut Link, s: &LinkSettings) {
     if let Some(v) = s.addrgen_none {
         l.addrgen_none = Some(v);
     }
+    l.opts.apply(&s.opts);
 }
 
 fn describe_ns(ns: &str) -> String {
@@ -1246,6 +1253,7 @@ mod tests {
             nf_call_iptables: None,
             up: true,
             addrgen_none: Some(false),
+            opts: Opts::default(),
             owned,
         }
     }
@@ -1479,7 +1487,15 @@ node "n" {{
         host.links.insert(
             "br0".into(),
             link(
-                LinkKind::Vxlan(Vxlan { vni: 1, local: None, remote: None, group: None, dev: None, port: 4789 }),
+                LinkKind::Vxlan(Vxlan {
+                    vni: 1,
+                    local: None,
+                    remote: None,
+                    group: None,
+                    dev: None,
+                    port: 4789,
+                    options: Default::default(),
+                }),
                 false,
             ),
         );

@@ -4,16 +4,17 @@
 //! by their ifindex pairs across the namespaces read.
 
 use super::conn::{Conn, NlError};
+use super::kinds;
 use super::namespaces::{run_at, Location, NetnsMap};
 use super::state::*;
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::Mac;
 use netcfg_lang::value::SysctlPath;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
-    InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -27,25 +28,52 @@ use std::net::IpAddr;
 
 /// A link as dumped, before names across namespaces are resolved.
 #[derive(Clone, Debug)]
-struct RawLink {
-    index: u32,
-    name: String,
-    kind: Option<String>,
-    flags_loopback: bool,
-    up: bool,
-    mtu: Option<u32>,
-    mac: Option<Mac>,
-    master: Option<u32>,
-    group: u32,
-    /// IFLA_LINK: the veth peer or the macvlan/vxlan lower device.
-    link: Option<u32>,
+pub struct RawLink {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub flags_loopback: bool,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub master: Option<u32>,
+    pub group: u32,
+    /// IFLA_LINK: the veth peer or the lower device of a stacked link.
+    pub link: Option<u32>,
     /// IFLA_LINK_NETNSID: `link` is in another namespace.
-    link_other_ns: bool,
-    hairpin: Option<bool>,
-    nf_call_iptables: Option<bool>,
-    addrgen_none: Option<bool>,
-    vxlan: Option<(Vxlan, Option<u32>)>,
-    macvlan_mode: Option<MacvlanMode>,
+    pub link_other_ns: bool,
+    pub hairpin: Option<bool>,
+    pub nf_call_iptables: Option<bool>,
+    pub addrgen_none: Option<bool>,
+    pub promisc: bool,
+    pub noarp: bool,
+    pub txqueuelen: Option<u32>,
+    pub bridge: netcfg_lang::ast::BridgeOptions,
+    pub port: netcfg_lang::ast::PortOptions,
+    /// The kind's own attributes (`IFLA_INFO_DATA`), decoded by the kind's module.
+    pub data: Option<InfoData>,
+}
+
+/// Finds links by ifindex across the namespaces read.
+struct ByIndex<'a>(&'a BTreeMap<(NsName, u32), RawLink>);
+
+impl kinds::Lookup for ByIndex<'_> {
+    fn name(&self, ns: &str, index: u32) -> Option<LinkRef> {
+        self.0.get(&(ns.to_string(), index)).map(|l| LinkRef { ns: ns.to_string(), name: l.name.clone() })
+    }
+
+    /// A lower device in another namespace is the host's: the language puts parents there.
+    fn link_ns(&self, ns: &str, l: &RawLink) -> String {
+        if l.link_other_ns {
+            HOST.to_string()
+        } else {
+            ns.to_string()
+        }
+    }
+
+    fn veth_peer(&self, ns: &str, l: &RawLink) -> Option<LinkRef> {
+        veth_peer(self.0, ns, l)
+    }
 }
 
 /// The raw dumps of one namespace: links, addresses, routes, neighbours, rules.
@@ -144,27 +172,7 @@ pub async fn read(
         let mut st = NsState::default();
         for l in links {
             live.index.insert((ns.clone(), l.name.clone()), l.index);
-            let kind = match l.kind.as_deref() {
-                _ if l.flags_loopback => LinkKind::Loopback,
-                Some("bridge") => LinkKind::Bridge,
-                Some("veth") => LinkKind::Veth { peer: veth_peer(&by_index, ns, l) },
-                Some("vxlan") => {
-                    let (mut v, dev) = l.vxlan.clone().unwrap_or((
-                        Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 0 },
-                        None,
-                    ));
-                    v.dev = dev.and_then(|d| name_of.get(&d)).map(|n| n.to_string());
-                    LinkKind::Vxlan(v)
-                }
-                Some("macvlan") => LinkKind::Macvlan {
-                    parent: l.link.and_then(|p| {
-                        let pns = if l.link_other_ns { HOST.to_string() } else { ns.clone() };
-                        by_index.get(&(pns.clone(), p)).map(|pl| LinkRef { ns: pns, name: pl.name.clone() })
-                    }),
-                    mode: l.macvlan_mode.unwrap_or(MacvlanMode::Bridge),
-                },
-                other => LinkKind::Existing { kind: other.map(str::to_string) },
-            };
+            let kind = kinds::decode(ns, l, &ByIndex(&by_index));
             st.links.insert(
                 l.name.clone(),
                 Link {
@@ -176,6 +184,13 @@ pub async fn read(
                     nf_call_iptables: l.nf_call_iptables,
                     up: l.up,
                     addrgen_none: l.addrgen_none,
+                    opts: Opts {
+                        promisc: Some(l.promisc),
+                        arp: Some(!l.noarp),
+                        txqueuelen: l.txqueuelen,
+                        bridge: l.bridge,
+                        port: l.port,
+                    },
                     owned: l.group == NETCFG_GROUP,
                 },
             );
@@ -301,13 +316,18 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         hairpin: None,
         nf_call_iptables: None,
         addrgen_none: None,
-        vxlan: None,
-        macvlan_mode: None,
+        promisc: m.header.flags.contains(LinkFlags::Promisc),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
+        txqueuelen: None,
+        bridge: Default::default(),
+        port: Default::default(),
+        data: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::TxQueueLen(v) => l.txqueuelen = Some(*v),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(Mac(b.as_slice().try_into().expect("6 bytes"))),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Group(g) => l.group = *g,
@@ -330,28 +350,27 @@ fn raw_link(m: &LinkMessage) -> RawLink {
                         LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
                         LinkInfo::Data(InfoData::Bridge(v)) => {
                             for x in v {
-                                if let InfoBridge::NfCallIpTables(b) = x {
-                                    l.nf_call_iptables = Some(*b);
+                                match x {
+                                    InfoBridge::NfCallIpTables(b) => l.nf_call_iptables = Some(*b),
+                                    InfoBridge::StpState(s) => l.bridge.stp = Some(*s != BridgeStpState::Disabled),
+                                    InfoBridge::ForwardDelay(v) => l.bridge.forward_delay = Some(*v),
+                                    InfoBridge::AgeingTime(v) => l.bridge.ageing = Some(*v),
+                                    InfoBridge::Priority(v) => l.bridge.priority = Some(*v),
+                                    InfoBridge::VlanFiltering(v) => l.bridge.vlan_filtering = Some(*v),
+                                    InfoBridge::VlanDefaultPvid(v) => l.bridge.default_pvid = Some(*v),
+                                    InfoBridge::MulticastSnooping(v) => l.bridge.multicast_snooping = Some(*v),
+                                    _ => {}
                                 }
                             }
                         }
-                        LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan(v)),
-                        LinkInfo::Data(InfoData::MacVlan(v)) => {
-                            for x in v {
-                                if let InfoMacVlan::Mode(mode) = x {
-                                    l.macvlan_mode = Some(match mode {
-                                        MacVlanMode::Private => MacvlanMode::Private,
-                                        MacVlanMode::Vepa => MacvlanMode::Vepa,
-                                        MacVlanMode::Passthrough => MacvlanMode::Passthru,
-                                        _ => MacvlanMode::Bridge,
-                                    });
-                                }
-                            }
-                        }
+                        LinkInfo::Data(d) => l.data = Some(d.clone()),
                         LinkInfo::PortData(InfoPortData::BridgePort(v)) => {
                             for x in v {
-                                if let InfoBridgePort::HairpinMode(b) = x {
-                                    l.hairpin = Some(*b);
+                                match x {
+                                    InfoBridgePort::HairpinMode(b) => l.hairpin = Some(*b),
+                                    InfoBridgePort::Cost(c) => l.port.cost = Some(*c),
+                                    InfoBridgePort::Priority(p) => l.port.priority = Some(*p),
+                                    _ => {}
                                 }
                             }
                         }
@@ -366,36 +385,6 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         l.kind = Some("veth".into());
     }
     l
-}
-
-fn vxlan(attrs: &[InfoVxlan]) -> (Vxlan, Option<u32>) {
-    let mut v = Vxlan { vni: 0, local: None, remote: None, group: None, dev: None, port: 4789 };
-    let mut dev = None;
-    for a in attrs {
-        match a {
-            InfoVxlan::Id(i) => v.vni = *i,
-            InfoVxlan::Local(a) => v.local = Some(IpAddr::V4(*a)),
-            InfoVxlan::Local6(a) => v.local = Some(IpAddr::V6(*a)),
-            InfoVxlan::Group(a) => set_remote(&mut v, IpAddr::V4(*a)),
-            InfoVxlan::Group6(a) => set_remote(&mut v, IpAddr::V6(*a)),
-            InfoVxlan::Link(i) => dev = Some(*i),
-            InfoVxlan::Port(p) => v.port = *p,
-            _ => {}
-        }
-    }
-    (v, dev)
-}
-
-/// The kernel keeps a unicast remote and a multicast group in one attribute.
-fn set_remote(v: &mut Vxlan, a: IpAddr) {
-    if a.is_unspecified() {
-        return;
-    }
-    if a.is_multicast() {
-        v.group = Some(a);
-    } else {
-        v.remote = Some(a);
-    }
 }
 
 fn ip_of(a: &RouteAddress) -> Option<IpAddr> {

@@ -21,6 +21,7 @@ pub mod conn;
 pub mod desired;
 pub mod diff;
 pub mod journal;
+pub mod kinds;
 pub mod live;
 pub mod namespaces;
 pub mod plan;
@@ -241,6 +242,21 @@ impl Session {
         // A connection into a namespace that was deleted and made anew would read the old one.
         conns.retain(|ns, c| map.locate(ns) == c.location && c.location.exists());
         let mut live = rt.block_on(live::read(map, conns, &names, &sysctls))?;
+        // WireGuard devices: their configuration over generic netlink, keys by the spec's files.
+        for (ns, st) in live.state.namespaces.iter_mut() {
+            for (name, l) in st.links.iter_mut() {
+                if !matches!(l.kind, state::LinkKind::Wireguard(_)) {
+                    continue;
+                }
+                let want =
+                    desired.state.namespaces.get(ns).and_then(|d| d.links.get(name)).and_then(|d| match &d.kind {
+                        state::LinkKind::Wireguard(w) => Some(w),
+                        _ => None,
+                    });
+                let read = kinds::wireguard::read(&map.locate(ns), name, want).map_err(NlError::other)?;
+                l.kind = state::LinkKind::Wireguard(read);
+            }
+        }
         let modules = crate::kernel::KernelModules::read();
         live.kernel.features = desired.features.keys().map(|f| (*f, modules.availability(*f))).collect();
         if let Some(path) = &map.modules_load {

@@ -279,6 +279,7 @@ impl Op {
             Action::DeleteNetns => "namespace".to_string(),
             Action::CreateLink { name, link, peer } | Action::DeleteLink { name, link, peer } => {
                 let mut s = format!("link {name} ({}", link.kind.keyword());
+                s.push_str(&super::kinds::describe(&link.kind));
                 if let Some((p, _)) = peer {
                     let _ = write!(s, ", peer {p}");
                 }
@@ -309,6 +310,11 @@ impl Op {
                 }
                 if let Some(h) = to.nf_call_iptables {
                     parts.push(format!("nf_call_iptables {} -> {h}", f(from.nf_call_iptables.map(|v| v.to_string()))));
+                }
+                let was = from.opts.fields();
+                for (name, v) in to.opts.fields() {
+                    let old = was.iter().find(|(n, _)| *n == name).map_or("?".to_string(), |(_, o)| o.clone());
+                    parts.push(format!("{name} {old} -> {v}"));
                 }
                 if let Some(a) = to.addrgen_none {
                     let show = |n: bool| if n { "none" } else { "eui64" };
@@ -411,6 +417,9 @@ fn describe_settings(s: &mut String, l: &LinkSettings) {
     }
     if l.addrgen_none == Some(true) {
         s.push_str(", addrgenmode none");
+    }
+    for (name, v) in l.opts.fields() {
+        let _ = write!(s, ", {name} {v}");
     }
     if l.up == Some(true) {
         s.push_str(", up");

@@ -8,7 +8,7 @@
 //! moved into a namespace are marked by a file (see `namespaces`), read into `Live::moved`.
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{MacvlanMode, RouteScope, RouteType};
+use netcfg_lang::ast::{BridgeOptions, MacvlanMode, PortOptions, RouteScope, RouteType};
 use netcfg_lang::value::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,6 +83,18 @@ pub enum LinkKind {
         #[serde(with = "MacvlanModeDef")]
         mode: MacvlanMode,
     },
+    Dummy,
+    Vlan(Vlan),
+    Bond(Bond),
+    Vrf {
+        table: u32,
+    },
+    Ipvlan {
+        parent: Option<LinkRef>,
+        mode: IpvlanMode,
+    },
+    Tunnel(Tunnel),
+    Wireguard(Wireguard),
 }
 
 impl LinkKind {
@@ -95,6 +107,13 @@ impl LinkKind {
             LinkKind::Veth { .. } => "veth",
             LinkKind::Vxlan(_) => "vxlan",
             LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Vlan(_) => "vlan",
+            LinkKind::Bond(_) => "bond",
+            LinkKind::Vrf { .. } => "vrf",
+            LinkKind::Ipvlan { .. } => "ipvlan",
+            LinkKind::Tunnel(t) => t.kind.keyword(),
+            LinkKind::Wireguard(_) => "wireguard",
         }
     }
 
@@ -104,16 +123,12 @@ impl LinkKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vxlan {
-    pub vni: u32,
-    pub local: Option<IpAddr>,
-    pub remote: Option<IpAddr>,
-    pub group: Option<IpAddr>,
-    /// The underlay link, in the vxlan's own namespace.
-    pub dev: Option<String>,
-    pub port: u16,
-}
+pub use super::kinds::bond::Bond;
+pub use super::kinds::tunnel::Tunnel;
+pub use super::kinds::vlan::Vlan;
+pub use super::kinds::vxlan::Vxlan;
+pub use super::kinds::wireguard::Wireguard;
+use netcfg_lang::links::IpvlanMode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
@@ -131,8 +146,126 @@ pub struct Link {
     /// IPv6 address generation off (`addrgenmode none`): netcfg sets it on the links it creates
     /// that the spec gives no IPv6 address, which makes creating them ~50x cheaper.
     pub addrgen_none: Option<bool>,
+    /// `promisc`, `arp`, `txqueuelen`.
+    #[serde(default)]
+    pub opts: Opts,
     /// Whether the link carries netcfg's group (desired: whether netcfg creates it).
     pub owned: bool,
+}
+
+/// Link settings that only matter when the spec names them (desired `None`: leave alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opts {
+    pub promisc: Option<bool>,
+    pub arp: Option<bool>,
+    pub txqueuelen: Option<u32>,
+    /// A bridge's own settings.
+    #[serde(default)]
+    pub bridge: BridgeOptions,
+    /// Settings as a bridge port.
+    #[serde(default)]
+    pub port: PortOptions,
+}
+
+impl Opts {
+    /// The settings `desired` gives that `live` differs in (`None`: leave alone).
+    pub fn changes(desired: &Opts, live: &Opts) -> Opts {
+        fn want<T: PartialEq + Copy>(d: Option<T>, l: Option<T>) -> Option<T> {
+            d.filter(|v| Some(*v) != l)
+        }
+        let (db, lb, dp, lp) = (&desired.bridge, &live.bridge, &desired.port, &live.port);
+        Opts {
+            promisc: want(desired.promisc, live.promisc),
+            arp: want(desired.arp, live.arp),
+            txqueuelen: want(desired.txqueuelen, live.txqueuelen),
+            bridge: BridgeOptions {
+                stp: want(db.stp, lb.stp),
+                forward_delay: want(db.forward_delay, lb.forward_delay),
+                ageing: want(db.ageing, lb.ageing),
+                priority: want(db.priority, lb.priority),
+                vlan_filtering: want(db.vlan_filtering, lb.vlan_filtering),
+                default_pvid: want(db.default_pvid, lb.default_pvid),
+                multicast_snooping: want(db.multicast_snooping, lb.multicast_snooping),
+            },
+            port: PortOptions { cost: want(dp.cost, lp.cost), priority: want(dp.priority, lp.priority) },
+        }
+    }
+
+    /// The values of `live` for the settings `changes` has: what an inverse restores.
+    pub fn current(changes: &Opts, live: &Opts) -> Opts {
+        fn had<T: Copy>(c: Option<T>, l: Option<T>) -> Option<T> {
+            c.and(l)
+        }
+        let (cb, lb, cp, lp) = (&changes.bridge, &live.bridge, &changes.port, &live.port);
+        Opts {
+            promisc: had(changes.promisc, live.promisc),
+            arp: had(changes.arp, live.arp),
+            txqueuelen: had(changes.txqueuelen, live.txqueuelen),
+            bridge: BridgeOptions {
+                stp: had(cb.stp, lb.stp),
+                forward_delay: had(cb.forward_delay, lb.forward_delay),
+                ageing: had(cb.ageing, lb.ageing),
+                priority: had(cb.priority, lb.priority),
+                vlan_filtering: had(cb.vlan_filtering, lb.vlan_filtering),
+                default_pvid: had(cb.default_pvid, lb.default_pvid),
+                multicast_snooping: had(cb.multicast_snooping, lb.multicast_snooping),
+            },
+            port: PortOptions { cost: had(cp.cost, lp.cost), priority: had(cp.priority, lp.priority) },
+        }
+    }
+
+    /// Each setting given, as `(name, value)` in the language's words (times in seconds).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let secs = |cs: u32| {
+            if cs.is_multiple_of(100) {
+                format!("{}s", cs / 100)
+            } else {
+                format!("{}.{:02}s", cs / 100, cs % 100)
+            }
+        };
+        let (b, p) = (&self.bridge, &self.port);
+        let mut out = Vec::new();
+        let mut push = |name, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((name, v));
+            }
+        };
+        push("promisc", self.promisc.map(|v| v.to_string()));
+        push("arp", self.arp.map(|v| v.to_string()));
+        push("txqueuelen", self.txqueuelen.map(|v| v.to_string()));
+        push("stp", b.stp.map(|v| v.to_string()));
+        push("forward-delay", b.forward_delay.map(secs));
+        push("ageing", b.ageing.map(secs));
+        push("priority", b.priority.map(|v| v.to_string()));
+        push("vlan-filtering", b.vlan_filtering.map(|v| v.to_string()));
+        push("default-pvid", b.default_pvid.map(|v| v.to_string()));
+        push("multicast-snooping", b.multicast_snooping.map(|v| v.to_string()));
+        push("port-cost", p.cost.map(|v| v.to_string()));
+        push("port-priority", p.priority.map(|v| v.to_string()));
+        out
+    }
+
+    /// `s` applied over `self`.
+    pub fn apply(&mut self, s: &Opts) {
+        fn set<T: Copy>(slot: &mut Option<T>, v: Option<T>) {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+        set(&mut self.promisc, s.promisc);
+        set(&mut self.arp, s.arp);
+        set(&mut self.txqueuelen, s.txqueuelen);
+        let (b, sb) = (&mut self.bridge, &s.bridge);
+        set(&mut b.stp, sb.stp);
+        set(&mut b.forward_delay, sb.forward_delay);
+        set(&mut b.ageing, sb.ageing);
+        set(&mut b.priority, sb.priority);
+        set(&mut b.vlan_filtering, sb.vlan_filtering);
+        set(&mut b.default_pvid, sb.default_pvid);
+        set(&mut b.multicast_snooping, sb.multicast_snooping);
+        set(&mut self.port.cost, s.port.cost);
+        set(&mut self.port.priority, s.port.priority);
+    }
 }
 
 impl Link {
@@ -147,6 +280,7 @@ impl Link {
             nf_call_iptables: None,
             up,
             addrgen_none: Some(false),
+            opts: Opts::default(),
             owned: false,
         }
     }
@@ -161,6 +295,7 @@ impl Link {
             nf_call_iptables: self.nf_call_iptables,
             up: Some(self.up),
             addrgen_none: self.addrgen_none,
+            opts: self.opts,
         }
     }
 }
@@ -175,6 +310,7 @@ pub struct LinkSettings {
     pub nf_call_iptables: Option<bool>,
     pub up: Option<bool>,
     pub addrgen_none: Option<bool>,
+    pub opts: Opts,
 }
 
 impl LinkSettings {
@@ -349,6 +485,7 @@ pub fn link_changes(desired: &Link, live: &Link) -> LinkSettings {
         nf_call_iptables: want(&desired.nf_call_iptables, &live.nf_call_iptables),
         up: (desired.up != live.up).then_some(desired.up),
         addrgen_none: want(&desired.addrgen_none, &live.addrgen_none),
+        opts: Opts::changes(&desired.opts, &live.opts),
     }
 }
 
@@ -362,6 +499,7 @@ pub fn link_current(changes: &LinkSettings, live: &Link) -> LinkSettings {
         nf_call_iptables: changes.nf_call_iptables.and(live.nf_call_iptables),
         up: changes.up.map(|_| live.up),
         addrgen_none: changes.addrgen_none.and(live.addrgen_none),
+        opts: Opts::current(&changes.opts, &live.opts),
     }
 }
 
@@ -370,6 +508,9 @@ pub fn same_device(desired: &LinkKind, live: &LinkKind) -> bool {
     match (desired, live) {
         (LinkKind::Existing { .. }, k) => !matches!(k, LinkKind::Loopback),
         (LinkKind::Veth { peer: d }, LinkKind::Veth { peer: l }) => d == l,
+        (LinkKind::Tunnel(d), LinkKind::Tunnel(l)) => super::kinds::tunnel::same(d, l),
+        (LinkKind::Vxlan(d), LinkKind::Vxlan(l)) => super::kinds::vxlan::same(d, l),
+        (LinkKind::Wireguard(d), LinkKind::Wireguard(l)) => super::kinds::wireguard::same(d, l),
         (d, l) => d == l,
     }
 }

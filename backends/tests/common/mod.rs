@@ -27,6 +27,61 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// True when the running kernel has (built in, loaded or loadable) every feature of `features`.
+/// Off the full-kernel lane a missing one skips the caller with a message; in the lane
+/// (`NETCFG_KERNEL_LANE=1`, Debian's stock kernel) every feature must be there.
+pub fn kernel_has(what: &str, features: impl IntoIterator<Item = netcfg_backends::kernel::Feature>) -> bool {
+    use netcfg_backends::kernel::{Availability, KernelModules};
+    let modules = KernelModules::read();
+    let missing: Vec<String> = features
+        .into_iter()
+        .filter(|f| {
+            modules.availability(*f) == Availability::Absent
+                // Without module lists (a kernel without modules) only an attempt tells.
+                || (!std::path::Path::new("/proc/modules").exists() && link_kind_works(*f) == Some(false))
+        })
+        .map(|f| f.module().to_string())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("NETCFG_KERNEL_LANE").as_deref() != Ok("1"),
+        "{what}: the full-kernel lane lacks {missing:?}"
+    );
+    eprintln!("skipping {what}: this kernel lacks {missing:?} (the full-kernel lane runs it)");
+    false
+}
+
+/// For a link-kind feature: whether the kernel creates such a link (tried in a scratch
+/// namespace, on a veth where the kind needs a parent). A kernel without module lists cannot
+/// say what it has built in; this asks it. `None` for features that are not link kinds.
+pub fn link_kind_works(f: netcfg_backends::kernel::Feature) -> Option<bool> {
+    use netcfg_backends::kernel::Feature;
+    let args: &[&str] = match f {
+        Feature::Dummy => &["type", "dummy"],
+        Feature::Vlan => &["link", "p0", "type", "vlan", "id", "5"],
+        Feature::Bond => &["type", "bond"],
+        Feature::Vrf => &["type", "vrf", "table", "10"],
+        Feature::Ipvlan => &["link", "p0", "type", "ipvlan"],
+        Feature::Gre => &["type", "gre", "remote", "192.0.2.1"],
+        Feature::Ipip => &["type", "ipip", "remote", "192.0.2.1"],
+        Feature::Sit => &["type", "sit", "remote", "192.0.2.1"],
+        Feature::Ip6tnl => &["type", "ip6tnl", "remote", "2001:db8::1"],
+        Feature::Wireguard => &["type", "wireguard"],
+        _ => return None,
+    };
+    let ns = format!("netcfg-probe-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let run = |a: &[&str]| Command::new("ip").args(a).output().is_ok_and(|o| o.status.success());
+    if !run(&["netns", "add", &ns]) {
+        return None;
+    }
+    let ok = run(&["-n", &ns, "link", "add", "p0", "type", "veth", "peer", "name", "p1"])
+        && run(&[&["-n", &ns, "link", "add", "probe0"][..], args].concat());
+    run(&["netns", "del", &ns]);
+    Some(ok)
+}
+
 pub fn has_tool(name: &str) -> bool {
     Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
         || Command::new(name).arg("-V").output().is_ok_and(|o| o.status.success())

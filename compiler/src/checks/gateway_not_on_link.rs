@@ -53,7 +53,10 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             // Each gateway: the route's own, or each next hop's of a multipath route.
             for (via, dev, onlink) in route.gateways() {
                 let hop = Hop { via, dev, onlink };
-                if route.route_type != RouteType::Unicast || on_link_in_own_table(netns, route, &hop) {
+                if route.route_type != RouteType::Unicast
+                    || on_link_in_own_table(netns, route, &hop)
+                    || on_link_in_vrf(model.node(ns.node), netns, route, &hop)
+                {
                     continue;
                 }
                 diags.extend(check_route(model, ns, model.node(ns.node), netns, &hop));
@@ -81,6 +84,17 @@ fn on_link_in_own_table(netns: &Netns, route: &Route, hop: &Hop) -> bool {
                 && r.dst.contains(&hop.via.value)
                 && hop.dev.is_none_or(|d| r.dev.as_ref().is_some_and(|rd| rd.value == d.value))
         })
+}
+
+/// A route of a VRF's table whose gateway is in the connected subnet of one of the VRF's ports
+/// (over the same `dev` when the route names one): those connected routes are in that table.
+fn on_link_in_vrf(node: &Node, netns: &Netns, route: &Route, hop: &Hop) -> bool {
+    node.links_in(netns.id).any(|l| {
+        node.vrf_table(l) == Some(route.table)
+            && l.up
+            && hop.dev.is_none_or(|d| d.value == l.id)
+            && l.addresses.iter().any(|a| a.prefix_route && a.net.trunc().contains(&hop.via.value))
+    })
 }
 
 fn check_route(model: &Model, ns: NetnsRef, node: &Node, netns: &Netns, hop: &Hop) -> Option<Diagnostic> {

@@ -5,12 +5,13 @@
 //! underlay's minus the overhead, see `Model::mtu`):
 //! - (error) the two ends of a veth differ; the end that declares the differing `mtu` gets the
 //!   primary span (the later one when both declare one);
-//! - (warning) a bridge port differs from its bridge;
+//! - (warning) a bridge port differs from its bridge (a bond sets its ports' MTU itself, and a
+//!   VRF's MTU does not apply to its ports);
 //! - (warning) a VXLAN's MTU is larger than its underlay's MTU minus the encapsulation overhead
 //!   (50 bytes over IPv4, 70 over IPv6, by the family of `local`/`remote`/`group`, IPv4 when
 //!   none is given). The underlay is `dev`, or else the link the FIB sends `remote` out of;
-//! - (error) a macvlan whose MTU is larger than its parent's (the kernel refuses to create or
-//!   set it: a macvlan's frames leave through its parent).
+//! - (error) a macvlan, VLAN or ipvlan whose MTU is larger than its parent's (the kernel
+//!   refuses to create or set it: its frames leave through its parent).
 //!
 //! **Why is this bad.** A veth drops every frame larger than the receiving end's MTU, so
 //! large packets (TLS handshakes, bulk transfers) vanish while pings work. A bridge takes the
@@ -49,11 +50,16 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 veth(model, r, LinkRef { node: r.node, link: *peer }, diags);
             }
             LinkKind::Vxlan { .. } => vxlan(model, r, diags),
-            LinkKind::Macvlan { parent, .. } => macvlan(model, r, LinkRef { node: r.node, link: parent.value }, diags),
+            LinkKind::Macvlan { parent, .. } | LinkKind::Vlan { parent, .. } | LinkKind::Ipvlan { parent, .. } => {
+                stacked(model, r, LinkRef { node: r.node, link: parent.value }, diags)
+            }
             _ => {}
         }
         if let Some(master) = &link.master {
-            bridge_port(model, r, master, diags);
+            // A bond sets its ports' MTU itself; a VRF's MTU does not limit its ports' frames.
+            if matches!(model.link(LinkRef { node: r.node, link: master.value }).kind, LinkKind::Bridge { .. }) {
+                bridge_port(model, r, master, diags);
+            }
         }
     }
 }
@@ -122,7 +128,8 @@ fn veth(model: &Model, ra: LinkRef, rb: LinkRef, diags: &mut Vec<Diagnostic>) {
     );
 }
 
-fn macvlan(model: &Model, r: LinkRef, rp: LinkRef, diags: &mut Vec<Diagnostic>) {
+/// A macvlan, VLAN or ipvlan larger than its parent: the kernel refuses it.
+fn stacked(model: &Model, r: LinkRef, rp: LinkRef, diags: &mut Vec<Diagnostic>) {
     let (link, parent) = (model.link(r), model.link(rp));
     let (m, mp) = (model.mtu(r), model.mtu(rp));
     if m <= mp {
@@ -134,9 +141,14 @@ fn macvlan(model: &Model, r: LinkRef, rp: LinkRef, diags: &mut Vec<Diagnostic>) 
         Diagnostic::error(
             CHECK.code,
             primary,
-            format!("macvlan `{}` has MTU {m} but its parent `{}` has {mp}", link.name.value, parent.name.value),
+            format!(
+                "{} `{}` has MTU {m} but its parent `{}` has {mp}",
+                link.kind.keyword(),
+                link.name.value,
+                parent.name.value
+            ),
         )
-        .with_label("the kernel refuses a macvlan larger than its parent")
+        .with_label(format!("the kernel refuses a {} larger than its parent", link.kind.keyword()))
         .with_secondary(note_span, note)
         .with_help(format!("set `mtu={mp}` (or less) on `{}`, or raise the parent's MTU", link.name.value)),
     );
