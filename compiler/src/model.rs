@@ -84,19 +84,19 @@ impl Fib {
         Fib::build_table(node, ns, MAIN_TABLE)
     }
 
-    /// The table `table` of a namespace. Local addresses are known to every table (the
-    /// kernel's rule 0 finds them before any other).
+    /// The table `table` of a namespace: the addresses and connected routes of the links whose
+    /// home it is (main, or a VRF's table for the VRF's ports), and the spec's routes of it.
     fn build_table(node: &Node, ns: NetnsId, table: u32) -> Fib {
         let mut fib = Fib::default();
         let mut entries = Vec::new();
         for link in node.links_in(ns) {
             // A VRF port's addresses and connected routes are in the VRF's table.
-            if node.vrf_table(link).is_some() {
+            if node.vrf_table(link).unwrap_or(MAIN_TABLE) != table {
                 continue;
             }
             for (i, a) in link.addresses.iter().enumerate() {
                 fib.local.entry(a.addr()).or_insert(link.id);
-                if table == MAIN_TABLE && link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
+                if link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
                     entries.push(FibEntry {
                         dst: a.net.trunc(),
                         dev: Some(link.id),
@@ -253,7 +253,10 @@ impl<'f> Model<'f> {
                                     _ => None,
                                 },
                             ));
+                        // A VRF's table holds its ports' connected routes.
+                        let vrfs = n.links_in(ns.id).filter_map(|l| n.vrf_table(l));
                         named
+                            .chain(vrfs)
                             .filter(|t| *t != MAIN_TABLE)
                             .map(|t| (t, Fib::build_table(n, ns.id, t)))
                             .collect::<BTreeMap<u32, Fib>>()
