@@ -437,6 +437,8 @@ fn verify_reports_each_kind_of_drift() {
             onlink: false,
             route_type: netcfg_lang::ast::RouteType::Unicast,
             protocol: netlink::state::NETCFG_PROTO,
+            metrics: Default::default(),
+            nexthops: Vec::new(),
         },
     };
     p.ops.push(bad);

@@ -72,6 +72,8 @@ fn unreachable_route(like: &netlink::Op) -> netlink::Op {
             onlink: false,
             route_type: netcfg_lang::ast::RouteType::Unicast,
             protocol: netlink::state::NETCFG_PROTO,
+            metrics: Default::default(),
+            nexthops: Vec::new(),
         },
     };
     op

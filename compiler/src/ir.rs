@@ -104,6 +104,8 @@ pub struct Netns {
     pub name: Option<Name>,
     pub span: Span,
     pub routes: Vec<Route>,
+    /// Policy routing rules (`ip rule`), in declaration order.
+    pub rules: Vec<PolicyRule>,
     pub neighbors: Vec<Neighbor>,
     /// Every sysctl this namespace sets, first-class properties included.
     pub sysctls: BTreeMap<SysctlPath, Sysctl>,
@@ -299,10 +301,113 @@ pub struct Route {
     pub scope: RouteScope,
     pub onlink: bool,
     pub route_type: RouteType,
+    pub metrics: RouteMetrics,
+    /// The paths of a multipath route (then `via` and `dev` are `None`); empty otherwise.
+    pub nexthops: Vec<NextHop>,
     pub span: Span,
 }
 
+impl Route {
+    /// Every gateway of the route with its link: `via`/`dev`, or each next hop's.
+    pub fn gateways(&self) -> impl Iterator<Item = (&Spanned<IpAddr>, Option<&Spanned<LinkId>>, bool)> + '_ {
+        let single = self.via.as_ref().map(|v| (v, self.dev.as_ref(), self.onlink));
+        single
+            .into_iter()
+            .chain(self.nexthops.iter().filter_map(|n| n.via.as_ref().map(|v| (v, n.dev.as_ref(), n.onlink))))
+    }
+}
+
+/// Route attributes the kernel keeps with a route (RTA_METRICS); `None`: not set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteMetrics {
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
+    pub initcwnd: Option<u32>,
+    pub initrwnd: Option<u32>,
+}
+
+/// One path of a multipath route.
+#[derive(Clone, Debug)]
+pub struct NextHop {
+    pub via: Option<Spanned<IpAddr>>,
+    pub dev: Option<Spanned<LinkId>>,
+    /// 1..=256; the kernel's `rtnh_hops` is this minus one.
+    pub weight: u32,
+    pub onlink: bool,
+    pub span: Span,
+}
+
+/// What a policy rule does with a packet it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleAction {
+    /// Look the destination up in this table; when it has no route (or a `throw`), go on
+    /// with the next rule.
+    Lookup(u32),
+    /// Look it up in the table of the VRF the packet's device is enslaved to.
+    L3mdev,
+    /// Go on with the first rule of this priority.
+    Goto(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+/// A policy routing rule (`ip rule`) of one namespace. The kernel tries rules by priority
+/// (local 0, then the spec's, main 32766, default 32767); the first that matches and whose
+/// table has a route decides.
+#[derive(Clone, Debug)]
+pub struct PolicyRule {
+    pub priority: Spanned<u32>,
+    /// `None`: the rule exists for both families (it matches no address).
+    pub family: Option<Family>,
+    pub from: Option<Spanned<IpNet>>,
+    pub to: Option<Spanned<IpNet>>,
+    pub iif: Option<Spanned<LinkId>>,
+    pub oif: Option<Spanned<LinkId>>,
+    /// Mark and mask.
+    pub fwmark: Option<(u32, u32)>,
+    pub ipproto: Option<Proto>,
+    pub sport: Option<(u16, u16)>,
+    pub dport: Option<(u16, u16)>,
+    pub suppress_prefixlength: Option<u32>,
+    pub action: Spanned<RuleAction>,
+    pub span: Span,
+}
+
+impl PolicyRule {
+    /// The families the rule is installed for.
+    pub fn families(&self) -> Vec<Family> {
+        match self.family {
+            Some(f) => vec![f],
+            None => vec![Family::Ipv4, Family::Ipv6],
+        }
+    }
+
+    /// Whether the rule matches every packet to `dst` whatever its source, mark, interfaces
+    /// and ports: only then does it decide for all traffic to `dst`.
+    pub fn matches_all_to(&self, dst: IpAddr) -> bool {
+        self.families().contains(&Family::of(dst))
+            && self.to.as_ref().is_none_or(|t| t.value.contains(&dst))
+            && self.from.is_none()
+            && self.iif.is_none()
+            && self.oif.is_none()
+            && self.fwmark.is_none()
+            && self.ipproto.is_none()
+            && self.sport.is_none()
+            && self.dport.is_none()
+    }
+
+    /// Whether some packet to `dst` can match the rule.
+    pub fn may_match_to(&self, dst: IpAddr) -> bool {
+        self.families().contains(&Family::of(dst)) && self.to.as_ref().is_none_or(|t| t.value.contains(&dst))
+    }
+}
+
 pub const MAIN_TABLE: u32 = 254;
+/// The kernel's `local` table: local and broadcast addresses, and `type="local"` routes.
+pub const LOCAL_TABLE: u32 = 255;
+/// The kernel's `default` table (empty unless someone fills it), looked up last.
+pub const DEFAULT_TABLE: u32 = 253;
 
 /// The metric the kernel stores for a route: IPv6 turns metric 0 into 1024 (`IP6_RT_PRIO_USER`).
 /// Routes are keyed by (table, destination, this metric) in the kernel and everywhere in netcfg.

@@ -72,9 +72,9 @@ pub enum GatewayLookup<'a> {
     NoRoute,
 }
 
-/// One routing table of one namespace (the main table also knows the namespace's local
-/// addresses). [`Model::fib`] is the main table; [`Model::fib_table`] any other table a route
-/// names, which only `trace::Tracer::route_lookup` consults.
+/// One routing table of one namespace: the main table holds the connected routes and the
+/// spec's main-table routes; another table holds the spec's routes of that table. See
+/// [`Model::lookup`] for the policy rules that choose between them.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
     /// Longest prefix first; entries of one prefix sorted by metric.
@@ -83,12 +83,20 @@ pub struct Fib {
 }
 
 impl Fib {
-    /// The routes of one table; connected routes and local addresses belong to `main`.
-    fn build(node: &Node, ns: NetnsId, table: u32) -> Fib {
+    fn build(node: &Node, ns: NetnsId) -> Fib {
+        Fib::build_table(node, ns, MAIN_TABLE)
+    }
+
+    /// The table `table` of a namespace: the addresses and connected routes of the links whose
+    /// home it is (main, or a VRF's table for the VRF's ports), and the spec's routes of it.
+    fn build_table(node: &Node, ns: NetnsId, table: u32) -> Fib {
         let mut fib = Fib::default();
         let mut entries = Vec::new();
-        // A VRF port's addresses and connected routes are in the VRF's table, not main.
-        for link in node.links_in(ns).filter(|l| node.vrf_table(l).unwrap_or(MAIN_TABLE) == table) {
+        for link in node.links_in(ns) {
+            // A VRF port's addresses and connected routes are in the VRF's table.
+            if node.vrf_table(link).unwrap_or(MAIN_TABLE) != table {
+                continue;
+            }
             for (i, a) in link.addresses.iter().enumerate() {
                 fib.local.entry(a.addr()).or_insert(link.id);
                 if link.up && a.prefix_route && a.net.prefix_len() < a.net.max_prefix_len() {
@@ -237,8 +245,8 @@ pub struct AddrRef {
 pub struct Model<'f> {
     pub fleet: &'f Fleet,
     fibs: Vec<Vec<Fib>>,
-    /// Per node and namespace, the tables other than main that some route names.
-    other_tables: Vec<Vec<BTreeMap<u32, Fib>>>,
+    /// Per node and namespace, every other table the namespace's routes or rules name.
+    tables: Vec<Vec<BTreeMap<u32, Fib>>>,
     segment: HashMap<LinkRef, SegmentId>,
     segments: Vec<Vec<LinkRef>>,
     owners: BTreeMap<IpAddr, Vec<AddrRef>>,
@@ -248,21 +256,28 @@ pub struct Model<'f> {
 
 impl<'f> Model<'f> {
     pub fn new(fleet: &'f Fleet) -> Model<'f> {
-        let fibs = fleet
-            .nodes
-            .iter()
-            .map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id, MAIN_TABLE)).collect())
-            .collect();
-        let other_tables = fleet
+        let fibs = fleet.nodes.iter().map(|n| n.namespaces.iter().map(|ns| Fib::build(n, ns.id)).collect()).collect();
+        let tables = fleet
             .nodes
             .iter()
             .map(|n| {
                 n.namespaces
                     .iter()
                     .map(|ns| {
-                        let ids: std::collections::BTreeSet<u32> =
-                            ns.routes.iter().map(|r| r.table).filter(|t| *t != MAIN_TABLE).collect();
-                        ids.into_iter().map(|t| (t, Fib::build(n, ns.id, t))).collect()
+                        let named =
+                            ns.routes.iter().map(|r| r.table).chain(ns.rules.iter().filter_map(
+                                |r| match r.action.value {
+                                    RuleAction::Lookup(t) => Some(t),
+                                    _ => None,
+                                },
+                            ));
+                        // A VRF's table holds its ports' connected routes.
+                        let vrfs = n.links_in(ns.id).filter_map(|l| n.vrf_table(l));
+                        named
+                            .chain(vrfs)
+                            .filter(|t| *t != MAIN_TABLE)
+                            .map(|t| (t, Fib::build_table(n, ns.id, t)))
+                            .collect::<BTreeMap<u32, Fib>>()
                     })
                     .collect()
             })
@@ -283,7 +298,7 @@ impl<'f> Model<'f> {
         }
         let (segment, segments) = build_segments(fleet);
         let mtus = fleet.nodes.iter().map(link_mtus).collect();
-        Model { fleet, fibs, other_tables, segment, segments, owners, mtus }
+        Model { fleet, fibs, tables, segment, segments, owners, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -298,16 +313,85 @@ impl<'f> Model<'f> {
         &self.link(a.link).addresses[a.index]
     }
 
+    /// The main table of a namespace.
     pub fn fib(&self, ns: NetnsRef) -> &Fib {
         &self.fibs[ns.node.0 as usize][ns.netns.0 as usize]
     }
 
-    /// Routing table `table` of a namespace (`None` when no route names it).
-    pub fn fib_table(&self, ns: NetnsRef, table: u32) -> Option<&Fib> {
+    /// Table `table` of a namespace (main included); `None` for a table nothing names.
+    pub fn table(&self, ns: NetnsRef, table: u32) -> Option<&Fib> {
         if table == MAIN_TABLE {
             return Some(self.fib(ns));
         }
-        self.other_tables[ns.node.0 as usize][ns.netns.0 as usize].get(&table)
+        self.tables[ns.node.0 as usize][ns.netns.0 as usize].get(&table)
+    }
+
+    /// Routing table `table` of a namespace, as the trace names it (see [`Model::table`]).
+    pub fn fib_table(&self, ns: NetnsRef, table: u32) -> Option<&Fib> {
+        self.table(ns, table)
+    }
+
+    /// Every table of a namespace the spec fills or a rule names, main first.
+    pub fn tables(&self, ns: NetnsRef) -> impl Iterator<Item = (u32, &Fib)> + '_ {
+        std::iter::once((MAIN_TABLE, self.fib(ns)))
+            .chain(self.tables[ns.node.0 as usize][ns.netns.0 as usize].iter().map(|(t, f)| (*t, f)))
+    }
+
+    /// Where a packet to `dst` goes, following the namespace's policy rules as the kernel does
+    /// (local addresses, then the rules by priority around `32766: lookup main`). A rule that
+    /// matches only some packets to `dst` (by source, mark, interface, port) counts when its
+    /// table has a unicast route: checks that conclude from a missing route must not report
+    /// one that some traffic has. A rule that drops matches only when it holds for all traffic.
+    pub fn lookup(&self, ns: NetnsRef, dst: IpAddr) -> Lookup<'_> {
+        let main = self.fib(ns);
+        if let Lookup::Local(l) = main.lookup(dst) {
+            return Lookup::Local(l);
+        }
+        let netns = self.node(ns.node).netns(ns.netns);
+        let mut rules: Vec<&PolicyRule> = netns.rules.iter().collect();
+        rules.sort_by_key(|r| r.priority.value);
+        let (before, after): (Vec<&PolicyRule>, Vec<&PolicyRule>) =
+            rules.into_iter().partition(|r| r.priority.value < 32766);
+        let mut skip_to: Option<u32> = None;
+        for r in before.iter().copied() {
+            if skip_to.is_some_and(|p| r.priority.value < p) || !r.may_match_to(dst) {
+                continue;
+            }
+            let all = r.matches_all_to(dst);
+            match r.action.value {
+                RuleAction::Lookup(t) => {
+                    if let Some(Lookup::Route(e)) = self.table(ns, t).map(|f| f.lookup(dst)) {
+                        let delivers = matches!(e.route_type, RouteType::Unicast | RouteType::Local);
+                        if (all && e.route_type != RouteType::Throw) || delivers {
+                            return Lookup::Route(e);
+                        }
+                    }
+                }
+                RuleAction::Goto(p) if all => skip_to = Some(p),
+                RuleAction::Blackhole | RuleAction::Unreachable | RuleAction::Prohibit if all => {
+                    return Lookup::NoRoute;
+                }
+                _ => {}
+            }
+        }
+        match main.lookup(dst) {
+            Lookup::Route(e) if e.route_type != RouteType::Throw => return Lookup::Route(e),
+            _ => {}
+        }
+        for r in after {
+            if let (true, RuleAction::Lookup(t)) = (r.may_match_to(dst), r.action.value) {
+                if let Some(Lookup::Route(e)) = self.table(ns, t).map(|f| f.lookup(dst)) {
+                    if matches!(e.route_type, RouteType::Unicast | RouteType::Local) {
+                        return Lookup::Route(e);
+                    }
+                }
+            }
+        }
+        // The kernel's own last rule, `32767: lookup default`.
+        match self.table(ns, DEFAULT_TABLE).map(|f| f.lookup(dst)) {
+            Some(Lookup::Route(e)) if e.route_type != RouteType::Throw => Lookup::Route(e),
+            _ => Lookup::NoRoute,
+        }
     }
 
     pub fn netns_of(&self, l: LinkRef) -> NetnsRef {

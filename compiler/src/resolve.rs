@@ -20,10 +20,19 @@ pub const CONFLICTING_SYSCTL: Code =
     Code::error("conflicting-sysctl", "a sysctl set to two different values in one namespace");
 pub const CONFLICTING_ROUTES: Code =
     Code::error("conflicting-routes", "two routes with the same table, destination and metric in one namespace");
+pub const DUPLICATE_RULE: Code =
+    Code::error("duplicate-rule", "two policy routing rules of one namespace that the kernel cannot tell apart");
 
 /// Every code resolution reports.
-pub const CODES: &[Code] =
-    &[UNDEFINED_REFERENCE, INVALID_REFERENCE, DUPLICATE_NAME, TEMPLATE_CYCLE, CONFLICTING_SYSCTL, CONFLICTING_ROUTES];
+pub const CODES: &[Code] = &[
+    UNDEFINED_REFERENCE,
+    INVALID_REFERENCE,
+    DUPLICATE_NAME,
+    TEMPLATE_CYCLE,
+    CONFLICTING_SYSCTL,
+    CONFLICTING_ROUTES,
+    DUPLICATE_RULE,
+];
 
 pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
     let mut templates: HashMap<&str, &ast::TemplateDecl> = HashMap::new();
@@ -89,13 +98,27 @@ fn expand(
     override_by_name(&mut out.services, &own.services, |s| s.name.value.clone());
     override_by_name(&mut out.sysctls, &own.sysctls, |s| s.path.value.0.clone());
     override_by_name(&mut out.listeners, &own.listeners, |s| s.name.value.clone());
-    append(&mut out, NsBody { links: vec![], services: vec![], sysctls: vec![], listeners: vec![], ..own });
+    override_by_name(&mut out.tables, &own.tables, |t| t.name.value.clone());
+    append(
+        &mut out,
+        NsBody { links: vec![], services: vec![], sysctls: vec![], listeners: vec![], tables: vec![], ..own },
+    );
     for ns in &body.netns {
         let inner = expand(&ns.body, templates, stack, diags);
         out.netns.retain(|n| n.name.value != ns.name.value);
         out.netns.push(ast::NetnsDecl { name: ns.name.clone(), body: inner, span: ns.span });
     }
     out
+}
+
+/// `Some(None)` for an absent reference, `Some(Some(x))` for a resolved one, `None` for one
+/// that did not resolve.
+fn resolved<T>(r: Option<Option<T>>) -> Option<Option<T>> {
+    match r {
+        None => Some(None),
+        Some(Some(x)) => Some(Some(x)),
+        Some(None) => None,
+    }
 }
 
 fn override_by_name<T: Clone>(base: &mut Vec<T>, own: &[T], key: impl Fn(&T) -> String) {
@@ -111,6 +134,8 @@ fn append(out: &mut NsBody, b: NsBody) {
     out.unbuilt_links.extend(b.unbuilt_links);
     out.loopback.extend(b.loopback);
     out.routes.extend(b.routes);
+    out.tables.extend(b.tables);
+    out.rules.extend(b.rules);
     out.neighbors.extend(b.neighbors);
     out.sysctls.extend(b.sysctls);
     out.forwarding.extend(b.forwarding);
@@ -155,6 +180,8 @@ struct NodeBuilder<'d> {
     unbuilt: Vec<(NetnsId, String)>,
     /// Links by namespace and name: references are resolved by hash, not by scanning the links.
     link_index: HashMap<(NetnsId, String), LinkId>,
+    /// Table names declared per namespace (`table "NAME" id=N`), with the declaration's span.
+    tables: HashMap<NetnsId, HashMap<String, (u32, Span)>>,
     /// Links whose kind could not be resolved (a `parent` or `dev` that is not there, already
     /// reported): they stand as placeholders, and what refers to them is not judged by kind.
     unresolved: std::collections::HashSet<LinkId>,
@@ -163,7 +190,14 @@ struct NodeBuilder<'d> {
 impl<'d> NodeBuilder<'d> {
     fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
-        NodeBuilder { node, diags, unbuilt: Vec::new(), link_index: HashMap::new(), unresolved: Default::default() }
+        NodeBuilder {
+            node,
+            diags,
+            unbuilt: Vec::new(),
+            link_index: HashMap::new(),
+            tables: HashMap::new(),
+            unresolved: Default::default(),
+        }
     }
 
     fn build(mut self, body: &NsBody) -> Node {
@@ -213,6 +247,9 @@ impl<'d> NodeBuilder<'d> {
         }
         self.nics_in_one_namespace();
         for (ns, b) in &bodies {
+            self.declare_tables(*ns, b);
+        }
+        for (ns, b) in &bodies {
             self.resolve_body(*ns, b);
         }
         self.node
@@ -252,6 +289,7 @@ impl<'d> NodeBuilder<'d> {
             name,
             span,
             routes: Vec::new(),
+            rules: Vec::new(),
             neighbors: Vec::new(),
             sysctls: BTreeMap::new(),
             firewall: Firewall { stateful: true, ..Firewall::default() },
@@ -528,6 +566,49 @@ impl<'d> NodeBuilder<'d> {
         self.node.links[id.0 as usize].master = Some(master);
     }
 
+    /// The table names of a namespace; a netns also sees the host namespace's (like
+    /// `/etc/iproute2/rt_tables`, which every namespace of a machine shares).
+    fn declare_tables(&mut self, ns: NetnsId, b: &NsBody) {
+        let mut names: HashMap<String, (u32, Span)> = HashMap::new();
+        for t in &b.tables {
+            if let Some((_, first)) = names.get(&t.name.value) {
+                self.diags.push(duplicate("table", &t.name, *first));
+                continue;
+            }
+            names.insert(t.name.value.clone(), (t.id.value, t.name.span));
+        }
+        self.tables.insert(ns, names);
+    }
+
+    /// A table id from an id or a name visible in `ns`, or `undefined-reference`. The VRF's
+    /// `table` resolves here too.
+    pub(crate) fn table_ref(&mut self, ns: NetnsId, t: &Spanned<ast::TableRef>) -> Option<u32> {
+        let name = match &t.value {
+            ast::TableRef::Id(id) => return Some(*id),
+            ast::TableRef::Name(n) => n,
+        };
+        if let Some((_, id)) = netcfg_lang::parse::RESERVED_TABLES.iter().find(|(r, _)| r == name) {
+            return Some(*id);
+        }
+        let own = self.tables.get(&ns).and_then(|m| m.get(name));
+        let host = self.tables.get(&NetnsId::HOST).and_then(|m| m.get(name));
+        if let Some((id, _)) = own.or(host) {
+            return Some(*id);
+        }
+        let mut candidates: Vec<&str> = netcfg_lang::parse::RESERVED_TABLES.iter().map(|(n, _)| *n).collect();
+        for scope in [Some(ns), (ns != NetnsId::HOST).then_some(NetnsId::HOST)].into_iter().flatten() {
+            candidates.extend(self.tables.get(&scope).into_iter().flat_map(|m| m.keys().map(|k| k.as_str())));
+        }
+        let d = undefined("table", &Spanned::new(name.clone(), t.span), candidates, None);
+        let d = if d.help.as_deref().is_some_and(|h| h.starts_with("did you mean")) {
+            d
+        } else {
+            d.with_help(format!("declare it in the namespace or the node: `table \"{name}\" id=100`"))
+        };
+        self.diags.push(d);
+        None
+    }
+
     /// A bond's `primary`: one of its ports.
     fn resolve_primary(&mut self, id: LinkId, ns: NetnsId, l: &ast::LinkDecl) {
         let ast::LinkKindDecl::Bond(b) = &l.kind else { return };
@@ -576,6 +657,7 @@ impl<'d> NodeBuilder<'d> {
             keys.insert((route.table, route.dst, metric), route.dst_span);
             self.node.namespaces[ns.0 as usize].routes.push(route);
         }
+        self.policy_rules(ns, b);
         for n in &b.neighbors {
             if let Some(dev) = self.link_ref(ns, &n.dev) {
                 self.node.namespaces[ns.0 as usize].neighbors.push(Neighbor {
@@ -596,10 +678,39 @@ impl<'d> NodeBuilder<'d> {
             Some(d) => Some(self.link_ref(ns, d)?),
             None => None,
         };
+        let mut nexthops = Vec::new();
+        let mut broken = false;
+        for n in &r.nexthops {
+            let dev = match &n.dev {
+                Some(d) => match self.link_ref(ns, d) {
+                    Some(d) => Some(d),
+                    None => {
+                        broken = true;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            nexthops.push(NextHop {
+                via: n.via.clone(),
+                dev,
+                weight: n.weight.as_ref().map(|w| w.value).unwrap_or(1),
+                onlink: n.onlink.as_ref().is_some_and(|o| o.value),
+                span: n.span,
+            });
+        }
+        let table = match &r.table {
+            Some(t) => Some(self.table_ref(ns, t)?),
+            None => None,
+        };
+        if broken {
+            return None;
+        }
         let dst = match r.dst.value {
             RouteDst::Net(n) => n,
             RouteDst::Default => {
                 let v6 = r.via.as_ref().is_some_and(|v| v.value.is_ipv6())
+                    || r.nexthops.iter().any(|n| n.via.as_ref().is_some_and(|v| v.value.is_ipv6()))
                     || r.src.as_ref().is_some_and(|s| s.value.is_ipv6());
                 if v6 {
                     IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).expect("valid")
@@ -609,12 +720,24 @@ impl<'d> NodeBuilder<'d> {
             }
         };
         let route_type = r.route_type.as_ref().map(|t| t.value).unwrap_or(RouteType::Unicast);
-        let scope =
-            r.scope.as_ref().map(|s| s.value).unwrap_or(if r.via.is_none() && route_type == RouteType::Unicast {
-                RouteScope::Link
-            } else {
-                RouteScope::Global
-            });
+        let gatewayed = r.via.is_some() || r.nexthops.iter().any(|n| n.via.is_some());
+        let scope = r.scope.as_ref().map(|s| s.value).unwrap_or(match route_type {
+            // IPv6 has no route scopes: the kernel reports every IPv6 route as global.
+            _ if dst.addr().is_ipv6() => RouteScope::Global,
+            RouteType::Unicast if !gatewayed => RouteScope::Link,
+            // What the kernel gives a local route (`ip route add local …`).
+            RouteType::Local => RouteScope::Host,
+            _ => RouteScope::Global,
+        });
+        // `ip route add local …` puts a local route in the `local` table unless told otherwise.
+        let default_table = if route_type == RouteType::Local { LOCAL_TABLE } else { MAIN_TABLE };
+        let m = &r.metrics;
+        let metrics = RouteMetrics {
+            mtu: m.mtu.as_ref().map(|v| v.value),
+            advmss: m.advmss.as_ref().map(|v| v.value),
+            initcwnd: m.initcwnd.as_ref().map(|v| v.value),
+            initrwnd: m.initrwnd.as_ref().map(|v| v.value),
+        };
         Some(Route {
             dst,
             dst_span: r.dst.span,
@@ -622,12 +745,103 @@ impl<'d> NodeBuilder<'d> {
             dev,
             src: r.src.clone(),
             metric: r.metric.as_ref().map(|m| m.value).unwrap_or(0),
-            table: r.table.as_ref().map(|t| t.value).unwrap_or(MAIN_TABLE),
+            table: table.unwrap_or(default_table),
             scope,
             onlink: r.onlink.as_ref().is_some_and(|o| o.value),
             route_type,
+            metrics,
+            nexthops,
             span: r.span,
         })
+    }
+
+    /// The namespace's policy rules: links and tables resolved, `goto` targets checked, and
+    /// rules the kernel could not tell apart reported.
+    fn policy_rules(&mut self, ns: NetnsId, b: &NsBody) {
+        let mut rules: Vec<PolicyRule> = Vec::new();
+        for r in &b.rules {
+            let iif = r.iif.as_ref().map(|l| self.link_ref(ns, l));
+            let oif = r.oif.as_ref().map(|l| self.link_ref(ns, l));
+            let action = match &r.action.value {
+                ast::RuleActionDecl::Lookup(t) => self.table_ref(ns, t).map(RuleAction::Lookup),
+                ast::RuleActionDecl::L3mdev => Some(RuleAction::L3mdev),
+                ast::RuleActionDecl::Goto(p) => Some(RuleAction::Goto(*p)),
+                ast::RuleActionDecl::Blackhole => Some(RuleAction::Blackhole),
+                ast::RuleActionDecl::Unreachable => Some(RuleAction::Unreachable),
+                ast::RuleActionDecl::Prohibit => Some(RuleAction::Prohibit),
+            };
+            // An unresolved link or table is reported; the rule is left out.
+            let (Some(action), Some(iif), Some(oif)) = (action, resolved(iif), resolved(oif)) else { continue };
+            rules.push(PolicyRule {
+                priority: r.priority.clone(),
+                family: r.family.as_ref().map(|f| f.value),
+                from: r.from.clone(),
+                to: r.to.clone(),
+                iif,
+                oif,
+                fwmark: r.fwmark.as_ref().map(|m| m.value),
+                ipproto: r.ipproto.as_ref().map(|p| p.value),
+                sport: r.sport.as_ref().map(|p| p.value),
+                dport: r.dport.as_ref().map(|p| p.value),
+                suppress_prefixlength: r.suppress_prefixlength.as_ref().map(|s| s.value),
+                action: Spanned::new(action, r.action.span),
+                span: r.span,
+            });
+        }
+        let mut kept: Vec<PolicyRule> = Vec::new();
+        for r in rules {
+            let same = kept.iter().find(|k| {
+                let fams_meet = k.families().iter().any(|f| r.families().contains(f));
+                fams_meet
+                    && k.priority.value == r.priority.value
+                    && k.from.as_ref().map(|n| n.value) == r.from.as_ref().map(|n| n.value)
+                    && k.to.as_ref().map(|n| n.value) == r.to.as_ref().map(|n| n.value)
+                    && k.iif.as_ref().map(|l| l.value) == r.iif.as_ref().map(|l| l.value)
+                    && k.oif.as_ref().map(|l| l.value) == r.oif.as_ref().map(|l| l.value)
+                    && k.fwmark == r.fwmark
+                    && k.ipproto == r.ipproto
+                    && k.sport == r.sport
+                    && k.dport == r.dport
+                    && k.suppress_prefixlength == r.suppress_prefixlength
+                    && k.action.value == r.action.value
+            });
+            if let Some(first) = same {
+                self.diags.push(
+                    Diagnostic::error(
+                        DUPLICATE_RULE,
+                        r.priority.span,
+                        format!(
+                            "a rule with priority {} and the same matches and action is already declared",
+                            r.priority.value
+                        ),
+                    )
+                    .with_secondary(first.span, "first declared here")
+                    .with_help("remove one of them (the kernel keeps one copy of a rule)"),
+                );
+                continue;
+            }
+            kept.push(r);
+        }
+        for r in &kept {
+            if let RuleAction::Goto(target) = r.action.value {
+                // The kernel keeps one rule list per family: the target must be in the rule's.
+                let found = kept
+                    .iter()
+                    .any(|k| k.priority.value == target && k.families().iter().any(|f| r.families().contains(f)));
+                if !found {
+                    self.diags.push(
+                        Diagnostic::error(
+                            UNDEFINED_REFERENCE,
+                            r.action.span,
+                            format!("no rule with priority {target} to go to"),
+                        )
+                        .with_label("not declared")
+                        .with_help("`goto` names the priority of a later `rule` of this namespace and family"),
+                    );
+                }
+            }
+        }
+        self.node.namespaces[ns.0 as usize].rules = kept;
     }
 
     /// Explicit sysctls plus the first-class ones; two different values for one path conflict.
@@ -1107,6 +1321,92 @@ node "n" {
     ethernet "eth0"
     veth "v0" master="eth0" { peer "v1"; }
 //                    ^^^^ error invalid-reference
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn named_tables_and_policy_rules_resolve() {
+        let f = fleet(
+            r#"
+node "n" {
+    table "isp-b" id=200
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "default" via="10.0.0.1" dev="eth0" table="isp-b" mtu=1400
+    route "192.0.2.1" type="local" dev="lo"
+    rule priority=100 from="10.0.0.0/24" table="isp-b"
+    rule priority=110 fwmark="0x10/0xff" table="main"
+    rule priority=120 goto=130
+    rule priority=130 iif="eth0" action="prohibit"
+    netns "x" {
+        veth "eth0" { peer "vx" netns="@host"; }
+        rule priority=10 to="10.1.0.0/16" table="isp-b"
+    }
+}
+"#,
+        );
+        let n = &f.nodes[0];
+        let host = n.netns(crate::ir::NetnsId::HOST);
+        assert_eq!(host.routes[0].table, 200);
+        assert_eq!(host.routes[0].metrics.mtu, Some(1400));
+        assert_eq!(host.routes[1].table, crate::ir::LOCAL_TABLE, "a local route goes to table local");
+        assert_eq!(host.rules[0].action.value, crate::ir::RuleAction::Lookup(200));
+        assert_eq!(host.rules[0].family, Some(netcfg_lang::ast::Family::Ipv4));
+        assert_eq!(host.rules[1].fwmark, Some((0x10, 0xff)));
+        assert_eq!(host.rules[1].family, None, "no address: both families");
+        assert_eq!(
+            n.namespaces[1].rules[0].action.value,
+            crate::ir::RuleAction::Lookup(200),
+            "host names reach a netns"
+        );
+    }
+
+    #[test]
+    fn policy_rule_and_table_mistakes() {
+        check(
+            r#"
+node "n" {
+    table "isp-b" id=200
+    table "isp-b" id=201
+//         ^^^^^ error duplicate-name
+    table "main" id=300
+//         ^^^^ error invalid-value
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "default" via="10.0.0.1" dev="eth0" table="isp-c"
+//                                                   ^^^^^ error undefined-reference
+    rule priority=100 iif="eth9" table="isp-b"
+//                         ^^^^ error undefined-reference
+    rule priority=110 from="10.0.0.0/24" table=200
+    rule priority=110 from="10.0.0.0/24" table="isp-b"
+//                ^^^ error duplicate-rule
+    rule priority=120 goto=125
+    rule priority=125 family="ipv6" action="prohibit"
+    rule priority=122 family="ipv4" goto=125
+//                                       ^^^ error undefined-reference
+    rule priority=130 from="10.0.0.0/24" to="fd00::/64" table=200
+//                                           ^^^^^^^^^ error invalid-value
+    rule priority=140 table=200 action="prohibit"
+//                                      ^^^^^^^^ error invalid-value
+    rule priority=150 from="10.0.0.0/24"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
+    rule priority=160 dport="80-90" table=200
+//                           ^^^^^ error missing-property
+    rule priority=170 ipproto="tcp" dport="80,443" table=200
+//                                         ^^^^^^ error invalid-value
+    rule priority=180 fwmark="0x11/0x1" table=200
+//                            ^^^^^^^^ error invalid-value
+    rule priority=190 goto=180 table=200
+//                         ^^^ error invalid-value
+//                         ^^^ error invalid-value
+    route "10.5.0.0/16" via="10.0.0.1" {
+//                           ^^^^^^^^ error invalid-value
+        nexthop via="10.0.0.1" dev="eth0"
+        nexthop weight=2
+//      ^^^^^^^^^^^^^^^^ error missing-property
+    }
+    route "10.6.0.0/16" type="local"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
 }
 "#,
         );

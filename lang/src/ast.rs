@@ -49,6 +49,10 @@ pub struct NsBody {
     /// Addresses on the namespace's `lo` (`loopback { address … }`).
     pub loopback: Vec<AddressDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Named routing tables (`table "vpn" id=100`).
+    pub tables: Vec<TableDecl>,
+    /// Policy routing rules (`rule priority=100 from=… table=…`).
+    pub rules: Vec<PolicyRuleDecl>,
     pub neighbors: Vec<NeighborDecl>,
     pub sysctls: Vec<SysctlDecl>,
     pub forwarding: Vec<ForwardingDecl>,
@@ -304,6 +308,83 @@ pub enum RouteType {
     Blackhole,
     Unreachable,
     Prohibit,
+    /// Ends the lookup in this table: the next policy rule is tried.
+    Throw,
+    /// The destination is delivered locally (AnyIP); in table `local` by default.
+    Local,
+}
+
+impl RouteType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RouteType::Unicast => "unicast",
+            RouteType::Blackhole => "blackhole",
+            RouteType::Unreachable => "unreachable",
+            RouteType::Prohibit => "prohibit",
+            RouteType::Throw => "throw",
+            RouteType::Local => "local",
+        }
+    }
+}
+
+/// A routing table as the spec writes it: an id, or a name (`main`, `local`, `default`, or one
+/// declared with `table "NAME" id=N`), resolved to an id by the compiler.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TableRef {
+    Id(u32),
+    Name(String),
+}
+
+/// `table "NAME" id=N`: a name for a routing table, usable wherever a table is written.
+#[derive(Clone, Debug)]
+pub struct TableDecl {
+    pub name: Name,
+    pub id: Spanned<u32>,
+    pub span: Span,
+}
+
+/// One path of a multipath route (`nexthop via=… dev=… weight=…`).
+#[derive(Clone, Debug)]
+pub struct NextHopDecl {
+    pub via: Option<Spanned<IpAddr>>,
+    pub dev: Option<Name>,
+    pub weight: Option<Spanned<u32>>,
+    pub onlink: Option<Spanned<bool>>,
+    pub span: Span,
+}
+
+/// What a policy rule does with a packet it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleActionDecl {
+    /// Look the destination up in this table (`table=`).
+    Lookup(Spanned<TableRef>),
+    /// Look it up in the table of the VRF the packet's device belongs to (`l3mdev=#true`).
+    L3mdev,
+    /// Continue with the rule of this priority (`goto=`).
+    Goto(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+/// `rule priority=N …`: a policy routing rule of the namespace (`ip rule`).
+#[derive(Clone, Debug)]
+pub struct PolicyRuleDecl {
+    pub priority: Spanned<u32>,
+    pub family: Option<Spanned<Family>>,
+    pub from: Option<Spanned<IpNet>>,
+    pub to: Option<Spanned<IpNet>>,
+    pub iif: Option<Name>,
+    pub oif: Option<Name>,
+    /// Mark and mask (`0x10/0xff`; no mask: all bits).
+    pub fwmark: Option<Spanned<(u32, u32)>>,
+    pub ipproto: Option<Spanned<Proto>>,
+    /// One inclusive port range each.
+    pub sport: Option<Spanned<(u16, u16)>>,
+    pub dport: Option<Spanned<(u16, u16)>>,
+    pub suppress_prefixlength: Option<Spanned<u32>>,
+    pub action: Spanned<RuleActionDecl>,
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -320,11 +401,24 @@ pub struct RouteDecl {
     pub dev: Option<Name>,
     pub src: Option<Spanned<IpAddr>>,
     pub metric: Option<Spanned<u32>>,
-    pub table: Option<Spanned<u32>>,
+    pub table: Option<Spanned<TableRef>>,
     pub scope: Option<Spanned<RouteScope>>,
     pub onlink: Option<Spanned<bool>>,
     pub route_type: Option<Spanned<RouteType>>,
+    /// Route attributes (RTA_METRICS).
+    pub metrics: RouteMetricsDecl,
+    /// Paths of a multipath route; empty for a route with one path (`via`/`dev`).
+    pub nexthops: Vec<NextHopDecl>,
     pub span: Span,
+}
+
+/// Per-route TCP/IP attributes the kernel keeps with the route (`ip route … mtu 1400`).
+#[derive(Clone, Debug, Default)]
+pub struct RouteMetricsDecl {
+    pub mtu: Option<Spanned<u32>>,
+    pub advmss: Option<Spanned<u32>>,
+    pub initcwnd: Option<Spanned<u32>>,
+    pub initrwnd: Option<Spanned<u32>>,
 }
 
 #[derive(Clone, Debug)]

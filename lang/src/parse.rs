@@ -246,6 +246,8 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             },
             "loopback" => body.loopback.extend(parse_addresses(cx, &mut c)),
             "route" => body.routes.extend(parse_route(cx, &mut c)),
+            "table" => body.tables.extend(parse_table(cx, &mut c)),
+            "rule" => body.rules.extend(parse_policy_rule(cx, &mut c)),
             "neighbor" => body.neighbors.extend(parse_neighbor(cx, &mut c)),
             "sysctl" => body.sysctls.extend(parse_sysctl(cx, &mut c)),
             "forwarding" => body.forwarding.push(parse_forwarding(cx, &mut c)),
@@ -302,6 +304,8 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     "use",
                     "loopback",
                     "route",
+                    "table",
+                    "rule",
                     "neighbor",
                     "sysctl",
                     "forwarding",
@@ -678,7 +682,7 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
     let src = r.prop(cx, "src").and_then(|v| v.parse(cx, "source address", parse_ip));
     let metric =
         r.prop(cx, "metric").and_then(|v| v.int(cx, "metric", 0, u32::MAX as i128)).map(|s| s.map(|v| v as u32));
-    let table = r.prop(cx, "table").and_then(|v| v.int(cx, "table", 1, 4_294_967_294)).map(|s| s.map(|v| v as u32));
+    let table = r.prop(cx, "table").and_then(|v| table_ref(cx, v));
     let scope = r.prop(cx, "scope").and_then(|v| {
         v.keyword(
             cx,
@@ -696,22 +700,241 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
                 ("blackhole", RouteType::Blackhole),
                 ("unreachable", RouteType::Unreachable),
                 ("prohibit", RouteType::Prohibit),
+                ("throw", RouteType::Throw),
+                ("local", RouteType::Local),
             ],
         )
     });
-    let dst = dst?;
-    let is_unicast = route_type.as_ref().is_none_or(|t| t.value == RouteType::Unicast);
-    if is_unicast && via.is_none() && dev.is_none() && !r.node.recovered {
-        cx.error(code::MISSING_PROPERTY, r.head_span(), "a unicast route needs `via` or `dev`").help =
-            Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, or `type=\"blackhole\"`".into());
+    let metric_attr = |cx: &mut Cx, r: &mut Reader, key: &'static str, min: i128, max: i128| {
+        r.prop(cx, key).and_then(|v| v.int(cx, key, min, max)).map(|s| s.map(|v| v as u32))
+    };
+    let metrics = RouteMetricsDecl {
+        mtu: metric_attr(cx, r, "mtu", 68, 65535),
+        advmss: metric_attr(cx, r, "advmss", 1, 65535),
+        initcwnd: metric_attr(cx, r, "initcwnd", 1, 1024),
+        initrwnd: metric_attr(cx, r, "initrwnd", 1, 1024),
+    };
+    let mut nexthops = Vec::new();
+    for n in r.children("nexthop") {
+        let mut nr = Reader::new(cx, n);
+        let nvia = nr.prop(cx, "via").and_then(|v| v.parse(cx, "gateway", parse_ip));
+        let ndev = {
+            let v = nr.prop(cx, "dev");
+            link_name(cx, v)
+        };
+        let weight = nr.prop(cx, "weight").and_then(|v| v.int(cx, "weight", 1, 256)).map(|s| s.map(|v| v as u32));
+        let nonlink = nr.prop(cx, "onlink").and_then(|v| v.bool(cx, "onlink"));
+        if nvia.is_none() && ndev.is_none() && !nr.node.recovered {
+            cx.error(code::MISSING_PROPERTY, nr.head_span(), "a `nexthop` needs `via` or `dev`").help =
+                Some("add `via=\"GATEWAY\"` and the `dev` it is on".into());
+        }
+        nexthops.push(NextHopDecl { via: nvia, dev: ndev, weight, onlink: nonlink, span: nr.span });
+        nr.finish(cx);
     }
-    if let (Some(v), RouteDst::Net(n)) = (&via, &dst.value) {
-        if v.value.is_ipv4() != n.addr().is_ipv4() {
-            cx.error(code::INVALID_VALUE, v.span, "the gateway and the destination are of different IP families")
-                .help = Some("use an IPv4 gateway for an IPv4 route and an IPv6 gateway for an IPv6 route".into());
+    let dst = dst?;
+    let kind = route_type.as_ref().map(|t| t.value).unwrap_or(RouteType::Unicast);
+    if !nexthops.is_empty() {
+        // One path is written on the route, several as `nexthop` children: not both.
+        for (key, span) in [("via", via.as_ref().map(|v| v.span)), ("dev", dev.as_ref().map(|d| d.span))] {
+            if let Some(span) = span {
+                cx.error(code::INVALID_VALUE, span, format!("a route with `nexthop` children takes no `{key}`")).help =
+                    Some(format!("move `{key}` into a `nexthop`, or drop the `nexthop` children"));
+            }
+        }
+        if kind != RouteType::Unicast {
+            if let Some(t) = &route_type {
+                cx.error(code::INVALID_VALUE, t.span, format!("a `{}` route has no next hops", kind.keyword())).help =
+                    Some("only unicast routes have `nexthop` children".into());
+            }
         }
     }
-    Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, span: r.span })
+    let is_unicast = kind == RouteType::Unicast;
+    if is_unicast && via.is_none() && dev.is_none() && nexthops.is_empty() && !r.node.recovered {
+        cx.error(code::MISSING_PROPERTY, r.head_span(), "a unicast route needs `via` or `dev`").help =
+            Some("add `via=\"GATEWAY\"`, `dev=\"LINK\"`, `nexthop` children, or `type=\"blackhole\"`".into());
+    }
+    if kind == RouteType::Local && dev.is_none() && !r.node.recovered {
+        cx.error(code::MISSING_PROPERTY, r.head_span(), "a local route needs `dev`").help =
+            Some("add `dev=\"lo\"` (the kernel delivers the destination through that link)".into());
+    }
+    let gateways = via.iter().chain(nexthops.iter().filter_map(|n| n.via.as_ref()));
+    for v in gateways {
+        if let RouteDst::Net(n) = &dst.value {
+            if v.value.is_ipv4() != n.addr().is_ipv4() {
+                cx.error(code::INVALID_VALUE, v.span, "the gateway and the destination are of different IP families")
+                    .help = Some("use an IPv4 gateway for an IPv4 route and an IPv6 gateway for an IPv6 route".into());
+            }
+        }
+    }
+    if let (Some(first), RouteDst::Default) = (nexthops.iter().find_map(|n| n.via.as_ref()), &dst.value) {
+        for n in &nexthops {
+            if let Some(v) = n.via.as_ref().filter(|v| v.value.is_ipv4() != first.value.is_ipv4()) {
+                cx.error(code::INVALID_VALUE, v.span, "the next hops of one route are of different IP families").help =
+                    Some("declare one route per IP family".into());
+            }
+        }
+    }
+    Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, metrics, nexthops, span: r.span })
+}
+
+/// A routing table: an integer id (1..=4294967294) or a name.
+fn table_ref(cx: &mut Cx, v: Val) -> Option<Spanned<TableRef>> {
+    if let crate::kdl::Value::Integer(_) = v.value {
+        return v.int(cx, "table", 1, 4_294_967_294).map(|s| s.map(|t| TableRef::Id(t as u32)));
+    }
+    let s = v.string(cx, "table")?;
+    match s.value.parse::<u32>() {
+        Ok(0) | Ok(u32::MAX) => {
+            cx.error(code::INVALID_VALUE, s.span, format!("table `{}` is out of range", s.value)).help =
+                Some("table is a number from 1 to 4294967294, or a table name".into());
+            None
+        }
+        Ok(id) => Some(Spanned::new(TableRef::Id(id), s.span)),
+        Err(_) => v.parse(cx, "table name", parse_name).map(|n| n.map(TableRef::Name)),
+    }
+}
+
+/// The names the kernel gives its own tables; always defined, never declared.
+pub const RESERVED_TABLES: [(&str, u32); 3] = [("default", 253), ("main", 254), ("local", 255)];
+
+fn parse_table(cx: &mut Cx, r: &mut Reader) -> Option<TableDecl> {
+    let name = name_arg(cx, r, "a table name");
+    let id = r.required(cx, "id", "100").and_then(|v| v.int(cx, "table id", 1, 4_294_967_294));
+    let name = name?;
+    let id = id?.map(|i| i as u32);
+    if let Some((reserved, rid)) = RESERVED_TABLES.iter().find(|(n, _)| *n == name.value) {
+        cx.error(code::INVALID_VALUE, name.span, format!("`{reserved}` is the kernel's table {rid}")).help =
+            Some(format!("use `table=\"{reserved}\"` as it is, or pick another name"));
+        return None;
+    }
+    if let Some((reserved, _)) = RESERVED_TABLES.iter().find(|(_, rid)| *rid == id.value) {
+        cx.error(code::INVALID_VALUE, id.span, format!("table {} is the kernel's `{reserved}` table", id.value)).help =
+            Some(format!("refer to it as `table=\"{reserved}\"`, or pick another id"));
+        return None;
+    }
+    Some(TableDecl { name, id, span: r.span })
+}
+
+fn parse_policy_rule(cx: &mut Cx, r: &mut Reader) -> Option<PolicyRuleDecl> {
+    let priority = r.required(cx, "priority", "100").and_then(|v| v.int(cx, "priority", 1, u32::MAX as i128));
+    let family = r
+        .prop(cx, "family")
+        .and_then(|v| v.keyword(cx, "address family", &[("ipv4", Family::Ipv4), ("ipv6", Family::Ipv6)]));
+    let from = r.prop(cx, "from").and_then(|v| v.parse(cx, "network", parse_net));
+    let to = r.prop(cx, "to").and_then(|v| v.parse(cx, "network", parse_net));
+    let iif = {
+        let v = r.prop(cx, "iif");
+        link_name(cx, v)
+    };
+    let oif = {
+        let v = r.prop(cx, "oif");
+        link_name(cx, v)
+    };
+    let fwmark = r.prop(cx, "fwmark").and_then(|v| v.parse(cx, "mark", crate::value::parse_mark));
+    let ipproto = r.prop(cx, "ipproto").and_then(|v| proto(cx, v));
+    let sport = r.prop(cx, "sport").and_then(|v| v.parse(cx, "port range", parse_port_range));
+    let dport = r.prop(cx, "dport").and_then(|v| v.parse(cx, "port range", parse_port_range));
+    let suppress_prefixlength = r
+        .prop(cx, "suppress-prefixlength")
+        .and_then(|v| v.int(cx, "suppress-prefixlength", 0, 128))
+        .map(|s| s.map(|v| v as u32));
+    let table = r.prop(cx, "table").and_then(|v| table_ref(cx, v));
+    let action_kw = r.prop(cx, "action").and_then(|v| {
+        v.keyword(
+            cx,
+            "rule action",
+            &[
+                ("blackhole", RouteType::Blackhole),
+                ("unreachable", RouteType::Unreachable),
+                ("prohibit", RouteType::Prohibit),
+            ],
+        )
+        .map(|t| {
+            t.map(|t| match t {
+                RouteType::Blackhole => RuleActionDecl::Blackhole,
+                RouteType::Unreachable => RuleActionDecl::Unreachable,
+                _ => RuleActionDecl::Prohibit,
+            })
+        })
+    });
+    let goto = r.prop(cx, "goto").and_then(|v| v.int(cx, "goto", 1, u32::MAX as i128));
+    let l3mdev = r.prop(cx, "l3mdev").and_then(|v| v.bool(cx, "l3mdev"));
+    for ports in [&sport, &dport].into_iter().flatten() {
+        if !ipproto.as_ref().is_some_and(|p| p.value.has_ports()) {
+            cx.error(code::MISSING_PROPERTY, ports.span, "port ranges need a protocol that has ports").help =
+                Some("add `ipproto=\"tcp\"`, `ipproto=\"udp\"` or `ipproto=\"sctp\"`".into());
+        }
+    }
+    // The families the rule's own matches allow; a contradiction is one error on the later one.
+    let mut fam: Option<Spanned<Family>> = family.clone();
+    let implied = [
+        from.as_ref().map(|n| (Family::of(n.value.addr()), n.span, "`from`")),
+        to.as_ref().map(|n| (Family::of(n.value.addr()), n.span, "`to`")),
+        ipproto.as_ref().and_then(|p| match p.value {
+            Proto::Icmp => Some((Family::Ipv4, p.span, "`icmp`")),
+            Proto::Icmpv6 => Some((Family::Ipv6, p.span, "`icmpv6`")),
+            _ => None,
+        }),
+    ];
+    for (f, span, what) in implied.into_iter().flatten() {
+        match &fam {
+            Some(have) if have.value != f => {
+                cx.error(
+                    code::INVALID_VALUE,
+                    span,
+                    format!("{what} is {} but the rule is {}", f.name(), have.value.name()),
+                )
+                .help = Some("a rule is of one address family; write one rule per family".into());
+            }
+            Some(_) => {}
+            None => fam = Some(Spanned::new(f, span)),
+        }
+    }
+    // Exactly one action.
+    let mut actions: Vec<Spanned<RuleActionDecl>> = Vec::new();
+    if let Some(t) = table {
+        actions.push(Spanned::new(RuleActionDecl::Lookup(t.clone()), t.span));
+    }
+    if let Some(a) = action_kw {
+        actions.push(a);
+    }
+    if let Some(g) = &goto {
+        actions.push(Spanned::new(RuleActionDecl::Goto(g.value as u32), g.span));
+        if priority.as_ref().is_some_and(|p| g.value <= p.value) {
+            cx.error(code::INVALID_VALUE, g.span, "`goto` must jump to a later rule").help =
+                Some("use a priority greater than the rule's own (the kernel refuses loops)".into());
+        }
+    }
+    if let Some(l) = &l3mdev {
+        if l.value {
+            actions.push(Spanned::new(RuleActionDecl::L3mdev, l.span));
+        }
+    }
+    if actions.len() > 1 {
+        let d = cx.error(code::INVALID_VALUE, actions[1].span, "a rule has one action");
+        d.secondary.push(crate::diagnostic::Label { span: actions[0].span, message: "the first action".into() });
+        d.help = Some("keep one of `table`, `action`, `goto` and `l3mdev`".into());
+    }
+    let action = actions.into_iter().next();
+    if action.is_none() && !r.node.recovered && priority.is_some() {
+        cx.error(code::MISSING_PROPERTY, r.head_span(), "a `rule` needs an action").help =
+            Some("add `table=\"NAME\"` (or an id), `action=\"prohibit\"`, `goto=PRIORITY` or `l3mdev=#true`".into());
+    }
+    Some(PolicyRuleDecl {
+        priority: priority?.map(|p| p as u32),
+        family: fam,
+        from,
+        to,
+        iif,
+        oif,
+        fwmark,
+        ipproto,
+        sport,
+        dport,
+        suppress_prefixlength,
+        action: action?,
+        span: r.span,
+    })
 }
 
 fn parse_neighbor(cx: &mut Cx, r: &mut Reader) -> Option<NeighborDecl> {

@@ -219,6 +219,44 @@ pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
     Ok(PortSet(merged))
 }
 
+/// One inclusive port range, `80` or `1000-2000` (a policy rule's `sport`/`dport`: the kernel
+/// keeps one range per rule).
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), ValueError> {
+    let set = parse_port_set(text)?;
+    match set.0.as_slice() {
+        [r] if !text.contains(',') => Ok((r.lo, r.hi)),
+        _ => Err(ValueError::whole(text, format!("`{text}` is not one port range"))
+            .help("a policy rule matches one range, like `1000-2000`; write one `rule` per range")),
+    }
+}
+
+/// A packet mark with an optional mask: `0x10`, `16`, `0x10/0xff` (no mask: all 32 bits).
+pub fn parse_mark(text: &str) -> Result<(u32, u32), ValueError> {
+    fn number(text: &str, offset: usize) -> Result<u32, ValueError> {
+        let t = text.trim();
+        let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => t.parse::<u32>(),
+        };
+        parsed.map_err(|_| {
+            ValueError::new(offset, offset + text.len().max(1), format!("`{t}` is not a 32-bit number"))
+                .help("write a mark as a decimal or `0x` hexadecimal number, with an optional `/MASK`")
+        })
+    }
+    match text.split_once('/') {
+        Some((mark, mask)) => {
+            let mark_v = number(mark, 0)?;
+            let mask_v = number(mask, mark.len() + 1)?;
+            if mark_v & !mask_v != 0 {
+                return Err(ValueError::whole(text, format!("mark `{mark}` has bits outside mask `{mask}`"))
+                    .help(format!("the kernel compares `mark & mask`; use `{:#x}/{mask}`", mark_v & mask_v)));
+            }
+            Ok((mark_v, mask_v))
+        }
+        None => Ok((number(text, 0)?, u32::MAX)),
+    }
+}
+
 /// `ip:port` or `[ipv6]:port`.
 /// A WireGuard key: 32 bytes in base64 (44 characters, as `wg genkey` and `wg pubkey` print).
 pub fn parse_wg_key(text: &str) -> Result<[u8; 32], ValueError> {

@@ -20,7 +20,11 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope as NlScope, RouteType as NlType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
+    RouteProtocol, RouteScope as NlScope, RouteType as NlType,
+};
+use rtnetlink::packet_route::rule::{
+    RuleAction as NlRuleAction, RuleAttribute, RuleHeader, RuleMessage, RulePortRange,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::HashMap;
@@ -109,6 +113,8 @@ impl<'a> Executor<'a> {
             Action::AddRoute { key, route } => self.route(ns, key, route, Some(CREATE)).await,
             Action::ReplaceRoute { key, route, .. } => self.route(ns, key, route, Some(REPLACE)).await,
             Action::DeleteRoute { key, route } => self.route(ns, key, route, None).await,
+            Action::AddRule { rule, protocol } => self.rule(ns, rule, *protocol, true).await,
+            Action::DeleteRule { rule, protocol } => self.rule(ns, rule, *protocol, false).await,
             Action::AddNeighbor { link, ip, neigh } => self.neighbor(ns, link, *ip, neigh, Some(CREATE)).await,
             Action::ReplaceNeighbor { link, ip, neigh, .. } => self.neighbor(ns, link, *ip, neigh, Some(REPLACE)).await,
             Action::DeleteNeighbor { link, ip, neigh } => self.neighbor(ns, link, *ip, neigh, None).await,
@@ -448,6 +454,8 @@ impl<'a> Executor<'a> {
             RouteType::Blackhole => NlType::BlackHole,
             RouteType::Unreachable => NlType::Unreachable,
             RouteType::Prohibit => NlType::Prohibit,
+            RouteType::Throw => NlType::Throw,
+            RouteType::Local => NlType::Local,
         };
         h.scope = match (flags, r.scope) {
             (None, _) => NlScope::NoWhere,
@@ -474,11 +482,109 @@ impl<'a> Executor<'a> {
             if let Some(s) = r.src {
                 msg.attributes.push(RouteAttribute::PrefSource(RouteAddress::from(s)));
             }
+            let m = &r.metrics;
+            let metrics: Vec<RouteMetric> = [
+                m.mtu.map(RouteMetric::Mtu),
+                m.advmss.map(RouteMetric::Advmss),
+                m.initcwnd.map(RouteMetric::InitCwnd),
+                m.initrwnd.map(RouteMetric::InitRwnd),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !metrics.is_empty() {
+                msg.attributes.push(RouteAttribute::Metrics(metrics));
+            }
+            if !r.nexthops.is_empty() {
+                let mut hops = Vec::new();
+                for n in &r.nexthops {
+                    let mut hop = RouteNextHop::default();
+                    if let Some(d) = &n.dev {
+                        hop.interface_index = self.index_of(ns, d).await?;
+                    }
+                    hop.hops = u8::try_from(n.weight.saturating_sub(1)).unwrap_or(u8::MAX);
+                    if n.onlink {
+                        hop.flags |= RouteNextHopFlags::Onlink;
+                    }
+                    if let Some(v) = n.via {
+                        hop.attributes.push(RouteAttribute::Gateway(RouteAddress::from(v)));
+                    }
+                    hops.push(hop);
+                }
+                msg.attributes.push(RouteAttribute::MultiPath(hops));
+            }
         }
         let conn = self.conn(ns)?;
         match flags {
             Some(flags) => conn.execute(RouteNetlinkMessage::NewRoute(msg), flags).await,
             None => conn.execute(RouteNetlinkMessage::DelRoute(msg), CHANGE).await,
+        }
+    }
+
+    /// Adds or deletes a policy rule; a delete names every attribute, so it removes exactly it.
+    async fn rule(&mut self, ns: &str, r: &Rule, protocol: u8, add: bool) -> Result<(), NlError> {
+        let mut msg = RuleMessage::default();
+        let mut h = RuleHeader {
+            family: if r.v6 { AddressFamily::Inet6 } else { AddressFamily::Inet },
+            ..RuleHeader::default()
+        };
+        let mut attrs = vec![RuleAttribute::Priority(r.priority)];
+        if let Some(f) = r.from {
+            h.src_len = f.prefix_len();
+            attrs.push(RuleAttribute::Source(f.addr()));
+        }
+        if let Some(t) = r.to {
+            h.dst_len = t.prefix_len();
+            attrs.push(RuleAttribute::Destination(t.addr()));
+        }
+        if let Some(i) = &r.iif {
+            attrs.push(RuleAttribute::Iifname(i.clone()));
+        }
+        if let Some(o) = &r.oif {
+            attrs.push(RuleAttribute::Oifname(o.clone()));
+        }
+        if let Some((mark, mask)) = r.fwmark {
+            attrs.push(RuleAttribute::FwMark(mark));
+            attrs.push(RuleAttribute::FwMask(mask));
+        }
+        if let Some(p) = r.ipproto {
+            attrs.push(RuleAttribute::IpProtocol(p.into()));
+        }
+        if let Some((start, end)) = r.sport {
+            attrs.push(RuleAttribute::SourcePortRange(RulePortRange { start, end }));
+        }
+        if let Some((start, end)) = r.dport {
+            attrs.push(RuleAttribute::DestinationPortRange(RulePortRange { start, end }));
+        }
+        if let Some(p) = r.suppress_prefixlength {
+            attrs.push(RuleAttribute::SuppressPrefixLen(p));
+        }
+        h.action = match r.action {
+            RuleAction::Lookup(t) => {
+                h.table = if t < 256 { t as u8 } else { 0 };
+                attrs.push(RuleAttribute::Table(t));
+                NlRuleAction::ToTable
+            }
+            RuleAction::L3mdev => {
+                attrs.push(RuleAttribute::L3MDev(true));
+                NlRuleAction::ToTable
+            }
+            RuleAction::Goto(p) => {
+                attrs.push(RuleAttribute::Goto(p));
+                NlRuleAction::Goto
+            }
+            RuleAction::Blackhole => NlRuleAction::Blackhole,
+            RuleAction::Unreachable => NlRuleAction::Unreachable,
+            RuleAction::Prohibit => NlRuleAction::Prohibit,
+        };
+        attrs.push(RuleAttribute::Protocol(RouteProtocol::from(protocol)));
+        msg.header = h;
+        msg.attributes = attrs;
+        let conn = self.conn(ns)?;
+        if add {
+            conn.execute(RouteNetlinkMessage::NewRule(msg), CREATE).await
+        } else {
+            conn.execute(RouteNetlinkMessage::DelRule(msg), CHANGE).await
         }
     }
 

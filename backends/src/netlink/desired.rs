@@ -19,6 +19,7 @@ pub enum Object {
     Link(String),
     Address(String, IpNet),
     Route(RouteKey),
+    Rule(Rule),
     Neighbor(String, IpAddr),
     Sysctl(String),
     Nft,
@@ -60,6 +61,19 @@ impl Desired {
             .or_else(|| self.spans.get(&(ns.to_string(), Object::Netns)))
             .copied()
             .unwrap_or(self.node_span)
+    }
+}
+
+/// The IP protocol number of a rule's `ipproto`.
+pub fn ip_protocol(p: netcfg_lang::ast::Proto) -> u8 {
+    use netcfg_lang::ast::Proto;
+    match p {
+        Proto::Icmp => 1,
+        Proto::Igmp => 2,
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+        Proto::Icmpv6 => 58,
+        Proto::Sctp => 132,
     }
 }
 
@@ -151,10 +165,54 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 onlink: r.onlink,
                 route_type: r.route_type,
                 protocol: NETCFG_PROTO,
+                metrics: RouteMetrics {
+                    mtu: r.metrics.mtu,
+                    advmss: r.metrics.advmss,
+                    initcwnd: r.metrics.initcwnd,
+                    initrwnd: r.metrics.initrwnd,
+                },
+                nexthops: r
+                    .nexthops
+                    .iter()
+                    .map(|n| NextHop {
+                        via: n.via.as_ref().map(|v| v.value),
+                        dev: n.dev.as_ref().map(|d| node.link(d.value).name.value.clone()),
+                        weight: n.weight,
+                        onlink: n.onlink,
+                    })
+                    .collect(),
             };
             // Unique: resolve reports `conflicting-routes` and keeps only the first.
             st.routes.insert(key, route);
             spans.insert(Object::Route(key), r.span);
+        }
+        for r in &ns.rules {
+            for family in r.families() {
+                let rule = Rule {
+                    v6: family == netcfg_lang::ast::Family::Ipv6,
+                    priority: r.priority.value,
+                    from: r.from.as_ref().map(|n| n.value),
+                    to: r.to.as_ref().map(|n| n.value),
+                    iif: r.iif.as_ref().map(|l| node.link(l.value).name.value.clone()),
+                    oif: r.oif.as_ref().map(|l| node.link(l.value).name.value.clone()),
+                    fwmark: r.fwmark,
+                    ipproto: r.ipproto.map(ip_protocol),
+                    sport: r.sport,
+                    dport: r.dport,
+                    suppress_prefixlength: r.suppress_prefixlength,
+                    action: match r.action.value {
+                        netcfg_compiler::ir::RuleAction::Lookup(t) => RuleAction::Lookup(t),
+                        netcfg_compiler::ir::RuleAction::L3mdev => RuleAction::L3mdev,
+                        netcfg_compiler::ir::RuleAction::Goto(p) => RuleAction::Goto(p),
+                        netcfg_compiler::ir::RuleAction::Blackhole => RuleAction::Blackhole,
+                        netcfg_compiler::ir::RuleAction::Unreachable => RuleAction::Unreachable,
+                        netcfg_compiler::ir::RuleAction::Prohibit => RuleAction::Prohibit,
+                    },
+                };
+                spans.insert(Object::Rule(rule.clone()), r.span);
+                // Unique: resolve reports `duplicate-rule` and keeps only the first.
+                st.rules.insert(rule, NETCFG_PROTO);
+            }
         }
         for n in &ns.neighbors {
             let dev = node.link(n.dev.value).name.value.clone();

@@ -4,7 +4,7 @@
 //! routes; an address adds its connected route), so later decisions see the state the kernel
 //! will really be in, and every implicit loss is an explicit op whose inverse restores it.
 //!
-//! Ownership: only links in netcfg's group, routes and neighbours with netcfg's protocol, and
+//! Ownership: only links in netcfg's group, routes, rules and neighbours with netcfg's protocol, and
 //! addresses on links the spec declares are ever removed; objects the spec declares are made
 //! to match whoever created them.
 //!
@@ -21,7 +21,8 @@
 //! links to be created sit on; link creation (bridges, veths, vxlans, macvlans: masters and
 //! parents first); sysctls; link settings (what a link depends on first: its bridge, and its
 //! lower link when that one's MTU rises, or after it when it falls); addresses; routes (direct
-//! before gatewayed); neighbours; nft; the modules-load.d file; removal of namespaces netcfg
+//! before gatewayed); policy rules (after the routes of the tables they send traffic to; their
+//! removals come before route removals); neighbours; nft; the modules-load.d file; removal of namespaces netcfg
 //! created that the spec dropped.
 
 use super::desired::{Desired, Object};
@@ -86,6 +87,7 @@ pub fn diff(
         sets: Vec::new(),
         addrs: Vec::new(),
         routes: Vec::new(),
+        rules: Vec::new(),
         neighs: Vec::new(),
         nft: Vec::new(),
         delete_ns: Vec::new(),
@@ -112,6 +114,7 @@ pub fn diff(
     p.plan_link_settings();
     p.plan_addresses();
     p.plan_routes();
+    p.plan_rules();
     p.plan_neighbors();
     if let Some(nft) = nft {
         p.plan_nft(nft);
@@ -141,6 +144,7 @@ pub fn diff(
         p.sets,
         p.addrs,
         p.routes,
+        p.rules,
         p.neighs,
         p.nft,
         p.persist,
@@ -180,6 +184,7 @@ struct Planner<'a> {
     sets: Vec<Op>,
     addrs: Vec<Op>,
     routes: Vec<Op>,
+    rules: Vec<Op>,
     neighs: Vec<Op>,
     nft: Vec<Op>,
     delete_ns: Vec<Op>,
@@ -448,10 +453,19 @@ impl Planner<'_> {
                     self.delete_neighbor(&ns, link, *ip);
                 }
             }
+            // Rules first: traffic stops being steered into a table before its routes go.
+            for (rule, protocol) in &st.rules {
+                if (*protocol == NETCFG_PROTO || (exact && !is_kernel_rule(rule, *protocol)))
+                    && !desired.rules.contains_key(rule)
+                {
+                    self.delete_rule(&ns, rule);
+                }
+            }
             for (key, r) in &st.routes {
                 if (r.protocol == NETCFG_PROTO || (exact && !super::rollback::is_derived_route(r)))
                     && !desired.routes.contains_key(key)
                     && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
+                    && r.nexthops.iter().all(|n| n.dev.as_ref().is_none_or(|d| alive(d, &self.deleted)))
                 {
                     self.delete_route(&ns, key);
                 }
@@ -464,6 +478,11 @@ impl Planner<'_> {
 
     fn remove_owned_objects(&mut self, ns: &str) {
         let st = self.cur.namespaces[ns].clone();
+        for (rule, protocol) in &st.rules {
+            if *protocol == NETCFG_PROTO {
+                self.delete_rule(ns, rule);
+            }
+        }
         for ((link, ip), n) in &st.neighbors {
             if n.protocol == NETCFG_PROTO {
                 self.delete_neighbor(ns, link, *ip);
@@ -482,6 +501,17 @@ impl Planner<'_> {
         self.deletes.push(Op {
             ns: ns.to_string(),
             action: Action::DeleteNeighbor { link: link.to_string(), ip, neigh },
+            class: Disruption::InPlace,
+            span,
+        });
+    }
+
+    fn delete_rule(&mut self, ns: &str, rule: &Rule) {
+        let Some(protocol) = self.cur_ns(ns).rules.remove(rule) else { return };
+        let span = self.d.span_of(ns, &Object::Netns);
+        self.deletes.push(Op {
+            ns: ns.to_string(),
+            action: Action::DeleteRule { rule: rule.clone(), protocol },
             class: Disruption::InPlace,
             span,
         });
@@ -516,10 +546,7 @@ impl Planner<'_> {
             .iter()
             .filter(|(k, r)| {
                 (r.src == Some(net.addr()) && r.protocol != PROTO_KERNEL)
-                    || (last_v4
-                        && k.dst.addr().is_ipv4()
-                        && r.dev.as_deref() == Some(link)
-                        && r.protocol != PROTO_KERNEL)
+                    || (last_v4 && k.dst.addr().is_ipv4() && r.uses_dev(link) && r.protocol != PROTO_KERNEL)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -599,7 +626,7 @@ impl Planner<'_> {
             }
         }
         for (k, route) in &st.routes {
-            if route.dev.as_deref() == Some(&r.name) && route.protocol != PROTO_KERNEL {
+            if route.uses_dev(&r.name) && route.protocol != PROTO_KERNEL {
                 self.delete_route(&r.ns, k);
             }
         }
@@ -609,7 +636,7 @@ impl Planner<'_> {
             }
         }
         let st = self.cur_ns(&r.ns);
-        st.routes.retain(|_, route| route.dev.as_deref() != Some(&r.name));
+        st.routes.retain(|_, route| !route.uses_dev(&r.name));
         let ports: Vec<(String, Link)> = st
             .links
             .iter()
@@ -864,7 +891,7 @@ impl Planner<'_> {
                 let doomed: Vec<RouteKey> = self.cur.namespaces[&ns]
                     .routes
                     .iter()
-                    .filter(|(_, r)| r.dev.as_deref() == Some(&name) && r.protocol != PROTO_KERNEL)
+                    .filter(|(_, r)| r.uses_dev(&name) && r.protocol != PROTO_KERNEL)
                     .map(|(k, _)| *k)
                     .collect();
                 for k in doomed {
@@ -1023,7 +1050,7 @@ impl Planner<'_> {
                     class: Disruption::InPlace,
                     span: self.d.span_of(ns, &Object::Route(*key)),
                 };
-                if r.via.is_some() {
+                if r.has_gateway() {
                     gatewayed.push(op);
                 } else {
                     direct.push(op);
@@ -1032,6 +1059,36 @@ impl Planner<'_> {
         }
         self.routes.extend(direct);
         self.routes.extend(gatewayed);
+    }
+
+    /// Rules the spec has that the node lacks, after the routes of their tables. A rule of the
+    /// spec that exists with another protocol (made by hand) is taken over: deleted and added
+    /// with netcfg's (the kernel has no "replace" for rules).
+    fn plan_rules(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for (rule, protocol) in &st.rules {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.rules.get(rule)).copied();
+                if cur == Some(*protocol) {
+                    continue;
+                }
+                let span = self.d.span_of(ns, &Object::Rule(rule.clone()));
+                if let Some(old) = cur {
+                    self.rules.push(Op {
+                        ns: ns.clone(),
+                        action: Action::DeleteRule { rule: rule.clone(), protocol: old },
+                        class: Disruption::InPlace,
+                        span,
+                    });
+                }
+                self.rules.push(Op {
+                    ns: ns.clone(),
+                    action: Action::AddRule { rule: rule.clone(), protocol: *protocol },
+                    class: Disruption::InPlace,
+                    span,
+                });
+                self.cur.namespaces.entry(ns.clone()).or_default().rules.insert(rule.clone(), *protocol);
+            }
+        }
     }
 
     fn plan_neighbors(&mut self) {
@@ -1083,6 +1140,8 @@ fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
         onlink: false,
         route_type: RouteType::Unicast,
         protocol: PROTO_KERNEL,
+        metrics: Default::default(),
+        nexthops: Vec::new(),
     };
     (key, route)
 }
@@ -1420,6 +1479,8 @@ node "n" {{
             onlink: false,
             route_type: RouteType::Unicast,
             protocol: proto,
+            metrics: Default::default(),
+            nexthops: Vec::new(),
         };
         host.routes.insert(RouteKey::new(254, "10.50.0.0/16".parse().unwrap(), 0), route(4));
         host.routes.insert(RouteKey::new(254, "10.60.0.0/16".parse().unwrap(), 0), route(NETCFG_PROTO));
@@ -1536,6 +1597,8 @@ node "n" {{
                 onlink: false,
                 route_type: RouteType::Unicast,
                 protocol: 4,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
             },
         );
         let plan = diff(&d, &live, &[], None).expect("plan");
@@ -1567,6 +1630,8 @@ node "n" {{
                 onlink: false,
                 route_type: RouteType::Unicast,
                 protocol: 4,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
             },
         );
         let text = diff(&d, &live, &[], None).expect("plan").to_text();
@@ -1611,6 +1676,8 @@ node "n" {
                 onlink: false,
                 route_type: RouteType::Unicast,
                 protocol: 4,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
             },
         );
         host.neighbors.insert(
@@ -1714,5 +1781,98 @@ node "n" {
         live.state.namespaces.get_mut(HOST).unwrap().links.insert("eth14".into(), link(LinkKind::Bridge, false));
         let plan = diff(&d, &live, &["task-1".to_string()], None).expect("plan");
         assert!(!plan.ops.iter().any(|o| matches!(o.action, Action::MoveLink { .. })), "{}", plan.to_text());
+    }
+
+    fn rule(priority: u32, from: Option<&str>, action: RuleAction) -> Rule {
+        Rule {
+            v6: false,
+            priority,
+            from: from.map(|f| f.parse().unwrap()),
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            ipproto: None,
+            sport: None,
+            dport: None,
+            suppress_prefixlength: None,
+            action,
+        }
+    }
+
+    /// [`bare_host`] with the kernel's rules, a rule someone added by hand, and netcfg's rule and
+    /// route into table 200 from an earlier spec.
+    fn host_with_rules() -> Live {
+        let mut live = bare_host();
+        let host = live.state.namespaces.get_mut(HOST).unwrap();
+        host.rules.insert(rule(0, None, RuleAction::Lookup(255)), PROTO_KERNEL);
+        host.rules.insert(rule(32766, None, RuleAction::Lookup(254)), PROTO_KERNEL);
+        host.rules.insert(rule(32767, None, RuleAction::Lookup(253)), PROTO_KERNEL);
+        host.rules.insert(rule(500, Some("10.77.0.0/16"), RuleAction::Lookup(200)), 0);
+        host.rules.insert(rule(100, Some("10.1.0.0/24"), RuleAction::Lookup(200)), NETCFG_PROTO);
+        host.routes.insert(
+            RouteKey::new(200, "0.0.0.0/0".parse().unwrap(), 0),
+            Route {
+                via: None,
+                dev: Some("eth0".into()),
+                src: None,
+                scope: RouteScope::Link,
+                onlink: false,
+                route_type: RouteType::Unicast,
+                protocol: NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        );
+        live
+    }
+
+    #[test]
+    fn only_netcfgs_rules_go_and_before_the_routes_of_their_table() {
+        let d = desired_of(r#"node "n" { ethernet "eth0"; }"#);
+        let text = diff(&d, &host_with_rules(), &[], None).expect("plan").to_text();
+        let rule_at = text.find("- @host: rule 100: from 10.1.0.0/24 lookup 200").unwrap_or_else(|| panic!("{text}"));
+        let route_at = text.find("- @host: route 0.0.0.0/0 dev eth0 table 200").unwrap_or_else(|| panic!("{text}"));
+        assert!(rule_at < route_at, "{text}");
+        for kept in ["rule 0:", "rule 32766:", "rule 32767:", "rule 500:"] {
+            assert!(!text.contains(kept), "`{kept}` is not netcfg's:\n{text}");
+        }
+    }
+
+    #[test]
+    fn new_rules_come_after_the_routes_of_their_table_and_a_hand_made_one_is_taken_over() {
+        let d = desired_of(
+            r#"node "n" {
+                ethernet "eth0" { address "10.0.0.2/24"; }
+                route "default" via="10.0.0.1" dev="eth0" table=200
+                rule priority=100 from="10.1.0.0/24" table=200
+                rule priority=500 from="10.77.0.0/16" table=200
+            }"#,
+        );
+        let mut live = host_with_rules();
+        live.state.namespaces.get_mut(HOST).unwrap().routes.clear();
+        live.state.namespaces.get_mut(HOST).unwrap().rules.remove(&rule(
+            100,
+            Some("10.1.0.0/24"),
+            RuleAction::Lookup(200),
+        ));
+        let plan = diff(&d, &live, &[], None).expect("plan");
+        let text = plan.to_text();
+        let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("`{s}` not in\n{text}"));
+        assert!(at("+ @host: route 0.0.0.0/0 via 10.0.0.1 dev eth0 table 200") < at("+ @host: rule 100:"), "{text}");
+        assert!(at("- @host: rule 500: from 10.77.0.0/16 lookup 200 proto 0") < at("+ @host: rule 500:"), "{text}");
+        for op in &plan.ops {
+            let inv = op.inverse().expect("inverse");
+            assert_eq!(inv.inverse().as_ref(), Some(op), "{}", op.describe());
+        }
+    }
+
+    #[test]
+    fn a_rollback_target_keeps_the_kernels_rules_even_if_it_lacks_them() {
+        let mut d = desired_of(r#"node "n" { ethernet "eth0"; }"#);
+        d.exact = true;
+        let text = diff(&d, &host_with_rules(), &[], None).expect("plan").to_text();
+        assert!(text.contains("- @host: rule 500:") && text.contains("- @host: rule 100:"), "{text}");
+        assert!(!text.contains("rule 0:") && !text.contains("rule 32766:") && !text.contains("rule 32767:"), "{text}");
     }
 }

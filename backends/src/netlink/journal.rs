@@ -60,3 +60,68 @@ pub fn read(path: &Path) -> io::Result<Option<Journal>> {
 pub fn remove(path: &Path) -> io::Result<()> {
     runfs::remove(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::state::*;
+    use netcfg_lang::ast::{RouteScope, RouteType};
+    use std::collections::BTreeMap;
+
+    /// A journal written before an apply and read after a crash holds the same state: policy
+    /// rules, route attributes and multipath routes included (a restore must put them back).
+    #[test]
+    fn a_snapshot_with_rules_and_multipath_routes_survives_the_journal() {
+        let mut ns = NsState::default();
+        ns.rules.insert(
+            Rule {
+                v6: false,
+                priority: 100,
+                from: Some("10.1.0.0/24".parse().unwrap()),
+                to: None,
+                iif: Some("eth1".into()),
+                oif: None,
+                fwmark: Some((0x10, 0xff)),
+                ipproto: Some(6),
+                sport: None,
+                dport: Some((80, 90)),
+                suppress_prefixlength: Some(0),
+                action: RuleAction::Lookup(200),
+            },
+            NETCFG_PROTO,
+        );
+        ns.routes.insert(
+            RouteKey::new(200, "0.0.0.0/0".parse().unwrap(), 0),
+            Route {
+                via: None,
+                dev: None,
+                src: None,
+                scope: RouteScope::Global,
+                onlink: false,
+                route_type: RouteType::Throw,
+                protocol: NETCFG_PROTO,
+                metrics: RouteMetrics { mtu: Some(1400), advmss: Some(1360), initcwnd: None, initrwnd: Some(20) },
+                nexthops: vec![
+                    NextHop {
+                        via: Some("10.0.0.1".parse().unwrap()),
+                        dev: Some("eth0".into()),
+                        weight: 3,
+                        onlink: true,
+                    },
+                    NextHop { via: None, dev: Some("eth1".into()), weight: 1, onlink: false },
+                ],
+            },
+        );
+        let mut state = NodeState::default();
+        state.namespaces.insert(HOST.into(), ns);
+        let snapshot =
+            Snapshot { node: "n".into(), state, missing: Default::default(), nft: BTreeMap::new(), modules_load: None };
+        let dir = std::env::temp_dir().join(format!("netcfg-journal-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.json");
+        write(&path, &Journal::new(snapshot.clone(), serde_json::json!({}))).expect("write");
+        let back = read(&path).expect("read").expect("a journal");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.snapshot, snapshot);
+    }
+}

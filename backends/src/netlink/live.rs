@@ -18,8 +18,10 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteScope as NlScope, RouteType as NlType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHopFlags, RouteScope as NlScope,
+    RouteType as NlType,
 };
+use rtnetlink::packet_route::rule::{RuleAction as NlRuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -74,8 +76,8 @@ impl kinds::Lookup for ByIndex<'_> {
     }
 }
 
-/// The raw dumps of one namespace: links, addresses, routes, neighbours.
-type NsDump = (Vec<RawLink>, Vec<AddressMessage>, Vec<RouteMessage>, Vec<NeighbourMessage>);
+/// The raw dumps of one namespace: links, addresses, routes, neighbours, rules.
+type NsDump = (Vec<RawLink>, Vec<AddressMessage>, Vec<RouteMessage>, Vec<NeighbourMessage>, Vec<RuleMessage>);
 
 /// The live state of the namespaces read, and their ifindexes.
 #[derive(Clone, Debug, Default)]
@@ -148,14 +150,24 @@ pub async fn read(
                 }
             }
         }
-        raw.insert(ns.clone(), (links, addrs, routes, neighs));
+        let mut rules = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RuleMessage::default();
+            req.header.family = family;
+            for m in conn.dump(RouteNetlinkMessage::GetRule(req)).await? {
+                if let RouteNetlinkMessage::NewRule(r) = m {
+                    rules.push(r);
+                }
+            }
+        }
+        raw.insert(ns.clone(), (links, addrs, routes, neighs, rules));
     }
     // Resolve names, then build each namespace's state.
     let by_index: BTreeMap<(NsName, u32), RawLink> = raw
         .iter()
         .flat_map(|(ns, (links, ..))| links.iter().map(move |l| ((ns.clone(), l.index), l.clone())))
         .collect();
-    for (ns, (links, addrs, routes, neighs)) in &raw {
+    for (ns, (links, addrs, routes, neighs, rules)) in &raw {
         let name_of: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
         let mut st = NsState::default();
         for l in links {
@@ -208,6 +220,11 @@ pub async fn read(
         for r in routes {
             if let Some((key, route)) = parse_route(r, &name_of) {
                 st.routes.entry(key).or_insert(route);
+            }
+        }
+        for r in rules {
+            if let Some((rule, protocol)) = parse_rule(r) {
+                st.rules.insert(rule, protocol);
             }
         }
         for n in neighs {
@@ -389,6 +406,8 @@ fn parse_route(r: &RouteMessage, name_of: &HashMap<u32, &str>) -> Option<(RouteK
         NlType::BlackHole => RouteType::Blackhole,
         NlType::Unreachable => RouteType::Unreachable,
         NlType::Prohibit => RouteType::Prohibit,
+        NlType::Throw => RouteType::Throw,
+        NlType::Local => RouteType::Local,
         _ => return None,
     };
     let mut table = h.table as u32;
@@ -397,6 +416,8 @@ fn parse_route(r: &RouteMessage, name_of: &HashMap<u32, &str>) -> Option<(RouteK
     let mut dev = None;
     let mut src = None;
     let mut metric = 0;
+    let mut metrics = RouteMetrics::default();
+    let mut nexthops = Vec::new();
     for a in &r.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
@@ -405,10 +426,37 @@ fn parse_route(r: &RouteMessage, name_of: &HashMap<u32, &str>) -> Option<(RouteK
             RouteAttribute::Oif(i) => dev = Some(name_of.get(i)?.to_string()),
             RouteAttribute::PrefSource(s) => src = ip_of(s),
             RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Metrics(ms) => {
+                for m in ms {
+                    match m {
+                        RouteMetric::Mtu(v) => metrics.mtu = Some(*v),
+                        RouteMetric::Advmss(v) => metrics.advmss = Some(*v),
+                        RouteMetric::InitCwnd(v) => metrics.initcwnd = Some(*v),
+                        RouteMetric::InitRwnd(v) => metrics.initrwnd = Some(*v),
+                        _ => {}
+                    }
+                }
+            }
+            RouteAttribute::MultiPath(hops) => {
+                for hop in hops {
+                    let via = hop.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(g) => ip_of(g),
+                        _ => None,
+                    });
+                    nexthops.push(NextHop {
+                        via,
+                        dev: Some(name_of.get(&hop.interface_index)?.to_string()),
+                        weight: u32::from(hop.hops) + 1,
+                        onlink: hop.flags.contains(RouteNextHopFlags::Onlink),
+                    });
+                }
+            }
             _ => {}
         }
     }
-    if table == 255 {
+    // The kernel's own entries of the local table (addresses, broadcasts) are not netcfg's to
+    // read; local routes someone added are.
+    if table == 255 && u8::from(h.protocol) == PROTO_KERNEL {
         return None;
     }
     let dst = match (dst, h.address_family) {
@@ -431,6 +479,80 @@ fn parse_route(r: &RouteMessage, name_of: &HashMap<u32, &str>) -> Option<(RouteK
         onlink: h.flags.contains(RouteFlags::Onlink),
         route_type,
         protocol: u8::from(h.protocol),
+        metrics,
+        nexthops,
     };
     Some((RouteKey::new(table, dst, metric), route))
+}
+
+const PROTO_KERNEL: u8 = 2;
+
+/// A policy rule as netcfg models it, with its protocol; `None` for a rule with a match or
+/// action netcfg does not model (tos, uid range, tunnel id, `not`, `nop`…): such a rule is
+/// left out of the live state, so netcfg neither compares, removes nor restores it.
+fn parse_rule(r: &RuleMessage) -> Option<(Rule, u8)> {
+    let h = &r.header;
+    let v6 = match h.family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
+    if h.tos != 0 || h.flags.contains(RuleFlags::Invert) {
+        return None;
+    }
+    let mut rule = Rule {
+        v6,
+        priority: 0,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        fwmark: None,
+        ipproto: None,
+        sport: None,
+        dport: None,
+        suppress_prefixlength: None,
+        action: RuleAction::Lookup(u32::from(h.table)),
+    };
+    let (mut table, mut goto, mut l3mdev, mut protocol) = (u32::from(h.table), None, false, 0u8);
+    let (mut mark, mut mask) = (None, None);
+    for a in &r.attributes {
+        match a {
+            RuleAttribute::Priority(p) => rule.priority = *p,
+            RuleAttribute::Source(ip) => rule.from = IpNet::new(*ip, h.src_len).ok(),
+            RuleAttribute::Destination(ip) => rule.to = IpNet::new(*ip, h.dst_len).ok(),
+            RuleAttribute::Iifname(n) => rule.iif = Some(n.clone()),
+            RuleAttribute::Oifname(n) => rule.oif = Some(n.clone()),
+            RuleAttribute::FwMark(m) => mark = Some(*m),
+            RuleAttribute::FwMask(m) => mask = Some(*m),
+            RuleAttribute::IpProtocol(p) => rule.ipproto = Some(u8::from(*p)),
+            RuleAttribute::SourcePortRange(p) => rule.sport = Some((p.start, p.end)),
+            RuleAttribute::DestinationPortRange(p) => rule.dport = Some((p.start, p.end)),
+            RuleAttribute::SuppressPrefixLen(p) if *p != u32::MAX => rule.suppress_prefixlength = Some(*p),
+            RuleAttribute::SuppressPrefixLen(_) | RuleAttribute::SuppressIfGroup(u32::MAX) => {}
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::Goto(g) => goto = Some(*g),
+            RuleAttribute::L3MDev(l) => l3mdev = *l,
+            RuleAttribute::Protocol(p) => protocol = u8::from(*p),
+            // Matches netcfg does not model (uid range, tunnel id, realm, interface groups).
+            RuleAttribute::UidRange(_)
+            | RuleAttribute::TunId(_)
+            | RuleAttribute::Realm(_)
+            | RuleAttribute::SuppressIfGroup(_) => return None,
+            _ => {}
+        }
+    }
+    if mark.is_some() || mask.is_some() {
+        rule.fwmark = Some((mark.unwrap_or(0), mask.unwrap_or(u32::MAX)));
+    }
+    rule.action = match h.action {
+        NlRuleAction::ToTable if l3mdev => RuleAction::L3mdev,
+        NlRuleAction::ToTable => RuleAction::Lookup(table),
+        NlRuleAction::Goto => RuleAction::Goto(goto?),
+        NlRuleAction::Blackhole => RuleAction::Blackhole,
+        NlRuleAction::Unreachable => RuleAction::Unreachable,
+        NlRuleAction::Prohibit => RuleAction::Prohibit,
+        _ => return None,
+    };
+    Some((rule, protocol))
 }

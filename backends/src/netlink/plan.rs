@@ -105,6 +105,15 @@ pub enum Action {
         key: RouteKey,
         route: Route,
     },
+    /// Adds a policy rule with this protocol.
+    AddRule {
+        rule: Rule,
+        protocol: u8,
+    },
+    DeleteRule {
+        rule: Rule,
+        protocol: u8,
+    },
     AddNeighbor {
         link: String,
         ip: IpAddr,
@@ -159,6 +168,7 @@ impl Op {
             | Action::CreateLink { .. }
             | Action::AddAddress { .. }
             | Action::AddRoute { .. }
+            | Action::AddRule { .. }
             | Action::AddNeighbor { .. } => '+',
             Action::WriteSysctl { old: None, .. }
             | Action::Nft { old: None, .. }
@@ -168,6 +178,7 @@ impl Op {
             | Action::DeleteLink { .. }
             | Action::DeleteAddress { .. }
             | Action::DeleteRoute { .. }
+            | Action::DeleteRule { .. }
             | Action::DeleteNeighbor { .. } => '-',
             _ => '~',
         }
@@ -189,6 +200,7 @@ impl Op {
             Action::AddRoute { key, .. } | Action::ReplaceRoute { key, .. } | Action::DeleteRoute { key, .. } => {
                 Object::Route(*key)
             }
+            Action::AddRule { rule, .. } | Action::DeleteRule { rule, .. } => Object::Rule(rule.clone()),
             Action::AddNeighbor { link, ip, .. }
             | Action::ReplaceNeighbor { link, ip, .. }
             | Action::DeleteNeighbor { link, ip, .. } => Object::Neighbor(link.clone(), *ip),
@@ -235,6 +247,8 @@ impl Op {
                 Action::ReplaceRoute { key: *key, route: old.clone(), old: route.clone() }
             }
             Action::DeleteRoute { key, route } => Action::AddRoute { key: *key, route: route.clone() },
+            Action::AddRule { rule, protocol } => Action::DeleteRule { rule: rule.clone(), protocol: *protocol },
+            Action::DeleteRule { rule, protocol } => Action::AddRule { rule: rule.clone(), protocol: *protocol },
             Action::AddNeighbor { link, ip, neigh } => {
                 Action::DeleteNeighbor { link: link.clone(), ip: *ip, neigh: *neigh }
             }
@@ -330,6 +344,9 @@ impl Op {
             Action::ReplaceRoute { key, route, old } => {
                 format!("route {} (was {})", describe_route(key, route), describe_route(key, old))
             }
+            Action::AddRule { rule, protocol } | Action::DeleteRule { rule, protocol } => {
+                format!("rule {}", describe_rule(rule, *protocol))
+            }
             Action::AddNeighbor { link, ip, neigh } | Action::DeleteNeighbor { link, ip, neigh } => {
                 format!("neighbor {ip} lladdr {} dev {link}", neigh.mac)
             }
@@ -363,6 +380,8 @@ impl Op {
             Action::AddRoute { .. } => "add-route",
             Action::ReplaceRoute { .. } => "replace-route",
             Action::DeleteRoute { .. } => "delete-route",
+            Action::AddRule { .. } => "add-rule",
+            Action::DeleteRule { .. } => "delete-rule",
             Action::AddNeighbor { .. } => "add-neighbor",
             Action::ReplaceNeighbor { .. } => "replace-neighbor",
             Action::DeleteNeighbor { .. } => "delete-neighbor",
@@ -428,9 +447,7 @@ fn describe_settings(s: &mut String, l: &LinkSettings) {
 pub fn describe_route(key: &RouteKey, r: &Route) -> String {
     let mut s = match r.route_type {
         RouteType::Unicast => String::new(),
-        RouteType::Blackhole => "blackhole ".into(),
-        RouteType::Unreachable => "unreachable ".into(),
-        RouteType::Prohibit => "prohibit ".into(),
+        other => format!("{} ", other.keyword()),
     };
     let _ = write!(s, "{}", key.dst);
     if let Some(v) = r.via {
@@ -451,8 +468,93 @@ pub fn describe_route(key: &RouteKey, r: &Route) -> String {
     if r.onlink {
         s.push_str(" onlink");
     }
+    let m = &r.metrics;
+    for (name, v) in [("mtu", m.mtu), ("advmss", m.advmss), ("initcwnd", m.initcwnd), ("initrwnd", m.initrwnd)] {
+        if let Some(v) = v {
+            let _ = write!(s, " {name} {v}");
+        }
+    }
+    for n in &r.nexthops {
+        s.push_str(" nexthop");
+        if let Some(v) = n.via {
+            let _ = write!(s, " via {v}");
+        }
+        if let Some(d) = &n.dev {
+            let _ = write!(s, " dev {d}");
+        }
+        let _ = write!(s, " weight {}", n.weight);
+        if n.onlink {
+            s.push_str(" onlink");
+        }
+    }
     if r.protocol != NETCFG_PROTO {
         let _ = write!(s, " proto {}", r.protocol);
+    }
+    s
+}
+
+/// A policy rule in `ip rule` words: `100: from 10.0.0.0/24 lookup 100`, `-6` first for IPv6.
+pub fn describe_rule(r: &Rule, protocol: u8) -> String {
+    let mut s = String::new();
+    if r.v6 {
+        s.push_str("-6 ");
+    }
+    let _ = write!(s, "{}:", r.priority);
+    match (&r.from, &r.to) {
+        (None, None) => s.push_str(" from all"),
+        (from, to) => {
+            if let Some(f) = from {
+                let _ = write!(s, " from {f}");
+            }
+            if let Some(t) = to {
+                let _ = write!(s, " to {t}");
+            }
+        }
+    }
+    if let Some(i) = &r.iif {
+        let _ = write!(s, " iif {i}");
+    }
+    if let Some(o) = &r.oif {
+        let _ = write!(s, " oif {o}");
+    }
+    if let Some((mark, mask)) = r.fwmark {
+        if mask == u32::MAX {
+            let _ = write!(s, " fwmark {mark:#x}");
+        } else {
+            let _ = write!(s, " fwmark {mark:#x}/{mask:#x}");
+        }
+    }
+    if let Some(p) = r.ipproto {
+        let _ = write!(s, " ipproto {p}");
+    }
+    for (name, range) in [("sport", r.sport), ("dport", r.dport)] {
+        match range {
+            Some((lo, hi)) if lo == hi => {
+                let _ = write!(s, " {name} {lo}");
+            }
+            Some((lo, hi)) => {
+                let _ = write!(s, " {name} {lo}-{hi}");
+            }
+            None => {}
+        }
+    }
+    match r.action {
+        RuleAction::Lookup(t) => {
+            let _ = write!(s, " lookup {t}");
+        }
+        RuleAction::L3mdev => s.push_str(" lookup [l3mdev-table]"),
+        RuleAction::Goto(p) => {
+            let _ = write!(s, " goto {p}");
+        }
+        RuleAction::Blackhole => s.push_str(" blackhole"),
+        RuleAction::Unreachable => s.push_str(" unreachable"),
+        RuleAction::Prohibit => s.push_str(" prohibit"),
+    }
+    if let Some(p) = r.suppress_prefixlength {
+        let _ = write!(s, " suppress_prefixlength {p}");
+    }
+    if protocol != NETCFG_PROTO {
+        let _ = write!(s, " proto {protocol}");
     }
     s
 }

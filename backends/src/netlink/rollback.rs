@@ -6,9 +6,10 @@
 //! comparing: the node is "as it was before" only when a fresh restore plan is empty.
 //!
 //! The recorded state is exact where a spec is partial: every attribute it holds is meant, and
-//! on the namespaces it covers, what it lacks goes (routes and neighbours of any protocol,
-//! addresses on any link, netcfg's links), except what the kernel derives by itself (connected
-//! and RA routes, IPv6 link-local addresses, `lo`'s own addresses while `lo` is up).
+//! on the namespaces it covers, what it lacks goes (routes, policy rules and neighbours of any
+//! protocol, addresses on any link, netcfg's links), except what the kernel derives by itself
+//! (connected and RA routes, its own rules 0/32766/32767, IPv6 link-local addresses, `lo`'s own
+//! addresses while `lo` is up).
 //!
 //! Sysctls: besides those the spec sets, the snapshot records what a deleted link or namespace
 //! would take with it: per link the IPv4 `conf` keys that differ from `conf.default`, per
@@ -96,6 +97,7 @@ impl Snapshot {
                 }
             }
             out.routes = st.routes.iter().filter(|(_, r)| !is_derived_route(r)).map(|(k, r)| (*k, r.clone())).collect();
+            out.rules = st.rules.clone();
             out.neighbors = st.neighbors.clone();
             out.sysctls = st.sysctls.clone();
             state.namespaces.insert(ns.clone(), out);

@@ -2,8 +2,8 @@
 //! the live state (dumped from the kernel), so that the diff and `verify` compare like with like.
 //! A `None` in a desired attribute means "the spec does not say": any live value satisfies it.
 //!
-//! Ownership marks: links netcfg creates carry the link group [`NETCFG_GROUP`]; routes and
-//! static neighbours netcfg installs carry the protocol [`NETCFG_PROTO`]. Nothing without a mark
+//! Ownership marks: links netcfg creates carry the link group [`NETCFG_GROUP`]; routes, policy
+//! rules and static neighbours netcfg installs carry the protocol [`NETCFG_PROTO`]. Nothing without a mark
 //! is ever deleted unless the spec declares the object it belongs to. Existing links netcfg
 //! moved into a namespace are marked by a file (see `namespaces`), read into `Live::moved`.
 
@@ -17,7 +17,8 @@ use std::net::IpAddr;
 
 /// The link group of every link netcfg creates (`ip link show group 28259`).
 pub const NETCFG_GROUP: u32 = 0x6e63;
-/// The route (and neighbour) protocol of everything netcfg installs (`ip route show proto 110`).
+/// The route (rule, neighbour) protocol of everything netcfg installs (`ip route show proto 110`,
+/// `ip rule show protocol 110`).
 pub const NETCFG_PROTO: u8 = 110;
 
 /// The name of a namespace inside a node: `@host` or the `netns` name of the spec.
@@ -52,6 +53,10 @@ pub struct NsState {
     #[serde(with = "pairs")]
     pub routes: BTreeMap<RouteKey, Route>,
     /// Key: (link name, IP). Live: permanent entries only.
+    /// Policy rules, by everything the kernel compares; value: the rule's protocol. Live: the
+    /// rules netcfg can read whole (see `live`), the kernel's own included.
+    #[serde(with = "pairs", default)]
+    pub rules: BTreeMap<Rule, u8>,
     #[serde(with = "pairs")]
     pub neighbors: BTreeMap<(String, IpAddr), Neighbor>,
     /// Key: the dotted sysctl path; value with whitespace normalised.
@@ -353,6 +358,89 @@ pub struct Route {
     #[serde(with = "RouteTypeDef")]
     pub route_type: RouteType,
     pub protocol: u8,
+    /// RTA_METRICS the spec can set.
+    #[serde(default)]
+    pub metrics: RouteMetrics,
+    /// The paths of a multipath route (`via` and `dev` are then `None`).
+    #[serde(default)]
+    pub nexthops: Vec<NextHop>,
+}
+
+impl Route {
+    /// Whether the route goes through `link` (its `dev` or a next hop's).
+    pub fn uses_dev(&self, link: &str) -> bool {
+        self.dev.as_deref() == Some(link) || self.nexthops.iter().any(|n| n.dev.as_deref() == Some(link))
+    }
+
+    /// Whether the route has a gateway (its own or a next hop's): it needs its gateways'
+    /// link-scope routes first.
+    pub fn has_gateway(&self) -> bool {
+        self.via.is_some() || self.nexthops.iter().any(|n| n.via.is_some())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMetrics {
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
+    pub initcwnd: Option<u32>,
+    pub initrwnd: Option<u32>,
+}
+
+impl RouteMetrics {
+    pub fn is_empty(&self) -> bool {
+        *self == RouteMetrics::default()
+    }
+}
+
+/// One path of a multipath route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHop {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// 1..=256.
+    pub weight: u32,
+    pub onlink: bool,
+}
+
+/// A policy routing rule: every attribute the kernel compares when it looks for a rule (to
+/// refuse a duplicate or to delete one). The protocol is kept beside it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    pub v6: bool,
+    pub priority: u32,
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// Mark and mask.
+    pub fwmark: Option<(u32, u32)>,
+    /// IP protocol number.
+    pub ipproto: Option<u8>,
+    pub sport: Option<(u16, u16)>,
+    pub dport: Option<(u16, u16)>,
+    pub suppress_prefixlength: Option<u32>,
+    pub action: RuleAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RuleAction {
+    Lookup(u32),
+    L3mdev,
+    Goto(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+/// The kernel's own rules of every namespace (local 0, main 32766, default 32767): never
+/// removed by a spec; a rollback finds them where they were.
+pub fn is_kernel_rule(r: &Rule, protocol: u8) -> bool {
+    protocol == 2
+        && matches!(
+            (r.priority, r.action),
+            (0, RuleAction::Lookup(255)) | (32766, RuleAction::Lookup(254)) | (32767, RuleAction::Lookup(253))
+        )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +459,19 @@ pub fn route_matches(desired: &Route, live: &Route) -> bool {
         && desired.onlink == live.onlink
         && desired.route_type == live.route_type
         && desired.protocol == live.protocol
+        && desired.metrics == live.metrics
+        && desired.nexthops.len() == live.nexthops.len()
+        && {
+            // The kernel may list the paths of an IPv6 route in another order.
+            let sorted = |v: &[NextHop]| {
+                let mut v = v.to_vec();
+                v.sort_by(|a, b| (a.via, &a.dev).cmp(&(b.via, &b.dev)));
+                v
+            };
+            sorted(&desired.nexthops).iter().zip(&sorted(&live.nexthops)).all(|(d, l)| {
+                d.via == l.via && (d.dev.is_none() || d.dev == l.dev) && d.weight == l.weight && d.onlink == l.onlink
+            })
+        }
 }
 
 /// The settings a live link must change to satisfy a desired one (empty: it does).
@@ -477,6 +578,8 @@ enum RouteTypeDef {
     Blackhole,
     Unreachable,
     Prohibit,
+    Throw,
+    Local,
 }
 
 mod mac {

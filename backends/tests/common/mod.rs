@@ -278,7 +278,7 @@ impl NodeRoot {
 
     /// Everything `ip` shows of a namespace that netcfg could touch, normalised to stable text:
     /// links (kind, flags, mtu, MAC, master, group, hairpin, addrgenmode), addresses, routes of
-    /// every table, permanent neighbours, and `sysctls`. `None` if the namespace does not exist.
+    /// every table, policy rules of both families, permanent neighbours, and `sysctls`. `None` if the namespace does not exist.
     pub fn dump(&self, ns: &str, sysctls: &[&str]) -> Option<String> {
         let name = self.path_name(ns);
         if !std::path::Path::new("/run/netns").join(&name).exists() {
@@ -328,6 +328,16 @@ impl NodeRoot {
                 o.remove("pref");
             }
             lines.push(format!("route {r}"));
+        }
+        for family in ["-4", "-6"] {
+            let full = ["ip", "-j", family, "-n", &name, "rule", "show"];
+            for r in serde_json::from_str::<serde_json::Value>(&sh(&full))
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+            {
+                lines.push(format!("rule {family} {r}"));
+            }
         }
         for n in json(&["neigh", "show", "nud", "permanent"]).as_array().cloned().unwrap_or_default() {
             lines.push(format!("neigh {n}"));

@@ -35,7 +35,7 @@
 //! [`Fib::lookup_gateway`]: crate::model::Fib::lookup_gateway
 
 use super::{AfterErrors, Check};
-use crate::ir::{Address, Link, Netns, Node, Route, MAIN_TABLE};
+use crate::ir::{Address, Link, LinkId, Netns, Node, Route, MAIN_TABLE};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
@@ -50,52 +50,57 @@ pub const CHECK: Check = Check {
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         for route in &netns.routes {
-            let Some(via) = &route.via else { continue };
-            if route.route_type != RouteType::Unicast
-                || on_link_in_own_table(netns, route, via.value)
-                || on_link_in_vrf(model.node(ns.node), netns, route, via.value)
-            {
-                continue;
+            // Each gateway: the route's own, or each next hop's of a multipath route.
+            for (via, dev, onlink) in route.gateways() {
+                let hop = Hop { via, dev, onlink };
+                if route.route_type != RouteType::Unicast
+                    || on_link_in_own_table(netns, route, &hop)
+                    || on_link_in_vrf(model.node(ns.node), netns, route, &hop)
+                {
+                    continue;
+                }
+                diags.extend(check_route(model, ns, model.node(ns.node), netns, &hop));
             }
-            diags.extend(check_route(model, ns, model.node(ns.node), netns, route, via));
         }
     }
 }
 
+/// One gateway of a route: its `via`, the link it names and `onlink`.
+struct Hop<'a> {
+    via: &'a Spanned<IpAddr>,
+    dev: Option<&'a Spanned<LinkId>>,
+    onlink: bool,
+}
+
 /// A route of a table other than main whose gateway a gateway-less unicast route of the same
 /// table covers (over the same `dev` when the route names one): the kernel's first lookup.
-fn on_link_in_own_table(netns: &Netns, route: &Route, gateway: IpAddr) -> bool {
+fn on_link_in_own_table(netns: &Netns, route: &Route, hop: &Hop) -> bool {
     route.table != MAIN_TABLE
         && netns.routes.iter().any(|r| {
             r.table == route.table
                 && r.via.is_none()
+                && r.nexthops.is_empty()
                 && r.route_type == RouteType::Unicast
-                && r.dst.contains(&gateway)
-                && route.dev.as_ref().is_none_or(|d| r.dev.as_ref().is_some_and(|rd| rd.value == d.value))
+                && r.dst.contains(&hop.via.value)
+                && hop.dev.is_none_or(|d| r.dev.as_ref().is_some_and(|rd| rd.value == d.value))
         })
 }
 
 /// A route of a VRF's table whose gateway is in the connected subnet of one of the VRF's ports
 /// (over the same `dev` when the route names one): those connected routes are in that table.
-fn on_link_in_vrf(node: &Node, netns: &Netns, route: &Route, gateway: IpAddr) -> bool {
+fn on_link_in_vrf(node: &Node, netns: &Netns, route: &Route, hop: &Hop) -> bool {
     node.links_in(netns.id).any(|l| {
         node.vrf_table(l) == Some(route.table)
             && l.up
-            && route.dev.as_ref().is_none_or(|d| d.value == l.id)
-            && l.addresses.iter().any(|a| a.prefix_route && a.net.trunc().contains(&gateway))
+            && hop.dev.is_none_or(|d| d.value == l.id)
+            && l.addresses.iter().any(|a| a.prefix_route && a.net.trunc().contains(&hop.via.value))
     })
 }
 
-fn check_route(
-    model: &Model,
-    ns: NetnsRef,
-    node: &Node,
-    netns: &Netns,
-    route: &Route,
-    via: &Spanned<IpAddr>,
-) -> Option<Diagnostic> {
+fn check_route(model: &Model, ns: NetnsRef, node: &Node, netns: &Netns, hop: &Hop) -> Option<Diagnostic> {
+    let via = hop.via;
     let gateway = via.value;
-    let dev = route.dev.as_ref().map(|d| node.link(d.value));
+    let dev = hop.dev.map(|d| node.link(d.value));
     if let Some(dev) = dev.filter(|d| !d.up) {
         return Some(
             Diagnostic::error(
@@ -120,7 +125,7 @@ fn check_route(
             "set `via` to the address of the next router on the link, or drop `via` and route with `dev` only",
         ));
     }
-    if route.onlink {
+    if hop.onlink {
         return dev.is_none().then(|| needs_dev(via, "`onlink=#true` needs the link the gateway is on"));
     }
     if matches!(gateway, IpAddr::V6(g) if g.is_unicast_link_local()) {
@@ -266,12 +271,31 @@ fn reject_keyword(t: RouteType) -> Option<&'static str> {
         RouteType::Blackhole => Some("blackhole"),
         RouteType::Unreachable => Some("unreachable"),
         RouteType::Prohibit => Some("prohibit"),
+        RouteType::Throw => Some("throw"),
+        RouteType::Local => Some("local"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn every_next_hop_of_a_multipath_route_is_checked() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    ethernet "eth1" { address "10.1.0.2/24"; }
+    route "10.9.0.0/16" {
+        nexthop via="10.0.0.1" dev="eth0" weight=2
+        nexthop via="10.2.0.1" dev="eth1"
+//                   ^^^^^^^^ error gateway-not-on-link
+    }
+}
+"#,
+        );
+    }
 
     #[test]
     fn gateways_of_other_tables() {

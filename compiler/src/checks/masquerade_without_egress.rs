@@ -214,13 +214,16 @@ fn lan_out(
     )
 }
 
-/// Whether a unicast route of the main table (of one of `fams`) leaves by `link`.
+/// Whether a unicast route (of one of `fams`) leaves by `link`, in the main table or a table a
+/// policy rule sends traffic to.
 fn routes_by(model: &Model, ns: NetnsRef, link: LinkId, fams: Option<&BTreeSet<Family>>) -> bool {
-    let fib = model.fib(ns);
-    fib.entries().any(|e| {
-        e.route_type == RouteType::Unicast
-            && fams.is_none_or(|f| f.contains(&Family::of(e.dst.addr())))
-            && e.dev.or_else(|| e.via.and_then(|v| Tracer::routing(model).egress(ns, v))) == Some(link)
+    let main = model.fib(ns);
+    model.tables(ns).any(|(_, fib)| {
+        fib.entries().any(|e| {
+            e.route_type == RouteType::Unicast
+                && fams.is_none_or(|f| f.contains(&Family::of(e.dst.addr())))
+                && e.dev.or_else(|| e.via.and_then(|v| fib.egress(v).or_else(|| main.egress(v)))) == Some(link)
+        })
     })
 }
 

@@ -12,7 +12,8 @@
 //!   left alone: a block routed to this node (a /29 from the ISP) is the usual reason.
 //!
 //! An address is local when a link of the namespace carries it (whatever its prefix route or
-//! link state: the kernel adds the local route either way) or it is in `127.0.0.0/8`.
+//! link state: the kernel adds the local route either way), when a `type="local"` route of the
+//! namespace covers it, or it is in `127.0.0.0/8`.
 //!
 //! **Why is this bad.** The first is an apply-time failure that `check` can name; the other two
 //! pass apply and lose the return traffic, the hardest kind of NAT or overlay bug to see.
@@ -29,6 +30,7 @@ use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};
 use crate::model::{FibSource, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
+use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Spanned};
 use std::net::IpAddr;
 
@@ -104,7 +106,10 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
 }
 
 fn is_local(model: &Model, ns: NetnsRef, addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V4(a) if a.is_loopback()) || matches!(model.fib(ns).lookup(addr), Lookup::Local(_))
+    matches!(addr, IpAddr::V4(a) if a.is_loopback())
+        || matches!(model.fib(ns).lookup(addr), Lookup::Local(_))
+        // A `type="local"` route (AnyIP) makes its addresses the namespace's own.
+        || model.tables(ns).any(|(_, fib)| matches!(fib.lookup(addr), Lookup::Route(e) if e.route_type == RouteType::Local))
 }
 
 /// The help: an address of the namespace of the same family to use instead, preferring the
@@ -136,6 +141,21 @@ fn example(node: &Node, link: crate::ir::LinkId, like: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn an_address_of_a_local_route_is_local() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    route "192.0.2.0/24" type="local" dev="lo"
+    route "10.9.0.0/16" via="10.0.0.1" src="192.0.2.7"
+    route "10.8.0.0/16" via="10.0.0.1" src="192.0.3.7"
+//                                          ^^^^^^^^^ error non-local-source
+}
+"#,
+        );
+    }
 
     #[test]
     fn route_src_that_is_not_local() {

@@ -20,10 +20,10 @@
 //! ```
 
 use super::{AfterErrors, Check};
-use crate::model::{FibSource, Model};
-use crate::trace::{Packet, RouteDecision, Tracer};
+use crate::model::{FibSource, Lookup, Model};
 use netcfg_lang::ast::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity};
+use std::net::IpAddr;
 
 pub const CHECK: Check = Check {
     code: Code::new(
@@ -36,24 +36,18 @@ pub const CHECK: Check = Check {
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
-    let tracer = Tracer::routing(model);
     for (ns, netns) in model.namespaces() {
         let node = model.node(ns.node);
         for svc in &netns.services {
             for b in &svc.backends {
-                // The connection as the service's namespace routes it after DNAT.
-                let packet = Packet { src: svc.vip.value, dst: b.addr, proto: svc.proto, sport: 0, dport: b.port };
-                let (label, secondary) = match tracer.route_lookup(ns, &packet) {
-                    RouteDecision::Local { .. } | RouteDecision::Unicast { .. } => continue,
-                    // A gateway that resolves to no link is `gateway-not-on-link`'s finding.
-                    RouteDecision::Unresolved { .. } => continue,
-                    RouteDecision::Discard { entry: e, .. } => {
-                        let kind = match e.route_type {
-                            RouteType::Blackhole => "blackhole",
-                            RouteType::Unreachable => "unreachable",
-                            RouteType::Prohibit => "prohibit",
-                            RouteType::Unicast => "unicast",
-                        };
+                if matches!(b.addr, IpAddr::V4(a) if a.is_loopback()) {
+                    continue;
+                }
+                let (label, secondary) = match model.lookup(ns, b.addr) {
+                    Lookup::Local(_) => continue,
+                    Lookup::Route(e) if matches!(e.route_type, RouteType::Unicast | RouteType::Local) => continue,
+                    Lookup::Route(e) => {
+                        let kind = e.route_type.keyword();
                         let span = match e.source {
                             FibSource::Static(i) => Some(netns.routes[i].dst_span),
                             FibSource::Connected { .. } | FibSource::Dynamic { .. } => None,
@@ -63,8 +57,8 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                             span.map(|s| (s, format!("`{kind}` route to `{}`", e.dst))),
                         )
                     }
-                    RouteDecision::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
-                    RouteDecision::NoRoute => {
+                    Lookup::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
+                    Lookup::NoRoute => {
                         (format!("no route in {} leads to `{}`", node.describe_netns(ns.netns), b.addr), None)
                     }
                 };
@@ -140,9 +134,8 @@ node "pod" {
         assert_eq!(d[0].primary.message, "no route in node `n` leads to `10.244.7.5`");
     }
 
-    /// The check asks the packet model's routing (`trace::Tracer::route_lookup`), so it
-    /// consults the tables the kernel's default policy rules do: `main`, then table 253; a
-    /// route in another table is not consulted without a policy rule.
+    /// The routing the check asks follows the kernel's default policy rules: `main`, then
+    /// table 253; a route in another table is not consulted without a policy rule.
     #[test]
     fn backends_are_routed_by_the_kernels_default_rules() {
         check(
@@ -156,6 +149,32 @@ node "n" {
         backend "10.50.1.1:8080"
         backend "10.60.1.1:8080"
 //               ^^^^^^^^^^^^^^ error unreachable-backend
+    }
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn a_backend_routed_by_a_policy_rule_is_reachable() {
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    table "pods" id=100
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    ethernet "eth1" { address "10.1.0.2/24"; }
+    route "10.244.0.0/16" via="10.1.0.1" dev="eth1" table="pods"
+    route "10.245.0.0/16" type="throw" table="pods"
+    rule priority=100 to="10.244.0.0/16" table="pods"
+    rule priority=110 fwmark="0x1" table="pods"
+    rule priority=120 to="10.246.0.0/16" action="prohibit"
+    service "web" vip="10.96.0.10" port=80 {
+        backend "10.244.7.5:8080"
+        backend "10.245.7.5:8080"
+//               ^^^^^^^^^^^^^^^ error unreachable-backend
+        backend "10.246.7.5:8080"
+//               ^^^^^^^^^^^^^^^ error unreachable-backend
     }
 }
 "#,
