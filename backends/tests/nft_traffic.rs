@@ -204,9 +204,9 @@ node "gw" {
     assert!(reopened, "a closed connection must free its slot");
 
     // Named counters count their rules' packets.
-    let web = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "web"]);
+    let web = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "counter-web"]);
     assert!(!web.contains("packets 0 "), "{web}");
-    let outsiders = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "outsiders"]);
+    let outsiders = gw.exec(&["nft", "list", "counter", "inet", "netcfg", "counter-outsiders"]);
     assert!(!outsiders.contains("packets 0 "), "{outsiders}");
 
     // The dynamic sets hold sources now, and the counters values: the live table still equals
