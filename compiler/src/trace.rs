@@ -15,7 +15,7 @@
 //! FIB: routes come from [`Model`].
 
 use crate::ir::*;
-use crate::model::{FibEntry, FibSource, LinkRef, Lookup, Model, NetnsRef};
+use crate::model::{Fib, FibEntry, FibSource, LinkRef, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{ConnState, Family, Proto, RouteType, RpFilter};
 use netcfg_lang::Span;
 use std::net::IpAddr;
@@ -361,40 +361,51 @@ impl<'m, 'f> Tracer<'m, 'f> {
         }
     }
 
-    /// The route the kernel picks for `packet` in `ns`: the local table (the namespace's own
-    /// addresses and `127.0.0.0/8`), then `main`, then `default` (253) — the kernel's three
-    /// default policy rules. Every routing decision of the tracer (forward, reply, rp_filter's
-    /// reverse lookup, a gateway's own resolution) goes through here.
+    /// The route the kernel picks for `packet` in `ns`: the namespace's policy rules as
+    /// [`Model::lookup`] follows them (the local table, the spec's rules around `lookup main`,
+    /// then `default`, 253), the same decision the checks take. Every routing decision of the
+    /// tracer (forward, reply, rp_filter's reverse lookup, a gateway's own resolution) goes
+    /// through here.
     pub fn route_lookup(&self, ns: NetnsRef, packet: &Packet) -> RouteDecision<'m> {
         let node = self.model.node(ns.node);
+        let lo = || node.links_in(ns.netns).find(|l| matches!(l.kind, LinkKind::Loopback)).map(|l| l.id);
         if packet.dst.is_loopback() {
-            if let Some(lo) = node.links_in(ns.netns).find(|l| matches!(l.kind, LinkKind::Loopback)) {
-                return RouteDecision::Local { link: lo.id };
+            if let Some(lo) = lo() {
+                return RouteDecision::Local { link: lo };
             }
         }
-        const DEFAULT_TABLE: u32 = 253;
-        for table in [MAIN_TABLE, DEFAULT_TABLE] {
-            let Some(fib) = self.model.fib_table(ns, table) else { continue };
-            match fib.lookup(packet.dst) {
-                Lookup::Local(link) => return RouteDecision::Local { link },
-                Lookup::NoRoute => continue,
-                Lookup::Route(e) if e.route_type != RouteType::Unicast => {
-                    return RouteDecision::Discard { entry: e, table };
+        let e = match self.model.lookup(ns, packet.dst) {
+            Lookup::Local(link) => return RouteDecision::Local { link },
+            Lookup::NoRoute => return RouteDecision::NoRoute,
+            Lookup::Route(e) => e,
+        };
+        // The table the entry came from: its gateway resolves there first, then in main.
+        let table =
+            self.model.tables(ns).find(|(_, f)| f.entries().any(|x| std::ptr::eq(x, e))).map_or(MAIN_TABLE, |(t, _)| t);
+        match e.route_type {
+            RouteType::Unicast => {}
+            RouteType::Local => {
+                if let Some(link) = e.dev.or_else(lo) {
+                    return RouteDecision::Local { link };
                 }
-                Lookup::Route(e) => {
-                    let next_hop = e.via.unwrap_or(packet.dst);
-                    let dev = e.dev.or_else(|| match e.via.map(|v| fib.lookup(v)) {
-                        Some(Lookup::Route(g)) if g.via.is_none() && g.route_type == RouteType::Unicast => g.dev,
-                        _ => None,
-                    });
-                    return match dev {
-                        Some(dev) => RouteDecision::Unicast { entry: e, table, dev, next_hop },
-                        None => RouteDecision::Unresolved { entry: e, table },
-                    };
-                }
+                return RouteDecision::Unresolved { entry: e, table };
             }
+            _ => return RouteDecision::Discard { entry: e, table },
         }
-        RouteDecision::NoRoute
+        let next_hop = e.via.unwrap_or(packet.dst);
+        let on_link = |fib: Option<&Fib>, v: IpAddr| match fib.map(|f| f.lookup(v)) {
+            Some(Lookup::Route(g)) if g.via.is_none() && g.route_type == RouteType::Unicast => g.dev,
+            _ => None,
+        };
+        let dev = e.dev.or_else(|| {
+            e.via.and_then(|v| {
+                on_link(self.model.fib_table(ns, table), v).or_else(|| on_link(Some(self.model.fib(ns)), v))
+            })
+        });
+        match dev {
+            Some(dev) => RouteDecision::Unicast { entry: e, table, dev, next_hop },
+            None => RouteDecision::Unresolved { entry: e, table },
+        }
     }
 
     /// The source address the kernel gives a packet a process of `ns` sends to `dst` without
