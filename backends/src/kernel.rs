@@ -55,10 +55,14 @@ pub enum Feature {
     NftLimit,
     /// `ct count` (connection limits per source).
     NftConnlimit,
+    /// TCP options (`tcp option maxseg`).
+    NftExthdr,
+    /// Routing facts (`rt mtu`).
+    NftRt,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 27] = [
+    pub const ALL: [Feature; 29] = [
         Feature::Bridge,
         Feature::Veth,
         Feature::Vxlan,
@@ -86,6 +90,8 @@ impl Feature {
         Feature::NftLog,
         Feature::NftLimit,
         Feature::NftConnlimit,
+        Feature::NftExthdr,
+        Feature::NftRt,
     ];
 
     /// The module that provides the feature (as `modprobe`, `/sys/module` and
@@ -119,6 +125,8 @@ impl Feature {
             Feature::NftLog => "nft_log",
             Feature::NftLimit => "nft_limit",
             Feature::NftConnlimit => "nft_connlimit",
+            Feature::NftExthdr => "nft_exthdr",
+            Feature::NftRt => "nft_rt",
         }
     }
 
@@ -152,6 +160,8 @@ impl Feature {
             Feature::NftLog => "logging in nftables",
             Feature::NftLimit => "rate limits in nftables (`limit rate`)",
             Feature::NftConnlimit => "connection limits in nftables (`ct count`)",
+            Feature::NftExthdr => "TCP option matches and changes in nftables (`clamp-mss`)",
+            Feature::NftRt => "route facts in nftables (`rt mtu`, `clamp-mss`)",
         }
     }
 

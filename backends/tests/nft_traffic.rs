@@ -217,3 +217,76 @@ node "gw" {
     let planned = exec::canonical(&host.script).expect("canonical");
     assert_eq!(live, planned, "traffic state must not count as drift");
 }
+
+/// A server in `ns` that answers each connection with its TCP MSS toward the client (the
+/// accepted socket's `TCP_MAXSEG`): what the client's SYN announced, as it arrived.
+fn serve_mss(ns: &Netns, addr: &str, max: usize) {
+    use std::os::fd::AsRawFd;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let listener = netcfg_backends::netns::run_in(&ns.name, move || std::net::TcpListener::bind(addr))
+        .expect("enter netns")
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in listener.incoming().take(max).flatten() {
+            let mut mss: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a valid socket fd and an int-sized out parameter.
+            let rc = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_MAXSEG,
+                    (&mut mss as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            let _ = s.write_all(if rc == 0 { mss.to_string() } else { "error".into() }.as_bytes());
+        }
+    });
+}
+
+/// `clamp-mss`: a SYN forwarded onto a link with a smaller MTU has its MSS lowered to what the
+/// route carries (1400 - 40), so the server never sends segments the path would drop. Before
+/// the ruleset the server sees the client's own MSS (1500 - 40, less TCP options).
+#[test]
+fn clamp_mss_lowers_the_mss_of_forwarded_syns_to_the_route_mtu() {
+    if !require_root("clamp_mss_lowers_the_mss_of_forwarded_syns_to_the_route_mtu") {
+        return;
+    }
+    let gw = Netns::new("mss-gw");
+    let client = Netns::new("mss-cli");
+    let server = Netns::new("mss-srv");
+    wire(&gw, "to-cli", "10.4.0.1/24", &client, "eth0", "10.4.0.2/24");
+    wire(&gw, "to-srv", "10.5.0.1/24", &server, "eth0", "10.5.0.2/24");
+    sh(&["ip", "-n", &gw.name, "link", "set", "to-srv", "mtu", "1400"]);
+    sh(&["ip", "-n", &client.name, "route", "add", "default", "via", "10.4.0.1"]);
+    sh(&["ip", "-n", &server.name, "route", "add", "default", "via", "10.5.0.1"]);
+    gw.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    serve_mss(&server, "0.0.0.0:8080", 4);
+    let mss = |c: Conn| match c {
+        Conn::Reply(m) => m.parse::<u32>().unwrap_or_else(|_| panic!("not an MSS: {m}")),
+        other => panic!("no answer from the server: {other:?}"),
+    };
+    let before = mss(connect(&client, "10.5.0.2:8080", 2000));
+    assert!(before > 1360, "without clamping the client's MSS arrives: {before}");
+
+    let fleet = compile(
+        r#"
+node "gw" {
+    forwarding #true
+    ethernet "to-cli" { address "10.4.0.1/24"; }
+    ethernet "to-srv" mtu=1400 { address "10.5.0.1/24"; }
+    firewall {
+        clamp-mss out="to-srv"
+    }
+}
+"#,
+    );
+    let mut diags = Vec::new();
+    let host = nftables::compile_node(&fleet.nodes[0], &mut diags).remove(0);
+    assert!(diags.is_empty(), "{diags:#?}");
+    exec::apply(&Target::Named(gw.name.clone()), &host.script).expect("apply");
+    let after = mss(connect(&client, "10.5.0.2:8080", 2000));
+    assert!(after <= 1360, "the forwarded SYN's MSS is clamped to the route MTU: {after}");
+}

@@ -441,6 +441,8 @@ pub struct Firewall {
     pub rules: Vec<Rule>,
     /// `mark` rules, in order.
     pub marks: Vec<MarkRule>,
+    /// `clamp-mss` statements, in order.
+    pub clamp_mss: Vec<ClampMss>,
     /// The first `firewall` block, if any.
     pub span: Option<Span>,
 }
@@ -485,6 +487,7 @@ impl Firewall {
     pub fn is_active(&self) -> bool {
         !self.rules.is_empty()
             || !self.marks.is_empty()
+            || !self.clamp_mss.is_empty()
             || [&self.policy_in, &self.policy_out, &self.policy_forward]
                 .iter()
                 .any(|p| p.as_ref().is_some_and(|p| p.value != Verdict::Accept))
@@ -604,6 +607,15 @@ pub struct Except {
     pub ct_mark: Option<Spanned<Mark>>,
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
+}
+
+/// `clamp-mss`: forwarded TCP SYNs (out of `out`, or any) get the MSS the route's MTU allows,
+/// or `size`.
+#[derive(Clone, Debug)]
+pub struct ClampMss {
+    pub out: Option<Spanned<LinkId>>,
+    pub size: Option<u16>,
+    pub span: Span,
 }
 
 /// A `mark in|out` rule: its matches (a [`Rule`] whose verdict is unused) and the marks it sets

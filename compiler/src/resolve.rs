@@ -967,6 +967,12 @@ impl<'d> NodeBuilder<'d> {
                 let matches = self.rule(ns, &fw, r);
                 fw.marks.push(MarkRule { matches, set_mark: r.set_mark.clone(), set_ct_mark: r.set_ct_mark.clone() });
             }
+            for c in &decl.clamp_mss {
+                let out = c.out.as_ref().and_then(|o| self.link_ref(ns, o));
+                if c.out.is_none() || out.is_some() {
+                    fw.clamp_mss.push(ClampMss { out, size: c.size.as_ref().map(|s| s.value), span: c.span });
+                }
+            }
         }
         self.node.namespaces[ns.0 as usize].firewall = fw;
     }

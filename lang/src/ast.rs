@@ -616,6 +616,17 @@ pub struct FirewallDecl {
     pub rules: Vec<RuleDecl>,
     /// `mark in|out …`: rules that set marks before routing (their `verdict` is unused).
     pub marks: Vec<RuleDecl>,
+    /// `clamp-mss`: TCP MSS of forwarded SYNs set to the route's MTU (or a size).
+    pub clamp_mss: Vec<ClampMssDecl>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClampMssDecl {
+    /// Only connections forwarded out of this link.
+    pub out: Option<Name>,
+    /// A fixed MSS instead of the route's MTU less the headers.
+    pub size: Option<Spanned<u16>>,
     pub span: Span,
 }
 

@@ -1107,13 +1107,21 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
             "mark" => fw.marks.extend(parse_rule(cx, &mut c)),
+            "clamp-mss" => {
+                let out = {
+                    let v = c.prop(cx, "out");
+                    link_name(cx, v)
+                };
+                let size = c.prop(cx, "size").and_then(|v| v.int(cx, "MSS", 536, 65495)).map(|s| s.map(|v| v as u16));
+                fw.clamp_mss.push(ClampMssDecl { out, size, span: c.span });
+            }
             other => {
                 let d =
                     cx.error(code::UNKNOWN_NODE, c.name_span, format!("`{other}` is not allowed inside `firewall`"));
                 d.help = Some(
                     match crate::diagnostic::closest(
                         other,
-                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject", "mark"],
+                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject", "mark", "clamp-mss"],
                     ) {
                         Some(k) => format!("did you mean `{k}`?"),
                         None => {

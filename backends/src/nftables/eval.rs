@@ -162,7 +162,7 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 Expr::NeighbourDiscovery => continue 'rules,
                 Expr::Log { .. } | Expr::NamedCounter(_) => continue,
                 // Marks are not part of the traced packet; a rule that sets one goes on.
-                Expr::SetMark { .. } => continue,
+                Expr::SetMark { .. } | Expr::ClampMss { .. } => continue,
                 Expr::Limit { .. } | Expr::PerKey { .. } => {
                     rule_undecided.push("a rate or connection limit (its state exists only at run time)".to_string());
                     continue;

@@ -110,6 +110,13 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         Expr::SetMark { ct: true, .. } => need(Feature::NftCt, span),
         // `meta mark set` is nf_tables' own meta expression.
         Expr::SetMark { ct: false, .. } => {}
+        // `tcp option maxseg` is an extension header expression; `rt mtu` a routing one.
+        Expr::ClampMss { size } => {
+            need(Feature::NftExthdr, span);
+            if size.is_none() {
+                need(Feature::NftRt, span);
+            }
+        }
         // Payload matches, counters and verdicts are part of nf_tables itself.
         Expr::NeighbourDiscovery | Expr::Verdict(_) => {}
     }

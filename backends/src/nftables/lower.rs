@@ -39,6 +39,7 @@ pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, op
     cx.filter(Direction::Forward);
     cx.filter(Direction::Out);
     cx.marks();
+    cx.clamp_mss();
     cx.nat();
     if !cx.table.is_empty() {
         cx.table.comment =
@@ -482,6 +483,34 @@ impl Lower<'_> {
                     rules,
                 });
             }
+        }
+    }
+
+    /// `clamp-mss`: forwarded TCP SYNs, in a forward chain at mangle priority (before the
+    /// filter, so a SYN the filter drops is clamped for nothing, not missed).
+    fn clamp_mss(&mut self) {
+        let ns = self.ns;
+        let mut rules = Vec::new();
+        for c in &ns.firewall.clamp_mss {
+            let mut exprs = Vec::new();
+            if let Some(out) = &c.out {
+                let Some(name) = self.ifname(out.value, out.span) else { continue };
+                exprs.push(Expr::Match { sel: Selector::OifName, op: Op::Eq, value: Value::If(name) });
+            }
+            exprs.push(Expr::ClampMss { size: c.size });
+            rules.push(Rule { exprs, comment: None, origin: c.span });
+        }
+        if !rules.is_empty() {
+            self.table.chains.push(Chain {
+                name: Ident::new("mss-forward"),
+                base: Some(BaseChain {
+                    chain_type: ChainType::Filter,
+                    hook: Hook::Forward,
+                    priority: Priority::Mangle,
+                    policy: Policy::Accept,
+                }),
+                rules,
+            });
         }
     }
 

@@ -310,6 +310,8 @@ fn expr(e: &Expr) -> String {
                 Some(mask) => format!("{sel} set {sel} and {:#x} or {:#x}", !mask, mark.value),
             }
         }
+        Expr::ClampMss { size: None } => "tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu".into(),
+        Expr::ClampMss { size: Some(n) } => format!("tcp flags & (syn | rst) == syn tcp option maxseg size set {n}"),
         Expr::Verdict(v) => verdict(v),
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
         Expr::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),

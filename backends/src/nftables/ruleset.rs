@@ -408,6 +408,11 @@ pub enum Expr {
         ct: bool,
         mark: Mark,
     },
+    /// `tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu` (or `set N`): the MSS of
+    /// a TCP SYN clamped to what the route's MTU carries.
+    ClampMss {
+        size: Option<u16>,
+    },
     Verdict(Verdict),
     Reject(RejectWith),
     Dnat {
