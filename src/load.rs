@@ -125,6 +125,28 @@ pub fn load_or_report(args: &[PathBuf], includes: &IncludeArgs) -> Result<Parsed
     })
 }
 
+/// Loads and compiles the spec for a command that works on what resolved (`graph`, `trace`):
+/// load errors end the command; errors in the spec are counted in a note on stderr, naming
+/// `what` the command makes of the rest.
+pub fn compile_noting_errors(
+    args: &[PathBuf],
+    includes: &IncludeArgs,
+    what: &str,
+) -> Result<(Parsed, netcfg_compiler::Compiled), crate::exit_status::ExitStatus> {
+    let parsed = load_or_report(args, includes)?;
+    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
+    let errors = parsed
+        .diagnostics
+        .iter()
+        .chain(&compiled.diagnostics)
+        .filter(|d| d.severity == netcfg_lang::Severity::Error)
+        .count();
+    if errors > 0 {
+        eprintln!("note: the spec has {errors} errors (`netcfg check` shows them); {what} uses what resolved");
+    }
+    Ok((parsed, compiled))
+}
+
 /// The loader every command reads specs through: confined to `--include-root`, or to the
 /// directories of the files given (the working directory for stdin).
 pub fn loader(inputs: &[Input], includes: &IncludeArgs) -> Result<FsLoader, LoadError> {

@@ -42,20 +42,10 @@ Examples:
   netcfg graph fleet.kdl --node worker-1 --format png --out worker-1.png";
 
 pub fn run(args: Args) -> ExitStatus {
-    let parsed = match load::load_or_report(&args.files, &args.includes) {
-        Ok(parsed) => parsed,
+    let (_parsed, compiled) = match load::compile_noting_errors(&args.files, &args.includes, "the graph") {
+        Ok(loaded) => loaded,
         Err(status) => return status,
     };
-    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
-    let errors = parsed
-        .diagnostics
-        .iter()
-        .chain(&compiled.diagnostics)
-        .filter(|d| d.severity == netcfg_lang::Severity::Error)
-        .count();
-    if errors > 0 {
-        eprintln!("note: the spec has {errors} errors (`netcfg check` shows them); the graph shows what resolved");
-    }
     if let Some(name) = &args.node {
         if !compiled.fleet.nodes.iter().any(|n| &n.name.value == name) {
             let names: Vec<&str> = compiled.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();

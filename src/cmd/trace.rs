@@ -86,20 +86,10 @@ fn parse_to(s: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 pub fn run(args: Args) -> ExitStatus {
-    let parsed = match load::load_or_report(&args.files, &args.includes) {
-        Ok(parsed) => parsed,
+    let (parsed, compiled) = match load::compile_noting_errors(&args.files, &args.includes, "the trace") {
+        Ok(loaded) => loaded,
         Err(status) => return status,
     };
-    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
-    let errors = parsed
-        .diagnostics
-        .iter()
-        .chain(&compiled.diagnostics)
-        .filter(|d| d.severity == netcfg_lang::Severity::Error)
-        .count();
-    if errors > 0 {
-        eprintln!("note: the spec has errors ({errors}; `netcfg check` shows them); the trace uses what resolved");
-    }
     let fleet = &compiled.fleet;
     let usage = |msg: String| {
         eprintln!("error: {msg}");
