@@ -290,3 +290,53 @@ node "gw" {
     let after = mss(connect(&client, "10.5.0.2:8080", 2000));
     assert!(after <= 1360, "the forwarded SYN's MSS is clamped to the route MTU: {after}");
 }
+
+/// `snat` to a pool with a port range: connections leave from an address of the pool and a
+/// source port in the range; before the ruleset the server sees the client itself.
+#[test]
+fn snat_pools_and_port_ranges_rewrite_real_connections() {
+    if !require_root("snat_pools_and_port_ranges_rewrite_real_connections") {
+        return;
+    }
+    let gw = Netns::new("snat-gw");
+    let client = Netns::new("snat-cli");
+    let server = Netns::new("snat-srv");
+    wire(&gw, "to-cli", "10.8.0.1/24", &client, "eth0", "10.8.0.2/24");
+    wire(&gw, "to-srv", "203.0.113.1/24", &server, "eth0", "203.0.113.100/24");
+    for a in ["203.0.113.7/24", "203.0.113.8/24"] {
+        sh(&["ip", "-n", &gw.name, "addr", "add", a, "dev", "to-srv"]);
+    }
+    sh(&["ip", "-n", &client.name, "route", "add", "default", "via", "10.8.0.1"]);
+    gw.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    common::serve_in(&server.name, "0.0.0.0:8080", 8, |peer| peer.to_string());
+    let peer = |c: Conn| match c {
+        Conn::Reply(p) => p.parse::<std::net::SocketAddr>().unwrap_or_else(|_| panic!("not an address: {p}")),
+        other => panic!("no answer from the server: {other:?}"),
+    };
+    // The server has no route back to the client's network: only a rewritten source returns.
+    assert_eq!(connect(&client, "203.0.113.100:8080", 700), Conn::TimedOut);
+
+    let fleet = compile(
+        r#"
+node "gw" {
+    forwarding #true
+    ethernet "to-cli" { address "10.8.0.1/24"; }
+    ethernet "to-srv" {
+        address "203.0.113.1/24"
+        address "203.0.113.7/24"
+        address "203.0.113.8/24"
+    }
+    snat from="10.8.0.0/24" out="to-srv" to="203.0.113.7-203.0.113.8" ports="20000-20099"
+}
+"#,
+    );
+    let mut diags = Vec::new();
+    let host = nftables::compile_node(&fleet.nodes[0], &mut diags).remove(0);
+    assert!(diags.is_empty(), "{diags:#?}");
+    exec::apply(&Target::Named(gw.name.clone()), &host.script).expect("apply");
+    for _ in 0..4 {
+        let p = peer(connect(&client, "203.0.113.100:8080", 2000));
+        assert!(["203.0.113.7", "203.0.113.8"].contains(&p.ip().to_string().as_str()), "source {p} is not of the pool");
+        assert!((20000..=20099).contains(&p.port()), "source port {} is not in the range", p.port());
+    }
+}

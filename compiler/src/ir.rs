@@ -665,7 +665,12 @@ pub struct Masquerade {
 pub struct Snat {
     pub from: Option<Spanned<AddrMatch>>,
     pub out: Option<Spanned<LinkId>>,
+    /// The new source address, or the first of the pool.
     pub to: Spanned<IpAddr>,
+    /// The last address of a pool.
+    pub to_last: Option<IpAddr>,
+    /// New source ports (TCP, UDP, SCTP).
+    pub ports: Option<(u16, u16)>,
     pub span: Span,
 }
 

@@ -1097,7 +1097,14 @@ impl<'d> NodeBuilder<'d> {
         for s in &b.snats {
             let from = s.from.as_ref().and_then(|f| self.addr_match(&sets, f));
             let out = s.out.as_ref().and_then(|o| self.link_ref(ns, o));
-            snats.push(Snat { from, out, to: s.to.clone(), span: s.span });
+            snats.push(Snat {
+                from,
+                out,
+                to: s.to.clone(),
+                to_last: s.to_last,
+                ports: s.ports.as_ref().map(|p| p.value),
+                span: s.span,
+            });
         }
         let redirects = b
             .redirects

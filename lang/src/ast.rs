@@ -830,7 +830,12 @@ pub struct MasqueradeDecl {
 pub struct SnatDecl {
     pub from: Option<Spanned<AddrMatch>>,
     pub out: Option<Name>,
+    /// The new source address, or the first of a pool (`to="A-B"`).
     pub to: Spanned<IpAddr>,
+    /// The last address of a pool.
+    pub to_last: Option<IpAddr>,
+    /// New source ports for TCP, UDP and SCTP (`ports="N-M"`).
+    pub ports: Option<Spanned<(u16, u16)>>,
     pub span: Span,
 }
 

@@ -292,9 +292,20 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     let v = c.prop(cx, "out");
                     link_name(cx, v)
                 };
-                if let Some(to) = c.required(cx, "to", "\"203.0.113.7\"").and_then(|v| v.parse(cx, "address", parse_ip))
+                let ports = c.prop(cx, "ports").and_then(|v| v.parse(cx, "port range", parse_port_range));
+                if let Some(to) =
+                    c.required(cx, "to", "\"203.0.113.7\"").and_then(|v| v.parse(cx, "address or pool", parse_ip_pool))
                 {
-                    body.snats.push(SnatDecl { from, out, to, span: c.span });
+                    let (first, last) = to.value;
+                    let to_last = (first != last).then_some(last);
+                    body.snats.push(SnatDecl {
+                        from,
+                        out,
+                        to: Spanned::new(first, to.span),
+                        to_last,
+                        ports,
+                        span: c.span,
+                    });
                 }
             }
             "redirect" => body.redirects.extend(parse_redirect(cx, &mut c)),

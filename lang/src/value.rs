@@ -219,14 +219,14 @@ pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
     Ok(PortSet(merged))
 }
 
-/// One inclusive port range, `80` or `1000-2000` (a policy rule's `sport`/`dport`: the kernel
-/// keeps one range per rule).
+/// One inclusive port range, `80` or `1000-2000` (a policy rule's `sport`/`dport`, where the
+/// kernel keeps one range per rule; an SNAT's `ports`).
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), ValueError> {
     let set = parse_port_set(text)?;
     match set.0.as_slice() {
         [r] if !text.contains(',') => Ok((r.lo, r.hi)),
         _ => Err(ValueError::whole(text, format!("`{text}` is not one port range"))
-            .help("a policy rule matches one range, like `1000-2000`; write one `rule` per range")),
+            .help("write one range, like `1000-2000` (a policy rule takes one range: one `rule` per range)")),
     }
 }
 
@@ -258,6 +258,26 @@ pub fn parse_mark(text: &str) -> Result<(u32, u32), ValueError> {
 }
 
 /// `ip:port` or `[ipv6]:port`.
+/// An address or a pool of them, `A` or `A-B` (one family, `A` ≤ `B`).
+pub fn parse_ip_pool(text: &str) -> Result<(IpAddr, IpAddr), ValueError> {
+    let Some((a, b)) = text.split_once('-') else {
+        let ip = parse_ip(text)?;
+        return Ok((ip, ip));
+    };
+    let first = parse_ip(a.trim())?;
+    let last =
+        parse_ip(b.trim()).map_err(|e| ValueError { start: e.start + a.len() + 1, end: e.end + a.len() + 1, ..e })?;
+    if first.is_ipv4() != last.is_ipv4() {
+        return Err(ValueError::whole(text, "a pool's two ends are of one family")
+            .help("write `203.0.113.7-203.0.113.9` or `2001:db8::7-2001:db8::9`"));
+    }
+    if last < first {
+        return Err(ValueError::whole(text, format!("the pool ends at `{last}`, before it starts"))
+            .help(format!("write it `{last}-{first}`")));
+    }
+    Ok((first, last))
+}
+
 /// A WireGuard key: 32 bytes in base64 (44 characters, as `wg genkey` and `wg pubkey` print).
 pub fn parse_wg_key(text: &str) -> Result<[u8; 32], ValueError> {
     use base64::Engine;
@@ -440,6 +460,17 @@ pub fn parse_sysctl_path(text: &str) -> Result<SysctlPath, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_are_one_family_in_order() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_ip_pool("203.0.113.7").unwrap(), (ip("203.0.113.7"), ip("203.0.113.7")));
+        assert_eq!(parse_ip_pool("203.0.113.7-203.0.113.9").unwrap(), (ip("203.0.113.7"), ip("203.0.113.9")));
+        assert!(parse_ip_pool("203.0.113.9-203.0.113.7").unwrap_err().message.contains("before it starts"));
+        assert!(parse_ip_pool("203.0.113.7-2001:db8::1").unwrap_err().message.contains("one family"));
+        let e = parse_ip_pool("203.0.113.7-203.0.113.x").unwrap_err();
+        assert_eq!(&"203.0.113.7-203.0.113.x"[e.start..e.end], "203.0.113.x");
+    }
 
     #[test]
     fn cidr_errors_point_at_the_bad_part() {

@@ -171,7 +171,7 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 Expr::Verdict(Verdict::Drop) => NfAction::Drop,
                 Expr::Reject(_) => NfAction::Reject,
                 Expr::Dnat { addr, port } => NfAction::Dnat { addr: *addr, port: *port },
-                Expr::Snat { addr } => NfAction::Snat { addr: *addr },
+                Expr::Snat { addr, .. } => NfAction::Snat { addr: *addr },
                 Expr::Masquerade => NfAction::Masquerade,
                 Expr::Redirect { port } => NfAction::Redirect { port: *port },
             };

@@ -669,13 +669,19 @@ impl Lower<'_> {
         }
         for sn in &ns.snats {
             let fam = Family::of(sn.to.value);
-            post.extend(self.source_nat(
-                sn.from.as_ref(),
-                sn.out.as_ref(),
-                Expr::Snat { addr: sn.to.value },
-                Some(fam),
-                sn.span,
-            ));
+            let snat = |ports| Expr::Snat { addr: sn.to.value, last: sn.to_last, ports };
+            if sn.ports.is_some() {
+                // Ports can be mapped only for protocols that have them: those connections
+                // first, the rest by the address alone.
+                let mut with_ports =
+                    self.source_nat(sn.from.as_ref(), sn.out.as_ref(), snat(sn.ports), Some(fam), sn.span);
+                for r in &mut with_ports {
+                    let at = r.exprs.len() - 1;
+                    r.exprs.insert(at, m(Selector::L4Proto, Value::Protos(vec![Proto::Tcp, Proto::Udp, Proto::Sctp])));
+                }
+                post.extend(with_ports);
+            }
+            post.extend(self.source_nat(sn.from.as_ref(), sn.out.as_ref(), snat(None), Some(fam), sn.span));
         }
         let chain = |name: &str, chain_type, hook, priority, rules: Vec<Rule>| Chain {
             name: Ident::new(name),

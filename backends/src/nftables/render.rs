@@ -318,8 +318,22 @@ fn expr(e: &Expr) -> String {
         Expr::Reject(RejectWith::PortUnreachable) => "reject with icmpx port-unreachable".into(),
         Expr::Dnat { addr: std::net::IpAddr::V4(a), port } => format!("dnat ip to {a}:{port}"),
         Expr::Dnat { addr: std::net::IpAddr::V6(a), port } => format!("dnat ip6 to [{a}]:{port}"),
-        Expr::Snat { addr: std::net::IpAddr::V4(a) } => format!("snat ip to {a}"),
-        Expr::Snat { addr: std::net::IpAddr::V6(a) } => format!("snat ip6 to {a}"),
+        Expr::Snat { addr, last, ports } => {
+            let show = |a: &std::net::IpAddr| match a {
+                std::net::IpAddr::V4(a) => a.to_string(),
+                std::net::IpAddr::V6(a) if ports.is_some() => format!("[{a}]"),
+                std::net::IpAddr::V6(a) => a.to_string(),
+            };
+            let mut to = show(addr);
+            if let Some(l) = last {
+                to = format!("{to}-{}", show(l));
+            }
+            if let Some((lo, hi)) = ports {
+                to = if lo == hi { format!("{to}:{lo}") } else { format!("{to}:{lo}-{hi}") };
+            }
+            let fam = if addr.is_ipv4() { "ip" } else { "ip6" };
+            format!("snat {fam} to {to}")
+        }
         Expr::Masquerade => "masquerade".into(),
         Expr::Redirect { port } => format!("redirect to :{port}"),
     }

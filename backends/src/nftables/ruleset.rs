@@ -419,8 +419,12 @@ pub enum Expr {
         addr: IpAddr,
         port: u16,
     },
+    /// `snat to A[-B][:P-Q]`: a pool of addresses (`last`), and source ports (after an
+    /// `l4proto` match of a protocol that has ports).
     Snat {
         addr: IpAddr,
+        last: Option<IpAddr>,
+        ports: Option<(u16, u16)>,
     },
     Masquerade,
     Redirect {
