@@ -340,3 +340,57 @@ node "gw" {
         assert!((20000..=20099).contains(&p.port()), "source port {} is not in the range", p.port());
     }
 }
+
+/// Packets of one connection the counted allow rule sees: the firewall accepts established
+/// packets before its rules, so a tracked connection shows only its first packet there, an
+/// untracked one every packet.
+fn packets_counted(ns: &Netns) -> u64 {
+    let out = ns.exec(&["nft", "list", "counter", "inet", "netcfg", "counter-web"]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {out}"))
+}
+
+/// `notrack`: connection tracking skips the packets it matches. A stateful firewall then sees
+/// every packet of such a connection at its rules (none is `established`), while a tracked
+/// connection passes its rules with the first packet only.
+#[test]
+fn notrack_takes_connections_out_of_connection_tracking() {
+    if !require_root("notrack_takes_connections_out_of_connection_tracking") {
+        return;
+    }
+    let server = Netns::new("nt-srv");
+    let client = Netns::new("nt-cli");
+    wire(&server, "eth0", "10.6.0.1/24", &client, "eth0", "10.6.0.2/24");
+    serve(&server, "0.0.0.0:8080", "hello", 4);
+    let apply = |spec: &str| {
+        let fleet = compile(spec);
+        let mut diags = Vec::new();
+        let host = nftables::compile_node(&fleet.nodes[0], &mut diags).remove(0);
+        assert!(diags.is_empty(), "{diags:#?}");
+        exec::apply(&Target::Named(server.name.clone()), &host.script).expect("apply");
+    };
+    let tracked = r#"
+node "srv" {
+    ethernet "eth0" { address "10.6.0.1/24"; }
+    firewall {
+        policy in="drop" out="drop"
+        allow in proto="tcp" port=8080 counter="web"
+        allow out proto="tcp" sport=8080
+    }
+}
+"#;
+    apply(tracked);
+    assert_eq!(connect(&client, "10.6.0.1:8080", 2000), Conn::Reply("hello".into()));
+    assert_eq!(packets_counted(&server), 1, "a tracked connection passes the rules with its SYN only");
+
+    apply(&tracked.replace(
+        "allow in proto=\"tcp\" port=8080",
+        "notrack in proto=\"tcp\" port=8080\n        notrack out proto=\"tcp\" sport=8080\n        allow in proto=\"tcp\" port=8080",
+    ));
+    assert_eq!(connect(&client, "10.6.0.1:8080", 2000), Conn::Reply("hello".into()));
+    let n = packets_counted(&server);
+    assert!(n >= 3, "an untracked connection meets the rules with every packet: {n}");
+}

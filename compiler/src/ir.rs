@@ -443,6 +443,8 @@ pub struct Firewall {
     pub marks: Vec<MarkRule>,
     /// `clamp-mss` statements, in order.
     pub clamp_mss: Vec<ClampMss>,
+    /// `notrack` rules (matches only), in order.
+    pub notracks: Vec<Rule>,
     /// The first `firewall` block, if any.
     pub span: Option<Span>,
 }
@@ -488,6 +490,7 @@ impl Firewall {
         !self.rules.is_empty()
             || !self.marks.is_empty()
             || !self.clamp_mss.is_empty()
+            || !self.notracks.is_empty()
             || [&self.policy_in, &self.policy_out, &self.policy_forward]
                 .iter()
                 .any(|p| p.as_ref().is_some_and(|p| p.value != Verdict::Accept))

@@ -967,6 +967,10 @@ impl<'d> NodeBuilder<'d> {
                 let matches = self.rule(ns, &fw, r);
                 fw.marks.push(MarkRule { matches, set_mark: r.set_mark.clone(), set_ct_mark: r.set_ct_mark.clone() });
             }
+            for r in &decl.notracks {
+                let rule = self.rule(ns, &fw, r);
+                fw.notracks.push(rule);
+            }
             for c in &decl.clamp_mss {
                 let out = c.out.as_ref().and_then(|o| self.link_ref(ns, o));
                 if c.out.is_none() || out.is_some() {

@@ -618,6 +618,8 @@ pub struct FirewallDecl {
     pub marks: Vec<RuleDecl>,
     /// `clamp-mss`: TCP MSS of forwarded SYNs set to the route's MTU (or a size).
     pub clamp_mss: Vec<ClampMssDecl>,
+    /// `notrack in|out …`: packets connection tracking skips (their `verdict` is unused).
+    pub notracks: Vec<RuleDecl>,
     pub span: Span,
 }
 

@@ -1118,6 +1118,7 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
             "mark" => fw.marks.extend(parse_rule(cx, &mut c)),
+            "notrack" => fw.notracks.extend(parse_rule(cx, &mut c)),
             "clamp-mss" => {
                 let out = {
                     let v = c.prop(cx, "out");
@@ -1132,7 +1133,18 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
                 d.help = Some(
                     match crate::diagnostic::closest(
                         other,
-                        ["policy", "stateful", "zone", "set", "allow", "deny", "reject", "mark", "clamp-mss"],
+                        [
+                            "policy",
+                            "stateful",
+                            "zone",
+                            "set",
+                            "allow",
+                            "deny",
+                            "reject",
+                            "mark",
+                            "clamp-mss",
+                            "notrack",
+                        ],
                     ) {
                         Some(k) => format!("did you mean `{k}`?"),
                         None => {
@@ -1157,7 +1169,8 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     };
     let verdict = Spanned::new(verdict, r.name_span);
     let marking = r.keyword() == "mark";
-    let direction = if marking {
+    // Mark and notrack rules run before routing (`in`) or on what the namespace sends (`out`).
+    let direction = if marking || r.keyword() == "notrack" {
         r.arg(cx, 0, "a direction (`in` or `out`)").and_then(|v| direction(cx, v, false))
     } else {
         r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true))

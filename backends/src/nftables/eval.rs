@@ -59,6 +59,7 @@ fn hook_of(h: TraceHook) -> Hook {
 fn priority(b: &BaseChain) -> i32 {
     match b.priority {
         Priority::Mangle => -150,
+        Priority::Raw => -300,
         Priority::DstNat => -100,
         Priority::Filter => 0,
         Priority::SrcNat => 100,
@@ -163,6 +164,10 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 Expr::Log { .. } | Expr::NamedCounter(_) => continue,
                 // Marks are not part of the traced packet; a rule that sets one goes on.
                 Expr::SetMark { .. } | Expr::ClampMss { .. } => continue,
+                Expr::Notrack => {
+                    rule_undecided.push("`notrack` (an untracked packet is not NAT-ed; not modelled)".to_string());
+                    continue;
+                }
                 Expr::Limit { .. } | Expr::PerKey { .. } => {
                     rule_undecided.push("a rate or connection limit (its state exists only at run time)".to_string());
                     continue;

@@ -110,6 +110,8 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         Expr::SetMark { ct: true, .. } => need(Feature::NftCt, span),
         // `meta mark set` is nf_tables' own meta expression.
         Expr::SetMark { ct: false, .. } => {}
+        // `notrack` is part of the conntrack expression module.
+        Expr::Notrack => need(Feature::NftCt, span),
         // `tcp option maxseg` is an extension header expression; `rt mtu` a routing one.
         Expr::ClampMss { size } => {
             need(Feature::NftExthdr, span);

@@ -40,6 +40,7 @@ pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, op
     cx.filter(Direction::Out);
     cx.marks();
     cx.clamp_mss();
+    cx.notracks();
     cx.nat();
     if !cx.table.is_empty() {
         cx.table.comment =
@@ -480,6 +481,32 @@ impl Lower<'_> {
                 self.table.chains.push(Chain {
                     name: Ident::new(name),
                     base: Some(BaseChain { chain_type, hook, priority: Priority::Mangle, policy: Policy::Accept }),
+                    rules,
+                });
+            }
+        }
+    }
+
+    /// `notrack in` rules in a prerouting chain and `notrack out` rules in an output chain, both
+    /// at raw priority: before connection tracking sees the packet.
+    fn notracks(&mut self) {
+        let ns = self.ns;
+        for (dir, name, hook) in
+            [(Direction::In, "notrack-prerouting", Hook::Prerouting), (Direction::Out, "notrack-output", Hook::Output)]
+        {
+            let mut rules = Vec::new();
+            for (i, r) in ns.firewall.notracks.iter().enumerate().filter(|(_, r)| r.direction.value == dir) {
+                rules.extend(self.rule_ending(&format!("notrack-{i}"), r, Some(&[Expr::Notrack])));
+            }
+            if !rules.is_empty() {
+                self.table.chains.push(Chain {
+                    name: Ident::new(name),
+                    base: Some(BaseChain {
+                        chain_type: ChainType::Filter,
+                        hook,
+                        priority: Priority::Raw,
+                        policy: Policy::Accept,
+                    }),
                     rules,
                 });
             }

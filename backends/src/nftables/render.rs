@@ -151,6 +151,7 @@ fn base_chain(b: &BaseChain) -> String {
         Priority::DstNat => "dstnat".to_string(),
         Priority::SrcNat => "srcnat".to_string(),
         Priority::Mangle => "mangle".to_string(),
+        Priority::Raw => "raw".to_string(),
         Priority::Num(n) => n.to_string(),
     };
     let policy = match b.policy {
@@ -312,6 +313,7 @@ fn expr(e: &Expr) -> String {
         }
         Expr::ClampMss { size: None } => "tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu".into(),
         Expr::ClampMss { size: Some(n) } => format!("tcp flags & (syn | rst) == syn tcp option maxseg size set {n}"),
+        Expr::Notrack => "notrack".into(),
         Expr::Verdict(v) => verdict(v),
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
         Expr::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),

@@ -265,6 +265,8 @@ pub enum Priority {
     SrcNat,
     /// -150: before DNAT and filtering, where marks for routing are set.
     Mangle,
+    /// -300: before connection tracking (`notrack`).
+    Raw,
     Num(i32),
 }
 
@@ -413,6 +415,8 @@ pub enum Expr {
     ClampMss {
         size: Option<u16>,
     },
+    /// `notrack`: connection tracking skips the packet.
+    Notrack,
     Verdict(Verdict),
     Reject(RejectWith),
     Dnat {
