@@ -16,7 +16,7 @@ use super::render::rule_text;
 use super::ruleset::*;
 use netcfg_compiler::ir::Fleet;
 use netcfg_compiler::model::NetnsRef;
-use netcfg_compiler::trace::{Hook as TraceHook, HookPacket, Netfilter, NfAction, NfDecision};
+use netcfg_compiler::trace::{HookPacket, Netfilter, NfAction, NfDecision};
 use netcfg_lang::ast::{ConnState, Proto};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -46,16 +46,6 @@ impl FleetRuleset {
     }
 }
 
-fn hook_of(h: TraceHook) -> Hook {
-    match h {
-        TraceHook::Prerouting => Hook::Prerouting,
-        TraceHook::Input => Hook::Input,
-        TraceHook::Forward => Hook::Forward,
-        TraceHook::Output => Hook::Output,
-        TraceHook::Postrouting => Hook::Postrouting,
-    }
-}
-
 fn priority(b: &BaseChain) -> i32 {
     match b.priority {
         Priority::Mangle => -150,
@@ -75,11 +65,10 @@ enum Tri {
 }
 
 impl Netfilter for FleetRuleset {
-    fn hook(&self, ns: NetnsRef, hook: TraceHook, p: &HookPacket<'_>) -> Vec<NfDecision> {
+    fn hook(&self, ns: NetnsRef, hook: Hook, p: &HookPacket<'_>) -> Vec<NfDecision> {
         let Some(table) = self.tables.get(&ns) else { return Vec::new() };
-        let want = hook_of(hook);
         let mut chains: Vec<&Chain> =
-            table.chains.iter().filter(|c| c.base.as_ref().is_some_and(|b| b.hook == want)).collect();
+            table.chains.iter().filter(|c| c.base.as_ref().is_some_and(|b| b.hook == hook)).collect();
         chains.sort_by_key(|c| c.base.as_ref().map(priority).unwrap_or(0));
         let mut out = Vec::new();
         for chain in chains {

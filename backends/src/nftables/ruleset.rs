@@ -225,26 +225,8 @@ pub struct Counter {
     pub origin: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Prerouting,
-    Input,
-    Forward,
-    Output,
-    Postrouting,
-}
-
-impl Hook {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Hook::Prerouting => "prerouting",
-            Hook::Input => "input",
-            Hook::Forward => "forward",
-            Hook::Output => "output",
-            Hook::Postrouting => "postrouting",
-        }
-    }
-}
+/// The netfilter hooks: one vocabulary with the packet model that evaluates these chains.
+pub use netcfg_compiler::trace::Hook;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChainType {
