@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use netcfg_lang::ast::{self, NsBody, RouteDst, RouteScope, RouteType, SysctlValue};
 use netcfg_lang::diagnostic::closest;
 use netcfg_lang::value::SysctlPath;
-use netcfg_lang::{Code, Diagnostic, Span, Spanned};
+use netcfg_lang::{code, Code, Diagnostic, Span, Spanned};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -42,6 +42,7 @@ pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
         } else {
             templates.insert(&t.name.value, t);
         }
+        check_params(t, diags);
     }
     let mut fleet = Fleet::default();
     let mut seen: HashMap<&str, Span> = HashMap::new();
@@ -76,20 +77,65 @@ fn expand(
 ) -> NsBody {
     let mut out = NsBody::default();
     for u in &body.uses {
-        let Some(t) = templates.get(u.value.as_str()) else {
-            diags.push(undefined("template", u, templates.keys().copied(), None));
+        let Some(t) = templates.get(u.name.value.as_str()) else {
+            diags.push(undefined("template", &u.name, templates.keys().copied(), None));
             continue;
         };
-        if stack.contains(&u.value) {
+        if stack.contains(&u.name.value) {
             diags.push(
-                Diagnostic::error(TEMPLATE_CYCLE, u.span, format!("template `{}` uses itself", u.value))
+                Diagnostic::error(TEMPLATE_CYCLE, u.name.span, format!("template `{}` uses itself", u.name.value))
                     .with_secondary(t.name.span, "template declared here")
                     .with_help("remove the `use` that closes the cycle"),
             );
             continue;
         }
-        stack.push(u.value.clone());
-        let expanded = expand(&t.body, templates, stack, diags);
+        let instance;
+        let template_body = match &t.raw {
+            None => {
+                if let Some((key, _)) = u.args.first() {
+                    diags.push(
+                        Diagnostic::error(
+                            code::UNKNOWN_PROPERTY,
+                            key.span,
+                            format!("template `{}` has no parameters", t.name.value),
+                        )
+                        .with_secondary(t.name.span, "template declared here")
+                        .with_help(format!(
+                            "remove the arguments, or declare `param \"{}\"` in the template",
+                            key.value
+                        )),
+                    );
+                }
+                &t.body
+            }
+            Some(raw) => {
+                let Some(env) = bind(t, u, diags) else { continue };
+                let (body, found) = netcfg_lang::template::instantiate(raw, &env, u.span);
+                // A string with an undeclared `${NAME}` is reported as that, not as a bad value.
+                let unbound: Vec<Span> = netcfg_lang::template::placeholders(raw)
+                    .into_iter()
+                    .filter(|p| !env.contains_key(p.name.value.as_str()))
+                    .map(|p| p.entry)
+                    .collect();
+                for d in found {
+                    let at = d.primary.span;
+                    if unbound.iter().any(|e| e.file == at.file && e.start <= at.start && at.end <= e.end) {
+                        continue;
+                    }
+                    // What does not depend on the arguments is reported once, not once per use.
+                    let seen = diags
+                        .iter()
+                        .any(|e| e.code.id == d.code.id && e.primary.span == d.primary.span && e.message == d.message);
+                    if !seen {
+                        diags.push(d);
+                    }
+                }
+                instance = body;
+                &instance
+            }
+        };
+        stack.push(u.name.value.clone());
+        let expanded = expand(template_body, templates, stack, diags);
         stack.pop();
         append(&mut out, expanded);
     }
@@ -109,6 +155,90 @@ fn expand(
         out.netns.push(ast::NetnsDecl { name: ns.name.clone(), body: inner, span: ns.span });
     }
     out
+}
+
+/// A template's parameters: unique names, and every `${NAME}` in its body names one.
+fn check_params(t: &ast::TemplateDecl, diags: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for p in &t.params {
+        if let Some(first) = seen.get(p.name.value.as_str()) {
+            diags.push(duplicate("parameter", &p.name, *first));
+        } else {
+            seen.insert(&p.name.value, p.name.span);
+        }
+    }
+    let Some(raw) = &t.raw else { return };
+    for ph in netcfg_lang::template::placeholders(raw) {
+        if !seen.contains_key(ph.name.value.as_str()) {
+            let d = undefined("parameter", &ph.name, seen.keys().copied(), None);
+            let d = match d.help.as_deref() {
+                Some(h) if h.starts_with("declare") => d.with_help(format!(
+                    "declare it in the template: `param \"{}\"`, or write `$${{` for a literal `${{`",
+                    ph.name.value
+                )),
+                _ => d,
+            };
+            diags.push(d);
+        }
+    }
+}
+
+/// The values of a template's parameters at one `use`: the arguments, else the defaults.
+/// `None` (reported) when an argument names no parameter or a parameter has no value.
+fn bind<'t>(
+    t: &'t ast::TemplateDecl,
+    u: &'t ast::UseDecl,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<HashMap<&'t str, netcfg_lang::template::Binding<'t>>> {
+    use netcfg_lang::template::Binding;
+    let mut ok = true;
+    let mut env = HashMap::new();
+    for (key, value) in &u.args {
+        if t.params.iter().any(|p| p.name.value == key.value) {
+            env.insert(key.value.as_str(), Binding { value: &value.value, span: value.span, origin: "given here" });
+            continue;
+        }
+        ok = false;
+        let mut names: Vec<&str> = t.params.iter().map(|p| p.name.value.as_str()).collect();
+        names.dedup();
+        let help = match closest(&key.value, names.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None => format!("`{}` takes: {}", t.name.value, names.join(", ")),
+        };
+        diags.push(
+            Diagnostic::error(
+                code::UNKNOWN_PROPERTY,
+                key.span,
+                format!("template `{}` has no parameter `{}`", t.name.value, key.value),
+            )
+            .with_secondary(t.name.span, "template declared here")
+            .with_help(help),
+        );
+    }
+    for (i, p) in t.params.iter().enumerate() {
+        // A parameter declared twice is reported by `check_params`; the first one counts.
+        if env.contains_key(p.name.value.as_str()) || t.params[..i].iter().any(|q| q.name.value == p.name.value) {
+            continue;
+        }
+        match &p.default {
+            Some(d) => {
+                env.insert(p.name.value.as_str(), Binding { value: &d.value, span: d.span, origin: "default" });
+            }
+            None => {
+                ok = false;
+                diags.push(
+                    Diagnostic::error(
+                        code::MISSING_PROPERTY,
+                        u.span,
+                        format!("template `{}` needs the parameter `{}`", t.name.value, p.name.value),
+                    )
+                    .with_secondary(p.name.span, "parameter declared here")
+                    .with_help(format!("add `{}=…` to the `use`, or give the parameter a `default`", p.name.value)),
+                );
+            }
+        }
+    }
+    ok.then_some(env)
 }
 
 /// `Some(None)` for an absent reference, `Some(Some(x))` for a resolved one, `None` for one
@@ -1189,6 +1319,84 @@ node "w2" { use "worker"; }
         assert_eq!(w2.find_link(crate::ir::NetnsId::HOST, "eth0").unwrap().addresses[0].net.to_string(), "10.0.0.1/24");
         // Every namespace has its loopback.
         assert!(w2.find_link(crate::ir::NetnsId::HOST, "lo").is_some());
+    }
+
+    #[test]
+    fn template_parameters_fill_values_with_their_types() {
+        let f = fleet(
+            r#"
+template "worker" {
+    param "node-ip"
+    param "pod-cidr"
+    param "uplink" default="eth0"
+    param "mtu" default=1500
+    forwarding #true
+    ethernet "${uplink}" mtu="${mtu}" { address "${node-ip}/24"; }
+    bridge "cni0" { address "${pod-cidr}"; }
+    route "default" via="10.0.0.1" comment="cost $$5, literal $${x}"
+}
+template "vlan" {
+    param "id"
+    vlan "eth0.${id}" parent="eth0" id="${id}"
+}
+node "w1" {
+    use "worker" node-ip="10.0.0.11" pod-cidr="10.244.1.1/24" mtu=9000
+    use "vlan" id=10
+    use "vlan" id=20
+}
+node "w2" { use "worker" node-ip="10.0.0.12" pod-cidr="10.244.2.1/24" uplink="ens3"; }
+"#,
+        );
+        let host = crate::ir::NetnsId::HOST;
+        let w1 = &f.nodes[0];
+        let eth0 = w1.find_link(host, "eth0").unwrap();
+        assert_eq!(eth0.addresses[0].net.to_string(), "10.0.0.11/24");
+        assert_eq!(eth0.mtu.as_ref().map(|m| m.value), Some(9000));
+        assert_eq!(w1.find_link(host, "cni0").unwrap().addresses[0].net.to_string(), "10.244.1.1/24");
+        assert!(w1.find_link(host, "eth0.10").is_some() && w1.find_link(host, "eth0.20").is_some());
+        let w2 = &f.nodes[1];
+        let ens3 = w2.find_link(host, "ens3").unwrap();
+        assert_eq!(ens3.addresses[0].net.to_string(), "10.0.0.12/24");
+        assert_eq!(ens3.mtu.as_ref().map(|m| m.value), Some(1500));
+        assert!(w2.find_link(host, "eth0").is_none());
+    }
+
+    #[test]
+    fn template_parameter_errors() {
+        check(
+            r#"
+template "w" {
+    param "ip"
+    param "ip"
+//         ^^ error duplicate-name
+    param "unused" default=1
+    ethernet "eth0" { address "${ip}/24"; }
+//                            ^^^^^^^^^^ error invalid-value
+    ethernet "eth1" { address "${ipp}/24"; }
+//                             ^^^^^^ error undefined-reference
+    ethernet "eth2" mtu="${ip}"
+}
+template "plain" { forwarding #true; }
+node "a" {
+    use "w" ip="10.0.0.1" colour="red"
+//                        ^^^^^^ error unknown-property
+}
+node "b" {
+    use "w"
+//  ^^^^^^^ error missing-property
+}
+node "c" {
+    use "w" ip="10.0.0.999"
+//              ^^^^^^^^^^ error invalid-value
+    use "plain" x=1
+//              ^ error unknown-property
+}
+node "d" {
+    use "w" "plain" ip="10.0.0.1"
+//                  ^^ error invalid-value
+}
+"#,
+        );
     }
 
     #[test]

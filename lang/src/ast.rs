@@ -19,7 +19,28 @@ pub struct Spec {
 #[derive(Clone, Debug)]
 pub struct TemplateDecl {
     pub name: Name,
+    /// The typed body; empty for a template with parameters, whose body is read at each use.
     pub body: NsBody,
+    /// `param "NAME" [default=VALUE]`, in order.
+    pub params: Vec<ParamDecl>,
+    /// The template's KDL, kept when it has parameters (see `template.rs`).
+    pub raw: Option<std::sync::Arc<crate::template::RawTemplate>>,
+    pub span: Span,
+}
+
+/// `param "NAME" [default=VALUE]` in a template.
+#[derive(Clone, Debug)]
+pub struct ParamDecl {
+    pub name: Name,
+    pub default: Option<Spanned<crate::template::ParamValue>>,
+    pub span: Span,
+}
+
+/// `use "NAME" [KEY=VALUE...]`: one template pulled into a body, with its arguments.
+#[derive(Clone, Debug)]
+pub struct UseDecl {
+    pub name: Name,
+    pub args: Vec<(Name, Spanned<crate::template::ParamValue>)>,
     pub span: Span,
 }
 
@@ -41,7 +62,7 @@ pub struct NetnsDecl {
 /// The body of a node (its host namespace), of a `netns`, or of a `template`.
 #[derive(Clone, Debug, Default)]
 pub struct NsBody {
-    pub uses: Vec<Name>,
+    pub uses: Vec<UseDecl>,
     pub links: Vec<LinkDecl>,
     /// Names of links written here that could not be built (a `veth` without `peer`, a `vxlan`
     /// without `vni`...): already reported, so references to them are not reported again.

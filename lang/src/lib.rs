@@ -14,6 +14,7 @@ pub mod parse;
 mod reader;
 pub mod source;
 pub mod suppress;
+pub mod template;
 pub mod value;
 
 pub use code::Code;

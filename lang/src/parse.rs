@@ -91,9 +91,20 @@ impl Parsed {
                     }
                     "template" => {
                         let name = name_arg(&mut cx, &mut r, "a template name");
-                        let body = parse_body(&mut cx, &mut r, BodyKind::Template);
+                        let params = parse_params(&mut cx, node);
+                        let (body, raw) = if node.child_nodes().iter().any(|c| c.name.value == "param") {
+                            // Read at each `use`, with the arguments in place (template.rs).
+                            r.all_children();
+                            let raw = crate::template::RawTemplate {
+                                node: crate::template::to_owned(node),
+                                dir: cx.dir.clone(),
+                            };
+                            (NsBody::default(), Some(std::sync::Arc::new(raw)))
+                        } else {
+                            (parse_body(&mut cx, &mut r, BodyKind::Template), None)
+                        };
                         if let Some(name) = name {
-                            self.spec.templates.push(TemplateDecl { name, body, span: r.span });
+                            self.spec.templates.push(TemplateDecl { name, body, params, raw, span: r.span });
                         }
                     }
                     "include" => {
@@ -215,6 +226,26 @@ enum BodyKind {
     Template,
 }
 
+/// The body of a template with parameters, read again at a `use` (see `template.rs`).
+pub(crate) fn parse_template_body(cx: &mut Cx, r: &mut Reader) -> NsBody {
+    parse_body(cx, r, BodyKind::Template)
+}
+
+/// `param "NAME" [default=VALUE]` children of a template.
+fn parse_params(cx: &mut Cx, template: &KdlNode) -> Vec<ParamDecl> {
+    let mut out = Vec::new();
+    for child in template.child_nodes().iter().filter(|c| c.name.value == "param") {
+        let mut c = Reader::new(cx, child);
+        let name = name_arg(cx, &mut c, "a parameter name");
+        let default = c.prop(cx, "default").map(|v| Spanned::new(crate::template::owned_value(v.value), v.inner));
+        c.finish(cx);
+        if let Some(name) = name {
+            out.push(ParamDecl { name, default, span: child.span });
+        }
+    }
+    out
+}
+
 fn name_arg(cx: &mut Cx, r: &mut Reader, what: &str) -> Option<Spanned<String>> {
     r.arg(cx, 0, what).and_then(|v| v.parse(cx, "name", parse_name))
 }
@@ -227,16 +258,36 @@ fn link_name(cx: &mut Cx, v: Option<Val>) -> Option<Spanned<String>> {
 fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
     let mut body = NsBody::default();
     for child in r.all_children() {
+        if kind == BodyKind::Template && child.name.value == "param" {
+            continue; // read by `parse_params`
+        }
         let mut c = Reader::new(cx, child);
         match c.keyword() {
             "use" => {
-                for v in c.rest_args(0) {
-                    if let Some(n) = v.parse(cx, "template name", parse_name) {
-                        body.uses.push(n);
-                    }
-                }
-                if body.uses.is_empty() {
+                let names = c.rest_args(0);
+                if names.is_empty() {
                     c.arg(cx, 0, "a template name");
+                }
+                let mut args = Vec::new();
+                for (key, key_span, v) in c.rest_props() {
+                    if names.len() > 1 {
+                        cx.error(code::INVALID_VALUE, key_span, "template arguments need a `use` of one template")
+                            .help = Some("write one `use` per template: `use \"NAME\" KEY=VALUE`".into());
+                        args.push((Spanned::new(key.to_string(), key_span), Spanned::new(KdlValue::Null, v.span)));
+                        break;
+                    }
+                    args.push((
+                        Spanned::new(key.to_string(), key_span),
+                        Spanned::new(crate::template::owned_value(v.value), v.inner),
+                    ));
+                }
+                if names.len() > 1 && !args.is_empty() {
+                    continue; // reported above; which template the arguments were for is unknown
+                }
+                for v in names {
+                    if let Some(name) = v.parse(cx, "template name", parse_name) {
+                        body.uses.push(UseDecl { name, args: args.clone(), span: c.head_span() });
+                    }
                 }
             }
             k if LINK_KEYWORDS.contains(&k) => match parse_link(cx, &mut c) {

@@ -238,6 +238,16 @@ impl<'n> Reader<'n> {
         self.args.iter().skip(from).copied().collect()
     }
 
+    /// Every property not read yet, in order, marked as read (the arguments of a `use`).
+    pub fn rest_props(&mut self) -> Vec<(&'n str, Span, Val<'n>)> {
+        let mut out = Vec::new();
+        for p in self.props.iter_mut().filter(|p| !p.3) {
+            p.3 = true;
+            out.push((p.0, p.1, p.2));
+        }
+        out
+    }
+
     /// A property `key=value`, or an attribute child `key value` (both forms are accepted).
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
