@@ -2,30 +2,10 @@
 //! network namespace the test creates (`--netns-root`): convergence, drift, `--confirm`,
 //! the lock, and SIGKILL at random points followed by a plain apply that converges.
 
+use netcfg_testkit::{require_root, sh};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-}
-
-fn require_root(test: &str) -> bool {
-    let tools = ["nft", "ip"].iter().all(|t| Command::new(t).arg("-V").output().is_ok_and(|o| o.status.success()));
-    if is_root() && tools {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI must run as root with nft and ip");
-    eprintln!("skipping {test}: needs root, nft and ip");
-    false
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
@@ -103,12 +83,7 @@ fn spec(path: &std::path::Path, pods: usize, routes: usize) {
 }
 
 fn netcfg(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netcfg")).args(args).env("NO_COLOR", "1").output().expect("netcfg runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    netcfg_testkit::netcfg(env!("CARGO_BIN_EXE_netcfg"), args).into()
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -275,13 +250,30 @@ fn two_applies_on_one_node_do_not_interleave() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Wait (with a deadline) until apply says it is waiting for the lock: only then does "it
+    // has not changed anything yet" say something.
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (mut pipe, stderr) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                stderr.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let waiting = netcfg_testkit::wait_until(Duration::from_secs(60), || {
+        stderr.lock().unwrap().contains("holds the lock of the node")
+    });
+    assert!(waiting, "apply never reported the held lock: {}", stderr.lock().unwrap());
     assert!(child.try_wait().unwrap().is_none(), "apply ran while another held the node's lock");
     assert!(!node.ip("@host", &["link"]).contains("br0"), "apply changed the node while locked out");
     drop(lock);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the lock of the node"), "{out:?}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", stderr.lock().unwrap());
+    assert!(node.ip("@host", &["link"]).contains("br0"), "apply did not run once the lock was free");
     let _ = std::fs::remove_file(file);
 }
 

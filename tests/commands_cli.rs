@@ -1,21 +1,12 @@
 //! The CLI around the commands: help examples, shell completions, man pages, and the node
 //! chosen by host name when `--node` is omitted (in a UTS namespace the test creates).
 
+use netcfg_testkit::is_root;
 use std::path::PathBuf;
 use std::process::Command;
 
 fn netcfg(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netcfg")).args(args).env("NO_COLOR", "1").output().expect("runs");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8(out.stdout).expect("UTF-8"),
-        String::from_utf8(out.stderr).expect("UTF-8"),
-    )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+    netcfg_testkit::netcfg(env!("CARGO_BIN_EXE_netcfg"), args).into()
 }
 
 #[test]

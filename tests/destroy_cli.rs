@@ -3,27 +3,12 @@
 //! netcfg owns (its links, routes, table and created namespaces) and a second run has nothing
 //! to do.
 
+use netcfg_testkit::{is_root, sh};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn netcfg(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netcfg")).args(args).env("NO_COLOR", "1").output().expect("netcfg runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    netcfg_testkit::netcfg(env!("CARGO_BIN_EXE_netcfg"), args).into()
 }
 
 /// The node's namespace, its `ROOT-*` namespaces and a LAN namespace, deleted on drop (also on

@@ -4,10 +4,7 @@
 //! after `apply`), with real TCP traffic through the pod's redirect. The library-level versions
 //! of all four incidents are `backends/tests/incidents.rs`.
 
-#[path = "../backends/tests/common/mod.rs"]
-mod common;
-
-use common::{connect_in, require_root, serve_in, sh, Conn, NodeRoot};
+use netcfg_testkit::{connect_in, require_root, serve_in, sh, Conn, NodeRoot};
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -4,24 +4,13 @@
 //! `UPDATE_GOLDEN=1 cargo test --test trace_cli` rewrites the goldens.
 
 use std::path::Path;
-use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn netcfg(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netcfg"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("netcfg runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    netcfg_testkit::netcfg_in(env!("CARGO_BIN_EXE_netcfg"), Some(root()), args).into()
 }
 
 #[track_caller]
