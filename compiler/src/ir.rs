@@ -122,12 +122,12 @@ impl Netns {
         self.name.as_ref().map(|n| n.value.as_str()).unwrap_or("@host")
     }
 
-    pub fn sysctl(&self, path: &str) -> Option<&Sysctl> {
-        self.sysctls.get(&SysctlPath(path.to_string()))
+    pub fn sysctl(&self, path: &SysctlPath) -> Option<&Sysctl> {
+        self.sysctls.get(path)
     }
 
     /// The integer value of a sysctl this namespace sets.
-    pub fn sysctl_int(&self, path: &str) -> Option<i64> {
+    pub fn sysctl_int(&self, path: &SysctlPath) -> Option<i64> {
         match &self.sysctl(path)?.value {
             SysctlValue::Int(i) => Some(*i),
             SysctlValue::Str(s) => s.trim().parse().ok(),

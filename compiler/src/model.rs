@@ -6,6 +6,7 @@
 use crate::ir::*;
 use ipnet::IpNet;
 use netcfg_lang::ast::{Family, RouteScope, RouteType, RpFilter};
+use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::Spanned;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -458,8 +459,8 @@ impl<'f> Model<'f> {
     pub fn rp_filter(&self, l: LinkRef) -> Option<RpFilter> {
         let link = self.link(l);
         let ns = self.node(l.node).netns(link.netns);
-        let all = ns.sysctl_int("net.ipv4.conf.all.rp_filter");
-        let dev = ns.sysctl_int(&format!("net.ipv4.conf.{}.rp_filter", link.name.value));
+        let all = ns.sysctl_int(&SysctlPath::rp_filter(ConfScope::All));
+        let dev = ns.sysctl_int(&SysctlPath::rp_filter(ConfScope::Link(&link.name.value)));
         let v = match (all, dev) {
             (None, None) => return None,
             (a, d) => a.unwrap_or(0).max(d.unwrap_or(0)),
@@ -474,11 +475,7 @@ impl<'f> Model<'f> {
     /// Whether a namespace forwards packets of a family (kernel default: off).
     pub fn forwarding(&self, ns: NetnsRef, family: Family) -> bool {
         let n = self.node(ns.node).netns(ns.netns);
-        let v = match family {
-            Family::Ipv4 => n.sysctl_int("net.ipv4.ip_forward"),
-            Family::Ipv6 => n.sysctl_int("net.ipv6.conf.all.forwarding"),
-        };
-        v.unwrap_or(0) != 0
+        n.sysctl_int(&SysctlPath::forwarding(family)).unwrap_or(0) != 0
     }
 
     /// Whether bridged IPv4 traffic on `bridge` passes through the L3 netfilter hooks:
@@ -487,7 +484,7 @@ impl<'f> Model<'f> {
         let link = self.link(bridge);
         let ns = self.node(bridge.node).netns(link.netns);
         let per_bridge = matches!(&link.kind, LinkKind::Bridge { netfilter: Some(n), .. } if n.value);
-        per_bridge || ns.sysctl_int("net.bridge.bridge-nf-call-iptables").unwrap_or(0) != 0
+        per_bridge || ns.sysctl_int(&SysctlPath::bridge_nf_call(Family::Ipv4)).unwrap_or(0) != 0
     }
 
     /// The bridge a link is a port of, following a veth to its peer (`pod eth0 -> vethX -> cni0`).

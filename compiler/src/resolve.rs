@@ -976,38 +976,38 @@ impl<'d> NodeBuilder<'d> {
 
     /// Explicit sysctls plus the first-class ones; two different values for one path conflict.
     fn sysctls(&mut self, ns: NetnsId, b: &NsBody) {
-        let mut set: Vec<(String, SysctlValue, Span)> = Vec::new();
+        use ast::Family::{Ipv4, Ipv6};
+        use netcfg_lang::value::ConfScope;
+        let mut set: Vec<(SysctlPath, SysctlValue, Span)> = Vec::new();
         for f in &b.forwarding {
             if let Some(v4) = &f.ipv4 {
-                set.push(("net.ipv4.ip_forward".into(), SysctlValue::Int(v4.value.into()), v4.span));
+                set.push((SysctlPath::forwarding(Ipv4), SysctlValue::Int(v4.value.into()), v4.span));
             }
             if let Some(v6) = &f.ipv6 {
-                set.push(("net.ipv6.conf.all.forwarding".into(), SysctlValue::Int(v6.value.into()), v6.span));
+                set.push((SysctlPath::forwarding(Ipv6), SysctlValue::Int(v6.value.into()), v6.span));
             }
         }
         if let Some(rp) = &b.rp_filter {
-            set.push(("net.ipv4.conf.all.rp_filter".into(), SysctlValue::Int(rp.value.sysctl_value().into()), rp.span));
+            let value = SysctlValue::Int(rp.value.sysctl_value().into());
+            set.push((SysctlPath::rp_filter(ConfScope::All), value, rp.span));
         }
         if let Some(bn) = &b.bridge_netfilter {
-            for fam in ["iptables", "ip6tables"] {
-                set.push((format!("net.bridge.bridge-nf-call-{fam}"), SysctlValue::Int(bn.value.into()), bn.span));
+            for fam in [Ipv4, Ipv6] {
+                set.push((SysctlPath::bridge_nf_call(fam), SysctlValue::Int(bn.value.into()), bn.span));
             }
         }
         let links: Vec<(String, Spanned<ast::RpFilter>)> =
             self.node.links_in(ns).filter_map(|l| l.rp_filter.clone().map(|rp| (l.name.value.clone(), rp))).collect();
         for (name, rp) in links {
-            set.push((
-                format!("net.ipv4.conf.{name}.rp_filter"),
-                SysctlValue::Int(rp.value.sysctl_value().into()),
-                rp.span,
-            ));
+            let value = SysctlValue::Int(rp.value.sysctl_value().into());
+            set.push((SysctlPath::rp_filter(ConfScope::Link(&name)), value, rp.span));
         }
         for s in &b.sysctls {
-            set.push((s.path.value.0.clone(), s.value.value.clone(), s.span));
+            set.push((s.path.value.clone(), s.value.value.clone(), s.span));
         }
         let map = &mut self.node.namespaces[ns.0 as usize].sysctls;
         for (path, value, span) in set {
-            match map.get(&SysctlPath(path.clone())) {
+            match map.get(&path) {
                 Some(prev) if prev.value != value => self.diags.push(
                     Diagnostic::error(
                         CONFLICTING_SYSCTL,
@@ -1019,7 +1019,7 @@ impl<'d> NodeBuilder<'d> {
                 ),
                 Some(_) => {}
                 None => {
-                    map.insert(SysctlPath(path), Sysctl { value, span });
+                    map.insert(path, Sysctl { value, span });
                 }
             }
         }
@@ -1313,8 +1313,16 @@ node "w2" { use "worker"; }
         let eth0 = w1.find_link(crate::ir::NetnsId::HOST, "eth0").unwrap();
         assert_eq!(eth0.addresses[0].net.to_string(), "10.0.0.11/24");
         assert!(w1.find_link(crate::ir::NetnsId::HOST, "cni0").is_some());
-        assert_eq!(w1.netns(crate::ir::NetnsId::HOST).sysctl_int("net.ipv4.ip_forward"), Some(1));
-        assert_eq!(w1.netns(crate::ir::NetnsId::HOST).sysctl_int("net.ipv4.tcp_syncookies"), Some(1));
+        assert_eq!(
+            w1.netns(crate::ir::NetnsId::HOST)
+                .sysctl_int(&netcfg_lang::value::SysctlPath::forwarding(netcfg_lang::ast::Family::Ipv4)),
+            Some(1)
+        );
+        assert_eq!(
+            w1.netns(crate::ir::NetnsId::HOST)
+                .sysctl_int(&netcfg_lang::value::SysctlPath("net.ipv4.tcp_syncookies".into())),
+            Some(1)
+        );
         let w2 = &f.nodes[1];
         assert_eq!(w2.find_link(crate::ir::NetnsId::HOST, "eth0").unwrap().addresses[0].net.to_string(), "10.0.0.1/24");
         // Every namespace has its loopback.

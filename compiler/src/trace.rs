@@ -17,6 +17,7 @@
 use crate::ir::*;
 use crate::model::{Fib, FibEntry, FibSource, LinkRef, Lookup, Model, NetnsRef};
 use netcfg_lang::ast::{ConnState, Family, Proto, RouteType, RpFilter};
+use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::Span;
 use std::net::IpAddr;
 
@@ -658,12 +659,9 @@ impl<'m, 'f> Tracer<'m, 'f> {
             RouteDecision::Unicast { dev, next_hop, .. } => {
                 let fam = w.packet.family();
                 if !self.model.forwarding(ns, fam) {
-                    let key = match fam {
-                        Family::Ipv4 => "net.ipv4.ip_forward",
-                        Family::Ipv6 => "net.ipv6.conf.all.forwarding",
-                    };
                     let netns = self.model.node(ns.node).netns(ns.netns);
-                    let span = netns.sysctl(key).map(|s| s.span);
+                    let key = SysctlPath::forwarding(fam);
+                    let span = netns.sysctl(&key).map(|s| s.span);
                     return self.drop(
                         w,
                         ns,
@@ -795,14 +793,14 @@ impl<'m, 'f> Tracer<'m, 'f> {
         l.rp_filter
             .as_ref()
             .map(|r| r.span)
-            .or_else(|| netns.sysctl(&format!("net.ipv4.conf.{}.rp_filter", l.name.value)).map(|s| s.span))
-            .or_else(|| netns.sysctl("net.ipv4.conf.all.rp_filter").map(|s| s.span))
+            .or_else(|| netns.sysctl(&SysctlPath::rp_filter(ConfScope::Link(&l.name.value))).map(|s| s.span))
+            .or_else(|| netns.sysctl(&SysctlPath::rp_filter(ConfScope::All)).map(|s| s.span))
     }
 
     fn route_localnet(&self, ns: NetnsRef, link: LinkRef) -> bool {
         let netns = self.model.node(ns.node).netns(ns.netns);
-        let dev = format!("net.ipv4.conf.{}.route_localnet", self.model.link(link).name.value);
-        netns.sysctl_int("net.ipv4.conf.all.route_localnet").unwrap_or(0) == 1
+        let dev = SysctlPath::route_localnet(ConfScope::Link(&self.model.link(link).name.value));
+        netns.sysctl_int(&SysctlPath::route_localnet(ConfScope::All)).unwrap_or(0) == 1
             || netns.sysctl_int(&dev).unwrap_or(0) == 1
     }
 

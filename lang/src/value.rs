@@ -408,30 +408,74 @@ impl fmt::Display for SysctlPath {
     }
 }
 
+/// Which links a per-link sysctl (`net.ipv{4,6}.conf.SCOPE.key`) is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfScope<'a> {
+    /// `all`: every link (for some keys, combined with each link's own value).
+    All,
+    /// One link by name.
+    Link(&'a str),
+}
+
+/// The sysctls netcfg itself sets or reasons about, each spelled here once.
 impl SysctlPath {
+    /// IPv4 (`net.ipv4.ip_forward`) or IPv6 (`net.ipv6.conf.all.forwarding`) forwarding.
+    pub fn forwarding(family: crate::ast::Family) -> SysctlPath {
+        match family {
+            crate::ast::Family::Ipv4 => SysctlPath("net.ipv4.ip_forward".into()),
+            crate::ast::Family::Ipv6 => SysctlPath::conf("ipv6", ConfScope::All, "forwarding"),
+        }
+    }
+
+    /// Reverse-path filtering (IPv4 only: the kernel has no IPv6 `rp_filter`).
+    pub fn rp_filter(scope: ConfScope) -> SysctlPath {
+        SysctlPath::conf("ipv4", scope, "rp_filter")
+    }
+
+    /// Whether 127.0.0.0/8 may be routed to and from a link.
+    pub fn route_localnet(scope: ConfScope) -> SysctlPath {
+        SysctlPath::conf("ipv4", scope, "route_localnet")
+    }
+
+    /// Whether bridged IPv4 (`bridge-nf-call-iptables`) or IPv6 (`…-ip6tables`) frames pass the
+    /// IP netfilter hooks.
+    pub fn bridge_nf_call(family: crate::ast::Family) -> SysctlPath {
+        match family {
+            crate::ast::Family::Ipv4 => SysctlPath("net.bridge.bridge-nf-call-iptables".into()),
+            crate::ast::Family::Ipv6 => SysctlPath("net.bridge.bridge-nf-call-ip6tables".into()),
+        }
+    }
+
+    fn conf(family: &str, scope: ConfScope, key: &str) -> SysctlPath {
+        let scope = match scope {
+            ConfScope::All => "all",
+            ConfScope::Link(name) => name,
+        };
+        SysctlPath(format!("net.{family}.conf.{scope}.{key}"))
+    }
+
+    /// `net.ipv{4,6}.{conf,neigh}.SCOPE.key` split into its family, group, scope (`all`,
+    /// `default` or an interface name, which may itself contain dots) and key.
+    fn per_interface(&self) -> Option<(&str, &str, &str, &str)> {
+        let rest = self.0.strip_prefix("net.")?;
+        let (family, rest) = rest.split_once('.')?;
+        let (group, rest) = rest.split_once('.')?;
+        let (scope, key) = rest.rsplit_once('.')?;
+        (matches!(family, "ipv4" | "ipv6") && matches!(group, "conf" | "neigh")).then_some((family, group, scope, key))
+    }
+
     /// The interface a per-interface sysctl is about (`net.ipv{4,6}.{conf,neigh}.IFACE.key`),
     /// `None` for namespace-wide ones and for `all` and `default`.
     pub fn interface(&self) -> Option<&str> {
-        let rest = ["net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.neigh.", "net.ipv6.neigh."]
-            .iter()
-            .find_map(|p| self.0.strip_prefix(p))?;
-        let (iface, _) = rest.rsplit_once('.')?;
-        (!matches!(iface, "all" | "default")).then_some(iface)
+        let (_, _, scope, _) = self.per_interface()?;
+        (!matches!(scope, "all" | "default")).then_some(scope)
     }
 
-    /// The file under `/proc/sys` (dots become slashes; the interface segment of
-    /// `net.ipv{4,6}.conf.IFACE.key` may itself contain dots and keeps them).
+    /// The file under `/proc/sys` (dots become slashes; the interface segment keeps its dots).
     pub fn proc_path(&self) -> String {
-        let parts: Vec<&str> = self.0.split('.').collect();
-        if parts.len() > 4
-            && parts[0] == "net"
-            && (parts[1] == "ipv4" || parts[1] == "ipv6")
-            && (parts[2] == "conf" || parts[2] == "neigh")
-        {
-            let iface = parts[3..parts.len() - 1].join(".");
-            format!("/proc/sys/net/{}/{}/{}/{}", parts[1], parts[2], iface, parts[parts.len() - 1])
-        } else {
-            format!("/proc/sys/{}", parts.join("/"))
+        match self.per_interface() {
+            Some((family, group, scope, key)) => format!("/proc/sys/net/{family}/{group}/{scope}/{key}"),
+            None => format!("/proc/sys/{}", self.0.replace('.', "/")),
         }
     }
 }

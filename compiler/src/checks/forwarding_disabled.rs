@@ -98,13 +98,6 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     forward_rules(model, diags);
 }
 
-fn sysctl_path(family: Family) -> &'static str {
-    match family {
-        Family::Ipv4 => "net.ipv4.ip_forward",
-        Family::Ipv6 => "net.ipv6.conf.all.forwarding",
-    }
-}
-
 /// "node `n`" or "namespace `x` of node `n`", for messages.
 fn place(model: &Model, ns: NetnsRef) -> String {
     model.node(ns.node).describe_netns(ns.netns)
@@ -126,7 +119,7 @@ fn with_place(model: &Model, ns: NetnsRef, family: Family, d: Diagnostic) -> Dia
     let (name_span, target) = target(model, ns);
     let fam = family.name();
     let mut d = d.with_secondary(name_span, format!("{fam} forwarding is off in this namespace"));
-    match netns.sysctl(sysctl_path(family)) {
+    match netns.sysctl(&netcfg_lang::value::SysctlPath::forwarding(family)) {
         Some(explicit) => {
             d = d.with_secondary(explicit.span, format!("{fam} forwarding is turned off here"));
             d.with_help(format!("set `forwarding #true` in {target} instead of turning it off"))
