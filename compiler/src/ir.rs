@@ -119,7 +119,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn display_name(&self) -> &str {
-        self.name.as_ref().map(|n| n.value.as_str()).unwrap_or("@host")
+        self.name.as_ref().map(|n| n.value.as_str()).unwrap_or(netcfg_lang::ast::NetnsName::HOST)
     }
 
     pub fn sysctl(&self, path: &SysctlPath) -> Option<&Sysctl> {

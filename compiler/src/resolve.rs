@@ -464,11 +464,11 @@ impl<'d> NodeBuilder<'d> {
         self.link_index.get(&(ns, name.to_string())).map(|id| self.node.link(*id))
     }
 
-    fn netns_by_name(&self, name: &Spanned<String>) -> Option<NetnsId> {
-        if name.value == "@host" {
-            return Some(NetnsId::HOST);
+    fn netns_by_name(&self, name: &Spanned<ast::NetnsName>) -> Option<NetnsId> {
+        match &name.value {
+            ast::NetnsName::Host => Some(NetnsId::HOST),
+            ast::NetnsName::Named(n) => self.node.find_netns(n).map(|n| n.id),
         }
-        self.node.find_netns(&name.value).map(|n| n.id)
     }
 
     /// Gives a link (and a veth's peer) an id; reports duplicate names in one namespace.
@@ -502,8 +502,8 @@ impl<'d> NodeBuilder<'d> {
                             .collect();
                         self.diags.push(undefined(
                             "namespace",
-                            n,
-                            names.iter().map(|s| s.as_str()).chain(["@host"]),
+                            &Spanned::new(n.value.as_str().to_string(), n.span),
+                            names.iter().map(|s| s.as_str()).chain([ast::NetnsName::HOST]),
                             None,
                         ));
                     }
@@ -562,18 +562,10 @@ impl<'d> NodeBuilder<'d> {
         if self.unbuilt.iter().any(|(n, l)| *n == ns && *l == name.value) {
             return None;
         }
-        let elsewhere = self
-            .node
-            .links
-            .iter()
-            .find(|l| l.name.value == name.value)
-            .map(|l| self.node.netns(l.netns).display_name().to_string())
-            .map(|n| {
-                if n == "@host" {
-                    "the node's host namespace (`@host`)".to_string()
-                } else {
-                    format!("namespace `{n}`")
-                }
+        let elsewhere =
+            self.node.links.iter().find(|l| l.name.value == name.value).map(|l| match &self.node.netns(l.netns).name {
+                None => format!("the node's host namespace (`{}`)", ast::NetnsName::HOST),
+                Some(n) => format!("namespace `{}`", n.value),
             });
         let candidates: Vec<String> = self.node.links_in(ns).map(|l| l.name.value.clone()).collect();
         self.diags.push(undefined("link", name, candidates.iter().map(|s| s.as_str()), elsewhere));

@@ -9,6 +9,34 @@ use std::net::IpAddr;
 
 pub type Name = Spanned<String>;
 
+/// A namespace as a reference names it: the node's own (`@host`) or a declared `netns`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NetnsName {
+    Host,
+    Named(String),
+}
+
+impl NetnsName {
+    /// How the node's own namespace is written in a spec and shown in plans and findings.
+    pub const HOST: &'static str = "@host";
+
+    /// `@host` or a namespace name (not checked: see `value::parse_name`).
+    pub fn parse(text: &str) -> NetnsName {
+        if text == NetnsName::HOST {
+            NetnsName::Host
+        } else {
+            NetnsName::Named(text.to_string())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            NetnsName::Host => NetnsName::HOST,
+            NetnsName::Named(n) => n,
+        }
+    }
+}
+
 /// Everything read from the entry file and the files it includes.
 #[derive(Clone, Debug, Default)]
 pub struct Spec {
@@ -192,8 +220,8 @@ pub enum LinkKindDecl {
     },
     Veth {
         peer: Box<LinkDecl>,
-        /// Namespace of the peer; `None` means the veth's own namespace, `@host` the node's.
-        peer_netns: Option<Name>,
+        /// Namespace of the peer; `None` means the veth's own namespace.
+        peer_netns: Option<Spanned<NetnsName>>,
     },
     /// The far end of a veth, declared inside its `veth`.
     VethPeer,

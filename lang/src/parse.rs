@@ -322,6 +322,7 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     if name.value == "host" {
                         cx.error(code::INVALID_VALUE, name.span, "`host` is reserved for the node's own namespace")
                             .help = Some("pick another name; refer to the node's namespace as `@host`".into());
+                        // NetnsName::HOST
                     }
                     let inner = parse_body(cx, &mut c, BodyKind::Netns);
                     body.netns.push(NetnsDecl { name, body: inner, span: c.span });
@@ -471,10 +472,10 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
             let mut p = Reader::new(cx, first);
             let peer_netns = p.prop(cx, "netns").and_then(|v| {
                 let s = v.string(cx, "netns")?;
-                if s.value == "@host" {
-                    Some(s)
+                if s.value == NetnsName::HOST {
+                    Some(s.map(|_| NetnsName::Host))
                 } else {
-                    v.parse(cx, "namespace name", parse_name)
+                    v.parse(cx, "namespace name", parse_name).map(|n| n.map(NetnsName::Named))
                 }
             });
             let peer = parse_link(cx, &mut p);

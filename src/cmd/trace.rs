@@ -109,7 +109,7 @@ pub fn run(args: Args) -> ExitStatus {
     };
     let netns = match &args.netns {
         None => node.namespaces.first().map(|n| n.id),
-        Some(name) if name == "@host" => node.namespaces.first().map(|n| n.id),
+        Some(name) if name == netcfg_lang::ast::NetnsName::HOST => node.namespaces.first().map(|n| n.id),
         Some(name) => node.find_netns(name).map(|n| n.id),
     };
     let Some(netns) = netns else {

@@ -23,7 +23,7 @@ pub const NETCFG_PROTO: u8 = 110;
 
 /// The name of a namespace inside a node: `@host` or the `netns` name of the spec.
 pub type NsName = String;
-pub const HOST: &str = "@host";
+pub const HOST: &str = netcfg_lang::ast::NetnsName::HOST;
 
 /// A link in some namespace of the node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
