@@ -12,16 +12,8 @@
 //! The same address on separate segments is fine: every ECS host has `169.254.172.1` on its own
 //! `ecs-bridge`. The implicit loopback addresses never count.
 //!
-//! **Why is this bad.** On one segment both hosts answer ARP / neighbour solicitation for the
-//! address, and traffic goes to whichever answered last, intermittently. Inside one namespace
-//! the kernel has a single local route for the address, so the second claim is at best dead
-//! configuration and at worst the wrong source address on one link.
-//!
-//! **Example.**
-//! ```kdl
-//! node "a" { ethernet "eth0" { address "10.0.0.5/24"; }; }
-//! node "b" { ethernet "eth0" { address "10.0.0.5/24"; }; }   // same LAN, same address
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `duplicate-address` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::model::{AddrRef, Model, NetnsRef, SegmentId};

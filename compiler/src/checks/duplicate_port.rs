@@ -8,18 +8,8 @@
 //! reports a later `service` with the same VIP, port and protocol as an earlier one.
 //! Different namespaces may reuse ports: two tasks on one host may both listen on 80.
 //!
-//! **Why is this bad.** The containers of a task share one network namespace, so the second
-//! process to bind the port fails with `EADDRINUSE` and the task crashes or restarts in a loop.
-//! Two services on one VIP and port compile to one map key: one of them silently never gets
-//! traffic.
-//!
-//! **Example.**
-//! ```kdl
-//! netns "task-1" {
-//!     listen "nginx" port=80
-//!     listen "sidecar" port=80 address="127.0.0.1"   // nginx already holds every address
-//! }
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `duplicate-port` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{Listener, Netns, Service};

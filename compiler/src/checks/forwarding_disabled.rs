@@ -17,20 +17,8 @@
 //! One finding per namespace, family and reason: fifty pods routing through one host that does
 //! not forward give one finding, on the first pod route, counting the others.
 //!
-//! **Why is this bad.** With forwarding off the kernel drops every packet it would have to route
-//! to another host: NAT gateways, service load balancers and pod gateways silently black-hole
-//! traffic, while the addresses and routes all look right.
-//!
-//! **Example.**
-//! ```kdl
-//! node "gw" {
-//!     ethernet "eth0" { address "203.0.113.2/24"; }
-//!     bridge "br0" { address "10.0.0.1/24"; }
-//!     route "default" via="203.0.113.1" dev="eth0"
-//!     masquerade from="10.0.0.0/24" out="eth0"   // needs IPv4 forwarding
-//! }
-//! ```
-//! Fix: `forwarding #true` in the node.
+//! Why it matters, an example and the fix: spec.md, Checks › `forwarding-disabled` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};

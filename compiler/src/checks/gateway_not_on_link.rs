@@ -19,20 +19,8 @@
 //! lookup above decides (the kernel falls back to the ordinary lookup, `fib_lookup`, and
 //! connected routes live in main).
 //!
-//! **Why is this bad.** The kernel refuses the route, so `apply` fails halfway through a node,
-//! after earlier operations took effect. A common way to get here is an address declared with
-//! `prefix-route=#false` (no connected route) and a route via a neighbour in its subnet.
-//!
-//! **Example.**
-//! ```kdl
-//! netns "task-1" {
-//!     veth "ecs-eth0" { address "169.254.172.15/22" prefix-route=#false; peer "veth-t1" netns="@host"; }
-//!     route "169.254.170.2/32" via="169.254.172.1" dev="ecs-eth0"
-//! }
-//! ```
-//! Fix: a link-scope route `route "169.254.172.1/32" dev="ecs-eth0"`, or `onlink=#true`.
-//!
-//! [`Fib::lookup_gateway`]: crate::model::Fib::lookup_gateway
+//! Why it matters, an example and the fix: spec.md, Checks › `gateway-not-on-link` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{Address, Link, LinkId, Netns, Node, Route, MAIN_TABLE};

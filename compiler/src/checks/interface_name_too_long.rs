@@ -2,14 +2,8 @@
 //!
 //! **What it does.** Flags every link (veth peers included) whose name is over 15 bytes.
 //!
-//! **Why is this bad.** `IFNAMSIZ` is 16 including the terminating NUL; the kernel refuses the
-//! name at apply time (`ip link add` fails with "name too long"), after part of the node may
-//! already have been configured. Generated names (`veth-<task-id>`) hit this often.
-//!
-//! **Example.**
-//! ```kdl
-//! node "n" { bridge "kubernetes-pods0" }   // 16 bytes
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `interface-name-too-long` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::model::Model;

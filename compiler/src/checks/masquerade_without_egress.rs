@@ -13,21 +13,8 @@
 //!   leaves by the default route's link: traffic from the LAN to the internet leaves
 //!   unrewritten. A LAN masquerade next to the uplink one is hairpin NAT and stays quiet.
 //!
-//! **Why is this bad.** Source NAT decides what the rest of the network sees. Without an address
-//! to masquerade to, the kernel drops the packets; on a link nothing is routed by, the rule is
-//! dead weight that looks like working NAT; without `out`, pods talking to each other see the
-//! gateway's address instead of the peer's (flannel's `--ip-masq` exists to avoid exactly this).
-//!
-//! **Example.**
-//! ```kdl
-//! node "gw" {
-//!     ethernet "eth0" { address "203.0.113.2/24"; }
-//!     bridge "cni0" { address "10.244.1.1/24"; }
-//!     route "default" via="203.0.113.1" dev="eth0"
-//!     masquerade from="10.244.0.0/16"   // also rewrites pod-to-pod traffic on cni0
-//! }
-//! ```
-//! Fix: `masquerade from="10.244.0.0/16" out="eth0"`.
+//! Why it matters, an example and the fix: spec.md, Checks › `masquerade-without-egress` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};

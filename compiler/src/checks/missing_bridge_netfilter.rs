@@ -16,18 +16,8 @@
 //!   port (`iif`/`oif`, a zone holding one). A router whose LAN switch ports are bridged, with
 //!   a forward policy for routed traffic, is left alone.
 //!
-//! **Why is this bad.** Kubernetes with flannel's `cni0` broke exactly like this when
-//! `br_netfilter` was not loaded: service connections between pods on one node failed with RST.
-//!
-//! **Example.**
-//! ```kdl
-//! node "worker-1" {
-//!     bridge "cni0" { address "10.244.1.1/24"; }
-//!     // pods pod-a (10.244.1.2) and pod-b (10.244.1.3) on cni0 ...
-//!     service "web" vip="10.96.0.10" port=80 { backend "10.244.1.3:8080"; }
-//! }
-//! ```
-//! Fix: `bridge-netfilter #true` in the node (or `netfilter=#true` on `cni0`).
+//! Why it matters, an example and the fix: spec.md, Checks › `missing-bridge-netfilter` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, NetnsId};

@@ -7,29 +7,8 @@
 //! `hairpin=#true` and the bridge passes bridged traffic to netfilter (`bridge-netfilter`, or the
 //! bridge's `netfilter=#true`, as incident 004 requires).
 //!
-//! **Why is this bad.** When a pod connects to a service and the load balancer picks that same
-//! pod, bridge netfilter DNATs the frame while it is still being bridged, and the bridge must send
-//! it back out of the port it came in by. A bridge never does that unless the port is in hairpin
-//! mode, so the share of connections that pick the client itself hangs. Kubernetes sets hairpin
-//! mode on every pod port (kubelet's `hairpin-veth`) for this reason. Without bridge netfilter the
-//! DNAT happens in the routing path and the frame leaves from the bridge device itself, which
-//! needs no hairpin (but then `missing-bridge-netfilter` applies to pods sharing the bridge).
-//!
-//! **Example.**
-//! ```kdl
-//! node "worker-1" {
-//!     bridge "cni0" { address "10.244.1.1/24"; }
-//!     netns "pod-b" {
-//!         veth "eth0" {
-//!             address "10.244.1.3/24"
-//!             peer "veth-b" netns="@host" master="cni0"   // no hairpin=#true
-//!         }
-//!         route "default" via="10.244.1.1" dev="eth0"
-//!     }
-//!     service "web" vip="10.96.0.10" port=80 { backend "10.244.1.3:8080"; }
-//! }
-//! ```
-//! Fix: `hairpin=#true` on `veth-b`.
+//! Why it matters, an example and the fix: spec.md, Checks › `missing-hairpin` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};

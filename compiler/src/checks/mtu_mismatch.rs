@@ -13,19 +13,8 @@
 //! - (error) a macvlan, VLAN or ipvlan whose MTU is larger than its parent's (the kernel
 //!   refuses to create or set it: its frames leave through its parent).
 //!
-//! **Why is this bad.** A veth drops every frame larger than the receiving end's MTU, so
-//! large packets (TLS handshakes, bulk transfers) vanish while pings work. A bridge takes the
-//! smallest MTU of its ports unless told otherwise, and frames larger than a port's MTU are
-//! dropped on that port. An encapsulated frame larger than the underlay MTU is dropped or
-//! fragmented (and VXLAN sets DF on many setups), the classic "overlay works until the
-//! payload is big" failure.
-//!
-//! **Example.**
-//! ```kdl
-//! netns "pod" {
-//!     veth "eth0" mtu=1450 { peer "veth-pod" netns="@host"; }   // veth-pod stays at 1500
-//! }
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `mtu-mismatch` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, LinkKind};

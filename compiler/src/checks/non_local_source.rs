@@ -15,16 +15,8 @@
 //! link state: the kernel adds the local route either way), when a `type="local"` route of the
 //! namespace covers it, or it is in `127.0.0.0/8`.
 //!
-//! **Why is this bad.** The first is an apply-time failure that `check` can name; the other two
-//! pass apply and lose the return traffic, the hardest kind of NAT or overlay bug to see.
-//!
-//! **Example.**
-//! ```kdl
-//! node "n" {
-//!     ethernet "eth0" { address "10.0.0.2/24"; }
-//!     route "10.9.0.0/16" via="10.0.0.1" src="10.0.0.20"   // eth0 has 10.0.0.2
-//! }
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `non-local-source` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};

@@ -18,21 +18,8 @@
 //!    source is the preferred default, over the other link) and is dropped: error. Only an
 //!    explicitly strict setting is reported; unset rp_filter is left to the distribution.
 //!
-//! **Why is this bad.** In ECS awsvpc tasks, `169.254.172.15/22` sat on `ecs-eth0` without its
-//! connected route and only a `/32` route to the credentials endpoint via `169.254.172.1`.
-//! The host could not resolve the task's MAC once its ARP entry expired (the task dropped the
-//! host's ARP requests under strict rp_filter), so the endpoint failed for up to 60 s at a time.
-//!
-//! **Example.**
-//! ```kdl
-//! netns "task-1" {
-//!     rp-filter "strict"
-//!     veth "ecs-eth0" { address "169.254.172.15/22" prefix-route=#false; peer "veth-t1" netns="@host"; }
-//!     route "default" via="10.0.254.1" dev="eth14"
-//!     route "169.254.170.2/32" via="169.254.172.1" dev="ecs-eth0" onlink=#true
-//! }
-//! ```
-//! Fix: a link-scoped return route `route "169.254.172.1/32" dev="ecs-eth0"`.
+//! Why it matters, an example and the fix: spec.md, Checks › `non-symmetric-routes` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};

@@ -16,14 +16,8 @@
 //! and link-local subnets (169.254.0.0/16, fe80::/10) may repeat on different nodes (every ECS
 //! host has its own `169.254.172.0/22` bridge).
 //!
-//! **Why is this bad.** Overlaps make routing ambiguous: traffic for the overlap goes to
-//! whichever route the kernel prefers, silently, and only some hosts are reachable.
-//!
-//! **Example.**
-//! ```kdl
-//! node "w2" { bridge "cni0" { address "10.244.2.1/24" } }
-//! node "w3" { bridge "cni0" { address "10.244.2.1/23" } }   // overlaps w2's pods
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `overlapping-cidrs` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::LinkKind;

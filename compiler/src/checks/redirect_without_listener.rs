@@ -8,19 +8,8 @@
 //! redirect (`out`, output hook) rewrites it to loopback, so a listener bound to another address
 //! misses it. Reports the redirect when no listener qualifies.
 //!
-//! **Why is this bad.** Service meshes (Linkerd, Istio) redirect a pod's traffic to a sidecar
-//! proxy. Redirected to a port where no proxy listens, every connection is refused and the pod is
-//! cut off; the reverse failure of incident 002 (pods running without the redirect) is why the
-//! redirect and the proxy must be declared together and checked together.
-//!
-//! **Example.**
-//! ```kdl
-//! netns "pod" {
-//!     redirect in proto="tcp" to-port=4143 except-port="4190,4191"
-//!     listen "proxy" port=4140    // the inbound port is 4143
-//! }
-//! ```
-//! Fix: `listen "proxy-in" port=4143`, or redirect to the port the proxy listens on.
+//! Why it matters, an example and the fix: spec.md, Checks › `redirect-without-listener` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{Listener, Redirect};

@@ -4,18 +4,8 @@
 //! - (warning) a `service` with no `backend`;
 //! - (error) a backend that is the service's own VIP and port.
 //!
-//! **Why is this bad.** A service without backends still claims its VIP and port: netcfg
-//! compiles it to a rule that drops the traffic (NAT chains cannot reject), so clients hang
-//! until they time out instead of failing fast. This usually means the endpoints were never
-//! filled in, or a template's backends were overridden by an empty service. A backend equal to
-//! the VIP and port DNATs the connection to itself: it loops back into the same service and
-//! never reaches a real endpoint.
-//!
-//! **Example.**
-//! ```kdl
-//! service "web" vip="10.96.0.10" port=80                          // no backend
-//! service "api" vip="10.96.0.11" port=80 { backend "10.96.0.11:80"; }   // itself
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `service-without-backends` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::model::Model;

@@ -20,19 +20,8 @@
 //! Same verdict: warning (the later rule is redundant). Different verdict: error (the later
 //! rule's intent is never carried out).
 //!
-//! **Why is this bad.** Rules are evaluated in order and the first match wins. A shadowed `deny`
-//! after a broad `allow` leaves open exactly what the operator meant to close, and nothing in the
-//! ruleset says so.
-//!
-//! **Example.**
-//! ```kdl
-//! firewall {
-//!     policy in="drop"
-//!     allow in proto="tcp" from="10.0.0.0/8"
-//!     deny in proto="tcp" port=22 from="10.1.0.0/16"   // never matches
-//! }
-//! ```
-//! Fix: move the `deny` above the `allow`.
+//! Why it matters, an example and the fix: spec.md, Checks › `shadowed-rule` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Firewall, LinkId, Rule};

@@ -5,21 +5,8 @@
 //! whose `IFACE` is not a link declared in the same namespace (`lo` always is; `all` and
 //! `default` are not interfaces).
 //!
-//! **Why is this bad.** The file exists only while the interface does, in that namespace. A
-//! namespace netcfg creates holds only the links the spec declares, so the write would fail at
-//! apply, after part of the node was changed (and rolled back). In the host namespace an
-//! undeclared NIC may exist today and be renamed or gone tomorrow; declaring it (`ethernet`)
-//! makes the plan check it is there before any change, and orders the sysctl after the link
-//! when netcfg creates it. A typo in the interface name is the usual cause.
-//!
-//! **Example.**
-//! ```kdl
-//! node "n" {
-//!     ethernet "eth0"
-//!     sysctl "net.ipv4.conf.eth1.rp_filter" 2   // eth1 is declared nowhere
-//! }
-//! ```
-//! Fix: declare the link (`ethernet "eth1"`), or name one that is declared.
+//! Why it matters, an example and the fix: spec.md, Checks › `sysctl-for-undeclared-link` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::model::Model;

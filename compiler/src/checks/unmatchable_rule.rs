@@ -9,15 +9,8 @@
 //! incoming link: the output hook sees `iif` 0) or `oif`/`to-zone` on an `in` rule (the input
 //! hook runs before any outgoing link exists).
 //!
-//! **Why is this bad.** The rule compiles to nothing (netcfg emits no nft rule for it), so the
-//! traffic it was written for meets the next rule or the policy instead — silently.
-//!
-//! **Example.**
-//! ```kdl
-//! firewall {
-//!     allow in proto="icmp" from="fd00::/8"   // ICMP is IPv4; IPv6 needs `icmpv6`
-//! }
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `unmatchable-rule` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::shadowed_rule::{Matches, ALL_STATES};
 use super::{AfterErrors, Check};

@@ -7,17 +7,8 @@
 //! (an address of the namespace, `127.0.0.0/8`) and one behind the default route are reachable
 //! as far as the spec can tell and are left alone.
 //!
-//! **Why is this bad.** The service looks configured (the VIP answers, DNAT happens), but each
-//! connection that draws this backend fails with "network unreachable" or hangs, in proportion
-//! to its weight: the intermittent kind of failure that survives a quick test.
-//!
-//! **Example.**
-//! ```kdl
-//! node "n" {
-//!     ethernet "eth0" { address "10.0.0.2/24"; }
-//!     service "web" vip="10.96.0.10" port=80 { backend "10.244.7.5:8080"; }   // no route to 10.244.7.0/24
-//! }
-//! ```
+//! Why it matters, an example and the fix: spec.md, Checks › `unreachable-backend` (the user's reference; the
+//! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
 use crate::model::{FibSource, Lookup, Model};
