@@ -901,7 +901,7 @@ impl<'d> NodeBuilder<'d> {
                 to: r.to.clone(),
                 iif,
                 oif,
-                fwmark: r.fwmark.as_ref().map(|m| m.value),
+                fwmark: r.fwmark.as_ref().map(|m| (m.value.value, m.value.mask_or_all())),
                 ipproto: r.ipproto.as_ref().map(|p| p.value),
                 sport: r.sport.as_ref().map(|p| p.value),
                 dport: r.dport.as_ref().map(|p| p.value),
@@ -1620,7 +1620,7 @@ node "n" {
     rule priority=170 ipproto="tcp" dport="80,443" table=200
 //                                         ^^^^^^ error invalid-value
     rule priority=180 fwmark="0x11/0x1" table=200
-//                            ^^^^^^^^ error invalid-value
+//                            ^^^^ error invalid-value
     rule priority=190 goto=180 table=200
 //                         ^^^ error invalid-value
 //                         ^^^ error invalid-value

@@ -3,6 +3,7 @@
 
 pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use crate::source::{Span, Spanned};
+pub use crate::value::Mark;
 use crate::value::{Mac, PortSet, SysctlPath};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -426,7 +427,7 @@ pub struct PolicyRuleDecl {
     pub iif: Option<Name>,
     pub oif: Option<Name>,
     /// Mark and mask (`0x10/0xff`; no mask: all bits).
-    pub fwmark: Option<Spanned<(u32, u32)>>,
+    pub fwmark: Option<Spanned<Mark>>,
     pub ipproto: Option<Spanned<Proto>>,
     /// One inclusive port range each.
     pub sport: Option<Spanned<(u16, u16)>>,
@@ -740,14 +741,6 @@ pub struct RuleDecl {
     pub set_ct_mark: Option<Spanned<Mark>>,
     pub comment: Option<Spanned<String>>,
     pub span: Span,
-}
-
-/// A packet or connection mark: `value`, compared or set under `mask` (all 32 bits without
-/// one). Policy routing rules match the same type (`fwmark`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Mark {
-    pub value: u32,
-    pub mask: Option<u32>,
 }
 
 /// The negated matches of a rule (`!` before the value).

@@ -893,7 +893,7 @@ fn parse_policy_rule(cx: &mut Cx, r: &mut Reader) -> Option<PolicyRuleDecl> {
         let v = r.prop(cx, "oif");
         link_name(cx, v)
     };
-    let fwmark = r.prop(cx, "fwmark").and_then(|v| v.parse(cx, "mark", crate::value::parse_mark));
+    let fwmark = r.prop(cx, "fwmark").and_then(|v| v.parse(cx, "mark", parse_mark));
     let ipproto = r.prop(cx, "ipproto").and_then(|v| proto(cx, v));
     let sport = r.prop(cx, "sport").and_then(|v| v.parse(cx, "port range", parse_port_range));
     let dport = r.prop(cx, "dport").and_then(|v| v.parse(cx, "port range", parse_port_range));
@@ -1389,55 +1389,6 @@ fn parse_id(text: &str) -> Result<u32, ValueError> {
         message: format!("`{text}` is not a numeric id"),
         help: Some("use the number (`id -u NAME`): names differ between hosts and containers".into()),
     })
-}
-
-/// A mark: `0x10`, `16`, or `VALUE/MASK` (`0x100/0xff00`: the bits of the mask only); the value
-/// must lie within the mask.
-fn parse_mark(text: &str) -> Result<Mark, ValueError> {
-    fn num(t: &str) -> Option<u32> {
-        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
-            None => t.parse().ok(),
-        }
-    }
-    let help = "a mark is a 32-bit number (`0x10` or `16`), optionally with a mask (`0x100/0xff00`)";
-    let (v, m) = match text.split_once('/') {
-        Some((v, m)) => (v, Some(m)),
-        None => (text, None),
-    };
-    let Some(value) = num(v) else {
-        return Err(ValueError {
-            start: 0,
-            end: v.len(),
-            message: format!("`{v}` is not a mark"),
-            help: Some(help.into()),
-        });
-    };
-    let mask = match m {
-        None => None,
-        Some(m) => match num(m) {
-            Some(mask) => Some(mask),
-            None => {
-                return Err(ValueError {
-                    start: v.len() + 1,
-                    end: text.len(),
-                    message: format!("`{m}` is not a mask"),
-                    help: Some(help.into()),
-                })
-            }
-        },
-    };
-    if let Some(mask) = mask {
-        if value & !mask != 0 {
-            return Err(ValueError {
-                start: 0,
-                end: v.len(),
-                message: format!("mark `{v}` has bits outside its mask `{}`", m.unwrap_or("")),
-                help: Some(format!("the mark within this mask is `{:#x}`", value & mask)),
-            });
-        }
-    }
-    Ok(Mark { value, mask })
 }
 
 /// `icmp-type="echo-request,echo-reply"` (names nft uses, or numbers 0-255) and `icmp-code=N`,

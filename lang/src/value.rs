@@ -230,30 +230,51 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), ValueError> {
     }
 }
 
-/// A packet mark with an optional mask: `0x10`, `16`, `0x10/0xff` (no mask: all 32 bits).
-pub fn parse_mark(text: &str) -> Result<(u32, u32), ValueError> {
-    fn number(text: &str, offset: usize) -> Result<u32, ValueError> {
+/// A packet or connection mark, with the bits it is about: firewall rules match and set it,
+/// policy routing rules (`fwmark`) match it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mark {
+    pub value: u32,
+    /// `None`: all 32 bits.
+    pub mask: Option<u32>,
+}
+
+impl Mark {
+    /// The mask with all bits for a mark without one.
+    pub fn mask_or_all(&self) -> u32 {
+        self.mask.unwrap_or(u32::MAX)
+    }
+}
+
+/// A mark: a 32-bit number (decimal or `0x` hexadecimal), optionally `/MASK`; a value with
+/// bits outside its mask is refused (the kernel compares `mark & mask`).
+pub fn parse_mark(text: &str) -> Result<Mark, ValueError> {
+    fn number(text: &str, offset: usize, what: &str) -> Result<u32, ValueError> {
         let t = text.trim();
         let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
             Some(hex) => u32::from_str_radix(hex, 16),
             None => t.parse::<u32>(),
         };
         parsed.map_err(|_| {
-            ValueError::new(offset, offset + text.len().max(1), format!("`{t}` is not a 32-bit number"))
-                .help("write a mark as a decimal or `0x` hexadecimal number, with an optional `/MASK`")
+            ValueError::new(offset, offset + text.len().max(1), format!("`{t}` is not {what}"))
+                .help("a mark is a 32-bit number (`0x10` or `16`), optionally with a mask (`0x100/0xff00`)")
         })
     }
     match text.split_once('/') {
         Some((mark, mask)) => {
-            let mark_v = number(mark, 0)?;
-            let mask_v = number(mask, mark.len() + 1)?;
-            if mark_v & !mask_v != 0 {
-                return Err(ValueError::whole(text, format!("mark `{mark}` has bits outside mask `{mask}`"))
-                    .help(format!("the kernel compares `mark & mask`; use `{:#x}/{mask}`", mark_v & mask_v)));
+            let value = number(mark, 0, "a mark")?;
+            let mask_v = number(mask, mark.len() + 1, "a mask")?;
+            if value & !mask_v != 0 {
+                return Err(ValueError::new(
+                    0,
+                    mark.len().max(1),
+                    format!("mark `{mark}` has bits outside its mask `{mask}`"),
+                )
+                .help(format!("the mark within this mask is `{:#x}`", value & mask_v)));
             }
-            Ok((mark_v, mask_v))
+            Ok(Mark { value, mask: Some(mask_v) })
         }
-        None => Ok((number(text, 0)?, u32::MAX)),
+        None => Ok(Mark { value: number(text, 0, "a mark")?, mask: None }),
     }
 }
 
