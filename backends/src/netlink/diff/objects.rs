@@ -1,0 +1,359 @@
+//! Addresses, routes, policy rules, neighbours and sysctls: removals of what netcfg owns and the
+//! spec dropped (with what the kernel removes on its own made explicit), then additions and
+//! changes.
+
+use super::*;
+
+impl Planner<'_> {
+    /// Neighbours, routes and addresses that go while their link stays.
+    pub(super) fn plan_object_removals(&mut self, orphans: &[NsName]) {
+        let namespaces: Vec<NsName> = self.cur.namespaces.keys().cloned().collect();
+        for ns in namespaces {
+            let Some(desired) = self.d.state.namespaces.get(&ns) else {
+                if orphans.contains(&ns) {
+                    self.remove_owned_objects(&ns);
+                }
+                continue;
+            };
+            let st = self.cur.namespaces[&ns].clone();
+            let alive = |link: &str, deleted: &BTreeSet<LinkRef>| {
+                !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
+            };
+            // A recorded state (rollback) is exact: what it lacks goes, whoever made it.
+            let exact = self.d.exact;
+            for ((link, ip), n) in &st.neighbors {
+                if (n.protocol == NETCFG_PROTO || exact)
+                    && !desired.neighbors.contains_key(&(link.clone(), *ip))
+                    && alive(link, &self.deleted)
+                {
+                    self.delete_neighbor(&ns, link, *ip);
+                }
+            }
+            // Rules first: traffic stops being steered into a table before its routes go.
+            for (rule, protocol) in &st.rules {
+                if (*protocol == NETCFG_PROTO || (exact && !is_kernel_rule(rule, *protocol)))
+                    && !desired.rules.contains_key(rule)
+                {
+                    self.delete_rule(&ns, rule);
+                }
+            }
+            for (key, r) in &st.routes {
+                if (r.protocol == NETCFG_PROTO || (exact && !crate::netlink::rollback::is_derived_route(r)))
+                    && !desired.routes.contains_key(key)
+                    && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
+                    && r.nexthops.iter().all(|n| n.dev.as_ref().is_none_or(|d| alive(d, &self.deleted)))
+                {
+                    self.delete_route(&ns, key);
+                }
+            }
+            // Extra addresses on surviving links are removed in `plan_addresses`, after the
+            // new ones are added (so a changed address never leaves the link without one and
+            // the kernel does not flush the link's routes with the last IPv4 address).
+        }
+    }
+
+    pub(super) fn remove_owned_objects(&mut self, ns: &str) {
+        let st = self.cur.namespaces[ns].clone();
+        for (rule, protocol) in &st.rules {
+            if *protocol == NETCFG_PROTO {
+                self.delete_rule(ns, rule);
+            }
+        }
+        for ((link, ip), n) in &st.neighbors {
+            if n.protocol == NETCFG_PROTO {
+                self.delete_neighbor(ns, link, *ip);
+            }
+        }
+        for (key, r) in &st.routes {
+            if r.protocol == NETCFG_PROTO {
+                self.delete_route(ns, key);
+            }
+        }
+    }
+
+    pub(super) fn delete_neighbor(&mut self, ns: &str, link: &str, ip: std::net::IpAddr) {
+        let Some(neigh) = self.cur_ns(ns).neighbors.remove(&(link.to_string(), ip)) else { return };
+        let span = self.span(ns, &Object::Neighbor(link.to_string(), ip));
+        self.emit(
+            Phase::Deletes,
+            Op {
+                ns: ns.to_string(),
+                action: Action::DeleteNeighbor { link: link.to_string(), ip, neigh },
+                class: Disruption::InPlace,
+                span,
+            },
+        );
+    }
+
+    pub(super) fn delete_rule(&mut self, ns: &str, rule: &Rule) {
+        let Some(protocol) = self.cur_ns(ns).rules.remove(rule) else { return };
+        let span = self.d.span_of(ns, &Object::Netns);
+        self.emit(
+            Phase::Deletes,
+            Op {
+                ns: ns.to_string(),
+                action: Action::DeleteRule { rule: rule.clone(), protocol },
+                class: Disruption::InPlace,
+                span,
+            },
+        );
+    }
+
+    pub(super) fn delete_route(&mut self, ns: &str, key: &RouteKey) {
+        let Some(route) = self.cur_ns(ns).routes.remove(key) else { return };
+        let span = self.d.span_of(ns, &Object::Netns);
+        self.emit(
+            Phase::Deletes,
+            Op {
+                ns: ns.to_string(),
+                action: Action::DeleteRoute { key: *key, route },
+                class: Disruption::InPlace,
+                span,
+            },
+        );
+    }
+
+    /// Deletes an address, and first the routes the kernel drops with it: routes using it as
+    /// source, and every IPv4 route of the link when it was the link's last IPv4 address.
+    pub(super) fn delete_address(&mut self, ns: &str, link: &str, net: &IpNet) {
+        let st = self.cur_ns(ns);
+        let Some(addr) = st.addresses.get(&(link.to_string(), *net)).copied() else { return };
+        if is_link_local_v6(net) {
+            // The kernel drops and regenerates link-local addresses with the link (moves,
+            // flaps); netcfg never removes one, and an inverse re-adding it would collide.
+            st.addresses.remove(&(link.to_string(), *net));
+            return;
+        }
+        let last_v4 =
+            net.addr().is_ipv4() && !st.addresses.keys().any(|(l, n)| l == link && n != net && n.addr().is_ipv4());
+        let doomed: Vec<RouteKey> = st
+            .routes
+            .iter()
+            .filter(|(k, r)| {
+                (r.src == Some(net.addr()) && r.protocol != PROTO_KERNEL)
+                    || (last_v4 && k.dst.addr().is_ipv4() && r.uses_dev(link) && r.protocol != PROTO_KERNEL)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in doomed {
+            self.delete_route(ns, &k);
+        }
+        let st = self.cur_ns(ns);
+        st.addresses.remove(&(link.to_string(), *net));
+        st.routes
+            .retain(|k, r| !(r.protocol == PROTO_KERNEL && r.dev.as_deref() == Some(link) && k.dst == net.trunc()));
+        let span = self.span(ns, &Object::Address(link.to_string(), *net));
+        self.emit(
+            Phase::Deletes,
+            Op {
+                ns: ns.to_string(),
+                action: Action::DeleteAddress { link: link.to_string(), net: *net, addr },
+                class: Disruption::InPlace,
+                span,
+            },
+        );
+    }
+
+    pub(super) fn plan_sysctls(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for (path, value) in &st.sysctls {
+                let path_typed = SysctlPath(path.clone());
+                let iface = path_typed.interface();
+                // A created or moved link gets the namespace's defaults: nothing to restore.
+                let fresh = iface.is_some_and(|i| {
+                    let r = LinkRef { ns: ns.clone(), name: i.to_string() };
+                    self.created.contains(&r) || self.arrived.contains(&r)
+                });
+                let old =
+                    if fresh { None } else { self.cur.namespaces.get(ns).and_then(|c| c.sysctls.get(path)).cloned() };
+                if old.as_ref() == Some(value) {
+                    continue;
+                }
+                self.emit(
+                    Phase::Sysctls,
+                    Op {
+                        ns: ns.clone(),
+                        action: Action::WriteSysctl { path: path.clone(), value: value.clone(), old },
+                        class: Disruption::InPlace,
+                        span: self.d.span_of(ns, &Object::Sysctl(path.clone())),
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn plan_addresses(&mut self) {
+        // The addresses the spec no longer has, on links netcfg created only: on an existing NIC
+        // (`ethernet`) addresses the spec does not list may belong to DHCP, SLAAC or a cloud
+        // agent, and netcfg has no mark to tell them from its own. Link-local IPv6 addresses
+        // are the kernel's and never removed.
+        let mut extra = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            let Some(cur) = self.cur.namespaces.get(ns) else { continue };
+            for (link, net) in cur.addresses.keys() {
+                // A recorded state (rollback) is exact on every link it has.
+                let owned = st.links.get(link).is_some_and(|l| (l.owned && !l.opts.dhcp) || self.d.exact);
+                let alive = !self.deleted.contains(&LinkRef { ns: ns.clone(), name: link.clone() });
+                // `lo`'s own addresses stay while it is up (the kernel's); a rollback to `lo`
+                // down removes 127.0.0.1/8, which the kernel leaves on a `lo` taken down.
+                let kernel_lo =
+                    is_loopback_default(link, net) && !(self.d.exact && st.links.get(link).is_some_and(|l| !l.up));
+                if owned
+                    && alive
+                    && !kernel_lo
+                    && !is_link_local_v6(net)
+                    && !st.addresses.contains_key(&(link.clone(), *net))
+                {
+                    // An old address in the subnet of a new one goes first: the new one would
+                    // be its secondary, and the kernel deletes secondaries with their primary.
+                    let same_subnet = st.addresses.keys().any(|(l, n)| l == link && n.trunc() == net.trunc());
+                    extra.push((same_subnet, ns.clone(), link.clone(), *net));
+                }
+            }
+        }
+        let delete = |p: &mut Self, ns: &str, link: &str, net: &IpNet| {
+            let mark = p.ops[Phase::Deletes as usize].len();
+            p.delete_address(ns, link, net);
+            let ops: Vec<Op> = p.ops[Phase::Deletes as usize].drain(mark..).collect();
+            p.ops[Phase::Addresses as usize].extend(ops);
+        };
+        for (_, ns, link, net) in extra.iter().filter(|e| e.0) {
+            delete(self, ns, link, net);
+        }
+        for (ns, st) in &self.d.state.namespaces {
+            for ((link, net), a) in &st.addresses {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.addresses.get(&(link.clone(), *net))).copied();
+                let action = match cur {
+                    Some(c) if c == *a => continue,
+                    Some(old) => Action::ReplaceAddress { link: link.clone(), net: *net, addr: *a, old },
+                    None => Action::AddAddress { link: link.clone(), net: *net, addr: *a },
+                };
+                let up = st.links.get(link).is_some_and(|l| l.up);
+                let c = self.cur.namespaces.entry(ns.clone()).or_default();
+                c.addresses.insert((link.clone(), *net), *a);
+                if a.prefix_route && up {
+                    let (key, route) = connected_route(link, net);
+                    c.routes.entry(key).or_insert(route);
+                }
+                self.emit(
+                    Phase::Addresses,
+                    Op {
+                        ns: ns.clone(),
+                        action,
+                        class: Disruption::InPlace,
+                        span: self.d.span_of(ns, &Object::Address(link.clone(), *net)),
+                    },
+                );
+            }
+        }
+        // The others go after the new addresses exist, so a renumbered link is never without an
+        // IPv4 address (the kernel flushes a link's IPv4 routes with its last one).
+        for (_, ns, link, net) in extra.iter().filter(|e| !e.0) {
+            delete(self, ns, link, net);
+        }
+    }
+
+    pub(super) fn plan_routes(&mut self) {
+        let mut direct = Vec::new();
+        let mut gatewayed = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            for (key, r) in &st.routes {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.routes.get(key)).cloned();
+                let action = match cur {
+                    Some(c) if route_matches(r, &c) => continue,
+                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old },
+                    None => Action::AddRoute { key: *key, route: r.clone() },
+                };
+                let op = Op {
+                    ns: ns.clone(),
+                    action,
+                    class: Disruption::InPlace,
+                    span: self.d.span_of(ns, &Object::Route(*key)),
+                };
+                if r.has_gateway() {
+                    gatewayed.push(op);
+                } else {
+                    direct.push(op);
+                }
+            }
+        }
+        self.ops[Phase::Routes as usize].extend(direct);
+        self.ops[Phase::Routes as usize].extend(gatewayed);
+    }
+
+    /// Rules the spec has that the node lacks, after the routes of their tables. A rule of the
+    /// spec that exists with another protocol (made by hand) is taken over: deleted and added
+    /// with netcfg's (the kernel has no "replace" for rules).
+    pub(super) fn plan_rules(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for (rule, protocol) in &st.rules {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.rules.get(rule)).copied();
+                if cur == Some(*protocol) {
+                    continue;
+                }
+                let span = self.d.span_of(ns, &Object::Rule(rule.clone()));
+                if let Some(old) = cur {
+                    self.emit(
+                        Phase::Rules,
+                        Op {
+                            ns: ns.clone(),
+                            action: Action::DeleteRule { rule: rule.clone(), protocol: old },
+                            class: Disruption::InPlace,
+                            span,
+                        },
+                    );
+                }
+                self.emit(
+                    Phase::Rules,
+                    Op {
+                        ns: ns.clone(),
+                        action: Action::AddRule { rule: rule.clone(), protocol: *protocol },
+                        class: Disruption::InPlace,
+                        span,
+                    },
+                );
+                self.cur.namespaces.entry(ns.clone()).or_default().rules.insert(rule.clone(), *protocol);
+            }
+        }
+    }
+
+    pub(super) fn plan_neighbors(&mut self) {
+        for (ns, st) in &self.d.state.namespaces {
+            for ((link, ip), n) in &st.neighbors {
+                let cur = self.cur.namespaces.get(ns).and_then(|c| c.neighbors.get(&(link.clone(), *ip))).copied();
+                let action = match cur {
+                    Some(c) if c == *n => continue,
+                    Some(old) => Action::ReplaceNeighbor { link: link.clone(), ip: *ip, neigh: *n, old },
+                    None => Action::AddNeighbor { link: link.clone(), ip: *ip, neigh: *n },
+                };
+                self.emit(
+                    Phase::Neighbors,
+                    Op {
+                        ns: ns.clone(),
+                        action,
+                        class: Disruption::InPlace,
+                        span: self.d.span_of(ns, &Object::Neighbor(link.clone(), *ip)),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The route the kernel adds for an address with a prefix route.
+pub(super) fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
+    let v4 = net.addr().is_ipv4();
+    let key = RouteKey::new(netcfg_compiler::ir::MAIN_TABLE, net.trunc(), if v4 { 0 } else { 256 });
+    let route = Route {
+        via: None,
+        dev: Some(link.to_string()),
+        src: v4.then_some(net.addr()),
+        scope: if v4 { RouteScope::Link } else { RouteScope::Global },
+        onlink: false,
+        route_type: RouteType::Unicast,
+        protocol: PROTO_KERNEL,
+        metrics: Default::default(),
+        nexthops: Vec::new(),
+    };
+    (key, route)
+}
