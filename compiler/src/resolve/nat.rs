@@ -2,7 +2,7 @@
 //! and `out` links resolved. Their values were checked by the parser (families, sizes).
 
 use super::{duplicate, NodeBuilder};
-use crate::ir::{NetnsId, Netmap, Publish, Tproxy};
+use crate::ir::{Netmap, NetnsId, Publish, Tproxy};
 use netcfg_lang::ast::{self, NsBody};
 use netcfg_lang::Span;
 use std::collections::HashMap;

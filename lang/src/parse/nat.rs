@@ -80,8 +80,7 @@ pub(super) fn parse_netmap(cx: &mut Cx, r: &mut Reader) -> Option<NetmapDecl> {
     let (from, to) = (from?, to?);
     if from.value.addr().is_ipv4() != to.value.addr().is_ipv4() {
         let d = cx.error(code::INVALID_VALUE, to.span, "a netmap maps a network onto one of the same family");
-        d.secondary
-            .push(crate::diagnostic::Label { span: from.span, message: "the network it maps from".into() });
+        d.secondary.push(crate::diagnostic::Label { span: from.span, message: "the network it maps from".into() });
         d.help = Some("netcfg does not translate between IPv4 and IPv6".into());
         return None;
     }
@@ -97,8 +96,7 @@ pub(super) fn parse_netmap(cx: &mut Cx, r: &mut Reader) -> Option<NetmapDecl> {
                 from.value.prefix_len()
             ),
         );
-        d.secondary
-            .push(crate::diagnostic::Label { span: from.span, message: "the network it maps from".into() });
+        d.secondary.push(crate::diagnostic::Label { span: from.span, message: "the network it maps from".into() });
         d.help = Some(format!("write `to` as a /{} network", from.value.prefix_len()));
         return None;
     }

@@ -7,7 +7,6 @@ use crate::nftables::ruleset::*;
 use ipnet::IpNet;
 use netcfg_compiler::ir;
 
-
 impl Lower<'_> {
     /// `publish`: one DNAT rule per published port in `nat-prerouting` (arriving connections)
     /// and in `nat-output` (the namespace's own connections to its address, loopback left
@@ -33,7 +32,11 @@ impl Lower<'_> {
                                     Family::V4 => "127.0.0.0/8".parse().expect("valid"),
                                     Family::V6 => "::1/128".parse().expect("valid"),
                                 };
-                                exprs.push(Expr::Match { sel: Selector::Daddr(fam), op: Op::Ne, value: Value::Net(lo) });
+                                exprs.push(Expr::Match {
+                                    sel: Selector::Daddr(fam),
+                                    op: Op::Ne,
+                                    value: Value::Net(lo),
+                                });
                             }
                         }
                     }
@@ -142,4 +145,3 @@ impl Lower<'_> {
         }
     }
 }
-
