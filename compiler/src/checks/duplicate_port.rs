@@ -5,7 +5,10 @@
 //! later listener whose address overlaps an earlier one's. No address, or `::`, means every
 //! address (a dual-stack socket, the Linux default), so it overlaps any listener; `0.0.0.0`
 //! overlaps every IPv4 address; two specific addresses overlap when they are equal. It also
-//! reports a later `service` with the same VIP, port and protocol as an earlier one.
+//! reports a later `service` with the same VIP, port and protocol as an earlier one, and a
+//! later `publish` of a port and protocol an earlier one publishes on an address they share
+//! (no `address` is every local address of the backend's family); a `publish` is not a
+//! listener (nothing binds the port) and does not clash with services or listeners.
 //! Different namespaces may reuse ports: two tasks on one host may both listen on 80.
 //!
 //! **Why is this bad.** The containers of a task share one network namespace, so the second
@@ -22,7 +25,7 @@
 //! ```
 
 use super::{AfterErrors, Check};
-use crate::ir::{Listener, Netns, Service};
+use crate::ir::{Listener, Netns, Publish, Service};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::Proto;
 use netcfg_lang::{Code, Diagnostic, Severity};
@@ -33,7 +36,7 @@ pub const CHECK: Check = Check {
     code: Code::new(
         "duplicate-port",
         &[Severity::Error],
-        "two listeners or two services claim one port in a namespace",
+        "two listeners, two services or two published ports claim one port in a namespace",
     ),
     run,
     after_errors: AfterErrors::Run,
@@ -43,6 +46,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         listeners(model, ns, netns, diags);
         services(model, ns, netns, diags);
+        publishes(model, ns, netns, diags);
     }
 }
 
@@ -189,9 +193,79 @@ fn services(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnost
     }
 }
 
+/// Two published ports one connection could match: the same port and protocol, on one
+/// address, or on every local address of the family and an address of it. Only the first
+/// rule would ever translate it.
+fn publishes(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnostic>) {
+    let mut ordered: Vec<&Publish> = netns.publishes.iter().collect();
+    ordered.sort_by_key(|p| p.span);
+    for (i, p) in ordered.iter().enumerate() {
+        let family = p.to.value.is_ipv4();
+        let clash = ordered[..i].iter().find(|e| {
+            e.port.value == p.port.value
+                && e.proto == p.proto
+                && e.to.value.is_ipv4() == family
+                && match (&e.address, &p.address) {
+                    (Some(a), Some(b)) => a.value == b.value,
+                    _ => true,
+                }
+        });
+        let Some(earlier) = clash else { continue };
+        let on = |q: &Publish| match &q.address {
+            Some(a) => format!("`{}`", a.value),
+            None => "every local address".to_string(),
+        };
+        diags.push(
+            Diagnostic::error(
+                CHECK.code,
+                p.port.span,
+                format!(
+                    "port `{}/{}` is published twice in {}",
+                    p.port.value,
+                    p.proto.keyword(),
+                    model.node(ns.node).describe_netns(ns.netns)
+                ),
+            )
+            .with_label(format!("`{}` publishes it on {}", p.name.value, on(p)))
+            .with_secondary(
+                earlier.port.span,
+                format!("first published here by `{}`, on {}", earlier.name.value, on(earlier)),
+            )
+            .with_help(format!("publish `{}` on another port, or give both an `address` of their own", p.name.value)),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn a_port_published_twice_on_a_shared_address() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; address "192.0.2.11/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    listen "nginx" port=8080
+    service "web" vip="192.0.2.10" port=8080 { backend "10.244.1.9:80"; }
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "web-udp" port=8080 proto="udp" to="10.244.1.5:80"
+    publish "web6" port=8080 to="[fd00::5]:80"
+    publish "a" port=9000 to="10.244.1.5" address="192.0.2.10"
+    publish "b" port=9000 to="10.244.1.6" address="192.0.2.11"
+    publish "c" port=9000 to="10.244.1.7"
+//                   ^^^^ error duplicate-port
+    publish "d" port=8080 to="10.244.1.8" address="192.0.2.11"
+//                   ^^^^ error duplicate-port
+}
+"#,
+        );
+        assert_eq!(d[0].message, "port `9000/tcp` is published twice in node `n`");
+        assert_eq!(d[0].primary.message, "`c` publishes it on every local address");
+        assert_eq!(d[0].secondary[0].message, "first published here by `a`, on `192.0.2.10`");
+    }
 
     #[test]
     fn incident_001_two_containers_of_a_task_on_one_port() {
