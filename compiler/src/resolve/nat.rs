@@ -65,3 +65,61 @@ impl NodeBuilder<'_> {
         n.tproxies = tproxies;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn bad_publishes_netmaps_and_tproxies_have_one_finding_each() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    netmap from="10.0.0.0/24" to="192.0.2.0/25" out="eth0"
+//                                ^^^^^^^^^^^^ error invalid-value
+    netmap from="10.0.0.0/24" to="2001:db8::/120"
+//                                ^^^^^^^^^^^^^^ error invalid-value
+    netmap from="10.0.0.0/24" to="198.51.100.0/24" out="eth9"
+//                                                      ^^^^ error undefined-reference
+    tproxy out proto="tcp" to-port=15001 mark="0x1"
+//         ^^^ error invalid-value
+    tproxy in proto="sctp" to-port=15001 mark="0x1"
+//                   ^^^^ error invalid-value
+    publish "a" port=80 to="10.0.0.5:80" address="2001:db8::1"
+//                                                ^^^^^^^^^^^ error invalid-value
+    publish "b" port=80 to="10.0.0.5" from="2001:db8::/32"
+//                                          ^^^^^^^^^^^^^ error invalid-value
+    publish "c" port=80 to="10.0.0.5" proto="icmp"
+//                                           ^^^^ error invalid-value
+    publish "d" port=81 to="10.0.0.5"
+    publish "d" port=82 to="10.0.0.6"
+//           ^ error duplicate-name
+    publish "e" port=83 to="10.0.0.7" from="@nope"
+//                                          ^^^^^ error undefined-reference
+    publish "g" port=85 to="10.0.0.300:80"
+//                          ^^^^^^^^^^ error invalid-value
+}
+"#,
+        );
+        assert_eq!(
+            d[0].message,
+            "`192.0.2.0/25` is a /25, `10.0.0.0/24` a /24: a 1:1 mapping needs two networks of one size"
+        );
+        assert_eq!(d[0].help.as_deref(), Some("write `to` as a /24 network"));
+    }
+
+    #[test]
+    fn a_tproxy_needs_its_mark() {
+        let d = check(
+            r#"
+node "n" {
+    tproxy in proto="tcp" to-port=15001
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error missing-property
+}
+"#,
+        );
+        assert_eq!(d[0].message, "`tproxy` needs `mark`");
+    }
+}

@@ -13,10 +13,12 @@ pub(super) fn parse_publish(cx: &mut Cx, r: &mut Reader) -> Option<PublishDecl> 
     let name = name_arg(cx, r, "a name for the published port");
     let port = r.required(cx, "port", "8080").and_then(|v| v.parse(cx, "port", parse_port));
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    let mut ok = true;
     if let Some(p) = &proto {
         if !p.value.has_ports() {
             cx.error(code::INVALID_VALUE, p.span, "a published port needs a protocol with ports").help =
                 Some("use `tcp`, `udp` or `sctp`".into());
+            ok = false;
         }
     }
     let to = r.required(cx, "to", "\"10.244.1.5:80\"").and_then(|v| v.parse(cx, "backend", parse_target));
@@ -24,7 +26,6 @@ pub(super) fn parse_publish(cx: &mut Cx, r: &mut Reader) -> Option<PublishDecl> 
     let from = r.prop(cx, "from").and_then(|v| super::addr_match(cx, v));
     let to = to?;
     let family_of = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
-    let mut ok = true;
     if let Some(a) = &address {
         if a.value.is_ipv4() != to.value.0.is_ipv4() {
             let d = cx.error(
@@ -112,16 +113,15 @@ pub(super) fn parse_tproxy(cx: &mut Cx, r: &mut Reader) -> Option<TproxyDecl> {
         }
     }
     let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
-    if let Some(p) = &proto {
-        if !matches!(p.value, Proto::Tcp | Proto::Udp) {
-            cx.error(code::INVALID_VALUE, p.span, "the kernel proxies TCP and UDP transparently").help =
-                Some("use `tcp` or `udp`".into());
-        }
+    let proto_ok = proto.as_ref().is_none_or(|p| matches!(p.value, Proto::Tcp | Proto::Udp));
+    if let (Some(p), false) = (&proto, proto_ok) {
+        cx.error(code::INVALID_VALUE, p.span, "the kernel proxies TCP and UDP transparently").help =
+            Some("use `tcp` or `udp`".into());
     }
     let ports = r.prop(cx, "port").and_then(|v| v.parse(cx, "port", parse_port_set));
     let except_ports = r.prop(cx, "except-port").and_then(|v| v.parse(cx, "port", parse_port_set));
     let to_port = r.required(cx, "to-port", "15001").and_then(|v| v.parse(cx, "port", parse_port));
     let mark = r.required(cx, "mark", "\"0x1\"").and_then(|v| v.parse(cx, "mark", super::parse_mark));
-    let direction = direction.filter(|d| d.value == Direction::In)?;
+    let direction = direction.filter(|d| d.value == Direction::In && proto_ok)?;
     Some(TproxyDecl { direction, proto, ports, except_ports, to_port: to_port?, mark: mark?, span: r.span })
 }
