@@ -7,8 +7,10 @@
 //! overlaps every IPv4 address; two specific addresses overlap when they are equal. It also
 //! reports a later `service` with the same VIP, port and protocol as an earlier one, and a
 //! later `publish` of a port and protocol an earlier one publishes on an address they share
-//! (no `address` is every local address of the backend's family); a `publish` is not a
-//! listener (nothing binds the port) and does not clash with services or listeners.
+//! (no `address` is every local address of the backend's family), and a `publish` whose port a
+//! `listen` of the namespace binds where the publish translates (the listener never sees those
+//! connections). A publish binds nothing itself, so listeners on loopback or on another address,
+//! and services, do not clash with it.
 //! Different namespaces may reuse ports: two tasks on one host may both listen on 80.
 //!
 //! **Why is this bad.** The containers of a task share one network namespace, so the second
@@ -210,6 +212,30 @@ fn publishes(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnos
                     _ => true,
                 }
         });
+        if let Some(l) = shadowed_listener(netns, p) {
+            let bind = Bind::of(l);
+            diags.push(
+                Diagnostic::error(
+                    CHECK.code,
+                    p.port.span,
+                    format!(
+                        "port `{}/{}` is published and bound in {}",
+                        p.port.value,
+                        p.proto.keyword(),
+                        model.node(ns.node).describe_netns(ns.netns)
+                    ),
+                )
+                .with_label(format!("`{}` sends its connections to `{}`", p.name.value, p.to.value))
+                .with_secondary(
+                    l.port.span,
+                    format!("`{}` listens here on {}, and never sees them", l.name.value, bind.describe()),
+                )
+                .with_help(format!(
+                    "publish `{}` on another port, or bind `{}` to `127.0.0.1` (connections to loopback are not published)",
+                    p.name.value, l.name.value
+                )),
+            );
+        }
         let Some(earlier) = clash else { continue };
         let on = |q: &Publish| match &q.address {
             Some(a) => format!("`{}`", a.value),
@@ -236,6 +262,21 @@ fn publishes(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnos
     }
 }
 
+/// A listener of the namespace the publish takes connections from: same protocol and port,
+/// bound where the publish translates (every local address of the publish's family but
+/// loopback, or its `address`).
+fn shadowed_listener<'a>(netns: &'a Netns, p: &Publish) -> Option<&'a Listener> {
+    let v4 = p.to.value.is_ipv4();
+    netns.listeners.iter().filter(|l| l.proto == p.proto && l.port.value == p.port.value).find(|l| {
+        match (Bind::of(l), &p.address) {
+            (Bind::Any, _) => true,
+            (Bind::AnyV4, _) => v4,
+            (Bind::Addr(a), None) => a.is_ipv4() == v4 && !a.is_loopback(),
+            (Bind::Addr(a), Some(pa)) => a == pa.value.to_canonical(),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
@@ -248,7 +289,6 @@ node "n" {
     forwarding #true
     ethernet "eth0" { address "192.0.2.10/24"; address "192.0.2.11/24"; }
     bridge "br0" { address "10.244.1.1/24"; }
-    listen "nginx" port=8080
     service "web" vip="192.0.2.10" port=8080 { backend "10.244.1.9:80"; }
     publish "web" port=8080 to="10.244.1.5:80"
     publish "web-udp" port=8080 proto="udp" to="10.244.1.5:80"
@@ -258,6 +298,24 @@ node "n" {
     publish "c" port=9000 to="10.244.1.7"
 //                   ^^^^ error duplicate-port
     publish "d" port=8080 to="10.244.1.8" address="192.0.2.11"
+//                   ^^^^ error duplicate-port
+}
+"#,
+        );
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; address "192.0.2.11/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    listen "local-only" port=8080 address="127.0.0.1"
+    listen "other-address" port=9000 address="192.0.2.11"
+    listen "udp" port=9001 proto="udp"
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "a" port=9000 to="10.244.1.5" address="192.0.2.10"
+    publish "b" port=9001 to="10.244.1.5"
+    listen "nginx" port=7000
+    publish "c" port=7000 to="10.244.1.5"
 //                   ^^^^ error duplicate-port
 }
 "#,
