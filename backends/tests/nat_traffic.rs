@@ -78,6 +78,51 @@ node "pub" {
     assert_eq!(connect(&node.lan, "10.244.1.5:80", 700), Conn::TimedOut);
 }
 
+/// Connects until the addresses' duplicate address detection is over (a few seconds at most).
+fn connect_v6(ns: &str, addr: &str) -> Conn {
+    let mut last = Conn::TimedOut;
+    for _ in 0..20 {
+        last = connect_in(ns, addr, 1000);
+        if matches!(last, Conn::Reply(_)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    last
+}
+
+/// The same published port over IPv6: `fib daddr type local` for the node's IPv6 addresses,
+/// `dnat ip6 to [..]:80`, hairpin through the IPv6 set.
+#[test]
+fn an_ipv6_published_port_reaches_its_backend_and_hairpins() {
+    if !require_root("an_ipv6_published_port_reaches_its_backend_and_hairpins") {
+        return;
+    }
+    let node = NodeRoot::new("pub6");
+    let spec = r#"
+node "pub6" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; address "fd00:1::2/64"; }
+    bridge "br0" { address "fd00:244::1/64"; }
+    firewall { policy forward="drop"; }
+    publish "web6" port=8080 to="[fd00:244::5]:80"
+    netns "web" {
+        veth "eth0" {
+            address "fd00:244::5/64"
+            peer "veth-web" netns="@host" master="br0" hairpin=#true
+        }
+        route "::/0" via="fd00:244::1" dev="eth0"
+    }
+}
+"#;
+    node.lan.exec(&["ip", "addr", "add", "fd00:1::1/64", "dev", "lan0", "nodad"]);
+    let _s = apply(&node, spec);
+    let pod = node.path_name("web");
+    serve_in(&pod, "[::]:80", 16, |peer| peer.to_string());
+    assert_eq!(seen(connect_v6(&node.lan.name, "[fd00:1::2]:8080")).ip().to_string(), "fd00:1::1");
+    assert_eq!(seen(connect_v6(&pod, "[fd00:244::1]:8080")).ip().to_string(), "fd00:244::1");
+}
+
 /// `netmap`: a namespace behind the node at 10.8.0.0/24 appears as 192.0.2.0/24 on `eth0`,
 /// host by host, in both directions.
 #[test]
