@@ -131,9 +131,12 @@ node "routed" {
     route "0.0.0.0/0" type="local" dev="lo" table="tproxy"
     tproxy in proto="tcp" port=80 to-port=15001 mark="0x1"
     tproxy in proto="udp" port=53 to-port=15053 mark="0x101/0xffff"
+    listen "proxy" port=15001
+    listen "dns-proxy" port=15053 proto="udp"
 }
 node "masked" {
     ethernet "eth0" { address "10.0.2.2/24"; }
+    listen "proxy" port=15001
     table "tp" id=100
     rule priority=100 fwmark="0x100/0xff00" table="tp"
     route "0.0.0.0/0" type="local" dev="lo" table="tp"
@@ -143,11 +146,13 @@ node "masked" {
 }
 node "bare" {
     ethernet "eth0" { address "10.0.3.2/24"; }
+    listen "proxy" port=15001
     tproxy in proto="tcp" port=80 to-port=15001 mark="0x1"
 //                                                    ^^^ warning tproxy-without-local-route
 }
 node "no-route" {
     ethernet "eth0" { address "10.0.4.2/24"; address "fd00::2/64"; }
+    listen "proxy" port=15001
     table "tproxy" id=100
     rule priority=100 fwmark="0x1" table="tproxy"
     route "0.0.0.0/0" type="local" dev="lo" table="tproxy"
