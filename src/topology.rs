@@ -2,7 +2,7 @@
 //! namespaces as nested clusters, links as boxes (kind and addresses), and edges for what ties
 //! links together — bridge ports, veth pairs, macvlans and their parents, VXLAN underlays,
 //! VXLANs of different nodes that share a VNI, NICs of different nodes on one subnet — and for
-//! services to their backends. Pure text; running `dot` belongs to the `graph` command.
+//! services and published ports to their backends. Pure text; running `dot` belongs to the `graph` command.
 
 use netcfg_compiler::ir::{Fleet, LinkKind, Node};
 use std::collections::BTreeMap;
@@ -125,6 +125,14 @@ pub fn dot(fleet: &Fleet, keep: impl Fn(&Node) -> bool) -> String {
                     }
                 }
             }
+            for (i, p) in ns.publishes.iter().enumerate() {
+                empty = false;
+                let id = format!("n{n}_ns{}_p{i}", ns.id.0);
+                let on = p.address.as_ref().map(|a| a.value.to_string()).unwrap_or_else(|| "*".into());
+                let label = format!("publish {}\n{on}:{}/{}", p.name.value, p.port.value, p.proto.keyword());
+                let _ =
+                    writeln!(out, "            {id} [label={}, shape=ellipse, fillcolor=\"#fce5cd\"];", quote(&label));
+            }
             if empty {
                 // Graphviz drops empty clusters; keep the namespace visible.
                 let _ = writeln!(
@@ -166,6 +174,31 @@ pub fn dot(fleet: &Fleet, keep: impl Fn(&Node) -> bool) -> String {
                         quote(&format!(":{}", b.port))
                     );
                 }
+            }
+        }
+    }
+    // Published ports to their backends, found like a service's.
+    for &(n, node) in &nodes {
+        for ns in &node.namespaces {
+            for (i, p) in ns.publishes.iter().enumerate() {
+                let from = format!("n{n}_ns{}_p{i}", ns.id.0);
+                let addr = p.to.value;
+                let target = owner
+                    .get(&(n, addr))
+                    .or_else(|| owner.iter().find(|((_, ip), _)| *ip == addr).map(|(_, id)| id))
+                    .cloned();
+                let to = target.unwrap_or_else(|| {
+                    bare += 1;
+                    let id = format!("backend_{bare}");
+                    let _ =
+                        writeln!(out, "    {id} [label={}, shape=plaintext, style=\"\"];", quote(&addr.to_string()));
+                    id
+                });
+                let _ = writeln!(
+                    edges,
+                    "    {from} -> {to} [label={}, color=\"#e69138\"];",
+                    quote(&format!(":{}", p.to_port))
+                );
             }
         }
     }

@@ -159,6 +159,7 @@ const TWO_NODES: &str = r#"node "a" {
         backend "10.2.0.2:8080"
         backend "127.0.0.1:9000"
     }
+    publish "web" port=8443 to="10.1.0.2:8080" address="10.0.0.11"
 }
 node "b" {
     ethernet "eth0" {
@@ -205,4 +206,7 @@ fn each_kind_of_edge_is_drawn() {
     // A loopback backend is the service namespace's own `lo`, drawn inside it.
     assert!(dot.contains("n0_ns0_lo [label=\"lo\\n127.0.0.1\""), "{dot}");
     assert!(dot.contains("-> n0_ns0_lo [label=\":9000\""), "{dot}");
+    // A published port, to its backend's link.
+    assert!(dot.contains("n0_ns0_p0 [label=\"publish web\\n10.0.0.11:8443/tcp\""), "{dot}");
+    assert!(dot.contains(&format!("n0_ns0_p0 -> {eth1} [label=\":8080\"")), "{dot}");
 }

@@ -37,6 +37,8 @@ const CASES: &[(&str, &str)] = &[
     ("undefined_reference.kdl", "undefined-reference"),
     ("master_not_a_bridge.kdl", "invalid-reference"),
     ("conflicting_sysctl.kdl", "conflicting-sysctl"),
+    ("netmap_prefix_mismatch.kdl", "invalid-value"),
+    ("tproxy_without_mark.kdl", "missing-property"),
 ];
 
 fn root() -> &'static Path {

@@ -59,10 +59,14 @@ pub enum Feature {
     NftExthdr,
     /// Routing facts (`rt mtu`).
     NftRt,
+    /// Routing lookups in an `inet` table (`fib daddr type local`).
+    NftFib,
+    /// Transparent proxying (`tproxy to :PORT`).
+    NftTproxy,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 29] = [
+    pub const ALL: [Feature; 31] = [
         Feature::Bridge,
         Feature::Veth,
         Feature::Vxlan,
@@ -92,6 +96,8 @@ impl Feature {
         Feature::NftConnlimit,
         Feature::NftExthdr,
         Feature::NftRt,
+        Feature::NftFib,
+        Feature::NftTproxy,
     ];
 
     /// The module that provides the feature (as `modprobe`, `/sys/module` and
@@ -127,6 +133,8 @@ impl Feature {
             Feature::NftConnlimit => "nft_connlimit",
             Feature::NftExthdr => "nft_exthdr",
             Feature::NftRt => "nft_rt",
+            Feature::NftFib => "nft_fib_inet",
+            Feature::NftTproxy => "nft_tproxy",
         }
     }
 
@@ -162,6 +170,8 @@ impl Feature {
             Feature::NftConnlimit => "connection limits in nftables (`ct count`)",
             Feature::NftExthdr => "TCP option matches and changes in nftables (`clamp-mss`)",
             Feature::NftRt => "route facts in nftables (`rt mtu`, `clamp-mss`)",
+            Feature::NftFib => "local-address matches in nftables (`fib daddr type local`, `publish`)",
+            Feature::NftTproxy => "transparent proxying in nftables (`tproxy`)",
         }
     }
 

@@ -71,8 +71,9 @@ fn holds(p: &Packet, sel: Selector, value: &Value) -> bool {
         | Selector::Mark
         | Selector::CtMark
         | Selector::SkGid
-        | Selector::PktType => {
-            panic!("ICMP types and marks are not generated")
+        | Selector::PktType
+        | Selector::FibDaddrType => {
+            panic!("ICMP types, marks and address types are not generated")
         }
     }
 }

@@ -322,3 +322,59 @@ fn canonical_forms_are_cached_only_for_the_same_script() {
     assert_eq!(exec::canonical(&rs.script).unwrap(), first, "recomputed, not the other script's form");
     let _ = std::fs::remove_file(&cached[0]);
 }
+
+/// Published ports (with and without an address, `from` networks and sets, both families),
+/// 1:1 network maps both ways, transparent proxying.
+const PUBLISH_NETMAP_TPROXY: &str = r#"
+node "edge" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; address "2001:db8::10/64"; }
+    bridge "br0" { address "10.244.1.1/24"; address "fd00:244:1::1/64"; }
+    table "tproxy" id=100
+    rule fwmark="0x1" table="tproxy" priority=100
+    route "0.0.0.0/0" type="local" dev="lo" table="tproxy"
+    firewall {
+        policy forward="drop"
+        set "office" "198.51.100.0/24"
+    }
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "dns" port=53 proto="udp" to="10.244.1.6" address="192.0.2.10"
+    publish "sctp" port=3868 proto="sctp" to="10.244.1.6"
+    publish "admin" port=8443 to="[fd00:244:1::5]:443" from="2001:db8:1::/48"
+    publish "office" port=2222 to="10.244.1.7:22" from="@office"
+    netmap from="10.244.1.0/24" to="203.0.113.0/24" out="eth0"
+    netmap from="fd00:244:1::/64" to="2001:db8:1::/64"
+    tproxy in proto="tcp" port="80,443" to-port=15001 mark="0x1"
+    tproxy in proto="udp" except-port=53 to-port=15006 mark="0x100/0xff00"
+}
+"#;
+
+#[test]
+fn publish_netmap_and_tproxy_render_to_scripts_nft_accepts() {
+    if !require_root("publish_netmap_and_tproxy_render_to_scripts_nft_accepts") {
+        return;
+    }
+    for rs in rulesets(PUBLISH_NETMAP_TPROXY) {
+        if let Err(e) = exec::check(&rs.script) {
+            panic!("nft -c rejected:\n{}\n{e}", rs.script.text);
+        }
+        let text = &rs.script.text;
+        for needle in [
+            "meta nfproto ipv4 fib daddr type local meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80",
+            "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80",
+            "ip daddr 192.0.2.10 meta l4proto udp th dport 53 dnat ip to 10.244.1.6:53",
+            "ip6 saddr 2001:db8:1::/48 meta l4proto tcp th dport 8443 dnat ip6 to [fd00:244:1::5]:443",
+            "ip saddr @set-office-v4 meta l4proto tcp th dport 2222 dnat ip to 10.244.1.7:22",
+            "ct status dnat ip saddr . ip daddr @publish-hairpin-v4 masquerade",
+            "ct status dnat accept",
+            "oifname \"eth0\" ip saddr 10.244.1.0/24 snat ip prefix to 203.0.113.0/24",
+            "iifname \"eth0\" ip daddr 203.0.113.0/24 dnat ip prefix to 10.244.1.0/24",
+            "ip6 daddr 2001:db8:1::/64 dnat ip6 prefix to fd00:244:1::/64",
+            "type filter hook prerouting priority mangle; policy accept;",
+            "iifname != \"lo\" meta l4proto tcp th dport { 80, 443 } tproxy to :15001 meta mark set 0x1 accept",
+            "iifname != \"lo\" meta l4proto udp th dport != 53 tproxy to :15006 meta mark set meta mark and 0xffff00ff or 0x100 accept",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+    }
+}

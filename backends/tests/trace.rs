@@ -360,3 +360,68 @@ node "n" {
         .iter()
         .any(|s| s.what == "reply source 127.0.0.1:15001 -> 93.184.216.34:80 (undoing the destination NAT)"));
 }
+
+const PUBLISHING: &str = r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    bridge "lab" { address "10.20.0.1/24"; }
+    firewall {
+        policy forward="drop"
+        allow forward iif="lab" oif="eth0"
+    }
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "office" port=2222 to="10.244.1.5:22" from="198.51.100.0/24"
+    netmap from="10.20.0.0/24" to="203.0.113.0/24" out="eth0"
+    netns "web" {
+        veth "eth0" {
+            address "10.244.1.5/24"
+            peer "veth-web" netns="@host" master="br0"
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+    }
+    netns "lab-7" {
+        veth "eth0" {
+            address "10.20.0.7/24"
+            peer "veth-lab7" netns="@host" master="lab"
+        }
+        route "default" via="10.20.0.1" dev="eth0"
+    }
+}
+"#;
+
+#[test]
+fn a_published_port_is_dnated_on_arrival_and_for_the_node_itself() {
+    let t = trace(PUBLISHING, "n/@host%eth0", "tcp 192.0.2.7:40000 192.0.2.10:8080");
+    assert!(t.delivered(), "{}", lines(&t.forward));
+    let forward = lines(&t.forward);
+    assert!(
+        forward.contains("nft prerouting pass: chain `nat-prerouting`: DNAT to 10.244.1.5:80 by `meta nfproto ipv4 fib daddr type local meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80`"),
+        "{forward}"
+    );
+    assert!(forward.contains("nft forward pass: chain `forward`: accept by `ct status dnat accept`"), "{forward}");
+    let reply = lines(t.reply.as_ref().expect("a reply"));
+    assert!(reply.contains("reply source 10.244.1.5:80 -> 192.0.2.10:8080 (undoing the destination NAT)"), "{reply}");
+    // The node's own connection to its address, through the output hook.
+    let local = trace(PUBLISHING, "n/@host", "tcp 192.0.2.10:8080");
+    assert!(lines(&local.forward).contains("nft output pass: chain `nat-output`: DNAT to 10.244.1.5:80"));
+    assert!(local.delivered());
+    // `from`: another source is not translated; the node itself has nothing on 2222.
+    let other = trace(PUBLISHING, "n/@host%eth0", "tcp 192.0.2.7:40000 192.0.2.10:2222");
+    assert!(!lines(&other.forward).contains("DNAT"), "{}", lines(&other.forward));
+}
+
+#[test]
+fn a_netmap_keeps_the_host_part_both_ways() {
+    let out = trace(PUBLISHING, "n/lab-7", "tcp 192.0.2.7:443");
+    let forward = lines(&out.forward);
+    assert!(
+        forward.contains("chain `nat-postrouting`: SNAT to 203.0.113.7 by `oifname \"eth0\" ip saddr 10.20.0.0/24 snat ip prefix to 203.0.113.0/24`"),
+        "{forward}"
+    );
+    let inbound = trace(PUBLISHING, "n/@host%eth0", "tcp 192.0.2.7:40000 203.0.113.7:22");
+    let forward = lines(&inbound.forward);
+    assert!(forward.contains("DNAT to 10.20.0.7:22"), "{forward}");
+    assert!(inbound.delivered(), "{forward}");
+}

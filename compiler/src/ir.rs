@@ -115,6 +115,9 @@ pub struct Netns {
     pub snats: Vec<Snat>,
     pub redirects: Vec<Redirect>,
     pub listeners: Vec<Listener>,
+    pub publishes: Vec<Publish>,
+    pub netmaps: Vec<Netmap>,
+    pub tproxies: Vec<Tproxy>,
 }
 
 impl Netns {
@@ -696,5 +699,42 @@ pub struct Listener {
     pub address: Option<Spanned<IpAddr>>,
     pub port: Spanned<u16>,
     pub proto: Proto,
+    pub span: Span,
+}
+
+/// A port published on the namespace's own addresses: new connections to `address` (or any
+/// local address) on `port` are DNAT-ed to `to:to_port`, from outside and from the namespace
+/// itself; a backend reaching its own published port is masqueraded (hairpin).
+#[derive(Clone, Debug)]
+pub struct Publish {
+    pub name: Name,
+    pub port: Spanned<u16>,
+    pub proto: Proto,
+    pub to: Spanned<IpAddr>,
+    pub to_port: u16,
+    pub address: Option<Spanned<IpAddr>>,
+    pub from: Option<Spanned<AddrMatch>>,
+    pub span: Span,
+}
+
+/// A 1:1 mapping between two networks of one size: outbound sources `from` → `to`, inbound
+/// destinations `to` → `from`, host part kept, on `out` (or any link).
+#[derive(Clone, Debug)]
+pub struct Netmap {
+    pub from: Spanned<IpNet>,
+    pub to: Spanned<IpNet>,
+    pub out: Option<Spanned<LinkId>>,
+    pub span: Span,
+}
+
+/// Transparent proxying of arriving TCP or UDP connections to a local socket on `to_port`,
+/// their destination untouched; `mark` is what the policy rule to a `local` route matches.
+#[derive(Clone, Debug)]
+pub struct Tproxy {
+    pub proto: Proto,
+    pub ports: Option<PortSet>,
+    pub except_ports: Option<PortSet>,
+    pub to_port: Spanned<u16>,
+    pub mark: Spanned<Mark>,
     pub span: Span,
 }

@@ -144,10 +144,19 @@ fn expand(
     override_by_name(&mut out.services, &own.services, |s| s.name.value.clone());
     override_by_name(&mut out.sysctls, &own.sysctls, |s| s.path.value.0.clone());
     override_by_name(&mut out.listeners, &own.listeners, |s| s.name.value.clone());
+    override_by_name(&mut out.publishes, &own.publishes, |p| p.name.value.clone());
     override_by_name(&mut out.tables, &own.tables, |t| t.name.value.clone());
     append(
         &mut out,
-        NsBody { links: vec![], services: vec![], sysctls: vec![], listeners: vec![], tables: vec![], ..own },
+        NsBody {
+            links: vec![],
+            services: vec![],
+            sysctls: vec![],
+            listeners: vec![],
+            tables: vec![],
+            publishes: vec![],
+            ..own
+        },
     );
     for ns in &body.netns {
         let inner = expand(&ns.body, templates, stack, diags);
@@ -281,6 +290,9 @@ fn append(out: &mut NsBody, b: NsBody) {
     out.snats.extend(b.snats);
     out.redirects.extend(b.redirects);
     out.listeners.extend(b.listeners);
+    out.publishes.extend(b.publishes);
+    out.netmaps.extend(b.netmaps);
+    out.tproxies.extend(b.tproxies);
 }
 
 fn undefined<'a>(
@@ -428,6 +440,9 @@ impl<'d> NodeBuilder<'d> {
             snats: Vec::new(),
             redirects: Vec::new(),
             listeners: Vec::new(),
+            publishes: Vec::new(),
+            netmaps: Vec::new(),
+            tproxies: Vec::new(),
         });
         let lo = LinkId(self.node.links.len() as u32);
         self.link_index.insert((id, "lo".to_string()), lo);
@@ -793,6 +808,7 @@ impl<'d> NodeBuilder<'d> {
         self.sysctls(ns, b);
         self.firewall(ns, b);
         self.nat(ns, b);
+        self.published_and_mapped(ns, b);
     }
 
     fn route(&mut self, ns: NetnsId, r: &ast::RouteDecl) -> Option<Route> {
@@ -1269,6 +1285,8 @@ impl<'d> NodeBuilder<'d> {
         n.listeners = listeners;
     }
 }
+
+mod nat;
 
 #[cfg(test)]
 mod tests {

@@ -103,6 +103,8 @@ pub struct HookPacket<'a> {
     pub dnat: bool,
     /// The random draw (`numgen random mod N`) a service uses to pick a backend.
     pub draw: u32,
+    /// Whether the destination is an address of this namespace (`fib daddr type local`).
+    pub dst_local: bool,
 }
 
 /// What a chain does to the packet.
@@ -808,7 +810,9 @@ impl<'m, 'f> Tracer<'m, 'f> {
     fn hook(&self, w: &mut WalkState, ns: NetnsRef, hook: Hook, iif: Option<&str>, oif: Option<&str>) -> bool {
         let dnat = w.translations.iter().any(|t| t.at == ns && t.kind == NatKind::Destination)
             || w.undo.iter().any(|t| t.at == ns && t.kind == NatKind::Destination);
-        let hp = HookPacket { packet: &w.packet, iif, oif, state: w.state, dnat, draw: self.config.draw };
+        let dst_local = w.packet.dst.is_loopback()
+            || matches!(self.model.fib(ns).lookup(w.packet.dst), crate::model::Lookup::Local(_));
+        let hp = HookPacket { packet: &w.packet, iif, oif, state: w.state, dnat, draw: self.config.draw, dst_local };
         let decisions = self.netfilter.hook(ns, hook, &hp);
         for d in decisions {
             let netns = self.model.node(ns.node).netns(ns.netns);

@@ -115,6 +115,11 @@ pub struct NsBody {
     pub snats: Vec<SnatDecl>,
     pub redirects: Vec<RedirectDecl>,
     pub listeners: Vec<ListenDecl>,
+    /// Published ports (`publish`), 1:1 network mappings (`netmap`), transparent proxying
+    /// (`tproxy`).
+    pub publishes: Vec<PublishDecl>,
+    pub netmaps: Vec<NetmapDecl>,
+    pub tproxies: Vec<TproxyDecl>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -903,5 +908,47 @@ pub struct ListenDecl {
     pub address: Option<Spanned<IpAddr>>,
     pub port: Spanned<u16>,
     pub proto: Option<Spanned<Proto>>,
+    pub span: Span,
+}
+
+/// A port published on the node's own addresses (docker `-p 8080:80`, a Kubernetes NodePort, a
+/// router's port forward): connections to `[address]:port` are DNAT-ed to `to`.
+#[derive(Clone, Debug)]
+pub struct PublishDecl {
+    pub name: Name,
+    pub port: Spanned<u16>,
+    pub proto: Option<Spanned<Proto>>,
+    /// The backend's address (the `to` text's span).
+    pub to: Spanned<IpAddr>,
+    /// The backend's port; `None`: the published port.
+    pub to_port: Option<u16>,
+    /// Only this local address; `None`: every local address of the namespace.
+    pub address: Option<Spanned<IpAddr>>,
+    /// Only these sources.
+    pub from: Option<Spanned<AddrMatch>>,
+    pub span: Span,
+}
+
+/// A 1:1 mapping of one network onto another of the same size (`NETMAP`): sources in `from`
+/// leaving by `out` take the same host part in `to`; connections to `to` arriving by `out`
+/// go to the same host part in `from`.
+#[derive(Clone, Debug)]
+pub struct NetmapDecl {
+    pub from: Spanned<IpNet>,
+    pub to: Spanned<IpNet>,
+    pub out: Option<Name>,
+    pub span: Span,
+}
+
+/// Transparent proxying (`TPROXY`): arriving connections go to a local socket on `to_port`
+/// without their destination being rewritten; `mark` routes them locally.
+#[derive(Clone, Debug)]
+pub struct TproxyDecl {
+    pub direction: Spanned<Direction>,
+    pub proto: Option<Spanned<Proto>>,
+    pub ports: Option<Spanned<PortSet>>,
+    pub except_ports: Option<Spanned<PortSet>>,
+    pub to_port: Spanned<u16>,
+    pub mark: Spanned<Mark>,
     pub span: Span,
 }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+mod nat;
+
 /// The result of parsing: the AST of all files, the files themselves, and every diagnostic.
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -362,6 +364,9 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
             }
             "redirect" => body.redirects.extend(parse_redirect(cx, &mut c)),
             "listen" => body.listeners.extend(parse_listen(cx, &mut c)),
+            "publish" => body.publishes.extend(nat::parse_publish(cx, &mut c)),
+            "netmap" => body.netmaps.extend(nat::parse_netmap(cx, &mut c)),
+            "tproxy" => body.tproxies.extend(nat::parse_tproxy(cx, &mut c)),
             other => {
                 let known = LINK_KEYWORDS.iter().copied().chain([
                     "use",
@@ -381,6 +386,9 @@ fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
                     "snat",
                     "redirect",
                     "listen",
+                    "publish",
+                    "netmap",
+                    "tproxy",
                 ]);
                 let d = cx.error(
                     code::UNKNOWN_NODE,

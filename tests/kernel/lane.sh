@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 SUITES=("$@")
 if [ ${#SUITES[@]} -eq 0 ]; then
     SUITES=(backends/tests/netlink.rs backends/tests/incidents.rs tests/incidents_cli.rs backends/tests/kernel_modules.rs
-        backends/tests/nft_traffic.rs)
+        backends/tests/nft_traffic.rs backends/tests/nat_traffic.rs)
 fi
 
 start=$(date +%s)

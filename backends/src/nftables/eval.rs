@@ -168,6 +168,17 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 Expr::Snat { addr, .. } => NfAction::Snat { addr: *addr },
                 Expr::Masquerade => NfAction::Masquerade,
                 Expr::Redirect { port } => NfAction::Redirect { port: *port },
+                Expr::PrefixNat { source: true, to } => NfAction::Snat { addr: netmapped(p.packet.src, to) },
+                Expr::PrefixNat { source: false, to } => {
+                    NfAction::Dnat { addr: netmapped(p.packet.dst, to), port: p.packet.dport }
+                }
+                Expr::Tproxy { .. } => {
+                    rule_undecided.push(
+                        "`tproxy` (delivery to a transparent socket without rewriting the destination; not modelled)"
+                            .to_string(),
+                    );
+                    continue;
+                }
             };
             if !rule_undecided.is_empty() {
                 // Conservative: a rule we cannot decide is taken not to match, and said so.
@@ -183,6 +194,21 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
         Policy::Drop => NfAction::Drop,
     };
     Some(NfDecision { chain: chain.name.to_string(), action, rule: None, span: None, undecided })
+}
+
+/// `addr` with its network part replaced by `to`'s (`NETMAP`); the host part kept.
+fn netmapped(addr: IpAddr, to: &ipnet::IpNet) -> IpAddr {
+    match (addr, to) {
+        (IpAddr::V4(a), ipnet::IpNet::V4(n)) => {
+            let mask = u32::from(n.netmask());
+            IpAddr::V4((u32::from(n.network()) | (u32::from(a) & !mask)).into())
+        }
+        (IpAddr::V6(a), ipnet::IpNet::V6(n)) => {
+            let mask = u128::from(n.netmask());
+            IpAddr::V6((u128::from(n.network()) | (u128::from(a) & !mask)).into())
+        }
+        _ => addr,
+    }
 }
 
 fn el_span(el: Option<&Element>) -> Option<netcfg_lang::Span> {
@@ -264,5 +290,9 @@ fn holds(hp: &HookPacket<'_>, sel: Selector, value: &Value) -> Tri {
         }
         Selector::Mark | Selector::CtMark => Tri::Unknown("a packet or connection mark (not modelled)".into()),
         Selector::PktType => Tri::Unknown("the packet type (unicast, broadcast, multicast; not modelled)".into()),
+        Selector::FibDaddrType => match value {
+            Value::Local => yes(hp.dst_local),
+            other => Tri::Unknown(format!("an address type compared with {other:?}")),
+        },
     }
 }

@@ -60,6 +60,7 @@ fn selector_feature(sel: Selector) -> Option<Feature> {
         | Selector::Mark
         | Selector::SkGid
         | Selector::PktType => None,
+        Selector::FibDaddrType => Some(Feature::NftFib),
     }
 }
 
@@ -92,6 +93,9 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
         Expr::Dnat { .. } | Expr::Snat { .. } => need(Feature::NftNat, span),
         Expr::Masquerade => need(Feature::NftMasq, span),
         Expr::Redirect { .. } => need(Feature::NftRedir, span),
+        Expr::PrefixNat { .. } => need(Feature::NftNat, span),
+        // modprobe brings the per-family halves (nf_tproxy_ipv4, nf_tproxy_ipv6).
+        Expr::Tproxy { .. } => need(Feature::NftTproxy, span),
         Expr::Reject(_) => need(Feature::NftRejectInet, span),
         Expr::Log { .. } => need(Feature::NftLog, span),
         Expr::Limit { .. } => need(Feature::NftLimit, span),

@@ -12,6 +12,8 @@ use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
 use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
 use netcfg_lang::{Diagnostic, Span};
 
+mod nat;
+
 /// Lowers one namespace's firewall and NAT. An empty table means "netcfg has no rules here"
 /// (the transaction then only removes a previous table).
 pub fn lower_netns(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>) -> Table {
@@ -41,6 +43,7 @@ pub fn lower_netns_with(node: &Node, ns: &Netns, diags: &mut Vec<Diagnostic>, op
     cx.marks();
     cx.clamp_mss();
     cx.notracks();
+    cx.tproxies();
     cx.nat();
     if !cx.table.is_empty() {
         cx.table.comment =
@@ -212,9 +215,10 @@ impl Lower<'_> {
             // Without neighbour discovery an IPv6 host with a drop policy is unreachable.
             chain.rules.push(rule(vec![Expr::NeighbourDiscovery], origin));
         }
-        if filtering && dir == Direction::Forward && !self.ns.services.is_empty() {
-            // Connections DNAT-ed to a service backend are admitted by the service itself.
-            let span = self.ns.services[0].span;
+        let translated = self.ns.services.first().map(|s| s.span).or(self.ns.publishes.first().map(|p| p.span));
+        if let (true, Direction::Forward, Some(span)) = (filtering, dir, translated) {
+            // Connections DNAT-ed to a service backend or a published port's are admitted by
+            // the service or the publish itself.
             chain
                 .rules
                 .push(rule(vec![m(Selector::CtStatus, Value::DnatStatus), Expr::Verdict(Verdict::Accept)], span));
@@ -669,6 +673,8 @@ impl Lower<'_> {
                 }
             }
         }
+        self.publishes(&mut pre, &mut out, &mut post);
+        self.netmaps(&mut pre, &mut post);
         for r in &ns.redirects {
             let lo = Value::If(IfName::new("lo").expect("valid"));
             let mut exprs = match r.direction {

@@ -194,6 +194,7 @@ fn selector(sel: Selector) -> &'static str {
         Selector::CtMark => "ct mark",
         Selector::SkGid => "meta skgid",
         Selector::PktType => "meta pkttype",
+        Selector::FibDaddrType => "fib daddr type",
     }
 }
 
@@ -239,6 +240,7 @@ fn value(v: &Value) -> String {
         Value::Ints(v) => format!("{{ {} }}", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
         Value::Mark(m) => format!("{:#x}", m.value),
         Value::PktType(p) => p.keyword().into(),
+        Value::Local => "local".into(),
     }
 }
 
@@ -338,5 +340,11 @@ fn expr(e: &Expr) -> String {
         }
         Expr::Masquerade => "masquerade".into(),
         Expr::Redirect { port } => format!("redirect to :{port}"),
+        Expr::PrefixNat { source, to } => {
+            let nat = if *source { "snat" } else { "dnat" };
+            let fam = if to.addr().is_ipv4() { "ip" } else { "ip6" };
+            format!("{nat} {fam} prefix to {to}")
+        }
+        Expr::Tproxy { port } => format!("tproxy to :{port}"),
     }
 }

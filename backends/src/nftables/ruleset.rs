@@ -314,6 +314,9 @@ pub enum Selector {
     SkGid,
     /// `meta pkttype`.
     PktType,
+    /// `fib daddr type`: what kind of address the destination is here (compared with
+    /// [`Value::Local`]).
+    FibDaddrType,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,6 +341,8 @@ pub enum Value {
     /// A mark with its mask: `meta mark and MASK == VALUE`.
     Mark(Mark),
     PktType(PktType),
+    /// An address of this namespace (`fib … type local`).
+    Local,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,6 +419,17 @@ pub enum Expr {
     },
     Masquerade,
     Redirect {
+        port: u16,
+    },
+    /// `snat|dnat ip prefix to NET`: the address's network part becomes `to`'s, its host part
+    /// stays (`NETMAP`).
+    PrefixNat {
+        source: bool,
+        to: IpNet,
+    },
+    /// `tproxy to :PORT`: the packet goes to a local socket on `port` (an established one of
+    /// its connection first), its destination unchanged. After an `l4proto` match.
+    Tproxy {
         port: u16,
     },
 }

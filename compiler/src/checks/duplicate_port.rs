@@ -5,14 +5,19 @@
 //! later listener whose address overlaps an earlier one's. No address, or `::`, means every
 //! address (a dual-stack socket, the Linux default), so it overlaps any listener; `0.0.0.0`
 //! overlaps every IPv4 address; two specific addresses overlap when they are equal. It also
-//! reports a later `service` with the same VIP, port and protocol as an earlier one.
+//! reports a later `service` with the same VIP, port and protocol as an earlier one, and a
+//! later `publish` of a port and protocol an earlier one publishes on an address they share
+//! (no `address` is every local address of the backend's family), and a `publish` whose port a
+//! `listen` of the namespace binds where the publish translates (the listener never sees those
+//! connections). A publish binds nothing itself, so listeners on loopback or on another address,
+//! and services, do not clash with it.
 //! Different namespaces may reuse ports: two tasks on one host may both listen on 80.
 //!
 //! Why it matters, an example and the fix: spec.md, Checks › `duplicate-port` (the user's reference; the
 //! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
-use crate::ir::{Listener, Netns, Service};
+use crate::ir::{Listener, Netns, Publish, Service};
 use crate::model::{Model, NetnsRef};
 use netcfg_lang::ast::Proto;
 use netcfg_lang::{Code, Diagnostic, Severity};
@@ -23,7 +28,7 @@ pub const CHECK: Check = Check {
     code: Code::new(
         "duplicate-port",
         &[Severity::Error],
-        "two listeners or two services claim one port in a namespace",
+        "two listeners, two services or two published ports claim one port in a namespace",
     ),
     run,
     after_errors: AfterErrors::Run,
@@ -33,6 +38,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         listeners(model, ns, netns, diags);
         services(model, ns, netns, diags);
+        publishes(model, ns, netns, diags);
     }
 }
 
@@ -179,9 +185,135 @@ fn services(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnost
     }
 }
 
+/// Two published ports one connection could match: the same port and protocol, on one
+/// address, or on every local address of the family and an address of it. Only the first
+/// rule would ever translate it.
+fn publishes(model: &Model, ns: NetnsRef, netns: &Netns, diags: &mut Vec<Diagnostic>) {
+    let mut ordered: Vec<&Publish> = netns.publishes.iter().collect();
+    ordered.sort_by_key(|p| p.span);
+    for (i, p) in ordered.iter().enumerate() {
+        let family = p.to.value.is_ipv4();
+        let clash = ordered[..i].iter().find(|e| {
+            e.port.value == p.port.value
+                && e.proto == p.proto
+                && e.to.value.is_ipv4() == family
+                && match (&e.address, &p.address) {
+                    (Some(a), Some(b)) => a.value == b.value,
+                    _ => true,
+                }
+        });
+        if let Some(l) = shadowed_listener(netns, p) {
+            let bind = Bind::of(l);
+            diags.push(
+                Diagnostic::error(
+                    CHECK.code,
+                    p.port.span,
+                    format!(
+                        "port `{}/{}` is published and bound in {}",
+                        p.port.value,
+                        p.proto.keyword(),
+                        model.node(ns.node).describe_netns(ns.netns)
+                    ),
+                )
+                .with_label(format!("`{}` sends its connections to `{}`", p.name.value, p.to.value))
+                .with_secondary(
+                    l.port.span,
+                    format!("`{}` listens here on {}, and never sees them", l.name.value, bind.describe()),
+                )
+                .with_help(format!(
+                    "publish `{}` on another port, or bind `{}` to `127.0.0.1` (connections to loopback are not published)",
+                    p.name.value, l.name.value
+                )),
+            );
+        }
+        let Some(earlier) = clash else { continue };
+        let on = |q: &Publish| match &q.address {
+            Some(a) => format!("`{}`", a.value),
+            None => "every local address".to_string(),
+        };
+        diags.push(
+            Diagnostic::error(
+                CHECK.code,
+                p.port.span,
+                format!(
+                    "port `{}/{}` is published twice in {}",
+                    p.port.value,
+                    p.proto.keyword(),
+                    model.node(ns.node).describe_netns(ns.netns)
+                ),
+            )
+            .with_label(format!("`{}` publishes it on {}", p.name.value, on(p)))
+            .with_secondary(
+                earlier.port.span,
+                format!("first published here by `{}`, on {}", earlier.name.value, on(earlier)),
+            )
+            .with_help(format!("publish `{}` on another port, or give both an `address` of their own", p.name.value)),
+        );
+    }
+}
+
+/// A listener of the namespace the publish takes connections from: same protocol and port,
+/// bound where the publish translates (every local address of the publish's family but
+/// loopback, or its `address`).
+fn shadowed_listener<'a>(netns: &'a Netns, p: &Publish) -> Option<&'a Listener> {
+    let v4 = p.to.value.is_ipv4();
+    netns.listeners.iter().filter(|l| l.proto == p.proto && l.port.value == p.port.value).find(|l| {
+        match (Bind::of(l), &p.address) {
+            (Bind::Any, _) => true,
+            (Bind::AnyV4, _) => v4,
+            (Bind::Addr(a), None) => a.is_ipv4() == v4 && !a.is_loopback(),
+            (Bind::Addr(a), Some(pa)) => a == pa.value.to_canonical(),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn a_port_published_twice_on_a_shared_address() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; address "192.0.2.11/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    service "web" vip="192.0.2.10" port=8080 { backend "10.244.1.9:80"; }
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "web-udp" port=8080 proto="udp" to="10.244.1.5:80"
+    publish "web6" port=8080 to="[fd00::5]:80"
+    publish "a" port=9000 to="10.244.1.5" address="192.0.2.10"
+    publish "b" port=9000 to="10.244.1.6" address="192.0.2.11"
+    publish "c" port=9000 to="10.244.1.7"
+//                   ^^^^ error duplicate-port
+    publish "d" port=8080 to="10.244.1.8" address="192.0.2.11"
+//                   ^^^^ error duplicate-port
+}
+"#,
+        );
+        check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "192.0.2.10/24"; address "192.0.2.11/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    listen "local-only" port=8080 address="127.0.0.1"
+    listen "other-address" port=9000 address="192.0.2.11"
+    listen "udp" port=9001 proto="udp"
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "a" port=9000 to="10.244.1.5" address="192.0.2.10"
+    publish "b" port=9001 to="10.244.1.5"
+    listen "nginx" port=7000
+    publish "c" port=7000 to="10.244.1.5"
+//                   ^^^^ error duplicate-port
+}
+"#,
+        );
+        assert_eq!(d[0].message, "port `9000/tcp` is published twice in node `n`");
+        assert_eq!(d[0].primary.message, "`c` publishes it on every local address");
+        assert_eq!(d[0].secondary[0].message, "first published here by `a`, on `192.0.2.10`");
+    }
 
     #[test]
     fn incident_001_two_containers_of_a_task_on_one_port() {

@@ -6,8 +6,9 @@
 //! reports what needs it:
 //! - (error) a `masquerade` or `snat`: it rewrites traffic the namespace routes for others
 //!   (unless it only matches the namespace's own address);
-//! - (error) a `service` with a backend that is not an address of the namespace: connections
-//!   DNAT-ed to it are forwarded;
+//! - (error) a `service` or `publish` with a backend that is not an address of the namespace:
+//!   connections DNAT-ed to it are forwarded;
+//! - (error) a `netmap`: it maps networks the namespace routes for;
 //! - (error) a route of another namespace, on this node or another, `via` an address of this
 //!   namespace reached over the route's link, to a destination that is not just this namespace's
 //!   own address (or a service VIP it answers locally);
@@ -179,7 +180,11 @@ fn nat_families(
 fn nat_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(NetnsRef, Family, Reason), Need>) {
     let masquerades = netns.masquerades.iter().map(|m| ("masquerade", m.from.as_ref(), m.out.as_ref(), None, m.span));
     let snats = netns.snats.iter().map(|s| ("snat", s.from.as_ref(), s.out.as_ref(), Some(s.to.value), s.span));
-    for (keyword, from, out, to, span) in masquerades.chain(snats) {
+    let netmap_from: Vec<Spanned<AddrMatch>> =
+        netns.netmaps.iter().map(|m| Spanned::new(AddrMatch::Net(m.from.value), m.from.span)).collect();
+    let netmaps =
+        netns.netmaps.iter().zip(&netmap_from).map(|(m, f)| ("netmap", Some(f), m.out.as_ref(), None, m.span));
+    for (keyword, from, out, to, span) in masquerades.chain(snats).chain(netmaps) {
         let mut families = nat_families(model, ns, netns, from, out);
         if let Some(to) = to {
             families.retain(|f| *f == Family::of(to));
@@ -203,27 +208,23 @@ fn nat_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(N
 }
 
 fn service_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(NetnsRef, Family, Reason), Need>) {
-    for svc in &netns.services {
-        for backend in &svc.backends {
-            let family = Family::of(backend.addr);
-            if is_local(model, ns, backend.addr) || model.forwarding(ns, family) {
-                continue;
-            }
-            insert(needs, (ns, family, Reason::Service), || Need {
-                span: backend.span,
-                message: format!(
-                    "service `{}` needs {} forwarding, which is off in {}",
-                    svc.name.value,
-                    family.name(),
-                    place(model, ns)
-                ),
-                label: format!(
-                    "`{}` is not an address of this namespace: connections to it are routed on",
-                    backend.addr
-                ),
-                more: 0,
-            });
+    let services = netns
+        .services
+        .iter()
+        .flat_map(|svc| svc.backends.iter().map(move |b| (format!("service `{}`", svc.name.value), b.addr, b.span)));
+    let published =
+        netns.publishes.iter().map(|p| (format!("published port `{}`", p.name.value), p.to.value, p.to.span));
+    for (what, addr, span) in services.chain(published) {
+        let family = Family::of(addr);
+        if is_local(model, ns, addr) || model.forwarding(ns, family) {
+            continue;
         }
+        insert(needs, (ns, family, Reason::Service), || Need {
+            span,
+            message: format!("{what} needs {} forwarding, which is off in {}", family.name(), place(model, ns)),
+            label: format!("`{addr}` is not an address of this namespace: connections to it are routed on"),
+            more: 0,
+        });
     }
 }
 
@@ -311,6 +312,24 @@ fn forward_rules(model: &Model, diags: &mut Vec<Diagnostic>) {
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn published_ports_and_netmaps_need_forwarding() {
+        let d = check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    publish "web" port=8080 to="10.244.1.5:80"
+//                              ^^^^^^^^^^^^^ error forwarding-disabled
+    publish "self" port=8081 to="192.0.2.10:80"
+    netmap from="10.244.1.0/24" to="198.51.100.0/24" out="eth0"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ error forwarding-disabled
+}
+"#,
+        );
+        assert!(d.iter().any(|d| d.message == "published port `web` needs IPv4 forwarding, which is off in node `n`"));
+    }
 
     #[test]
     fn masquerade_and_snat_need_forwarding() {

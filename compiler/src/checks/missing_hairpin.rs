@@ -1,5 +1,5 @@
-//! `missing-hairpin`: a service backend behind a bridge port without hairpin mode, so the
-//! backend cannot reach its own service (incident 004).
+//! `missing-hairpin`: a service backend (or a published port's) behind a bridge port without
+//! hairpin mode, so the backend cannot reach its own service (incident 004) or published port.
 //!
 //! **What it does.** For each `service`, finds the backends that live in another namespace of
 //! the node, on a veth whose peer is a port of a bridge in the service's namespace, and whose
@@ -21,7 +21,7 @@ pub const CHECK: Check = Check {
     code: Code::new(
         "missing-hairpin",
         &[Severity::Warning],
-        "a service backend behind a bridge port without hairpin mode",
+        "a service or published-port backend behind a bridge port without hairpin mode",
     ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
@@ -31,40 +31,50 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         // One finding per port: every service that can pick the pod needs the same fix.
         let mut reported: BTreeSet<LinkRef> = BTreeSet::new();
-        for svc in &netns.services {
-            for backend in &svc.backends {
-                for owner in model.owners(backend.addr) {
-                    let Some((port, bridge)) = bridge_port(model, ns, owner.link) else { continue };
-                    let port_link = model.link(port);
-                    if port_link.hairpin.as_ref().is_some_and(|h| h.value) || !model.bridge_netfilter(bridge) {
-                        continue;
-                    }
-                    let pod_ns = model.netns_of(owner.link);
-                    if !routed_through(model.fib(pod_ns), svc.vip.value, owner.link.link) || !reported.insert(port) {
-                        continue;
-                    }
-                    let pod = model.node(ns.node).netns(pod_ns.netns).display_name();
-                    let mut d = Diagnostic::warning(
-                        CHECK.code,
-                        backend.span,
-                        format!(
-                            "backend `{}` of service `{}` sits behind bridge port `{}`, which has no hairpin mode",
-                            backend.addr, svc.name.value, port_link.name.value
-                        ),
-                    )
-                    .with_label(format!(
-                        "when `{pod}` connects to `{}` and is picked, the bridge must send the frame back out of `{}`",
-                        svc.name.value, port_link.name.value
-                    ));
-                    d = match &port_link.hairpin {
-                        Some(off) => d.with_secondary(off.span, "hairpin mode is turned off here"),
-                        None => d.with_secondary(
-                            port_link.name.span,
-                            format!("port of bridge `{}` without hairpin mode", model.link(bridge).name.value),
-                        ),
-                    };
-                    diags.push(d.with_help(format!("set `hairpin=#true` on `{}`", port_link.name.value)));
+        // (backend, its span, what it is the backend of, the address the pod connects to: a
+        // service's VIP, routed; `None` for a published port, on the node's own addresses,
+        // which the pod reaches through the bridge whether routed or on-link).
+        let services = netns.services.iter().flat_map(|svc| {
+            svc.backends
+                .iter()
+                .map(move |b| (b.addr, b.span, format!("service `{}`", svc.name.value), Some(svc.vip.value)))
+        });
+        let published =
+            netns.publishes.iter().map(|p| (p.to.value, p.to.span, format!("published port `{}`", p.name.value), None));
+        for (addr, span, of, vip) in services.chain(published) {
+            for owner in model.owners(addr) {
+                let Some((port, bridge)) = bridge_port(model, ns, owner.link) else { continue };
+                let port_link = model.link(port);
+                if port_link.hairpin.as_ref().is_some_and(|h| h.value) || !model.bridge_netfilter(bridge) {
+                    continue;
                 }
+                let pod_ns = model.netns_of(owner.link);
+                let routed = vip.is_none_or(|vip| routed_through(model.fib(pod_ns), vip, owner.link.link));
+                if !routed || !reported.insert(port) {
+                    continue;
+                }
+                let pod = model.node(ns.node).netns(pod_ns.netns).display_name();
+                let target = of.rsplit_once(' ').map(|(_, name)| name).unwrap_or(&of);
+                let mut d = Diagnostic::warning(
+                    CHECK.code,
+                    span,
+                    format!(
+                        "backend `{addr}` of {of} sits behind bridge port `{}`, which has no hairpin mode",
+                        port_link.name.value
+                    ),
+                )
+                .with_label(format!(
+                    "when `{pod}` connects to {target} and is picked, the bridge must send the frame back out of `{}`",
+                    port_link.name.value
+                ));
+                d = match &port_link.hairpin {
+                    Some(off) => d.with_secondary(off.span, "hairpin mode is turned off here"),
+                    None => d.with_secondary(
+                        port_link.name.span,
+                        format!("port of bridge `{}` without hairpin mode", model.link(bridge).name.value),
+                    ),
+                };
+                diags.push(d.with_help(format!("set `hairpin=#true` on `{}`", port_link.name.value)));
             }
         }
     }
@@ -95,6 +105,45 @@ fn routed_through(fib: &Fib, vip: IpAddr, link: LinkId) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn a_published_port_to_a_pod_behind_a_bridge_port_without_hairpin() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    bridge-netfilter #true
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    bridge "br0" { address "10.244.1.1/24"; }
+    publish "web" port=8080 to="10.244.1.5:80"
+//                              ^^^^^^^^^^^^^ warning missing-hairpin
+    publish "api" port=8081 to="10.244.1.6:80"
+    netns "web" {
+        veth "eth0" {
+            address "10.244.1.5/24"
+            peer "veth-web" netns="@host" master="br0"
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+    }
+    netns "api" {
+        veth "eth0" {
+            address "10.244.1.6/24"
+            peer "veth-api" netns="@host" master="br0" hairpin=#true
+        }
+        route "default" via="10.244.1.1" dev="eth0"
+    }
+}
+"#,
+        );
+        assert_eq!(
+            d[0].message,
+            "backend `10.244.1.5` of published port `web` sits behind bridge port `veth-web`, which has no hairpin mode"
+        );
+        assert_eq!(
+            d[0].primary.message,
+            "when `web` connects to `web` and is picked, the bridge must send the frame back out of `veth-web`"
+        );
+    }
 
     fn worker(hairpin_b: &str, services: &str) -> String {
         format!(

@@ -22,6 +22,7 @@ mod redirect_without_listener;
 mod service_without_backends;
 mod shadowed_rule;
 mod sysctl_for_undeclared_link;
+mod tproxy_without_local_route;
 mod unmatchable_rule;
 mod unreachable_backend;
 
@@ -66,6 +67,7 @@ pub const CHECKS: &[Check] = &[
     non_local_source::CHECK,
     unreachable_backend::CHECK,
     sysctl_for_undeclared_link::CHECK,
+    tproxy_without_local_route::CHECK,
 ];
 
 pub fn run_all(model: &Model, broken: &BrokenNamespaces, diags: &mut Vec<Diagnostic>) {

@@ -6,13 +6,15 @@
 //! arrive: an inbound redirect (`in`, prerouting) rewrites the destination to the address of the
 //! interface the packet came in by, so a listener bound to loopback only misses it; an outbound
 //! redirect (`out`, output hook) rewrites it to loopback, so a listener bound to another address
-//! misses it. Reports the redirect when no listener qualifies.
+//! misses it. Reports the redirect when no listener qualifies. A `tproxy`'s `to-port` is
+//! judged as an inbound redirect's (the kernel's socket lookup uses the incoming interface's
+//! address, or a listener on every address).
 //!
 //! Why it matters, an example and the fix: spec.md, Checks › `redirect-without-listener` (the user's reference; the
 //! spec test runs its example). This file says how the check decides.
 
 use super::{AfterErrors, Check};
-use crate::ir::{Listener, Redirect};
+use crate::ir::Listener;
 use crate::model::Model;
 use netcfg_lang::ast::{Direction, Proto};
 use netcfg_lang::{Code, Diagnostic, Severity};
@@ -23,15 +25,22 @@ pub const CHECK: Check = Check {
     after_errors: AfterErrors::SkipBrokenNamespace,
 };
 
+/// What a `redirect` or a `tproxy` sends its packets to.
+struct Redirected<'a> {
+    direction: Direction,
+    proto: Proto,
+    to_port: &'a netcfg_lang::Spanned<u16>,
+}
+
 fn proto_name(p: Proto) -> String {
     p.keyword().to_ascii_uppercase()
 }
 
 /// Whether redirected packets reach a listener bound where it is bound.
-fn reaches(redirect: &Redirect, listener: &Listener) -> bool {
+fn reaches(direction: Direction, listener: &Listener) -> bool {
     match &listener.address {
         None => true,
-        Some(a) => match redirect.direction {
+        Some(a) => match direction {
             Direction::Out => a.value.is_loopback(),
             Direction::In | Direction::Forward => !a.value.is_loopback(),
         },
@@ -40,11 +49,17 @@ fn reaches(redirect: &Redirect, listener: &Listener) -> bool {
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
-        for redirect in &netns.redirects {
+        // A `tproxy` hands packets to a listener found like an inbound redirect's: on the
+        // arriving interface's address, or one bound to every address.
+        let redirects =
+            netns.redirects.iter().map(|r| Redirected { direction: r.direction, proto: r.proto, to_port: &r.to_port });
+        let tproxies =
+            netns.tproxies.iter().map(|t| Redirected { direction: Direction::In, proto: t.proto, to_port: &t.to_port });
+        for redirect in redirects.chain(tproxies) {
             let port = redirect.to_port.value;
             let on_port: Vec<&Listener> = netns.listeners.iter().filter(|l| l.port.value == port).collect();
             let same_proto: Vec<&Listener> = on_port.iter().copied().filter(|l| l.proto == redirect.proto).collect();
-            if same_proto.iter().any(|l| reaches(redirect, l)) {
+            if same_proto.iter().any(|l| reaches(redirect.direction, l)) {
                 continue;
             }
             let proto = proto_name(redirect.proto);
@@ -97,6 +112,28 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn a_tproxy_to_a_port_nothing_listens_on() {
+        let d = check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    table "tproxy" id=100
+    rule priority=100 fwmark="0x1" table="tproxy"
+    route "0.0.0.0/0" type="local" dev="lo" table="tproxy"
+    tproxy in proto="tcp" port=80 to-port=15001 mark="0x1"
+    tproxy in proto="tcp" port=443 to-port=15002 mark="0x1"
+//                                         ^^^^^ warning redirect-without-listener
+    tproxy in proto="udp" port=53 to-port=15003 mark="0x1"
+//                                        ^^^^^ warning redirect-without-listener
+    listen "envoy" port=15001
+    listen "local" port=15002 address="127.0.0.1"
+}
+"#,
+        );
+        assert_eq!(d[0].message, "nothing listens on TCP port 15002 in node `n`");
+    }
 
     fn pod(body: &str) -> String {
         format!(

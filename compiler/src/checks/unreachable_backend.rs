@@ -1,4 +1,5 @@
-//! `unreachable-backend`: a service backend the service's namespace has no route to.
+//! `unreachable-backend`: a service backend, or the backend of a published port, that its
+//! namespace has no route to.
 //!
 //! **What it does.** After DNAT the connection is routed in the service's namespace to the
 //! backend's address. For every backend, asks the packet-path model
@@ -20,7 +21,7 @@ pub const CHECK: Check = Check {
     code: Code::new(
         "unreachable-backend",
         &[Severity::Error],
-        "a service backend the service's namespace has no route to",
+        "a service or published-port backend the namespace has no route to",
     ),
     run,
     after_errors: AfterErrors::SkipBrokenNamespace,
@@ -28,46 +29,55 @@ pub const CHECK: Check = Check {
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
-        let node = model.node(ns.node);
-        for svc in &netns.services {
-            for b in &svc.backends {
-                if matches!(b.addr, IpAddr::V4(a) if a.is_loopback()) {
-                    continue;
-                }
-                let (label, secondary) = match model.lookup(ns, b.addr) {
-                    Lookup::Local(_) => continue,
-                    Lookup::Route(e) if matches!(e.route_type, RouteType::Unicast | RouteType::Local) => continue,
-                    Lookup::Route(e) => {
-                        let kind = e.route_type.keyword();
-                        let span = match e.source {
-                            FibSource::Static(i) => Some(netns.routes[i].dst_span),
-                            FibSource::Connected { .. } | FibSource::Dynamic { .. } => None,
-                        };
-                        (
-                            format!("a `{kind}` route covers `{}`", b.addr),
-                            span.map(|s| (s, format!("`{kind}` route to `{}`", e.dst))),
-                        )
-                    }
-                    Lookup::NoRoute if netns.is_host() && !declares_routes(netns, b.addr) => continue,
-                    Lookup::NoRoute => {
-                        (format!("no route in {} leads to `{}`", node.describe_netns(ns.netns), b.addr), None)
-                    }
-                };
-                let mut d = Diagnostic::error(
-                    CHECK.code,
-                    b.span,
-                    format!("backend `{}` of service `{}` is unreachable", b.addr, svc.name.value),
-                )
-                .with_label(label);
-                if let Some((span, note)) = secondary {
-                    d = d.with_secondary(span, note);
-                }
-                diags.push(
-                    d.with_help(format!("add a route to `{}` (or a default route), or remove the backend", b.addr)),
-                );
+        let backends = netns.services.iter().flat_map(|svc| {
+            svc.backends
+                .iter()
+                .map(move |b| (b.addr, b.span, format!("backend `{}` of service `{}`", b.addr, svc.name.value)))
+        });
+        let published = netns
+            .publishes
+            .iter()
+            .map(|p| (p.to.value, p.to.span, format!("backend `{}` of published port `{}`", p.to.value, p.name.value)));
+        for (addr, span, what) in backends.chain(published) {
+            if let Some(d) = unreachable(model, ns, netns, addr, span, &what) {
+                diags.push(d);
             }
         }
     }
+}
+
+/// The finding for a DNAT target `addr` the namespace cannot route to, if it cannot.
+fn unreachable(
+    model: &Model,
+    ns: crate::model::NetnsRef,
+    netns: &crate::ir::Netns,
+    addr: IpAddr,
+    span: netcfg_lang::Span,
+    what: &str,
+) -> Option<Diagnostic> {
+    if matches!(addr, IpAddr::V4(a) if a.is_loopback()) {
+        return None;
+    }
+    let node = model.node(ns.node);
+    let (label, secondary) = match model.lookup(ns, addr) {
+        Lookup::Local(_) => return None,
+        Lookup::Route(e) if matches!(e.route_type, RouteType::Unicast | RouteType::Local) => return None,
+        Lookup::Route(e) => {
+            let kind = e.route_type.keyword();
+            let span = match e.source {
+                FibSource::Static(i) => Some(netns.routes[i].dst_span),
+                FibSource::Connected { .. } | FibSource::Dynamic { .. } => None,
+            };
+            (format!("a `{kind}` route covers `{addr}`"), span.map(|s| (s, format!("`{kind}` route to `{}`", e.dst))))
+        }
+        Lookup::NoRoute if netns.is_host() && !declares_routes(netns, addr) => return None,
+        Lookup::NoRoute => (format!("no route in {} leads to `{addr}`", node.describe_netns(ns.netns)), None),
+    };
+    let mut d = Diagnostic::error(CHECK.code, span, format!("{what} is unreachable")).with_label(label);
+    if let Some((span, note)) = secondary {
+        d = d.with_secondary(span, note);
+    }
+    Some(d.with_help(format!("add a route to `{addr}` (or a default route), or remove the backend")))
 }
 
 /// Whether the namespace routes `addr`'s family itself (else its routes come from outside).
@@ -78,6 +88,25 @@ fn declares_routes(netns: &crate::ir::Netns, addr: std::net::IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::fixture::check;
+
+    #[test]
+    fn a_published_port_to_a_backend_without_a_route() {
+        let d = check(
+            r#"
+node "n" {
+    forwarding #true
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    bridge "cni0" { address "10.244.1.1/24"; }
+    route "10.66.0.0/16" type="blackhole"
+    publish "web" port=8080 to="10.244.1.5:80"
+    publish "local" port=8081 to="10.0.0.2:80"
+    publish "lost" port=8082 to="10.66.1.1:80"
+//                               ^^^^^^^^^^^^ error unreachable-backend
+}
+"#,
+        );
+        assert_eq!(d[0].message, "backend `10.66.1.1` of published port `lost` is unreachable");
+    }
 
     #[test]
     fn backends_without_a_route() {
