@@ -394,3 +394,37 @@ node "srv" {
     let n = packets_counted(&server);
     assert!(n >= 3, "an untracked connection meets the rules with every packet: {n}");
 }
+
+/// A zone with a link pattern (`"vp*"`) admits links that appear after the apply, which the
+/// spec never declares (container veths); a link outside the pattern stays behind the policy.
+#[test]
+fn a_zone_pattern_admits_links_created_after_the_apply() {
+    if !require_root("a_zone_pattern_admits_links_created_after_the_apply") {
+        return;
+    }
+    let node = Netns::new("zpn");
+    let pod = Netns::new("zpp");
+    let other = Netns::new("zpo");
+    serve(&node, "0.0.0.0:8080", "node", 10);
+    let spec = r#"
+node "n" {
+    ethernet "vp-static"
+    firewall {
+        policy in="drop"
+        zone "pods" "vp-static" "vp*"
+        allow in from-zone="pods" proto="tcp" port=8080
+    }
+}
+"#;
+    let fleet = compile(spec);
+    let mut diags = Vec::new();
+    let host = nftables::compile_node(&fleet.nodes[0], &mut diags).remove(0);
+    assert!(diags.is_empty(), "{diags:#?}");
+    assert!(host.script.text.contains("\"vp*\""), "{}", host.script.text);
+    exec::apply(&Target::Named(node.name.clone()), &host.script).expect("apply");
+    // Created after the apply, as a container runtime would.
+    wire(&node, "vp-1a2b", "10.7.0.1/24", &pod, "eth0", "10.7.0.2/24");
+    wire(&node, "other0", "10.8.0.1/24", &other, "eth0", "10.8.0.2/24");
+    assert_eq!(connect(&pod, "10.7.0.1:8080", 2000), Conn::Reply("node".into()));
+    assert_eq!(connect(&other, "10.8.0.1:8080", 500), Conn::TimedOut);
+}

@@ -504,7 +504,10 @@ impl Firewall {
 pub struct Zone {
     pub id: ZoneId,
     pub name: Name,
+    /// The links named, and the declared links a pattern matches.
     pub links: Vec<Spanned<LinkId>>,
+    /// Link name prefixes (`"veth*"`): links that may appear at run time, unknown to checks.
+    pub patterns: Vec<Spanned<String>>,
     pub span: Span,
 }
 

@@ -1080,8 +1080,23 @@ impl<'d> NodeBuilder<'d> {
                     self.diags.push(duplicate("zone", &z.name, first.name.span));
                     continue;
                 }
-                let links = z.links.iter().filter_map(|l| self.link_ref(ns, l)).collect();
-                fw.zones.push(Zone { id: ZoneId(fw.zones.len() as u32), name: z.name.clone(), links, span: z.span });
+                let mut links: Vec<Spanned<LinkId>> = z.links.iter().filter_map(|l| self.link_ref(ns, l)).collect();
+                // Declared links a pattern matches are members the checks know by id.
+                for l in self.node.links_in(ns) {
+                    if let Some(p) = z.patterns.iter().find(|p| l.name.value.starts_with(p.value.as_str())) {
+                        if !links.iter().any(|x| x.value == l.id) {
+                            links.push(Spanned::new(l.id, p.span));
+                        }
+                    }
+                }
+                let patterns = z.patterns.clone();
+                fw.zones.push(Zone {
+                    id: ZoneId(fw.zones.len() as u32),
+                    name: z.name.clone(),
+                    links,
+                    patterns,
+                    span: z.span,
+                });
             }
             for s in &decl.sets {
                 if let Some(first) = fw.sets.iter().find(|f| f.name.value == s.name.value) {

@@ -691,6 +691,8 @@ pub struct ClampMssDecl {
 pub struct ZoneDecl {
     pub name: Name,
     pub links: Vec<Name>,
+    /// Link name prefixes (`"veth*"` is `veth`): links that may appear at run time.
+    pub patterns: Vec<Name>,
     pub span: Span,
 }
 

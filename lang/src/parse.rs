@@ -1147,19 +1147,23 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
             }
             "zone" => {
                 if let Some(name) = name_arg(cx, &mut c, "a zone name") {
-                    let mut links = Vec::new();
+                    let (mut links, mut patterns) = (Vec::new(), Vec::new());
+                    let mut member = |cx: &mut Cx, v: Option<Val>| match v {
+                        Some(v) if matches!(v.value, KdlValue::String(s) if s.ends_with('*')) => {
+                            patterns.extend(v.parse(cx, "link pattern", parse_link_pattern))
+                        }
+                        v => links.extend(link_name(cx, v)),
+                    };
                     for v in c.rest_args(1) {
-                        links.extend(link_name(cx, Some(v)));
+                        member(cx, Some(v));
                     }
                     for l in c.children("link") {
                         let mut lr = Reader::new(cx, l);
-                        links.extend({
-                            let v = lr.arg(cx, 0, "an interface name");
-                            link_name(cx, v)
-                        });
+                        let v = lr.arg(cx, 0, "an interface name");
+                        member(cx, v);
                         lr.finish(cx);
                     }
-                    fw.zones.push(ZoneDecl { name, links, span: c.span });
+                    fw.zones.push(ZoneDecl { name, links, patterns, span: c.span });
                 }
             }
             "set" => {
@@ -1908,6 +1912,9 @@ mod rule_match_tests {
             (r#"allow in proto="tcp" port="!0""#, "invalid-value", "0"),
             (r#"allow in iif="!eth/0""#, "invalid-value", "/"),
             (r#"allow in from-zone="!l an""#, "invalid-value", " "),
+            (r#"zone "z" "*""#, "invalid-value", "*"),
+            (r#"zone "z" "eth0" "abcdefghijklmnop*""#, "invalid-value", "op"),
+            (r#"zone "z" "et/h*""#, "invalid-value", "/"),
             (r#"allow in limit="10/sec""#, "invalid-value", "sec"),
             (r#"allow in limit="ten/second""#, "invalid-value", "ten"),
             (r#"allow in limit="10""#, "invalid-value", "10"),

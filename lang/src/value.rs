@@ -383,7 +383,7 @@ pub fn parse_link_name(text: &str) -> Result<String, ValueError> {
     let help = "use ASCII letters, digits and `-_.@+`; Linux interface names are up to 15 bytes";
     if let Some((i, c)) = text.char_indices().find(|(_, c)| *c == '*') {
         return Err(ValueError::new(i, i + c.len_utf8(), "interface names cannot contain `*`")
-            .help("nft would read `*` as a wildcard; netcfg matches interfaces by their exact names, so list each one (a `zone` holds several)"));
+            .help("nft would read `*` as a wildcard; a rule names links exactly, a `zone` may hold a prefix pattern like `\"veth*\"`"));
     }
     if let Some((i, c)) = text.char_indices().find(|(_, c)| !c.is_ascii()) {
         return Err(
@@ -396,6 +396,25 @@ pub fn parse_link_name(text: &str) -> Result<String, ValueError> {
         return Err(ValueError::new(i, i + c.len_utf8(), format!("interface names cannot contain {c:?}")).help(help));
     }
     Ok(text.to_string())
+}
+
+/// A zone's link pattern `PREFIX*`: every link whose name starts with `PREFIX`, the ones the spec
+/// declares and the ones that appear at run time (container veths). Returns the prefix.
+pub fn parse_link_pattern(text: &str) -> Result<String, ValueError> {
+    let Some(prefix) = text.strip_suffix('*') else {
+        return Err(
+            ValueError::whole(text, "a link pattern ends with `*`").help("write the prefix and then `*`: `veth*`")
+        );
+    };
+    if prefix.is_empty() {
+        return Err(ValueError::whole(text, "`*` alone would match every link")
+            .help("leave the zone out of the rule to match every link, or give a prefix like `veth*`"));
+    }
+    if prefix.len() > 14 {
+        return Err(ValueError::new(14, prefix.len(), "a pattern's prefix is at most 14 bytes (interface names: 15)")
+            .help("shorten the prefix: it only needs to tell these links from the others"));
+    }
+    parse_link_name(prefix)
 }
 
 /// Names of nodes, namespaces, zones, sets, services, templates: become file names (netns) and

@@ -226,7 +226,7 @@ fn decision(
 }
 
 fn if_is(v: &IfName, name: Option<&str>) -> bool {
-    name.is_some_and(|n| v.to_string() == format!("\"{n}\""))
+    name.is_some_and(|n| v.matches(n))
 }
 
 /// Whether the packet's field behind `sel` equals `value` (a set of values: holds).

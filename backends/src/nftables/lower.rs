@@ -124,16 +124,27 @@ impl Lower<'_> {
         }
         for zone in &fw.zones {
             let mut elements = Vec::new();
+            let by_pattern = |name: &str| zone.patterns.iter().any(|p| name.starts_with(p.value.as_str()));
             for l in &zone.links {
+                // A declared link a pattern matches is in the set through the pattern (an
+                // interval set refuses an element inside another's range).
+                if by_pattern(&self.node.link(l.value).name.value) {
+                    continue;
+                }
                 if let Some(n) = self.ifname(l.value, l.span) {
                     elements.push(Element { key: vec![Value::If(n)], data: None, origin: l.span });
+                }
+            }
+            for p in &zone.patterns {
+                if let Some(n) = IfName::prefix(&p.value) {
+                    elements.push(Element { key: vec![Value::If(n)], data: None, origin: p.span });
                 }
             }
             self.table.sets.push(Set {
                 name: zone_name(zone),
                 key: SetKey::Types(vec![KeyType::Ifname]),
                 data: None,
-                interval: false,
+                interval: !zone.patterns.is_empty(),
                 dynamic: None,
                 elements,
                 origin: zone.span,

@@ -75,6 +75,20 @@ impl IfName {
             && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '*'));
         ok.then(|| IfName(name.to_string()))
     }
+
+    /// Every interface whose name starts with `prefix` (nft's trailing `*`).
+    pub fn prefix(prefix: &str) -> Option<IfName> {
+        let ok = prefix.len() < 15 && IfName::new(prefix).is_some();
+        ok.then(|| IfName(format!("{prefix}*")))
+    }
+
+    /// Whether an interface of this name is matched.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => self.0 == name,
+        }
+    }
 }
 
 impl fmt::Display for IfName {

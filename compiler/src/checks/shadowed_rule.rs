@@ -85,10 +85,27 @@ impl<'a> Matches<'a> {
                 }
             })
         };
+        // A zone's pattern (`veth*`) also matches links that appear at run time: each distinct
+        // prefix stands for them as one id no declared link has, so a rule of that zone covers a
+        // later one of the same pattern, and a rule naming only declared links covers none.
+        let mut prefixes: Vec<&str> =
+            fw.zones.iter().flat_map(|z| z.patterns.iter().map(|p| p.value.as_str())).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let unknown = |p: &str| LinkId(u32::MAX - prefixes.binary_search(&p).unwrap_or(0) as u32);
         let links = |link: Option<LinkId>, zone: Option<usize>| {
             let by_link = link.map(|l| BTreeSet::from([l]));
             let by_zone = zone.map(|z| {
-                fw.zones.get(z).map(|z| z.links.iter().map(|l| l.value).collect::<BTreeSet<_>>()).unwrap_or_default()
+                fw.zones
+                    .get(z)
+                    .map(|z| {
+                        z.links
+                            .iter()
+                            .map(|l| l.value)
+                            .chain(z.patterns.iter().map(|p| unknown(&p.value)))
+                            .collect::<BTreeSet<_>>()
+                    })
+                    .unwrap_or_default()
             });
             match (by_link, by_zone) {
                 (Some(l), Some(z)) => Some(l.intersection(&z).copied().collect()),
@@ -732,6 +749,23 @@ node "h" {{
         allow in from-zone="lan" proto="udp"
         allow in iif="eth1" proto="udp" port=53
 //      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule"#,
+        ));
+    }
+
+    #[test]
+    fn zone_patterns_cover_their_declared_links_and_stand_for_links_unknown_until_run_time() {
+        check(&host(
+            r#"        zone "uplinks" "eth*"
+        zone "pods" "veth*"
+        zone "pods-too" "veth*" "eth1"
+        allow in from-zone="uplinks" proto="udp"
+        allow in iif="eth1" proto="udp" port=53
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+        allow in iif="eth0" proto="tcp"
+        allow in from-zone="uplinks" proto="tcp" port=22
+        allow in from-zone="pods-too" proto="sctp"
+        allow in from-zone="pods" proto="sctp" port=9
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule"#,
         ));
     }
 
