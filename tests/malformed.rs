@@ -37,6 +37,9 @@ const CASES: &[(&str, &str)] = &[
     ("undefined_reference.kdl", "undefined-reference"),
     ("master_not_a_bridge.kdl", "invalid-reference"),
     ("conflicting_sysctl.kdl", "conflicting-sysctl"),
+    ("vlan_out_of_range.kdl", "invalid-value"),
+    ("pvid_not_in_vlans.kdl", "invalid-value"),
+    ("vlans_without_filtering.kdl", "invalid-value"),
 ];
 
 fn root() -> &'static Path {

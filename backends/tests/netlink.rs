@@ -731,3 +731,149 @@ fn every_example_applies_and_verifies() {
     }
     assert!(nodes - skipped >= 7, "the four incidents and the fleet's three workers: {nodes}, {skipped} skipped");
 }
+
+/// Ports of a VLAN-filtering bridge: two access ports on VLAN 10 and 20, a trunk (10 and 20
+/// tagged, to VLAN links in its pod) and the bridge's own VLAN 10 with an address.
+fn vlan_bridge(c_vlan: u16) -> String {
+    format!(
+        r#"
+node "n1" {{
+    ethernet "eth0" {{
+        address "10.0.0.2/24"
+    }}
+    bridge "br0" vlan-filtering=#true vlans="10" pvid=10 untagged="10" {{
+        address "10.10.0.254/24"
+    }}
+    netns "a" {{
+        veth "eth0" {{
+            address "10.10.0.1/24"
+            peer "veth-a" netns="@host" master="br0" vlans="10" pvid=10 untagged="10"
+        }}
+    }}
+    netns "c" {{
+        veth "eth0" {{
+            address "10.10.0.3/24"
+            address "10.20.0.3/24"
+            peer "veth-c" netns="@host" master="br0" vlans="{c_vlan}" pvid={c_vlan} untagged="{c_vlan}"
+        }}
+    }}
+    netns "d" {{
+        veth "eth0" {{
+            peer "veth-d" netns="@host" master="br0" vlans="10,20,100-199"
+        }}
+        vlan "eth0.10" parent="eth0" id=10 {{
+            address "10.10.0.4/24"
+        }}
+        vlan "eth0.20" parent="eth0" id=20 {{
+            address "10.20.0.4/24"
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Whether a ping from the node's namespace `ns` to `to` is answered (three tries).
+fn pings(node: &NodeRoot, ns: &str, to: &str) -> bool {
+    let name = node.path_name(ns);
+    (0..3).any(|_| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &name, "ping", "-c1", "-W2", to])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// `bridge vlan show` of the node's host namespace, as JSON text.
+fn bridge_vlans(node: &NodeRoot) -> String {
+    sh(&["bridge", "-n", &node.root.name, "-j", "vlan", "show"])
+}
+
+#[test]
+fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
+    if !require_root("bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back") {
+        return;
+    }
+    let what = "bridge port VLANs";
+    let d = desired(&vlan_bridge(20));
+    if !kernel_has(what, d.features.keys().copied()) || !bridge_vlan_filtering(what) {
+        return;
+    }
+    let node = NodeRoot::new("nl-brvlan");
+    let mut s = session(&node);
+    apply(&mut s, &d);
+    assert!(plan(&mut s, &d).is_empty());
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+    let shown = bridge_vlans(&node);
+    // VLAN 1, the default PVID every new port gets, is gone from the ports that list VLANs.
+    let ports: serde_json::Value = serde_json::from_str(&shown).expect("bridge -j");
+    let vids_of = |port: &str| -> Vec<u64> {
+        ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["ifname"] == port)
+            .flat_map(|p| p["vlans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|v| {
+                let lo = v["vlan"].as_u64().unwrap();
+                lo..=v["vlanEnd"].as_u64().unwrap_or(lo)
+            })
+            .collect()
+    };
+    assert_eq!(vids_of("veth-a"), vec![10], "{shown}");
+    assert_eq!(vids_of("veth-d").len(), 102, "{shown}");
+    assert_eq!(vids_of("br0"), vec![10], "{shown}");
+    // Tagged frames from the trunk reach the access port of their VLAN, and the bridge's own
+    // address on VLAN 10; nothing crosses from VLAN 10 to VLAN 20, even within one subnet.
+    assert!(pings(&node, "a", "10.10.0.4"), "access 10 -> trunk 10\n{shown}");
+    assert!(pings(&node, "c", "10.20.0.4"), "access 20 -> trunk 20\n{shown}");
+    assert!(pings(&node, "a", "10.10.0.254"), "access 10 -> the bridge's own VLAN 10\n{shown}");
+    assert!(!pings(&node, "a", "10.10.0.3"), "VLAN 10 reached a port of VLAN 20\n{shown}");
+    assert!(!pings(&node, "d", "10.10.0.3"), "trunk 10 reached a port of VLAN 20\n{shown}");
+
+    // Moving port c to VLAN 10 is one in-place change: the bridge and the port stay.
+    let index = |n: &str| node.ip("@host", &["-j", "link", "show", n]);
+    let (br_before, c_before) = (index("br0"), index("veth-c"));
+    let d10 = desired(&vlan_bridge(10));
+    let p = plan(&mut s, &d10);
+    assert_eq!(p.ops.len(), 1, "{}", p.to_text());
+    assert!(matches!(&p.ops[0].action, Action::SetLink { name, .. } if name == "veth-c"), "{}", p.to_text());
+    assert!(p.to_text().contains("vlans 20 pvid untagged -> 10 pvid untagged"), "{}", p.to_text());
+    apply(&mut s, &d10);
+    let ifindex = |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap()[0]["ifindex"].clone();
+    assert_eq!(ifindex(&index("br0")), ifindex(&br_before));
+    assert_eq!(ifindex(&index("veth-c")), ifindex(&c_before));
+    assert!(plan(&mut s, &d10).is_empty());
+    assert_eq!(s.verify(&d10, Options::default()).expect("verify"), vec![]);
+    assert!(pings(&node, "a", "10.10.0.3"), "c is on VLAN 10 now");
+    assert!(!pings(&node, "c", "10.20.0.4"), "c left VLAN 20");
+
+    // A failing apply back to VLAN 20 restores the VLANs as they were.
+    let before = bridge_vlans(&node);
+    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    let last = p.ops.last().unwrap().clone();
+    p.ops.push(netlink::Op {
+        action: Action::AddRoute {
+            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+            route: netlink::state::Route {
+                via: Some("10.200.0.1".parse().unwrap()),
+                dev: None,
+                src: None,
+                scope: netcfg_lang::ast::RouteScope::Global,
+                onlink: false,
+                route_type: netcfg_lang::ast::RouteType::Unicast,
+                protocol: netlink::state::NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        },
+        ns: "@host".into(),
+        ..last
+    });
+    let err = s
+        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert_eq!(bridge_vlans(&node), before);
+    assert!(plan(&mut s, &d10).is_empty());
+}

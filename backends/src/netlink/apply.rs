@@ -373,6 +373,14 @@ impl<'a> Executor<'a> {
             ]));
             self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
         }
+        if let Some(want) = &s.opts.vlans {
+            // From the VLANs the link has now: joining a bridge gave it the default PVID.
+            let own = self.get_link(ns, name).await?.0.as_deref() == Some("bridge");
+            let live = super::live::bridge_vlans(self.conn(ns)?).await?.remove(&index).unwrap_or_default();
+            for m in kinds::bridge::vlan_changes(index, own, &live, want) {
+                self.conn(ns)?.execute(m, CHANGE).await?;
+            }
+        }
         if s.up == Some(true) {
             self.set_flags(ns, index, true).await?;
         }
@@ -665,7 +673,7 @@ fn after_create(l: &Link) -> LinkSettings {
         nf_call_iptables: l.nf_call_iptables,
         up: Some(l.up),
         addrgen_none: l.addrgen_none,
-        opts: l.opts,
+        opts: l.opts.clone(),
     }
 }
 

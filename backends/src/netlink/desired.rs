@@ -140,6 +140,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                         _ => Default::default(),
                     },
                     port: if l.master.is_some() { l.options.port } else { Default::default() },
+                    vlans: l.options.vlans.as_ref().map(|v| v.value.clone()),
                     dhcp: l.dhcp(),
                 },
                 owned: created,
