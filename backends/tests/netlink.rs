@@ -877,3 +877,172 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
     assert_eq!(bridge_vlans(&node), before);
     assert!(plan(&mut s, &d10).is_empty());
 }
+
+/// A spec that finds a NIC by its MAC: `wan0` is the link with `mac`.
+fn by_mac(name: &str, mac: &str) -> String {
+    format!(
+        r#"
+node "n1" {{
+    ethernet "eth0" {{
+        address "10.0.0.2/24"
+    }}
+    ethernet "{name}" match-mac="{mac}" mtu=1400 {{
+        address "192.0.2.2/24"
+    }}
+    route "198.51.100.0/24" via="192.0.2.1"
+}}
+"#
+    )
+}
+
+/// The messages of a plan that must fail with conflicts.
+fn conflicts(s: &mut Session, d: &netlink::Desired) -> Vec<String> {
+    match s.plan(d, Options::default()) {
+        Err(netlink::PlanError::Conflicts(ds)) => ds.iter().map(|d| format!("{}: {}", d.code.id, d.message)).collect(),
+        Err(e) => panic!("{e}"),
+        Ok(p) => panic!("planned:\n{}", p.to_text()),
+    }
+}
+
+#[test]
+fn an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back() {
+    if !require_root("an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back") {
+        return;
+    }
+    let node = NodeRoot::new("nl-bymac");
+    let mac = "02:5a:00:00:00:07";
+    let ip = |args: &[&str]| node.ip("@host", args);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "nic-7f3a",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan7",
+        "netns",
+        &node.lan.name,
+    ]);
+    ip(&["link", "set", "nic-7f3a", "address", mac, "up"]);
+    let names = || -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&ip(&["-j", "link", "show"])).unwrap();
+        let mut n: Vec<String> =
+            v.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect();
+        n.sort();
+        n
+    };
+    let mut s = session(&node);
+    let d = desired(&by_mac("wan0", mac));
+
+    // A failed first apply renames the NIC back, with everything as it was.
+    let before = node.settled_full_dump(&[]);
+    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    assert!(
+        matches!(&p.ops[0].action, Action::RenameLink { from, to } if from == "nic-7f3a" && to == "wan0"),
+        "{}",
+        p.to_text()
+    );
+    assert!(p.to_text().contains("link wan0: rename nic-7f3a -> wan0"), "{}", p.to_text());
+    let last = p.ops.last().unwrap().clone();
+    p.ops.push(netlink::Op {
+        action: Action::AddRoute {
+            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+            route: netlink::state::Route {
+                via: Some("10.200.0.1".parse().unwrap()),
+                dev: None,
+                src: None,
+                scope: netcfg_lang::ast::RouteScope::Global,
+                onlink: false,
+                route_type: netcfg_lang::ast::RouteType::Unicast,
+                protocol: netlink::state::NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        },
+        ..last
+    });
+    let err = s
+        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert!(names().contains(&"nic-7f3a".to_string()), "{:?}", names());
+    let after = node.settled_full_dump(&[]);
+    assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
+
+    // Applied: renamed, configured under its new name, in sync.
+    apply(&mut s, &d);
+    assert!(names().contains(&"wan0".to_string()) && !names().contains(&"nic-7f3a".to_string()), "{:?}", names());
+    let wan: serde_json::Value = serde_json::from_str(&ip(&["-j", "addr", "show", "wan0"])).unwrap();
+    assert_eq!(wan[0]["mtu"], 1400);
+    assert_eq!(wan[0]["address"], mac);
+    assert_eq!(wan[0]["addr_info"][0]["local"], "192.0.2.2", "{wan}");
+    assert!(plan(&mut s, &d).is_empty());
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+
+    // Renamed again to another name: one op, then in sync.
+    let d1 = desired(&by_mac("uplink", mac));
+    let p = plan(&mut s, &d1);
+    assert!(
+        matches!(&p.ops[0].action, Action::RenameLink { from, to } if from == "wan0" && to == "uplink"),
+        "{}",
+        p.to_text()
+    );
+    apply(&mut s, &d1);
+    assert!(plan(&mut s, &d1).is_empty());
+
+    // What cannot be decided is an error before any change: no link has the MAC, the name is
+    // another device's, two links have the MAC.
+    let none = conflicts(&mut s, &desired(&by_mac("wan9", "02:5a:00:00:00:99")));
+    assert_eq!(
+        none,
+        vec!["missing-link: no link in the host namespace has the MAC 02:5a:00:00:00:99, and none is named `wan9`"]
+    );
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "taken0",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan9",
+        "netns",
+        &node.lan.name,
+    ]);
+    let taken = conflicts(&mut s, &desired(&by_mac("taken0", mac)));
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(
+        taken[0]
+            .starts_with("missing-link: link `taken0` in the host namespace is not the NIC with MAC 02:5a:00:00:00:07"),
+        "{taken:?}"
+    );
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "nic-dup",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan8",
+        "netns",
+        &node.lan.name,
+    ]);
+    ip(&["link", "set", "nic-dup", "address", mac]);
+    let two = conflicts(&mut s, &desired(&by_mac("wan1", mac)));
+    assert_eq!(
+        two,
+        vec!["missing-link: 2 links in the host namespace have the MAC 02:5a:00:00:00:07: `nic-dup`, `uplink`"]
+    );
+    assert!(names().contains(&"uplink".to_string()), "nothing was applied: {:?}", names());
+}

@@ -587,6 +587,11 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                 .map(|v| v.value as u16),
         },
         vlans: port_vlans(cx, r),
+        match_mac: if keyword == "ethernet" {
+            r.prop(cx, "match-mac").and_then(|v| v.parse(cx, "MAC address", parse_mac))
+        } else {
+            None
+        },
     };
     let addresses = parse_addresses(cx, r);
     let Some(kind) = kind else { return Err(name) };

@@ -144,6 +144,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                     dhcp: l.dhcp(),
                 },
                 owned: created,
+                ident: l.options.match_mac.as_ref().map(|m| m.value),
             };
             st.links.insert(l.name.value.clone(), link);
             spans.insert(Object::Link(l.name.value.clone()), l.name.span);

@@ -36,6 +36,8 @@ pub struct RawLink {
     pub up: bool,
     pub mtu: Option<u32>,
     pub mac: Option<Mac>,
+    /// IFLA_PERM_ADDRESS: the MAC the device came with (a NIC's), when it has one.
+    pub perm_mac: Option<Mac>,
     pub master: Option<u32>,
     pub group: u32,
     /// IFLA_LINK: the veth peer or the lower device of a stacked link.
@@ -219,6 +221,7 @@ pub async fn read(
                         dhcp: false,
                     },
                     owned: l.group == NETCFG_GROUP,
+                    ident: l.perm_mac.or(l.mac),
                 },
             );
         }
@@ -346,6 +349,7 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         up: m.header.flags.contains(LinkFlags::Up),
         mtu: None,
         mac: None,
+        perm_mac: None,
         master: None,
         group: 0,
         link: None,
@@ -366,6 +370,9 @@ fn raw_link(m: &LinkMessage) -> RawLink {
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
             LinkAttribute::TxQueueLen(v) => l.txqueuelen = Some(*v),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(Mac(b.as_slice().try_into().expect("6 bytes"))),
+            LinkAttribute::PermAddress(b) if b.len() == 6 => {
+                l.perm_mac = Some(Mac(b.as_slice().try_into().expect("6 bytes")))
+            }
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Group(g) => l.group = *g,
             LinkAttribute::Link(i) => l.link = Some(*i),

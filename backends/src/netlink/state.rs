@@ -152,6 +152,11 @@ pub struct Link {
     pub opts: Opts,
     /// Whether the link carries netcfg's group (desired: whether netcfg creates it).
     pub owned: bool,
+    /// The MAC that identifies the device. Live: its permanent MAC, or else its current one.
+    /// Desired: the MAC an existing link is found (and renamed) by when no link has its name
+    /// (`match-mac`; a snapshot's links, so that a rollback renames them back). Not a setting.
+    #[serde(default, with = "opt_mac")]
+    pub ident: Option<Mac>,
 }
 
 /// Link settings that only matter when the spec names them (desired `None`: leave alone).
@@ -299,6 +304,7 @@ impl Link {
             addrgen_none: Some(false),
             opts: Opts::default(),
             owned: false,
+            ident: None,
         }
     }
 
