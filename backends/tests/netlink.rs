@@ -773,15 +773,12 @@ node "n1" {{
     )
 }
 
-/// Whether a ping from the node's namespace `ns` to `to` is answered (three tries).
-fn pings(node: &NodeRoot, ns: &str, to: &str) -> bool {
-    let name = node.path_name(ns);
-    (0..3).any(|_| {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &name, "ping", "-c1", "-W2", to])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+/// Whether a TCP connection from the node's namespace `from` reaches a server on `addr` in
+/// namespace `to` (three tries when `expect` is true, one otherwise).
+fn reaches(node: &NodeRoot, from: &str, to: &str, addr: &str, expect: bool) -> bool {
+    serve_in(&node.path_name(to), addr, 3, |_| "vlan".to_string());
+    let tries = if expect { 3 } else { 1 };
+    (0..tries).any(|_| connect_in(&node.path_name(from), addr, 3000) == Conn::Reply("vlan".into()))
 }
 
 /// `bridge vlan show` of the node's host namespace, as JSON text.
@@ -825,11 +822,11 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
     assert_eq!(vids_of("br0"), vec![10], "{shown}");
     // Tagged frames from the trunk reach the access port of their VLAN, and the bridge's own
     // address on VLAN 10; nothing crosses from VLAN 10 to VLAN 20, even within one subnet.
-    assert!(pings(&node, "a", "10.10.0.4"), "access 10 -> trunk 10\n{shown}");
-    assert!(pings(&node, "c", "10.20.0.4"), "access 20 -> trunk 20\n{shown}");
-    assert!(pings(&node, "a", "10.10.0.254"), "access 10 -> the bridge's own VLAN 10\n{shown}");
-    assert!(!pings(&node, "a", "10.10.0.3"), "VLAN 10 reached a port of VLAN 20\n{shown}");
-    assert!(!pings(&node, "d", "10.10.0.3"), "trunk 10 reached a port of VLAN 20\n{shown}");
+    assert!(reaches(&node, "a", "d", "10.10.0.4:7001", true), "access 10 -> trunk 10\n{shown}");
+    assert!(reaches(&node, "c", "d", "10.20.0.4:7002", true), "access 20 -> trunk 20\n{shown}");
+    assert!(reaches(&node, "a", "@host", "10.10.0.254:7003", true), "access 10 -> the bridge's own VLAN 10\n{shown}");
+    assert!(!reaches(&node, "a", "c", "10.10.0.3:7004", false), "VLAN 10 reached a port of VLAN 20\n{shown}");
+    assert!(!reaches(&node, "d", "c", "10.10.0.3:7005", false), "trunk 10 reached a port of VLAN 20\n{shown}");
 
     // Moving port c to VLAN 10 is one in-place change: the bridge and the port stay.
     let index = |n: &str| node.ip("@host", &["-j", "link", "show", n]);
@@ -845,8 +842,8 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
     assert_eq!(ifindex(&index("veth-c")), ifindex(&c_before));
     assert!(plan(&mut s, &d10).is_empty());
     assert_eq!(s.verify(&d10, Options::default()).expect("verify"), vec![]);
-    assert!(pings(&node, "a", "10.10.0.3"), "c is on VLAN 10 now");
-    assert!(!pings(&node, "c", "10.20.0.4"), "c left VLAN 20");
+    assert!(reaches(&node, "a", "c", "10.10.0.3:7006", true), "c is on VLAN 10 now");
+    assert!(!reaches(&node, "c", "d", "10.20.0.4:7007", false), "c left VLAN 20");
 
     // A failing apply back to VLAN 20 restores the VLANs as they were.
     let before = bridge_vlans(&node);
