@@ -39,6 +39,9 @@ const CASES: &[(&str, &str)] = &[
     ("conflicting_sysctl.kdl", "conflicting-sysctl"),
     ("netmap_prefix_mismatch.kdl", "invalid-value"),
     ("tproxy_without_mark.kdl", "missing-property"),
+    ("vlan_out_of_range.kdl", "invalid-value"),
+    ("pvid_not_in_vlans.kdl", "invalid-value"),
+    ("vlans_without_filtering.kdl", "invalid-value"),
 ];
 
 fn root() -> &'static Path {

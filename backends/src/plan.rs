@@ -60,6 +60,7 @@ pub fn fresh_node(desired: &Desired) -> Live {
                         addrgen_none: None,
                         opts: Default::default(),
                         owned: false,
+                        ident: l.ident,
                     },
                 );
             }

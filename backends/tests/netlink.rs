@@ -731,3 +731,315 @@ fn every_example_applies_and_verifies() {
     }
     assert!(nodes - skipped >= 7, "the four incidents and the fleet's three workers: {nodes}, {skipped} skipped");
 }
+
+/// Ports of a VLAN-filtering bridge: two access ports on VLAN 10 and 20, a trunk (10 and 20
+/// tagged, to VLAN links in its pod) and the bridge's own VLAN 10 with an address.
+fn vlan_bridge(c_vlan: u16) -> String {
+    format!(
+        r#"
+node "n1" {{
+    ethernet "eth0" {{
+        address "10.0.0.2/24"
+    }}
+    bridge "br0" vlan-filtering=#true vlans="10" pvid=10 untagged="10" {{
+        address "10.10.0.254/24"
+    }}
+    netns "a" {{
+        veth "eth0" {{
+            address "10.10.0.1/24"
+            peer "veth-a" netns="@host" master="br0" vlans="10" pvid=10 untagged="10"
+        }}
+    }}
+    netns "c" {{
+        veth "eth0" {{
+            address "10.10.0.3/24"
+            address "10.20.0.3/24"
+            peer "veth-c" netns="@host" master="br0" vlans="{c_vlan}" pvid={c_vlan} untagged="{c_vlan}"
+        }}
+    }}
+    netns "d" {{
+        veth "eth0" {{
+            peer "veth-d" netns="@host" master="br0" vlans="10,20,100-199"
+        }}
+        vlan "eth0.10" parent="eth0" id=10 {{
+            address "10.10.0.4/24"
+        }}
+        vlan "eth0.20" parent="eth0" id=20 {{
+            address "10.20.0.4/24"
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Whether a TCP connection from the node's namespace `from` reaches a server on `addr` in
+/// namespace `to` (three tries when `expect` is true, one otherwise).
+fn reaches(node: &NodeRoot, from: &str, to: &str, addr: &str, expect: bool) -> bool {
+    serve_in(&node.path_name(to), addr, 3, |_| "vlan".to_string());
+    let tries = if expect { 3 } else { 1 };
+    (0..tries).any(|_| connect_in(&node.path_name(from), addr, 3000) == Conn::Reply("vlan".into()))
+}
+
+/// `bridge vlan show` of the node's host namespace, as JSON text.
+fn bridge_vlans(node: &NodeRoot) -> String {
+    sh(&["bridge", "-n", &node.root.name, "-j", "vlan", "show"])
+}
+
+#[test]
+fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
+    if !require_root("bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back") {
+        return;
+    }
+    let what = "bridge port VLANs";
+    let d = desired(&vlan_bridge(20));
+    if !kernel_has(what, d.features.keys().copied()) || !bridge_vlan_filtering(what) {
+        return;
+    }
+    let node = NodeRoot::new("nl-brvlan");
+    let mut s = session(&node);
+    apply(&mut s, &d);
+    assert!(plan(&mut s, &d).is_empty());
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+    let shown = bridge_vlans(&node);
+    // VLAN 1, the default PVID every new port gets, is gone from the ports that list VLANs.
+    let ports: serde_json::Value = serde_json::from_str(&shown).expect("bridge -j");
+    let vids_of = |port: &str| -> Vec<u64> {
+        ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["ifname"] == port)
+            .flat_map(|p| p["vlans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|v| {
+                let lo = v["vlan"].as_u64().unwrap();
+                lo..=v["vlanEnd"].as_u64().unwrap_or(lo)
+            })
+            .collect()
+    };
+    assert_eq!(vids_of("veth-a"), vec![10], "{shown}");
+    assert_eq!(vids_of("veth-d").len(), 102, "{shown}");
+    assert_eq!(vids_of("br0"), vec![10], "{shown}");
+    // Tagged frames from the trunk reach the access port of their VLAN, and the bridge's own
+    // address on VLAN 10; nothing crosses from VLAN 10 to VLAN 20, even within one subnet.
+    assert!(reaches(&node, "a", "d", "10.10.0.4:7001", true), "access 10 -> trunk 10\n{shown}");
+    assert!(reaches(&node, "c", "d", "10.20.0.4:7002", true), "access 20 -> trunk 20\n{shown}");
+    assert!(reaches(&node, "a", "@host", "10.10.0.254:7003", true), "access 10 -> the bridge's own VLAN 10\n{shown}");
+    assert!(!reaches(&node, "a", "c", "10.10.0.3:7004", false), "VLAN 10 reached a port of VLAN 20\n{shown}");
+    assert!(!reaches(&node, "d", "c", "10.10.0.3:7005", false), "trunk 10 reached a port of VLAN 20\n{shown}");
+
+    // Moving port c to VLAN 10 is one in-place change: the bridge and the port stay.
+    let index = |n: &str| node.ip("@host", &["-j", "link", "show", n]);
+    let (br_before, c_before) = (index("br0"), index("veth-c"));
+    let d10 = desired(&vlan_bridge(10));
+    let p = plan(&mut s, &d10);
+    assert_eq!(p.ops.len(), 1, "{}", p.to_text());
+    assert!(matches!(&p.ops[0].action, Action::SetLink { name, .. } if name == "veth-c"), "{}", p.to_text());
+    assert!(p.to_text().contains("vlans 20 pvid untagged -> 10 pvid untagged"), "{}", p.to_text());
+    apply(&mut s, &d10);
+    let ifindex = |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap()[0]["ifindex"].clone();
+    assert_eq!(ifindex(&index("br0")), ifindex(&br_before));
+    assert_eq!(ifindex(&index("veth-c")), ifindex(&c_before));
+    assert!(plan(&mut s, &d10).is_empty());
+    assert_eq!(s.verify(&d10, Options::default()).expect("verify"), vec![]);
+    assert!(reaches(&node, "a", "c", "10.10.0.3:7006", true), "c is on VLAN 10 now");
+    assert!(!reaches(&node, "c", "d", "10.20.0.4:7007", false), "c left VLAN 20");
+
+    // A failing apply back to VLAN 20 restores the VLANs as they were.
+    let before = bridge_vlans(&node);
+    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    let last = p.ops.last().unwrap().clone();
+    p.ops.push(netlink::Op {
+        action: Action::AddRoute {
+            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+            route: netlink::state::Route {
+                via: Some("10.200.0.1".parse().unwrap()),
+                dev: None,
+                src: None,
+                scope: netcfg_lang::ast::RouteScope::Global,
+                onlink: false,
+                route_type: netcfg_lang::ast::RouteType::Unicast,
+                protocol: netlink::state::NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        },
+        ns: "@host".into(),
+        ..last
+    });
+    let err = s
+        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert_eq!(bridge_vlans(&node), before);
+    assert!(plan(&mut s, &d10).is_empty());
+}
+
+/// A spec that finds a NIC by its MAC: `wan0` is the link with `mac`.
+fn by_mac(name: &str, mac: &str) -> String {
+    format!(
+        r#"
+node "n1" {{
+    ethernet "eth0" {{
+        address "10.0.0.2/24"
+    }}
+    ethernet "{name}" match-mac="{mac}" mtu=1400 {{
+        address "192.0.2.2/24"
+    }}
+    route "198.51.100.0/24" via="192.0.2.1"
+}}
+"#
+    )
+}
+
+/// The messages of a plan that must fail with conflicts.
+fn conflicts(s: &mut Session, d: &netlink::Desired) -> Vec<String> {
+    match s.plan(d, Options::default()) {
+        Err(netlink::PlanError::Conflicts(ds)) => ds.iter().map(|d| format!("{}: {}", d.code.id, d.message)).collect(),
+        Err(e) => panic!("{e}"),
+        Ok(p) => panic!("planned:\n{}", p.to_text()),
+    }
+}
+
+#[test]
+fn an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back() {
+    if !require_root("an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back") {
+        return;
+    }
+    let node = NodeRoot::new("nl-bymac");
+    let mac = "02:5a:00:00:00:07";
+    let ip = |args: &[&str]| node.ip("@host", args);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "nic-7f3a",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan7",
+        "netns",
+        &node.lan.name,
+    ]);
+    ip(&["link", "set", "nic-7f3a", "address", mac, "up"]);
+    let names = || -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&ip(&["-j", "link", "show"])).unwrap();
+        let mut n: Vec<String> =
+            v.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect();
+        n.sort();
+        n
+    };
+    let mut s = session(&node);
+    let d = desired(&by_mac("wan0", mac));
+
+    // A failed first apply renames the NIC back, with everything as it was.
+    let before = node.settled_full_dump(&[]);
+    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    assert!(
+        matches!(&p.ops[0].action, Action::RenameLink { from, to } if from == "nic-7f3a" && to == "wan0"),
+        "{}",
+        p.to_text()
+    );
+    assert!(p.to_text().contains("link wan0: rename nic-7f3a -> wan0"), "{}", p.to_text());
+    let last = p.ops.last().unwrap().clone();
+    p.ops.push(netlink::Op {
+        action: Action::AddRoute {
+            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+            route: netlink::state::Route {
+                via: Some("10.200.0.1".parse().unwrap()),
+                dev: None,
+                src: None,
+                scope: netcfg_lang::ast::RouteScope::Global,
+                onlink: false,
+                route_type: netcfg_lang::ast::RouteType::Unicast,
+                protocol: netlink::state::NETCFG_PROTO,
+                metrics: Default::default(),
+                nexthops: Vec::new(),
+            },
+        },
+        ..last
+    });
+    let err = s
+        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert!(names().contains(&"nic-7f3a".to_string()), "{:?}", names());
+    let after = node.settled_full_dump(&[]);
+    assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
+
+    // Applied: renamed, configured under its new name, in sync.
+    apply(&mut s, &d);
+    assert!(names().contains(&"wan0".to_string()) && !names().contains(&"nic-7f3a".to_string()), "{:?}", names());
+    let wan: serde_json::Value = serde_json::from_str(&ip(&["-j", "addr", "show", "wan0"])).unwrap();
+    assert_eq!(wan[0]["mtu"], 1400);
+    assert_eq!(wan[0]["address"], mac);
+    assert_eq!(wan[0]["addr_info"][0]["local"], "192.0.2.2", "{wan}");
+    assert!(plan(&mut s, &d).is_empty());
+    assert_eq!(s.verify(&d, Options::default()).expect("verify"), vec![]);
+
+    // Renamed again to another name: one op, then in sync.
+    let d1 = desired(&by_mac("uplink", mac));
+    let p = plan(&mut s, &d1);
+    assert!(
+        matches!(&p.ops[0].action, Action::RenameLink { from, to } if from == "wan0" && to == "uplink"),
+        "{}",
+        p.to_text()
+    );
+    apply(&mut s, &d1);
+    assert!(plan(&mut s, &d1).is_empty());
+
+    // What cannot be decided is an error before any change: no link has the MAC, the name is
+    // another device's, two links have the MAC.
+    let none = conflicts(&mut s, &desired(&by_mac("wan9", "02:5a:00:00:00:99")));
+    assert_eq!(
+        none,
+        vec!["missing-link: no link in the host namespace has the MAC 02:5a:00:00:00:99, and none is named `wan9`"]
+    );
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "taken0",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan9",
+        "netns",
+        &node.lan.name,
+    ]);
+    let taken = conflicts(&mut s, &desired(&by_mac("taken0", mac)));
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(
+        taken[0]
+            .starts_with("missing-link: link `taken0` in the host namespace is not the NIC with MAC 02:5a:00:00:00:07"),
+        "{taken:?}"
+    );
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "nic-dup",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan8",
+        "netns",
+        &node.lan.name,
+    ]);
+    ip(&["link", "set", "nic-dup", "address", mac]);
+    let two = conflicts(&mut s, &desired(&by_mac("wan1", mac)));
+    assert_eq!(
+        two,
+        vec!["missing-link: 2 links in the host namespace have the MAC 02:5a:00:00:00:07: `nic-dup`, `uplink`"]
+    );
+    assert!(names().contains(&"uplink".to_string()), "nothing was applied: {:?}", names());
+}

@@ -574,6 +574,23 @@ pub fn link_mtus(node: &Node) -> Vec<u32> {
     node.links.iter().map(|l| mtu(node, &ports, l.id, 0)).collect()
 }
 
+/// The VLAN-filtering bridge that `wire` (or its veth peer) is a port of, when that port
+/// carries VLAN `vid` tagged. The segments do not split such a bridge by VLAN.
+fn tagged_bridge(node: &Node, wire: LinkId, vid: u16) -> Option<LinkId> {
+    let l = node.link(wire);
+    let port = match (&l.kind, l.master.is_some()) {
+        (_, true) => l,
+        (LinkKind::Veth { peer }, false) => node.link(*peer),
+        _ => return None,
+    };
+    let vlans = port.options.vlans.as_ref()?;
+    let bridge = port.master.as_ref()?.value;
+    let tagged = vlans.value.get(&vid).is_some_and(|f| !f.untagged);
+    let filtering =
+        matches!(&node.link(bridge).kind, LinkKind::Bridge { options, .. } if options.vlan_filtering == Some(true));
+    (tagged && filtering).then_some(bridge)
+}
+
 /// Union-find over links: bridge ports join their bridge, veth ends join, macvlans join their
 /// parent, VXLANs with one VNI join across nodes, and NICs whose connected subnets are equal
 /// join across nodes (they are taken to share a LAN).
@@ -617,6 +634,12 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
                 LinkKind::Vxlan { vni, .. } => {
                     let first = *by_vni.entry(vni.value).or_insert(me);
                     union(&mut parent, me, first);
+                }
+                // A VLAN on a link whose wire is a port of a VLAN-filtering bridge carrying its
+                // id tagged (the link itself or its veth peer) is on that bridge.
+                LinkKind::Vlan { parent: p, id, .. } if tagged_bridge(n, p.value, id.value).is_some() => {
+                    let b = tagged_bridge(n, p.value, id.value).expect("matched");
+                    union(&mut parent, me, index[&LinkRef { node: n.id, link: b }]);
                 }
                 // NICs, and what stands for one on the wire, meet by their connected subnets.
                 LinkKind::Ethernet | LinkKind::Vlan { .. } | LinkKind::Bond(_) | LinkKind::Tunnel(_) => {

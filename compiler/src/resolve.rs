@@ -378,6 +378,15 @@ impl<'d> NodeBuilder<'d> {
         for (id, ns, l) in &pending {
             self.resolve_primary(*id, *ns, l);
         }
+        for (id, _, l) in &pending {
+            self.check_vlans(*id, l);
+            if let (ast::LinkKindDecl::Veth { peer, .. }, LinkKind::Veth { peer: pid }) =
+                (&l.kind, &self.node.link(*id).kind)
+            {
+                let pid = *pid;
+                self.check_vlans(pid, peer);
+            }
+        }
         for (ns, b) in &bodies {
             let lo = self.find_link(*ns, "lo").map(|l| l.id.0 as usize).expect("every namespace has lo");
             let addresses = b.loopback.iter().map(|a| Address {
@@ -677,6 +686,58 @@ impl<'d> NodeBuilder<'d> {
         {
             let (pid, pns) = (*pid, self.node.link(*pid).netns);
             self.resolve_master(pid, pns, peer);
+        }
+    }
+
+    /// `vlans` belong on a VLAN-filtering bridge (its own) or on one of its ports.
+    fn check_vlans(&mut self, id: LinkId, l: &ast::LinkDecl) {
+        let Some(vlans) = &l.options.vlans else { return };
+        let link = self.node.link(id);
+        let name = link.name.value.clone();
+        let bridge = match (&link.kind, link.master.as_ref().map(|m| m.value)) {
+            (LinkKind::Bridge { .. }, _) => id,
+            (_, Some(m)) => m,
+            (_, None) if l.master.is_some() => return, // reported where `master` is
+            (_, None) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        netcfg_lang::code::INVALID_VALUE,
+                        vlans.span,
+                        format!("`vlans` on `{name}`, which is not a bridge port"),
+                    )
+                    .with_help("make it a port with `master=\"BRIDGE\"`, naming a bridge with `vlan-filtering=#true`"),
+                );
+                return;
+            }
+        };
+        let b = self.node.link(bridge);
+        let (bname, bspan) = (b.name.value.clone(), b.name.span);
+        match &b.kind {
+            LinkKind::Bridge { options, .. } if options.vlan_filtering == Some(true) => {}
+            LinkKind::Bridge { .. } => {
+                let whose = if bridge == id { "its own".to_string() } else { format!("those of `{name}`") };
+                self.diags.push(
+                    Diagnostic::error(
+                        netcfg_lang::code::INVALID_VALUE,
+                        vlans.span,
+                        format!("bridge `{bname}` does not filter by VLAN: `vlans` ({whose}) would have no effect"),
+                    )
+                    .with_secondary(bspan, "declared here")
+                    .with_help(format!("add `vlan-filtering=#true` to bridge `{bname}`")),
+                );
+            }
+            other => {
+                let kind = other.keyword();
+                self.diags.push(
+                    Diagnostic::error(
+                        netcfg_lang::code::INVALID_VALUE,
+                        vlans.span,
+                        format!("`vlans` on a port of `{bname}`, which is a {kind}, not a bridge"),
+                    )
+                    .with_secondary(bspan, "declared here")
+                    .with_help("port VLANs exist only on bridge ports; on a bond, put the bond itself in the bridge"),
+                );
+            }
         }
     }
 
@@ -1446,6 +1507,42 @@ node "n" {
 }
 "#,
         );
+    }
+
+    #[test]
+    fn port_vlans_belong_on_a_vlan_filtering_bridge() {
+        let d = check(
+            r#"
+node "n" {
+    bridge "br0" vlan-filtering=#true vlans="10" pvid=10 untagged="10"
+    ethernet "eth1" master="br0" vlans="10,20-30" pvid=10 untagged="10"
+    ethernet "eth2" master="br0" vlans="20" pvid=10
+//                                               ^^ error invalid-value
+    ethernet "eth3" master="br0" vlans="5" untagged="5-6"
+//                                                   ^^^ error invalid-value
+    ethernet "eth4" master="br0" vlans="1,4095"
+//                                        ^^^^ error invalid-value
+    ethernet "eth5" master="br0" pvid=3
+//                                    ^ error invalid-value
+    bridge "br1" vlans="7"
+//                      ^ error invalid-value
+    ethernet "eth6" master="br1" vlans="7"
+//                                      ^ error invalid-value
+    ethernet "eth7" vlans="7"
+//                         ^ error invalid-value
+    bond "bond0"
+    ethernet "eth8" master="bond0" vlans="7"
+//                                        ^ error invalid-value
+    netns "t" {
+        veth "v0" { peer "v0-host" netns="@host" master="br0" vlans="30" pvid=30 untagged="30"; }
+    }
+}
+"#,
+        );
+        let plain = d.iter().find(|d| d.message.contains("those of `eth6`")).unwrap();
+        assert_eq!(plain.help.as_deref(), Some("add `vlan-filtering=#true` to bridge `br1`"));
+        assert_eq!(plain.secondary[0].message, "declared here");
+        assert!(d.iter().any(|d| d.message.contains("`br1` does not filter by VLAN: `vlans` (its own)")));
     }
 
     #[test]

@@ -203,6 +203,12 @@ pub struct LinkOptions {
     pub arp: Option<Spanned<bool>>,
     /// As a bridge port: `port-cost`, `port-priority`.
     pub port: PortOptions,
+    /// On a VLAN-filtering bridge, as a port or as the bridge itself: the VLANs carried, from
+    /// `vlans`, `pvid` and `untagged` (span: the `vlans` value).
+    pub vlans: Option<Spanned<crate::links::Vlans>>,
+    /// An `ethernet` only: the NIC is the one with this MAC (permanent, or else current), renamed
+    /// to the declared name (`match-mac`).
+    pub match_mac: Option<Spanned<crate::value::Mac>>,
     /// Addresses and a default route come from a DHCP client, SLAAC or a cloud agent (`dhcp`).
     pub dhcp: Option<Spanned<bool>>,
 }

@@ -118,6 +118,46 @@ impl TunnelKind {
     }
 }
 
+/// A VLAN's flags on one bridge port (or on the bridge itself): whether untagged frames that
+/// enter the port belong to it (`pvid`), and whether it leaves the port untagged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortVlan {
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+/// The VLANs a port of a VLAN-filtering bridge carries, by VLAN id (1..=4094).
+pub type Vlans = std::collections::BTreeMap<u16, PortVlan>;
+
+/// `vlans` as the language writes them (`10 pvid untagged, 20-30`): runs of consecutive VLANs
+/// with the same flags as one range.
+pub fn describe_vlans(v: &Vlans) -> String {
+    let mut runs: Vec<(u16, u16, PortVlan)> = Vec::new();
+    for (&vid, &f) in v {
+        match runs.last_mut() {
+            Some((_, hi, g)) if *hi + 1 == vid && *g == f && !f.pvid => *hi = vid,
+            _ => runs.push((vid, vid, f)),
+        }
+    }
+    if runs.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = runs
+        .iter()
+        .map(|(lo, hi, f)| {
+            let mut s = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+            if f.pvid {
+                s.push_str(" pvid");
+            }
+            if f.untagged {
+                s.push_str(" untagged");
+            }
+            s
+        })
+        .collect();
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +177,17 @@ mod tests {
         check::<IpvlanMode>();
         check::<TunnelKind>();
         assert_eq!(TunnelKind::Sit.keyword(), "sit");
+    }
+
+    #[test]
+    fn vlans_are_described_as_runs() {
+        let mut v = Vlans::new();
+        v.insert(10, PortVlan { pvid: true, untagged: true });
+        for vid in 11..=13 {
+            v.insert(vid, PortVlan::default());
+        }
+        v.insert(20, PortVlan { pvid: false, untagged: true });
+        assert_eq!(describe_vlans(&v), "10 pvid untagged, 11-13, 20 untagged");
+        assert_eq!(describe_vlans(&Vlans::new()), "none");
     }
 }

@@ -646,11 +646,70 @@ fn parse_link(cx: &mut Cx, r: &mut Reader) -> Result<LinkDecl, Option<Spanned<St
                 .and_then(|v| v.int(cx, "port-priority", 0, 63))
                 .map(|v| v.value as u16),
         },
+        vlans: port_vlans(cx, r),
+        match_mac: if keyword == "ethernet" {
+            r.prop(cx, "match-mac").and_then(|v| v.parse(cx, "MAC address", parse_mac))
+        } else {
+            None
+        },
     };
     let addresses = parse_addresses(cx, r);
     let Some(kind) = kind else { return Err(name) };
     let Some(name) = name else { return Err(None) };
     Ok(LinkDecl { name, kind, mtu, mac, state, master, hairpin, rp_filter: rp, options, addresses, span: r.span })
+}
+
+/// `vlans`, `pvid` and `untagged` of a bridge port (or of the bridge itself): the VLANs carried,
+/// with `pvid` and `untagged` among them.
+fn port_vlans(cx: &mut Cx, r: &mut Reader) -> Option<Spanned<crate::links::Vlans>> {
+    let vlans = r.prop(cx, "vlans").and_then(|v| v.parse(cx, "VLAN list", parse_vlan_list));
+    let pvid = r.prop(cx, "pvid").and_then(|v| v.parse(cx, "VLAN id", parse_vlan_id));
+    let untagged = r.prop(cx, "untagged").and_then(|v| v.parse(cx, "VLAN list", parse_vlan_list));
+    let Some(vlans) = vlans else {
+        for (what, span) in [("pvid", pvid.map(|p| p.span)), ("untagged", untagged.map(|u| u.span))] {
+            if let Some(span) = span {
+                cx.error(code::INVALID_VALUE, span, format!("`{what}` without `vlans`")).help = Some(
+                    "list the VLANs the port carries with `vlans=\"…\"`; `pvid` and `untagged` pick among them".into(),
+                );
+            }
+        }
+        return None;
+    };
+    let mut ok = true;
+    if let Some(p) = &pvid {
+        if !vlans.value.contains(&p.value) {
+            ok = false;
+            cx.error(code::INVALID_VALUE, p.span, format!("`pvid` {} is not one of the port's `vlans`", p.value))
+                .help = Some(format!("add {} to `vlans`", p.value));
+        }
+    }
+    if let Some(u) = &untagged {
+        let outside: Vec<String> = u.value.difference(&vlans.value).map(|v| v.to_string()).collect();
+        if !outside.is_empty() {
+            ok = false;
+            cx.error(
+                code::INVALID_VALUE,
+                u.span,
+                format!("`untagged` names VLANs the port does not carry: {}", outside.join(", ")),
+            )
+            .help = Some("every `untagged` VLAN must also be in `vlans`".into());
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let map = vlans
+        .value
+        .iter()
+        .map(|&vid| {
+            let f = crate::links::PortVlan {
+                pvid: pvid.as_ref().is_some_and(|p| p.value == vid),
+                untagged: untagged.as_ref().is_some_and(|u| u.value.contains(&vid)),
+            };
+            (vid, f)
+        })
+        .collect();
+    Some(Spanned::new(map, vlans.span))
 }
 
 /// A file holding a secret, resolved against the directory of the spec file.

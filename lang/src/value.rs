@@ -219,6 +219,44 @@ pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
     Ok(PortSet(merged))
 }
 
+/// A VLAN id of a bridge port, 1..=4094 (0 and 4095 are reserved by 802.1Q).
+pub fn parse_vlan_id(text: &str) -> Result<u16, ValueError> {
+    match text.parse::<u32>() {
+        Ok(v) if (1..=4094).contains(&v) => Ok(v as u16),
+        _ => Err(ValueError::whole(text, format!("`{text}` is not a VLAN id"))
+            .help("a VLAN id is a number from 1 to 4094 (0 and 4095 are reserved)")),
+    }
+}
+
+/// A set of VLAN ids: a comma-separated list of ids and inclusive ranges, `"10,20-30"`.
+pub fn parse_vlan_list(text: &str) -> Result<std::collections::BTreeSet<u16>, ValueError> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut pos = 0;
+    for part in text.split(',') {
+        let trimmed = part.trim();
+        let lead = part.len() - part.trim_start().len();
+        let at = |e: ValueError| ValueError { start: pos + lead + e.start, end: pos + lead + e.end, ..e };
+        match trimmed.split_once('-') {
+            Some((lo, hi)) => {
+                let lo_v = parse_vlan_id(lo).map_err(at)?;
+                let hi_v = parse_vlan_id(hi)
+                    .map_err(|e| ValueError { start: e.start + lo.len() + 1, end: e.end + lo.len() + 1, ..e })
+                    .map_err(at)?;
+                if lo_v > hi_v {
+                    return Err(at(ValueError::whole(trimmed, format!("`{trimmed}` is an empty range"))
+                        .help(format!("write the lower VLAN id first: `{hi_v}-{lo_v}`"))));
+                }
+                out.extend(lo_v..=hi_v);
+            }
+            None => {
+                out.insert(parse_vlan_id(trimmed).map_err(at)?);
+            }
+        }
+        pos += part.len() + 1;
+    }
+    Ok(out)
+}
+
 /// One inclusive port range, `80` or `1000-2000` (a policy rule's `sport`/`dport`, where the
 /// kernel keeps one range per rule; an SNAT's `ports`).
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), ValueError> {
@@ -544,6 +582,18 @@ pub fn parse_sysctl_path(text: &str) -> Result<SysctlPath, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_lists() {
+        let v = parse_vlan_list("10, 20-22,4094").unwrap();
+        assert_eq!(v.into_iter().collect::<Vec<_>>(), vec![10, 20, 21, 22, 4094]);
+        let e = parse_vlan_list("10,4095").unwrap_err();
+        assert_eq!((e.start, e.end), (3, 7));
+        let e = parse_vlan_list("1,30-20").unwrap_err();
+        assert!(e.message.contains("empty range"), "{e:?}");
+        assert!(parse_vlan_list("0").is_err());
+        assert!(parse_vlan_id("4094").is_ok());
+    }
 
     #[test]
     fn pools_are_one_family_in_order() {

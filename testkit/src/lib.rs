@@ -54,6 +54,26 @@ pub fn kernel_has(what: &str, features: impl IntoIterator<Item = netcfg_backends
     false
 }
 
+/// True when the kernel's bridges filter by VLAN (`CONFIG_BRIDGE_VLAN_FILTERING`, not a module of
+/// its own: asked by creating such a bridge in a scratch namespace). Off the full-kernel lane a
+/// kernel without it skips the caller with a message; in the lane it must be there.
+pub fn bridge_vlan_filtering(what: &str) -> bool {
+    let ns = format!("netcfg-probe-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let run = |a: &[&str]| Command::new("ip").args(a).output().is_ok_and(|o| o.status.success());
+    let ok =
+        run(&["netns", "add", &ns]) && run(&["-n", &ns, "link", "add", "br0", "type", "bridge", "vlan_filtering", "1"]);
+    let _ = run(&["netns", "del", &ns]);
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var("NETCFG_KERNEL_LANE").as_deref() != Ok("1"),
+        "{what}: the full-kernel lane's bridges do not filter by VLAN"
+    );
+    eprintln!("skipping {what}: this kernel's bridges do not filter by VLAN (the full-kernel lane runs it)");
+    false
+}
+
 /// For a link-kind feature: whether the kernel creates such a link (tried in a scratch
 /// namespace, on a veth where the kind needs a parent). A kernel without module lists cannot
 /// say what it has built in; this asks it. `None` for features that are not link kinds.

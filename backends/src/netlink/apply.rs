@@ -107,6 +107,7 @@ impl<'a> Executor<'a> {
             }
             Action::SetLink { name, to, .. } => self.set_link(ns, name, to).await,
             Action::MoveLink { name, from, to } => self.move_link(name, from, to).await,
+            Action::RenameLink { from, to } => self.rename_link(ns, from, to).await,
             Action::AddAddress { link, net, addr } => self.address(ns, link, net, addr, Some(CREATE)).await,
             Action::ReplaceAddress { link, net, addr, .. } => self.address(ns, link, net, addr, Some(REPLACE)).await,
             Action::DeleteAddress { link, net, addr } => self.address(ns, link, net, addr, None).await,
@@ -252,6 +253,26 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Renames link `from` to `to` by ifindex; the kernel renames only a link that is down, so
+    /// one that is up goes down for the rename and comes back up.
+    async fn rename_link(&mut self, ns: &str, from: &str, to: &str) -> Result<(), NlError> {
+        let index = self.index_of(ns, from).await?;
+        let up = self.get_link(ns, from).await?.1;
+        if up {
+            self.set_flags(ns, index, false).await?;
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(to.to_string()));
+        let res = self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await;
+        self.forget(ns, from);
+        self.forget(ns, to);
+        if up {
+            self.set_flags(ns, index, true).await?;
+        }
+        res
+    }
+
     async fn set_link(&mut self, ns: &str, name: &str, s: &LinkSettings) -> Result<(), NlError> {
         let index = self.index_of(ns, name).await?;
         let header = |msg: &mut LinkMessage| msg.header.index = index;
@@ -372,6 +393,14 @@ impl<'a> Executor<'a> {
                 LinkInfo::PortData(InfoPortData::BridgePort(data)),
             ]));
             self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+        }
+        if let Some(want) = &s.opts.vlans {
+            // From the VLANs the link has now: joining a bridge gave it the default PVID.
+            let own = self.get_link(ns, name).await?.0.as_deref() == Some("bridge");
+            let live = super::live::bridge_vlans(self.conn(ns)?).await?.remove(&index).unwrap_or_default();
+            for m in kinds::bridge::vlan_changes(index, own, &live, want) {
+                self.conn(ns)?.execute(m, CHANGE).await?;
+            }
         }
         if s.up == Some(true) {
             self.set_flags(ns, index, true).await?;
@@ -665,7 +694,7 @@ fn after_create(l: &Link) -> LinkSettings {
         nf_call_iptables: l.nf_call_iptables,
         up: Some(l.up),
         addrgen_none: l.addrgen_none,
-        opts: l.opts,
+        opts: l.opts.clone(),
     }
 }
 

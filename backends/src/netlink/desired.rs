@@ -140,9 +140,11 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                         _ => Default::default(),
                     },
                     port: if l.master.is_some() { l.options.port } else { Default::default() },
+                    vlans: l.options.vlans.as_ref().map(|v| v.value.clone()),
                     dhcp: l.dhcp(),
                 },
                 owned: created,
+                ident: l.options.match_mac.as_ref().map(|m| m.value),
             };
             st.links.insert(l.name.value.clone(), link);
             spans.insert(Object::Link(l.name.value.clone()), l.name.span);

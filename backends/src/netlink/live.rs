@@ -36,6 +36,8 @@ pub struct RawLink {
     pub up: bool,
     pub mtu: Option<u32>,
     pub mac: Option<Mac>,
+    /// IFLA_PERM_ADDRESS: the MAC the device came with (a NIC's), when it has one.
+    pub perm_mac: Option<Mac>,
     pub master: Option<u32>,
     pub group: u32,
     /// IFLA_LINK: the veth peer or the lower device of a stacked link.
@@ -52,6 +54,19 @@ pub struct RawLink {
     pub port: netcfg_lang::ast::PortOptions,
     /// The kind's own attributes (`IFLA_INFO_DATA`), decoded by the kind's module.
     pub data: Option<InfoData>,
+}
+
+/// The VLANs of every bridge port and bridge of the namespace, by ifindex (empty on a kernel
+/// without bridge VLAN filtering).
+pub async fn bridge_vlans(conn: &mut Conn) -> Result<BTreeMap<u32, netcfg_lang::links::Vlans>, NlError> {
+    let mut out: BTreeMap<u32, netcfg_lang::links::Vlans> = BTreeMap::new();
+    for m in conn.dump(kinds::bridge::vlan_dump_request()).await? {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            let (index, vlans) = kinds::bridge::decode_vlans(&l);
+            out.entry(index).or_default().extend(vlans);
+        }
+    }
+    Ok(out)
 }
 
 /// Finds links by ifindex across the namespaces read.
@@ -77,7 +92,14 @@ impl kinds::Lookup for ByIndex<'_> {
 }
 
 /// The raw dumps of one namespace: links, addresses, routes, neighbours, rules.
-type NsDump = (Vec<RawLink>, Vec<AddressMessage>, Vec<RouteMessage>, Vec<NeighbourMessage>, Vec<RuleMessage>);
+type NsDump = (
+    Vec<RawLink>,
+    Vec<AddressMessage>,
+    Vec<RouteMessage>,
+    Vec<NeighbourMessage>,
+    Vec<RuleMessage>,
+    BTreeMap<u32, netcfg_lang::links::Vlans>,
+);
 
 /// The live state of the namespaces read, and their ifindexes.
 #[derive(Clone, Debug, Default)]
@@ -112,7 +134,7 @@ pub async fn read(
             continue;
         }
         let conn = connection(conns, ns, &loc)?;
-        let links = conn
+        let links: Vec<RawLink> = conn
             .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
             .await?
             .into_iter()
@@ -121,6 +143,11 @@ pub async fn read(
                 _ => None,
             })
             .collect();
+        let vlans = if links.iter().any(|l: &RawLink| l.kind.as_deref() == Some("bridge")) {
+            bridge_vlans(conn).await?
+        } else {
+            BTreeMap::new()
+        };
         let addrs = conn
             .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
             .await?
@@ -160,14 +187,14 @@ pub async fn read(
                 }
             }
         }
-        raw.insert(ns.clone(), (links, addrs, routes, neighs, rules));
+        raw.insert(ns.clone(), (links, addrs, routes, neighs, rules, vlans));
     }
     // Resolve names, then build each namespace's state.
     let by_index: BTreeMap<(NsName, u32), RawLink> = raw
         .iter()
         .flat_map(|(ns, (links, ..))| links.iter().map(move |l| ((ns.clone(), l.index), l.clone())))
         .collect();
-    for (ns, (links, addrs, routes, neighs, rules)) in &raw {
+    for (ns, (links, addrs, routes, neighs, rules, vlans)) in &raw {
         let name_of: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
         let mut st = NsState::default();
         for l in links {
@@ -190,11 +217,23 @@ pub async fn read(
                         txqueuelen: l.txqueuelen,
                         bridge: l.bridge,
                         port: l.port,
+                        vlans: None,
                         dhcp: false,
                     },
                     owned: l.group == NETCFG_GROUP,
+                    ident: l.perm_mac.or(l.mac),
                 },
             );
+        }
+        // VLANs belong to bridges and their ports; other answers (a NIC driver's own bridge
+        // mode) are not VLAN membership.
+        let is_bridge = |i: u32| links.iter().any(|l| l.index == i && l.kind.as_deref() == Some("bridge"));
+        for l in links {
+            if is_bridge(l.index) || l.master.is_some_and(is_bridge) {
+                if let Some(link) = st.links.get_mut(&l.name) {
+                    link.opts.vlans = Some(vlans.get(&l.index).cloned().unwrap_or_default());
+                }
+            }
         }
         for a in addrs {
             let Some(link) = name_of.get(&a.header.index) else { continue };
@@ -310,6 +349,7 @@ fn raw_link(m: &LinkMessage) -> RawLink {
         up: m.header.flags.contains(LinkFlags::Up),
         mtu: None,
         mac: None,
+        perm_mac: None,
         master: None,
         group: 0,
         link: None,
@@ -330,6 +370,9 @@ fn raw_link(m: &LinkMessage) -> RawLink {
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
             LinkAttribute::TxQueueLen(v) => l.txqueuelen = Some(*v),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(Mac(b.as_slice().try_into().expect("6 bytes"))),
+            LinkAttribute::PermAddress(b) if b.len() == 6 => {
+                l.perm_mac = Some(Mac(b.as_slice().try_into().expect("6 bytes")))
+            }
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Group(g) => l.group = *g,
             LinkAttribute::Link(i) => l.link = Some(*i),

@@ -76,6 +76,12 @@ pub enum Action {
         from: NsName,
         to: NsName,
     },
+    /// Renames an existing link (found by its MAC): down, `IFLA_IFNAME`, up again if it was.
+    /// The plan treats what the flap drops (routes, IPv6 addresses) as gone.
+    RenameLink {
+        from: String,
+        to: String,
+    },
     AddAddress {
         link: String,
         net: IpNet,
@@ -194,6 +200,7 @@ impl Op {
             | Action::DeleteLink { name, .. }
             | Action::SetLink { name, .. }
             | Action::MoveLink { name, .. } => Object::Link(name.clone()),
+            Action::RenameLink { to, .. } => Object::Link(to.clone()),
             Action::AddAddress { link, net, .. }
             | Action::ReplaceAddress { link, net, .. }
             | Action::DeleteAddress { link, net, .. } => Object::Address(link.clone(), *net),
@@ -230,6 +237,7 @@ impl Op {
             Action::SetLink { name, to, from } => {
                 Action::SetLink { name: name.clone(), to: from.clone(), from: to.clone() }
             }
+            Action::RenameLink { from, to } => Action::RenameLink { from: to.clone(), to: from.clone() },
             Action::MoveLink { name, from, to } => {
                 Action::MoveLink { name: name.clone(), from: to.clone(), to: from.clone() }
             }
@@ -332,6 +340,7 @@ impl Op {
                 s
             }
             Action::MoveLink { name, from, to } => format!("link {name}: move {from} -> {to}"),
+            Action::RenameLink { from, to } => format!("link {to}: rename {from} -> {to}"),
             Action::AddAddress { link, net, addr } | Action::DeleteAddress { link, net, addr } => {
                 format!("address {net} dev {link}{}", if addr.prefix_route { "" } else { " noprefixroute" })
             }
@@ -374,6 +383,7 @@ impl Op {
             Action::DeleteLink { .. } => "delete-link",
             Action::SetLink { .. } => "set-link",
             Action::MoveLink { .. } => "move-link",
+            Action::RenameLink { .. } => "rename-link",
             Action::AddAddress { .. } => "add-address",
             Action::ReplaceAddress { .. } => "replace-address",
             Action::DeleteAddress { .. } => "delete-address",

@@ -9,6 +9,7 @@
 
 use ipnet::IpNet;
 use netcfg_lang::ast::{BridgeOptions, MacvlanMode, PortOptions, RouteScope, RouteType};
+use netcfg_lang::links::{describe_vlans, Vlans};
 use netcfg_lang::value::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -151,10 +152,15 @@ pub struct Link {
     pub opts: Opts,
     /// Whether the link carries netcfg's group (desired: whether netcfg creates it).
     pub owned: bool,
+    /// The MAC that identifies the device. Live: its permanent MAC, or else its current one.
+    /// Desired: the MAC an existing link is found (and renamed) by when no link has its name
+    /// (`match-mac`; a snapshot's links, so that a rollback renames them back). Not a setting.
+    #[serde(default, with = "opt_mac")]
+    pub ident: Option<Mac>,
 }
 
 /// Link settings that only matter when the spec names them (desired `None`: leave alone).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Opts {
     pub promisc: Option<bool>,
     pub arp: Option<bool>,
@@ -165,6 +171,10 @@ pub struct Opts {
     /// Settings as a bridge port.
     #[serde(default)]
     pub port: PortOptions,
+    /// On a VLAN-filtering bridge: the VLANs of a port, or of the bridge itself. Live: read for
+    /// every port and bridge; a change adds and removes VLANs in place.
+    #[serde(default)]
+    pub vlans: Option<Vlans>,
     /// Desired only: another agent adds addresses to the link (`dhcp`), so netcfg removes
     /// none it did not declare, even on a link it created. Not a kernel setting: never changed.
     #[serde(default)]
@@ -192,6 +202,7 @@ impl Opts {
                 multicast_snooping: want(db.multicast_snooping, lb.multicast_snooping),
             },
             port: PortOptions { cost: want(dp.cost, lp.cost), priority: want(dp.priority, lp.priority) },
+            vlans: desired.vlans.clone().filter(|v| Some(v) != live.vlans.as_ref()),
             dhcp: false,
         }
     }
@@ -216,6 +227,7 @@ impl Opts {
                 multicast_snooping: had(cb.multicast_snooping, lb.multicast_snooping),
             },
             port: PortOptions { cost: had(cp.cost, lp.cost), priority: had(cp.priority, lp.priority) },
+            vlans: changes.vlans.as_ref().and(live.vlans.clone()),
             dhcp: false,
         }
     }
@@ -248,6 +260,7 @@ impl Opts {
         push("multicast-snooping", b.multicast_snooping.map(|v| v.to_string()));
         push("port-cost", p.cost.map(|v| v.to_string()));
         push("port-priority", p.priority.map(|v| v.to_string()));
+        push("vlans", self.vlans.as_ref().map(describe_vlans));
         out
     }
 
@@ -271,6 +284,9 @@ impl Opts {
         set(&mut b.multicast_snooping, sb.multicast_snooping);
         set(&mut self.port.cost, s.port.cost);
         set(&mut self.port.priority, s.port.priority);
+        if let Some(v) = &s.vlans {
+            self.vlans = Some(v.clone());
+        }
     }
 }
 
@@ -288,6 +304,7 @@ impl Link {
             addrgen_none: Some(false),
             opts: Opts::default(),
             owned: false,
+            ident: None,
         }
     }
 
@@ -301,7 +318,7 @@ impl Link {
             nf_call_iptables: self.nf_call_iptables,
             up: Some(self.up),
             addrgen_none: self.addrgen_none,
-            opts: self.opts,
+            opts: self.opts.clone(),
         }
     }
 }

@@ -236,6 +236,28 @@ node "w2" { bridge "cni0" { address "10.244.1.1/24"; }; }
     }
 
     #[test]
+    fn a_vlan_on_a_trunk_port_is_on_the_vlan_filtering_bridge() {
+        check(
+            r#"
+node "n" {
+    bridge "br0" vlan-filtering=#true vlans="10" pvid=10 untagged="10" {
+        address "10.10.0.254/24"
+    }
+    netns "trunk" {
+        veth "eth0" { peer "veth-t" netns="@host" master="br0" vlans="10,20"; }
+        vlan "eth0.10" parent="eth0" id=10 { address "10.10.0.4/24"; }
+    }
+    netns "untagged" {
+        veth "eth0" { peer "veth-u" netns="@host" master="br0" vlans="20" pvid=20 untagged="20"; }
+        vlan "eth0.20" parent="eth0" id=20 { address "10.10.0.5/24"; }
+//                                                    ^^^^^^^^^^^^ error overlapping-cidrs
+    }
+}
+"#,
+        );
+    }
+
+    #[test]
     fn same_segment_and_shared_lan_are_fine() {
         check(
             r#"

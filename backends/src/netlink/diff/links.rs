@@ -90,7 +90,7 @@ impl Planner<'_> {
             .collect();
         for (ns, name) in wanted {
             let r = LinkRef { ns: ns.clone(), name: name.clone() };
-            if there(self, &leaving, &arriving, &r) {
+            if there(self, &leaving, &arriving, &r) || self.unmatched.contains(&r) {
                 continue;
             }
             let host = LinkRef { ns: HOST.to_string(), name: name.clone() };
@@ -272,6 +272,175 @@ impl Planner<'_> {
                 Op { ns: r.ns.clone(), action: Action::SetLink { name, to, from }, class: Disruption::LinkFlap, span },
             );
         }
+    }
+
+    /// An existing link declared with a MAC to find it by (`match-mac`; a snapshot's links) and
+    /// absent under its name is the one link of its namespace with that MAC, renamed. From the
+    /// spec, no such link, several, or another link holding the name are errors; in a restore
+    /// (exact mode) a link that is not found is left to the other rules.
+    pub(super) fn plan_renames(&mut self) {
+        let mut wanted: Vec<(NsName, String, netcfg_lang::value::Mac)> = Vec::new();
+        for (ns, st) in &self.d.state.namespaces {
+            for (name, l) in &st.links {
+                if let (LinkKind::Existing { .. }, Some(mac)) = (&l.kind, l.ident) {
+                    wanted.push((ns.clone(), name.clone(), mac));
+                }
+            }
+        }
+        for (ns, name, mac) in wanted {
+            let Some(cur) = self.cur.namespaces.get(&ns) else { continue };
+            let span = self.span(&ns, &Object::Link(name.clone()));
+            if let Some(l) = cur.links.get(&name) {
+                if l.ident != Some(mac) && !self.d.exact {
+                    let has = l.ident.map_or("none".to_string(), |m| m.to_string());
+                    self.errors.push(
+                        Diagnostic::error(
+                            codes::MISSING_LINK,
+                            span,
+                            format!(
+                                "link `{name}` in {} is not the NIC with MAC {mac} (its MAC is {has})",
+                                describe_ns(&ns)
+                            ),
+                        )
+                        .with_help(format!(
+                            "netcfg renames the link with MAC {mac} to `{name}` only while no other link has that \
+                             name: rename or remove the other `{name}`, or correct `match-mac`"
+                        )),
+                    );
+                }
+                continue;
+            }
+            let declared = &self.d.state.namespaces[&ns].links;
+            let found: Vec<String> = cur
+                .links
+                .iter()
+                .filter(|(n, l)| {
+                    l.ident == Some(mac)
+                        && !l.owned
+                        && !matches!(l.kind, LinkKind::Loopback)
+                        && !declared.get(*n).is_some_and(|d| d.ident.is_none() || d.ident == Some(mac))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            match found.as_slice() {
+                [from] => {
+                    let from = from.clone();
+                    self.rename_in_cur(&ns, &from, &name);
+                    self.emit(
+                        Phase::Renames,
+                        Op {
+                            ns: ns.clone(),
+                            action: Action::RenameLink { from, to: name },
+                            class: Disruption::LinkFlap,
+                            span,
+                        },
+                    );
+                }
+                [] if self.d.exact => {}
+                [] => {
+                    self.unmatched.insert(LinkRef { ns: ns.clone(), name: name.clone() });
+                    self.errors.push(
+                        Diagnostic::error(
+                            codes::MISSING_LINK,
+                            span,
+                            format!("no link in {} has the MAC {mac}, and none is named `{name}`", describe_ns(&ns)),
+                        )
+                        .with_help(
+                            "check `match-mac` against `ip link` (the NIC's permanent MAC, else its current one)",
+                        ),
+                    )
+                }
+                many => {
+                    self.unmatched.insert(LinkRef { ns: ns.clone(), name: name.clone() });
+                    self.errors.push(
+                    Diagnostic::error(
+                        codes::MISSING_LINK,
+                        span,
+                        format!(
+                            "{} links in {} have the MAC {mac}: {}",
+                            many.len(),
+                            describe_ns(&ns),
+                            many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .with_help("netcfg renames a link found by its MAC only when one link has it; declare the NIC by its name instead"),
+                    )
+                }
+            }
+        }
+    }
+
+    /// The state after renaming `from` to `to` in namespace `ns`: everything that names it
+    /// follows; a link that was up went down for the rename, which took its routes, its IPv6
+    /// addresses and its neighbours (the kernel's connected IPv4 routes come back with it).
+    pub(super) fn rename_in_cur(&mut self, ns: &str, from: &str, to: &str) {
+        let (old, new) = (
+            LinkRef { ns: ns.to_string(), name: from.to_string() },
+            LinkRef { ns: ns.to_string(), name: to.to_string() },
+        );
+        for st in self.cur.namespaces.values_mut() {
+            for l in st.links.values_mut() {
+                match &mut l.kind {
+                    LinkKind::Veth { peer: Some(p) }
+                    | LinkKind::Macvlan { parent: Some(p), .. }
+                    | LinkKind::Ipvlan { parent: Some(p), .. }
+                        if *p == old =>
+                    {
+                        *p = new.clone();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let st = self.cur_ns(ns);
+        let Some(link) = st.links.remove(from) else { return };
+        let was_up = link.up;
+        st.links.insert(to.to_string(), link);
+        for l in st.links.values_mut() {
+            if l.master.as_deref() == Some(from) {
+                l.master = Some(to.to_string());
+            }
+        }
+        let rename = |n: &mut Option<String>| {
+            if n.as_deref() == Some(from) {
+                *n = Some(to.to_string());
+            }
+        };
+        st.addresses = std::mem::take(&mut st.addresses)
+            .into_iter()
+            .filter(|((l, net), _)| !(was_up && l == from && net.addr().is_ipv6()))
+            .map(|((l, net), a)| ((if l == from { to.to_string() } else { l }, net), a))
+            .collect();
+        st.routes.retain(|_, r| !(was_up && r.uses_dev(from) && r.protocol != PROTO_KERNEL));
+        for r in st.routes.values_mut() {
+            rename(&mut r.dev);
+            for h in &mut r.nexthops {
+                rename(&mut h.dev);
+            }
+        }
+        st.neighbors = std::mem::take(&mut st.neighbors)
+            .into_iter()
+            .filter(|((l, _), _)| !(was_up && l == from))
+            .map(|((l, ip), n)| ((if l == from { to.to_string() } else { l }, ip), n))
+            .collect();
+        st.rules = std::mem::take(&mut st.rules)
+            .into_iter()
+            .map(|(mut r, p)| {
+                rename(&mut r.iif);
+                rename(&mut r.oif);
+                (r, p)
+            })
+            .collect();
+        st.sysctls = std::mem::take(&mut st.sysctls)
+            .into_iter()
+            .map(|(path, v)| {
+                let typed = netcfg_lang::value::SysctlPath(path.clone());
+                match typed.interface() {
+                    Some(i) if i == from => (path.replacen(&format!(".{from}."), &format!(".{to}."), 1), v),
+                    _ => (path, v),
+                }
+            })
+            .collect();
     }
 
     /// Emits the moves decided by [`Planner::plan_existing_links`].

@@ -63,6 +63,9 @@ enum Phase {
     /// Kernel modules the spec needs (link kinds, `net.bridge.*` sysctls, nft expressions).
     Modules,
     CreateNetns,
+    /// Existing links renamed to the name the spec gives the device with their MAC, before
+    /// anything else names them.
+    Renames,
     /// Removals: neighbours, routes, addresses, then links (ports detached first).
     Deletes,
     /// Links brought down and out of their bridge before a move, and the moves.
@@ -86,9 +89,10 @@ enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 15] = [
+    const ALL: [Phase; 16] = [
         Phase::Modules,
         Phase::CreateNetns,
+        Phase::Renames,
         Phase::Deletes,
         Phase::Moves,
         Phase::EarlySets,
@@ -120,6 +124,7 @@ pub fn diff(
         before: &live.state,
         errors: Vec::new(),
         ops: Default::default(),
+        unmatched: BTreeSet::new(),
         deleted: BTreeSet::new(),
         created: BTreeSet::new(),
         marked: &live.moved,
@@ -137,6 +142,7 @@ pub fn diff(
             p.cur.namespaces.insert(ns.clone(), new_namespace());
         }
     }
+    p.plan_renames();
     p.plan_link_removals(orphans);
     p.plan_object_removals(orphans);
     p.plan_link_deletes();
@@ -187,6 +193,8 @@ struct Planner<'a> {
     errors: Vec<Diagnostic>,
     /// The ops decided so far, by phase; the plan is their concatenation in phase order.
     ops: [Vec<Op>; Phase::ALL.len()],
+    /// Links declared with a MAC that [`Planner::plan_renames`] reported as not found.
+    unmatched: BTreeSet<LinkRef>,
     /// Links scheduled for deletion (the link deletes come after the object removals).
     deleted: BTreeSet<LinkRef>,
     /// Links the plan creates.

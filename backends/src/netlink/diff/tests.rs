@@ -42,6 +42,7 @@ fn link(kind: LinkKind, owned: bool) -> Link {
         addrgen_none: Some(false),
         opts: Opts::default(),
         owned,
+        ident: None,
     }
 }
 
