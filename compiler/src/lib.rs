@@ -8,6 +8,7 @@ pub mod follow_on;
 pub mod ir;
 pub mod model;
 pub mod resolve;
+pub mod rule_groups;
 pub mod trace;
 
 #[cfg(test)]

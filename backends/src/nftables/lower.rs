@@ -71,6 +71,13 @@ fn counter_ident(name: &str) -> Ident {
     Ident::new(&format!("counter-{name}"))
 }
 
+fn nft_family(f: netcfg_lang::ast::Family) -> Family {
+    match f {
+        netcfg_lang::ast::Family::Ipv4 => Family::V4,
+        netcfg_lang::ast::Family::Ipv6 => Family::V6,
+    }
+}
+
 fn rule(exprs: Vec<Expr>, origin: Span) -> Rule {
     Rule { exprs, comment: None, origin }
 }
@@ -100,6 +107,10 @@ impl Lower<'_> {
     fn sets(&mut self) {
         let fw = &self.ns.firewall;
         for set in &fw.sets {
+            if let Some(d) = &set.dynamic {
+                self.dynamic_set(set, d);
+                continue;
+            }
             for fam in [Family::V4, Family::V6] {
                 let elements: Vec<Element> = set
                     .elements
@@ -134,6 +145,30 @@ impl Lower<'_> {
                 dynamic: None,
                 elements,
                 origin: zone.span,
+            });
+        }
+    }
+
+    /// A spec's dynamic set: one nft set per family it may hold (rules add single addresses,
+    /// so no intervals), its seeds as elements, and the mark that keeps its run-time elements
+    /// across a re-apply.
+    fn dynamic_set(&mut self, set: &ir::AddrSet, d: &ir::DynamicSet) {
+        for fam in set.families() {
+            let fam = nft_family(fam);
+            let elements = set
+                .elements
+                .iter()
+                .filter(|e| Family::of(e.value.addr()) == fam)
+                .map(|e| Element { key: vec![Value::Addr(e.value.addr())], data: None, origin: e.span })
+                .collect();
+            self.table.sets.push(Set {
+                name: set_name(set, fam),
+                key: SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]),
+                data: None,
+                interval: false,
+                dynamic: Some(Dynamic { size: d.size, timeout: d.timeout, kept: true }),
+                elements,
+                origin: set.span,
             });
         }
     }
@@ -269,12 +304,22 @@ impl Lower<'_> {
                 key: SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]),
                 data: None,
                 interval: false,
-                dynamic: Some(Dynamic { size: PER_SOURCE_SET_SIZE, timeout }),
+                dynamic: Some(Dynamic { size: PER_SOURCE_SET_SIZE, timeout, kept: false }),
                 elements: Vec::new(),
                 origin,
             });
         }
         name
+    }
+
+    /// `add-to="@SET"` for one family: `update @set-NAME-FAM { ip saddr }`; nothing for a
+    /// family the set does not hold (the rule still decides those packets).
+    fn add_to_set(&self, id: ir::SetId, fam: Family) -> Option<Expr> {
+        let set = &self.ns.firewall.sets[id.0 as usize];
+        set.families()
+            .into_iter()
+            .any(|f| nft_family(f) == fam)
+            .then(|| Expr::AddToSet { set: set_name(set, fam), key: Selector::Saddr(fam) })
     }
 
     fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
@@ -298,7 +343,8 @@ impl Lower<'_> {
         }
         let single = fams.len() == 1;
         let has_addr = r.from.is_some() || r.to.is_some();
-        let per_source = r.limit.as_ref().is_some_and(|l| l.value.per_source) || r.conn_limit.is_some();
+        let per_source =
+            r.limit.as_ref().is_some_and(|l| l.value.per_source) || r.conn_limit.is_some() || r.add_to.is_some();
         // Address matches (negated ones too) and per-source state are written per family.
         let per_family = has_addr || r.except.from.is_some() || r.except.to.is_some() || per_source;
         if let Some(c) = &r.counter {
@@ -422,6 +468,9 @@ impl Lower<'_> {
                 } else {
                     exprs.push(Expr::Limit { rate, unit, burst });
                 }
+            }
+            if let Some(a) = &r.add_to {
+                exprs.extend(self.add_to_set(a.value, fam));
             }
             if let Some(c) = &r.counter {
                 exprs.push(Expr::NamedCounter(counter_ident(&c.value)));

@@ -216,7 +216,15 @@ pub struct Dynamic {
     /// Seconds; `None`: elements stay until the kernel drops them (`ct count` removes a key
     /// when its last connection ends).
     pub timeout: Option<u32>,
+    /// A spec's dynamic set (`dynamic=#true`): its run-time elements are carried into the
+    /// transaction that replaces the table (`carry.rs`), and it carries [`KEPT_SET_COMMENT`] so
+    /// a listing knows it. Per-source limit sets start empty instead.
+    pub kept: bool,
 }
+
+/// The comment of a set whose run-time elements survive a re-apply: how the live table tells
+/// them apart (nft's JSON does not list the `dynamic` flag).
+pub const KEPT_SET_COMMENT: &str = "netcfg: run-time elements kept across applies";
 
 /// A named counter object (`counter NAME { }`).
 #[derive(Clone, Debug)]
@@ -383,6 +391,12 @@ pub enum Expr {
         set: Ident,
         key: Selector,
         limit: KeyedLimit,
+    },
+    /// `update @SET { KEY }`: puts the packet's key into a dynamic set (refreshing its
+    /// timeout when it is there already); a full set makes the rule stop here, unmatched.
+    AddToSet {
+        set: Ident,
+        key: Selector,
     },
     /// `counter name "NAME"`: counts in a named counter object of the table.
     NamedCounter(Ident),
