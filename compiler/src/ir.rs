@@ -619,7 +619,7 @@ impl Rule {
     /// once in a group, and the use site says which expansion the finding is about.
     pub fn label_use_sites(&self, d: &mut netcfg_lang::Diagnostic) {
         for (i, at) in self.via.iter().enumerate() {
-            let message = if i == 0 { "the rule group is used here" } else { "through this nested `use-rules`" };
+            let message = if i == 0 { crate::rule_groups::USED_HERE } else { crate::rule_groups::NESTED_USE };
             d.secondary.push(netcfg_lang::diagnostic::Label { span: *at, message: message.into() });
         }
     }

@@ -1214,6 +1214,69 @@ impl<'d> NodeBuilder<'d> {
 }
 
 #[cfg(test)]
+mod dynamic_set_tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn dynamic_set_mistakes_are_one_diagnostic_each() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    firewall {
+        set "admins" "192.0.2.0/28"
+        set "banned" dynamic=#true timeout="1h"
+        set "late" timeout="1h"
+//                          ^^ error missing-property
+        set "seeded" dynamic=#true family="ipv4" {
+            element "10.0.0.0/8"
+//                   ^^^^^^^^^^ error invalid-value
+            element "2001:db8::1"
+//                   ^^^^^^^^^^^ error invalid-value
+        }
+        set "short" dynamic=#true timeout="1w"
+//                                          ^ error invalid-value
+        deny in proto="tcp" port=23 add-to="@admins"
+//                                          ^^^^^^^ error invalid-reference
+        deny in proto="tcp" port=24 add-to="@baned"
+//                                          ^^^^^^ error undefined-reference
+        deny in proto="tcp" port=25 add-to="banned"
+//                                          ^^^^^^ error invalid-value
+        mark in proto="tcp" port=26 set-mark="0x1" add-to="@banned"
+//                                                 ^^^^^^ error unknown-property
+    }
+    masquerade from="@banned" out="eth0"
+//                   ^^^^^^^ error invalid-reference
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn a_dynamic_set_match_never_covers_a_later_rule_and_keeps_both_families() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; address "2001:db8::10/64"; }
+    firewall {
+        policy in="drop"
+        set "banned" dynamic=#true timeout="1h" { element "198.51.100.7"; }
+        set "v6only" dynamic=#true family="ipv6"
+        deny in from="@banned"
+        deny in from="198.51.100.7"
+        deny in proto="tcp" port=23 add-to="@banned"
+        deny in proto="tcp" port=23
+        allow in proto="tcp" port=22 from="@v6only"
+        allow in proto="icmp" from="@v6only"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning unmatchable-rule
+    }
+}
+"#,
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use crate::fixture::check;
     use netcfg_lang::parse_str;

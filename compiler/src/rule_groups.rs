@@ -89,3 +89,179 @@ impl<'s> RuleGroups<'s> {
         }
     }
 }
+
+/// The labels [`crate::ir::Rule::label_use_sites`] adds.
+pub const USED_HERE: &str = "the rule group is used here";
+pub const NESTED_USE: &str = "through this nested `use-rules`";
+
+/// One finding per cause: a group used in several places gives the same finding on the same
+/// rule text once per use. Those copies (equal but for their use-site labels) become one
+/// finding that names every use site.
+pub fn merge_use_site_copies(diags: &mut Vec<Diagnostic>) {
+    let is_use_site = |l: &netcfg_lang::Label| l.message == USED_HERE || l.message == NESTED_USE;
+    if !diags.iter().any(|d| d.secondary.iter().any(is_use_site)) {
+        return;
+    }
+    type Key = (&'static str, Span, String, Option<String>, Vec<(Span, String)>);
+    let mut first: HashMap<Key, usize> = HashMap::new();
+    let mut keep = vec![true; diags.len()];
+    for i in 0..diags.len() {
+        if !diags[i].secondary.iter().any(is_use_site) {
+            continue;
+        }
+        let d = &diags[i];
+        let others = d.secondary.iter().filter(|l| !is_use_site(l)).map(|l| (l.span, l.message.clone())).collect();
+        let key = (d.code.id, d.primary.span, d.message.clone(), d.help.clone(), others);
+        match first.get(&key) {
+            Some(&j) => {
+                let extra: Vec<netcfg_lang::Label> = diags[i]
+                    .secondary
+                    .iter()
+                    .filter(|l| is_use_site(l) && !diags[j].secondary.iter().any(|m| m.span == l.span))
+                    .cloned()
+                    .collect();
+                diags[j].secondary.extend(extra);
+                keep[i] = false;
+            }
+            None => {
+                first.insert(key, i);
+            }
+        }
+    }
+    let mut keep = keep.into_iter();
+    diags.retain(|_| keep.next().unwrap_or(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn groups_expand_in_place_in_order_and_resolve_against_the_using_firewall() {
+        let parsed = netcfg_lang::parse_str(
+            "t.kdl",
+            r#"
+rules "ssh" {
+    allow in proto="tcp" port=22 from="@admins"
+}
+rules "base" {
+    deny in from="10.66.0.0/16"
+    use-rules "ssh"
+}
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    firewall {
+        policy in="drop"
+        set "admins" "192.0.2.0/28"
+        allow in proto="udp" port=53
+        use-rules "base"
+        allow in proto="tcp" port=443
+    }
+}
+"#,
+        );
+        assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
+        let compiled = crate::compile(&parsed.spec);
+        assert!(compiled.diagnostics.is_empty(), "{:#?}", compiled.diagnostics);
+        let rules = &compiled.fleet.nodes[0].namespaces[0].firewall.rules;
+        let ports: Vec<String> =
+            rules.iter().map(|r| r.dport.as_ref().map_or("-".into(), |p| p.value.to_string())).collect();
+        assert_eq!(ports, ["53", "-", "22", "443"]);
+        // The nested rule came through two `use-rules` lines, outermost first.
+        assert_eq!(rules[1].via.len(), 1);
+        assert_eq!(rules[2].via.len(), 2);
+        assert!(rules[0].via.is_empty() && rules[3].via.is_empty());
+    }
+
+    #[test]
+    fn unknown_cyclic_and_duplicate_groups() {
+        let diags = check(
+            r#"
+rules "web" {
+    allow in proto="tcp" port=80
+}
+rules "web" {
+//     ^^^ error duplicate-name
+    allow in proto="tcp" port=8080
+}
+rules "a" {
+    use-rules "b"
+}
+rules "b" {
+    use-rules "a"
+//             ^ error rule-group-cycle
+}
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    firewall {
+        use-rules "wbe"
+//                 ^^^ error undefined-reference
+        use-rules "a"
+    }
+}
+"#,
+        );
+        let unknown = diags.iter().find(|d| d.code.id == "undefined-reference").unwrap();
+        assert_eq!(unknown.help.as_deref(), Some("did you mean `web`?"));
+    }
+
+    #[test]
+    fn findings_on_a_group_rule_point_into_the_group_and_name_the_use_site() {
+        let diags = check(
+            r#"
+rules "web" {
+    allow in proto="tcp" port="80,443"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+    allow out proto="tcp" iif="eth0"
+//  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning shadowed-rule
+//                             ^^^^ warning unmatchable-rule
+}
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    firewall {
+        policy in="drop"
+        use-rules "web"
+        use-rules "web"
+    }
+}
+"#,
+        );
+        // The second use repeats the first: its copy of the rule is shadowed by the first's.
+        let shadow = diags.iter().find(|d| d.code.id == "shadowed-rule").unwrap();
+        let labels: Vec<&str> = shadow.secondary.iter().map(|l| l.message.as_str()).collect();
+        assert!(labels.contains(&"the rule group is used here"), "{labels:?}");
+        // One finding per cause, naming both use sites.
+        let unmatchable = diags.iter().find(|d| d.code.id == "unmatchable-rule").unwrap();
+        let uses: Vec<_> = unmatchable.secondary.iter().filter(|l| l.message == super::USED_HERE).collect();
+        assert_eq!(uses.len(), 2, "{unmatchable:#?}");
+        assert_ne!(uses[0].span, uses[1].span);
+    }
+
+    #[test]
+    fn a_name_a_group_rule_gives_is_resolved_where_the_group_is_used() {
+        let diags = check(
+            r#"
+rules "ssh" {
+    allow in proto="tcp" port=22 from-zone="lan"
+//                                          ^^^ error undefined-reference
+}
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    ethernet "eth1" { address "10.1.0.1/24"; }
+    firewall {
+        zone "lan" "eth1"
+        use-rules "ssh"
+    }
+    netns "app" {
+        firewall { use-rules "ssh"; }
+    }
+    netns "db" {
+        firewall { use-rules "ssh"; }
+    }
+}
+"#,
+        );
+        let zone = diags.iter().find(|d| d.code.id == "undefined-reference").unwrap();
+        assert_eq!(zone.secondary.len(), 2, "one finding naming both use sites without the zone: {zone:#?}");
+    }
+}
