@@ -64,7 +64,21 @@ fn a_trap_port_bans_its_source_and_the_ban_survives_a_reapply() {
     let node = NodeRoot::new("dynset");
     // A second client on another link of the node: a ban is per source.
     let other = common::Netns::new("dynset-b");
-    sh(&["ip", "link", "add", "eth1", "netns", &node.root.name, "type", "veth", "peer", "name", "b0", "netns", &other.name]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "eth1",
+        "netns",
+        &node.root.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "b0",
+        "netns",
+        &other.name,
+    ]);
     sh(&["ip", "-n", &other.name, "link", "set", "b0", "up"]);
     sh(&["ip", "-n", &other.name, "addr", "add", "10.9.0.2/24", "dev", "b0"]);
     serve_in(&node.root.name, "0.0.0.0:8080", 100, |_| "web".into());

@@ -114,10 +114,11 @@ impl Parsed {
                             r.name_span,
                             format!("`{other}` is not allowed at the top level"),
                         );
-                        d.help = Some(match crate::diagnostic::closest(other, ["node", "template", "rules", "include"]) {
-                            Some(c) => format!("did you mean `{c}`?"),
-                            None => "a spec file holds `node`, `template`, `rules` and `include` nodes".into(),
-                        });
+                        d.help =
+                            Some(match crate::diagnostic::closest(other, ["node", "template", "rules", "include"]) {
+                                Some(c) => format!("did you mean `{c}`?"),
+                                None => "a spec file holds `node`, `template`, `rules` and `include` nodes".into(),
+                            });
                         continue;
                     }
                 }
@@ -1391,7 +1392,8 @@ fn dynamic_set(cx: &mut Cx, c: &mut Reader, elements: &[Spanned<ipnet::IpNet>]) 
 
 /// `use-rules "NAME" ["NAME"...]`, standing after `at` rules of its block.
 fn rules_use(cx: &mut Cx, c: &mut Reader, at: usize) -> Option<RulesUse> {
-    let names: Vec<Name> = c.rest_args(0).into_iter().filter_map(|v| v.parse(cx, "rule group name", parse_name)).collect();
+    let names: Vec<Name> =
+        c.rest_args(0).into_iter().filter_map(|v| v.parse(cx, "rule group name", parse_name)).collect();
     if names.is_empty() {
         c.arg(cx, 0, "a rule group name");
         return None;

@@ -282,9 +282,7 @@ pub fn parse_duration(text: &str) -> Result<u32, ValueError> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => {
-                return Err(ValueError::new(i, i + c.len_utf8(), format!("`{c}` is not a unit of time")).help(help))
-            }
+            _ => return Err(ValueError::new(i, i + c.len_utf8(), format!("`{c}` is not a unit of time")).help(help)),
         };
         let Some(n) = num.take() else {
             return Err(ValueError::new(start, i + 1, "a unit without a number").help(help));

@@ -109,12 +109,7 @@ mod tests {
     use crate::nftables::ruleset::Ident;
 
     fn kept(name: &str, family: Family, timeout: Option<u32>, seeds: &[&str]) -> KeptSet {
-        KeptSet {
-            name: Ident::new(name),
-            family,
-            timeout,
-            seeds: seeds.iter().map(|s| s.parse().unwrap()).collect(),
-        }
+        KeptSet { name: Ident::new(name), family, timeout, seeds: seeds.iter().map(|s| s.parse().unwrap()).collect() }
     }
 
     #[test]

@@ -102,10 +102,8 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 Expr::Lookup { keys, set, op } => {
                     let Some(set) = table.sets.iter().find(|s| &s.name == set) else { continue 'rules };
                     if set.dynamic.is_some() {
-                        rule_undecided.push(format!(
-                            "membership of the dynamic set `{}` (rules fill it at run time)",
-                            set.name
-                        ));
+                        rule_undecided
+                            .push(format!("membership of the dynamic set `{}` (rules fill it at run time)", set.name));
                         continue;
                     }
                     let mut found = false;
