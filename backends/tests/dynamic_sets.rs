@@ -1,8 +1,8 @@
 //! Dynamic sets on a real kernel, through the real apply path: a connection to a trap port
 //! puts its source in a ban list and that source's next connection to an allowed port is
 //! dropped while another source still gets through; the ban survives a re-apply of a changed
-//! spec (the carried elements) and a no-op re-apply plans nothing; a change of the set's type
-//! drops it; a short timeout expires.
+//! spec (the carried elements) and a no-op re-apply plans nothing; new seeds alone re-apply;
+//! a change of the set's type drops the ban; a short timeout expires.
 
 mod common;
 
@@ -111,6 +111,17 @@ fn a_trap_port_bans_its_source_and_the_ban_survives_a_reapply() {
     assert_eq!(connect_in(&lan, "10.0.0.2:9000", 700), Conn::TimedOut, "banned before the new rule");
     assert_eq!(connect_in(&other.name, "10.9.0.1:9000", 700), Conn::Reply("extra".into()), "the new rule works");
     let p = s.plan(&desired(&changed), Options::default()).expect("plan");
+    assert!(p.ops.is_empty(), "converged:\n{}", p.to_text());
+
+    // A change of the seeds alone is a change of the table (the comment's digest), applied
+    // with the run-time elements kept.
+    let seeded = spec(r#"set "banned" dynamic=#true timeout="1h" { element "203.0.113.66"; }"#, "");
+    let p = s.plan(&desired(&seeded), Options::default()).expect("plan");
+    assert!(!p.ops.is_empty(), "new seeds must change the table");
+    apply(&mut s, &desired(&seeded));
+    let now = members(&node, "set-banned-v4");
+    assert!(now.contains("203.0.113.66") && now.contains("10.0.0.1"), "seed added, ban kept: {now}");
+    let p = s.plan(&desired(&seeded), Options::default()).expect("plan");
     assert!(p.ops.is_empty(), "converged:\n{}", p.to_text());
 
     // The set's type changes (IPv6 only): its IPv4 elements go with the IPv4 set.

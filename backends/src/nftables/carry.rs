@@ -11,7 +11,7 @@
 
 use super::exec::{self, ExecError, Target};
 use super::render::{KeptSet, Script};
-use super::ruleset::{Family, ELEMENT_CHUNK, KEPT_SET_COMMENT, TABLE_NAME};
+use super::ruleset::{is_kept_set_comment, Family, ELEMENT_CHUNK, TABLE_NAME};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -40,7 +40,7 @@ pub fn live_elements(listing: &Json) -> BTreeMap<String, (String, Vec<LiveElemen
     let objects = listing.get("nftables").and_then(Json::as_array).map(Vec::as_slice).unwrap_or(&[]);
     for o in objects {
         let Some(set) = o.get("set") else { continue };
-        if set.get("comment").and_then(Json::as_str) != Some(KEPT_SET_COMMENT) {
+        if !set.get("comment").and_then(Json::as_str).is_some_and(is_kept_set_comment) {
             continue;
         }
         let (Some(name), Some(ty)) = (set.get("name").and_then(Json::as_str), set.get("type").and_then(Json::as_str))
@@ -106,7 +106,7 @@ fn element(kept: &KeptSet, e: &LiveElement) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nftables::ruleset::Ident;
+    use crate::nftables::ruleset::{Ident, KEPT_SET_COMMENT};
 
     fn kept(name: &str, family: Family, timeout: Option<u32>, seeds: &[&str]) -> KeptSet {
         KeptSet { name: Ident::new(name), family, timeout, seeds: seeds.iter().map(|s| s.parse().unwrap()).collect() }

@@ -325,7 +325,7 @@ fn normalize(mut v: Json) -> Json {
     if let Some(objects) = v.get_mut("nftables").and_then(Json::as_array_mut) {
         for o in objects {
             if let Some(set) = o.get_mut("set").and_then(Json::as_object_mut) {
-                let kept = set.get("comment").and_then(Json::as_str) == Some(super::ruleset::KEPT_SET_COMMENT);
+                let kept = set.get("comment").and_then(Json::as_str).is_some_and(super::ruleset::is_kept_set_comment);
                 if kept || set.get("name").and_then(Json::as_str).is_some_and(|n| dynamic.contains(n)) {
                     set.remove("elem");
                 }

@@ -78,17 +78,20 @@ fn kept_sets(table: &Table) -> Vec<KeptSet> {
             SetKey::Types(ref t) if t.as_slice() == [KeyType::Ipv6Addr] => Family::V6,
             _ => continue,
         };
-        let seeds = set
-            .elements
-            .iter()
-            .filter_map(|e| match e.key.as_slice() {
-                [Value::Addr(a)] => Some(*a),
-                _ => None,
-            })
-            .collect();
-        out.push(KeptSet { name: set.name.clone(), family, timeout: d.timeout, seeds });
+        out.push(KeptSet { name: set.name.clone(), family, timeout: d.timeout, seeds: seeds(set) });
     }
     out
+}
+
+/// The addresses a kept set is declared with.
+fn seeds(set: &Set) -> Vec<std::net::IpAddr> {
+    set.elements
+        .iter()
+        .filter_map(|e| match e.key.as_slice() {
+            [Value::Addr(a)] => Some(*a),
+            _ => None,
+        })
+        .collect()
 }
 
 fn render_table(s: &mut Script, t: &Table) {
@@ -123,7 +126,7 @@ fn render_table(s: &mut Script, t: &Table) {
                 None => s.line(2, "flags dynamic", Some(set.origin)),
             }
             if d.kept {
-                s.line(2, &format!("comment \"{KEPT_SET_COMMENT}\""), Some(set.origin));
+                s.line(2, &format!("comment \"{}\"", kept_set_comment(&seeds(set))), Some(set.origin));
             }
         }
         if set.interval {
