@@ -155,11 +155,13 @@ node "fw" {
         }
         set "knocked" dynamic=#true timeout="30s" family="ipv4"
         set "seen" dynamic=#true
+        set "contacted" dynamic=#true timeout="10m"
         use-rules "base"
         deny in proto="tcp" port=23 add-to="@banned" log-prefix="trap: "
         allow in proto="tcp" port=7000 add-to="@knocked"
         allow in proto="tcp" port=2222 from="@knocked"
         allow in proto="udp" port=53 from="!@banned" add-to="@seen"
+        allow out proto="tcp" port=443 add-to="@contacted" add-to-key="dst"
     }
     netns "app" {
         veth "eth0" {
@@ -213,6 +215,7 @@ fn dynamic_sets_and_rule_groups_render_to_scripts_nft_accepts() {
         "meta nfproto ipv6 meta l4proto tcp th dport 7000 accept",
         "ip saddr != @set-banned-v4 meta l4proto udp th dport 53 update @set-seen-v4 { ip saddr } accept",
         "add element inet netcfg set-banned-v6 {\n\t2001:db8:bad::1\n}",
+        "meta nfproto ipv6 meta l4proto tcp th dport 443 update @set-contacted-v6 { ip6 daddr } accept",
     ] {
         assert!(host.contains(needle), "missing `{needle}` in:\n{host}");
     }

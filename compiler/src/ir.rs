@@ -6,8 +6,8 @@ use ipnet::IpNet;
 /// Marks are the language's type: the firewall sets and matches them, routing rules match them.
 pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope, RouteType,
-    RpFilter, SysctlValue, Verdict,
+    AddrKey, ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope,
+    RouteType, RpFilter, SysctlValue, Verdict,
 };
 pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
@@ -589,8 +589,9 @@ pub struct Rule {
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
     pub pkttype: Option<Spanned<PktType>>,
-    /// `add-to="@SET"`: the source address of a matching packet goes into this dynamic set.
-    pub add_to: Option<Spanned<SetId>>,
+    /// `add-to="@SET"`: the source (or, with `add-to-key="dst"`, destination) address of a
+    /// matching packet goes into this dynamic set.
+    pub add_to: Option<(Spanned<SetId>, AddrKey)>,
     pub comment: Option<String>,
     pub span: Span,
     /// The `use-rules` lines a rule came through, outermost first (empty: written in the

@@ -1024,7 +1024,11 @@ impl<'d> NodeBuilder<'d> {
         };
         let from_zone = zone(&r.from_zone, self.diags);
         let to_zone = zone(&r.to_zone, self.diags);
-        let add_to = r.add_to.as_ref().and_then(|name| self.dynamic_set_ref(&fw.sets, name));
+        let add_to = r
+            .add_to
+            .as_ref()
+            .and_then(|name| self.dynamic_set_ref(&fw.sets, name))
+            .map(|set| (set, r.add_to_key.as_ref().map(|k| k.value).unwrap_or_default()));
         let e = &r.except;
         let except = Except {
             from: e.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
@@ -1242,6 +1246,10 @@ node "n" {
 //                                          ^^^^^^ error undefined-reference
         deny in proto="tcp" port=25 add-to="banned"
 //                                          ^^^^^^ error invalid-value
+        deny in proto="tcp" port=27 add-to-key="dst"
+//                                              ^^^ error missing-property
+        deny in proto="tcp" port=28 add-to="@banned" add-to-key="destination"
+//                                                               ^^^^^^^^^^^ error invalid-value
         mark in proto="tcp" port=26 set-mark="0x1" add-to="@banned"
 //                                                 ^^^^^^ error unknown-property
     }

@@ -732,8 +732,18 @@ pub struct RuleDecl {
     pub set_ct_mark: Option<Spanned<Mark>>,
     /// `add-to="@SET"`: the packet's source address goes into this dynamic set.
     pub add_to: Option<Name>,
+    /// `add-to-key="dst"`: the destination address instead.
+    pub add_to_key: Option<Spanned<AddrKey>>,
     pub comment: Option<Spanned<String>>,
     pub span: Span,
+}
+
+/// Which address of a packet a rule puts into a dynamic set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrKey {
+    #[default]
+    Source,
+    Destination,
 }
 
 /// A packet or connection mark: `value`, compared or set under `mask` (all 32 bits without

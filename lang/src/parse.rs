@@ -1302,10 +1302,18 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         }
     }
     // Only filter rules add to sets: a mark or notrack rule is not where a source is judged.
-    let add_to = if matches!(r.keyword(), "allow" | "deny" | "reject") {
-        r.prop(cx, "add-to").and_then(|v| v.parse(cx, "set reference", parse_set_ref))
+    let (add_to, add_to_key) = if matches!(r.keyword(), "allow" | "deny" | "reject") {
+        let set = r.prop(cx, "add-to").and_then(|v| v.parse(cx, "set reference", parse_set_ref));
+        let key = r
+            .prop(cx, "add-to-key")
+            .and_then(|v| v.keyword(cx, "address to add", &[("src", AddrKey::Source), ("dst", AddrKey::Destination)]));
+        if let (Some(k), None) = (&key, &set) {
+            cx.error(code::MISSING_PROPERTY, k.span, "`add-to-key` without a set to add to").help =
+                Some("add `add-to=\"@SET\"` naming a dynamic set".into());
+        }
+        (set, key)
     } else {
-        None
+        (None, None)
     };
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
     Some(RuleDecl {
@@ -1340,6 +1348,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         set_mark,
         set_ct_mark,
         add_to,
+        add_to_key,
         comment,
         span: r.span,
     })

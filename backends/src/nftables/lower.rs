@@ -9,7 +9,7 @@ use super::ruleset::*;
 use crate::codes;
 use crate::nftables::ruleset::Family;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
-use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
+use netcfg_lang::ast::{AddrKey, Direction, Proto, Verdict as SpecVerdict};
 use netcfg_lang::{Diagnostic, Span};
 
 /// Lowers one namespace's firewall and NAT. An empty table means "netcfg has no rules here"
@@ -314,12 +314,16 @@ impl Lower<'_> {
 
     /// `add-to="@SET"` for one family: `update @set-NAME-FAM { ip saddr }`; nothing for a
     /// family the set does not hold (the rule still decides those packets).
-    fn add_to_set(&self, id: ir::SetId, fam: Family) -> Option<Expr> {
+    fn add_to_set(&self, id: ir::SetId, key: AddrKey, fam: Family) -> Option<Expr> {
         let set = &self.ns.firewall.sets[id.0 as usize];
+        let key = match key {
+            AddrKey::Source => Selector::Saddr(fam),
+            AddrKey::Destination => Selector::Daddr(fam),
+        };
         set.families()
             .into_iter()
             .any(|f| nft_family(f) == fam)
-            .then(|| Expr::AddToSet { set: set_name(set, fam), key: Selector::Saddr(fam) })
+            .then(|| Expr::AddToSet { set: set_name(set, fam), key })
     }
 
     fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
@@ -469,8 +473,8 @@ impl Lower<'_> {
                     exprs.push(Expr::Limit { rate, unit, burst });
                 }
             }
-            if let Some(a) = &r.add_to {
-                exprs.extend(self.add_to_set(a.value, fam));
+            if let Some((set, key)) = &r.add_to {
+                exprs.extend(self.add_to_set(set.value, *key, fam));
             }
             if let Some(c) = &r.counter {
                 exprs.push(Expr::NamedCounter(counter_ident(&c.value)));
