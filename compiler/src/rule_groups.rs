@@ -94,21 +94,16 @@ impl<'s> RuleGroups<'s> {
 pub const USED_HERE: &str = "the rule group is used here";
 pub const NESTED_USE: &str = "through this nested `use-rules`";
 
-/// One finding per cause: a group used in several places gives the same finding on the same
-/// rule text once per use. Those copies (equal but for their use-site labels) become one
-/// finding that names every use site.
-pub fn merge_use_site_copies(diags: &mut Vec<Diagnostic>) {
+/// One finding per cause. A group used in several places gives the same finding on the same
+/// rule text once per use, and a template's firewall once per node that uses it: copies equal
+/// but for their use-site labels become one finding that names every use site (in the order
+/// found; exact copies simply go).
+pub fn merge_copies(diags: &mut Vec<Diagnostic>) {
     let is_use_site = |l: &netcfg_lang::Label| l.message == USED_HERE || l.message == NESTED_USE;
-    if !diags.iter().any(|d| d.secondary.iter().any(is_use_site)) {
-        return;
-    }
     type Key = (&'static str, Span, String, Option<String>, Vec<(Span, String)>);
     let mut first: HashMap<Key, usize> = HashMap::new();
     let mut keep = vec![true; diags.len()];
     for i in 0..diags.len() {
-        if !diags[i].secondary.iter().any(is_use_site) {
-            continue;
-        }
         let d = &diags[i];
         let others = d.secondary.iter().filter(|l| !is_use_site(l)).map(|l| (l.span, l.message.clone())).collect();
         let key = (d.code.id, d.primary.span, d.message.clone(), d.help.clone(), others);

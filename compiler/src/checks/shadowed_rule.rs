@@ -557,7 +557,13 @@ fn shadow(later: &Rule, earlier: &Rule) -> Diagnostic {
             .with_label(format!("these packets are {} by the earlier rule, never {}", past(ev), past(lv)))
             .with_help("move this rule above the earlier one, or narrow the earlier rule so it leaves these packets")
     };
-    d.with_secondary(earlier.span, "matches every packet of the later rule first")
+    let d = d.with_secondary(earlier.span, "matches every packet of the later rule first");
+    match earlier.via.first() {
+        Some(at) if later.via.first() != Some(at) => {
+            d.with_secondary(*at, "the earlier rule comes from the rule group used here")
+        }
+        _ => d,
+    }
 }
 
 /// A rule that matches only established, related or invalid packets behind the stateful preamble.
