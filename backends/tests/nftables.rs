@@ -156,6 +156,8 @@ node "fw" {
         set "knocked" dynamic=#true timeout="30s" family="ipv4"
         set "seen" dynamic=#true
         set "contacted" dynamic=#true timeout="10m"
+        set "largest" dynamic=#true timeout="365d" size=16777216 family="ipv6"
+        deny in from="@largest"
         use-rules "base"
         deny in proto="tcp" port=23 add-to="@banned" log-prefix="trap: "
         allow in proto="tcp" port=7000 add-to="@knocked"
