@@ -372,7 +372,8 @@ fn code_actions(params: &Value) -> Value {
 }
 
 /// Keywords besides the link kinds that declare a name as their first argument.
-const DECLARING: &[&str] = &["node", "netns", "template", "peer", "zone", "set", "service", "listen", "publish"];
+const DECLARING: &[&str] =
+    &["node", "netns", "template", "rules", "peer", "zone", "set", "service", "listen", "publish"];
 
 /// Byte offsets of `name` where a declaring keyword declares it (`bridge "br0"`).
 fn declarations(text: &str, name: &str) -> Vec<usize> {

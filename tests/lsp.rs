@@ -99,7 +99,8 @@ impl Client {
 }
 
 const SPEC: &str = "include \"common.kdl\"\nnode \"n1\" {\n    bridge \"br0\"\n    bridge \"kubernetes-pods0\"\n    veth \"v0\" master=\"br0\" {\n        peer \"v1\"\n    }\n    route \"10.9.0.0/16\" dev=\"uplink\"\n}\n";
-const COMMON: &str = "template \"t\" {\n    ethernet \"uplink\"\n}\n";
+const COMMON: &str =
+    "template \"t\" {\n    ethernet \"uplink\"\n}\nrules \"web\" {\n    allow in proto=\"tcp\" port=80\n}\n";
 
 #[test]
 fn an_editor_session() {
@@ -159,6 +160,28 @@ fn an_editor_session() {
     );
     assert_eq!(def["uri"], common_uri);
     assert_eq!(def["range"]["start"], json!({ "line": 1, "character": 14 }));
+
+    // `use-rules "web"` -> the rule group in the include.
+    let grouped = format!("{fixed}node \"n2\" {{\n    firewall {{\n        use-rules \"web\"\n    }}\n}}\n");
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": grouped }] }),
+    );
+    c.diagnostics_for(&uri, &mut notes);
+    let line = grouped.lines().position(|l| l.contains("use-rules")).expect("line");
+    let col = grouped.lines().nth(line).expect("line").find("web").expect("col");
+    let def = c.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": col } }),
+        &mut notes,
+    );
+    assert_eq!(def["uri"], common_uri);
+    assert_eq!(def["range"]["start"], json!({ "line": 3, "character": 7 }));
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    c.diagnostics_for(&uri, &mut notes);
 
     // References: the declaration and the use of `br0`.
     let line = fixed.lines().position(|l| l.contains("bridge \"br0\"")).expect("line");

@@ -133,6 +133,104 @@ fn rule_features_render_to_scripts_nft_accepts() {
     }
 }
 
+/// Dynamic sets (both families, one family, seeds, with and without a timeout, negated
+/// lookups) and rule groups, nested and used in two namespaces.
+const DYNAMIC_AND_GROUPS: &str = r#"
+rules "ssh" {
+    allow in proto="tcp" port=22 from="@admins"
+}
+rules "base" {
+    deny in from="@banned"
+    use-rules "ssh"
+    allow in proto="icmp"
+}
+node "fw" {
+    ethernet "eth0" { address "192.0.2.10/24"; address "2001:db8::10/64"; }
+    firewall {
+        policy in="drop"
+        set "admins" "10.0.0.0/8"
+        set "banned" dynamic=#true timeout="1h" size=1000 {
+            element "198.51.100.7"
+            element "2001:db8:bad::1"
+        }
+        set "knocked" dynamic=#true timeout="30s" family="ipv4"
+        set "seen" dynamic=#true
+        set "contacted" dynamic=#true timeout="10m"
+        set "largest" dynamic=#true timeout="365d" size=16777216 family="ipv6"
+        deny in from="@largest"
+        use-rules "base"
+        deny in proto="tcp" port=23 add-to="@banned" log-prefix="trap: "
+        allow in proto="tcp" port=7000 add-to="@knocked"
+        allow in proto="tcp" port=2222 from="@knocked"
+        allow in proto="udp" port=53 from="!@banned" add-to="@seen"
+        allow out proto="tcp" port=443 add-to="@contacted" add-to-key="dst"
+    }
+    netns "app" {
+        veth "eth0" {
+            address "10.244.1.2/24"
+            peer "veth-app" netns="@host"
+        }
+        firewall {
+            policy in="drop"
+            set "admins" "10.244.0.0/16"
+            set "banned" dynamic=#true
+            use-rules "base"
+        }
+    }
+}
+"#;
+
+#[test]
+fn dynamic_sets_and_rule_groups_render_to_scripts_nft_accepts() {
+    if !require_root("dynamic_sets_and_rule_groups_render_to_scripts_nft_accepts") {
+        return;
+    }
+    let all = rulesets(DYNAMIC_AND_GROUPS);
+    for rs in &all {
+        if let Err(e) = exec::check(&rs.script) {
+            panic!("nft -c rejected:\n{}\n{e}", rs.script.text);
+        }
+        // With the elements an apply carries over from a live table.
+        let live: serde_json::Value = serde_json::json!({"nftables": rs.script.kept.iter().map(|k| {
+            let addr = if k.name.as_str().ends_with("-v4") { "203.0.113.9" } else { "2001:db8::99" };
+            serde_json::json!({"set": {"name": k.name.as_str(),
+                "type": if k.name.as_str().ends_with("-v4") { "ipv4_addr" } else { "ipv6_addr" },
+                "comment": nftables::ruleset::KEPT_SET_COMMENT,
+                "elem": [{"elem": {"val": addr, "expires": 30}}]}})
+        }).collect::<Vec<_>>()});
+        let carried = nftables::carry::append(&rs.script, &nftables::carry::live_elements(&live));
+        assert!(carried.text.len() > rs.script.text.len() || rs.script.kept.is_empty());
+        if let Err(e) = exec::check(&carried) {
+            panic!("nft -c rejected the carried elements:\n{}\n{e}", carried.text);
+        }
+    }
+    let host = &all[0].script.text;
+    for needle in [
+        "set set-banned-v4 {\n\t\ttype ipv4_addr\n\t\tsize 1000\n\t\tflags dynamic,timeout\n\t\ttimeout 3600s",
+        "set set-knocked-v4 {",
+        "ip saddr @set-banned-v4 drop",
+        "ip6 saddr @set-banned-v6 drop",
+        "ip saddr @set-admins-v4 meta l4proto tcp th dport 22 accept",
+        "meta nfproto ipv4 meta l4proto tcp th dport 23 update @set-banned-v4 { ip saddr } log prefix \"trap: \" drop",
+        "meta nfproto ipv6 meta l4proto tcp th dport 23 update @set-banned-v6 { ip6 saddr } log prefix \"trap: \" drop",
+        "meta nfproto ipv4 meta l4proto tcp th dport 7000 update @set-knocked-v4 { ip saddr } accept",
+        "meta nfproto ipv6 meta l4proto tcp th dport 7000 accept",
+        "ip saddr != @set-banned-v4 meta l4proto udp th dport 53 update @set-seen-v4 { ip saddr } accept",
+        "add element inet netcfg set-banned-v6 {\n\t2001:db8:bad::1\n}",
+        "meta nfproto ipv6 meta l4proto tcp th dport 443 update @set-contacted-v6 { ip6 daddr } accept",
+    ] {
+        assert!(host.contains(needle), "missing `{needle}` in:\n{host}");
+    }
+    assert!(!host.contains("set set-knocked-v6"), "a one-family dynamic set has one nft set");
+    // The group's order holds: the ban before ssh before icmp, before the block's own rules.
+    let at = |n: &str| host.find(n).unwrap_or_else(|| panic!("no `{n}`"));
+    assert!(at("@set-banned-v4 drop") < at("th dport 22 accept") && at("th dport 22 accept") < at("icmp accept"));
+    assert!(at("icmp accept") < at("th dport 23"));
+    let app = &all[1].script.text;
+    assert!(app.contains("ip saddr @set-admins-v4 meta l4proto tcp th dport 22 accept"), "{app}");
+    assert!(app.contains("\t\tflags dynamic\n"), "no timeout: {app}");
+}
+
 #[test]
 fn every_construct_renders_to_a_script_nft_accepts() {
     if !require_root("every_construct_renders_to_a_script_nft_accepts") {

@@ -425,3 +425,29 @@ fn a_netmap_keeps_the_host_part_both_ways() {
     assert!(forward.contains("DNAT to 10.20.0.7:22"), "{forward}");
     assert!(inbound.delivered(), "{forward}");
 }
+
+#[test]
+fn membership_of_a_dynamic_set_is_uncertain_and_named() {
+    // What a ban list holds is known only at run time: the trace names the rule it cannot
+    // decide and goes on as if it did not match.
+    let t = trace(
+        r#"
+node "n" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    firewall {
+        policy in="drop"
+        set "banned" dynamic=#true timeout="1h"
+        deny in from="@banned"
+        deny in proto="tcp" port=23 add-to="@banned"
+        allow in proto="tcp" port=443
+    }
+    listen "web" port=443
+}
+"#,
+        "n/@host%eth0",
+        "tcp 10.0.0.9:40000 10.0.0.2:443",
+    );
+    let step = t.forward.steps.iter().find(|s| s.verdict.keyword() == "uncertain").expect("an uncertain step");
+    assert!(step.why.as_deref().is_some_and(|w| w.contains("dynamic set `set-banned-v4`")), "{step:?}");
+    assert!(t.forward.uncertain());
+}

@@ -6,8 +6,8 @@ use ipnet::IpNet;
 /// Marks are the language's type: the firewall sets and matches them, routing rules match them.
 pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{
-    ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope, RouteType,
-    RpFilter, SysctlValue, Verdict,
+    AddrKey, ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope,
+    RouteType, RpFilter, SysctlValue, Verdict,
 };
 pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
@@ -474,8 +474,8 @@ impl Firewall {
             match &a.value {
                 AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
                 AddrMatch::Set(id) => {
-                    let elements = self.sets.get(id.0 as usize).map(|s| s.elements.as_slice()).unwrap_or(&[]);
-                    fams.retain(|f| elements.iter().any(|e| Family::of(e.value.addr()) == *f));
+                    let set_fams = self.sets.get(id.0 as usize).map(AddrSet::families).unwrap_or_default();
+                    fams.retain(|f| set_fams.contains(f));
                 }
             }
         }
@@ -515,8 +515,42 @@ pub struct Zone {
 pub struct AddrSet {
     pub id: SetId,
     pub name: Name,
+    /// The declared elements (a dynamic set's seeds: addresses only).
     pub elements: Vec<Spanned<IpNet>>,
+    /// Rules add to it at run time (`dynamic=#true`): its members are not known offline.
+    pub dynamic: Option<DynamicSet>,
     pub span: Span,
+}
+
+/// What a dynamic set keeps at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynamicSet {
+    /// Seconds an element lives after a rule last added it; `None`: no expiry.
+    pub timeout: Option<u32>,
+    /// Elements per family at most.
+    pub size: u32,
+    /// Only this family's addresses; `None`: both (one nft set each).
+    pub family: Option<Family>,
+}
+
+impl DynamicSet {
+    /// A dynamic set's default bound, per family: what the kernel's memory for a flood of
+    /// spoofed sources is capped at unless the spec says otherwise.
+    pub const DEFAULT_SIZE: u32 = 65535;
+}
+
+impl AddrSet {
+    /// The families the set can hold: a dynamic set's declared ones (its members come at run
+    /// time), a static set's elements' ones.
+    pub fn families(&self) -> Vec<Family> {
+        match &self.dynamic {
+            Some(d) => [Family::Ipv4, Family::Ipv6].into_iter().filter(|f| d.family.is_none_or(|x| x == *f)).collect(),
+            None => [Family::Ipv4, Family::Ipv6]
+                .into_iter()
+                .filter(|f| self.elements.iter().any(|e| Family::of(e.value.addr()) == *f))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -561,8 +595,14 @@ pub struct Rule {
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
     pub pkttype: Option<Spanned<PktType>>,
+    /// `add-to="@SET"`: the source (or, with `add-to-key="dst"`, destination) address of a
+    /// matching packet goes into this dynamic set.
+    pub add_to: Option<(Spanned<SetId>, AddrKey)>,
     pub comment: Option<String>,
     pub span: Span,
+    /// The `use-rules` lines a rule came through, outermost first (empty: written in the
+    /// firewall block itself). Findings on the rule name them.
+    pub via: Vec<Span>,
 }
 
 impl Rule {
@@ -570,7 +610,25 @@ impl Rule {
     /// matches a packet on one occasion and not on another. Checks never let such a rule
     /// decide for a later one.
     pub fn is_stateful(&self) -> bool {
-        self.limit.is_some() || self.conn_limit.is_some()
+        // Adding to a full dynamic set fails and the rule does not match (nft_dynset breaks).
+        self.limit.is_some() || self.conn_limit.is_some() || self.add_to.is_some()
+    }
+
+    /// Whether it matches membership of a dynamic set (known only at run time), negated or not.
+    pub fn matches_dynamic_set(&self, fw: &Firewall) -> bool {
+        [&self.from, &self.to, &self.except.from, &self.except.to].into_iter().flatten().any(|a| match &a.value {
+            AddrMatch::Set(id) => fw.sets.get(id.0 as usize).is_some_and(|s| s.dynamic.is_some()),
+            AddrMatch::Net(_) => false,
+        })
+    }
+
+    /// Adds "through `use-rules` here" labels to a finding on this rule: the rule is written
+    /// once in a group, and the use site says which expansion the finding is about.
+    pub fn label_use_sites(&self, d: &mut netcfg_lang::Diagnostic) {
+        for (i, at) in self.via.iter().enumerate() {
+            let message = if i == 0 { crate::rule_groups::USED_HERE } else { crate::rule_groups::NESTED_USE };
+            d.secondary.push(netcfg_lang::diagnostic::Label { span: *at, message: message.into() });
+        }
     }
 
     /// Whether any match is negated.

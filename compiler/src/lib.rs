@@ -8,6 +8,7 @@ pub mod follow_on;
 pub mod ir;
 pub mod model;
 pub mod resolve;
+pub mod rule_groups;
 pub mod trace;
 
 #[cfg(test)]
@@ -36,5 +37,6 @@ pub fn compile_after(spec: &ast::Spec, parse_diagnostics: &[Diagnostic]) -> Comp
     let broken = follow_on::BrokenNamespaces::new(&fleet, parse_diagnostics.iter().chain(&diagnostics));
     let model = model::Model::new(&fleet);
     checks::run_all(&model, &broken, &mut diagnostics);
+    rule_groups::merge_copies(&mut diagnostics);
     Compiled { fleet, diagnostics }
 }

@@ -20,6 +20,8 @@ pub const CONFLICTING_SYSCTL: Code =
     Code::error("conflicting-sysctl", "a sysctl set to two different values in one namespace");
 pub const CONFLICTING_ROUTES: Code =
     Code::error("conflicting-routes", "two routes with the same table, destination and metric in one namespace");
+pub const RULE_GROUP_CYCLE: Code =
+    Code::error("rule-group-cycle", "a firewall rule group that uses itself, directly or through other groups");
 pub const DUPLICATE_RULE: Code =
     Code::error("duplicate-rule", "two policy routing rules of one namespace that the kernel cannot tell apart");
 
@@ -32,6 +34,7 @@ pub const CODES: &[Code] = &[
     CONFLICTING_SYSCTL,
     CONFLICTING_ROUTES,
     DUPLICATE_RULE,
+    RULE_GROUP_CYCLE,
 ];
 
 pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
@@ -44,6 +47,7 @@ pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
         }
         check_params(t, diags);
     }
+    let groups = crate::rule_groups::RuleGroups::new(spec, diags);
     let mut fleet = Fleet::default();
     let mut seen: HashMap<&str, Span> = HashMap::new();
     for decl in &spec.nodes {
@@ -54,12 +58,12 @@ pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
         seen.insert(&decl.name.value, decl.name.span);
         let body = expand(&decl.body, &templates, &mut Vec::new(), diags);
         let id = NodeId(fleet.nodes.len() as u32);
-        fleet.nodes.push(NodeBuilder::new(id, decl, diags).build(&body));
+        fleet.nodes.push(NodeBuilder::new(id, decl, &groups, diags).build(&body));
     }
     fleet
 }
 
-fn duplicate(what: &str, name: &Spanned<String>, first: Span) -> Diagnostic {
+pub(crate) fn duplicate(what: &str, name: &Spanned<String>, first: Span) -> Diagnostic {
     Diagnostic::error(DUPLICATE_NAME, name.span, format!("{what} `{}` is declared twice", name.value))
         .with_label("declared again here")
         .with_secondary(first, "first declared here")
@@ -295,7 +299,7 @@ fn append(out: &mut NsBody, b: NsBody) {
     out.tproxies.extend(b.tproxies);
 }
 
-fn undefined<'a>(
+pub(crate) fn undefined<'a>(
     what: &str,
     name: &Spanned<String>,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -317,6 +321,8 @@ fn undefined<'a>(
 
 struct NodeBuilder<'d> {
     node: Node,
+    /// The fleet's rule groups, expanded into each firewall block that uses them.
+    groups: &'d crate::rule_groups::RuleGroups<'d>,
     diags: &'d mut Vec<Diagnostic>,
     /// Links written but not built (their error is reported): references to them are quiet.
     unbuilt: Vec<(NetnsId, String)>,
@@ -330,10 +336,16 @@ struct NodeBuilder<'d> {
 }
 
 impl<'d> NodeBuilder<'d> {
-    fn new(id: NodeId, decl: &ast::NodeDecl, diags: &'d mut Vec<Diagnostic>) -> NodeBuilder<'d> {
+    fn new(
+        id: NodeId,
+        decl: &ast::NodeDecl,
+        groups: &'d crate::rule_groups::RuleGroups<'d>,
+        diags: &'d mut Vec<Diagnostic>,
+    ) -> NodeBuilder<'d> {
         let node = Node { id, name: decl.name.clone(), span: decl.span, namespaces: Vec::new(), links: Vec::new() };
         NodeBuilder {
             node,
+            groups,
             diags,
             unbuilt: Vec::new(),
             link_index: HashMap::new(),
@@ -1168,13 +1180,25 @@ impl<'d> NodeBuilder<'d> {
                     id: SetId(fw.sets.len() as u32),
                     name: s.name.clone(),
                     elements: s.elements.clone(),
+                    dynamic: s.dynamic.as_ref().map(|d| DynamicSet {
+                        timeout: d.timeout.as_ref().map(|t| t.value),
+                        size: d.size.as_ref().map_or(DynamicSet::DEFAULT_SIZE, |s| s.value),
+                        family: d.family.as_ref().map(|f| f.value),
+                    }),
                     span: s.span,
                 });
             }
         }
+        let groups = self.groups;
         for decl in &b.firewalls {
-            for r in &decl.rules {
-                let rule = self.rule(ns, &fw, r);
+            for e in groups.expand(decl, self.diags) {
+                // Findings on a rule of a group name the `use-rules` it came through.
+                let before = self.diags.len();
+                let mut rule = self.rule(ns, &fw, e.rule);
+                rule.via = e.via;
+                for d in &mut self.diags[before..] {
+                    rule.label_use_sites(d);
+                }
                 fw.rules.push(rule);
             }
             for r in &decl.marks {
@@ -1214,6 +1238,11 @@ impl<'d> NodeBuilder<'d> {
         };
         let from_zone = zone(&r.from_zone, self.diags);
         let to_zone = zone(&r.to_zone, self.diags);
+        let add_to = r
+            .add_to
+            .as_ref()
+            .and_then(|name| self.dynamic_set_ref(&fw.sets, name))
+            .map(|set| (set, r.add_to_key.as_ref().map(|k| k.value).unwrap_or_default()));
         let e = &r.except;
         let except = Except {
             from: e.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m)),
@@ -1261,9 +1290,49 @@ impl<'d> NodeBuilder<'d> {
             uid: r.uid.clone(),
             gid: r.gid.clone(),
             pkttype: r.pkttype.clone(),
+            add_to,
             comment: r.comment.as_ref().map(|c| c.value.clone()),
             span: r.span,
+            via: Vec::new(),
         }
+    }
+
+    /// The set an `add-to` names: it must be a dynamic set of this firewall.
+    fn dynamic_set_ref(&mut self, sets: &[AddrSet], name: &Spanned<String>) -> Option<Spanned<SetId>> {
+        let Some(set) = sets.iter().find(|s| s.name.value == name.value) else {
+            let names: Vec<&str> = sets.iter().filter(|s| s.dynamic.is_some()).map(|s| s.name.value.as_str()).collect();
+            self.diags.push(undefined("dynamic set", name, names, None));
+            return None;
+        };
+        if set.dynamic.is_none() {
+            self.diags.push(
+                Diagnostic::error(INVALID_REFERENCE, name.span, format!("set `{}` is not dynamic", name.value))
+                    .with_label("rules cannot add to it")
+                    .with_secondary(set.name.span, "declared here without `dynamic=#true`")
+                    .with_help(format!("declare `set \"{}\" dynamic=#true`, or add to another set", name.value)),
+            );
+            return None;
+        }
+        Some(Spanned::new(set.id, name.span))
+    }
+
+    /// A `from` of `masquerade`/`snat`: a dynamic set is refused (what is translated must not
+    /// change with traffic, and checks reason about its addresses).
+    fn nat_from(&mut self, sets: &[AddrSet], m: &Spanned<ast::AddrMatch>) -> Option<Spanned<AddrMatch>> {
+        let resolved = self.addr_match(sets, m)?;
+        if let AddrMatch::Set(id) = &resolved.value {
+            let set = &sets[id.0 as usize];
+            if set.dynamic.is_some() {
+                self.diags.push(
+                    Diagnostic::error(INVALID_REFERENCE, m.span, format!("set `{}` is dynamic", set.name.value))
+                        .with_label("rules fill it at run time")
+                        .with_secondary(set.name.span, "declared here")
+                        .with_help("translate a static set or network: masquerade and snat select fixed sources"),
+                );
+                return None;
+            }
+        }
+        Some(resolved)
     }
 
     fn nat(&mut self, ns: NetnsId, b: &NsBody) {
@@ -1307,13 +1376,13 @@ impl<'d> NodeBuilder<'d> {
         }
         let mut masquerades = Vec::new();
         for m in &b.masquerades {
-            let from = m.from.as_ref().and_then(|f| self.addr_match(&sets, f));
+            let from = m.from.as_ref().and_then(|f| self.nat_from(&sets, f));
             let out = m.out.as_ref().and_then(|o| self.link_ref(ns, o));
             masquerades.push(Masquerade { from, out, span: m.span });
         }
         let mut snats = Vec::new();
         for s in &b.snats {
-            let from = s.from.as_ref().and_then(|f| self.addr_match(&sets, f));
+            let from = s.from.as_ref().and_then(|f| self.nat_from(&sets, f));
             let out = s.out.as_ref().and_then(|o| self.link_ref(ns, o));
             snats.push(Snat {
                 from,
@@ -1363,6 +1432,73 @@ impl<'d> NodeBuilder<'d> {
 }
 
 mod nat;
+
+#[cfg(test)]
+mod dynamic_set_tests {
+    use crate::fixture::check;
+
+    #[test]
+    fn dynamic_set_mistakes_are_one_diagnostic_each() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; }
+    firewall {
+        set "admins" "192.0.2.0/28"
+        set "banned" dynamic=#true timeout="1h"
+        set "late" timeout="1h"
+//                          ^^ error missing-property
+        set "seeded" dynamic=#true family="ipv4" {
+            element "10.0.0.0/8"
+//                   ^^^^^^^^^^ error invalid-value
+            element "2001:db8::1"
+//                   ^^^^^^^^^^^ error invalid-value
+        }
+        set "short" dynamic=#true timeout="1w"
+//                                          ^ error invalid-value
+        deny in proto="tcp" port=23 add-to="@admins"
+//                                          ^^^^^^^ error invalid-reference
+        deny in proto="tcp" port=24 add-to="@baned"
+//                                          ^^^^^^ error undefined-reference
+        deny in proto="tcp" port=25 add-to="banned"
+//                                          ^^^^^^ error invalid-value
+        deny in proto="tcp" port=27 add-to-key="dst"
+//                                              ^^^ error missing-property
+        deny in proto="tcp" port=28 add-to="@banned" add-to-key="destination"
+//                                                               ^^^^^^^^^^^ error invalid-value
+        mark in proto="tcp" port=26 set-mark="0x1" add-to="@banned"
+//                                                 ^^^^^^ error unknown-property
+    }
+    masquerade from="@banned" out="eth0"
+//                   ^^^^^^^ error invalid-reference
+}
+"#,
+        );
+    }
+
+    #[test]
+    fn a_dynamic_set_match_never_covers_a_later_rule_and_keeps_both_families() {
+        check(
+            r#"
+node "n" {
+    ethernet "eth0" { address "192.0.2.10/24"; address "2001:db8::10/64"; }
+    firewall {
+        policy in="drop"
+        set "banned" dynamic=#true timeout="1h" { element "198.51.100.7"; }
+        set "v6only" dynamic=#true family="ipv6"
+        deny in from="@banned"
+        deny in from="198.51.100.7"
+        deny in proto="tcp" port=23 add-to="@banned"
+        deny in proto="tcp" port=23
+        allow in proto="tcp" port=22 from="@v6only"
+        allow in proto="icmp" from="@v6only"
+//      ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ warning unmatchable-rule
+    }
+}
+"#,
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

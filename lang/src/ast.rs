@@ -43,6 +43,29 @@ impl NetnsName {
 pub struct Spec {
     pub templates: Vec<TemplateDecl>,
     pub nodes: Vec<NodeDecl>,
+    /// Top-level `rules "NAME" { … }`: firewall rule groups firewall blocks pull in.
+    pub rule_groups: Vec<RuleGroupDecl>,
+}
+
+/// `rules "NAME" { allow … deny … use-rules "OTHER" }`: rules written once and expanded, in
+/// order, where a firewall block says `use-rules "NAME"`.
+#[derive(Clone, Debug)]
+pub struct RuleGroupDecl {
+    pub name: Name,
+    pub rules: Vec<RuleDecl>,
+    /// `use-rules` inside the group (expanded in place, like in a firewall block).
+    pub uses: Vec<RulesUse>,
+    pub span: Span,
+}
+
+/// `use-rules "NAME" ["NAME"...]` in a firewall block or a rule group: the groups' rules go
+/// where it stands, before the rules written after it.
+#[derive(Clone, Debug)]
+pub struct RulesUse {
+    pub names: Vec<Name>,
+    /// How many of the block's own `allow`/`deny`/`reject` rules come before it.
+    pub at: usize,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug)]
@@ -681,6 +704,8 @@ pub struct FirewallDecl {
     pub clamp_mss: Vec<ClampMssDecl>,
     /// `notrack in|out …`: packets connection tracking skips (their `verdict` is unused).
     pub notracks: Vec<RuleDecl>,
+    /// `use-rules "NAME"`: rule groups expanded among `rules`.
+    pub rule_uses: Vec<RulesUse>,
     pub span: Span,
 }
 
@@ -706,6 +731,22 @@ pub struct ZoneDecl {
 pub struct SetDecl {
     pub name: Name,
     pub elements: Vec<Spanned<IpNet>>,
+    /// `dynamic=#true`: rules add addresses at run time (`add-to="@NAME"`).
+    pub dynamic: Option<DynamicSetDecl>,
+    pub span: Span,
+}
+
+/// The run-time side of a dynamic set.
+#[derive(Clone, Debug)]
+pub struct DynamicSetDecl {
+    /// `timeout="1h"`: seconds an element lives after a rule last added it; none: until the
+    /// set is replaced by a change of its type, or removed.
+    pub timeout: Option<Spanned<u32>>,
+    /// `size=N`: elements it holds at most per family.
+    pub size: Option<Spanned<u32>>,
+    /// `family=`: only this family's addresses (one nft set instead of two).
+    pub family: Option<Spanned<Family>>,
+    /// The `dynamic=#true` entry.
     pub span: Span,
 }
 
@@ -752,8 +793,20 @@ pub struct RuleDecl {
     /// `set-mark=` / `set-ct-mark=` (`mark` rules only).
     pub set_mark: Option<Spanned<Mark>>,
     pub set_ct_mark: Option<Spanned<Mark>>,
+    /// `add-to="@SET"`: the packet's source address goes into this dynamic set.
+    pub add_to: Option<Name>,
+    /// `add-to-key="dst"`: the destination address instead.
+    pub add_to_key: Option<Spanned<AddrKey>>,
     pub comment: Option<Spanned<String>>,
     pub span: Span,
+}
+
+/// Which address of a packet a rule puts into a dynamic set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrKey {
+    #[default]
+    Source,
+    Destination,
 }
 
 /// The negated matches of a rule (`!` before the value).

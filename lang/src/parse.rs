@@ -109,6 +109,11 @@ impl Parsed {
                             self.spec.templates.push(TemplateDecl { name, body, params, raw, span: r.span });
                         }
                     }
+                    "rules" => {
+                        let name = name_arg(&mut cx, &mut r, "a rule group name");
+                        let group = parse_rule_group(&mut cx, &mut r, name);
+                        self.spec.rule_groups.extend(group);
+                    }
                     "include" => {
                         if let Some(path) =
                             r.arg(&mut cx, 0, "a file path").and_then(|v| v.string(&mut cx, "the include path"))
@@ -122,10 +127,11 @@ impl Parsed {
                             r.name_span,
                             format!("`{other}` is not allowed at the top level"),
                         );
-                        d.help = Some(match crate::diagnostic::closest(other, ["node", "template", "include"]) {
-                            Some(c) => format!("did you mean `{c}`?"),
-                            None => "a spec file holds `node`, `template` and `include` nodes".into(),
-                        });
+                        d.help =
+                            Some(match crate::diagnostic::closest(other, ["node", "template", "rules", "include"]) {
+                                Some(c) => format!("did you mean `{c}`?"),
+                                None => "a spec file holds `node`, `template`, `rules` and `include` nodes".into(),
+                            });
                         continue;
                     }
                 }
@@ -1236,10 +1242,12 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
                         elements.extend(er.arg(cx, 0, "a network").and_then(|v| v.parse(cx, "set element", parse_net)));
                         er.finish(cx);
                     }
-                    fw.sets.push(SetDecl { name, elements, span: c.span });
+                    let dynamic = dynamic_set(cx, &mut c, &elements);
+                    fw.sets.push(SetDecl { name, elements, dynamic, span: c.span });
                 }
             }
             "allow" | "deny" | "reject" => fw.rules.extend(parse_rule(cx, &mut c)),
+            "use-rules" => fw.rule_uses.extend(rules_use(cx, &mut c, fw.rules.len())),
             "mark" => fw.marks.extend(parse_rule(cx, &mut c)),
             "notrack" => fw.notracks.extend(parse_rule(cx, &mut c)),
             "clamp-mss" => {
@@ -1267,6 +1275,7 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
                             "mark",
                             "clamp-mss",
                             "notrack",
+                            "use-rules",
                         ],
                     ) {
                         Some(k) => format!("did you mean `{k}`?"),
@@ -1415,6 +1424,20 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
                 Some("add `set-mark=\"0x1\"` (the packet) or `set-ct-mark=\"0x1\"` (its connection)".into());
         }
     }
+    // Only filter rules add to sets: a mark or notrack rule is not where a source is judged.
+    let (add_to, add_to_key) = if matches!(r.keyword(), "allow" | "deny" | "reject") {
+        let set = r.prop(cx, "add-to").and_then(|v| v.parse(cx, "set reference", parse_set_ref));
+        let key = r
+            .prop(cx, "add-to-key")
+            .and_then(|v| v.keyword(cx, "address to add", &[("src", AddrKey::Source), ("dst", AddrKey::Destination)]));
+        if let (Some(k), None) = (&key, &set) {
+            cx.error(code::MISSING_PROPERTY, k.span, "`add-to-key` without a set to add to").help =
+                Some("add `add-to=\"@SET\"` naming a dynamic set".into());
+        }
+        (set, key)
+    } else {
+        (None, None)
+    };
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
     Some(RuleDecl {
         verdict,
@@ -1447,9 +1470,92 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         pkttype,
         set_mark,
         set_ct_mark,
+        add_to,
+        add_to_key,
         comment,
         span: r.span,
     })
+}
+
+/// `"@NAME"`: a set named in `add-to` (the name span excludes the `@`).
+fn parse_set_ref(text: &str) -> Result<String, ValueError> {
+    match text.strip_prefix('@') {
+        Some(set) => parse_name(set).map_err(|e| ValueError { start: e.start + 1, end: e.end + 1, ..e }),
+        None => Err(ValueError {
+            start: 0,
+            end: text.len(),
+            message: format!("`{text}` is not a set reference"),
+            help: Some(format!("name a dynamic set of this firewall with `@`: `\"@{text}\"`")),
+        }),
+    }
+}
+
+/// The dynamic side of a `set`: `dynamic=#true` with optional `timeout`, `size` and `family`.
+/// `timeout`, `size` or `family` without it is an error (a static set has no run-time side);
+/// seed elements of a dynamic set are addresses, as rules add them.
+fn dynamic_set(cx: &mut Cx, c: &mut Reader, elements: &[Spanned<ipnet::IpNet>]) -> Option<DynamicSetDecl> {
+    let dynamic = c.prop(cx, "dynamic").and_then(|v| v.bool(cx, "dynamic"));
+    let timeout = c.prop(cx, "timeout").and_then(|v| v.parse(cx, "timeout", parse_duration));
+    let size = c.prop(cx, "size").and_then(|v| v.int(cx, "set size", 1, 1 << 24)).map(|s| s.map(|v| v as u32));
+    let family =
+        c.prop(cx, "family").and_then(|v| v.keyword(cx, "family", &[("ipv4", Family::Ipv4), ("ipv6", Family::Ipv6)]));
+    let on = dynamic.as_ref().filter(|d| d.value);
+    if on.is_none() {
+        let spans = [timeout.as_ref().map(|t| t.span), size.as_ref().map(|s| s.span), family.as_ref().map(|f| f.span)];
+        if let Some(span) = spans.into_iter().flatten().next() {
+            cx.error(code::MISSING_PROPERTY, span, "only a dynamic set has a timeout, a size or a family").help =
+                Some("add `dynamic=#true` to the set, or remove this property".into());
+        }
+        return None;
+    }
+    for e in elements {
+        let (len, max) = (e.value.prefix_len(), e.value.max_prefix_len());
+        if len != max {
+            cx.error(code::INVALID_VALUE, e.span, "a dynamic set holds addresses, not networks").help =
+                Some("list single addresses: rules add one source address at a time".into());
+        } else if let Some(f) = family.as_ref().filter(|f| Family::of(e.value.addr()) != f.value) {
+            let d = cx.error(code::INVALID_VALUE, e.span, "this element is not of the set's family");
+            d.secondary.push(crate::diagnostic::Label { span: f.span, message: "the set's family".into() });
+            d.help = Some("remove the element, or the set's `family`".into());
+        }
+    }
+    on.map(|d| DynamicSetDecl { timeout, size, family, span: d.span })
+}
+
+/// `use-rules "NAME" ["NAME"...]`, standing after `at` rules of its block.
+fn rules_use(cx: &mut Cx, c: &mut Reader, at: usize) -> Option<RulesUse> {
+    let names: Vec<Name> =
+        c.rest_args(0).into_iter().filter_map(|v| v.parse(cx, "rule group name", parse_name)).collect();
+    if names.is_empty() {
+        c.arg(cx, 0, "a rule group name");
+        return None;
+    }
+    Some(RulesUse { names, at, span: c.span })
+}
+
+/// A top-level `rules "NAME" { … }`: `allow`, `deny`, `reject` and `use-rules`, nothing else
+/// (zones, sets and policies belong to the firewall that uses the group).
+fn parse_rule_group(cx: &mut Cx, r: &mut Reader, name: Option<Name>) -> Option<RuleGroupDecl> {
+    let (mut rules, mut uses) = (Vec::new(), Vec::new());
+    for child in r.all_children() {
+        let mut c = Reader::new(cx, child);
+        match c.keyword() {
+            "allow" | "deny" | "reject" => rules.extend(parse_rule(cx, &mut c)),
+            "use-rules" => uses.extend(rules_use(cx, &mut c, rules.len())),
+            other => {
+                let d = cx.error(code::UNKNOWN_NODE, c.name_span, format!("`{other}` is not allowed inside `rules`"));
+                d.help = Some(match crate::diagnostic::closest(other, ["allow", "deny", "reject", "use-rules"]) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => "a rule group holds `allow`, `deny`, `reject` and `use-rules`; zones, sets and policies \
+                             go in the `firewall` that uses it"
+                        .into(),
+                });
+                continue;
+            }
+        }
+        c.finish(cx);
+    }
+    Some(RuleGroupDecl { name: name?, rules, uses, span: r.span })
 }
 
 /// A numeric user or group id.

@@ -316,6 +316,48 @@ pub fn parse_mark(text: &str) -> Result<Mark, ValueError> {
     }
 }
 
+/// The longest timeout a dynamic set takes: a year. A ban meant to last longer is a set
+/// without a timeout.
+pub const MAX_TIMEOUT_SECS: u32 = 365 * 86400;
+
+/// A duration in whole seconds: `90s`, `30m`, `1h`, `7d`, or a sequence of them (`1h30m`);
+/// bare digits are seconds. From one second to [`MAX_TIMEOUT_SECS`].
+pub fn parse_duration(text: &str) -> Result<u32, ValueError> {
+    let help = "write a number and a unit (`s`, `m`, `h`, `d`), e.g. `90s`, `30m`, `1h30m`";
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u64>() {
+            Ok(n) if (1..=u64::from(MAX_TIMEOUT_SECS)).contains(&n) => Ok(n as u32),
+            _ => Err(ValueError::whole(text, format!("`{text}` is not between 1 second and 365 days")).help(help)),
+        };
+    }
+    let (mut total, mut start, mut num) = (0u64, 0usize, None::<u64>);
+    for (i, c) in text.char_indices() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(num.unwrap_or(0).saturating_mul(10).saturating_add(u64::from(d)));
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(ValueError::new(i, i + c.len_utf8(), format!("`{c}` is not a unit of time")).help(help)),
+        };
+        let Some(n) = num.take() else {
+            return Err(ValueError::new(start, i + 1, "a unit without a number").help(help));
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        start = i + 1;
+    }
+    if num.is_some() || text.is_empty() {
+        return Err(ValueError::new(start, text.len().max(start + 1), "a number without a unit").help(help));
+    }
+    if !(1..=u64::from(MAX_TIMEOUT_SECS)).contains(&total) {
+        return Err(ValueError::whole(text, format!("`{text}` is not between 1 second and 365 days")).help(help));
+    }
+    Ok(total as u32)
+}
+
 /// `ip:port` or `[ipv6]:port`.
 /// An address or a pool of them, `A` or `A-B` (one family, `A` ≤ `B`).
 pub fn parse_ip_pool(text: &str) -> Result<(IpAddr, IpAddr), ValueError> {
@@ -593,6 +635,18 @@ mod tests {
         assert!(e.message.contains("empty range"), "{e:?}");
         assert!(parse_vlan_list("0").is_err());
         assert!(parse_vlan_id("4094").is_ok());
+    }
+
+    #[test]
+    fn durations_are_seconds_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("7d"), Ok(7 * 86400));
+        assert_eq!(parse_duration("3600"), Ok(3600));
+        let e = parse_duration("1w").unwrap_err();
+        assert_eq!((e.start, e.end), (1, 2));
+        assert!(parse_duration("10").is_ok() && parse_duration("h").is_err() && parse_duration("5m3").is_err());
+        assert!(parse_duration("0s").is_err() && parse_duration("400d").is_err() && parse_duration("").is_err());
     }
 
     #[test]

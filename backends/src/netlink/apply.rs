@@ -126,11 +126,18 @@ impl<'a> Executor<'a> {
                     .and_then(|r| r)
                     .map_err(|e| NlError::other(format!("cannot write sysctl `{path}`: {e}")))
             }
-            Action::Nft { script, .. } => exec::apply(&self.map.locate(ns).nft_target(), script).map_err(|e| {
-                // nft's own words, on the spec text behind the line it refused.
-                let d = exec::diagnostics(script, &e, op.span).into_iter().next();
-                NlError { errno: 0, message: e.to_string(), span: d.map(|d| d.primary.span) }
-            }),
+            Action::Nft { script, .. } => {
+                let target = self.map.locate(ns).nft_target();
+                // The dynamic sets' run-time elements go into the same transaction (carry.rs):
+                // state, not configuration, so the plan's script does not hold them.
+                crate::nftables::carry::with_live_elements(&target, script)
+                    .and_then(|full| exec::apply(&target, &full))
+                    .map_err(|e| {
+                        // nft's own words, on the spec text behind the line it refused.
+                        let d = exec::diagnostics(script, &e, op.span).into_iter().next();
+                        NlError { errno: 0, message: e.to_string(), span: d.map(|d| d.primary.span) }
+                    })
+            }
             Action::NftRestore { table } => self.restore_nft(ns, table.as_ref()),
         }
     }
@@ -650,7 +657,12 @@ impl<'a> Executor<'a> {
         if let Some(t) = table {
             text.push_str(t);
         }
-        let script = crate::nftables::render::Script { creates_table: table.is_some(), text, origins: Vec::new() };
+        let script = crate::nftables::render::Script {
+            creates_table: table.is_some(),
+            text,
+            origins: Vec::new(),
+            kept: Vec::new(),
+        };
         exec::apply(&self.map.locate(ns).nft_target(), &script).map_err(|e| NlError::other(e.to_string()))
     }
 }

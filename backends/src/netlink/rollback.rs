@@ -205,7 +205,7 @@ fn restore_script(t: Option<&RecordedTable>) -> Script {
     if let Some(t) = t {
         text.push_str(&t.text);
     }
-    Script { creates_table: t.is_some(), text, origins: Vec::new() }
+    Script { creates_table: t.is_some(), text, origins: Vec::new(), kept: Vec::new() }
 }
 
 /// How a restore ended. The node is as recorded only when `remaining` is empty and `compared`.

@@ -101,6 +101,11 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 },
                 Expr::Lookup { keys, set, op } => {
                     let Some(set) = table.sets.iter().find(|s| &s.name == set) else { continue 'rules };
+                    if set.dynamic.is_some() {
+                        rule_undecided
+                            .push(format!("membership of the dynamic set `{}` (rules fill it at run time)", set.name));
+                        continue;
+                    }
                     let mut found = false;
                     for el in &set.elements {
                         let mut all = true;
@@ -150,7 +155,8 @@ fn eval_chain(table: &Table, chain: &Chain, base: &BaseChain, p: &HookPacket<'_>
                 }
                 // ICMPv6 neighbour discovery: the tracer's packets are never ND messages.
                 Expr::NeighbourDiscovery => continue 'rules,
-                Expr::Log { .. } | Expr::NamedCounter(_) => continue,
+                // Adding the source to a dynamic set changes later packets' fate, not this one's.
+                Expr::Log { .. } | Expr::NamedCounter(_) | Expr::AddToSet { .. } => continue,
                 // Marks are not part of the traced packet; a rule that sets one goes on.
                 Expr::SetMark { .. } | Expr::ClampMss { .. } => continue,
                 Expr::Notrack => {

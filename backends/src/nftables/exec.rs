@@ -151,12 +151,17 @@ pub fn apply(target: &Target, script: &Script) -> Result<(), ExecError> {
 
 /// netcfg's table as nft lists it (JSON, handles removed), or `None` when there is none.
 pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
+    Ok(list_table_as_is(target)?.map(normalize))
+}
+
+/// netcfg's table as nft lists it, run-time state (set elements, counter values) included.
+pub(crate) fn list_table_as_is(target: &Target) -> Result<Option<Json>, ExecError> {
     let mut cmd = command(target, None);
     cmd.args(["-j", "list", "table", "inet", TABLE_NAME]);
     match run(cmd, "") {
-        Ok(out) => Ok(Some(normalize(
+        Ok(out) => Ok(Some(
             serde_json::from_str(&out).map_err(|e| ExecError::Spawn(format!("nft printed invalid JSON: {e}")))?,
-        ))),
+        )),
         Err(ExecError::Rejected { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
         Err(e) => Err(e),
     }
@@ -271,8 +276,9 @@ pub fn list_table_text(target: &Target) -> Result<String, ExecError> {
 }
 
 /// Drops what differs between two loads of the same ruleset: metainfo and handles, and what
-/// traffic changes at run time (the elements rules add to dynamic sets, counter values), so a
-/// table that has seen traffic still equals its plan.
+/// traffic changes at run time (the elements rules add to dynamic sets, the elements of the
+/// spec's dynamic sets, which other programs may fill too, counter values), so a table that
+/// has seen traffic still equals its plan.
 fn normalize(mut v: Json) -> Json {
     fn strip(v: &mut Json) {
         match v {
@@ -319,7 +325,8 @@ fn normalize(mut v: Json) -> Json {
     if let Some(objects) = v.get_mut("nftables").and_then(Json::as_array_mut) {
         for o in objects {
             if let Some(set) = o.get_mut("set").and_then(Json::as_object_mut) {
-                if set.get("name").and_then(Json::as_str).is_some_and(|n| dynamic.contains(n)) {
+                let kept = set.get("comment").and_then(Json::as_str).is_some_and(super::ruleset::is_kept_set_comment);
+                if kept || set.get("name").and_then(Json::as_str).is_some_and(|n| dynamic.contains(n)) {
                     set.remove("elem");
                 }
             }

@@ -109,6 +109,8 @@ fn expr_features(e: &Expr, span: Span, need: &mut impl FnMut(Feature, Span)) {
             // modprobe brings what it depends on (nf_conncount, nf_conntrack).
             need(Feature::NftConnlimit, span);
         }
+        // Adding to a set (nft_dynset) is part of nf_tables.
+        Expr::AddToSet { key, .. } => sels(&[*key]),
         // Named counters are objects of nf_tables itself (counters are built in since 4.x).
         Expr::NamedCounter(_) => {}
         Expr::SetMark { ct: true, .. } => need(Feature::NftCt, span),

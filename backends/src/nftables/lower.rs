@@ -9,7 +9,7 @@ use super::ruleset::*;
 use crate::codes;
 use crate::nftables::ruleset::Family;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
-use netcfg_lang::ast::{Direction, Proto, Verdict as SpecVerdict};
+use netcfg_lang::ast::{AddrKey, Direction, Proto, Verdict as SpecVerdict};
 use netcfg_lang::{Diagnostic, Span};
 
 mod nat;
@@ -74,6 +74,13 @@ fn counter_ident(name: &str) -> Ident {
     Ident::new(&format!("counter-{name}"))
 }
 
+fn nft_family(f: netcfg_lang::ast::Family) -> Family {
+    match f {
+        netcfg_lang::ast::Family::Ipv4 => Family::V4,
+        netcfg_lang::ast::Family::Ipv6 => Family::V6,
+    }
+}
+
 fn rule(exprs: Vec<Expr>, origin: Span) -> Rule {
     Rule { exprs, comment: None, origin }
 }
@@ -103,6 +110,10 @@ impl Lower<'_> {
     fn sets(&mut self) {
         let fw = &self.ns.firewall;
         for set in &fw.sets {
+            if let Some(d) = &set.dynamic {
+                self.dynamic_set(set, d);
+                continue;
+            }
             for fam in [Family::V4, Family::V6] {
                 let elements: Vec<Element> = set
                     .elements
@@ -148,6 +159,30 @@ impl Lower<'_> {
                 dynamic: None,
                 elements,
                 origin: zone.span,
+            });
+        }
+    }
+
+    /// A spec's dynamic set: one nft set per family it may hold (rules add single addresses,
+    /// so no intervals), its seeds as elements, and the mark that keeps its run-time elements
+    /// across a re-apply.
+    fn dynamic_set(&mut self, set: &ir::AddrSet, d: &ir::DynamicSet) {
+        for fam in set.families() {
+            let fam = nft_family(fam);
+            let elements = set
+                .elements
+                .iter()
+                .filter(|e| Family::of(e.value.addr()) == fam)
+                .map(|e| Element { key: vec![Value::Addr(e.value.addr())], data: None, origin: e.span })
+                .collect();
+            self.table.sets.push(Set {
+                name: set_name(set, fam),
+                key: SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]),
+                data: None,
+                interval: false,
+                dynamic: Some(Dynamic { size: d.size, timeout: d.timeout, kept: true }),
+                elements,
+                origin: set.span,
             });
         }
     }
@@ -284,12 +319,26 @@ impl Lower<'_> {
                 key: SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]),
                 data: None,
                 interval: false,
-                dynamic: Some(Dynamic { size: PER_SOURCE_SET_SIZE, timeout }),
+                dynamic: Some(Dynamic { size: PER_SOURCE_SET_SIZE, timeout, kept: false }),
                 elements: Vec::new(),
                 origin,
             });
         }
         name
+    }
+
+    /// `add-to="@SET"` for one family: `update @set-NAME-FAM { ip saddr }`; nothing for a
+    /// family the set does not hold (the rule still decides those packets).
+    fn add_to_set(&self, id: ir::SetId, key: AddrKey, fam: Family) -> Option<Expr> {
+        let set = &self.ns.firewall.sets[id.0 as usize];
+        let key = match key {
+            AddrKey::Source => Selector::Saddr(fam),
+            AddrKey::Destination => Selector::Daddr(fam),
+        };
+        set.families()
+            .into_iter()
+            .any(|f| nft_family(f) == fam)
+            .then(|| Expr::AddToSet { set: set_name(set, fam), key })
     }
 
     fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
@@ -313,7 +362,8 @@ impl Lower<'_> {
         }
         let single = fams.len() == 1;
         let has_addr = r.from.is_some() || r.to.is_some();
-        let per_source = r.limit.as_ref().is_some_and(|l| l.value.per_source) || r.conn_limit.is_some();
+        let per_source =
+            r.limit.as_ref().is_some_and(|l| l.value.per_source) || r.conn_limit.is_some() || r.add_to.is_some();
         // Address matches (negated ones too) and per-source state are written per family.
         let per_family = has_addr || r.except.from.is_some() || r.except.to.is_some() || per_source;
         if let Some(c) = &r.counter {
@@ -437,6 +487,9 @@ impl Lower<'_> {
                 } else {
                     exprs.push(Expr::Limit { rate, unit, burst });
                 }
+            }
+            if let Some((set, key)) = &r.add_to {
+                exprs.extend(self.add_to_set(set.value, *key, fam));
             }
             if let Some(c) = &r.counter {
                 exprs.push(Expr::NamedCounter(counter_ident(&c.value)));

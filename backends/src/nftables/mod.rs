@@ -1,6 +1,7 @@
 //! The nftables backend: IR -> typed ruleset -> nft script; apply and read back with `nft`
 //! inside the target namespace. netcfg owns exactly one table, `inet netcfg`, per namespace.
 
+pub mod carry;
 pub mod changes;
 pub mod eval;
 pub mod exec;

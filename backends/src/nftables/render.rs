@@ -14,6 +14,20 @@ pub struct Script {
     pub origins: Vec<Option<Span>>,
     /// Whether the transaction leaves a table behind (an empty ruleset only deletes netcfg's).
     pub creates_table: bool,
+    /// The spec's dynamic sets in the new table: apply adds their live elements to the
+    /// transaction (`carry.rs`), so a re-apply does not empty a ban list.
+    pub kept: Vec<KeptSet>,
+}
+
+/// A dynamic set whose run-time elements a re-apply carries over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptSet {
+    pub name: Ident,
+    pub family: Family,
+    /// The new set's timeout (seconds): a carried element never outlives it.
+    pub timeout: Option<u32>,
+    /// Its declared elements, which the script adds itself (with a full timeout).
+    pub seeds: Vec<std::net::IpAddr>,
 }
 
 impl Script {
@@ -50,8 +64,34 @@ pub fn render_transaction(header: &str, table: &Table) -> Script {
     if !table.is_empty() {
         render_table(&mut s, table);
         s.creates_table = true;
+        s.kept = kept_sets(table);
     }
     s
+}
+
+fn kept_sets(table: &Table) -> Vec<KeptSet> {
+    let mut out = Vec::new();
+    for set in &table.sets {
+        let Some(d) = set.dynamic.filter(|d| d.kept) else { continue };
+        let family = match set.key {
+            SetKey::Types(ref t) if t.as_slice() == [KeyType::Ipv4Addr] => Family::V4,
+            SetKey::Types(ref t) if t.as_slice() == [KeyType::Ipv6Addr] => Family::V6,
+            _ => continue,
+        };
+        out.push(KeptSet { name: set.name.clone(), family, timeout: d.timeout, seeds: seeds(set) });
+    }
+    out
+}
+
+/// The addresses a kept set is declared with.
+fn seeds(set: &Set) -> Vec<std::net::IpAddr> {
+    set.elements
+        .iter()
+        .filter_map(|e| match e.key.as_slice() {
+            [Value::Addr(a)] => Some(*a),
+            _ => None,
+        })
+        .collect()
 }
 
 fn render_table(s: &mut Script, t: &Table) {
@@ -84,6 +124,9 @@ fn render_table(s: &mut Script, t: &Table) {
                     s.line(2, &format!("timeout {t}s"), Some(set.origin));
                 }
                 None => s.line(2, "flags dynamic", Some(set.origin)),
+            }
+            if d.kept {
+                s.line(2, &format!("comment \"{}\"", kept_set_comment(&seeds(set))), Some(set.origin));
             }
         }
         if set.interval {
@@ -305,6 +348,7 @@ fn expr(e: &Expr) -> String {
         Expr::PerKey { set, key, limit: KeyedLimit::Connections(n) } => {
             format!("add @{set} {{ {} ct count {n} }}", selector(*key))
         }
+        Expr::AddToSet { set, key } => format!("update @{set} {{ {} }}", selector(*key)),
         Expr::NamedCounter(name) => format!("counter name \"{name}\""),
         Expr::SetMark { ct, mark } => {
             let sel = if *ct { "ct mark" } else { "meta mark" };

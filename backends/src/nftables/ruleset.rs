@@ -230,6 +230,38 @@ pub struct Dynamic {
     /// Seconds; `None`: elements stay until the kernel drops them (`ct count` removes a key
     /// when its last connection ends).
     pub timeout: Option<u32>,
+    /// A spec's dynamic set (`dynamic=#true`): its run-time elements are carried into the
+    /// transaction that replaces the table (`carry.rs`), and it carries [`KEPT_SET_COMMENT`] so
+    /// a listing knows it. Per-source limit sets start empty instead.
+    pub kept: bool,
+}
+
+/// The comment of a set whose run-time elements survive a re-apply: how the live table tells
+/// them apart (nft's JSON does not list the `dynamic` flag).
+pub const KEPT_SET_COMMENT: &str = "netcfg: run-time elements kept across applies";
+
+/// A kept set's comment: [`KEPT_SET_COMMENT`], and a digest of its seed elements when it has
+/// some. Listings compare such a set without its elements (traffic fills it), so the digest is
+/// what makes a change of the seeds alone a change of the table.
+pub fn kept_set_comment(seeds: &[IpAddr]) -> String {
+    if seeds.is_empty() {
+        return KEPT_SET_COMMENT.to_string();
+    }
+    let mut sorted: Vec<IpAddr> = seeds.to_vec();
+    sorted.sort();
+    // FNV-1a: stable across Rust versions and runs (goldens and live tables keep it).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for a in &sorted {
+        for b in a.to_string().bytes().chain([b',']) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{KEPT_SET_COMMENT}; seeds {h:016x}")
+}
+
+/// Whether a listed set's comment marks it as kept.
+pub fn is_kept_set_comment(comment: &str) -> bool {
+    comment.starts_with(KEPT_SET_COMMENT)
 }
 
 /// A named counter object (`counter NAME { }`).
@@ -403,6 +435,12 @@ pub enum Expr {
         key: Selector,
         limit: KeyedLimit,
     },
+    /// `update @SET { KEY }`: puts the packet's key into a dynamic set (refreshing its
+    /// timeout when it is there already); a full set makes the rule stop here, unmatched.
+    AddToSet {
+        set: Ident,
+        key: Selector,
+    },
     /// `counter name "NAME"`: counts in a named counter object of the table.
     NamedCounter(Ident),
     /// `meta mark set …` / `ct mark set …`: the bits of the mask become the value, the others
@@ -488,6 +526,18 @@ mod tests {
         assert_eq!(Ident::new("admins.v4").as_str(), "admins.v4");
         let long = format!("set-{}-v4", "a".repeat(64));
         assert_eq!(Ident::new(&long).as_str(), long);
+    }
+
+    #[test]
+    fn a_kept_sets_comment_changes_with_its_seeds_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(kept_set_comment(&[]), KEPT_SET_COMMENT);
+        let ab = kept_set_comment(&[ip("192.0.2.1"), ip("192.0.2.2")]);
+        assert_eq!(ab, kept_set_comment(&[ip("192.0.2.2"), ip("192.0.2.1")]), "order does not matter");
+        assert_ne!(ab, kept_set_comment(&[ip("192.0.2.1")]));
+        assert!(is_kept_set_comment(&ab) && ab.len() <= 128, "{ab}");
+        // Pinned: live tables and goldens hold it, so it must not change between builds.
+        assert_eq!(kept_set_comment(&[ip("192.0.2.1")]), format!("{KEPT_SET_COMMENT}; seeds 50afde82dc023e5c"));
     }
 
     #[test]

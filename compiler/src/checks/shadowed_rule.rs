@@ -80,6 +80,10 @@ impl<'a> Matches<'a> {
         let nets = |m: &Option<netcfg_lang::Spanned<AddrMatch>>| {
             m.as_ref().map(|m| match &m.value {
                 AddrMatch::Net(n) => vec![*n],
+                // A dynamic set's members come at run time: any address, as far as we know.
+                AddrMatch::Set(id) if fw.sets.get(id.0 as usize).is_some_and(|s| s.dynamic.is_some()) => {
+                    vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())]
+                }
                 AddrMatch::Set(id) => {
                     fw.sets.get(id.0 as usize).map(|s| s.elements.iter().map(|e| e.value).collect()).unwrap_or_default()
                 }
@@ -132,7 +136,11 @@ impl<'a> Matches<'a> {
                 }
             }),
             icmp: rule.icmp_types.as_ref().map(|t| (t.value.as_slice(), rule.icmp_code.as_ref().map(|c| c.value))),
-            opaque: rule.is_stateful() || rule.has_negation() || rule.matches_marks() || rule.matches_unmodelled(),
+            opaque: rule.is_stateful()
+                || rule.has_negation()
+                || rule.matches_marks()
+                || rule.matches_unmodelled()
+                || rule.matches_dynamic_set(fw),
         }
     }
 
@@ -391,6 +399,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
             let mut unions: [Union; 3] = Default::default();
             let mut index = Index::default();
             for (j, later) in rules.iter().enumerate() {
+                let before = diags.len();
                 let reported = if later.states == 0 {
                     if let Some(policy) = policy {
                         diags.push(stateful_shadow(later.rule, policy.span));
@@ -416,6 +425,10 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                     if !later.opaque {
                         union.add(key, &mine, j);
                     }
+                }
+                // A rule of a rule group is written once: say which use of the group this is.
+                for d in &mut diags[before..] {
+                    later.rule.label_use_sites(d);
                 }
                 if !later.opaque {
                     index.insert(j, later);
@@ -550,7 +563,13 @@ fn shadow(later: &Rule, earlier: &Rule) -> Diagnostic {
             .with_label(format!("these packets are {} by the earlier rule, never {}", past(ev), past(lv)))
             .with_help("move this rule above the earlier one, or narrow the earlier rule so it leaves these packets")
     };
-    d.with_secondary(earlier.span, "matches every packet of the later rule first")
+    let d = d.with_secondary(earlier.span, "matches every packet of the later rule first");
+    match earlier.via.first() {
+        Some(at) if later.via.first() != Some(at) => {
+            d.with_secondary(*at, "the earlier rule comes from the rule group used here")
+        }
+        _ => d,
+    }
 }
 
 /// A rule that matches only established, related or invalid packets behind the stateful preamble.

@@ -32,24 +32,33 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (_, ns) in model.namespaces() {
         let fw = &ns.firewall;
         for rule in &fw.rules {
-            wrong_direction(rule, diags);
-            if !Matches::new(fw, rule, ALL_STATES).matches_nothing() {
-                continue;
+            let before = diags.len();
+            check_rule(fw, rule, diags);
+            // A rule of a rule group is written once: say which use of the group this is.
+            for d in &mut diags[before..] {
+                rule.label_use_sites(d);
             }
-            let (message, help) = if fw.rule_families(rule).is_empty() {
-                (
-                    "this rule can never match: its addresses, protocol and `family` have no IP family in common",
-                    "use addresses of one family (and `icmp` for IPv4, `icmpv6` for IPv6, and the same `family`), or split the rule",
-                )
-            } else {
-                (
-                    "this rule can never match: its interface and zone matches exclude each other",
-                    "make `iif`/`oif` a link of the zone, or give the zone links",
-                )
-            };
-            diags.push(Diagnostic::warning(CHECK.code, rule.span, message).with_help(help));
         }
     }
+}
+
+fn check_rule(fw: &crate::ir::Firewall, rule: &crate::ir::Rule, diags: &mut Vec<Diagnostic>) {
+    wrong_direction(rule, diags);
+    if !Matches::new(fw, rule, ALL_STATES).matches_nothing() {
+        return;
+    }
+    let (message, help) = if fw.rule_families(rule).is_empty() {
+        (
+            "this rule can never match: its addresses, protocol and `family` have no IP family in common",
+            "use addresses of one family (and `icmp` for IPv4, `icmpv6` for IPv6, and the same `family`), or split the rule",
+        )
+    } else {
+        (
+            "this rule can never match: its interface and zone matches exclude each other",
+            "make `iif`/`oif` a link of the zone, or give the zone links",
+        )
+    };
+    diags.push(Diagnostic::warning(CHECK.code, rule.span, message).with_help(help));
 }
 
 /// `iif`/`from-zone` on `out`, `oif`/`to-zone` on `in`: one finding per rule, on the first
