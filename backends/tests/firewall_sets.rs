@@ -7,7 +7,7 @@ mod common;
 
 use common::{connect, require_root, serve, wire, Conn, Netns};
 use netcfg_backends::nftables::{self, exec, lower, ruleset::*};
-use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::vocab::{ConnState, Proto};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

@@ -5,8 +5,8 @@
 use netcfg_backends::nftables::eval::FleetRuleset;
 use netcfg_compiler::model::{LinkRef, Model, NetnsRef};
 use netcfg_compiler::trace::{Packet, Start, Trace, TraceConfig, Tracer, Walk};
-use netcfg_lang::ast::Proto;
 use netcfg_lang::parse_str;
+use netcfg_lang::vocab::Proto;
 use std::net::IpAddr;
 
 /// Where a fixture packet starts: `"node/netns"` sends it, `"node/netns%link"` receives it

@@ -5,12 +5,13 @@
 use ipnet::IpNet;
 /// Marks are the language's type: the firewall sets and matches them, routing rules match them.
 pub use netcfg_lang::ast::Mark;
-use netcfg_lang::ast::{
-    AddrKey, ConnState, Direction, Family, LinkOptions, LogLevel, MacvlanMode, PktType, Proto, RateLimit, RouteScope,
-    RouteType, RpFilter, SysctlValue, Verdict,
-};
+use netcfg_lang::ast::{LinkOptions, RateLimit, SysctlValue};
 pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
+use netcfg_lang::vocab::{
+    AddrKey, ConnState, Direction, Family, LogLevel, MacvlanMode, PktType, Proto, RouteScope, RouteType, RpFilter,
+    Verdict,
+};
 use netcfg_lang::{Span, Spanned};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -122,7 +123,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn display_name(&self) -> &str {
-        self.name.as_ref().map(|n| n.value.as_str()).unwrap_or(netcfg_lang::ast::NetnsName::HOST)
+        self.name.as_ref().map(|n| n.value.as_str()).unwrap_or(netcfg_lang::vocab::NetnsName::HOST)
     }
 
     pub fn sysctl(&self, path: &SysctlPath) -> Option<&Sysctl> {

@@ -5,8 +5,8 @@
 
 use crate::ir::*;
 use ipnet::IpNet;
-use netcfg_lang::ast::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::value::{ConfScope, SysctlPath};
+use netcfg_lang::vocab::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::Spanned;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -4,9 +4,10 @@
 
 use crate::ir::*;
 use ipnet::IpNet;
-use netcfg_lang::ast::{self, NsBody, RouteDst, RouteScope, RouteType, SysctlValue};
+use netcfg_lang::ast::{self, NsBody, RouteDst, SysctlValue};
 use netcfg_lang::diagnostic::closest;
 use netcfg_lang::value::SysctlPath;
+use netcfg_lang::vocab::{RouteScope, RouteType};
 use netcfg_lang::{code, Code, Diagnostic, Span, Spanned};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -1537,7 +1538,7 @@ node "w2" { use "worker"; }
         assert!(w1.find_link(crate::ir::NetnsId::HOST, "cni0").is_some());
         assert_eq!(
             w1.netns(crate::ir::NetnsId::HOST)
-                .sysctl_int(&netcfg_lang::value::SysctlPath::forwarding(netcfg_lang::ast::Family::Ipv4)),
+                .sysctl_int(&netcfg_lang::value::SysctlPath::forwarding(netcfg_lang::vocab::Family::Ipv4)),
             Some(1)
         );
         assert_eq!(
@@ -1843,7 +1844,7 @@ node "n" {
         assert_eq!(host.routes[0].metrics.mtu, Some(1400));
         assert_eq!(host.routes[1].table, crate::ir::LOCAL_TABLE, "a local route goes to table local");
         assert_eq!(host.rules[0].action.value, crate::ir::RuleAction::Lookup(200));
-        assert_eq!(host.rules[0].family, Some(netcfg_lang::ast::Family::Ipv4));
+        assert_eq!(host.rules[0].family, Some(netcfg_lang::vocab::Family::Ipv4));
         assert_eq!(host.rules[1].fwmark, Some((0x10, 0xff)));
         assert_eq!(host.rules[1].family, None, "no address: both families");
         assert_eq!(

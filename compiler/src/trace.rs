@@ -16,8 +16,8 @@
 
 use crate::ir::*;
 use crate::model::{Fib, FibEntry, FibSource, LinkRef, Lookup, Model, NetnsRef};
-use netcfg_lang::ast::{ConnState, Family, Proto, RouteType, RpFilter};
 use netcfg_lang::value::{ConfScope, SysctlPath};
+use netcfg_lang::vocab::{ConnState, Family, Proto, RouteType, RpFilter};
 use netcfg_lang::Span;
 use std::net::IpAddr;
 
@@ -818,9 +818,9 @@ impl<'m, 'f> Tracer<'m, 'f> {
             let netns = self.model.node(ns.node).netns(ns.netns);
             let policy_span = || {
                 let dir = match hook {
-                    Hook::Input => Some(netcfg_lang::ast::Direction::In),
-                    Hook::Output => Some(netcfg_lang::ast::Direction::Out),
-                    Hook::Forward => Some(netcfg_lang::ast::Direction::Forward),
+                    Hook::Input => Some(netcfg_lang::vocab::Direction::In),
+                    Hook::Output => Some(netcfg_lang::vocab::Direction::Out),
+                    Hook::Forward => Some(netcfg_lang::vocab::Direction::Forward),
                     _ => None,
                 };
                 dir.and_then(|d| netns.firewall.policy(d).map(|p| p.span)).or(netns.firewall.span)

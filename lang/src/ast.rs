@@ -5,38 +5,11 @@ pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol,
 use crate::source::{Span, Spanned};
 pub use crate::value::Mark;
 use crate::value::{Mac, PortSet, SysctlPath};
+pub use crate::vocab::*;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
 pub type Name = Spanned<String>;
-
-/// A namespace as a reference names it: the node's own (`@host`) or a declared `netns`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum NetnsName {
-    Host,
-    Named(String),
-}
-
-impl NetnsName {
-    /// How the node's own namespace is written in a spec and shown in plans and findings.
-    pub const HOST: &'static str = "@host";
-
-    /// `@host` or a namespace name (not checked: see `value::parse_name`).
-    pub fn parse(text: &str) -> NetnsName {
-        if text == NetnsName::HOST {
-            NetnsName::Host
-        } else {
-            NetnsName::Named(text.to_string())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            NetnsName::Host => NetnsName::HOST,
-            NetnsName::Named(n) => n,
-        }
-    }
-}
 
 /// Everything read from the entry file and the files it includes.
 #[derive(Clone, Debug, Default)]
@@ -151,24 +124,6 @@ pub enum LinkState {
     Down,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RpFilter {
-    Off,
-    Strict,
-    Loose,
-}
-
-impl RpFilter {
-    /// The value of the `rp_filter` sysctl.
-    pub fn sysctl_value(self) -> u8 {
-        match self {
-            RpFilter::Off => 0,
-            RpFilter::Strict => 1,
-            RpFilter::Loose => 2,
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct LinkDecl {
     pub name: Name,
@@ -234,14 +189,6 @@ pub struct LinkOptions {
     pub match_mac: Option<Spanned<crate::value::Mac>>,
     /// Addresses and a default route come from a DHCP client, SLAAC or a cloud agent (`dhcp`).
     pub dhcp: Option<Spanned<bool>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MacvlanMode {
-    Private,
-    Vepa,
-    Bridge,
-    Passthru,
 }
 
 #[derive(Clone, Debug)]
@@ -386,31 +333,6 @@ pub enum RouteDst {
     Net(IpNet),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RouteType {
-    Unicast,
-    Blackhole,
-    Unreachable,
-    Prohibit,
-    /// Ends the lookup in this table: the next policy rule is tried.
-    Throw,
-    /// The destination is delivered locally (AnyIP); in table `local` by default.
-    Local,
-}
-
-impl RouteType {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            RouteType::Unicast => "unicast",
-            RouteType::Blackhole => "blackhole",
-            RouteType::Unreachable => "unreachable",
-            RouteType::Prohibit => "prohibit",
-            RouteType::Throw => "throw",
-            RouteType::Local => "local",
-        }
-    }
-}
-
 /// A routing table as the spec writes it: an id, or a name (`main`, `local`, `default`, or one
 /// declared with `table "NAME" id=N`), resolved to an id by the compiler.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -471,13 +393,6 @@ pub struct PolicyRuleDecl {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RouteScope {
-    Global,
-    Link,
-    Host,
-}
-
 #[derive(Clone, Debug)]
 pub struct RouteDecl {
     pub dst: Spanned<RouteDst>,
@@ -535,101 +450,12 @@ pub struct SysctlDecl {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-impl Family {
-    pub fn of(addr: IpAddr) -> Family {
-        if addr.is_ipv4() {
-            Family::Ipv4
-        } else {
-            Family::Ipv6
-        }
-    }
-
-    /// `IPv4` / `IPv6`, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "IPv4",
-            Family::Ipv6 => "IPv6",
-        }
-    }
-}
-
 /// `forwarding #true` (both families) or `forwarding ipv4=#true ipv6=#false`.
 #[derive(Clone, Debug)]
 pub struct ForwardingDecl {
     pub ipv4: Option<Spanned<bool>>,
     pub ipv6: Option<Spanned<bool>>,
     pub span: Span,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    /// To this namespace (nft `input`).
-    In,
-    /// From this namespace (nft `output`).
-    Out,
-    /// Routed through this namespace (nft `forward`).
-    Forward,
-}
-
-impl Direction {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-            Direction::Forward => "forward",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    Accept,
-    Drop,
-    Reject,
-}
-
-impl Verdict {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Verdict::Accept => "accept",
-            Verdict::Drop => "drop",
-            Verdict::Reject => "reject",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-    Icmp,
-    Icmpv6,
-    /// IPv4 multicast group management (IGMP queries and reports).
-    Igmp,
-}
-
-impl Proto {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-            Proto::Icmp => "icmp",
-            Proto::Icmpv6 => "icmpv6",
-            Proto::Igmp => "igmp",
-        }
-    }
-
-    pub fn has_ports(self) -> bool {
-        matches!(self, Proto::Tcp | Proto::Udp | Proto::Sctp)
-    }
 }
 
 /// ICMP message types by the names nft uses (`icmp type echo-request`).
@@ -678,14 +504,6 @@ pub const ICMPV6_TYPES: &[(&str, u8)] = &[
 pub enum AddrMatch {
     Net(IpNet),
     Set(String),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ConnState {
-    New,
-    Established,
-    Related,
-    Invalid,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -801,14 +619,6 @@ pub struct RuleDecl {
     pub span: Span,
 }
 
-/// Which address of a packet a rule puts into a dynamic set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AddrKey {
-    #[default]
-    Source,
-    Destination,
-}
-
 /// The negated matches of a rule (`!` before the value).
 #[derive(Clone, Debug, Default)]
 pub struct ExceptDecl {
@@ -826,89 +636,12 @@ pub struct ExceptDecl {
     pub gid: Option<Spanned<u32>>,
 }
 
-/// Where a packet's link-layer destination points (`meta pkttype`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PktType {
-    Unicast,
-    Broadcast,
-    Multicast,
-}
-
-impl PktType {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            PktType::Unicast => "unicast",
-            PktType::Broadcast => "broadcast",
-            PktType::Multicast => "multicast",
-        }
-    }
-}
-
-/// The unit of a rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RateUnit {
-    Second,
-    Minute,
-    Hour,
-    Day,
-}
-
-impl RateUnit {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            RateUnit::Second => "second",
-            RateUnit::Minute => "minute",
-            RateUnit::Hour => "hour",
-            RateUnit::Day => "day",
-        }
-    }
-
-    pub fn seconds(self) -> u32 {
-        match self {
-            RateUnit::Second => 1,
-            RateUnit::Minute => 60,
-            RateUnit::Hour => 3600,
-            RateUnit::Day => 86400,
-        }
-    }
-}
-
 /// A packet rate: `count` packets per `unit`, for all packets or per source address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimit {
     pub count: u32,
     pub unit: RateUnit,
     pub per_source: bool,
-}
-
-/// Syslog levels nft's `log level` takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LogLevel {
-    Emerg,
-    Alert,
-    Crit,
-    Err,
-    Warn,
-    Notice,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    pub const ALL: [(&'static str, LogLevel); 8] = [
-        ("emerg", LogLevel::Emerg),
-        ("alert", LogLevel::Alert),
-        ("crit", LogLevel::Crit),
-        ("err", LogLevel::Err),
-        ("warn", LogLevel::Warn),
-        ("notice", LogLevel::Notice),
-        ("info", LogLevel::Info),
-        ("debug", LogLevel::Debug),
-    ];
-
-    pub fn keyword(self) -> &'static str {
-        LogLevel::ALL.iter().find(|(_, l)| *l == self).map(|(k, _)| *k).unwrap_or("warn")
-    }
 }
 
 #[derive(Clone, Debug)]

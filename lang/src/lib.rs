@@ -16,6 +16,7 @@ pub mod source;
 pub mod suppress;
 pub mod template;
 pub mod value;
+pub mod vocab;
 
 pub use code::Code;
 pub use diagnostic::{Diagnostic, Label, Severity};

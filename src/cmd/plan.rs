@@ -209,7 +209,7 @@ fn write_artifacts(dir: &std::path::Path, plans: &[NodePlan]) -> std::io::Result
         let json = serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize") + "\n";
         std::fs::write(node_dir.join("plan.json"), json)?;
         for (ns, script) in &plan.nft {
-            let file = if ns == netcfg_lang::ast::NetnsName::HOST {
+            let file = if ns == netcfg_lang::vocab::NetnsName::HOST {
                 "host.nft".to_string()
             } else {
                 format!("netns-{ns}.nft")

@@ -8,7 +8,7 @@ use crate::load;
 use netcfg_backends::nftables::eval::FleetRuleset;
 use netcfg_compiler::model::{LinkRef, Model, NetnsRef};
 use netcfg_compiler::trace::{Packet, Start, Step, StepVerdict, Trace, TraceConfig, Tracer, Walk};
-use netcfg_lang::ast::Proto;
+use netcfg_lang::vocab::Proto;
 use netcfg_lang::SourceMap;
 use serde_json::json;
 use std::net::IpAddr;
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> ExitStatus {
     };
     let netns = match &args.netns {
         None => node.namespaces.first().map(|n| n.id),
-        Some(name) if name == netcfg_lang::ast::NetnsName::HOST => node.namespaces.first().map(|n| n.id),
+        Some(name) if name == netcfg_lang::vocab::NetnsName::HOST => node.namespaces.first().map(|n| n.id),
         Some(name) => node.find_netns(name).map(|n| n.id),
     };
     let Some(netns) = netns else {

@@ -11,8 +11,8 @@ use super::state::*;
 use crate::nftables::exec;
 use crate::nftables::ruleset::TABLE_NAME;
 use ipnet::IpNet;
-use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::SysctlPath;
+use netcfg_lang::vocab::{RouteScope, RouteType};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,

@@ -65,8 +65,8 @@ impl Desired {
 }
 
 /// The IP protocol number of a rule's `ipproto`.
-pub fn ip_protocol(p: netcfg_lang::ast::Proto) -> u8 {
-    use netcfg_lang::ast::Proto;
+pub fn ip_protocol(p: netcfg_lang::vocab::Proto) -> u8 {
+    use netcfg_lang::vocab::Proto;
     match p {
         Proto::Icmp => 1,
         Proto::Igmp => 2,
@@ -191,7 +191,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         for r in &ns.rules {
             for family in r.families() {
                 let rule = Rule {
-                    v6: family == netcfg_lang::ast::Family::Ipv6,
+                    v6: family == netcfg_lang::vocab::Family::Ipv6,
                     priority: r.priority.value,
                     from: r.from.as_ref().map(|n| n.value),
                     to: r.to.as_ref().map(|n| n.value),

@@ -65,7 +65,7 @@ pub fn remove(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::netlink::state::*;
-    use netcfg_lang::ast::{RouteScope, RouteType};
+    use netcfg_lang::vocab::{RouteScope, RouteType};
     use std::collections::BTreeMap;
 
     /// A journal written before an apply and read after a crash holds the same state: policy

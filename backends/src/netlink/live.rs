@@ -8,9 +8,9 @@ use super::kinds;
 use super::namespaces::{run_at, Location, NetnsMap};
 use super::state::*;
 use ipnet::IpNet;
-use netcfg_lang::ast::{RouteScope, RouteType};
 use netcfg_lang::value::Mac;
 use netcfg_lang::value::SysctlPath;
+use netcfg_lang::vocab::{RouteScope, RouteType};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,

@@ -7,7 +7,7 @@ use super::state::*;
 use crate::nftables::changes::TableChange;
 use crate::nftables::render::Script;
 use ipnet::IpNet;
-use netcfg_lang::ast::{RouteScope, RouteType};
+use netcfg_lang::vocab::{RouteScope, RouteType};
 use netcfg_lang::Span;
 use serde_json::{json, Value as Json};
 use std::fmt::Write;

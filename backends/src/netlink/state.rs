@@ -8,9 +8,10 @@
 //! moved into a namespace are marked by a file (see `namespaces`), read into `Live::moved`.
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{BridgeOptions, MacvlanMode, PortOptions, RouteScope, RouteType};
+use netcfg_lang::ast::{BridgeOptions, PortOptions};
 use netcfg_lang::links::{describe_vlans, Vlans};
 use netcfg_lang::value::Mac;
+use netcfg_lang::vocab::{MacvlanMode, RouteScope, RouteType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,7 +25,7 @@ pub const NETCFG_PROTO: u8 = 110;
 
 /// The name of a namespace inside a node: `@host` or the `netns` name of the spec.
 pub type NsName = String;
-pub const HOST: &str = netcfg_lang::ast::NetnsName::HOST;
+pub const HOST: &str = netcfg_lang::vocab::NetnsName::HOST;
 
 /// A link in some namespace of the node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use super::ruleset::*;
 use netcfg_compiler::ir::Fleet;
 use netcfg_compiler::model::NetnsRef;
 use netcfg_compiler::trace::{HookPacket, Netfilter, NfAction, NfDecision};
-use netcfg_lang::ast::{ConnState, Proto};
+use netcfg_lang::vocab::{ConnState, Proto};
 use std::collections::HashMap;
 use std::net::IpAddr;
 

@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn limits_need_nft_limit_and_connection_counts_nft_connlimit() {
-        use netcfg_lang::ast::RateUnit;
+        use netcfg_lang::vocab::RateUnit;
         let set = Ident::new("s");
         let table = Table {
             chains: vec![Chain {
@@ -215,7 +215,7 @@ mod tests {
                         4,
                     ),
                     rule(
-                        vec![Expr::Log { prefix: Comment::new("x"), level: Some(netcfg_lang::ast::LogLevel::Info) }],
+                        vec![Expr::Log { prefix: Comment::new("x"), level: Some(netcfg_lang::vocab::LogLevel::Info) }],
                         5,
                     ),
                 ],

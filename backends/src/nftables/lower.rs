@@ -9,7 +9,7 @@ use super::ruleset::*;
 use crate::codes;
 use crate::nftables::ruleset::Family;
 use netcfg_compiler::ir::{self, AddrMatch, Netns, Node};
-use netcfg_lang::ast::{AddrKey, Direction, Proto, Verdict as SpecVerdict};
+use netcfg_lang::vocab::{AddrKey, Direction, Proto, Verdict as SpecVerdict};
 use netcfg_lang::{Diagnostic, Span};
 
 mod nat;
@@ -74,10 +74,10 @@ fn counter_ident(name: &str) -> Ident {
     Ident::new(&format!("counter-{name}"))
 }
 
-fn nft_family(f: netcfg_lang::ast::Family) -> Family {
+fn nft_family(f: netcfg_lang::vocab::Family) -> Family {
     match f {
-        netcfg_lang::ast::Family::Ipv4 => Family::V4,
-        netcfg_lang::ast::Family::Ipv6 => Family::V6,
+        netcfg_lang::vocab::Family::Ipv4 => Family::V4,
+        netcfg_lang::vocab::Family::Ipv6 => Family::V6,
     }
 }
 
@@ -241,8 +241,8 @@ impl Lower<'_> {
                     m(
                         Selector::CtState,
                         Value::States(vec![
-                            netcfg_lang::ast::ConnState::Established,
-                            netcfg_lang::ast::ConnState::Related,
+                            netcfg_lang::vocab::ConnState::Established,
+                            netcfg_lang::vocab::ConnState::Related,
                         ]),
                     ),
                     Expr::Verdict(Verdict::Accept),
@@ -251,7 +251,7 @@ impl Lower<'_> {
             ));
             chain.rules.push(rule(
                 vec![
-                    m(Selector::CtState, Value::States(vec![netcfg_lang::ast::ConnState::Invalid])),
+                    m(Selector::CtState, Value::States(vec![netcfg_lang::vocab::ConnState::Invalid])),
                     Expr::Verdict(Verdict::Drop),
                 ],
                 origin,
@@ -353,7 +353,7 @@ impl Lower<'_> {
             .firewall
             .rule_families(r)
             .into_iter()
-            .map(|f| if f == netcfg_lang::ast::Family::Ipv4 { Family::V4 } else { Family::V6 })
+            .map(|f| if f == netcfg_lang::vocab::Family::Ipv4 { Family::V4 } else { Family::V6 })
             .collect();
         if fams.is_empty() {
             // Contradictory families (an IPv4 source and an IPv6 destination, an empty set):

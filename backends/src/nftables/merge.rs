@@ -225,12 +225,12 @@ const MAX_HOPS: usize = 16;
 /// matches allow (`None`: any).
 struct Run {
     statements: Option<String>,
-    protos: Option<Vec<netcfg_lang::ast::Proto>>,
+    protos: Option<Vec<netcfg_lang::vocab::Proto>>,
     rules: Vec<(Rule, Option<Split>)>,
 }
 
 /// The transport protocols a rule can match, from its `meta l4proto` match (`None`: any).
-fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::ast::Proto>> {
+fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::vocab::Proto>> {
     rule.exprs.iter().find_map(|e| match e {
         Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Proto(p) } => Some(vec![*p]),
         Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Protos(ps) } => Some(ps.clone()),
@@ -238,7 +238,7 @@ fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::ast::Proto>> {
     })
 }
 
-fn disjoint(a: &Option<Vec<netcfg_lang::ast::Proto>>, b: &Option<Vec<netcfg_lang::ast::Proto>>) -> bool {
+fn disjoint(a: &Option<Vec<netcfg_lang::vocab::Proto>>, b: &Option<Vec<netcfg_lang::vocab::Proto>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => !a.iter().any(|p| b.contains(p)),
         _ => false,

@@ -3,7 +3,8 @@
 //! Output is deterministic: the same ruleset renders to the same bytes.
 
 use super::ruleset::*;
-use netcfg_lang::ast::{ConnState, Mark, Proto};
+use netcfg_lang::value::Mark;
+use netcfg_lang::vocab::{ConnState, Proto};
 use netcfg_lang::Span;
 use std::fmt::Write;
 
@@ -288,7 +289,7 @@ fn value(v: &Value) -> String {
 }
 
 /// `10/minute burst 5 packets`.
-fn rate_text(rate: u32, unit: netcfg_lang::ast::RateUnit, burst: Option<u32>) -> String {
+fn rate_text(rate: u32, unit: netcfg_lang::vocab::RateUnit, burst: Option<u32>) -> String {
     match burst {
         Some(b) => format!("{rate}/{} burst {b} packets", unit.keyword()),
         None => format!("{rate}/{}", unit.keyword()),

@@ -4,8 +4,9 @@
 //! carries the span of the spec that produced it (its provenance).
 
 use ipnet::IpNet;
-use netcfg_lang::ast::{ConnState, LogLevel, Mark, PktType, Proto, RateUnit};
+use netcfg_lang::value::Mark;
 use netcfg_lang::value::PortSet;
+use netcfg_lang::vocab::{ConnState, LogLevel, PktType, Proto, RateUnit};
 use netcfg_lang::Span;
 use std::fmt;
 use std::net::IpAddr;

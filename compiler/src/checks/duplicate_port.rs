@@ -19,7 +19,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{Listener, Netns, Publish, Service};
 use crate::model::{Model, NetnsRef};
-use netcfg_lang::ast::Proto;
+use netcfg_lang::vocab::Proto;
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};

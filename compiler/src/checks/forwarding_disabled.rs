@@ -26,7 +26,7 @@ use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
 use crate::model::{LinkRef, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
 use ipnet::IpNet;
-use netcfg_lang::ast::{Direction, Family, RouteType, Verdict};
+use netcfg_lang::vocab::{Direction, Family, RouteType, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

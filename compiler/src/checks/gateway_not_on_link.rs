@@ -25,7 +25,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{Address, Link, LinkId, Netns, Node, Route, MAIN_TABLE};
 use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
-use netcfg_lang::ast::RouteType;
+use netcfg_lang::vocab::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
 

@@ -20,7 +20,7 @@ use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns};
 use crate::model::{Model, NetnsRef};
 use crate::trace::Tracer;
-use netcfg_lang::ast::{Family, RouteType};
+use netcfg_lang::vocab::{Family, RouteType};
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

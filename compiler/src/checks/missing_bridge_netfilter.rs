@@ -22,7 +22,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, NetnsId};
 use crate::model::{LinkRef, Model, NetnsRef};
-use netcfg_lang::ast::Verdict;
+use netcfg_lang::vocab::Verdict;
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 
@@ -123,7 +123,8 @@ fn forward_rules(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         let fw = &netns.firewall;
         let policy = fw.policy_forward.as_ref().filter(|p| p.value != Verdict::Accept).map(|p| p.span);
-        let rule = fw.rules.iter().find(|r| r.direction.value == netcfg_lang::ast::Direction::Forward).map(|r| r.span);
+        let rule =
+            fw.rules.iter().find(|r| r.direction.value == netcfg_lang::vocab::Direction::Forward).map(|r| r.span);
         let Some(span) = policy.or(rule) else { continue };
         for bridge in bridges(model, ns) {
             let ports = ports(model, bridge);
@@ -153,7 +154,7 @@ fn names_a_port(fw: &crate::ir::Firewall, ports: &[LinkRef]) -> bool {
     let is_port = |l: crate::ir::LinkId| ports.iter().any(|p| p.link == l);
     let zone_has_port =
         |z: crate::ir::ZoneId| fw.zones.get(z.0 as usize).is_some_and(|z| z.links.iter().any(|l| is_port(l.value)));
-    fw.rules.iter().filter(|r| r.direction.value == netcfg_lang::ast::Direction::Forward).any(|r| {
+    fw.rules.iter().filter(|r| r.direction.value == netcfg_lang::vocab::Direction::Forward).any(|r| {
         [&r.iif, &r.oif].into_iter().flatten().any(|l| is_port(l.value))
             || [&r.from_zone, &r.to_zone].into_iter().flatten().any(|z| zone_has_port(z.value))
     })

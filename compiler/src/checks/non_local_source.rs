@@ -22,7 +22,7 @@ use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Node};
 use crate::model::{FibSource, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
-use netcfg_lang::ast::RouteType;
+use netcfg_lang::vocab::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Spanned};
 use std::net::IpAddr;
 

@@ -25,7 +25,7 @@ use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
 use crate::model::{Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
-use netcfg_lang::ast::{RouteType, RpFilter};
+use netcfg_lang::vocab::{RouteType, RpFilter};
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::BTreeSet;
 use std::net::IpAddr;

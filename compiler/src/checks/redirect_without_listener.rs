@@ -16,7 +16,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::Listener;
 use crate::model::Model;
-use netcfg_lang::ast::{Direction, Proto};
+use netcfg_lang::vocab::{Direction, Proto};
 use netcfg_lang::{Code, Diagnostic, Severity};
 
 pub const CHECK: Check = Check {

@@ -27,8 +27,8 @@ use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Firewall, LinkId, Rule};
 use crate::model::Model;
 use ipnet::IpNet;
-use netcfg_lang::ast::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::value::{PortRange, PortSet};
+use netcfg_lang::vocab::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::collections::{BTreeSet, HashMap};
 
@@ -131,8 +131,8 @@ impl<'a> Matches<'a> {
             no_family: fw.rule_families(rule).is_empty(),
             families: fw.rule_families(rule).iter().fold(0, |bits, f| {
                 bits | match f {
-                    netcfg_lang::ast::Family::Ipv4 => 1,
-                    netcfg_lang::ast::Family::Ipv6 => 2,
+                    netcfg_lang::vocab::Family::Ipv4 => 1,
+                    netcfg_lang::vocab::Family::Ipv6 => 2,
                 }
             }),
             icmp: rule.icmp_types.as_ref().map(|t| (t.value.as_slice(), rule.icmp_code.as_ref().map(|c| c.value))),

@@ -28,7 +28,7 @@
 use super::{AfterErrors, Check};
 use crate::ir::{LinkKind, Netns, PolicyRule, RuleAction, Tproxy};
 use crate::model::Model;
-use netcfg_lang::ast::{Family, RouteType};
+use netcfg_lang::vocab::{Family, RouteType};
 use netcfg_lang::{Code, Diagnostic, Severity};
 
 pub const CHECK: Check = Check {

@@ -15,7 +15,7 @@
 use super::shadowed_rule::{Matches, ALL_STATES};
 use super::{AfterErrors, Check};
 use crate::model::Model;
-use netcfg_lang::ast::Direction;
+use netcfg_lang::vocab::Direction;
 use netcfg_lang::{Code, Diagnostic, Severity, Span};
 
 pub const CHECK: Check = Check {

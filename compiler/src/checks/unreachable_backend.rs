@@ -13,7 +13,7 @@
 
 use super::{AfterErrors, Check};
 use crate::model::{FibSource, Lookup, Model};
-use netcfg_lang::ast::RouteType;
+use netcfg_lang::vocab::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity};
 use std::net::IpAddr;
 

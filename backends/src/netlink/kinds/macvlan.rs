@@ -5,7 +5,7 @@ use super::super::live::RawLink;
 use super::super::state::LinkKind;
 use super::{link_ref, Lookup};
 use netcfg_compiler::ir::{LinkId, Node};
-use netcfg_lang::ast::MacvlanMode;
+use netcfg_lang::vocab::MacvlanMode;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoMacVlan, LinkInfo, MacVlanMode};
 
 pub fn project(node: &Node, parent: LinkId, mode: MacvlanMode) -> LinkKind {
