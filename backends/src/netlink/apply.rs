@@ -443,6 +443,61 @@ impl<'a> Executor<'a> {
     }
 
     async fn route(&mut self, ns: &str, key: &RouteKey, r: &Route, flags: Option<u16>) -> Result<(), NlError> {
+        let (msg, flags) = self.route_message(ns, key, r, flags).await?;
+        self.conn(ns)?.execute(msg, flags).await
+    }
+
+    /// Executes a run of route ops of one namespace pipelined: every request is sent before
+    /// the first ack is read (one round trip per run instead of one per route; the kernel
+    /// handles them in order). On failure, the position of the first op that failed in `ops`
+    /// order; ops after it may have been done too, which the rollback (a plan back from what
+    /// it reads, not a list of inverses) covers.
+    pub async fn execute_routes(&mut self, ops: &[Op]) -> Result<(), (usize, NlError)> {
+        let mut sent = Vec::with_capacity(ops.len());
+        let mut encode_error = None;
+        for (i, op) in ops.iter().enumerate() {
+            let (key, route, flags) = match &op.action {
+                Action::AddRoute { key, route } => (key, route, Some(CREATE)),
+                Action::ReplaceRoute { key, route, .. } => (key, route, Some(REPLACE)),
+                Action::DeleteRoute { key, route } => (key, route, None),
+                _ => {
+                    encode_error = Some((i, NlError::other("not a route op")));
+                    break;
+                }
+            };
+            let sent_one = match self.route_message(&op.ns, key, route, flags).await {
+                Ok((msg, flags)) => self.conn(&op.ns).and_then(|c| c.send(msg, flags)),
+                Err(e) => Err(e),
+            };
+            match sent_one {
+                Ok(p) => sent.push(p),
+                Err(e) => {
+                    encode_error = Some((i, e));
+                    break;
+                }
+            }
+        }
+        // Every ack is read, so that none is left on the socket for a later request.
+        let mut first_error = None;
+        for (i, p) in sent.into_iter().enumerate() {
+            if let Err(e) = p.ack().await {
+                first_error.get_or_insert((i, e));
+            }
+        }
+        match first_error.or(encode_error) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The request that adds (`flags` = create/replace) or deletes (`None`) a route.
+    async fn route_message(
+        &mut self,
+        ns: &str,
+        key: &RouteKey,
+        r: &Route,
+        flags: Option<u16>,
+    ) -> Result<(RouteNetlinkMessage, u16), NlError> {
         let mut msg = RouteMessage::default();
         let h = &mut msg.header;
         h.address_family = family(key.dst.addr());
@@ -514,11 +569,10 @@ impl<'a> Executor<'a> {
                 msg.attributes.push(RouteAttribute::MultiPath(hops));
             }
         }
-        let conn = self.conn(ns)?;
-        match flags {
-            Some(flags) => conn.execute(RouteNetlinkMessage::NewRoute(msg), flags).await,
-            None => conn.execute(RouteNetlinkMessage::DelRoute(msg), CHANGE).await,
-        }
+        Ok(match flags {
+            Some(flags) => (RouteNetlinkMessage::NewRoute(msg), flags),
+            None => (RouteNetlinkMessage::DelRoute(msg), CHANGE),
+        })
     }
 
     /// Adds or deletes a policy rule; a delete names every attribute, so it removes exactly it.

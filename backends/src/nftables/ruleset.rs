@@ -316,7 +316,7 @@ pub enum Selector {
     PktType,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     Net(IpNet),
     Addr(IpAddr),
