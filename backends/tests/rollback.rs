@@ -353,3 +353,47 @@ fn a_veth_whose_peer_is_outside_the_spec_is_not_deleted_silently() {
     }
     assert!(outside.exec(&["ip", "link"]).contains("vin"));
 }
+
+/// Routes go to the kernel pipelined (a run of route ops is sent before the first ack is read).
+/// Differential: the pipelined apply leaves the same routes as the spec (a fresh plan is
+/// empty), and a route the kernel refuses in the middle of a run is reported as the op that
+/// failed (not a later one, not the run), with every route of the run, those before it and
+/// those sent after it, rolled back.
+#[test]
+fn a_route_refused_inside_a_pipelined_run_is_named_and_rolled_back() {
+    if !require_root("a_route_refused_inside_a_pipelined_run_is_named_and_rolled_back") {
+        return;
+    }
+    let mut a = String::from("node \"n1\" {\n    ethernet \"eth0\" { address \"10.0.0.2/24\"; }\n");
+    for i in 0..40 {
+        a += &format!("    route \"172.16.{i}.0/24\" via=\"10.0.0.1\" dev=\"eth0\"\n");
+    }
+    a += "}\n";
+    let b = a.replace("172.16.", "172.17.");
+    let node = NodeRoot::new("rb-pipe");
+    let mut s = Session::new(node.map.clone()).expect("session");
+    apply(&mut s, &desired(&a));
+    let routes = node.ip("@host", &["route", "show", "proto", "110"]);
+    assert_eq!(routes.lines().filter(|l| l.starts_with("172.16.")).count(), 40, "{routes}");
+
+    let before = node.settled_full_dump(SYSCTLS);
+    let db = desired(&b);
+    let (mut plan, snapshot) = s.plan_recorded(&db, Options::default()).expect("plan b");
+    let adds: Vec<usize> = plan
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o.action, Action::AddRoute { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(adds.len(), 40, "{}", plan.to_text());
+    // The refused route sits between two adds of the run.
+    let bad = unreachable_route(&plan.ops[adds[20]]);
+    plan.ops.insert(adds[20], bad.clone());
+    let err = s.apply_recorded(&db, &plan, Options::default(), &snapshot, ApplyConfig::default()).expect_err("refused");
+    assert_eq!(err.failed.as_deref().map(|o| o.describe()), Some(bad.describe()), "{}", err.message);
+    assert!(err.message.contains("invalid gateway") || err.message.contains("unreachable"), "{}", err.message);
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    let after = node.full_dump(SYSCTLS);
+    assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
+}

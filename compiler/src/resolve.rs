@@ -57,7 +57,13 @@ pub fn resolve(spec: &ast::Spec, diags: &mut Vec<Diagnostic>) -> Fleet {
             continue;
         }
         seen.insert(&decl.name.value, decl.name.span);
-        let body = expand(&decl.body, &templates, &mut Vec::new(), diags);
+        // A body without templates is its own expansion: not copied (a copy of every rule and
+        // route of the node was a quarter of `check`'s peak memory on 100,000 rules).
+        let body = if needs_expansion(&decl.body) {
+            std::borrow::Cow::Owned(expand(&decl.body, &templates, &mut Vec::new(), diags))
+        } else {
+            std::borrow::Cow::Borrowed(&decl.body)
+        };
         let id = NodeId(fleet.nodes.len() as u32);
         fleet.nodes.push(NodeBuilder::new(id, decl, &groups, diags).build(&body));
     }
@@ -69,6 +75,15 @@ pub(crate) fn duplicate(what: &str, name: &Spanned<String>, first: Span) -> Diag
         .with_label("declared again here")
         .with_secondary(first, "first declared here")
         .with_help(format!("rename one of them, or remove the second `{}`", name.value))
+}
+
+/// Whether [`expand`] would return something else than `body` itself: it uses a template, or
+/// declares a namespace twice (the last one is kept), here or in a namespace.
+fn needs_expansion(body: &NsBody) -> bool {
+    let mut names = std::collections::HashSet::new();
+    !body.uses.is_empty()
+        || !body.netns.iter().all(|n| names.insert(n.name.value.as_str()))
+        || body.netns.iter().any(|n| needs_expansion(&n.body))
 }
 
 /// Flattens `use`d templates into a body. The body's own links, namespaces, services and

@@ -2,7 +2,7 @@
 //! inside the namespace, nft ops run `nft`). On the first failure the inverses of the ops done
 //! so far run in reverse order, and the error names the failed op and its spec span.
 
-use super::conn::{Conn, NlError, CHANGE, CREATE, REPLACE};
+use super::conn::{Conn, NlError, Pending, CHANGE, CREATE, REPLACE};
 use super::kinds;
 use super::live::connection;
 use super::namespaces::{run_at, NetnsMap};
@@ -39,11 +39,13 @@ pub struct Executor<'a> {
     pub node: &'a str,
     pub conns: &'a mut HashMap<NsName, Conn>,
     index: HashMap<(NsName, String), u32>,
+    /// Link kinds asked of the kernel (is a master a bond?), forgotten with the ifindex.
+    kinds: HashMap<(NsName, String), Option<String>>,
 }
 
 impl<'a> Executor<'a> {
     pub fn new(map: &'a NetnsMap, node: &'a str, conns: &'a mut HashMap<NsName, Conn>) -> Executor<'a> {
-        Executor { map, node, conns, index: HashMap::new() }
+        Executor { map, node, conns, index: HashMap::new(), kinds: HashMap::new() }
     }
 
     fn conn(&mut self, ns: &str) -> Result<&mut Conn, NlError> {
@@ -75,6 +77,18 @@ impl<'a> Executor<'a> {
 
     fn forget(&mut self, ns: &str, name: &str) {
         self.index.remove(&(ns.to_string(), name.to_string()));
+        self.kinds.remove(&(ns.to_string(), name.to_string()));
+    }
+
+    /// A link's kind, asked once per apply (a link made anew is forgotten first).
+    async fn kind_of(&mut self, ns: &str, name: &str) -> Result<Option<String>, NlError> {
+        let key = (ns.to_string(), name.to_string());
+        if let Some(k) = self.kinds.get(&key) {
+            return Ok(k.clone());
+        }
+        let kind = self.get_link(ns, name).await?.0;
+        self.kinds.insert(key, kind.clone());
+        Ok(kind)
     }
 
     pub async fn execute(&mut self, op: &Op) -> Result<(), NlError> {
@@ -92,6 +106,7 @@ impl<'a> Executor<'a> {
             Action::DeleteNetns => {
                 self.conns.remove(ns);
                 self.index.retain(|(n, _), _| n != ns);
+                self.kinds.retain(|(n, _), _| n != ns);
                 self.map.delete(ns).map_err(|e| NlError::other(e.to_string()))
             }
             Action::CreateLink { name, link, peer } => self.create_link(ns, name, link, peer.as_ref()).await,
@@ -194,8 +209,24 @@ impl<'a> Executor<'a> {
             }
         };
         msg.attributes.push(LinkAttribute::LinkInfo(kind));
-        let res = self.conn(&request_ns)?.execute(RouteNetlinkMessage::NewLink(msg), CREATE).await;
+        let pending = self.conn(&request_ns)?.send(RouteNetlinkMessage::NewLink(msg), CREATE)?;
+        // The new links' ifindexes are asked on the same socket right behind the request (the
+        // kernel answers in order, so the question sees the request done): one round trip for
+        // both. A lookup that fails is not cached and not an error here: the ack says why.
+        if request_ns == ns {
+            let _ = self.index_of(ns, name).await;
+        }
+        if let Some((p, _)) = peer.filter(|(p, _)| p.ns == request_ns) {
+            let _ = self.index_of(&p.ns, &p.name).await;
+        }
+        let res = pending.ack().await;
         drop(fds);
+        if res.is_err() {
+            self.forget(ns, name);
+            if let Some((p, _)) = peer {
+                self.forget(&p.ns, &p.name);
+            }
+        }
         res?;
         // Attributes the kernel takes only on an existing link: address generation (before the
         // link is up), master, hairpin, bridge netfilter, up.
@@ -266,7 +297,7 @@ impl<'a> Executor<'a> {
         let index = self.index_of(ns, from).await?;
         let up = self.get_link(ns, from).await?.1;
         if up {
-            self.set_flags(ns, index, false).await?;
+            self.send_flags(ns, index, false)?.ack().await?;
         }
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -275,16 +306,19 @@ impl<'a> Executor<'a> {
         self.forget(ns, from);
         self.forget(ns, to);
         if up {
-            self.set_flags(ns, index, true).await?;
+            self.send_flags(ns, index, true)?.ack().await?;
         }
         res
     }
 
+    /// Sets a link's attributes: every request sent before the acks are read (the kernel
+    /// handles them in order; the reads in between see the state after the requests before).
     async fn set_link(&mut self, ns: &str, name: &str, s: &LinkSettings) -> Result<(), NlError> {
         let index = self.index_of(ns, name).await?;
+        let mut sent: Vec<Pending> = Vec::new();
         let header = |msg: &mut LinkMessage| msg.header.index = index;
         if s.up == Some(false) {
-            self.set_flags(ns, index, false).await?;
+            sent.push(self.send_flags(ns, index, false)?);
         }
         let mut msg = LinkMessage::default();
         header(&mut msg);
@@ -296,7 +330,7 @@ impl<'a> Executor<'a> {
                 let mut step = LinkMessage::default();
                 header(&mut step);
                 step.attributes.push(LinkAttribute::Mtu(aside));
-                self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(step), CHANGE).await?;
+                sent.push(self.conn(ns)?.send(RouteNetlinkMessage::SetLink(step), CHANGE)?);
             }
             msg.attributes.push(LinkAttribute::Mtu(m));
         }
@@ -324,7 +358,7 @@ impl<'a> Executor<'a> {
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
         if !msg.attributes.is_empty() || !mask.is_empty() {
-            self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::SetLink(msg), CHANGE)?);
         }
         // Kind-specific data changes go through RTM_NEWLINK on the existing link (changelink).
         if let Some(n) = s.nf_call_iptables {
@@ -334,7 +368,7 @@ impl<'a> Executor<'a> {
                 LinkInfo::Kind(InfoKind::Bridge),
                 LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(n)])),
             ]));
-            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::NewLink(msg), CHANGE)?);
         }
         if let Some(m) = &s.master {
             let master = match m {
@@ -344,19 +378,19 @@ impl<'a> Executor<'a> {
             // The bonding driver enslaves only a link that is down; it comes back up after.
             let mut was_up = false;
             if let Some(m) = m {
-                if self.get_link(ns, m).await?.0.as_deref() == Some("bond") {
+                if self.kind_of(ns, m).await?.as_deref() == Some("bond") {
                     was_up = self.get_link(ns, name).await?.1;
                     if was_up {
-                        self.set_flags(ns, index, false).await?;
+                        sent.push(self.send_flags(ns, index, false)?);
                     }
                 }
             }
             let mut msg = LinkMessage::default();
             header(&mut msg);
             msg.attributes.push(LinkAttribute::Controller(master));
-            self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::SetLink(msg), CHANGE)?);
             if was_up && s.up != Some(false) && s.up != Some(true) {
-                self.set_flags(ns, index, true).await?;
+                sent.push(self.send_flags(ns, index, true)?);
             }
         }
         let b = &s.opts.bridge;
@@ -377,7 +411,7 @@ impl<'a> Executor<'a> {
                 LinkInfo::Kind(InfoKind::Bridge),
                 LinkInfo::Data(InfoData::Bridge(data)),
             ]));
-            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::NewLink(msg), CHANGE)?);
         }
         if let Some(h) = s.hairpin {
             let mut msg = LinkMessage::default();
@@ -386,7 +420,7 @@ impl<'a> Executor<'a> {
                 LinkInfo::PortKind(InfoPortKind::Bridge),
                 LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(h)])),
             ]));
-            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::NewLink(msg), CHANGE)?);
         }
         let p = &s.opts.port;
         if *p != Default::default() {
@@ -399,7 +433,7 @@ impl<'a> Executor<'a> {
                 LinkInfo::PortKind(InfoPortKind::Bridge),
                 LinkInfo::PortData(InfoPortData::BridgePort(data)),
             ]));
-            self.conn(ns)?.execute(RouteNetlinkMessage::NewLink(msg), CHANGE).await?;
+            sent.push(self.conn(ns)?.send(RouteNetlinkMessage::NewLink(msg), CHANGE)?);
         }
         if let Some(want) = &s.opts.vlans {
             // From the VLANs the link has now: joining a bridge gave it the default PVID.
@@ -410,9 +444,9 @@ impl<'a> Executor<'a> {
             }
         }
         if s.up == Some(true) {
-            self.set_flags(ns, index, true).await?;
+            sent.push(self.send_flags(ns, index, true)?);
         }
-        Ok(())
+        ack_all(sent).await
     }
 
     /// A link's kind (`IFLA_INFO_KIND`) and whether it is up.
@@ -435,12 +469,12 @@ impl<'a> Executor<'a> {
         Err(NlError::other(format!("link `{name}` not found")))
     }
 
-    async fn set_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<(), NlError> {
+    fn send_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<Pending, NlError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         msg.header.change_mask = LinkFlags::Up;
-        self.conn(ns)?.execute(RouteNetlinkMessage::SetLink(msg), CHANGE).await
+        self.conn(ns)?.send(RouteNetlinkMessage::SetLink(msg), CHANGE)
     }
 
     /// Adds (`flags` = create/replace) or deletes (`None`) an address.
@@ -479,6 +513,61 @@ impl<'a> Executor<'a> {
     }
 
     async fn route(&mut self, ns: &str, key: &RouteKey, r: &Route, flags: Option<u16>) -> Result<(), NlError> {
+        let (msg, flags) = self.route_message(ns, key, r, flags).await?;
+        self.conn(ns)?.execute(msg, flags).await
+    }
+
+    /// Executes a run of route ops of one namespace pipelined: every request is sent before
+    /// the first ack is read (one round trip per run instead of one per route; the kernel
+    /// handles them in order). On failure, the position of the first op that failed in `ops`
+    /// order; ops after it may have been done too, which the rollback (a plan back from what
+    /// it reads, not a list of inverses) covers.
+    pub async fn execute_routes(&mut self, ops: &[Op]) -> Result<(), (usize, NlError)> {
+        let mut sent = Vec::with_capacity(ops.len());
+        let mut encode_error = None;
+        for (i, op) in ops.iter().enumerate() {
+            let (key, route, flags) = match &op.action {
+                Action::AddRoute { key, route } => (key, route, Some(CREATE)),
+                Action::ReplaceRoute { key, route, .. } => (key, route, Some(REPLACE)),
+                Action::DeleteRoute { key, route } => (key, route, None),
+                _ => {
+                    encode_error = Some((i, NlError::other("not a route op")));
+                    break;
+                }
+            };
+            let sent_one = match self.route_message(&op.ns, key, route, flags).await {
+                Ok((msg, flags)) => self.conn(&op.ns).and_then(|c| c.send(msg, flags)),
+                Err(e) => Err(e),
+            };
+            match sent_one {
+                Ok(p) => sent.push(p),
+                Err(e) => {
+                    encode_error = Some((i, e));
+                    break;
+                }
+            }
+        }
+        // Every ack is read, so that none is left on the socket for a later request.
+        let mut first_error = None;
+        for (i, p) in sent.into_iter().enumerate() {
+            if let Err(e) = p.ack().await {
+                first_error.get_or_insert((i, e));
+            }
+        }
+        match first_error.or(encode_error) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The request that adds (`flags` = create/replace) or deletes (`None`) a route.
+    async fn route_message(
+        &mut self,
+        ns: &str,
+        key: &RouteKey,
+        r: &Route,
+        flags: Option<u16>,
+    ) -> Result<(RouteNetlinkMessage, u16), NlError> {
         let mut msg = RouteMessage::default();
         let h = &mut msg.header;
         h.address_family = family(key.dst.addr());
@@ -550,11 +639,10 @@ impl<'a> Executor<'a> {
                 msg.attributes.push(RouteAttribute::MultiPath(hops));
             }
         }
-        let conn = self.conn(ns)?;
-        match flags {
-            Some(flags) => conn.execute(RouteNetlinkMessage::NewRoute(msg), flags).await,
-            None => conn.execute(RouteNetlinkMessage::DelRoute(msg), CHANGE).await,
-        }
+        Ok(match flags {
+            Some(flags) => (RouteNetlinkMessage::NewRoute(msg), flags),
+            None => (RouteNetlinkMessage::DelRoute(msg), CHANGE),
+        })
     }
 
     /// Adds or deletes a policy rule; a delete names every attribute, so it removes exactly it.
@@ -708,6 +796,18 @@ fn after_create(l: &Link) -> LinkSettings {
         addrgen_none: l.addrgen_none,
         opts: l.opts.clone(),
     }
+}
+
+/// Reads the acks of requests sent together, all of them (none is left for a later request);
+/// the first refusal in the order they were sent.
+async fn ack_all(sent: Vec<Pending>) -> Result<(), NlError> {
+    let mut first = None;
+    for p in sent {
+        if let Err(e) = p.ack().await {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// The attributes a link takes at creation: name, group, MTU, MAC.

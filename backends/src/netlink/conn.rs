@@ -1,10 +1,11 @@
 //! One rtnetlink connection per namespace: the socket is opened by a thread that entered the
 //! namespace (a netlink socket stays bound to the namespace it was created in), then driven by
-//! the caller's tokio runtime. Requests are awaited one at a time: measured as fast as
-//! pipelining here, and it keeps rollback simple. Kernel errors keep the extended-ack message
+//! the caller's tokio runtime. Most requests are awaited one at a time; runs of routes are
+//! pipelined ([`Conn::send`], see `apply::Executor::execute_run`). Kernel errors keep the extended-ack message
 //! ("Nexthop has invalid gateway"), which is what a user needs to read.
 
 use super::namespaces::{run_at, Location};
+use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
@@ -77,6 +78,23 @@ fn ext_ack_message(p: &[u8]) -> Option<String> {
     None
 }
 
+/// A request sent by [`Conn::send`] whose ack has not been read.
+pub struct Pending(LocalBoxStream<'static, NetlinkMessage<RouteNetlinkMessage>>);
+
+impl Pending {
+    /// Waits for the request's ack: `Ok` when the kernel did it.
+    pub async fn ack(mut self) -> Result<(), NlError> {
+        while let Some(m) = self.0.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                if let Some(code) = e.code {
+                    return Err(NlError::from_kernel(code.get(), &e.header));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Conn {
     handle: Handle,
     pub location: Location,
@@ -112,6 +130,16 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Sends one request without waiting: its ack is read by [`Pending::ack`]. Requests on one
+    /// socket are processed by the kernel in the order they were sent, so a caller may send many
+    /// before reading the first ack (pipelining) and still learn which one failed first.
+    pub fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Pending, NlError> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let resp = self.handle.request(req).map_err(|e| NlError::other(e.to_string()))?;
+        Ok(Pending(resp.boxed_local()))
     }
 
     /// Sends a dump request and collects every answer.

@@ -344,14 +344,20 @@ impl Session {
 
     /// The plan that brings the node to `desired`.
     pub fn plan(&mut self, desired: &Desired, opts: Options) -> Result<Plan, PlanError> {
-        self.plan_recorded(desired, opts).map(|(p, _)| p)
+        let (live, orphans, nft, _) = self.record_state(desired, opts)?;
+        diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)
     }
 
     /// The plan that brings the node to `desired`, and the state it starts from (what a
-    /// rollback restores), from one reading of the node.
+    /// rollback restores), from one reading of the node. An empty plan changes nothing, so
+    /// its snapshot leaves out the set sysctls only a rollback reads
+    /// ([`Session::record_set_sysctls`]).
     pub fn plan_recorded(&mut self, desired: &Desired, opts: Options) -> Result<(Plan, Snapshot), PlanError> {
-        let (live, orphans, nft, snapshot) = self.record(desired, opts)?;
+        let (live, orphans, nft, mut snapshot) = self.record_state(desired, opts)?;
         let plan = diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)?;
+        if !plan.is_empty() {
+            self.record_set_sysctls(&mut snapshot)?;
+        }
         Ok((plan, snapshot))
     }
 
@@ -424,7 +430,9 @@ impl Session {
         let Session { map, rt, conns } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
-            for (k, op) in ops.iter().enumerate() {
+            let mut k = 0;
+            while k < ops.len() {
+                let op = &ops[k];
                 if let Some(sig) = config.interrupt.map(|s| s.load(Ordering::SeqCst)).filter(|s| *s != 0) {
                     let e = NlError::other(format!("interrupted by {}", signal_name(sig)));
                     return Some((op.clone(), e, Some(sig)));
@@ -432,9 +440,19 @@ impl Session {
                 if config.fail_at == Some(k) {
                     return Some((op.clone(), NlError::other(format!("injected fault at op {k}")), None));
                 }
+                // A run of route ops in one namespace goes pipelined, up to the injected fault.
+                let run = route_run(ops, k, config.fail_at);
+                if run > 1 {
+                    if let Err((i, e)) = ex.execute_routes(&ops[k..k + run]).await {
+                        return Some((ops[k + i].clone(), e, None));
+                    }
+                    k += run;
+                    continue;
+                }
                 if let Err(e) = ex.execute(op).await {
                     return Some((op.clone(), e, None));
                 }
+                k += 1;
             }
             None
         })
@@ -483,6 +501,20 @@ impl Session {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Route ops pipelined in one go at most: bounds the acks queued on the socket and how long a
+/// signal waits.
+const ROUTE_RUN: usize = 512;
+
+/// How many ops from `k` on are route ops of one namespace that can go pipelined (stopping
+/// before an injected fault, so that a test fault leaves exactly the ops before it done).
+fn route_run(ops: &[Op], k: usize, fail_at: Option<usize>) -> usize {
+    let is_route = |op: &Op| {
+        matches!(op.action, Action::AddRoute { .. } | Action::ReplaceRoute { .. } | Action::DeleteRoute { .. })
+    };
+    let end = fail_at.filter(|f| *f > k).unwrap_or(usize::MAX).min(k + ROUTE_RUN).min(ops.len());
+    ops[k..end].iter().take_while(|op| is_route(op) && op.ns == ops[k].ns).count()
 }
 
 fn diff_object_nft() -> desired::Object {

@@ -175,6 +175,11 @@ pub(crate) fn list_table_as_is(target: &Target) -> Result<Option<Json>, ExecErro
 ///
 /// Served from [`CanonicalCache`] when this exact script was canonicalised before by this nft.
 pub fn canonical(script: &Script) -> Result<Option<Json>, ExecError> {
+    // A transaction that only deletes netcfg's table (a namespace without firewall) leaves
+    // none: known without running nft (or asking its version for the cache).
+    if !script.creates_table {
+        return Ok(None);
+    }
     let cache = CanonicalCache::open();
     if let Some(hit) = cache.as_ref().and_then(|c| c.get(&script.text)) {
         return Ok(hit);

@@ -53,13 +53,13 @@ fn components(sel: Selector, value: &Value) -> Option<Vec<Value>> {
 }
 
 /// A component seen as an interval (addresses, ports) or a point (names, protocols).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Span1 {
-    Point(String),
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Span1<'v> {
+    Point(&'v Value),
     Interval(u128, u128),
 }
 
-fn span1(v: &Value) -> Span1 {
+fn span1(v: &Value) -> Span1<'_> {
     match v {
         Value::Net(n) => {
             let (lo, hi) = match n {
@@ -69,7 +69,7 @@ fn span1(v: &Value) -> Span1 {
             Span1::Interval(lo, hi)
         }
         Value::Range(lo, hi) => Span1::Interval(u128::from(*lo), u128::from(*hi)),
-        other => Span1::Point(format!("{other:?}")),
+        other => Span1::Point(other),
     }
 }
 
@@ -274,7 +274,7 @@ fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets
         let mut seen = std::collections::HashSet::new();
         for (k, (rule, s)) in group.iter().enumerate() {
             for e in elements(&s.as_ref().expect("grouped rules split").values, rule.origin) {
-                if seen.insert(format!("{:?}", e.key)) {
+                if seen.insert(e.key.clone()) {
                     elems.push(e);
                     owner.push(k);
                 }

@@ -366,7 +366,7 @@ pub enum Selector {
     FibDaddrType,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     Net(IpNet),
     Addr(IpAddr),
