@@ -341,6 +341,41 @@ impl Lower<'_> {
             .then(|| Expr::AddToSet { set: set_name(set, fam), key })
     }
 
+    /// Hairpin: a DNAT-ed connection whose client is also the backend it was sent to is
+    /// masqueraded, or the backend would answer itself directly. `pairs` are (backend, backend)
+    /// `saddr . daddr` elements; they become the set `KIND-hairpin-v4`/`-v6` and one rule over
+    /// it (none when there are no pairs).
+    pub(super) fn hairpin_masquerade(
+        &mut self,
+        kind: &str,
+        fam: Family,
+        mut pairs: Vec<Element>,
+        origin: Span,
+    ) -> Option<Rule> {
+        pairs.sort_by_key(|e| format!("{:?}", e.key));
+        pairs.dedup_by(|a, b| a.key == b.key);
+        if pairs.is_empty() {
+            return None;
+        }
+        let (saddr, daddr) = (Selector::Saddr(fam), Selector::Daddr(fam));
+        let set = Ident::new(&format!("{kind}-hairpin-{}", fam.suffix()));
+        self.table.sets.push(Set {
+            name: set.clone(),
+            key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
+            data: None,
+            interval: false,
+            dynamic: None,
+            elements: pairs,
+            origin,
+        });
+        let exprs = vec![
+            m(Selector::CtStatus, Value::DnatStatus),
+            Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
+            Expr::Masquerade,
+        ];
+        Some(rule(exprs, origin))
+    }
+
     fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
         self.rule_ending(&format!("rule-{index}"), r, None)
     }
@@ -625,8 +660,7 @@ impl Lower<'_> {
             if services.is_empty() {
                 continue;
             }
-            let (addr_key, daddr, saddr) =
-                (KeyExpr::Sel(Selector::Daddr(fam)), Selector::Daddr(fam), Selector::Saddr(fam));
+            let (addr_key, daddr) = (KeyExpr::Sel(Selector::Daddr(fam)), Selector::Daddr(fam));
             let svc_key = vec![addr_key, KeyExpr::Sel(Selector::L4Proto), KeyExpr::Sel(Selector::Dport)];
             let mut backends = Vec::new();
             let mut hairpins = Vec::new();
@@ -682,28 +716,7 @@ impl Lower<'_> {
                 };
                 pre.push(dnat());
                 out.push(dnat());
-                hairpins.sort_by_key(|e| format!("{:?}", e.key));
-                hairpins.dedup_by(|a, b| a.key == b.key);
-                if !hairpins.is_empty() {
-                    let set = Ident::new(&format!("service-hairpin-{}", fam.suffix()));
-                    self.table.sets.push(Set {
-                        name: set.clone(),
-                        key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
-                        data: None,
-                        interval: false,
-                        dynamic: None,
-                        elements: hairpins,
-                        origin,
-                    });
-                    post.push(rule(
-                        vec![
-                            m(Selector::CtStatus, Value::DnatStatus),
-                            Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
-                            Expr::Masquerade,
-                        ],
-                        origin,
-                    ));
-                }
+                post.extend(self.hairpin_masquerade("service", fam, hairpins, origin));
             }
             if !empty.is_empty() {
                 let set = Ident::new(&format!("service-no-backends-{}", fam.suffix()));

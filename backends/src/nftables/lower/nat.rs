@@ -56,29 +56,8 @@ impl Lower<'_> {
                     });
                 }
             }
-            hairpins.sort_by_key(|e| format!("{:?}", e.key));
-            hairpins.dedup_by(|a, b| a.key == b.key);
-            if let Some(first) = hairpins.first() {
-                let origin = first.origin;
-                let (saddr, daddr) = (Selector::Saddr(fam), Selector::Daddr(fam));
-                let set = Ident::new(&format!("publish-hairpin-{}", fam.suffix()));
-                self.table.sets.push(Set {
-                    name: set.clone(),
-                    key: SetKey::Typeof(vec![KeyExpr::Sel(saddr), KeyExpr::Sel(daddr)]),
-                    data: None,
-                    interval: false,
-                    dynamic: None,
-                    elements: hairpins,
-                    origin,
-                });
-                post.push(rule(
-                    vec![
-                        m(Selector::CtStatus, Value::DnatStatus),
-                        Expr::Lookup { keys: vec![saddr, daddr], set, op: Op::Eq },
-                        Expr::Masquerade,
-                    ],
-                    origin,
-                ));
+            if let Some(origin) = hairpins.first().map(|h| h.origin) {
+                post.extend(self.hairpin_masquerade("publish", fam, hairpins, origin));
             }
         }
     }
