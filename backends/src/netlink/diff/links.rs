@@ -229,51 +229,6 @@ impl Planner<'_> {
             .is_some_and(|l| kinds::lower(&l.kind, &r.ns).is_some())
     }
 
-    /// Removes (as explicit ops) everything the kernel would drop with the link.
-    pub(super) fn clear_link(&mut self, r: &LinkRef) {
-        let st = self.cur_ns(&r.ns).clone();
-        for (link, ip) in st.neighbors.keys() {
-            if *link == r.name {
-                self.delete_neighbor(&r.ns, link, *ip);
-            }
-        }
-        for (k, route) in &st.routes {
-            if route.uses_dev(&r.name) && route.protocol != PROTO_KERNEL {
-                self.delete_route(&r.ns, k);
-            }
-        }
-        for (link, net) in st.addresses.keys() {
-            if *link == r.name {
-                self.delete_address(&r.ns, link, net);
-            }
-        }
-        let st = self.cur_ns(&r.ns);
-        st.routes.retain(|_, route| !route.uses_dev(&r.name));
-        let ports: Vec<(String, Link)> = st
-            .links
-            .iter()
-            .filter(|(_, l)| l.master.as_deref() == Some(&r.name))
-            .map(|(n, l)| (n.clone(), l.clone()))
-            .collect();
-        for (name, port) in ports {
-            let port_ref = LinkRef { ns: r.ns.clone(), name: name.clone() };
-            if self.deleted.contains(&port_ref) {
-                continue;
-            }
-            let to = LinkSettings { master: Some(None), ..Default::default() };
-            let from = LinkSettings { master: Some(port.master.clone()), hairpin: port.hairpin, ..Default::default() };
-            if let Some(l) = self.cur_ns(&r.ns).links.get_mut(&name) {
-                l.master = None;
-                l.hairpin = None;
-            }
-            let span = self.span(&r.ns, &Object::Link(name.clone()));
-            self.emit(
-                Phase::Deletes,
-                Op { ns: r.ns.clone(), action: Action::SetLink { name, to, from }, class: Disruption::LinkFlap, span },
-            );
-        }
-    }
-
     /// An existing link declared with a MAC to find it by (`match-mac`; a snapshot's links) and
     /// absent under its name is the one link of its namespace with that MAC, renamed. From the
     /// spec, no such link, several, or another link holding the name are errors; in a restore
@@ -368,79 +323,6 @@ impl Planner<'_> {
                 }
             }
         }
-    }
-
-    /// The state after renaming `from` to `to` in namespace `ns`: everything that names it
-    /// follows; a link that was up went down for the rename, which took its routes, its IPv6
-    /// addresses and its neighbours (the kernel's connected IPv4 routes come back with it).
-    pub(super) fn rename_in_cur(&mut self, ns: &str, from: &str, to: &str) {
-        let (old, new) = (
-            LinkRef { ns: ns.to_string(), name: from.to_string() },
-            LinkRef { ns: ns.to_string(), name: to.to_string() },
-        );
-        for st in self.cur.namespaces.values_mut() {
-            for l in st.links.values_mut() {
-                match &mut l.kind {
-                    LinkKind::Veth { peer: Some(p) }
-                    | LinkKind::Macvlan { parent: Some(p), .. }
-                    | LinkKind::Ipvlan { parent: Some(p), .. }
-                        if *p == old =>
-                    {
-                        *p = new.clone();
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let st = self.cur_ns(ns);
-        let Some(link) = st.links.remove(from) else { return };
-        let was_up = link.up;
-        st.links.insert(to.to_string(), link);
-        for l in st.links.values_mut() {
-            if l.master.as_deref() == Some(from) {
-                l.master = Some(to.to_string());
-            }
-        }
-        let rename = |n: &mut Option<String>| {
-            if n.as_deref() == Some(from) {
-                *n = Some(to.to_string());
-            }
-        };
-        st.addresses = std::mem::take(&mut st.addresses)
-            .into_iter()
-            .filter(|((l, net), _)| !(was_up && l == from && net.addr().is_ipv6()))
-            .map(|((l, net), a)| ((if l == from { to.to_string() } else { l }, net), a))
-            .collect();
-        st.routes.retain(|_, r| !(was_up && r.uses_dev(from) && r.protocol != PROTO_KERNEL));
-        for r in st.routes.values_mut() {
-            rename(&mut r.dev);
-            for h in &mut r.nexthops {
-                rename(&mut h.dev);
-            }
-        }
-        st.neighbors = std::mem::take(&mut st.neighbors)
-            .into_iter()
-            .filter(|((l, _), _)| !(was_up && l == from))
-            .map(|((l, ip), n)| ((if l == from { to.to_string() } else { l }, ip), n))
-            .collect();
-        st.rules = std::mem::take(&mut st.rules)
-            .into_iter()
-            .map(|(mut r, p)| {
-                rename(&mut r.iif);
-                rename(&mut r.oif);
-                (r, p)
-            })
-            .collect();
-        st.sysctls = std::mem::take(&mut st.sysctls)
-            .into_iter()
-            .map(|(path, v)| {
-                let typed = netcfg_lang::value::SysctlPath(path.clone());
-                match typed.interface() {
-                    Some(i) if i == from => (path.replacen(&format!(".{from}."), &format!(".{to}."), 1), v),
-                    _ => (path, v),
-                }
-            })
-            .collect();
     }
 
     /// Emits the moves decided by [`Planner::plan_existing_links`].

@@ -27,14 +27,15 @@
 //!
 //! Layout: this file holds the entry point, the phases and the planner's state; `kernel.rs` the
 //! modules the spec needs, `links.rs` links (removal, moves, creation, settings, their order),
-//! `objects.rs` addresses, routes, rules, neighbours and sysctls (and what the kernel removes
-//! with them), `nft.rs` the nft table; `tests.rs` drives the whole planner on specs and live
+//! `objects.rs` addresses, routes, rules, neighbours and sysctls, `side_effects.rs` what the
+//! kernel removes or adds on its own (made explicit ops), `nft.rs` the nft table; `tests.rs` drives the whole planner on specs and live
 //! states written out in the test.
 
 mod kernel;
 mod links;
 mod nft;
 mod objects;
+mod side_effects;
 #[cfg(test)]
 mod tests;
 

@@ -2,6 +2,7 @@
 //! spec dropped (with what the kernel removes on its own made explicit), then additions and
 //! changes.
 
+use super::side_effects::connected_route;
 use super::*;
 
 impl Planner<'_> {
@@ -69,89 +70,6 @@ impl Planner<'_> {
                 self.delete_route(ns, key);
             }
         }
-    }
-
-    pub(super) fn delete_neighbor(&mut self, ns: &str, link: &str, ip: std::net::IpAddr) {
-        let Some(neigh) = self.cur_ns(ns).neighbors.remove(&(link.to_string(), ip)) else { return };
-        let span = self.span(ns, &Object::Neighbor(link.to_string(), ip));
-        self.emit(
-            Phase::Deletes,
-            Op {
-                ns: ns.to_string(),
-                action: Action::DeleteNeighbor { link: link.to_string(), ip, neigh },
-                class: Disruption::InPlace,
-                span,
-            },
-        );
-    }
-
-    pub(super) fn delete_rule(&mut self, ns: &str, rule: &Rule) {
-        let Some(protocol) = self.cur_ns(ns).rules.remove(rule) else { return };
-        let span = self.d.span_of(ns, &Object::Netns);
-        self.emit(
-            Phase::Deletes,
-            Op {
-                ns: ns.to_string(),
-                action: Action::DeleteRule { rule: rule.clone(), protocol },
-                class: Disruption::InPlace,
-                span,
-            },
-        );
-    }
-
-    pub(super) fn delete_route(&mut self, ns: &str, key: &RouteKey) {
-        let Some(route) = self.cur_ns(ns).routes.remove(key) else { return };
-        let span = self.d.span_of(ns, &Object::Netns);
-        self.emit(
-            Phase::Deletes,
-            Op {
-                ns: ns.to_string(),
-                action: Action::DeleteRoute { key: *key, route },
-                class: Disruption::InPlace,
-                span,
-            },
-        );
-    }
-
-    /// Deletes an address, and first the routes the kernel drops with it: routes using it as
-    /// source, and every IPv4 route of the link when it was the link's last IPv4 address.
-    pub(super) fn delete_address(&mut self, ns: &str, link: &str, net: &IpNet) {
-        let st = self.cur_ns(ns);
-        let Some(addr) = st.addresses.get(&(link.to_string(), *net)).copied() else { return };
-        if is_link_local_v6(net) {
-            // The kernel drops and regenerates link-local addresses with the link (moves,
-            // flaps); netcfg never removes one, and an inverse re-adding it would collide.
-            st.addresses.remove(&(link.to_string(), *net));
-            return;
-        }
-        let last_v4 =
-            net.addr().is_ipv4() && !st.addresses.keys().any(|(l, n)| l == link && n != net && n.addr().is_ipv4());
-        let doomed: Vec<RouteKey> = st
-            .routes
-            .iter()
-            .filter(|(k, r)| {
-                (r.src == Some(net.addr()) && r.protocol != PROTO_KERNEL)
-                    || (last_v4 && k.dst.addr().is_ipv4() && r.uses_dev(link) && r.protocol != PROTO_KERNEL)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in doomed {
-            self.delete_route(ns, &k);
-        }
-        let st = self.cur_ns(ns);
-        st.addresses.remove(&(link.to_string(), *net));
-        st.routes
-            .retain(|k, r| !(r.protocol == PROTO_KERNEL && r.dev.as_deref() == Some(link) && k.dst == net.trunc()));
-        let span = self.span(ns, &Object::Address(link.to_string(), *net));
-        self.emit(
-            Phase::Deletes,
-            Op {
-                ns: ns.to_string(),
-                action: Action::DeleteAddress { link: link.to_string(), net: *net, addr },
-                class: Disruption::InPlace,
-                span,
-            },
-        );
     }
 
     pub(super) fn plan_sysctls(&mut self) {
@@ -338,22 +256,4 @@ impl Planner<'_> {
             }
         }
     }
-}
-
-/// The route the kernel adds for an address with a prefix route.
-pub(super) fn connected_route(link: &str, net: &IpNet) -> (RouteKey, Route) {
-    let v4 = net.addr().is_ipv4();
-    let key = RouteKey::new(netcfg_compiler::ir::MAIN_TABLE, net.trunc(), if v4 { 0 } else { 256 });
-    let route = Route {
-        via: None,
-        dev: Some(link.to_string()),
-        src: v4.then_some(net.addr()),
-        scope: if v4 { RouteScope::Link } else { RouteScope::Global },
-        onlink: false,
-        route_type: RouteType::Unicast,
-        protocol: PROTO_KERNEL,
-        metrics: Default::default(),
-        nexthops: Vec::new(),
-    };
-    (key, route)
 }

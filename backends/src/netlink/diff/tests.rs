@@ -1,6 +1,6 @@
 //! The planner on whole specs and live states.
 
-use super::objects::connected_route;
+use super::side_effects::connected_route;
 use super::*;
 use crate::netlink::desired::desired;
 use crate::netlink::plan::Action;
