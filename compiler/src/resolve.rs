@@ -1608,6 +1608,27 @@ node "w2" { use "worker" node-ip="10.0.0.12" pod-cidr="10.244.2.1/24" uplink="en
     }
 
     #[test]
+    fn a_bad_parameter_value_is_shown_where_it_is_given_and_where_the_template_uses_it() {
+        let d = check(
+            r#"
+template "w" {
+    param "ip"
+    param "mtu"
+    ethernet "eth0" mtu="${mtu}" { address "${ip}/24"; }
+//                                         ^^^^^^^^^^ error invalid-value
+}
+node "a" { use "w" ip="10.0.0.300" mtu=70000; }
+//                                     ^^^^^ error invalid-value
+"#,
+        );
+        let labels = |i: usize| d[i].secondary.iter().map(|l| l.message.clone()).collect::<Vec<_>>();
+        let spliced = d.iter().position(|x| x.message.contains("10.0.0.300")).unwrap();
+        assert_eq!(labels(spliced), ["`ip` = `10.0.0.300` (given here)"]);
+        let whole = d.iter().position(|x| x.message.contains("70000")).unwrap();
+        assert_eq!(labels(whole), ["`mtu` is used here, in the template"]);
+    }
+
+    #[test]
     fn template_parameter_errors() {
         check(
             r#"

@@ -132,14 +132,20 @@ fn display(v: &Value) -> String {
     }
 }
 
-/// The node with every `${NAME}` bound in `env` replaced; `hits` collects the spans of the
-/// entries that changed and the parameter that changed each.
-fn substitute(
-    node: &Node,
-    env: &HashMap<&str, Binding>,
-    hits: &mut Vec<(Span, String)>,
-    unescape: bool,
-) -> Node<'static> {
+/// Where a parameter's value went: the template's string (`entry`) and, for a whole-value
+/// placeholder, the span the value now carries (`at`: where it was given).
+struct Hit {
+    name: String,
+    entry: Span,
+    whole: Option<Span>,
+}
+
+fn within(inner: Span, outer: Span) -> bool {
+    inner.file == outer.file && outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// The node with every `${NAME}` bound in `env` replaced; `hits` says where each value went.
+fn substitute(node: &Node, env: &HashMap<&str, Binding>, hits: &mut Vec<Hit>, unescape: bool) -> Node<'static> {
     let entries = node
         .entries
         .iter()
@@ -153,6 +159,7 @@ fn substitute(
                         // about it points where it was given.
                         [(0, end, name)] if *end == s.len() && env.contains_key(name) => {
                             (span, inner) = (env[name].span, env[name].span);
+                            hits.push(Hit { name: name.to_string(), entry: e.span, whole: Some(span) });
                             owned_value(env[name].value)
                         }
                         _ => {
@@ -163,7 +170,7 @@ fn substitute(
                                     out.push_str(&s[at..start].replace("$${", "${"));
                                     out.push_str(&display(b.value));
                                     at = end;
-                                    hits.push((e.span, name.to_string()));
+                                    hits.push(Hit { name: name.to_string(), entry: e.span, whole: None });
                                     // No longer the source character for character: errors
                                     // point at the whole string.
                                     inner = e.span;
@@ -192,9 +199,10 @@ fn substitute(
     }
 }
 
-/// The body of a template with parameters, read with `env`'s values in place. Diagnostics about
-/// a value that came from a parameter carry a label at the value given (or the default), and
-/// every diagnostic a label at the `use`.
+/// The body of a template with parameters, read with `env`'s values in place. A diagnostic on a
+/// string that spliced a value carries a label at the value given (or the default); one on a
+/// whole value is on the value given, with a label where the template uses it; the `use` is
+/// labelled when no label shows it yet.
 pub fn instantiate(raw: &RawTemplate, env: &HashMap<&str, Binding>, use_span: Span) -> (NsBody, Vec<Diagnostic>) {
     let mut hits = Vec::new();
     let node = substitute(&raw.node, env, &mut hits, true);
@@ -209,17 +217,24 @@ pub fn instantiate(raw: &RawTemplate, env: &HashMap<&str, Binding>, use_span: Sp
     };
     for d in &mut diags {
         let primary = d.primary.span;
-        for (span, name) in &hits {
-            if span.file == primary.file && span.start <= primary.start && primary.end <= span.end {
-                if let Some(b) = env.get(name.as_str()) {
-                    d.secondary.push(Label {
-                        span: b.span,
-                        message: format!("`{name}` = `{}` ({})", display(b.value), b.origin),
-                    });
-                }
+        for hit in &hits {
+            let Some(b) = env.get(hit.name.as_str()) else { continue };
+            match hit.whole {
+                // The finding is on the value where it was given: show where the template uses it.
+                Some(at) if within(primary, at) => d
+                    .secondary
+                    .push(Label { span: hit.entry, message: format!("`{}` is used here, in the template", hit.name) }),
+                None if within(primary, hit.entry) => d.secondary.push(Label {
+                    span: b.span,
+                    message: format!("`{}` = `{}` ({})", hit.name, display(b.value), b.origin),
+                }),
+                _ => {}
             }
         }
-        d.secondary.push(Label { span: use_span, message: "in the template used here".into() });
+        // The `use` is already shown when the finding or a label is on one of its arguments.
+        if !within(primary, use_span) && !d.secondary.iter().any(|l| within(l.span, use_span)) {
+            d.secondary.push(Label { span: use_span, message: "in the template used here".into() });
+        }
     }
     (body, diags)
 }
