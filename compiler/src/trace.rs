@@ -339,6 +339,25 @@ struct WalkState {
     undo: Vec<Translation>,
 }
 
+impl WalkState {
+    /// DNAT or redirect: the packet's destination becomes `addr:port`; what it was is recorded
+    /// for the reply.
+    fn rewrite_dst(&mut self, at: NetnsRef, span: Option<Span>, addr: IpAddr, port: u16) {
+        let (old, old_port) = (self.packet.dst, self.packet.dport);
+        self.translations.push(Translation { at, kind: NatKind::Destination, addr: old, port: old_port, span });
+        self.packet.dst = addr;
+        self.packet.dport = port;
+    }
+
+    /// SNAT or masquerade: the packet's source becomes `addr`; what it was is recorded for the
+    /// reply.
+    fn rewrite_src(&mut self, at: NetnsRef, span: Option<Span>, addr: IpAddr) {
+        let (old, old_port) = (self.packet.src, self.packet.sport);
+        self.translations.push(Translation { at, kind: NatKind::Source, addr: old, port: old_port, span });
+        self.packet.src = addr;
+    }
+}
+
 enum Next {
     /// Arrives at the L3 of a namespace over a link.
     Receive(LinkRef),
@@ -844,15 +863,7 @@ impl<'m, 'f> Tracer<'m, 'f> {
                     (StepVerdict::Dropped, format!("chain `{}`: {v} by {rule}", d.chain))
                 }
                 NfAction::Dnat { addr, port } => {
-                    w.translations.push(Translation {
-                        at: ns,
-                        kind: NatKind::Destination,
-                        addr: before.dst,
-                        port: before.dport,
-                        span,
-                    });
-                    w.packet.dst = addr;
-                    w.packet.dport = port;
+                    w.rewrite_dst(ns, span, addr, port);
                     (verdict_if_ok, format!("chain `{}`: DNAT to {} by {rule}", d.chain, endpoint(addr, port)))
                 }
                 NfAction::Redirect { port } => {
@@ -872,26 +883,11 @@ impl<'m, 'f> Tracer<'m, 'f> {
                             .map(|a| a.addr())
                             .unwrap_or(before.dst),
                     };
-                    w.translations.push(Translation {
-                        at: ns,
-                        kind: NatKind::Destination,
-                        addr: before.dst,
-                        port: before.dport,
-                        span,
-                    });
-                    w.packet.dst = addr;
-                    w.packet.dport = port;
+                    w.rewrite_dst(ns, span, addr, port);
                     (verdict_if_ok, format!("chain `{}`: redirect to {} by {rule}", d.chain, endpoint(addr, port)))
                 }
                 NfAction::Snat { addr } => {
-                    w.translations.push(Translation {
-                        at: ns,
-                        kind: NatKind::Source,
-                        addr: before.src,
-                        port: before.sport,
-                        span,
-                    });
-                    w.packet.src = addr;
+                    w.rewrite_src(ns, span, addr);
                     (verdict_if_ok, format!("chain `{}`: SNAT to {addr} by {rule}", d.chain))
                 }
                 NfAction::Masquerade => {
@@ -901,14 +897,7 @@ impl<'m, 'f> Tracer<'m, 'f> {
                         .map(|a| a.addr());
                     match addr {
                         Some(addr) => {
-                            w.translations.push(Translation {
-                                at: ns,
-                                kind: NatKind::Source,
-                                addr: before.src,
-                                port: before.sport,
-                                span,
-                            });
-                            w.packet.src = addr;
+                            w.rewrite_src(ns, span, addr);
                             (verdict_if_ok, format!("chain `{}`: masquerade to {addr} by {rule}", d.chain))
                         }
                         None => (
