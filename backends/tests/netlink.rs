@@ -849,24 +849,7 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
     let before = bridge_vlans(&node);
     let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
     let last = p.ops.last().unwrap().clone();
-    p.ops.push(netlink::Op {
-        action: Action::AddRoute {
-            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
-            route: netlink::state::Route {
-                via: Some("10.200.0.1".parse().unwrap()),
-                dev: None,
-                src: None,
-                scope: netcfg_lang::vocab::RouteScope::Global,
-                onlink: false,
-                route_type: netcfg_lang::vocab::RouteType::Unicast,
-                protocol: netlink::state::NETCFG_PROTO,
-                metrics: Default::default(),
-                nexthops: Vec::new(),
-            },
-        },
-        ns: "@host".into(),
-        ..last
-    });
+    p.ops.push(common::unreachable_route(&last));
     let err = s
         .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
         .expect_err("the route has no way out");
@@ -945,23 +928,7 @@ fn an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back() 
     );
     assert!(p.to_text().contains("link wan0: rename nic-7f3a -> wan0"), "{}", p.to_text());
     let last = p.ops.last().unwrap().clone();
-    p.ops.push(netlink::Op {
-        action: Action::AddRoute {
-            key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
-            route: netlink::state::Route {
-                via: Some("10.200.0.1".parse().unwrap()),
-                dev: None,
-                src: None,
-                scope: netcfg_lang::vocab::RouteScope::Global,
-                onlink: false,
-                route_type: netcfg_lang::vocab::RouteType::Unicast,
-                protocol: netlink::state::NETCFG_PROTO,
-                metrics: Default::default(),
-                nexthops: Vec::new(),
-            },
-        },
-        ..last
-    });
+    p.ops.push(netlink::Op { ns: last.ns.clone(), ..common::unreachable_route(&last) });
     let err = s
         .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
         .expect_err("the route has no way out");

@@ -58,27 +58,6 @@ fn b_fails_and_rolls_back_to_a(node: &NodeRoot, a: &str, b: &str, k: Option<usiz
     len
 }
 
-/// An op the kernel refuses: a route through a gateway on no link.
-fn unreachable_route(like: &netlink::Op) -> netlink::Op {
-    let mut op = like.clone();
-    op.ns = "@host".into();
-    op.action = Action::AddRoute {
-        key: netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
-        route: netlink::state::Route {
-            via: Some("10.200.0.1".parse().unwrap()),
-            dev: None,
-            src: None,
-            scope: netcfg_lang::vocab::RouteScope::Global,
-            onlink: false,
-            route_type: netcfg_lang::vocab::RouteType::Unicast,
-            protocol: netlink::state::NETCFG_PROTO,
-            metrics: Default::default(),
-            nexthops: Vec::new(),
-        },
-    };
-    op
-}
-
 #[test]
 fn a_ruleset_nft_refuses_fails_plan_apply_and_verify_on_the_spec_line() {
     if !require_root("a_ruleset_nft_refuses_fails_plan_apply_and_verify_on_the_spec_line") {

@@ -518,3 +518,25 @@ pub fn wait_until(deadline: std::time::Duration, mut ready: impl FnMut() -> bool
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// An op the kernel refuses, in `@host` and otherwise like `like`: a route through a gateway
+/// on no link (the failing op the rollback tests end a plan with).
+pub fn unreachable_route(like: &netcfg_backends::netlink::Op) -> netcfg_backends::netlink::Op {
+    let mut op = like.clone();
+    op.ns = "@host".into();
+    op.action = netcfg_backends::netlink::Action::AddRoute {
+        key: netcfg_backends::netlink::state::RouteKey::new(254, "10.123.0.0/16".parse().unwrap(), 0),
+        route: netcfg_backends::netlink::state::Route {
+            via: Some("10.200.0.1".parse().unwrap()),
+            dev: None,
+            src: None,
+            scope: netcfg_lang::vocab::RouteScope::Global,
+            onlink: false,
+            route_type: netcfg_lang::vocab::RouteType::Unicast,
+            protocol: netcfg_backends::netlink::state::NETCFG_PROTO,
+            metrics: Default::default(),
+            nexthops: Vec::new(),
+        },
+    };
+    op
+}
