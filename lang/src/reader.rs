@@ -189,7 +189,7 @@ impl<'n> Reader<'n> {
             args_read: 0,
             props,
             children,
-            known_props: Vec::new(),
+            known_props: Vec::with_capacity(32),
             known_children: Vec::new(),
         }
     }
@@ -251,6 +251,13 @@ impl<'n> Reader<'n> {
     /// A property `key=value`, or an attribute child `key value` (both forms are accepted).
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
+        // Most nodes (a firewall rule asks for 29 keys) have no children: no attribute child to
+        // look for, no duplicate to report.
+        if self.children.is_empty() {
+            let p = self.props.iter_mut().find(|p| p.0 == key)?;
+            p.3 = true;
+            return Some(p.2);
+        }
         let as_children: Vec<usize> =
             self.children.iter().enumerate().filter(|(_, (c, _))| c.name.value == key).map(|(i, _)| i).collect();
         let prop = self.props.iter().position(|p| p.0 == key);

@@ -21,7 +21,7 @@
 //! provenance (every element carries the span of the rule it came from).
 
 use super::ruleset::*;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashSet};
 
 /// Whether a match on this selector can become one component of a set key.
 fn varying(sel: Selector) -> bool {
@@ -73,17 +73,24 @@ fn span1(v: &Value) -> Span1<'_> {
     }
 }
 
-/// A rule split into what stays in the merged rule and what becomes a key component.
+/// A rule split into what stays in the merged rule and what becomes a key component. Rules of a
+/// run with the same `fixed`, `keys` and `tail` (the shape) form a group.
 struct Split {
-    /// Matches kept as they are, then `|`, then the statements, as text: the group key.
-    shape: String,
-    /// The run key: the rule's statements (log, verdict).
-    statements: String,
     fixed: Vec<Expr>,
     keys: Vec<Selector>,
     /// Per key component, the values of this rule (their cross product are its elements).
     values: Vec<Vec<Value>>,
+    /// The rule's statements (log, verdict): the run key.
     tail: Vec<Expr>,
+}
+
+/// A group's key: the kept matches, the key selectors and the statements.
+type Shape<'s> = (&'s [Expr], &'s [Selector], &'s [Expr]);
+
+impl Split {
+    fn shape(&self) -> Shape<'_> {
+        (&self.fixed, &self.keys, &self.tail)
+    }
 }
 
 fn split(rule: &Rule) -> Option<Split> {
@@ -111,17 +118,30 @@ fn split(rule: &Rule) -> Option<Split> {
     if keys.is_empty() || !matches!(tail.last(), Some(Expr::Verdict(_) | Expr::Reject(_))) {
         return None;
     }
-    let statements = format!("{tail:?}");
-    let shape = format!("{fixed:?}|{keys:?}|{statements}");
-    Some(Split { shape, statements, fixed, keys, values, tail })
+    Some(Split { fixed, keys, values, tail })
 }
 
 /// The elements of one rule: the cross product of its components' values.
 fn elements(values: &[Vec<Value>], origin: netcfg_lang::Span) -> Vec<Element> {
-    let mut out: Vec<Vec<Value>> = vec![Vec::new()];
+    let count: usize = values.iter().map(Vec::len).product();
+    let mut out: Vec<Vec<Value>> = Vec::with_capacity(count);
+    out.push(Vec::with_capacity(values.len()));
     for vs in values {
-        out =
-            out.iter().flat_map(|prefix| vs.iter().map(move |v| [prefix.clone(), vec![v.clone()]].concat())).collect();
+        if let [v] = vs.as_slice() {
+            out.iter_mut().for_each(|key| key.push(v.clone()));
+            continue;
+        }
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                vs.iter().map(move |v| {
+                    let mut key = Vec::with_capacity(values.len());
+                    key.extend_from_slice(prefix);
+                    key.push(v.clone());
+                    key
+                })
+            })
+            .collect();
     }
     out.into_iter().map(|key| Element { key, data: None, origin }).collect()
 }
@@ -134,7 +154,7 @@ type Box1 = Vec<(u128, u128)>;
 /// component. Elements are bucketed by their point components, then swept along the interval
 /// component with the most distinct values, each compared with the elements still open there.
 fn overlapping(elems: &[Element]) -> Vec<usize> {
-    let mut buckets: HashMap<Vec<Span1>, Vec<(Box1, usize)>> = HashMap::new();
+    let mut buckets: HashMap<Vec<Span1>, Vec<(Box1, usize)>> = HashMap::default();
     for (i, e) in elems.iter().enumerate() {
         let (mut points, mut ivs) = (Vec::new(), Vec::new());
         for v in &e.key {
@@ -154,7 +174,7 @@ fn overlapping(elems: &[Element]) -> Vec<usize> {
             }
             continue;
         }
-        let distinct = |d: usize| boxes.iter().map(|b| b.0[d]).collect::<std::collections::HashSet<_>>().len();
+        let distinct = |d: usize| boxes.iter().map(|b| b.0[d]).collect::<HashSet<_>>().len();
         let sweep = (0..dims).max_by_key(|d| distinct(*d)).expect("dims > 0");
         boxes.sort_unstable_by_key(|b| b.0[sweep]);
         let mut open: Vec<&(Box1, usize)> = Vec::new();
@@ -181,9 +201,9 @@ pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rul
         // Walk back over runs this rule cannot share a packet with (a packet has one
         // transport protocol), to the nearest run that ends the same way.
         let mut target = None;
-        if let Some(st) = s.as_ref().map(|s| &s.statements) {
+        if let Some(st) = s.as_ref().map(|s| s.tail.as_slice()) {
             for (k, run) in runs.iter().enumerate().rev().take(MAX_HOPS) {
-                if run.statements.as_ref() == Some(st) {
+                if run.statements.as_deref() == Some(st) {
                     target = Some(k);
                     break;
                 }
@@ -194,7 +214,7 @@ pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rul
         }
         let k = target.unwrap_or_else(|| {
             runs.push(Run {
-                statements: s.as_ref().map(|s| s.statements.clone()),
+                statements: s.as_ref().map(|s| s.tail.clone()),
                 protos: Some(Vec::new()),
                 rules: Vec::new(),
             });
@@ -224,7 +244,7 @@ const MAX_HOPS: usize = 16;
 /// Consecutive rules that end the same way (`statements`), and the transport protocols their
 /// matches allow (`None`: any).
 struct Run {
-    statements: Option<String>,
+    statements: Option<Vec<Expr>>,
     protos: Option<Vec<netcfg_lang::vocab::Proto>>,
     rules: Vec<(Rule, Option<Split>)>,
 }
@@ -247,19 +267,27 @@ fn disjoint(a: &Option<Vec<netcfg_lang::vocab::Proto>>, b: &Option<Vec<netcfg_la
 
 /// Emits one run: its groups in the order of their first rule.
 fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets: &mut Vec<Set>, n: &mut usize) {
-    let mut groups: Vec<Vec<(Rule, Option<Split>)>> = Vec::new();
-    let mut by_shape: HashMap<String, usize> = HashMap::new();
-    for (rule, s) in run {
-        let slot = match &s {
-            Some(s) => *by_shape.entry(s.shape.clone()).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            }),
-            None => {
-                groups.push(Vec::new());
-                groups.len() - 1
-            }
-        };
+    // Each rule's group, by shape (borrowed from the splits), then the rules moved into them.
+    let mut slots = Vec::with_capacity(run.len());
+    let mut count = 0;
+    {
+        let mut by_shape: HashMap<Shape, usize> = HashMap::default();
+        for (_, s) in &run {
+            let slot = match s {
+                Some(s) => *by_shape.entry(s.shape()).or_insert_with(|| {
+                    count += 1;
+                    count - 1
+                }),
+                None => {
+                    count += 1;
+                    count - 1
+                }
+            };
+            slots.push(slot);
+        }
+    }
+    let mut groups: Vec<Vec<(Rule, Option<Split>)>> = (0..count).map(|_| Vec::new()).collect();
+    for ((rule, s), slot) in run.into_iter().zip(slots) {
         groups[slot].push((rule, s));
     }
     for group in groups {
@@ -269,18 +297,27 @@ fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets
         }
         // Rules whose elements overlap another's stay rules of their own, after the set
         // (the kernel refuses overlapping elements; the run's order does not matter).
-        let mut elems: Vec<Element> = Vec::new();
-        let mut owner: Vec<usize> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut elems: Vec<Element> = Vec::with_capacity(group.len());
+        let mut owner: Vec<usize> = Vec::with_capacity(group.len());
         for (k, (rule, s)) in group.iter().enumerate() {
             for e in elements(&s.as_ref().expect("grouped rules split").values, rule.origin) {
-                if seen.insert(e.key.clone()) {
-                    elems.push(e);
-                    owner.push(k);
-                }
+                elems.push(e);
+                owner.push(k);
             }
         }
-        let apart: std::collections::HashSet<usize> = overlapping(&elems).into_iter().map(|i| owner[i]).collect();
+        // Exact duplicates: the first one stays.
+        let keep: Vec<bool> = {
+            let mut seen: HashSet<&[Value]> = HashSet::default();
+            seen.reserve(elems.len());
+            elems.iter().map(|e| seen.insert(e.key.as_slice())).collect()
+        };
+        if keep.contains(&false) {
+            let mut k = keep.iter();
+            owner.retain(|_| *k.next().expect("one flag per element"));
+            let mut k = keep.iter();
+            elems.retain(|_| *k.next().expect("one flag per element"));
+        }
+        let apart: HashSet<usize> = overlapping(&elems).into_iter().map(|i| owner[i]).collect();
         if group.len() - apart.len() < 2 {
             out.extend(group.into_iter().map(|(r, _)| r));
             continue;

@@ -255,9 +255,14 @@ fn proto(p: Proto) -> &'static str {
 
 fn value(v: &Value) -> String {
     match v {
-        Value::Net(n) if n.prefix_len() == n.max_prefix_len() => n.addr().to_string(),
-        Value::Net(n) => n.to_string(),
-        Value::Addr(a) => a.to_string(),
+        Value::Net(n) if n.prefix_len() == n.max_prefix_len() => addr_text(n.addr()),
+        Value::Net(n) => {
+            let mut s = addr_text(n.addr());
+            s.push('/');
+            s.push_str(&n.prefix_len().to_string());
+            s
+        }
+        Value::Addr(a) => addr_text(*a),
         Value::Ports(p) if p.0.len() == 1 => p.0[0].to_string(),
         Value::Ports(p) => format!("{{ {} }}", p.0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")),
         Value::Port(p) => p.to_string(),
@@ -286,6 +291,26 @@ fn value(v: &Value) -> String {
         Value::PktType(p) => p.keyword().into(),
         Value::Local => "local".into(),
     }
+}
+
+/// An address as nft writes it. IPv4 by hand: `Display` through `fmt::write` was 3% of `plan`
+/// on 10,000 rules (one address per set element).
+fn addr_text(a: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(a) = a else { return a.to_string() };
+    let mut s = String::with_capacity(15);
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 /// `10/minute burst 5 packets`.

@@ -99,7 +99,7 @@ impl fmt::Display for IfName {
 }
 
 /// A free-text comment, reduced to what nft accepts inside quotes (128 bytes, no quotes).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Comment(String);
 
 impl Comment {
@@ -174,7 +174,7 @@ impl KeyType {
 
 /// One component of a key or of map data, written as the expression it is matched with
 /// (`typeof ip daddr . meta l4proto . th dport`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyExpr {
     Sel(Selector),
     /// `numgen random mod N`: a random number in `0..N`, drawn per new connection.
@@ -327,14 +327,14 @@ pub struct Rule {
     pub origin: Span,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Accept,
     Drop,
 }
 
 /// What a match compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Selector {
     Iif,
     IifName,
@@ -392,13 +392,13 @@ pub enum Value {
     Local,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     Eq,
     Ne,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Expr {
     Match {
         sel: Selector,
@@ -488,7 +488,7 @@ pub enum Expr {
 }
 
 /// A limit kept per key in a dynamic set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyedLimit {
     Rate {
         rate: u32,
@@ -499,7 +499,7 @@ pub enum KeyedLimit {
     Connections(u32),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectWith {
     /// For TCP: the client sees "connection refused" at once.
     TcpReset,

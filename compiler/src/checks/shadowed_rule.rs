@@ -26,11 +26,12 @@
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Firewall, LinkId, Rule};
 use crate::model::Model;
+use foldhash::HashMap;
 use ipnet::IpNet;
 use netcfg_lang::value::{PortRange, PortSet};
 use netcfg_lang::vocab::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const CHECK: Check = Check {
     code: Code::new("shadowed-rule", &[Severity::Warning, Severity::Error], "a firewall rule that never matches"),
@@ -92,11 +93,16 @@ impl<'a> Matches<'a> {
         // A zone's pattern (`veth*`) also matches links that appear at run time: each distinct
         // prefix stands for them as one id no declared link has, so a rule of that zone covers a
         // later one of the same pattern, and a rule naming only declared links covers none.
-        let mut prefixes: Vec<&str> =
-            fw.zones.iter().flat_map(|z| z.patterns.iter().map(|p| p.value.as_str())).collect();
-        prefixes.sort_unstable();
-        prefixes.dedup();
-        let unknown = |p: &str| LinkId(u32::MAX - prefixes.binary_search(&p).unwrap_or(0) as u32);
+        let unknown = |p: &str| {
+            if !fw.zones.iter().any(|z| !z.patterns.is_empty()) {
+                return LinkId(u32::MAX);
+            }
+            let mut prefixes: Vec<&str> =
+                fw.zones.iter().flat_map(|z| z.patterns.iter().map(|p| p.value.as_str())).collect();
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            LinkId(u32::MAX - prefixes.binary_search(&p).unwrap_or(0) as u32)
+        };
         let links = |link: Option<LinkId>, zone: Option<usize>| {
             let by_link = link.map(|l| BTreeSet::from([l]));
             let by_zone = zone.map(|z| {
@@ -118,6 +124,7 @@ impl<'a> Matches<'a> {
         };
         let declared =
             if rule.state.is_empty() { ALL_STATES } else { rule.state.iter().fold(0, |bits, s| bits | state_bit(*s)) };
+        let families = fw.rule_families(rule);
         Matches {
             rule,
             proto: rule.proto.as_ref().map(|p| p.value),
@@ -128,8 +135,8 @@ impl<'a> Matches<'a> {
             iif: links(rule.iif.as_ref().map(|l| l.value), rule.from_zone.as_ref().map(|z| z.value.0 as usize)),
             oif: links(rule.oif.as_ref().map(|l| l.value), rule.to_zone.as_ref().map(|z| z.value.0 as usize)),
             states: declared & reaching,
-            no_family: fw.rule_families(rule).is_empty(),
-            families: fw.rule_families(rule).iter().fold(0, |bits, f| {
+            no_family: families.is_empty(),
+            families: families.iter().fold(0, |bits, f| {
                 bits | match f {
                     netcfg_lang::vocab::Family::Ipv4 => 1,
                     netcfg_lang::vocab::Family::Ipv6 => 2,
@@ -436,16 +443,22 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 for (dim, union) in DIMS.iter().zip(unions.iter_mut()) {
                     let Some(mine) = dim.ranges(later) else { continue };
                     let key = dim.key(later);
-                    if !reported {
-                        if let Some(earlier) = union.covering(&key, &mine) {
-                            let earlier: Vec<&Rule> = earlier.into_iter().map(|i| rules[i].rule).collect();
-                            diags.push(shadow_by_union(later.rule, &earlier, dim.name()));
-                            // One finding per rule.
-                            break;
+                    match union.slot(key) {
+                        Some(slot) => {
+                            if !reported {
+                                if let Some(earlier) = slot.covering(&mine) {
+                                    let earlier: Vec<&Rule> = earlier.into_iter().map(|i| rules[i].rule).collect();
+                                    diags.push(shadow_by_union(later.rule, &earlier, dim.name()));
+                                    // One finding per rule.
+                                    break;
+                                }
+                            }
+                            if !later.opaque {
+                                slot.add(&mine, j);
+                            }
                         }
-                    }
-                    if !later.opaque {
-                        union.add(key, &mine, j);
+                        None if !later.opaque => union.add(key, &mine, j),
+                        None => {}
                     }
                 }
                 // A rule of a rule group is written once: say which use of the group this is.
@@ -538,11 +551,15 @@ struct Key<'m> {
 /// Per key, the values of the earlier rules merged into disjoint ranges (an interval set keyed
 /// by each range's start, so adding a rule's ranges costs a logarithm, not a re-sort of every
 /// earlier range: with 10,000 rules sharing a key that re-sort was most of `check`), and which
-/// rule contributed each original range.
+/// rule contributed each original range. One map, so a rule hashes its key once per dimension.
 #[derive(Default)]
 struct Union<'m> {
-    merged: HashMap<Key<'m>, Merged>,
-    parts: HashMap<Key<'m>, Vec<(Range, usize)>>,
+    keys: HashMap<Key<'m>, Slot>,
+}
+
+struct Slot {
+    merged: Merged,
+    parts: Vec<(Range, usize)>,
 }
 
 /// One key's merged ranges: most keys hold one rule's single range (a `BTreeMap` node for each
@@ -575,49 +592,88 @@ impl Merged {
 }
 
 /// Adds `r` to a set of disjoint, non-adjacent ranges, merging it with those it overlaps or
-/// touches.
+/// touches. A range that extends the one before it (addresses in order, the common case) grows
+/// that entry in place.
 fn insert_range(set: &mut BTreeMap<(bool, u128), u128>, r: Range) {
-    let (v6, mut lo, mut hi) = r;
-    if let Some((&(pv6, plo), &phi)) = set.range(..=(v6, lo)).next_back() {
-        if pv6 == v6 && phi.saturating_add(1) >= lo {
-            if phi >= hi {
+    let (v6, lo, hi) = r;
+    // After every range there: appended, or the last range grown.
+    if let Some(mut last) = set.last_entry() {
+        if *last.key() <= (v6, lo) {
+            if last.key().0 == v6 && last.get().saturating_add(1) >= lo {
+                let grown = (*last.get()).max(hi);
+                *last.get_mut() = grown;
+            } else {
+                set.insert((v6, lo), hi);
+            }
+            return;
+        }
+    }
+    let mut start = (v6, lo);
+    match set.range_mut(..=(v6, lo)).next_back() {
+        Some((&(pv6, plo), phi)) if pv6 == v6 && phi.saturating_add(1) >= lo => {
+            if *phi >= hi {
                 return;
             }
-            lo = plo;
-            set.remove(&(pv6, plo));
+            *phi = hi;
+            start = (pv6, plo);
+        }
+        _ => {
+            set.insert(start, hi);
         }
     }
-    while let Some((&(nv6, nlo), &nhi)) = set.range((v6, lo)..).next() {
-        if nv6 != v6 || nlo > hi.saturating_add(1) {
+    // Absorb the ranges after it that it now overlaps or touches.
+    let mut end = hi;
+    while let Some((&(nv6, nlo), &nhi)) =
+        set.range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded)).next()
+    {
+        if nv6 != v6 || nlo > end.saturating_add(1) {
             break;
         }
-        hi = hi.max(nhi);
+        end = end.max(nhi);
         set.remove(&(nv6, nlo));
     }
-    set.insert((v6, lo), hi);
+    if end != hi {
+        set.insert(start, end);
+    }
 }
 
 impl<'m> Union<'m> {
+    /// The key's slot, for [`Slot::covering`] then [`Slot::add`].
+    fn slot(&mut self, key: Key<'m>) -> Option<&mut Slot> {
+        self.keys.get_mut(&key)
+    }
+
     fn add(&mut self, key: Key<'m>, ranges: &[Range], rule: usize) {
-        for r in ranges.iter().filter(|r| r.1 <= r.2) {
-            match self.merged.entry(key) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Merged::One(*r));
+        match self.keys.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().add(ranges, rule),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let mut valid = ranges.iter().filter(|r| r.1 <= r.2);
+                if let Some(first) = valid.next() {
+                    let mut slot = Slot { merged: Merged::One(*first), parts: Vec::new() };
+                    valid.for_each(|r| slot.merged.insert(*r));
+                    slot.parts.extend(ranges.iter().map(|r| (*r, rule)));
+                    v.insert(slot);
                 }
-                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().insert(*r),
             }
         }
-        self.parts.entry(key).or_default().extend(ranges.iter().map(|r| (*r, rule)));
+    }
+}
+
+impl Slot {
+    fn add(&mut self, ranges: &[Range], rule: usize) {
+        for r in ranges.iter().filter(|r| r.1 <= r.2) {
+            self.merged.insert(*r);
+        }
+        self.parts.extend(ranges.iter().map(|r| (*r, rule)));
     }
 
     /// The earlier rules whose values together cover every range of `mine`, if they do.
-    fn covering(&self, key: &Key<'m>, mine: &[Range]) -> Option<Vec<usize>> {
-        let merged = self.merged.get(key)?;
-        let covered = mine.iter().all(|m| merged.covers(m));
-        if !covered {
+    fn covering(&self, mine: &[Range]) -> Option<Vec<usize>> {
+        if !mine.iter().all(|m| self.merged.covers(m)) {
             return None;
         }
-        let mut rules: Vec<usize> = self.parts[key]
+        let mut rules: Vec<usize> = self
+            .parts
             .iter()
             .filter(|(r, _)| mine.iter().any(|m| m.0 == r.0 && r.1 <= m.2 && m.1 <= r.2))
             .map(|(_, i)| *i)
