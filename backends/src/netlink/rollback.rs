@@ -269,6 +269,7 @@ impl Session {
     pub(super) fn record(&mut self, desired: &Desired, opts: super::Options) -> Result<Recorded, PlanError> {
         let (live, orphans, nft, mut snapshot) = self.record_state(desired, opts)?;
         self.record_set_sysctls(&mut snapshot)?;
+        self.record_unlisted_tables(&mut snapshot, nft.as_ref())?;
         Ok((live, orphans, nft, snapshot))
     }
 
@@ -318,6 +319,20 @@ impl Session {
         Ok(())
     }
 
+    /// Adds to `snapshot` the tables the plan did not list (known unchanged by their
+    /// generation): a rollback needs them only when the plan has ops.
+    pub(super) fn record_unlisted_tables(
+        &self,
+        snapshot: &mut Snapshot,
+        nft: Option<&BTreeMap<NsName, NftState>>,
+    ) -> Result<(), PlanError> {
+        for (ns, _) in nft.into_iter().flatten().filter(|(_, st)| st.unchanged_by_generation) {
+            let t = self.read_table(ns).map_err(PlanError::Kernel)?;
+            snapshot.nft.insert(ns.clone(), t);
+        }
+        Ok(())
+    }
+
     fn read_table(&self, ns: &str) -> Result<Option<RecordedTable>, NlError> {
         let loc = self.map.locate(ns);
         let json = exec::list_table(&loc.nft_target()).map_err(|e| NlError::other(e.to_string()))?;
@@ -348,7 +363,12 @@ impl Session {
             };
             nft.insert(
                 ns.clone(),
-                NftState { live: live_json, planned: recorded.as_ref().map(|t| t.json.clone()), live_text },
+                NftState {
+                    live: live_json,
+                    planned: recorded.as_ref().map(|t| t.json.clone()),
+                    live_text,
+                    unchanged_by_generation: false,
+                },
             );
         }
         diff::diff(&target, &live, &orphans, Some(&nft)).map_err(PlanError::Conflicts)
