@@ -366,6 +366,7 @@ impl Session {
     pub fn plan_recorded(&mut self, desired: &Desired, opts: Options) -> Result<(Plan, Snapshot), PlanError> {
         let (live, orphans, nft, mut snapshot) = self.record_state(desired, opts)?;
         let plan = diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)?;
+        snapshot.state = live.state;
         if plan.is_empty() {
             // Nothing to roll back: the same snapshot whether or not the tables were listed.
             snapshot.nft.clear();
