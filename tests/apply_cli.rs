@@ -491,9 +491,14 @@ fn signals_during_apply_roll_back_to_the_state_before() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let pid = child.id() as libc::pid_t;
+        // From the moment its handlers are installed (before that a signal ends the process
+        // before any change, as for any program): a faster apply made the first delays shorter
+        // than starting the binary on a loaded machine.
+        let handles = || catches(pid, libc::SIGINT) && catches(pid, libc::SIGTERM) && catches(pid, libc::SIGHUP);
+        assert!(netcfg_testkit::wait_until(Duration::from_secs(30), handles), "run {i}: no signal handlers");
         let delay = full.mul_f64((f64::from(i) + 0.5) / 9.0);
         std::thread::sleep(delay);
-        let pid = child.id() as libc::pid_t;
         // SAFETY: signals to the child this test spawned.
         unsafe { libc::kill(pid, sig) };
         if i % 2 == 1 {
@@ -526,6 +531,16 @@ fn signals_during_apply_roll_back_to_the_state_before() {
     assert!(interrupted >= 3, "only {interrupted} of 9 signals landed during an apply ({finished} finished)");
     let _ = std::fs::remove_file(a);
     let _ = std::fs::remove_file(b);
+}
+
+/// Whether process `pid` has a handler for `sig` (`SigCgt` in `/proc/PID/status`).
+fn catches(pid: libc::pid_t, sig: libc::c_int) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
 }
 
 /// SIGKILL leaves the journal (root-only); the next `verify` (or `plan --live`) finds it,
