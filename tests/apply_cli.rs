@@ -491,9 +491,14 @@ fn signals_during_apply_roll_back_to_the_state_before() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let pid = child.id() as libc::pid_t;
+        // From the moment its handlers are installed (before that a signal ends the process
+        // before any change, as for any program): a faster apply made the first delays shorter
+        // than starting the binary on a loaded machine.
+        let handles = || catches(pid, libc::SIGINT) && catches(pid, libc::SIGTERM) && catches(pid, libc::SIGHUP);
+        assert!(netcfg_testkit::wait_until(Duration::from_secs(30), handles), "run {i}: no signal handlers");
         let delay = full.mul_f64((f64::from(i) + 0.5) / 9.0);
         std::thread::sleep(delay);
-        let pid = child.id() as libc::pid_t;
         // SAFETY: signals to the child this test spawned.
         unsafe { libc::kill(pid, sig) };
         if i % 2 == 1 {
@@ -526,6 +531,16 @@ fn signals_during_apply_roll_back_to_the_state_before() {
     assert!(interrupted >= 3, "only {interrupted} of 9 signals landed during an apply ({finished} finished)");
     let _ = std::fs::remove_file(a);
     let _ = std::fs::remove_file(b);
+}
+
+/// Whether process `pid` has a handler for `sig` (`SigCgt` in `/proc/PID/status`).
+fn catches(pid: libc::pid_t, sig: libc::c_int) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
 }
 
 /// SIGKILL leaves the journal (root-only); the next `verify` (or `plan --live`) finds it,
@@ -988,4 +1003,100 @@ fn saved_plan_applies_exactly_and_is_refused_after_the_node_changed() {
     for f in [&path, &saved, &bad] {
         let _ = std::fs::remove_file(f);
     }
+}
+
+/// `netcfg` with a `PATH` that has neither `nft` nor `ip`: whatever it still plans, it
+/// planned without listing a table.
+fn netcfg_without_nft(args: &[String]) -> (i32, String, String) {
+    let empty = tmp("no-tools");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("PATH", &empty)
+        .output()
+        .expect("run netcfg");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// A no-op plan knows netcfg's table is unchanged from the namespace's nf_tables generation
+/// (no `nft` runs: without `nft` on the PATH it still plans "no changes"), and any commit since
+/// — another table, a chain a racing tool flushed, the namespace made anew with a table of the
+/// same name loaded by hand — sends it back to the listing, which names the difference.
+#[test]
+fn an_unchanged_table_is_known_by_its_generation_and_any_commit_lists_it_again() {
+    if !require_root("an_unchanged_table_is_known_by_its_generation_and_any_commit_lists_it_again") {
+        return;
+    }
+    let node = Node::new("gen");
+    let file = tmp("gen.kdl");
+    spec(&file, 1, 0);
+    let f = file.to_str().unwrap();
+    let root = ["--netns-root", node.root.as_str()];
+    let with = |cmd: &[&'static str]| -> Vec<String> {
+        cmd.iter().copied().chain([f]).chain(root).map(str::to_string).collect()
+    };
+    let nft = |args: &[&str]| sh(&[&["ip", "netns", "exec", node.root.as_str(), "nft"][..], args].concat());
+    assert_eq!(netcfg(&strs(&with(&["apply"]))).0, 0);
+    let (code, out, err) = netcfg_without_nft(&with(&["plan", "--detailed-exitcode"]));
+    assert_eq!(code, 0, "an applied table needs no listing: {out}{err}");
+    assert_eq!(netcfg_without_nft(&with(&["verify"])).0, 0);
+
+    // Another table: a commit in the namespace, so the table is listed again (which fails
+    // without nft: an error, never "no changes"); once listed equal, it is remembered again.
+    nft(&["add", "table", "inet", "other"]);
+    let (code, _, err) = netcfg_without_nft(&with(&["verify"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nft") || err.contains("ip"), "{err}");
+    assert_eq!(netcfg(&strs(&with(&["verify"]))).0, 0, "another table is not netcfg's");
+    assert_eq!(netcfg_without_nft(&with(&["verify"])).0, 0);
+
+    // A racing tool flushes netcfg's input chain: named by verify, put back by apply.
+    let listing = nft(&["list", "table", "inet", "netcfg"]);
+    nft(&["flush", "chain", "inet", "netcfg", "input"]);
+    let (code, out, _) = netcfg(&strs(&with(&["verify"])));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("iif \"lo\" accept"), "the flushed rules are named: {out}");
+    assert_eq!(netcfg(&strs(&with(&["apply"]))).0, 0);
+    assert_eq!(netcfg_without_nft(&with(&["verify"])).0, 0);
+
+    // A plan with ops on a node whose table was not listed: its snapshot lists it, so the
+    // rollback of a failed apply keeps the table (a snapshot without it would delete it).
+    let more = tmp("gen-more.kdl");
+    spec(&more, 1, 2);
+    assert_eq!(netcfg_without_nft(&with(&["verify"])).0, 0, "the table is known unchanged");
+    let out = Command::new(env!("CARGO_BIN_EXE_netcfg"))
+        .args(["apply", more.to_str().unwrap(), "--netns-root", &node.root])
+        .env("NETCFG_FAULT_OP", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("every change was rolled back"));
+    assert_eq!(netcfg(&strs(&with(&["verify"]))).0, 0, "the rollback kept netcfg's table");
+    let _ = std::fs::remove_file(more);
+
+    // The node's namespace made anew (same name), with netcfg's table loaded by hand minus
+    // one rule: another namespace, whatever its generation, so the table is listed.
+    sh(&["ip", "netns", "del", &node.root]);
+    sh(&["ip", "netns", "add", &node.root]);
+    // The old pair goes with the old namespace, which the kernel cleans up a little later.
+    let gone =
+        || !Command::new("ip").args(["-n", &node.lan, "link", "show", "lan0"]).output().unwrap().status.success();
+    assert!(netcfg_testkit::wait_until(Duration::from_secs(10), gone), "the old `lan0` stays");
+    sh(&["ip", "link", "add", "eth0", "netns", &node.root, "type", "veth", "peer", "name", "lan0", "netns", &node.lan]);
+    let edited: String =
+        listing.lines().filter(|l| !l.contains("iif \"lo\" accept")).map(|l| format!("{l}\n")).collect();
+    let table = tmp("gen.nft");
+    std::fs::write(&table, edited).unwrap();
+    nft(&["-f", table.to_str().unwrap()]);
+    let _ = std::fs::remove_file(table);
+    let (code, out, _) = netcfg(&strs(&with(&["verify"])));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("iif \"lo\" accept"), "the rule missing in the new namespace is named: {out}");
+    let _ = std::fs::remove_file(file);
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

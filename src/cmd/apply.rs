@@ -104,6 +104,10 @@ pub fn run(args: Args) -> ExitStatus {
     }
     if plan.is_empty() {
         eprintln!("no changes: node `{}` matches the spec", compiled.node().name.value);
+        // The process ends here: its memory goes with it, not object by object (freeing the
+        // compiled spec, the desired and the recorded state was 4% of a no-op apply's CPU on
+        // a node of 12,000 objects).
+        std::mem::forget((compiled, desired, snapshot));
         return ExitStatus::Success;
     }
     if let Err(status) = super::write_stdout(&crate::report::plan::render(

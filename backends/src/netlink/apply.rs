@@ -57,7 +57,7 @@ impl<'a> Executor<'a> {
         if let Some(i) = self.index.get(&(ns.to_string(), name.to_string())) {
             return Ok(*i);
         }
-        let mut msg = LinkMessage::default();
+        let mut msg = super::live::link_request();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let answer = self
             .conn(ns)?
@@ -451,7 +451,7 @@ impl<'a> Executor<'a> {
 
     /// A link's kind (`IFLA_INFO_KIND`) and whether it is up.
     async fn get_link(&mut self, ns: &str, name: &str) -> Result<(Option<String>, bool), NlError> {
-        let mut msg = LinkMessage::default();
+        let mut msg = super::live::link_request();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let answer = self.conn(ns)?.get(RouteNetlinkMessage::GetLink(msg), 0).await?;
         for m in answer {

@@ -292,26 +292,37 @@ impl Session {
 
     /// The live nft table and the canonical form of the planned one, per namespace. A ruleset
     /// nft refuses (or an nft that cannot run) is an error with nft's words on the spec text.
+    /// A namespace whose nf_tables generation and script are the ones recorded when its table
+    /// was last listed equal to the plan is not listed at all (`nftables::generation`): its
+    /// state says so, and a snapshot lists it only when the plan has ops.
     pub fn nft_state(&self, desired: &Desired, live: &Live) -> Result<BTreeMap<NsName, NftState>, PlanError> {
-        use crate::nftables::exec;
+        use crate::nftables::{exec, generation};
         let mut out = BTreeMap::new();
         for (ns, script) in &desired.nft {
             let kernel = |e: exec::ExecError| PlanError::Kernel(NlError::other(e.to_string()));
-            let live_table = if live.missing.contains(ns) {
-                None
-            } else {
-                exec::list_table(&self.map.locate(ns).nft_target()).map_err(kernel)?
-            };
+            let loc = self.map.locate(ns);
+            let present = !live.missing.contains(ns);
+            let digest = generation::digest(&script.text);
+            let before = if present { read_generation(&loc) } else { None };
+            if before.is_some_and(|g| generation::unchanged(g, &digest)) {
+                out.insert(ns.clone(), NftState { unchanged_by_generation: true, ..NftState::default() });
+                continue;
+            }
+            let live_table = if present { exec::list_table(&loc.nft_target()).map_err(kernel)? } else { None };
             let planned = exec::canonical(script).map_err(|e| {
                 PlanError::Rejected(exec::diagnostics(script, &e, desired.span_of(ns, &diff_object_nft())))
             })?;
             // The listing is what a rollback loads back: the snapshot records it whether or not
             // this plan replaces the table (a restore of a namespace may have to put it back).
             let live_text = match &live_table {
-                Some(_) => Some(apply::list_table_text(&self.map.locate(ns)).map_err(PlanError::Kernel)?),
+                Some(_) => Some(apply::list_table_text(&loc).map_err(PlanError::Kernel)?),
                 None => None,
             };
-            out.insert(ns.clone(), NftState { live: live_table, planned, live_text });
+            // Equal at one generation (nothing committed while it was listed): remembered.
+            if let Some(g) = before.filter(|g| live_table == planned && read_generation(&loc) == Some(*g)) {
+                generation::remember(g, &digest);
+            }
+            out.insert(ns.clone(), NftState { live: live_table, planned, live_text, unchanged_by_generation: false });
         }
         Ok(out)
     }
@@ -355,8 +366,13 @@ impl Session {
     pub fn plan_recorded(&mut self, desired: &Desired, opts: Options) -> Result<(Plan, Snapshot), PlanError> {
         let (live, orphans, nft, mut snapshot) = self.record_state(desired, opts)?;
         let plan = diff::diff(desired, &live, &orphans, nft.as_ref()).map_err(PlanError::Conflicts)?;
-        if !plan.is_empty() {
+        snapshot.state = live.state;
+        if plan.is_empty() {
+            // Nothing to roll back: the same snapshot whether or not the tables were listed.
+            snapshot.nft.clear();
+        } else {
             self.record_set_sysctls(&mut snapshot)?;
+            self.record_unlisted_tables(&mut snapshot, nft.as_ref())?;
         }
         Ok((plan, snapshot))
     }
@@ -515,6 +531,12 @@ fn route_run(ops: &[Op], k: usize, fail_at: Option<usize>) -> usize {
     };
     let end = fail_at.filter(|f| *f > k).unwrap_or(usize::MAX).min(k + ROUTE_RUN).min(ops.len());
     ops[k..end].iter().take_while(|op| is_route(op) && op.ns == ops[k].ns).count()
+}
+
+/// The nf_tables generation of the namespace at `loc`; `None` when it cannot be read (the
+/// table is then listed, as without it).
+fn read_generation(loc: &Location) -> Option<crate::nftables::generation::Generation> {
+    namespaces::run_at(loc, crate::nftables::generation::read_current).ok()?.ok()?
 }
 
 fn diff_object_nft() -> desired::Object {

@@ -6,6 +6,7 @@ pub mod changes;
 pub mod eval;
 pub mod exec;
 pub mod features;
+pub mod generation;
 pub mod lower;
 pub mod merge;
 pub mod render;

@@ -37,13 +37,17 @@ pub const CHECK: Check = Check {
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
+        let node = model.node(ns.node);
+        // The namespace's VRF ports, found once: a scan of every link per route was most of
+        // this check's time on a node of 2,000 links and 10,000 routes.
+        let vrf_ports: Vec<&Link> = node.links_in(netns.id).filter(|l| node.vrf_table(l).is_some()).collect();
         for route in &netns.routes {
             // Each gateway: the route's own, or each next hop's of a multipath route.
             for (via, dev, onlink) in route.gateways() {
                 let hop = Hop { via, dev, onlink };
                 if route.route_type != RouteType::Unicast
                     || on_link_in_own_table(netns, route, &hop)
-                    || on_link_in_vrf(model.node(ns.node), netns, route, &hop)
+                    || on_link_in_vrf(node, &vrf_ports, route, &hop)
                 {
                     continue;
                 }
@@ -76,8 +80,8 @@ fn on_link_in_own_table(netns: &Netns, route: &Route, hop: &Hop) -> bool {
 
 /// A route of a VRF's table whose gateway is in the connected subnet of one of the VRF's ports
 /// (over the same `dev` when the route names one): those connected routes are in that table.
-fn on_link_in_vrf(node: &Node, netns: &Netns, route: &Route, hop: &Hop) -> bool {
-    node.links_in(netns.id).any(|l| {
+fn on_link_in_vrf(node: &Node, vrf_ports: &[&Link], route: &Route, hop: &Hop) -> bool {
+    vrf_ports.iter().any(|l| {
         node.vrf_table(l) == Some(route.table)
             && l.up
             && hop.dev.is_none_or(|d| d.value == l.id)

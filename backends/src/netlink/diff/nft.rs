@@ -11,6 +11,9 @@ pub struct NftState {
     pub planned: Option<Json>,
     /// The live table as `nft list` prints it: what a rollback loads back.
     pub live_text: Option<String>,
+    /// Not listed: the namespace's nf_tables generation and the script are those recorded when
+    /// the table was last listed equal to the plan (`nftables::generation`), so it still is.
+    pub unchanged_by_generation: bool,
 }
 
 impl NftState {
@@ -21,6 +24,7 @@ impl NftState {
             live: None,
             planned: script.creates_table.then(|| Json::String(script.text.clone())),
             live_text: None,
+            unchanged_by_generation: false,
         }
     }
 }
@@ -29,7 +33,7 @@ impl Planner<'_> {
     pub(super) fn plan_nft(&mut self, nft: &BTreeMap<NsName, NftState>) {
         for (ns, script) in &self.d.nft {
             let state = nft.get(ns).cloned().unwrap_or_default();
-            if state.live == state.planned {
+            if state.unchanged_by_generation || state.live == state.planned {
                 continue;
             }
             self.emit(
