@@ -6,6 +6,7 @@ use crate::ir::*;
 use ipnet::IpNet;
 use netcfg_lang::ast::{self, NsBody, RouteDst, SysctlValue};
 use netcfg_lang::diagnostic::closest;
+use netcfg_lang::rare::Rare;
 use netcfg_lang::value::SysctlPath;
 use netcfg_lang::vocab::{RouteScope, RouteType};
 use netcfg_lang::{code, Code, Diagnostic, Span, Spanned};
@@ -1279,18 +1280,7 @@ impl<'d> NodeBuilder<'d> {
             prefix: r.log_prefix.as_ref().map(|p| p.value.clone()),
             level: r.log_level.as_ref().map(|l| l.value),
         });
-        Rule {
-            verdict: r.verdict.clone(),
-            direction: r.direction.clone(),
-            proto: r.proto.clone(),
-            dport: r.dport.clone(),
-            sport: r.sport.clone(),
-            from,
-            to,
-            iif,
-            oif,
-            from_zone,
-            to_zone,
+        let more = RuleMore {
             state: r.state.iter().map(|s| s.value).collect(),
             family: r.family.clone(),
             icmp_types: r.icmp_types.clone(),
@@ -1308,8 +1298,22 @@ impl<'d> NodeBuilder<'d> {
             pkttype: r.pkttype.clone(),
             add_to,
             comment: r.comment.as_ref().map(|c| c.value.clone()),
+        };
+        Rule {
+            verdict: r.verdict.clone(),
+            direction: r.direction.clone(),
+            proto: r.proto.clone(),
+            dport: r.dport.clone(),
+            sport: r.sport.clone(),
+            from,
+            to,
+            iif,
+            oif,
+            from_zone,
+            to_zone,
             span: r.span,
             via: Vec::new(),
+            more: Rare::new(more),
         }
     }
 

@@ -2,6 +2,7 @@
 //! strings for CIDRs, ports, MACs...). Names are still names; the compiler resolves them to ids.
 
 pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
+use crate::rare::{Empty, Rare};
 use crate::source::{Span, Spanned};
 pub use crate::value::Mark;
 use crate::value::{Mac, PortSet, SysctlPath};
@@ -568,6 +569,8 @@ pub struct DynamicSetDecl {
     pub span: Span,
 }
 
+/// A firewall rule. The matches most rules write are fields; the rest are in [`RuleDeclMore`]
+/// (allocated only when one is set), read through `Deref` as if they were fields here.
 #[derive(Clone, Debug)]
 pub struct RuleDecl {
     pub verdict: Spanned<Verdict>,
@@ -577,6 +580,21 @@ pub struct RuleDecl {
     pub sport: Option<Spanned<PortSet>>,
     pub from: Option<Spanned<AddrMatch>>,
     pub to: Option<Spanned<AddrMatch>>,
+    pub span: Span,
+    pub more: Rare<RuleDeclMore>,
+}
+
+impl std::ops::Deref for RuleDecl {
+    type Target = RuleDeclMore;
+
+    fn deref(&self) -> &RuleDeclMore {
+        &self.more
+    }
+}
+
+/// The matches and statements of a [`RuleDecl`] that most rules leave unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleDeclMore {
     pub iif: Option<Name>,
     pub oif: Option<Name>,
     pub from_zone: Option<Name>,
@@ -616,11 +634,41 @@ pub struct RuleDecl {
     /// `add-to-key="dst"`: the destination address instead.
     pub add_to_key: Option<Spanned<AddrKey>>,
     pub comment: Option<Spanned<String>>,
-    pub span: Span,
+}
+
+impl Empty for RuleDeclMore {
+    const EMPTY: &'static RuleDeclMore = &RuleDeclMore {
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        state: Vec::new(),
+        family: None,
+        icmp_types: None,
+        icmp_code: None,
+        except: ExceptDecl::EMPTY,
+        limit: None,
+        burst: None,
+        conn_limit: None,
+        log: None,
+        log_prefix: None,
+        log_level: None,
+        counter: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+        pkttype: None,
+        set_mark: None,
+        set_ct_mark: None,
+        add_to: None,
+        add_to_key: None,
+        comment: None,
+    };
 }
 
 /// The negated matches of a rule (`!` before the value).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExceptDecl {
     pub dport: Option<Spanned<PortSet>>,
     pub sport: Option<Spanned<PortSet>>,
@@ -634,6 +682,23 @@ pub struct ExceptDecl {
     pub ct_mark: Option<Spanned<Mark>>,
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
+}
+
+impl ExceptDecl {
+    const EMPTY: ExceptDecl = ExceptDecl {
+        dport: None,
+        sport: None,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+    };
 }
 
 /// A packet rate: `count` packets per `unit`, for all packets or per source address.

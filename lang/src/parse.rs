@@ -8,6 +8,7 @@ use crate::diagnostic::Diagnostic;
 use crate::kdl::{Node as KdlNode, Value as KdlValue};
 use crate::links::{Keyword, LINK_KEYWORDS};
 pub use crate::loader::{FsLoader, LoadError, Loader};
+use crate::rare::Rare;
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
@@ -1439,14 +1440,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         (None, None)
     };
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
-    Some(RuleDecl {
-        verdict,
-        direction: direction?,
-        proto,
-        dport,
-        sport,
-        from,
-        to,
+    let more = RuleDeclMore {
         iif,
         oif,
         from_zone,
@@ -1473,7 +1467,17 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         add_to,
         add_to_key,
         comment,
+    };
+    Some(RuleDecl {
+        verdict,
+        direction: direction?,
+        proto,
+        dport,
+        sport,
+        from,
+        to,
         span: r.span,
+        more: Rare::new(more),
     })
 }
 
