@@ -351,7 +351,7 @@ pub struct TableDecl {
 }
 
 /// One path of a multipath route (`nexthop via=… dev=… weight=…`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NextHopDecl {
     pub via: Option<Spanned<IpAddr>>,
     pub dev: Option<Name>,
@@ -394,11 +394,28 @@ pub struct PolicyRuleDecl {
     pub span: Span,
 }
 
+/// A route. What most routes write is fields; the rest is in [`RouteDeclMore`] (allocated
+/// only when one is set), read through `Deref` as if it were fields here.
 #[derive(Clone, Debug)]
 pub struct RouteDecl {
     pub dst: Spanned<RouteDst>,
     pub via: Option<Spanned<IpAddr>>,
     pub dev: Option<Name>,
+    pub span: Span,
+    pub more: Rare<RouteDeclMore>,
+}
+
+impl std::ops::Deref for RouteDecl {
+    type Target = RouteDeclMore;
+
+    fn deref(&self) -> &RouteDeclMore {
+        &self.more
+    }
+}
+
+/// The settings of a [`RouteDecl`] that most routes leave unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteDeclMore {
     pub src: Option<Spanned<IpAddr>>,
     pub metric: Option<Spanned<u32>>,
     pub table: Option<Spanned<TableRef>>,
@@ -409,11 +426,23 @@ pub struct RouteDecl {
     pub metrics: RouteMetricsDecl,
     /// Paths of a multipath route; empty for a route with one path (`via`/`dev`).
     pub nexthops: Vec<NextHopDecl>,
-    pub span: Span,
+}
+
+impl Empty for RouteDeclMore {
+    const EMPTY: &'static RouteDeclMore = &RouteDeclMore {
+        src: None,
+        metric: None,
+        table: None,
+        scope: None,
+        onlink: None,
+        route_type: None,
+        metrics: RouteMetricsDecl { mtu: None, advmss: None, initcwnd: None, initrwnd: None },
+        nexthops: Vec::new(),
+    };
 }
 
 /// Per-route TCP/IP attributes the kernel keeps with the route (`ip route … mtu 1400`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteMetricsDecl {
     pub mtu: Option<Spanned<u32>>,
     pub advmss: Option<Spanned<u32>>,

@@ -911,7 +911,8 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
             }
         }
     }
-    Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, metrics, nexthops, span: r.span })
+    let more = RouteDeclMore { src, metric, table, scope, onlink, route_type, metrics, nexthops };
+    Some(RouteDecl { dst, via, dev, span: r.span, more: Rare::new(more) })
 }
 
 /// A routing table: an integer id (1..=4294967294) or a name.

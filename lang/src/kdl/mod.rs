@@ -36,7 +36,8 @@ pub struct Str<'a> {
 /// (newline, `;`, comment, `}` or the end of the file), like the `kdl` crate's node spans.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node<'a> {
-    pub ty: Option<Str<'a>>,
+    /// The type annotation, rare: boxed so every node does not pay for it.
+    pub ty: Option<Box<Str<'a>>>,
     pub name: Str<'a>,
     pub entries: Vec<Entry<'a>>,
     pub children: Option<Children<'a>>,
@@ -57,7 +58,8 @@ pub struct Children<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry<'a> {
     pub key: Option<Str<'a>>,
-    pub ty: Option<Str<'a>>,
+    /// The type annotation, rare: boxed so every entry does not pay for it.
+    pub ty: Option<Box<Str<'a>>>,
     pub value: Value<'a>,
     /// The value's token, without `key=` and type annotation.
     pub span: Span,
