@@ -37,13 +37,13 @@ pub fn compile_after(spec: &ast::Spec, parse_diagnostics: &[Diagnostic]) -> Comp
     check(fleet, diagnostics, parse_diagnostics)
 }
 
-/// [`compile_after`] for a caller that needs the AST no longer: it is dropped once resolved,
-/// so it does not share the peak with the model and the checks (`netcfg check` of 100,000
+/// [`compile_after`] for a caller that needs the AST no longer: each node's declaration is
+/// dropped once resolved, so the AST does not share the peak with the IR, the model and the
+/// checks (`netcfg check` of 100,000
 /// rules: ARCHITECTURE.md, "Decisions changed, with evidence").
 pub fn compile_owned(spec: ast::Spec, parse_diagnostics: &[Diagnostic]) -> Compiled {
     let mut diagnostics = Vec::new();
-    let fleet = resolve::resolve(&spec, &mut diagnostics);
-    drop(spec);
+    let fleet = resolve::resolve_owned(spec, &mut diagnostics);
     check(fleet, diagnostics, parse_diagnostics)
 }
 

@@ -81,7 +81,10 @@ impl Parsed {
         let dir = self.sources.get(file).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf);
         {
             let mut cx = Cx { diags: &mut self.diagnostics, dir };
-            for node in &doc.nodes {
+            // Each top-level node's tree is dropped once read: a fleet's tree and AST are not
+            // both whole at once.
+            for node in doc.nodes {
+                let node = &node;
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
                     "node" => {

@@ -541,8 +541,9 @@ struct Key<'m> {
 /// rule contributed each original range.
 #[derive(Default)]
 struct Union<'m> {
-    merged: HashMap<Key<'m>, Merged>,
-    parts: HashMap<Key<'m>, Vec<(Range, usize)>>,
+    /// Per key, the merged ranges (none until a non-empty range comes) and the original ones:
+    /// one map, not two (on 100,000 rules each key was stored and hashed twice).
+    by_key: HashMap<Key<'m>, (Option<Merged>, Vec<(Range, usize)>)>,
 }
 
 /// One key's merged ranges: most keys hold one rule's single range (a `BTreeMap` node for each
@@ -599,25 +600,30 @@ fn insert_range(set: &mut BTreeMap<(bool, u128), u128>, r: Range) {
 
 impl<'m> Union<'m> {
     fn add(&mut self, key: Key<'m>, ranges: &[Range], rule: usize) {
+        let (merged, parts) = self.by_key.entry(key).or_default();
         for r in ranges.iter().filter(|r| r.1 <= r.2) {
-            match self.merged.entry(key) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Merged::One(*r));
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().insert(*r),
+            match merged {
+                None => *merged = Some(Merged::One(*r)),
+                Some(m) => m.insert(*r),
             }
         }
-        self.parts.entry(key).or_default().extend(ranges.iter().map(|r| (*r, rule)));
+        // Most keys hold one rule's ranges: room for four (`Vec`'s first growth) per key was a
+        // sixth of `check`'s peak on 100,000 rules. Later growth doubles as usual.
+        if parts.is_empty() {
+            parts.reserve_exact(ranges.len());
+        }
+        parts.extend(ranges.iter().map(|r| (*r, rule)));
     }
 
     /// The earlier rules whose values together cover every range of `mine`, if they do.
     fn covering(&self, key: &Key<'m>, mine: &[Range]) -> Option<Vec<usize>> {
-        let merged = self.merged.get(key)?;
+        let (merged, parts) = self.by_key.get(key)?;
+        let merged = merged.as_ref()?;
         let covered = mine.iter().all(|m| merged.covers(m));
         if !covered {
             return None;
         }
-        let mut rules: Vec<usize> = self.parts[key]
+        let mut rules: Vec<usize> = parts
             .iter()
             .filter(|(r, _)| mine.iter().any(|m| m.0 == r.0 && r.1 <= m.2 && m.1 <= r.2))
             .map(|(_, i)| *i)
