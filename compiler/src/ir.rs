@@ -572,14 +572,7 @@ pub struct Rule {
     pub sport: Option<Spanned<PortSet>>,
     pub from: Option<Spanned<AddrMatch>>,
     pub to: Option<Spanned<AddrMatch>>,
-    pub iif: Option<Spanned<LinkId>>,
-    pub oif: Option<Spanned<LinkId>>,
-    pub from_zone: Option<Spanned<ZoneId>>,
-    pub to_zone: Option<Spanned<ZoneId>>,
     pub span: Span,
-    /// The `use-rules` lines a rule came through, outermost first (empty: written in the
-    /// firewall block itself). Findings on the rule name them.
-    pub via: Vec<Span>,
     pub more: Rare<RuleMore>,
 }
 
@@ -594,6 +587,13 @@ impl std::ops::Deref for Rule {
 /// The matches and statements of a [`Rule`] that most rules leave unset.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleMore {
+    pub iif: Option<Spanned<LinkId>>,
+    pub oif: Option<Spanned<LinkId>>,
+    pub from_zone: Option<Spanned<ZoneId>>,
+    pub to_zone: Option<Spanned<ZoneId>>,
+    /// The `use-rules` lines a rule came through, outermost first (empty: written in the
+    /// firewall block itself). Findings on the rule name them.
+    pub via: Vec<Span>,
     pub state: Vec<ConnState>,
     /// `family=`: the rule applies to this family only.
     pub family: Option<Spanned<Family>>,
@@ -601,7 +601,7 @@ pub struct RuleMore {
     pub icmp_types: Option<Spanned<Vec<u8>>>,
     pub icmp_code: Option<Spanned<u8>>,
     /// Negated matches: the rule matches only packets none of them matches.
-    pub except: Except,
+    pub except: Rare<Except>,
     /// A rate the rule matches within (packets beyond it fall through to later rules).
     pub limit: Option<Spanned<RateLimit>>,
     pub burst: Option<u32>,
@@ -625,11 +625,16 @@ pub struct RuleMore {
 
 impl Empty for RuleMore {
     const EMPTY: &'static RuleMore = &RuleMore {
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        via: Vec::new(),
         state: Vec::new(),
         family: None,
         icmp_types: None,
         icmp_code: None,
-        except: Except::EMPTY,
+        except: Rare::EMPTY,
         limit: None,
         burst: None,
         conn_limit: None,
@@ -716,8 +721,8 @@ pub struct Except {
     pub gid: Option<Spanned<u32>>,
 }
 
-impl Except {
-    const EMPTY: Except = Except {
+impl Empty for Except {
+    const EMPTY: &'static Except = &Except {
         from: None,
         to: None,
         dport: None,

@@ -1231,7 +1231,9 @@ impl<'d> NodeBuilder<'d> {
                 // Findings on a rule of a group name the `use-rules` it came through.
                 let before = self.diags.len();
                 let mut rule = self.rule(ns, &fw, e.rule);
-                rule.via = e.via;
+                if !e.via.is_empty() {
+                    rule.more.via = e.via;
+                }
                 for d in &mut self.diags[before..] {
                     rule.label_use_sites(d);
                 }
@@ -1300,11 +1302,16 @@ impl<'d> NodeBuilder<'d> {
             level: r.log_level.as_ref().map(|l| l.value),
         });
         let more = RuleMore {
+            iif,
+            oif,
+            from_zone,
+            to_zone,
+            via: Vec::new(),
             state: r.state.iter().map(|s| s.value).collect(),
             family: r.family.clone(),
             icmp_types: r.icmp_types.clone(),
             icmp_code: r.icmp_code.clone(),
-            except,
+            except: Rare::new(except),
             limit: r.limit.clone(),
             burst: r.burst.as_ref().map(|b| b.value),
             conn_limit: r.conn_limit.clone(),
@@ -1326,12 +1333,7 @@ impl<'d> NodeBuilder<'d> {
             sport: r.sport.clone(),
             from,
             to,
-            iif,
-            oif,
-            from_zone,
-            to_zone,
             span: r.span,
-            via: Vec::new(),
             more: Rare::new(more),
         }
     }

@@ -636,7 +636,7 @@ pub struct RuleDeclMore {
     pub icmp_code: Option<Spanned<u8>>,
     /// Matches written with a leading `!` (`from="!10.0.0.0/8"`): the rule matches packets
     /// they do not match.
-    pub except: ExceptDecl,
+    pub except: Rare<ExceptDecl>,
     /// `limit="10/second"` (all packets) or `limit-per-source=` (each source address).
     pub limit: Option<Spanned<RateLimit>>,
     pub burst: Option<Spanned<u32>>,
@@ -675,7 +675,7 @@ impl Empty for RuleDeclMore {
         family: None,
         icmp_types: None,
         icmp_code: None,
-        except: ExceptDecl::EMPTY,
+        except: Rare::EMPTY,
         limit: None,
         burst: None,
         conn_limit: None,
@@ -713,8 +713,8 @@ pub struct ExceptDecl {
     pub gid: Option<Spanned<u32>>,
 }
 
-impl ExceptDecl {
-    const EMPTY: ExceptDecl = ExceptDecl {
+impl Empty for ExceptDecl {
+    const EMPTY: &'static ExceptDecl = &ExceptDecl {
         dport: None,
         sport: None,
         from: None,

@@ -1453,7 +1453,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         family,
         icmp_types,
         icmp_code,
-        except,
+        except: Rare::new(except),
         limit,
         burst,
         conn_limit,

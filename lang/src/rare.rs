@@ -29,6 +29,11 @@ impl<T: Empty> Rare<T> {
     }
 }
 
+impl<T> Rare<T> {
+    /// Nothing set (a constant, for an `Empty::EMPTY` that holds a `Rare`).
+    pub const EMPTY: Rare<T> = Rare(None);
+}
+
 impl<T> Default for Rare<T> {
     fn default() -> Rare<T> {
         Rare(None)
