@@ -868,7 +868,7 @@ mod tests {
         );
         assert!(diags.iter().all(|d| d.code == "syntax" && d.help.is_some()));
         assert_eq!(names(&doc), ["a", "b", "c", "d", "e", "f", "g", "h", "z"]);
-        assert_eq!(doc.nodes[8].entries[0].value, Value::Integer(1));
+        assert_eq!(doc.nodes[8].entries[0].value, Value::Integer(1.into()));
     }
 
     #[test]
