@@ -552,8 +552,11 @@ struct Key<'m> {
 struct Union<'m> {
     /// Per key, the merged ranges (none until a non-empty range comes) and the original ones:
     /// one map, not two (on 100,000 rules each key was stored and hashed twice).
-    by_key: HashMap<Key<'m>, (Option<Merged>, Vec<(Range, usize)>)>,
+    by_key: HashMap<Key<'m>, (Option<Merged>, Parts)>,
 }
+
+/// The original ranges of one key, each with the rule it came from.
+type Parts = Vec<(Range, usize)>;
 
 /// One key's merged ranges: most keys hold one rule's single range (a `BTreeMap` node for each
 /// doubled `check`'s peak memory on 100,000 rules), a few hold many.
