@@ -82,14 +82,14 @@ pub struct Unit {
 
 /// Loads, checks and applies suppressions to one spec.
 pub fn check(files: &[PathBuf], includes: &load::IncludeArgs) -> Result<Unit, Vec<LoadError>> {
-    let parsed = load::load(files, includes)?;
-    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
-    let mut diagnostics = parsed.diagnostics;
+    let netcfg_lang::Parsed { spec, sources, mut diagnostics, .. } = load::load(files, includes)?;
+    let compiled = netcfg_compiler::compile_owned(spec, &diagnostics);
+    drop(compiled.fleet);
     diagnostics.extend(compiled.diagnostics);
-    let Outcome { mut diagnostics, mut suppressed } = suppress(&parsed.sources, diagnostics);
+    let Outcome { mut diagnostics, mut suppressed } = suppress(&sources, diagnostics);
     sort_diagnostics(&mut diagnostics);
     suppressed.sort_by(|a, b| a.diagnostic.sort_key().cmp(&b.diagnostic.sort_key()));
-    Ok(Unit { sources: parsed.sources, diagnostics, suppressed })
+    Ok(Unit { sources, diagnostics, suppressed })
 }
 
 /// Applies the spec's `netcfg-allow` comments to `diagnostics` (every command that reports

@@ -203,7 +203,7 @@ pub fn load(args: &[PathBuf], includes: &IncludeArgs) -> Result<Parsed, Vec<Load
             // Already read as an include of an earlier file.
             continue;
         }
-        parsed.add_file(input.name(), input.path().map(Path::to_path_buf), &bytes, &mut loader);
+        parsed.add_file_owned(input.name(), input.path().map(Path::to_path_buf), bytes, &mut loader);
     }
     Ok(parsed)
 }

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 pub use netcfg_lang::ast::Mark;
 use netcfg_lang::ast::{LinkOptions, RateLimit, SysctlValue};
 pub use netcfg_lang::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
+use netcfg_lang::rare::{Empty, Rare};
 use netcfg_lang::value::{Mac, PortSet, SysctlPath};
 use netcfg_lang::vocab::{
     AddrKey, ConnState, Direction, Family, LogLevel, MacvlanMode, PktType, Proto, RouteScope, RouteType, RpFilter,
@@ -560,6 +561,8 @@ pub enum AddrMatch {
     Set(SetId),
 }
 
+/// A firewall rule. The matches most rules have are fields; the rest are in [`RuleMore`]
+/// (allocated only when one is set), read through `Deref` as if they were fields here.
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub verdict: Spanned<Verdict>,
@@ -569,10 +572,28 @@ pub struct Rule {
     pub sport: Option<Spanned<PortSet>>,
     pub from: Option<Spanned<AddrMatch>>,
     pub to: Option<Spanned<AddrMatch>>,
+    pub span: Span,
+    pub more: Rare<RuleMore>,
+}
+
+impl std::ops::Deref for Rule {
+    type Target = RuleMore;
+
+    fn deref(&self) -> &RuleMore {
+        &self.more
+    }
+}
+
+/// The matches and statements of a [`Rule`] that most rules leave unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleMore {
     pub iif: Option<Spanned<LinkId>>,
     pub oif: Option<Spanned<LinkId>>,
     pub from_zone: Option<Spanned<ZoneId>>,
     pub to_zone: Option<Spanned<ZoneId>>,
+    /// The `use-rules` lines a rule came through, outermost first (empty: written in the
+    /// firewall block itself). Findings on the rule name them.
+    pub via: Vec<Span>,
     pub state: Vec<ConnState>,
     /// `family=`: the rule applies to this family only.
     pub family: Option<Spanned<Family>>,
@@ -580,7 +601,7 @@ pub struct Rule {
     pub icmp_types: Option<Spanned<Vec<u8>>>,
     pub icmp_code: Option<Spanned<u8>>,
     /// Negated matches: the rule matches only packets none of them matches.
-    pub except: Except,
+    pub except: Rare<Except>,
     /// A rate the rule matches within (packets beyond it fall through to later rules).
     pub limit: Option<Spanned<RateLimit>>,
     pub burst: Option<u32>,
@@ -600,10 +621,33 @@ pub struct Rule {
     /// matching packet goes into this dynamic set.
     pub add_to: Option<(Spanned<SetId>, AddrKey)>,
     pub comment: Option<String>,
-    pub span: Span,
-    /// The `use-rules` lines a rule came through, outermost first (empty: written in the
-    /// firewall block itself). Findings on the rule name them.
-    pub via: Vec<Span>,
+}
+
+impl Empty for RuleMore {
+    const EMPTY: &'static RuleMore = &RuleMore {
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        via: Vec::new(),
+        state: Vec::new(),
+        family: None,
+        icmp_types: None,
+        icmp_code: None,
+        except: Rare::EMPTY,
+        limit: None,
+        burst: None,
+        conn_limit: None,
+        log: None,
+        counter: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+        pkttype: None,
+        add_to: None,
+        comment: None,
+    };
 }
 
 impl Rule {
@@ -661,7 +705,7 @@ impl Rule {
 }
 
 /// Negated matches of a rule (`from="!10.0.0.0/8"`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Except {
     pub from: Option<Spanned<AddrMatch>>,
     pub to: Option<Spanned<AddrMatch>>,
@@ -675,6 +719,23 @@ pub struct Except {
     pub ct_mark: Option<Spanned<Mark>>,
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
+}
+
+impl Empty for Except {
+    const EMPTY: &'static Except = &Except {
+        from: None,
+        to: None,
+        dport: None,
+        sport: None,
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+    };
 }
 
 /// `clamp-mss`: forwarded TCP SYNs (out of `out`, or any) get the MSS the route's MTU allows,

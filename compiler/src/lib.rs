@@ -34,6 +34,20 @@ pub fn compile(spec: &ast::Spec) -> Compiled {
 pub fn compile_after(spec: &ast::Spec, parse_diagnostics: &[Diagnostic]) -> Compiled {
     let mut diagnostics = Vec::new();
     let fleet = resolve::resolve(spec, &mut diagnostics);
+    check(fleet, diagnostics, parse_diagnostics)
+}
+
+/// [`compile_after`] for a caller that needs the AST no longer: each node's declaration is
+/// dropped once resolved, so the AST does not share the peak with the IR, the model and the
+/// checks (`netcfg check` of 100,000
+/// rules: ARCHITECTURE.md, "Decisions changed, with evidence").
+pub fn compile_owned(spec: ast::Spec, parse_diagnostics: &[Diagnostic]) -> Compiled {
+    let mut diagnostics = Vec::new();
+    let fleet = resolve::resolve_owned(spec, &mut diagnostics);
+    check(fleet, diagnostics, parse_diagnostics)
+}
+
+fn check(fleet: ir::Fleet, mut diagnostics: Vec<Diagnostic>, parse_diagnostics: &[Diagnostic]) -> Compiled {
     let broken = follow_on::BrokenNamespaces::new(&fleet, parse_diagnostics.iter().chain(&diagnostics));
     let model = model::Model::new(&fleet);
     checks::run_all(&model, &broken, &mut diagnostics);

@@ -2,6 +2,7 @@
 //! strings for CIDRs, ports, MACs...). Names are still names; the compiler resolves them to ids.
 
 pub use crate::links::{BondMode, IpvlanMode, LacpRate, TunnelKind, VlanProtocol, XmitHashPolicy};
+use crate::rare::{Empty, Rare};
 use crate::source::{Span, Spanned};
 pub use crate::value::Mark;
 use crate::value::{Mac, PortSet, SysctlPath};
@@ -350,7 +351,7 @@ pub struct TableDecl {
 }
 
 /// One path of a multipath route (`nexthop via=… dev=… weight=…`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NextHopDecl {
     pub via: Option<Spanned<IpAddr>>,
     pub dev: Option<Name>,
@@ -393,11 +394,28 @@ pub struct PolicyRuleDecl {
     pub span: Span,
 }
 
+/// A route. What most routes write is fields; the rest is in [`RouteDeclMore`] (allocated
+/// only when one is set), read through `Deref` as if it were fields here.
 #[derive(Clone, Debug)]
 pub struct RouteDecl {
     pub dst: Spanned<RouteDst>,
     pub via: Option<Spanned<IpAddr>>,
     pub dev: Option<Name>,
+    pub span: Span,
+    pub more: Rare<RouteDeclMore>,
+}
+
+impl std::ops::Deref for RouteDecl {
+    type Target = RouteDeclMore;
+
+    fn deref(&self) -> &RouteDeclMore {
+        &self.more
+    }
+}
+
+/// The settings of a [`RouteDecl`] that most routes leave unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteDeclMore {
     pub src: Option<Spanned<IpAddr>>,
     pub metric: Option<Spanned<u32>>,
     pub table: Option<Spanned<TableRef>>,
@@ -408,11 +426,23 @@ pub struct RouteDecl {
     pub metrics: RouteMetricsDecl,
     /// Paths of a multipath route; empty for a route with one path (`via`/`dev`).
     pub nexthops: Vec<NextHopDecl>,
-    pub span: Span,
+}
+
+impl Empty for RouteDeclMore {
+    const EMPTY: &'static RouteDeclMore = &RouteDeclMore {
+        src: None,
+        metric: None,
+        table: None,
+        scope: None,
+        onlink: None,
+        route_type: None,
+        metrics: RouteMetricsDecl { mtu: None, advmss: None, initcwnd: None, initrwnd: None },
+        nexthops: Vec::new(),
+    };
 }
 
 /// Per-route TCP/IP attributes the kernel keeps with the route (`ip route … mtu 1400`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteMetricsDecl {
     pub mtu: Option<Spanned<u32>>,
     pub advmss: Option<Spanned<u32>>,
@@ -568,6 +598,8 @@ pub struct DynamicSetDecl {
     pub span: Span,
 }
 
+/// A firewall rule. The matches most rules write are fields; the rest are in [`RuleDeclMore`]
+/// (allocated only when one is set), read through `Deref` as if they were fields here.
 #[derive(Clone, Debug)]
 pub struct RuleDecl {
     pub verdict: Spanned<Verdict>,
@@ -577,6 +609,21 @@ pub struct RuleDecl {
     pub sport: Option<Spanned<PortSet>>,
     pub from: Option<Spanned<AddrMatch>>,
     pub to: Option<Spanned<AddrMatch>>,
+    pub span: Span,
+    pub more: Rare<RuleDeclMore>,
+}
+
+impl std::ops::Deref for RuleDecl {
+    type Target = RuleDeclMore;
+
+    fn deref(&self) -> &RuleDeclMore {
+        &self.more
+    }
+}
+
+/// The matches and statements of a [`RuleDecl`] that most rules leave unset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleDeclMore {
     pub iif: Option<Name>,
     pub oif: Option<Name>,
     pub from_zone: Option<Name>,
@@ -589,7 +636,7 @@ pub struct RuleDecl {
     pub icmp_code: Option<Spanned<u8>>,
     /// Matches written with a leading `!` (`from="!10.0.0.0/8"`): the rule matches packets
     /// they do not match.
-    pub except: ExceptDecl,
+    pub except: Rare<ExceptDecl>,
     /// `limit="10/second"` (all packets) or `limit-per-source=` (each source address).
     pub limit: Option<Spanned<RateLimit>>,
     pub burst: Option<Spanned<u32>>,
@@ -616,11 +663,41 @@ pub struct RuleDecl {
     /// `add-to-key="dst"`: the destination address instead.
     pub add_to_key: Option<Spanned<AddrKey>>,
     pub comment: Option<Spanned<String>>,
-    pub span: Span,
+}
+
+impl Empty for RuleDeclMore {
+    const EMPTY: &'static RuleDeclMore = &RuleDeclMore {
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        state: Vec::new(),
+        family: None,
+        icmp_types: None,
+        icmp_code: None,
+        except: Rare::EMPTY,
+        limit: None,
+        burst: None,
+        conn_limit: None,
+        log: None,
+        log_prefix: None,
+        log_level: None,
+        counter: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+        pkttype: None,
+        set_mark: None,
+        set_ct_mark: None,
+        add_to: None,
+        add_to_key: None,
+        comment: None,
+    };
 }
 
 /// The negated matches of a rule (`!` before the value).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExceptDecl {
     pub dport: Option<Spanned<PortSet>>,
     pub sport: Option<Spanned<PortSet>>,
@@ -634,6 +711,23 @@ pub struct ExceptDecl {
     pub ct_mark: Option<Spanned<Mark>>,
     pub uid: Option<Spanned<u32>>,
     pub gid: Option<Spanned<u32>>,
+}
+
+impl Empty for ExceptDecl {
+    const EMPTY: &'static ExceptDecl = &ExceptDecl {
+        dport: None,
+        sport: None,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        from_zone: None,
+        to_zone: None,
+        mark: None,
+        ct_mark: None,
+        uid: None,
+        gid: None,
+    };
 }
 
 /// A packet rate: `count` packets per `unit`, for all packets or per source address.

@@ -11,6 +11,7 @@ pub mod kdl;
 pub mod links;
 pub mod loader;
 pub mod parse;
+pub mod rare;
 mod reader;
 pub mod source;
 pub mod suppress;

@@ -8,6 +8,7 @@ use crate::diagnostic::Diagnostic;
 use crate::kdl::{Node as KdlNode, Value as KdlValue};
 use crate::links::{Keyword, LINK_KEYWORDS};
 pub use crate::loader::{FsLoader, LoadError, Loader};
+use crate::rare::Rare;
 use crate::reader::{Cx, Reader, Val};
 use crate::source::{FileId, SourceMap, Span, Spanned};
 use crate::value::*;
@@ -31,6 +32,18 @@ pub struct Parsed {
 impl Parsed {
     /// Adds one top-level file (already read) and everything it includes.
     pub fn add_file(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8], loader: &mut dyn Loader) -> FileId {
+        self.add_file_owned(name, path, bytes.to_vec(), loader)
+    }
+
+    /// [`Parsed::add_file`] taking the bytes: they are dropped once the source map holds the
+    /// text, before the file is parsed (a second copy of the input at the parse's peak).
+    pub fn add_file_owned(
+        &mut self,
+        name: String,
+        path: Option<PathBuf>,
+        bytes: Vec<u8>,
+        loader: &mut dyn Loader,
+    ) -> FileId {
         let key = path.as_deref().and_then(|p| loader.resolve(p).ok());
         let file = self.add_text(name, path, bytes);
         if let Some(key) = key {
@@ -46,12 +59,12 @@ impl Parsed {
         self.read.contains_key(key)
     }
 
-    fn add_text(&mut self, name: String, path: Option<PathBuf>, bytes: &[u8]) -> FileId {
-        match std::str::from_utf8(bytes) {
+    fn add_text(&mut self, name: String, path: Option<PathBuf>, bytes: Vec<u8>) -> FileId {
+        match String::from_utf8(bytes) {
             Ok(text) => self.sources.add(name, path, text),
             Err(e) => {
-                let valid = e.valid_up_to();
-                let text = String::from_utf8_lossy(bytes).into_owned();
+                let valid = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
                 let file = self.sources.add(name, path, text);
                 self.diagnostics.push(
                     // The lossy text holds U+FFFD (3 bytes) where the first bad byte was.
@@ -80,7 +93,10 @@ impl Parsed {
         let dir = self.sources.get(file).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf);
         {
             let mut cx = Cx { diags: &mut self.diagnostics, dir };
-            for node in &doc.nodes {
+            // Each top-level node's tree is dropped once read: a fleet's tree and AST are not
+            // both whole at once.
+            for node in doc.nodes {
+                let node = &node;
                 let mut r = Reader::new(&mut cx, node);
                 match r.keyword() {
                     "node" => {
@@ -201,7 +217,7 @@ impl Parsed {
         }
         match loader.read(&key) {
             Ok(bytes) => {
-                let f = self.add_text(path.display().to_string(), Some(path.clone()), &bytes);
+                let f = self.add_text(path.display().to_string(), Some(path.clone()), bytes);
                 self.read.insert(key.clone(), f);
                 self.key_of.insert(f, key);
                 self.parse_file(f, loader, stack);
@@ -265,7 +281,10 @@ fn link_name(cx: &mut Cx, v: Option<Val>) -> Option<Spanned<String>> {
 /// The body of a node, netns or template: one pass over its children, dispatching on keyword.
 fn parse_body(cx: &mut Cx, r: &mut Reader, kind: BodyKind) -> NsBody {
     let mut body = NsBody::default();
-    for child in r.all_children() {
+    let children = r.all_children();
+    // Sized up front: the room doubling leaves (and its copies) counts while the tree is alive.
+    body.routes.reserve_exact(children.iter().filter(|c| c.name.value == "route").count());
+    for child in children {
         if kind == BodyKind::Template && child.name.value == "param" {
             continue; // read by `parse_params`
         }
@@ -910,7 +929,8 @@ fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
             }
         }
     }
-    Some(RouteDecl { dst, via, dev, src, metric, table, scope, onlink, route_type, metrics, nexthops, span: r.span })
+    let more = RouteDeclMore { src, metric, table, scope, onlink, route_type, metrics, nexthops };
+    Some(RouteDecl { dst, via, dev, span: r.span, more: Rare::new(more) })
 }
 
 /// A routing table: an integer id (1..=4294967294) or a name.
@@ -1086,7 +1106,7 @@ fn parse_neighbor(cx: &mut Cx, r: &mut Reader) -> Option<NeighborDecl> {
 fn parse_sysctl(cx: &mut Cx, r: &mut Reader) -> Option<SysctlDecl> {
     let path = r.arg(cx, 0, "a sysctl path").and_then(|v| v.parse(cx, "sysctl path", parse_sysctl_path));
     let value = r.arg(cx, 1, "a value").and_then(|v| match v.value {
-        crate::kdl::Value::Integer(i) => match i64::try_from(*i) {
+        crate::kdl::Value::Integer(i) => match i64::try_from(i.get()) {
             Ok(i) => Some(Spanned::new(SysctlValue::Int(i), v.span)),
             Err(_) => {
                 cx.error(code::INVALID_VALUE, v.span, "the sysctl value is out of range").help =
@@ -1193,7 +1213,10 @@ fn direction(cx: &mut Cx, v: Val, allow_forward: bool) -> Option<Spanned<Directi
 
 fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
     let mut fw = FirewallDecl { span: r.span, ..FirewallDecl::default() };
-    for child in r.all_children() {
+    let children = r.all_children();
+    // Sized up front: the room doubling leaves (and its copies) counts while the tree is alive.
+    fw.rules.reserve_exact(children.iter().filter(|c| matches!(&*c.name.value, "allow" | "deny" | "reject")).count());
+    for child in children {
         let mut c = Reader::new(cx, child);
         match c.keyword() {
             "policy" => {
@@ -1439,14 +1462,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         (None, None)
     };
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
-    Some(RuleDecl {
-        verdict,
-        direction: direction?,
-        proto,
-        dport,
-        sport,
-        from,
-        to,
+    let more = RuleDeclMore {
         iif,
         oif,
         from_zone,
@@ -1455,7 +1471,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         family,
         icmp_types,
         icmp_code,
-        except,
+        except: Rare::new(except),
         limit,
         burst,
         conn_limit,
@@ -1473,7 +1489,17 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         add_to,
         add_to_key,
         comment,
+    };
+    Some(RuleDecl {
+        verdict,
+        direction: direction?,
+        proto,
+        dport,
+        sport,
+        from,
+        to,
         span: r.span,
+        more: Rare::new(more),
     })
 }
 

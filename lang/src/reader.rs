@@ -68,7 +68,7 @@ impl<'n> Val<'n> {
     /// An integer in `min..=max`.
     pub fn int(&self, cx: &mut Cx, what: &str, min: i128, max: i128) -> Option<Spanned<i128>> {
         match self.value {
-            KdlValue::Integer(i) if (min..=max).contains(i) => Some(Spanned::new(*i, self.span)),
+            KdlValue::Integer(i) if (min..=max).contains(&i.get()) => Some(Spanned::new(i.get(), self.span)),
             KdlValue::Integer(i) => {
                 cx.error(code::INVALID_VALUE, self.span, format!("{what} `{i}` is out of range")).help =
                     Some(format!("{what} is a number from {min} to {max}"));

@@ -183,11 +183,11 @@ fn substitute(node: &Node, env: &HashMap<&str, Binding>, hits: &mut Vec<Hit>, un
                 }
                 other => owned_value(other),
             };
-            Entry { key: e.key.as_ref().map(owned), ty: e.ty.as_ref().map(owned), value, span, inner }
+            Entry { key: e.key.as_ref().map(owned), ty: e.ty.as_ref().map(|t| Box::new(owned(t))), value, span, inner }
         })
         .collect();
     Node {
-        ty: node.ty.as_ref().map(owned),
+        ty: node.ty.as_ref().map(|t| Box::new(owned(t))),
         name: owned(&node.name),
         entries,
         children: node.children.as_ref().map(|c| Children {

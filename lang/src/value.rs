@@ -149,7 +149,7 @@ impl fmt::Display for PortRange {
 
 /// A non-empty list of port ranges: `80`, `80,443`, `8000-8100`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortSet(pub Vec<PortRange>);
+pub struct PortSet(pub smallvec::SmallVec<[PortRange; 4]>);
 
 impl PortSet {
     /// True when every port of `other` is in `self`.
@@ -216,7 +216,7 @@ pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
             _ => merged.push(r),
         }
     }
-    Ok(PortSet(merged))
+    Ok(PortSet(merged.into_iter().collect()))
 }
 
 /// A VLAN id of a bridge port, 1..=4094 (0 and 4095 are reserved by 802.1Q).

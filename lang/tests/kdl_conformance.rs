@@ -329,7 +329,7 @@ fn same_nodes(src: &str, theirs: &[kdl::KdlNode], ours: &[Node], path: &str) -> 
 fn same_value(a: &kdl::KdlValue, b: &Value) -> bool {
     match (a, b) {
         (kdl::KdlValue::String(x), Value::String(y)) => x == y,
-        (kdl::KdlValue::Integer(x), Value::Integer(y)) => x == y,
+        (kdl::KdlValue::Integer(x), Value::Integer(y)) => *x == y.get(),
         (kdl::KdlValue::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
         (kdl::KdlValue::Bool(x), Value::Bool(y)) => x == y,
         (kdl::KdlValue::Null, Value::Null) => true,

@@ -36,7 +36,8 @@ pub struct Str<'a> {
 /// (newline, `;`, comment, `}` or the end of the file), like the `kdl` crate's node spans.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node<'a> {
-    pub ty: Option<Str<'a>>,
+    /// The type annotation, rare: boxed so every node does not pay for it.
+    pub ty: Option<Box<Str<'a>>>,
     pub name: Str<'a>,
     pub entries: Vec<Entry<'a>>,
     pub children: Option<Children<'a>>,
@@ -57,7 +58,8 @@ pub struct Children<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry<'a> {
     pub key: Option<Str<'a>>,
-    pub ty: Option<Str<'a>>,
+    /// The type annotation, rare: boxed so every entry does not pay for it.
+    pub ty: Option<Box<Str<'a>>>,
     pub value: Value<'a>,
     /// The value's token, without `key=` and type annotation.
     pub span: Span,
@@ -71,10 +73,42 @@ pub struct Entry<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value<'a> {
     String(Cow<'a, str>),
-    Integer(i128),
+    Integer(Int),
     Float(f64),
     Bool(bool),
     Null,
+}
+
+/// An `i128` kept as two 8-byte halves: a bare `i128` is 16-byte aligned and made every
+/// [`Entry`] of the tree 16 bytes larger (a fifth of the tree of 100,000 firewall rules).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Int {
+    hi: i64,
+    lo: u64,
+}
+
+impl Int {
+    pub fn get(self) -> i128 {
+        (i128::from(self.hi) << 64) | i128::from(self.lo)
+    }
+}
+
+impl From<i128> for Int {
+    fn from(v: i128) -> Int {
+        Int { hi: (v >> 64) as i64, lo: v as u64 }
+    }
+}
+
+impl std::fmt::Debug for Int {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl std::fmt::Display for Int {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl Value<'_> {

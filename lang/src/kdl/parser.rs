@@ -208,7 +208,9 @@ impl<'a> Parser<'a> {
         loop {
             match step.take() {
                 Some(Step::Done(node)) => {
-                    if let Some(node) = node {
+                    if let Some(mut node) = node {
+                        // The tree lives until the AST is built: no room left over per node.
+                        node.entries.shrink_to_fit();
                         match stack.last_mut() {
                             Some(f) => f.nodes.push(node),
                             None => root.push(node),
@@ -306,7 +308,9 @@ impl<'a> Parser<'a> {
     fn close_frame_partial(&self, f: Frame<'a>, close: u32) -> Partial<'a> {
         let mut partial = f.partial;
         if !f.discard_children {
-            partial.node.children = Some(Children { nodes: f.nodes, span: self.span(f.open, close) });
+            let mut nodes = f.nodes;
+            nodes.shrink_to_fit();
+            partial.node.children = Some(Children { nodes, span: self.span(f.open, close) });
         }
         partial
     }
@@ -409,8 +413,14 @@ impl<'a> Parser<'a> {
                 return Step::Done(None);
             }
         };
-        let node =
-            Node { ty, name, entries: Vec::new(), children: None, span: self.span(start, start), recovered: false };
+        let node = Node {
+            ty: ty.map(Box::new),
+            name,
+            entries: Vec::new(),
+            children: None,
+            span: self.span(start, start),
+            recovered: false,
+        };
         self.node_rest(Partial { node, discard, after_children: false, errors_before })
     }
 
@@ -673,7 +683,7 @@ impl<'a> Parser<'a> {
                 };
                 return match value {
                     Some(Ok((value, span, inner))) => {
-                        key.map(|key| Entry { key: Some(key), ty: value_ty, value, span, inner })
+                        key.map(|key| Entry { key: Some(key), ty: value_ty.map(Box::new), value, span, inner })
                     }
                     Some(Err(())) => None,
                     None => {
@@ -695,7 +705,7 @@ impl<'a> Parser<'a> {
             }
         }
         match self.value() {
-            Some(Ok((value, span, inner))) => Some(Entry { key: None, ty, value, span, inner }),
+            Some(Ok((value, span, inner))) => Some(Entry { key: None, ty: ty.map(Box::new), value, span, inner }),
             Some(Err(())) => None,
             None => {
                 if t.error.is_none() {
@@ -858,7 +868,7 @@ mod tests {
         );
         assert!(diags.iter().all(|d| d.code == "syntax" && d.help.is_some()));
         assert_eq!(names(&doc), ["a", "b", "c", "d", "e", "f", "g", "h", "z"]);
-        assert_eq!(doc.nodes[8].entries[0].value, Value::Integer(1));
+        assert_eq!(doc.nodes[8].entries[0].value, Value::Integer(1.into()));
     }
 
     #[test]

@@ -360,7 +360,7 @@ fn integer(digits: &str, radix: u32, negative: bool, text: &str) -> Option<Resul
             }
         }
     }
-    Some(Ok(Value::Integer(v)))
+    Some(Ok(Value::Integer(v.into())))
 }
 
 #[cfg(test)]
@@ -370,14 +370,14 @@ mod tests {
     #[test]
     fn numbers() {
         let ok = |s: &str| number(s).unwrap_or_else(|e| panic!("{s}: {}", e.message));
-        assert_eq!(ok("1_000"), Value::Integer(1000));
-        assert_eq!(ok("-0xf_f"), Value::Integer(-255));
-        assert_eq!(ok("0o17"), Value::Integer(15));
-        assert_eq!(ok("+0b1_01"), Value::Integer(5));
+        assert_eq!(ok("1_000"), Value::Integer(1000.into()));
+        assert_eq!(ok("-0xf_f"), Value::Integer((-255).into()));
+        assert_eq!(ok("0o17"), Value::Integer(15.into()));
+        assert_eq!(ok("+0b1_01"), Value::Integer(5.into()));
         assert_eq!(ok("1.5e3"), Value::Float(1500.0));
         assert_eq!(ok("1E-2"), Value::Float(0.01));
         assert_eq!(ok("1e400"), Value::Float(f64::INFINITY));
-        assert_eq!(ok("-170141183460469231731687303715884105728"), Value::Integer(i128::MIN));
+        assert_eq!(ok("-170141183460469231731687303715884105728"), Value::Integer(i128::MIN.into()));
         for bad in ["1.", "1._5", "1e", "0x", "0x_1", "1abc", "0b2", "1.5.5", "170141183460469231731687303715884105728"]
         {
             assert!(number(bad).is_err(), "{bad}");
