@@ -22,6 +22,11 @@
 
 use super::ruleset::*;
 use foldhash::{HashMap, HashSet};
+use smallvec::SmallVec;
+
+/// A rule's few expressions of one kind, kept inline: a split or a protocol list per rule was
+/// several heap blocks per rule of 10,000.
+type Few<T> = SmallVec<[T; 4]>;
 
 /// Whether a match on this selector can become one component of a set key.
 fn varying(sel: Selector) -> bool {
@@ -39,15 +44,15 @@ fn varying(sel: Selector) -> bool {
 
 /// The values of one match as set-element components (a port set is several ranges, `{ tcp,
 /// udp }` several protocols); `None` when the value cannot be an element component.
-fn components(sel: Selector, value: &Value) -> Option<Vec<Value>> {
+fn components(sel: Selector, value: &Value) -> Option<Values> {
     Some(match (sel, value) {
-        (Selector::L4Proto, Value::Proto(p)) => vec![Value::Proto(*p)],
+        (Selector::L4Proto, Value::Proto(p)) => smallvec::smallvec![Value::Proto(*p)],
         (Selector::L4Proto, Value::Protos(ps)) => ps.iter().map(|p| Value::Proto(*p)).collect(),
         (Selector::Dport | Selector::Sport, Value::Ports(ps)) => {
             ps.0.iter().map(|r| Value::Range(u32::from(r.lo), u32::from(r.hi))).collect()
         }
-        (Selector::Saddr(_) | Selector::Daddr(_), Value::Net(n)) => vec![Value::Net(n.trunc())],
-        (Selector::IifName | Selector::OifName, Value::If(i)) => vec![Value::If(i.clone())],
+        (Selector::Saddr(_) | Selector::Daddr(_), Value::Net(n)) => smallvec::smallvec![Value::Net(n.trunc())],
+        (Selector::IifName | Selector::OifName, Value::If(i)) => smallvec::smallvec![Value::If(i.clone())],
         _ => return None,
     })
 }
@@ -76,13 +81,16 @@ fn span1(v: &Value) -> Span1<'_> {
 /// A rule split into what stays in the merged rule and what becomes a key component. Rules of a
 /// run with the same `fixed`, `keys` and `tail` (the shape) form a group.
 struct Split {
-    fixed: Vec<Expr>,
-    keys: Vec<Selector>,
+    fixed: SmallVec<[Expr; 1]>,
+    keys: Few<Selector>,
     /// Per key component, the values of this rule (their cross product are its elements).
-    values: Vec<Vec<Value>>,
+    values: SmallVec<[Values; 3]>,
     /// The rule's statements (log, verdict): the run key.
-    tail: Vec<Expr>,
+    tail: SmallVec<[Expr; 1]>,
 }
+
+/// One key component's values (one, but for port sets and protocol lists).
+type Values = SmallVec<[Value; 1]>;
 
 /// A group's key: the kept matches, the key selectors and the statements.
 type Shape<'s> = (&'s [Expr], &'s [Selector], &'s [Expr]);
@@ -97,7 +105,7 @@ fn split(rule: &Rule) -> Option<Split> {
     if rule.comment.is_some() {
         return None;
     }
-    let (mut fixed, mut keys, mut values, mut tail) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut fixed, mut keys, mut values, mut tail) = (SmallVec::new(), Few::new(), SmallVec::new(), SmallVec::new());
     for e in &rule.exprs {
         match e {
             Expr::Match { sel, op: Op::Eq, value } if varying(*sel) && !keys.contains(sel) => {
@@ -122,8 +130,8 @@ fn split(rule: &Rule) -> Option<Split> {
 }
 
 /// The elements of one rule: the cross product of its components' values.
-fn elements(values: &[Vec<Value>], origin: netcfg_lang::Span) -> Vec<Element> {
-    let count: usize = values.iter().map(Vec::len).product();
+fn elements(values: &[Values], origin: netcfg_lang::Span) -> Vec<Element> {
+    let count: usize = values.iter().map(|v| v.len()).product();
     let mut out: Vec<Vec<Value>> = Vec::with_capacity(count);
     out.push(Vec::with_capacity(values.len()));
     for vs in values {
@@ -214,8 +222,8 @@ pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rul
         }
         let k = target.unwrap_or_else(|| {
             runs.push(Run {
-                statements: s.as_ref().map(|s| s.tail.clone()),
-                protos: Some(Vec::new()),
+                statements: s.as_ref().map(|s| s.tail.to_vec()),
+                protos: Some(Few::new()),
                 rules: Vec::new(),
             });
             runs.len() - 1
@@ -223,7 +231,12 @@ pub fn merge_runs(chain: &str, rules: Vec<Rule>, sets: &mut Vec<Set>) -> Vec<Rul
         let run = &mut runs[k];
         run.protos = match (run.protos.take(), &protos) {
             (Some(mut a), Some(b)) => {
-                a.extend(b.iter().copied());
+                // A set of protocols: each once (a run of 10,000 TCP rules holds one).
+                for p in b {
+                    if !a.contains(p) {
+                        a.push(*p);
+                    }
+                }
                 Some(a)
             }
             _ => None,
@@ -245,20 +258,22 @@ const MAX_HOPS: usize = 16;
 /// matches allow (`None`: any).
 struct Run {
     statements: Option<Vec<Expr>>,
-    protos: Option<Vec<netcfg_lang::vocab::Proto>>,
+    protos: Option<Few<netcfg_lang::vocab::Proto>>,
     rules: Vec<(Rule, Option<Split>)>,
 }
 
 /// The transport protocols a rule can match, from its `meta l4proto` match (`None`: any).
-fn protocols(rule: &Rule) -> Option<Vec<netcfg_lang::vocab::Proto>> {
+fn protocols(rule: &Rule) -> Option<Few<netcfg_lang::vocab::Proto>> {
     rule.exprs.iter().find_map(|e| match e {
-        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Proto(p) } => Some(vec![*p]),
-        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Protos(ps) } => Some(ps.clone()),
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Proto(p) } => Some(smallvec::smallvec![*p]),
+        Expr::Match { sel: Selector::L4Proto, op: Op::Eq, value: Value::Protos(ps) } => {
+            Some(ps.iter().copied().collect())
+        }
         _ => None,
     })
 }
 
-fn disjoint(a: &Option<Vec<netcfg_lang::vocab::Proto>>, b: &Option<Vec<netcfg_lang::vocab::Proto>>) -> bool {
+fn disjoint(a: &Option<Few<netcfg_lang::vocab::Proto>>, b: &Option<Few<netcfg_lang::vocab::Proto>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => !a.iter().any(|p| b.contains(p)),
         _ => false,
@@ -339,8 +354,8 @@ fn flush(chain: &str, run: Vec<(Rule, Option<Split>)>, out: &mut Vec<Rule>, sets
             elements: elems,
             origin: first.origin,
         });
-        let mut exprs = s.fixed.clone();
-        exprs.push(Expr::Lookup { keys: s.keys.clone(), set: name, op: Op::Eq });
+        let mut exprs = s.fixed.to_vec();
+        exprs.push(Expr::Lookup { keys: s.keys.to_vec(), set: name, op: Op::Eq });
         exprs.extend(s.tail.iter().cloned());
         out.push(Rule { exprs, comment: None, origin: first.origin });
         out.extend(group.into_iter().enumerate().filter(|(k, _)| apart.contains(k)).map(|(_, (r, _))| r));
