@@ -153,17 +153,34 @@ fn render_table(s: &mut Script, t: &Table) {
     for set in &t.sets {
         for chunk in set.elements.chunks(ELEMENT_CHUNK) {
             s.line(0, &format!("add element inet {TABLE_NAME} {} {{", set.name), Some(set.origin));
-            for (i, e) in chunk.iter().enumerate() {
-                let key = e.key.iter().map(value).collect::<Vec<_>>().join(" . ");
-                let data = match &e.data {
-                    None => String::new(),
-                    Some(ElemData::Verdict(v)) => format!(" : {}", verdict(v)),
-                    Some(ElemData::Values(vs)) => {
-                        format!(" : {}", vs.iter().map(value).collect::<Vec<_>>().join(" . "))
+            // One line buffer for the chunk: 10,000 elements were three strings and a vector each.
+            let mut line = String::new();
+            let concat = |line: &mut String, vs: &[Value]| {
+                for (j, v) in vs.iter().enumerate() {
+                    if j > 0 {
+                        line.push_str(" . ");
                     }
-                };
-                let comma = if i + 1 < chunk.len() { "," } else { "" };
-                s.line(1, &format!("{key}{data}{comma}"), Some(e.origin));
+                    line.push_str(&value(v));
+                }
+            };
+            for (i, e) in chunk.iter().enumerate() {
+                line.clear();
+                concat(&mut line, &e.key);
+                match &e.data {
+                    None => {}
+                    Some(ElemData::Verdict(v)) => {
+                        line.push_str(" : ");
+                        line.push_str(&verdict(v));
+                    }
+                    Some(ElemData::Values(vs)) => {
+                        line.push_str(" : ");
+                        concat(&mut line, vs);
+                    }
+                }
+                if i + 1 < chunk.len() {
+                    line.push(',');
+                }
+                s.line(1, &line, Some(e.origin));
             }
             s.line(0, "}", Some(set.origin));
         }
