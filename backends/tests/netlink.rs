@@ -858,6 +858,84 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
     assert!(plan(&mut s, &d10).is_empty());
 }
 
+/// A VLAN-filtering bridge with an access port (`veth-a`, VLAN 10) and a trunk (`veth-d`,
+/// 102 VLANs) when `vlans`, and the same bridge with `veth-a` alone and no VLAN declared
+/// otherwise.
+fn trunk_bridge(vlans: bool) -> String {
+    let (br, a) =
+        if vlans { (r#" vlans="10" pvid=10 untagged="10""#, r#" vlans="10" pvid=10 untagged="10""#) } else { ("", "") };
+    let d = if vlans {
+        "    netns \"d\" {\n        veth \"eth0\" {\n            peer \"veth-d\" netns=\"@host\" master=\"br0\" vlans=\"10,20,100-199\"\n        }\n    }\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+node "n1" {{
+    ethernet "eth0" {{
+        address "10.0.0.2/24"
+    }}
+    bridge "br0" vlan-filtering=#true{br} {{
+        address "10.10.0.254/24"
+    }}
+    netns "a" {{
+        veth "eth0" {{
+            address "10.10.0.1/24"
+            peer "veth-a" netns="@host" master="br0"{a}
+        }}
+    }}
+{d}}}
+"#
+    )
+}
+
+/// A spec that declares no VLAN does not have the bridge VLANs read for its plan (a no-op reads
+/// less), yet a plan with ops records them: a rollback recreates a deleted trunk port with its
+/// 102 VLANs and puts back the ones the kernel changed.
+#[test]
+fn vlans_not_declared_are_not_read_for_a_plan_but_a_rollback_restores_them() {
+    let name = "vlans_not_declared_are_not_read_for_a_plan_but_a_rollback_restores_them";
+    if !require_root(name) {
+        return;
+    }
+    let d = desired(&trunk_bridge(true));
+    if !kernel_has(name, d.features.keys().copied()) || !bridge_vlan_filtering(name) {
+        return;
+    }
+    let node = NodeRoot::new("nl-vlanunread");
+    let mut s = session(&node);
+    apply(&mut s, &d);
+    let before = bridge_vlans(&node);
+    let bare = desired(&trunk_bridge(false));
+    // The plan compares no VLAN, so it did not read them: the live ports hold none.
+    let (live, _) = s.live(&bare).expect("live");
+    assert!(live.vlans_unread.contains("@host"), "{:?}", live.vlans_unread);
+    let port = &live.state.namespaces["@host"].links["veth-a"];
+    assert_eq!(port.opts.vlans, None);
+    // The spec with VLANs reads them.
+    let (live, _) = s.live(&d).expect("live");
+    assert!(live.vlans_unread.is_empty());
+    assert!(live.state.namespaces["@host"].links["veth-d"].opts.vlans.is_some());
+    // A plan with ops records them, and a failed apply puts them back.
+    let (mut p, snapshot) = s.plan_recorded(&bare, Options::default()).expect("plan");
+    assert!(p.to_text().contains("veth-d"), "{}", p.to_text());
+    let trunk = &snapshot.state.namespaces["@host"].links["veth-d"];
+    assert_eq!(trunk.opts.vlans.as_ref().map_or(0, |v| v.len()), 102, "{:?}", trunk.opts.vlans);
+    let last = p.ops.last().unwrap().clone();
+    p.ops.push(common::unreachable_route(&last));
+    let err = s
+        .apply_recorded(&bare, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert_eq!(bridge_vlans(&node), before);
+    assert!(plan(&mut s, &d).is_empty());
+    // Applied, the spec without VLANs is a no-op whose snapshot holds none.
+    apply(&mut s, &bare);
+    let (p, snapshot) = s.plan_recorded(&bare, Options::default()).expect("plan");
+    assert!(p.is_empty(), "{}", p.to_text());
+    assert_eq!(snapshot.state.namespaces["@host"].links["br0"].opts.vlans, None);
+}
+
 /// A spec that finds a NIC by its MAC: `wan0` is the link with `mac`.
 fn by_mac(name: &str, mac: &str) -> String {
     format!(

@@ -107,7 +107,7 @@ type NsDump = (
     Vec<RouteMessage>,
     Vec<NeighbourMessage>,
     Vec<RuleMessage>,
-    BTreeMap<u32, netcfg_lang::links::Vlans>,
+    Option<BTreeMap<u32, netcfg_lang::links::Vlans>>,
 );
 
 /// The live state of the namespaces read, and their ifindexes.
@@ -121,18 +121,23 @@ pub struct Live {
     pub moved: BTreeSet<LinkRef>,
     /// What the kernel has of the features the spec needs, and the modules-load.d file.
     pub kernel: crate::kernel::KernelState,
+    /// Namespaces with a bridge whose VLANs were not read (no link there declares any): their
+    /// bridges and ports have `vlans: None`, which the planner does not compare.
+    pub vlans_unread: BTreeSet<NsName>,
 }
 
 /// What to read besides the netlink dumps: the sysctl paths the spec sets, per namespace.
 pub type SysctlPaths = BTreeMap<NsName, Vec<String>>;
 
 /// Reads the namespaces `names` of the node. A namespace that does not exist is reported in
-/// `missing`, not as an error.
+/// `missing`, not as an error. The bridge VLANs are read only in the namespaces `vlans_of`
+/// holds (the others are listed in `Live::vlans_unread`).
 pub async fn read(
     map: &NetnsMap,
     conns: &mut HashMap<NsName, Conn>,
     names: &[NsName],
     sysctls: &SysctlPaths,
+    vlans_of: &BTreeSet<NsName>,
 ) -> Result<Live, NlError> {
     let mut raw: BTreeMap<NsName, NsDump> = BTreeMap::new();
     let mut live = Live::default();
@@ -152,10 +157,13 @@ pub async fn read(
                 _ => None,
             })
             .collect();
-        let vlans = if links.iter().any(|l: &RawLink| l.kind.as_deref() == Some("bridge")) {
-            bridge_vlans(conn).await?
+        let vlans = if !links.iter().any(|l: &RawLink| l.kind.as_deref() == Some("bridge")) {
+            Some(BTreeMap::new())
+        } else if vlans_of.contains(ns) {
+            Some(bridge_vlans(conn).await?)
         } else {
-            BTreeMap::new()
+            live.vlans_unread.insert(ns.clone());
+            None
         };
         let addrs = conn
             .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
@@ -234,15 +242,8 @@ pub async fn read(
                 },
             );
         }
-        // VLANs belong to bridges and their ports; other answers (a NIC driver's own bridge
-        // mode) are not VLAN membership.
-        let is_bridge = |i: u32| links.iter().any(|l| l.index == i && l.kind.as_deref() == Some("bridge"));
-        for l in links {
-            if is_bridge(l.index) || l.master.is_some_and(is_bridge) {
-                if let Some(link) = st.links.get_mut(&l.name) {
-                    link.opts.vlans = Some(vlans.get(&l.index).cloned().unwrap_or_default());
-                }
-            }
+        if let Some(vlans) = vlans {
+            attach_vlans(&mut st, |name| live.index.get(&(ns.clone(), name.to_string())).copied(), vlans);
         }
         for a in addrs {
             let Some(link) = name_of.get(&a.header.index) else { continue };
@@ -310,6 +311,23 @@ pub async fn read(
         }
     }
     Ok(live)
+}
+
+/// Puts the VLANs dumped by [`bridge_vlans`] (by ifindex, `index` of a link's name) into the
+/// bridges of `st` and their ports. VLANs belong to those only: other answers (a NIC driver's
+/// own bridge mode) are not VLAN membership.
+pub fn attach_vlans(
+    st: &mut NsState,
+    index: impl Fn(&str) -> Option<u32>,
+    vlans: &BTreeMap<u32, netcfg_lang::links::Vlans>,
+) {
+    let bridges: BTreeSet<String> =
+        st.links.iter().filter(|(_, l)| matches!(l.kind, LinkKind::Bridge)).map(|(n, _)| n.clone()).collect();
+    for (name, link) in st.links.iter_mut() {
+        if bridges.contains(name) || link.master.as_ref().is_some_and(|m| bridges.contains(m)) {
+            link.opts.vlans = Some(index(name).and_then(|i| vlans.get(&i)).cloned().unwrap_or_default());
+        }
+    }
 }
 
 pub(super) fn connection<'a>(

@@ -42,7 +42,7 @@ use conn::Conn;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::{json, Value as Json};
 use state::NsName;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -254,10 +254,19 @@ impl Session {
             .iter()
             .map(|(ns, st)| (ns.clone(), st.sysctls.keys().cloned().collect()))
             .collect();
+        // Bridge VLANs are compared only where a link declares some; elsewhere a snapshot reads
+        // them when the plan has ops (`Session::record_vlans`).
+        let vlans_of: BTreeSet<NsName> = desired
+            .state
+            .namespaces
+            .iter()
+            .filter(|(_, st)| st.links.values().any(|l| l.opts.vlans.is_some()))
+            .map(|(ns, _)| ns.clone())
+            .collect();
         let Session { map, rt, conns } = self;
         // A connection into a namespace that was deleted and made anew would read the old one.
         conns.retain(|ns, c| map.locate(ns) == c.location && c.location.exists());
-        let mut live = rt.block_on(live::read(map, conns, &names, &sysctls))?;
+        let mut live = rt.block_on(live::read(map, conns, &names, &sysctls, &vlans_of))?;
         // WireGuard devices: their configuration over generic netlink, keys by the spec's files.
         for (ns, st) in live.state.namespaces.iter_mut() {
             for (name, l) in st.links.iter_mut() {
@@ -372,6 +381,7 @@ impl Session {
             snapshot.nft.clear();
         } else {
             self.record_set_sysctls(&mut snapshot)?;
+            self.record_vlans(&mut snapshot, &live.index, &live.vlans_unread)?;
             self.record_unlisted_tables(&mut snapshot, nft.as_ref())?;
         }
         Ok((plan, snapshot))

@@ -270,6 +270,7 @@ impl Session {
         let (live, orphans, nft, mut snapshot) = self.record_state(desired, opts)?;
         snapshot.state = live.state.clone();
         self.record_set_sysctls(&mut snapshot)?;
+        self.record_vlans(&mut snapshot, &live.index, &live.vlans_unread)?;
         self.record_unlisted_tables(&mut snapshot, nft.as_ref())?;
         Ok((live, orphans, nft, snapshot))
     }
@@ -318,6 +319,26 @@ impl Session {
             for (k, v) in set {
                 st.sysctls.entry(k).or_insert(v);
             }
+        }
+        Ok(())
+    }
+
+    /// Adds to `snapshot` the bridge VLANs the plan did not read (`Live::vlans_unread`: no link
+    /// of the namespace declares any, so the plan does not compare them), which a rollback
+    /// puts back on a port or bridge it recreates: read only when the plan has ops.
+    pub(super) fn record_vlans(
+        &mut self,
+        snapshot: &mut Snapshot,
+        index: &BTreeMap<(NsName, String), u32>,
+        unread: &BTreeSet<NsName>,
+    ) -> Result<(), PlanError> {
+        for ns in unread {
+            let Some(st) = snapshot.state.namespaces.get_mut(ns) else { continue };
+            let loc = self.map.locate(ns);
+            let Session { rt, conns, .. } = self;
+            let conn = super::live::connection(conns, ns, &loc).map_err(PlanError::Kernel)?;
+            let vlans = rt.block_on(super::live::bridge_vlans(conn)).map_err(PlanError::Kernel)?;
+            super::live::attach_vlans(st, |name| index.get(&(ns.clone(), name.to_string())).copied(), &vlans);
         }
         Ok(())
     }
