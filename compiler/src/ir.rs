@@ -576,13 +576,7 @@ pub struct Rule {
     pub more: Rare<RuleMore>,
 }
 
-impl std::ops::Deref for Rule {
-    type Target = RuleMore;
-
-    fn deref(&self) -> &RuleMore {
-        &self.more
-    }
-}
+netcfg_lang::reads_rare_fields!(Rule => RuleMore);
 
 /// The matches and statements of a [`Rule`] that most rules leave unset.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -405,13 +405,7 @@ pub struct RouteDecl {
     pub more: Rare<RouteDeclMore>,
 }
 
-impl std::ops::Deref for RouteDecl {
-    type Target = RouteDeclMore;
-
-    fn deref(&self) -> &RouteDeclMore {
-        &self.more
-    }
-}
+crate::reads_rare_fields!(RouteDecl => RouteDeclMore);
 
 /// The settings of a [`RouteDecl`] that most routes leave unset.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -613,13 +607,7 @@ pub struct RuleDecl {
     pub more: Rare<RuleDeclMore>,
 }
 
-impl std::ops::Deref for RuleDecl {
-    type Target = RuleDeclMore;
-
-    fn deref(&self) -> &RuleDeclMore {
-        &self.more
-    }
-}
+crate::reads_rare_fields!(RuleDecl => RuleDeclMore);
 
 /// The matches and statements of a [`RuleDecl`] that most rules leave unset.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -13,6 +13,21 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+/// `impl Deref for $outer { Target = $more }` through its `more: Rare<$more>` field: the struct
+/// reads its seldom-set fields as its own (`rule.log`, not `rule.more.log`).
+#[macro_export]
+macro_rules! reads_rare_fields {
+    ($outer:ty => $more:ty) => {
+        impl std::ops::Deref for $outer {
+            type Target = $more;
+
+            fn deref(&self) -> &$more {
+                &self.more
+            }
+        }
+    };
+}
+
 /// A type with an empty value (every field unset) that a [`Rare`] reads as when nothing is set.
 pub trait Empty: Default + PartialEq + 'static {
     const EMPTY: &'static Self;
