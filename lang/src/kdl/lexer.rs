@@ -166,6 +166,21 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// End of a run of whitespace starting at `pos`: plain spaces and tabs (indentation, the
+    /// common case) in a byte loop, unicode spaces through [`Lexer::space_len`].
+    fn space_end(&self, mut pos: usize) -> usize {
+        loop {
+            while matches!(self.bytes.get(pos), Some(b' ' | b'\t')) {
+                pos += 1;
+            }
+            let l = self.space_len(pos);
+            if l == 0 {
+                return pos;
+            }
+            pos += l;
+        }
+    }
+
     /// End of a run of identifier characters starting at `pos`.
     fn ident_end(&self, mut pos: usize) -> usize {
         while let Some(&b) = self.bytes.get(pos) {
@@ -198,17 +213,7 @@ impl<'a> Lexer<'a> {
         use TokenKind::*;
         let ok = |kind, len: usize| (kind, start + len, None);
         match b {
-            b' ' | b'\t' => {
-                let mut p = start;
-                loop {
-                    let l = self.space_len(p);
-                    if l == 0 {
-                        break;
-                    }
-                    p += l;
-                }
-                (Space, p, None)
-            }
+            b' ' | b'\t' => (Space, self.space_end(start), None),
             b'\n' | b'\r' | 0x0B | 0x0C => ok(Newline, self.newline_len(start)),
             b'{' => ok(OpenBrace, 1),
             b'}' => ok(CloseBrace, 1),
@@ -244,15 +249,7 @@ impl<'a> Lexer<'a> {
                 if is_newline(c) {
                     (Newline, start + c.len_utf8(), None)
                 } else if is_space(c) {
-                    let mut p = start;
-                    loop {
-                        let l = self.space_len(p);
-                        if l == 0 {
-                            break;
-                        }
-                        p += l;
-                    }
-                    (Space, p, None)
+                    (Space, self.space_end(start), None)
                 } else if c == '\u{FEFF}' && start == 0 {
                     (Bom, start + c.len_utf8(), None)
                 } else if is_disallowed(c) {

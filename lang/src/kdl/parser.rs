@@ -29,6 +29,7 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
         diags: Vec::new(),
         swallowed_rest: false,
         last_error_end: u32::MAX,
+        entries: Vec::new(),
     };
     p.bump();
     if p.tok.kind == TokenKind::Bom {
@@ -77,6 +78,9 @@ struct Parser<'a> {
     /// Where the last reported error ends: a token right after it is not blamed for missing
     /// space as well.
     last_error_end: u32,
+    /// The entries of the node being read, moved into it (exactly sized) when its head ends:
+    /// one allocation per node instead of a growing vector and a shrink.
+    entries: Vec<Entry<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -208,9 +212,7 @@ impl<'a> Parser<'a> {
         loop {
             match step.take() {
                 Some(Step::Done(node)) => {
-                    if let Some(mut node) = node {
-                        // The tree lives until the AST is built: no room left over per node.
-                        node.entries.shrink_to_fit();
+                    if let Some(node) = node {
                         match stack.last_mut() {
                             Some(f) => f.nodes.push(node),
                             None => root.push(node),
@@ -552,6 +554,7 @@ impl<'a> Parser<'a> {
                         );
                     }
                     p.node.recovered |= self.diags.len() > p.errors_before;
+                    self.take_entries(&mut p);
                     return Step::Open { partial: p, discard_children };
                 }
                 TokenKind::Slashdash => {
@@ -567,6 +570,7 @@ impl<'a> Parser<'a> {
                     self.line_space();
                     if self.tok.kind == TokenKind::OpenBrace {
                         p.node.recovered |= self.diags.len() > p.errors_before;
+                        self.take_entries(&mut p);
                         return Step::Open { partial: p, discard_children: true };
                     }
                     let before = self.tok;
@@ -592,7 +596,7 @@ impl<'a> Parser<'a> {
                         if p.after_children {
                             self.entry_after_children(t);
                         } else {
-                            p.node.entries.push(entry);
+                            self.entries.push(entry);
                         }
                     }
                 }
@@ -622,7 +626,17 @@ impl<'a> Parser<'a> {
         );
     }
 
+    /// Moves the entries read so far into the node (the tree lives until the AST is built: no
+    /// room is left over per node).
+    fn take_entries(&mut self, p: &mut Partial<'a>) {
+        if !self.entries.is_empty() {
+            debug_assert!(p.node.entries.is_empty());
+            p.node.entries = self.entries.drain(..).collect();
+        }
+    }
+
     fn finish(&mut self, mut p: Partial<'a>, end: u32) -> Step<'a> {
+        self.take_entries(&mut p);
         p.node.span.end = end;
         p.node.recovered |= self.diags.len() > p.errors_before;
         Step::Done((!p.discard).then_some(p.node))
@@ -805,8 +819,13 @@ impl<'a> Parser<'a> {
                 let kind = t.kind;
                 let s = self.string_token()?;
                 Some(s.map(|s| {
-                    let inner = match kind {
-                        TokenKind::Bare => span,
+                    let inner = match (kind, &s.value) {
+                        (TokenKind::Bare, _) => span,
+                        // Borrowed: the contents are exactly the text between the quotes.
+                        (_, Cow::Borrowed(v)) => {
+                            let at = (v.as_ptr() as usize - self.src.as_ptr() as usize) as u32;
+                            self.span(at, at + v.len() as u32)
+                        }
                         _ => inner_range(self.src, t, &s.value).map_or(span, |(a, b)| self.span(a, b)),
                     };
                     (Value::String(s.value), span, inner)
