@@ -120,10 +120,13 @@ impl<'n> Val<'n> {
 
     /// One of a fixed set of keywords.
     pub fn keyword<T: Copy>(&self, cx: &mut Cx, what: &str, options: &[(&str, T)]) -> Option<Spanned<T>> {
-        let s = self.string(cx, what)?;
-        if let Some((_, v)) = options.iter().find(|(k, _)| *k == s.value) {
-            return Some(Spanned::new(*v, s.span));
+        // A known keyword is matched on the borrowed text: no string is made for it.
+        if let KdlValue::String(s) = self.value {
+            if let Some((_, v)) = options.iter().find(|(k, _)| *k == &**s) {
+                return Some(Spanned::new(*v, self.inner));
+            }
         }
+        let s = self.string(cx, what)?;
         let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
         let d = cx.error(code::INVALID_VALUE, s.span, format!("`{}` is not a valid {what}", s.value));
         d.help = Some(match closest(&s.value, names.iter().copied()) {
@@ -297,6 +300,13 @@ impl<'n> Reader<'n> {
             p.3 = true;
             return Some(p.2);
         }
+        self.prop_or_child(cx, key)
+    }
+
+    /// [`Reader::prop`] on a node with children: the key may be an attribute child, or given
+    /// twice. Kept out of line so the common case stays a few instructions.
+    #[inline(never)]
+    fn prop_or_child(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         let as_children: Vec<usize> =
             self.children.iter().enumerate().filter(|(_, (c, _))| c.name.value == key).map(|(i, _)| i).collect();
         let prop = self.props.iter().position(|p| p.0 == key);

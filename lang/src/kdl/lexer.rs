@@ -120,6 +120,24 @@ const IDENT_ASCII: [bool; 128] = {
     t
 };
 
+/// Bytes that end the plain run of a single-line quoted string: its end, an escape, a newline,
+/// or the lead byte of a non-ASCII character (which may be a newline).
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[0x0B] = true;
+    t[0x0C] = true;
+    let mut b = 0x80;
+    while b < 256 {
+        t[b] = true;
+        b += 1;
+    }
+    t
+};
+
 /// A streaming tokenizer: call [`Lexer::next_token`] until it returns `None`.
 #[derive(Clone)]
 pub struct Lexer<'a> {
@@ -183,12 +201,12 @@ impl<'a> Lexer<'a> {
 
     /// End of a run of identifier characters starting at `pos`.
     fn ident_end(&self, mut pos: usize) -> usize {
-        while let Some(&b) = self.bytes.get(pos) {
+        loop {
+            // The ASCII run in one tight loop; a non-ASCII character takes the slow path.
+            pos += self.bytes[pos..].iter().position(|&b| b >= 0x80 || !IDENT_ASCII[b as usize]).unwrap_or(self.bytes.len() - pos);
+            let Some(&b) = self.bytes.get(pos) else { break };
             if b < 0x80 {
-                if !IDENT_ASCII[b as usize] {
-                    break;
-                }
-                pos += 1;
+                break;
             } else {
                 let c = self.char_at(pos).expect("inside the text");
                 if !is_identifier_char(c) {
@@ -352,6 +370,10 @@ impl<'a> Lexer<'a> {
             };
         }
         while p < bytes.len() {
+            p += bytes[p..].iter().position(|&b| STRING_STOP[b as usize]).unwrap_or(bytes.len() - p);
+            if p == bytes.len() {
+                break;
+            }
             match bytes[p] {
                 b'"' => return (TokenKind::QuotedString, p + 1, None),
                 b'\\' => {

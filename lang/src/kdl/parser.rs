@@ -30,6 +30,7 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
         swallowed_rest: false,
         last_error_end: u32::MAX,
         entries: Vec::new(),
+        open_nodes: Vec::new(),
     };
     p.bump();
     if p.tok.kind == TokenKind::Bom {
@@ -63,7 +64,8 @@ struct Frame<'a> {
     partial: Partial<'a>,
     discard_children: bool,
     open: u32,
-    nodes: Vec<Node<'a>>,
+    /// Where the block's nodes start in [`Parser::open_nodes`].
+    first: usize,
 }
 
 struct Parser<'a> {
@@ -81,6 +83,9 @@ struct Parser<'a> {
     /// The entries of the node being read, moved into it (exactly sized) when its head ends:
     /// one allocation per node instead of a growing vector and a shrink.
     entries: Vec<Entry<'a>>,
+    /// The nodes of every open children block, innermost last: a block's nodes are moved out
+    /// (exactly sized) when it closes, so blocks do not each grow and shrink a vector.
+    open_nodes: Vec<Node<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -213,8 +218,8 @@ impl<'a> Parser<'a> {
             match step.take() {
                 Some(Step::Done(node)) => {
                     if let Some(node) = node {
-                        match stack.last_mut() {
-                            Some(f) => f.nodes.push(node),
+                        match stack.last() {
+                            Some(_) => self.open_nodes.push(node),
                             None => root.push(node),
                         }
                     }
@@ -235,7 +240,7 @@ impl<'a> Parser<'a> {
                         continue;
                     }
                     self.bump();
-                    stack.push(Frame { partial, discard_children, open, nodes: Vec::new() });
+                    stack.push(Frame { partial, discard_children, open, first: self.open_nodes.len() });
                     continue;
                 }
                 None => {}
@@ -257,8 +262,8 @@ impl<'a> Parser<'a> {
                 while let Some(f) = stack.pop() {
                     let end = self.src.len() as u32;
                     let node = self.close_frame(f, end);
-                    match (node, stack.last_mut()) {
-                        (Some(n), Some(parent)) => parent.nodes.push(n),
+                    match (node, stack.last()) {
+                        (Some(n), Some(_)) => self.open_nodes.push(n),
                         (Some(n), None) => root.push(n),
                         (None, _) => {}
                     }
@@ -307,18 +312,19 @@ impl<'a> Parser<'a> {
     }
 
     /// Pops a frame into the node it belongs to, with its children set.
-    fn close_frame_partial(&self, f: Frame<'a>, close: u32) -> Partial<'a> {
+    fn close_frame_partial(&mut self, f: Frame<'a>, close: u32) -> Partial<'a> {
         let mut partial = f.partial;
-        if !f.discard_children {
-            let mut nodes = f.nodes;
-            nodes.shrink_to_fit();
+        if f.discard_children {
+            self.open_nodes.truncate(f.first);
+        } else {
+            let nodes = self.open_nodes.drain(f.first..).collect();
             partial.node.children = Some(Children { nodes, span: self.span(f.open, close) });
         }
         partial
     }
 
     /// Closes a frame at the end of the file: the node is complete as far as it goes.
-    fn close_frame(&self, f: Frame<'a>, end: u32) -> Option<Node<'a>> {
+    fn close_frame(&mut self, f: Frame<'a>, end: u32) -> Option<Node<'a>> {
         let mut partial = self.close_frame_partial(f, end);
         partial.node.span.end = end;
         (!partial.discard).then_some(partial.node)
