@@ -160,7 +160,9 @@ fn int_text(v: i128, buf: &mut [u8; 40]) -> &str {
 /// A bit standing for a property key in [`Reader`]'s key filter.
 fn key_bit(key: &str) -> u64 {
     let b = key.as_bytes();
-    let h = b.len().wrapping_mul(31) + b.first().map_or(0, |c| usize::from(*c)) * 7 + b.last().map_or(0, |c| usize::from(*c));
+    let h = b.len().wrapping_mul(31)
+        + b.first().map_or(0, |c| usize::from(*c)) * 7
+        + b.last().map_or(0, |c| usize::from(*c));
     1 << (h % 64)
 }
 
@@ -288,6 +290,7 @@ impl<'n> Reader<'n> {
     }
 
     /// A property `key=value`, or an attribute child `key value` (both forms are accepted).
+    #[inline]
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
         // Most nodes (a firewall rule asks for 29 keys) have no children: no attribute child to

@@ -138,6 +138,17 @@ const STRING_STOP: [bool; 256] = {
     t
 };
 
+/// [`IDENT_ASCII`] over all bytes, false for non-ASCII (which the slow path decodes).
+const IDENT_RUN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = IDENT_ASCII[b];
+        b += 1;
+    }
+    t
+};
+
 /// A streaming tokenizer: call [`Lexer::next_token`] until it returns `None`.
 #[derive(Clone)]
 pub struct Lexer<'a> {
@@ -191,6 +202,10 @@ impl<'a> Lexer<'a> {
             while matches!(self.bytes.get(pos), Some(b' ' | b'\t')) {
                 pos += 1;
             }
+            // Non-ASCII spaces start with C2, E1, E2 or E3.
+            if !matches!(self.bytes.get(pos), Some(0xC2 | 0xE1 | 0xE2 | 0xE3)) {
+                return pos;
+            }
             let l = self.space_len(pos);
             if l == 0 {
                 return pos;
@@ -203,7 +218,7 @@ impl<'a> Lexer<'a> {
     fn ident_end(&self, mut pos: usize) -> usize {
         loop {
             // The ASCII run in one tight loop; a non-ASCII character takes the slow path.
-            pos += self.bytes[pos..].iter().position(|&b| b >= 0x80 || !IDENT_ASCII[b as usize]).unwrap_or(self.bytes.len() - pos);
+            pos += self.bytes[pos..].iter().position(|&b| !IDENT_RUN[b as usize]).unwrap_or(self.bytes.len() - pos);
             let Some(&b) = self.bytes.get(pos) else { break };
             if b < 0x80 {
                 break;
@@ -218,6 +233,7 @@ impl<'a> Lexer<'a> {
         pos
     }
 
+    #[inline]
     pub fn next_token(&mut self) -> Option<Token> {
         let start = self.pos;
         let &b = self.bytes.get(start)?;
