@@ -7,6 +7,7 @@ use crate::diagnostic::{closest, Diagnostic};
 use crate::kdl::{Node as KdlNode, Value as KdlValue};
 use crate::source::{Span, Spanned};
 use crate::value::ValueError;
+use smallvec::SmallVec;
 
 /// Per-file parsing context: where diagnostics go.
 pub(crate) struct Cx<'a> {
@@ -93,9 +94,10 @@ impl<'n> Val<'n> {
         what: &str,
         parser: impl Fn(&str) -> Result<T, ValueError>,
     ) -> Option<Spanned<T>> {
-        let (text, span) = match self.value {
-            KdlValue::String(s) => (std::borrow::Cow::Borrowed(&**s), self.inner),
-            KdlValue::Integer(i) => (std::borrow::Cow::Owned(i.to_string()), self.span),
+        let mut digits = [0u8; 40];
+        let (text, span): (&str, Span) = match self.value {
+            KdlValue::String(s) => (s, self.inner),
+            KdlValue::Integer(i) => (int_text(i.get(), &mut digits), self.span),
             other => {
                 cx.error(
                     code::INVALID_VALUE,
@@ -105,7 +107,7 @@ impl<'n> Val<'n> {
                 return None;
             }
         };
-        match parser(&text) {
+        match parser(text) {
             Ok(v) => Some(Spanned::new(v, span)),
             Err(e) => {
                 let at = if span.len() == text.len() { span.sub(e.start, e.end.max(e.start + 1)) } else { span };
@@ -118,10 +120,13 @@ impl<'n> Val<'n> {
 
     /// One of a fixed set of keywords.
     pub fn keyword<T: Copy>(&self, cx: &mut Cx, what: &str, options: &[(&str, T)]) -> Option<Spanned<T>> {
-        let s = self.string(cx, what)?;
-        if let Some((_, v)) = options.iter().find(|(k, _)| *k == s.value) {
-            return Some(Spanned::new(*v, s.span));
+        // A known keyword is matched on the borrowed text: no string is made for it.
+        if let KdlValue::String(s) = self.value {
+            if let Some((_, v)) = options.iter().find(|(k, _)| *k == &**s) {
+                return Some(Spanned::new(*v, self.inner));
+            }
         }
+        let s = self.string(cx, what)?;
         let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
         let d = cx.error(code::INVALID_VALUE, s.span, format!("`{}` is not a valid {what}", s.value));
         d.help = Some(match closest(&s.value, names.iter().copied()) {
@@ -130,6 +135,35 @@ impl<'n> Val<'n> {
         });
         None
     }
+}
+
+/// The decimal text of `v` in `buf`, without an allocation (a port written `port=22` is parsed
+/// by the same micro-grammar as `port="22"`).
+fn int_text(v: i128, buf: &mut [u8; 40]) -> &str {
+    let mut n = v.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
+
+/// A bit standing for a property key in [`Reader`]'s key filter.
+fn key_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let h = b.len().wrapping_mul(31)
+        + b.first().map_or(0, |c| usize::from(*c)) * 7
+        + b.last().map_or(0, |c| usize::from(*c));
+    1 << (h % 64)
 }
 
 fn display_value(v: &KdlValue) -> String {
@@ -147,18 +181,23 @@ pub(crate) struct Reader<'n> {
     pub node: &'n KdlNode<'n>,
     pub span: Span,
     pub name_span: Span,
-    args: Vec<Val<'n>>,
+    // Inline vectors: a reader lives for one node, most nodes have a few entries, and a
+    // firewall rule asks for 29 keys.
+    args: SmallVec<[Val<'n>; 4]>,
     args_read: usize,
-    props: Vec<(&'n str, Span, Val<'n>, bool)>,
+    props: SmallVec<[(&'n str, Span, Val<'n>, bool); 6]>,
+    /// One [`key_bit`] per property given: most keys asked for are not there.
+    prop_keys: u64,
     children: Vec<(&'n KdlNode<'n>, bool)>,
-    known_props: Vec<&'static str>,
+    known_props: SmallVec<[&'static str; 32]>,
     known_children: Vec<&'static str>,
 }
 
 impl<'n> Reader<'n> {
     pub fn new(cx: &mut Cx, node: &'n KdlNode<'n>) -> Reader<'n> {
-        let mut args = Vec::new();
-        let mut props: Vec<(&str, Span, Val, bool)> = Vec::new();
+        let mut args = SmallVec::new();
+        let mut props: SmallVec<[(&str, Span, Val, bool); 6]> = SmallVec::new();
+        let mut prop_keys = 0;
         for entry in &node.entries {
             let val = Val { value: &entry.value, span: entry.span, inner: entry.inner };
             match &entry.key {
@@ -175,6 +214,7 @@ impl<'n> Reader<'n> {
                         .help = Some("remove one of them".into());
                         continue;
                     }
+                    prop_keys |= key_bit(&key.value);
                     props.push((&key.value, key_span, val, false));
                 }
                 None => args.push(val),
@@ -188,8 +228,9 @@ impl<'n> Reader<'n> {
             args,
             args_read: 0,
             props,
+            prop_keys,
             children,
-            known_props: Vec::with_capacity(32),
+            known_props: SmallVec::new(),
             known_children: Vec::new(),
         }
     }
@@ -249,15 +290,26 @@ impl<'n> Reader<'n> {
     }
 
     /// A property `key=value`, or an attribute child `key value` (both forms are accepted).
+    #[inline]
     pub fn prop(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         self.known_props.push(key);
         // Most nodes (a firewall rule asks for 29 keys) have no children: no attribute child to
         // look for, no duplicate to report.
         if self.children.is_empty() {
+            if self.prop_keys & key_bit(key) == 0 {
+                return None;
+            }
             let p = self.props.iter_mut().find(|p| p.0 == key)?;
             p.3 = true;
             return Some(p.2);
         }
+        self.prop_or_child(cx, key)
+    }
+
+    /// [`Reader::prop`] on a node with children: the key may be an attribute child, or given
+    /// twice. Kept out of line so the common case stays a few instructions.
+    #[inline(never)]
+    fn prop_or_child(&mut self, cx: &mut Cx, key: &'static str) -> Option<Val<'n>> {
         let as_children: Vec<usize> =
             self.children.iter().enumerate().filter(|(_, (c, _))| c.name.value == key).map(|(i, _)| i).collect();
         let prop = self.props.iter().position(|p| p.0 == key);

@@ -185,6 +185,10 @@ pub fn parse_port(text: &str) -> Result<u16, ValueError> {
 }
 
 pub fn parse_port_set(text: &str) -> Result<PortSet, ValueError> {
+    // One port (the common case): no list to split, sort and merge.
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(PortSet(smallvec::smallvec![PortRange::single(parse_port(text)?)]));
+    }
     let mut ranges = Vec::new();
     let mut pos = 0;
     for part in text.split(',') {

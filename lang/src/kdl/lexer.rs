@@ -120,6 +120,35 @@ const IDENT_ASCII: [bool; 128] = {
     t
 };
 
+/// Bytes that end the plain run of a single-line quoted string: its end, an escape, a newline,
+/// or the lead byte of a non-ASCII character (which may be a newline).
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[0x0B] = true;
+    t[0x0C] = true;
+    let mut b = 0x80;
+    while b < 256 {
+        t[b] = true;
+        b += 1;
+    }
+    t
+};
+
+/// [`IDENT_ASCII`] over all bytes, false for non-ASCII (which the slow path decodes).
+const IDENT_RUN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = IDENT_ASCII[b];
+        b += 1;
+    }
+    t
+};
+
 /// A streaming tokenizer: call [`Lexer::next_token`] until it returns `None`.
 #[derive(Clone)]
 pub struct Lexer<'a> {
@@ -166,14 +195,33 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// End of a run of whitespace starting at `pos`: plain spaces and tabs (indentation, the
+    /// common case) in a byte loop, unicode spaces through [`Lexer::space_len`].
+    fn space_end(&self, mut pos: usize) -> usize {
+        loop {
+            while matches!(self.bytes.get(pos), Some(b' ' | b'\t')) {
+                pos += 1;
+            }
+            // Non-ASCII spaces start with C2, E1, E2 or E3.
+            if !matches!(self.bytes.get(pos), Some(0xC2 | 0xE1 | 0xE2 | 0xE3)) {
+                return pos;
+            }
+            let l = self.space_len(pos);
+            if l == 0 {
+                return pos;
+            }
+            pos += l;
+        }
+    }
+
     /// End of a run of identifier characters starting at `pos`.
     fn ident_end(&self, mut pos: usize) -> usize {
-        while let Some(&b) = self.bytes.get(pos) {
+        loop {
+            // The ASCII run in one tight loop; a non-ASCII character takes the slow path.
+            pos += self.bytes[pos..].iter().position(|&b| !IDENT_RUN[b as usize]).unwrap_or(self.bytes.len() - pos);
+            let Some(&b) = self.bytes.get(pos) else { break };
             if b < 0x80 {
-                if !IDENT_ASCII[b as usize] {
-                    break;
-                }
-                pos += 1;
+                break;
             } else {
                 let c = self.char_at(pos).expect("inside the text");
                 if !is_identifier_char(c) {
@@ -185,6 +233,7 @@ impl<'a> Lexer<'a> {
         pos
     }
 
+    #[inline]
     pub fn next_token(&mut self) -> Option<Token> {
         let start = self.pos;
         let &b = self.bytes.get(start)?;
@@ -198,17 +247,7 @@ impl<'a> Lexer<'a> {
         use TokenKind::*;
         let ok = |kind, len: usize| (kind, start + len, None);
         match b {
-            b' ' | b'\t' => {
-                let mut p = start;
-                loop {
-                    let l = self.space_len(p);
-                    if l == 0 {
-                        break;
-                    }
-                    p += l;
-                }
-                (Space, p, None)
-            }
+            b' ' | b'\t' => (Space, self.space_end(start), None),
             b'\n' | b'\r' | 0x0B | 0x0C => ok(Newline, self.newline_len(start)),
             b'{' => ok(OpenBrace, 1),
             b'}' => ok(CloseBrace, 1),
@@ -244,15 +283,7 @@ impl<'a> Lexer<'a> {
                 if is_newline(c) {
                     (Newline, start + c.len_utf8(), None)
                 } else if is_space(c) {
-                    let mut p = start;
-                    loop {
-                        let l = self.space_len(p);
-                        if l == 0 {
-                            break;
-                        }
-                        p += l;
-                    }
-                    (Space, p, None)
+                    (Space, self.space_end(start), None)
                 } else if c == '\u{FEFF}' && start == 0 {
                     (Bom, start + c.len_utf8(), None)
                 } else if is_disallowed(c) {
@@ -355,6 +386,10 @@ impl<'a> Lexer<'a> {
             };
         }
         while p < bytes.len() {
+            p += bytes[p..].iter().position(|&b| STRING_STOP[b as usize]).unwrap_or(bytes.len() - p);
+            if p == bytes.len() {
+                break;
+            }
             match bytes[p] {
                 b'"' => return (TokenKind::QuotedString, p + 1, None),
                 b'\\' => {

@@ -29,6 +29,8 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
         diags: Vec::new(),
         swallowed_rest: false,
         last_error_end: u32::MAX,
+        entries: Vec::new(),
+        open_nodes: Vec::new(),
     };
     p.bump();
     if p.tok.kind == TokenKind::Bom {
@@ -62,7 +64,8 @@ struct Frame<'a> {
     partial: Partial<'a>,
     discard_children: bool,
     open: u32,
-    nodes: Vec<Node<'a>>,
+    /// Where the block's nodes start in [`Parser::open_nodes`].
+    first: usize,
 }
 
 struct Parser<'a> {
@@ -77,6 +80,12 @@ struct Parser<'a> {
     /// Where the last reported error ends: a token right after it is not blamed for missing
     /// space as well.
     last_error_end: u32,
+    /// The entries of the node being read, moved into it (exactly sized) when its head ends:
+    /// one allocation per node instead of a growing vector and a shrink.
+    entries: Vec<Entry<'a>>,
+    /// The nodes of every open children block, innermost last: a block's nodes are moved out
+    /// (exactly sized) when it closes, so blocks do not each grow and shrink a vector.
+    open_nodes: Vec<Node<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -208,11 +217,9 @@ impl<'a> Parser<'a> {
         loop {
             match step.take() {
                 Some(Step::Done(node)) => {
-                    if let Some(mut node) = node {
-                        // The tree lives until the AST is built: no room left over per node.
-                        node.entries.shrink_to_fit();
-                        match stack.last_mut() {
-                            Some(f) => f.nodes.push(node),
+                    if let Some(node) = node {
+                        match stack.last() {
+                            Some(_) => self.open_nodes.push(node),
                             None => root.push(node),
                         }
                     }
@@ -233,7 +240,7 @@ impl<'a> Parser<'a> {
                         continue;
                     }
                     self.bump();
-                    stack.push(Frame { partial, discard_children, open, nodes: Vec::new() });
+                    stack.push(Frame { partial, discard_children, open, first: self.open_nodes.len() });
                     continue;
                 }
                 None => {}
@@ -255,8 +262,8 @@ impl<'a> Parser<'a> {
                 while let Some(f) = stack.pop() {
                     let end = self.src.len() as u32;
                     let node = self.close_frame(f, end);
-                    match (node, stack.last_mut()) {
-                        (Some(n), Some(parent)) => parent.nodes.push(n),
+                    match (node, stack.last()) {
+                        (Some(n), Some(_)) => self.open_nodes.push(n),
                         (Some(n), None) => root.push(n),
                         (None, _) => {}
                     }
@@ -305,18 +312,19 @@ impl<'a> Parser<'a> {
     }
 
     /// Pops a frame into the node it belongs to, with its children set.
-    fn close_frame_partial(&self, f: Frame<'a>, close: u32) -> Partial<'a> {
+    fn close_frame_partial(&mut self, f: Frame<'a>, close: u32) -> Partial<'a> {
         let mut partial = f.partial;
-        if !f.discard_children {
-            let mut nodes = f.nodes;
-            nodes.shrink_to_fit();
+        if f.discard_children {
+            self.open_nodes.truncate(f.first);
+        } else {
+            let nodes = self.open_nodes.drain(f.first..).collect();
             partial.node.children = Some(Children { nodes, span: self.span(f.open, close) });
         }
         partial
     }
 
     /// Closes a frame at the end of the file: the node is complete as far as it goes.
-    fn close_frame(&self, f: Frame<'a>, end: u32) -> Option<Node<'a>> {
+    fn close_frame(&mut self, f: Frame<'a>, end: u32) -> Option<Node<'a>> {
         let mut partial = self.close_frame_partial(f, end);
         partial.node.span.end = end;
         (!partial.discard).then_some(partial.node)
@@ -552,6 +560,7 @@ impl<'a> Parser<'a> {
                         );
                     }
                     p.node.recovered |= self.diags.len() > p.errors_before;
+                    self.take_entries(&mut p);
                     return Step::Open { partial: p, discard_children };
                 }
                 TokenKind::Slashdash => {
@@ -567,6 +576,7 @@ impl<'a> Parser<'a> {
                     self.line_space();
                     if self.tok.kind == TokenKind::OpenBrace {
                         p.node.recovered |= self.diags.len() > p.errors_before;
+                        self.take_entries(&mut p);
                         return Step::Open { partial: p, discard_children: true };
                     }
                     let before = self.tok;
@@ -592,7 +602,7 @@ impl<'a> Parser<'a> {
                         if p.after_children {
                             self.entry_after_children(t);
                         } else {
-                            p.node.entries.push(entry);
+                            self.entries.push(entry);
                         }
                     }
                 }
@@ -622,7 +632,17 @@ impl<'a> Parser<'a> {
         );
     }
 
+    /// Moves the entries read so far into the node (the tree lives until the AST is built: no
+    /// room is left over per node).
+    fn take_entries(&mut self, p: &mut Partial<'a>) {
+        if !self.entries.is_empty() {
+            debug_assert!(p.node.entries.is_empty());
+            p.node.entries = self.entries.drain(..).collect();
+        }
+    }
+
     fn finish(&mut self, mut p: Partial<'a>, end: u32) -> Step<'a> {
+        self.take_entries(&mut p);
         p.node.span.end = end;
         p.node.recovered |= self.diags.len() > p.errors_before;
         Step::Done((!p.discard).then_some(p.node))
@@ -805,8 +825,13 @@ impl<'a> Parser<'a> {
                 let kind = t.kind;
                 let s = self.string_token()?;
                 Some(s.map(|s| {
-                    let inner = match kind {
-                        TokenKind::Bare => span,
+                    let inner = match (kind, &s.value) {
+                        (TokenKind::Bare, _) => span,
+                        // Borrowed: the contents are exactly the text between the quotes.
+                        (_, Cow::Borrowed(v)) => {
+                            let at = (v.as_ptr() as usize - self.src.as_ptr() as usize) as u32;
+                            self.span(at, at + v.len() as u32)
+                        }
                         _ => inner_range(self.src, t, &s.value).map_or(span, |(a, b)| self.span(a, b)),
                     };
                     (Value::String(s.value), span, inner)

@@ -44,6 +44,10 @@ pub(crate) fn quoted(text: &str) -> Result<Decoded<'_>, TextError> {
         return Ok(Decoded { value: Cow::Owned(value.into_owned()) });
     }
     let body = &text[1..text.len() - 1];
+    // The common case, one pass over the bytes: printable ASCII without escapes is its own value.
+    if body.bytes().all(|b| (0x20..0x7F).contains(&b) && b != b'\\') {
+        return Ok(Decoded { value: Cow::Borrowed(body) });
+    }
     if let Some(c) = body.chars().find(|c| is_disallowed(*c)) {
         let at = 1 + body.find(c).unwrap_or(0);
         return Err(disallowed(at, c));
