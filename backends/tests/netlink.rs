@@ -847,13 +847,8 @@ fn bridge_port_vlans_apply_in_place_carry_tagged_traffic_and_roll_back() {
 
     // A failing apply back to VLAN 20 restores the VLANs as they were.
     let before = bridge_vlans(&node);
-    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
-    let last = p.ops.last().unwrap().clone();
-    p.ops.push(common::unreachable_route(&last));
-    let err = s
-        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
-        .expect_err("the route has no way out");
-    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    let (p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    fail_at_the_end_and_roll_back(&mut s, &d, p, &snapshot, common::unreachable_route);
     assert_eq!(bridge_vlans(&node), before);
     assert!(plan(&mut s, &d10).is_empty());
 }
@@ -917,16 +912,11 @@ fn vlans_not_declared_are_not_read_for_a_plan_but_a_rollback_restores_them() {
     assert!(live.vlans_unread.is_empty());
     assert!(live.state.namespaces["@host"].links["veth-d"].opts.vlans.is_some());
     // A plan with ops records them, and a failed apply puts them back.
-    let (mut p, snapshot) = s.plan_recorded(&bare, Options::default()).expect("plan");
+    let (p, snapshot) = s.plan_recorded(&bare, Options::default()).expect("plan");
     assert!(p.to_text().contains("veth-d"), "{}", p.to_text());
     let trunk = &snapshot.state.namespaces["@host"].links["veth-d"];
     assert_eq!(trunk.opts.vlans.as_ref().map_or(0, |v| v.len()), 102, "{:?}", trunk.opts.vlans);
-    let last = p.ops.last().unwrap().clone();
-    p.ops.push(common::unreachable_route(&last));
-    let err = s
-        .apply_recorded(&bare, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
-        .expect_err("the route has no way out");
-    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    fail_at_the_end_and_roll_back(&mut s, &bare, p, &snapshot, common::unreachable_route);
     assert_eq!(bridge_vlans(&node), before);
     assert!(plan(&mut s, &d).is_empty());
     // Applied, the spec without VLANs is a no-op whose snapshot holds none.
@@ -998,19 +988,17 @@ fn an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back() 
 
     // A failed first apply renames the NIC back, with everything as it was.
     let before = node.settled_full_dump(&[]);
-    let (mut p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    let (p, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
     assert!(
         matches!(&p.ops[0].action, Action::RenameLink { from, to } if from == "nic-7f3a" && to == "wan0"),
         "{}",
         p.to_text()
     );
     assert!(p.to_text().contains("link wan0: rename nic-7f3a -> wan0"), "{}", p.to_text());
-    let last = p.ops.last().unwrap().clone();
-    p.ops.push(netlink::Op { ns: last.ns.clone(), ..common::unreachable_route(&last) });
-    let err = s
-        .apply_recorded(&d, &p, Options::default(), &snapshot, netlink::ApplyConfig::default())
-        .expect_err("the route has no way out");
-    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    fail_at_the_end_and_roll_back(&mut s, &d, p, &snapshot, |last| netlink::Op {
+        ns: last.ns.clone(),
+        ..common::unreachable_route(last)
+    });
     assert!(names().contains(&"nic-7f3a".to_string()), "{:?}", names());
     let after = node.settled_full_dump(&[]);
     assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
@@ -1087,4 +1075,21 @@ fn an_ethernet_found_by_its_mac_is_renamed_and_a_failed_apply_renames_it_back() 
         vec!["missing-link: 2 links in the host namespace have the MAC 02:5a:00:00:00:07: `nic-dup`, `uplink`"]
     );
     assert!(names().contains(&"uplink".to_string()), "nothing was applied: {:?}", names());
+}
+
+/// Ends `plan` with an op the kernel refuses (`refused`, made from the plan's last op), applies
+/// it, and asserts the apply failed and rolled back completely.
+fn fail_at_the_end_and_roll_back(
+    s: &mut netlink::Session,
+    d: &netlink::Desired,
+    mut plan: netlink::Plan,
+    snapshot: &netlink::Snapshot,
+    refused: impl Fn(&netlink::Op) -> netlink::Op,
+) {
+    let last = plan.ops.last().expect("a plan with ops").clone();
+    plan.ops.push(refused(&last));
+    let err = s
+        .apply_recorded(d, &plan, Options::default(), snapshot, netlink::ApplyConfig::default())
+        .expect_err("the route has no way out");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
 }
