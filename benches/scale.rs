@@ -319,7 +319,8 @@ fn row_plan(s: &Scratch, rows: &mut Vec<Row>) {
     let n = scale(10_000);
     let spec = s.file("fw.kdl", &firewall_spec(n));
     let spec = spec.to_str().expect("utf-8");
-    let plan = best_cpu(3, || netcfg(&["plan", spec]));
+    // Runs of 20-90 ms: the least of 10 on both sides (of 3, the machine's noise decided).
+    let plan = best_cpu(10, || netcfg(&["plan", spec]));
     if !is_root() {
         println!("plan: skipped the nft -c baseline (needs root, nft)");
         return;
@@ -327,7 +328,7 @@ fn row_plan(s: &Scratch, rows: &mut Vec<Row>) {
     let out = s.dir.join("out");
     netcfg(&["plan", spec, "--out", out.to_str().expect("utf-8")]);
     let script = out.join("fw").join("host.nft");
-    let nft = best_cpu(3, || nft_check(&script));
+    let nft = best_cpu(10, || nft_check(&script));
     rows.push(Row {
         what: format!("`plan` of a node with {n} firewall rules / `nft -c` of its output (CPU)"),
         netcfg: secs(plan.cpu),
@@ -341,8 +342,8 @@ fn row_check_rules(s: &Scratch, rows: &mut Vec<Row>) {
     let (small, big) = (scale(10_000), scale(50_000));
     let a = s.file("rules-small.kdl", &firewall_spec(small));
     let b = s.file("rules-big.kdl", &firewall_spec(big));
-    let ta = best_cpu(3, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(2, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
+    let tb = best_cpu(5, || netcfg(&["check", b.to_str().expect("utf-8")]));
     rows.push(Row {
         what: format!("`check` of {big} rules / of {small} rules (CPU)"),
         netcfg: secs(tb.cpu),
@@ -356,8 +357,8 @@ fn row_check_services(s: &Scratch, rows: &mut Vec<Row>) {
     let (small, big) = (scale(10_000), scale(40_000));
     let a = s.file("svc-small.kdl", &services_spec(small));
     let b = s.file("svc-big.kdl", &services_spec(big));
-    let ta = best_cpu(3, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(2, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
+    let tb = best_cpu(5, || netcfg(&["check", b.to_str().expect("utf-8")]));
     rows.push(Row {
         what: format!("`check` of {big} services / of {small} (CPU)"),
         netcfg: secs(tb.cpu),

@@ -6,6 +6,7 @@ mod cmd;
 mod exit_status;
 #[cfg(test)]
 mod fuzz;
+mod heap;
 mod lint;
 mod load;
 mod lsp;
@@ -89,7 +90,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let status: ExitStatus = match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Lsp) {
+        heap::tune_for_batch();
+    }
+    let status: ExitStatus = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Plan(args) => cmd::plan::run(args),
