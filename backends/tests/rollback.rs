@@ -376,3 +376,36 @@ fn a_route_refused_inside_a_pipelined_run_is_named_and_rolled_back() {
     let after = node.full_dump(SYSCTLS);
     assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
 }
+
+/// A SIGKILL between a namespace's marker and its mount leaves a plain file under
+/// `/run/netns` that no plan sees (it is not a namespace); restoring the journal's snapshot
+/// removes it and its marker, so the node is as before.
+#[test]
+fn a_namespace_left_half_made_by_a_kill_is_removed_by_the_restore() {
+    if !require_root("a_namespace_left_half_made_by_a_kill_is_removed_by_the_restore") {
+        return;
+    }
+    let node = NodeRoot::new("rb-half");
+    let a = r#"node "n1" { ethernet "eth0"; }"#;
+    let b = r#"node "n1" { netns "pod" { bridge "b0"; } }"#;
+    let mut s = Session::new(node.map.clone()).expect("session");
+    apply(&mut s, &desired(a));
+    let (_plan, snapshot) = s.plan_recorded(&desired(b), Options::default()).expect("plan b");
+    // What the kill leaves: the marker, and the file without the namespace mounted on it.
+    node.map.create("n1", "pod").expect("create");
+    let path = std::path::Path::new("/run/netns").join(node.path_name("pod"));
+    sh(&["umount", path.to_str().expect("utf-8")]);
+    assert!(path.is_file(), "the half-made state is a plain file");
+    assert_eq!(node.map.created_namespaces("n1"), Vec::<String>::new(), "a plain file is no namespace");
+    let restore = s.restore(&snapshot);
+    assert!(restore.is_complete(), "{}", restore.describe());
+    assert!(!path.exists(), "the restore left {}", path.display());
+    let markers: Vec<String> = std::fs::read_dir(&node.map.marker_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-pod"))
+        .collect();
+    assert!(markers.is_empty(), "markers left: {markers:?}");
+}

@@ -137,10 +137,16 @@ impl NetnsMap {
 
     /// Namespaces netcfg created for `node` under this root (marked so), by spec name.
     pub fn created_namespaces(&self, node: &str) -> Vec<NsName> {
+        let mut out: Vec<NsName> = self.marked(node).into_iter().filter(|n| self.locate(n).exists()).collect();
+        out.sort();
+        out
+    }
+
+    /// The spec names whose marker names `node` under this root, mounted or not.
+    fn marked(&self, node: &str) -> Vec<NsName> {
         let Ok(dir) = fs::read_dir(&self.marker_dir) else { return Vec::new() };
         let want = self.marker_text(node);
-        let mut out: Vec<NsName> = dir
-            .filter_map(|e| e.ok())
+        dir.filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             // `.links` and temporary files of an interrupted write.
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
@@ -152,10 +158,24 @@ impl NetnsMap {
                 // that spec name (the round trip rules out a prefix match).
                 (owner == want && self.locate(&name) == Location::Named(file)).then_some(name)
             })
-            .filter(|n| self.locate(n).exists())
-            .collect();
-        out.sort();
-        out
+            .collect()
+    }
+
+    /// Removes what a creation killed halfway left of `node`'s namespaces: a marker whose name
+    /// holds no mounted namespace, and the plain file `create_named` made before mounting. The
+    /// marker, written first, says netcfg made them; neither holds anything.
+    pub fn remove_half_made(&self, node: &str) -> io::Result<()> {
+        for ns in self.marked(node) {
+            let Location::Named(name) = self.locate(&ns) else { continue };
+            let path = Path::new(NETNS_DIR).join(&name);
+            if is_netns_mount(&path) {
+                continue;
+            }
+            not_found_ok(fs::remove_file(&path))?;
+            not_found_ok(fs::remove_dir_all(self.marker_dir.join(LINK_MARKERS).join(&name)))?;
+            not_found_ok(fs::remove_file(self.marker(&name)))?;
+        }
+        Ok(())
     }
 
     /// Creates namespace `ns` of `node` and marks it as netcfg's.

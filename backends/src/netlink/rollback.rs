@@ -403,6 +403,12 @@ impl Session {
     /// never left halfway.
     pub fn restore(&mut self, snapshot: &Snapshot) -> Restore {
         let mut out = Restore::default();
+        // A kill between a namespace's marker and its mount leaves a name no plan sees.
+        if let Err(e) = self.map.remove_half_made(&snapshot.node) {
+            out.error = Some(format!("cannot remove a namespace left half made: {e}"));
+            out.compared = false;
+            return out;
+        }
         for _ in 0..3 {
             let plan = match self.restore_plan(snapshot) {
                 Ok(p) => p,
