@@ -112,7 +112,7 @@ impl Snapshot {
             node: self.node.clone(),
             node_span: Span::default(),
             state,
-            spans: BTreeMap::new(),
+            spans: Default::default(),
             nft,
             exact: true,
             features: BTreeMap::new(),
