@@ -84,8 +84,11 @@ pub fn link_request() -> LinkMessage {
 /// instructions of a no-op apply with 1000 pairs, an eighth of it).
 struct ByIndex<'a> {
     links: foldhash::HashMap<(&'a str, u32), &'a RawLink>,
-    veths: foldhash::HashMap<(u32, u32), smallvec::SmallVec<[(&'a str, &'a RawLink); 1]>>,
+    veths: foldhash::HashMap<(u32, u32), Veths<'a>>,
 }
+
+/// The veths with one (index, peer index): one, but for indexes repeated across namespaces.
+type Veths<'a> = smallvec::SmallVec<[(&'a str, &'a RawLink); 1]>;
 
 impl<'a> ByIndex<'a> {
     fn new(raw: &'a BTreeMap<NsName, NsDump>) -> ByIndex<'a> {
