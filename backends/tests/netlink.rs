@@ -106,6 +106,8 @@ fn apply_converges_and_is_idempotent() {
     assert!(links.contains("mtu 1450") && links.contains("group 28259") && links.contains("state UP"), "{links}");
     let port = node.ip("@host", &["-d", "link", "show", "veth-a"]);
     assert!(port.contains("master br0") && port.contains("hairpin on") && port.contains("addrgenmode none"), "{port}");
+    // Both ends of a veth with one queue each way, asked at creation (spec.md, `veth`).
+    assert!(port.contains("numtxqueues 1 numrxqueues 1"), "{port}");
     let vx = node.ip("@host", &["-d", "link", "show", "vx42"]);
     assert!(vx.contains("vxlan id 42 remote 10.0.0.1 local 10.0.0.2 dev eth0"), "{vx}");
     assert!(node.ip("@host", &["addr", "show", "vx42"]).contains("172.16.42.2/24 scope global noprefixroute"));

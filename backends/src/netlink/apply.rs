@@ -172,6 +172,8 @@ impl<'a> Executor<'a> {
             LinkKind::Veth { .. } => {
                 let (p, pl) = peer.ok_or_else(|| NlError::other(format!("veth `{name}` has no peer")))?;
                 let mut pm = base_link_message(&p.name, pl);
+                kinds::veth::one_queue(&mut msg);
+                kinds::veth::one_queue(&mut pm);
                 if p.ns != ns {
                     let f = self.map.locate(&p.ns).open().map_err(|e| NlError::other(e.to_string()))?;
                     pm.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
