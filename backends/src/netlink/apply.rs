@@ -43,6 +43,26 @@ pub struct Executor<'a> {
     kinds: HashMap<(NsName, String), Option<String>>,
 }
 
+/// How a link request names its link: by ifindex when the apply knows it, else by name (the
+/// kernel finds the link by `IFLA_IFNAME` when the index is 0). A link just created is named:
+/// asking each new link's index was a request and a full link message per link (2,000 of them
+/// in a first apply of 1000 veth pairs); an op that needs the number itself (an address, a
+/// route, a master, a rename) asks for it then.
+#[derive(Clone)]
+enum LinkTarget {
+    Index(u32),
+    Name(String),
+}
+
+impl LinkTarget {
+    fn put(&self, msg: &mut LinkMessage) {
+        match self {
+            LinkTarget::Index(i) => msg.header.index = *i,
+            LinkTarget::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
+        }
+    }
+}
+
 impl<'a> Executor<'a> {
     pub fn new(map: &'a NetnsMap, node: &'a str, conns: &'a mut HashMap<NsName, Conn>) -> Executor<'a> {
         Executor { map, node, conns, index: HashMap::new(), kinds: HashMap::new() }
@@ -73,6 +93,14 @@ impl<'a> Executor<'a> {
             .ok_or_else(|| NlError::other(format!("link `{name}` not found")))?;
         self.index.insert((ns.to_string(), name.to_string()), idx);
         Ok(idx)
+    }
+
+    /// How a request names link `name`: by the ifindex this apply knows, else by name.
+    fn target(&self, ns: &str, name: &str) -> LinkTarget {
+        match self.index.get(&(ns.to_string(), name.to_string())) {
+            Some(i) => LinkTarget::Index(*i),
+            None => LinkTarget::Name(name.to_string()),
+        }
     }
 
     fn forget(&mut self, ns: &str, name: &str) {
@@ -212,15 +240,8 @@ impl<'a> Executor<'a> {
         };
         msg.attributes.push(LinkAttribute::LinkInfo(kind));
         let pending = self.conn(&request_ns)?.send(RouteNetlinkMessage::NewLink(msg), CREATE)?;
-        // The new links' ifindexes are asked on the same socket right behind the request (the
-        // kernel answers in order, so the question sees the request done): one round trip for
-        // both. A lookup that fails is not cached and not an error here: the ack says why.
-        if request_ns == ns {
-            let _ = self.index_of(ns, name).await;
-        }
-        if let Some((p, _)) = peer.filter(|(p, _)| p.ns == request_ns) {
-            let _ = self.index_of(&p.ns, &p.name).await;
-        }
+        // The new links' ifindexes are not asked: later requests name them (`LinkTarget`), and
+        // an op that needs the number asks then.
         let res = pending.ack().await;
         drop(fds);
         if res.is_err() {
@@ -299,7 +320,7 @@ impl<'a> Executor<'a> {
         let index = self.index_of(ns, from).await?;
         let up = self.get_link(ns, from).await?.1;
         if up {
-            self.send_flags(ns, index, false)?.ack().await?;
+            self.send_flags(ns, &LinkTarget::Index(index), false)?.ack().await?;
         }
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -308,7 +329,7 @@ impl<'a> Executor<'a> {
         self.forget(ns, from);
         self.forget(ns, to);
         if up {
-            self.send_flags(ns, index, true)?.ack().await?;
+            self.send_flags(ns, &LinkTarget::Index(index), true)?.ack().await?;
         }
         res
     }
@@ -316,11 +337,11 @@ impl<'a> Executor<'a> {
     /// Sets a link's attributes: every request sent before the acks are read (the kernel
     /// handles them in order; the reads in between see the state after the requests before).
     async fn set_link(&mut self, ns: &str, name: &str, s: &LinkSettings) -> Result<(), NlError> {
-        let index = self.index_of(ns, name).await?;
+        let target = self.target(ns, name);
         let mut sent: Vec<Pending> = Vec::new();
-        let header = |msg: &mut LinkMessage| msg.header.index = index;
+        let header = |msg: &mut LinkMessage| target.put(msg);
         if s.up == Some(false) {
-            sent.push(self.send_flags(ns, index, false)?);
+            sent.push(self.send_flags(ns, &target, false)?);
         }
         let mut msg = LinkMessage::default();
         header(&mut msg);
@@ -383,7 +404,7 @@ impl<'a> Executor<'a> {
                 if self.kind_of(ns, m).await?.as_deref() == Some("bond") {
                     was_up = self.get_link(ns, name).await?.1;
                     if was_up {
-                        sent.push(self.send_flags(ns, index, false)?);
+                        sent.push(self.send_flags(ns, &target, false)?);
                     }
                 }
             }
@@ -392,7 +413,7 @@ impl<'a> Executor<'a> {
             msg.attributes.push(LinkAttribute::Controller(master));
             sent.push(self.conn(ns)?.send(RouteNetlinkMessage::SetLink(msg), CHANGE)?);
             if was_up && s.up != Some(false) && s.up != Some(true) {
-                sent.push(self.send_flags(ns, index, true)?);
+                sent.push(self.send_flags(ns, &target, true)?);
             }
         }
         let b = &s.opts.bridge;
@@ -440,13 +461,14 @@ impl<'a> Executor<'a> {
         if let Some(want) = &s.opts.vlans {
             // From the VLANs the link has now: joining a bridge gave it the default PVID.
             let own = self.get_link(ns, name).await?.0.as_deref() == Some("bridge");
+            let index = self.index_of(ns, name).await?;
             let live = super::live::bridge_vlans(self.conn(ns)?).await?.remove(&index).unwrap_or_default();
             for m in kinds::bridge::vlan_changes(index, own, &live, want) {
                 self.conn(ns)?.execute(m, CHANGE).await?;
             }
         }
         if s.up == Some(true) {
-            sent.push(self.send_flags(ns, index, true)?);
+            sent.push(self.send_flags(ns, &target, true)?);
         }
         ack_all(sent).await
     }
@@ -471,9 +493,9 @@ impl<'a> Executor<'a> {
         Err(NlError::other(format!("link `{name}` not found")))
     }
 
-    fn send_flags(&mut self, ns: &str, index: u32, up: bool) -> Result<Pending, NlError> {
+    fn send_flags(&mut self, ns: &str, target: &LinkTarget, up: bool) -> Result<Pending, NlError> {
         let mut msg = LinkMessage::default();
-        msg.header.index = index;
+        target.put(&mut msg);
         msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         msg.header.change_mask = LinkFlags::Up;
         self.conn(ns)?.send(RouteNetlinkMessage::SetLink(msg), CHANGE)
