@@ -464,14 +464,28 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
     let spec = s.file("links.kdl", &links_spec(pairs, routes));
     let spec = spec.to_str().expect("utf-8");
     let nss = Namespaces::new("apply");
-    let ours = node_root(&nss, "nc");
-    let first = netcfg(&["apply", spec, "--netns-root", &ours]);
-    assert_eq!(first.status, 0, "first apply failed");
-    let noop = best(3, || netcfg(&["apply", spec, "--netns-root", &ours]));
-    let theirs = node_root(&nss, "ip");
     let batch = s.file("links.batch", &links_batch(pairs, routes));
-    let ip = run(Command::new("ip").args(["-n", &theirs, "-batch"]).arg(&batch));
-    assert_eq!(ip.status, 0, "ip -batch failed");
+    // Three rounds, netcfg and `ip -batch` taking turns, each in namespaces of its own kept
+    // until the end (deleting 2,000 links runs on in the kernel's background and would slow
+    // the next round); the best of each. One run of each was the machine's noise.
+    let (mut first, mut ip, mut ours) = (None::<Run>, None::<Run>, None::<String>);
+    for round in 0..3 {
+        let root = node_root(&nss, &format!("nc{round}"));
+        let r = netcfg(&["apply", spec, "--netns-root", &root]);
+        assert_eq!(r.status, 0, "first apply failed");
+        if first.as_ref().is_none_or(|f| r.time < f.time) {
+            first = Some(r);
+        }
+        ours.get_or_insert(root);
+        let theirs = node_root(&nss, &format!("ip{round}"));
+        let r = run(Command::new("ip").args(["-n", &theirs, "-batch"]).arg(&batch));
+        assert_eq!(r.status, 0, "ip -batch failed");
+        if ip.as_ref().is_none_or(|f| r.time < f.time) {
+            ip = Some(r);
+        }
+    }
+    let (first, ip, ours) = (first.expect("3 rounds"), ip.expect("3 rounds"), ours.expect("3 rounds"));
+    let noop = best(3, || netcfg(&["apply", spec, "--netns-root", &ours]));
     drop(nss);
     rows.push(Row {
         what: format!("no-op re-apply / first apply, {pairs} veth pairs on a bridge + {routes} routes"),
