@@ -34,7 +34,7 @@ use netcfg_lang::vocab::{ConnState, Direction, Proto, Verdict};
 use netcfg_lang::{Code, Diagnostic, Severity};
 use smallvec::{smallvec, SmallVec};
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 pub const CHECK: Check = Check {
     code: Code::new("shadowed-rule", &[Severity::Warning, Severity::Error], "a firewall rule that never matches"),
@@ -110,6 +110,9 @@ impl<'a> Matches<'a> {
             LinkId(u32::MAX - prefixes.binary_search(&p).unwrap_or(0) as u32)
         };
         let links = |link: Option<LinkId>, zone: Option<usize>| {
+            if link.is_none() && zone.is_none() {
+                return None;
+            }
             let by_link = link.map(|l| BTreeSet::from([l]));
             let by_zone = zone.map(|z| {
                 fw.zones
@@ -544,14 +547,20 @@ type Range = (bool, u128, u128);
 /// A rule's ranges in one dimension: most rules hold one, kept inline.
 type Ranges = SmallVec<[Range; 2]>;
 
+/// The network's first and last address.
 fn net_range(n: &IpNet) -> Range {
-    let bits = |n: &IpNet| match (n.network(), n.broadcast()) {
-        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128),
-        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
-        _ => (1, 0),
-    };
-    let (lo, hi) = bits(n);
-    (n.addr().is_ipv6(), lo, hi)
+    match n {
+        IpNet::V4(n) => {
+            let host = u32::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
+            let addr = u32::from(n.addr());
+            (false, u128::from(addr & !host), u128::from(addr | host))
+        }
+        IpNet::V6(n) => {
+            let host = u128::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
+            let addr = u128::from(n.addr());
+            (true, addr & !host, addr | host)
+        }
+    }
 }
 
 impl Dim {
@@ -592,7 +601,7 @@ impl Dim {
 
 /// A rule's matches but one, borrowed: compared as they are (a text key formatted with `Debug`
 /// for every rule and dimension was a third of `plan`'s time on 10,000 rules).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Key<'m> {
     proto: Option<Proto>,
     dport: Option<&'m PortSet>,
@@ -608,7 +617,8 @@ struct Key<'m> {
 
 /// The hashes of one rule's keys: each of its matches hashed once, then combined per dimension
 /// (hashing each dimension's whole key hashed the matches they share three times, a tenth of
-/// the check).
+/// the check). Equal keys hash alike; what is written is chosen to be cheap to write (small
+/// fields a byte each, a network one word), not to tell every key apart.
 struct KeyHash {
     /// The matches every dimension's key holds.
     shared: u64,
@@ -620,13 +630,33 @@ struct KeyHash {
 }
 
 impl KeyHash {
-    fn new(hasher: &impl BuildHasher, m: &Matches) -> KeyHash {
-        let shared = Key { dport: None, from: None, to: None, ..Dim::From.key(m) };
+    fn new<S: BuildHasher>(hasher: &S, m: &Matches) -> KeyHash {
+        let hash = |write: &mut dyn FnMut(&mut S::Hasher)| {
+            let mut h = hasher.build_hasher();
+            write(&mut h);
+            h.finish()
+        };
+        let shared = hash(&mut |h| {
+            h.write_u8(m.proto.map_or(0, |p| p as u8 + 1));
+            h.write_u8(m.states);
+            m.families.hash(h);
+            hash_ports(h, m.sport);
+            for links in [&m.iif, &m.oif] {
+                match links {
+                    None => h.write_u8(0),
+                    Some(links) => links.iter().for_each(|l| h.write_u32(l.0)),
+                }
+            }
+            if let Some((types, code)) = m.icmp {
+                h.write(types);
+                h.write_u16(code.map_or(256, u16::from));
+            }
+        });
         KeyHash {
-            shared: hasher.hash_one(shared),
-            from: hasher.hash_one(m.from.as_deref()).rotate_left(16),
-            to: hasher.hash_one(m.to.as_deref()).rotate_left(32),
-            port: hasher.hash_one(m.dport).rotate_left(48),
+            shared,
+            from: hash(&mut |h| hash_nets(h, m.from.as_deref())).rotate_left(16),
+            to: hash(&mut |h| hash_nets(h, m.to.as_deref())).rotate_left(32),
+            port: hash(&mut |h| hash_ports(h, m.dport)).rotate_left(48),
         }
     }
 
@@ -636,6 +666,30 @@ impl KeyHash {
             Dim::From => self.shared ^ self.to ^ self.port,
             Dim::To => self.shared ^ self.from ^ self.port,
             Dim::Port => self.shared ^ self.from ^ self.to,
+        }
+    }
+}
+
+fn hash_ports(h: &mut impl Hasher, ports: Option<&PortSet>) {
+    match ports {
+        None => h.write_u8(0),
+        Some(ports) => ports.0.iter().for_each(|r| h.write_u32(u32::from(r.lo) << 16 | u32::from(r.hi))),
+    }
+}
+
+fn hash_nets(h: &mut impl Hasher, nets: Option<&[IpNet]>) {
+    match nets {
+        None => h.write_u8(0),
+        Some(nets) => {
+            for n in nets {
+                match n {
+                    IpNet::V4(n) => h.write_u64(v4_key(n.addr(), n.prefix_len())),
+                    IpNet::V6(n) => {
+                        h.write_u128(u128::from(n.addr()));
+                        h.write_u8(n.prefix_len());
+                    }
+                }
+            }
         }
     }
 }
