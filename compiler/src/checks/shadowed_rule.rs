@@ -504,7 +504,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                     match union.slot(key, *dim, later, &rules) {
                         Some(slot) => {
                             if !reported {
-                                if let Some(earlier) = slot.covering(&mine, *dim, &rules) {
+                                if let Some(earlier) = slot.covering(mine.clone(), *dim, &rules) {
                                     let earlier: Vec<&Rule> = earlier.into_iter().map(|i| rules[i].rule).collect();
                                     diags.push(shadow_by_union(later.rule, &earlier, dim.name()));
                                     // One finding per rule.
@@ -512,10 +512,10 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                                 }
                             }
                             if !later.opaque {
-                                slot.add(&mine, pos);
+                                slot.add(mine, pos);
                             }
                         }
-                        None if !later.opaque => union.add(key, &mine, pos),
+                        None if !later.opaque => union.add(key, mine, pos),
                         None => {}
                     }
                 }
@@ -544,8 +544,24 @@ const DIMS: [Dim; 3] = [Dim::From, Dim::To, Dim::Port];
 /// A closed range of one dimension's values; IPv6 addresses are kept apart from IPv4 ones.
 type Range = (bool, u128, u128);
 
-/// A rule's ranges in one dimension: most rules hold one, kept inline.
-type Ranges = SmallVec<[Range; 2]>;
+/// A rule's ranges in one dimension, made from its values as they are read (collected, they
+/// were a tenth of the check).
+#[derive(Clone)]
+enum Ranges<'m> {
+    Nets(std::slice::Iter<'m, IpNet>),
+    Ports(std::slice::Iter<'m, PortRange>),
+}
+
+impl Iterator for Ranges<'_> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        match self {
+            Ranges::Nets(nets) => nets.next().map(net_range),
+            Ranges::Ports(ports) => ports.next().map(|r| (false, u128::from(r.lo), u128::from(r.hi))),
+        }
+    }
+}
 
 /// The network's first and last address.
 fn net_range(n: &IpNet) -> Range {
@@ -574,11 +590,11 @@ impl Dim {
 
     /// The rule's values in this dimension; `None` when it does not restrict it (then one
     /// earlier rule covering the rest would cover it alone).
-    fn ranges(self, m: &Matches) -> Option<Ranges> {
+    fn ranges<'m>(self, m: &'m Matches) -> Option<Ranges<'m>> {
         match self {
-            Dim::From => m.from.as_ref().map(|v| v.iter().map(net_range).collect()),
-            Dim::To => m.to.as_ref().map(|v| v.iter().map(net_range).collect()),
-            Dim::Port => m.dport.map(|p| p.0.iter().map(|r| (false, r.lo as u128, r.hi as u128)).collect()),
+            Dim::From => m.from.as_ref().map(|v| Ranges::Nets(v.iter())),
+            Dim::To => m.to.as_ref().map(|v| Ranges::Nets(v.iter())),
+            Dim::Port => m.dport.map(|p| Ranges::Ports(p.0.iter())),
         }
     }
 
@@ -718,36 +734,36 @@ impl Union {
     }
 
     /// A slot for a key not held yet.
-    fn add(&mut self, hash: u64, ranges: &[Range], rule: Pos) {
-        let mut valid = ranges.iter().filter(|r| r.1 <= r.2);
+    fn add(&mut self, hash: u64, ranges: Ranges, rule: Pos) {
+        let mut valid = ranges.filter(|r| r.1 <= r.2);
         if let Some(first) = valid.next() {
-            let mut merged = Merged::One(*first);
-            valid.for_each(|r| merged.insert(*r));
+            let mut merged = Merged::One(first);
+            valid.for_each(|r| merged.insert(r));
             self.slots.insert_unique(hash, Slot { hash, merged, rules: smallvec![rule] }, |s| s.hash);
         }
     }
 }
 
 impl Slot {
-    fn add(&mut self, ranges: &[Range], rule: Pos) {
-        for r in ranges.iter().filter(|r| r.1 <= r.2) {
-            self.merged.insert(*r);
+    fn add(&mut self, ranges: Ranges, rule: Pos) {
+        for r in ranges.filter(|r| r.1 <= r.2) {
+            self.merged.insert(r);
         }
         self.rules.push(rule);
     }
 
     /// The earlier rules whose values together cover every range of `mine`, if they do: those
     /// with a range that overlaps one of `mine`.
-    fn covering(&self, mine: &[Range], dim: Dim, rules: &[Matches]) -> Option<Vec<usize>> {
-        if !mine.iter().all(|m| self.merged.covers(m)) {
+    fn covering(&self, mine: Ranges, dim: Dim, rules: &[Matches]) -> Option<Vec<usize>> {
+        if !mine.clone().all(|m| self.merged.covers(&m)) {
             return None;
         }
-        let overlaps = |r: &Range| mine.iter().any(|m| m.0 == r.0 && r.1 <= m.2 && m.1 <= r.2);
+        let overlaps = |r: Range| mine.clone().any(|m| m.0 == r.0 && r.1 <= m.2 && m.1 <= r.2);
         Some(
             self.rules
                 .iter()
                 .map(|&i| i as usize)
-                .filter(|&i| dim.ranges(&rules[i]).is_some_and(|theirs| theirs.iter().any(overlaps)))
+                .filter(|&i| dim.ranges(&rules[i]).is_some_and(|mut theirs| theirs.any(overlaps)))
                 .collect(),
         )
     }
