@@ -467,27 +467,25 @@ impl Firewall {
     /// them (an IPv4 source, a set with only IPv6 elements, `icmp`). Empty: it matches nothing.
     /// The nftables lowering emits one rule per family in this list.
     pub fn rule_families(&self, rule: &Rule) -> Vec<Family> {
-        let mut fams = vec![Family::Ipv4, Family::Ipv6];
-        if let Some(f) = &rule.family {
-            fams.retain(|x| *x == f.value);
-        }
+        self.rule_family_set(rule).iter().collect()
+    }
+
+    /// [`Firewall::rule_families`] as a [`Families`] value, without a vector: checks ask it of
+    /// every rule.
+    pub fn rule_family_set(&self, rule: &Rule) -> Families {
+        let mut fams = rule.family.as_ref().map_or(Families::BOTH, |f| Families::of(f.value));
         // Negated addresses do not narrow the families: an IPv6 packet is not from `10.0.0.0/8`.
         for a in [&rule.from, &rule.to].into_iter().flatten() {
-            match &a.value {
-                AddrMatch::Net(n) => fams.retain(|f| *f == Family::of(n.addr())),
-                AddrMatch::Set(id) => {
-                    let set_fams = self.sets.get(id.0 as usize).map(AddrSet::families).unwrap_or_default();
-                    fams.retain(|f| set_fams.contains(f));
-                }
-            }
+            fams = fams.and(match &a.value {
+                AddrMatch::Net(n) => Families::of(Family::of(n.addr())),
+                AddrMatch::Set(id) => self.sets.get(id.0 as usize).map_or(Families::NONE, AddrSet::family_set),
+            });
         }
         match rule.proto.as_ref().map(|p| p.value) {
-            Some(Proto::Icmp) => fams.retain(|f| *f == Family::Ipv4),
-            Some(Proto::Icmpv6) => fams.retain(|f| *f == Family::Ipv6),
-            Some(Proto::Igmp) => fams.retain(|f| *f == Family::Ipv4),
-            _ => {}
+            Some(Proto::Icmp | Proto::Igmp) => fams.and(Families::of(Family::Ipv4)),
+            Some(Proto::Icmpv6) => fams.and(Families::of(Family::Ipv6)),
+            _ => fams,
         }
-        fams
     }
 
     /// Whether the firewall filters anything at all (a rule or a non-accept policy).
@@ -545,13 +543,54 @@ impl AddrSet {
     /// The families the set can hold: a dynamic set's declared ones (its members come at run
     /// time), a static set's elements' ones.
     pub fn families(&self) -> Vec<Family> {
+        self.family_set().iter().collect()
+    }
+
+    /// [`AddrSet::families`] as a [`Families`] value.
+    pub fn family_set(&self) -> Families {
         match &self.dynamic {
-            Some(d) => [Family::Ipv4, Family::Ipv6].into_iter().filter(|f| d.family.is_none_or(|x| x == *f)).collect(),
-            None => [Family::Ipv4, Family::Ipv6]
-                .into_iter()
-                .filter(|f| self.elements.iter().any(|e| Family::of(e.value.addr()) == *f))
-                .collect(),
+            Some(d) => d.family.map_or(Families::BOTH, Families::of),
+            None => self.elements.iter().fold(Families::NONE, |f, e| f.or(Families::of(Family::of(e.value.addr())))),
         }
+    }
+}
+
+/// A set of address families (a bit each): what a rule or a set can match, computed and
+/// compared without a vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Families(u8);
+
+impl Families {
+    pub const NONE: Families = Families(0);
+    pub const BOTH: Families = Families(0b11);
+
+    pub fn of(f: Family) -> Families {
+        match f {
+            Family::Ipv4 => Families(0b01),
+            Family::Ipv6 => Families(0b10),
+        }
+    }
+
+    pub fn and(self, other: Families) -> Families {
+        Families(self.0 & other.0)
+    }
+
+    pub fn or(self, other: Families) -> Families {
+        Families(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Families::NONE
+    }
+
+    /// Whether every family of `other` is one of these.
+    pub fn covers(self, other: Families) -> bool {
+        other.0 & !self.0 == 0
+    }
+
+    /// IPv4 first, then IPv6.
+    pub fn iter(self) -> impl Iterator<Item = Family> {
+        [Family::Ipv4, Family::Ipv6].into_iter().filter(move |f| self.covers(Families::of(*f)))
     }
 }
 
