@@ -140,7 +140,15 @@ impl<'r> Shape<'r> {
 
 impl PartialEq for Shape<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.fixed().eq(other.fixed())
+        // The common case: the same expressions but for the key components' values.
+        let alike = self.keys == other.keys
+            && self.exprs.len() == other.exprs.len()
+            && self.exprs.iter().zip(other.exprs).enumerate().all(|(i, (a, b))| match (a, b) {
+                (Expr::Match { sel: x, .. }, Expr::Match { sel: y, .. }) if self.is_key(i) => x == y,
+                _ => a == b,
+            });
+        alike
+            || self.fixed().eq(other.fixed())
             && self.key_selectors().eq(other.key_selectors())
             && self.tail().eq(other.tail())
     }
@@ -196,13 +204,9 @@ fn split(rule: &Rule) -> Option<Split> {
     (keys != 0 && ends).then_some(Split { keys })
 }
 
-/// One element's key: most keys have a few components, kept inline while elements are built
-/// and compared.
-type Key = SmallVec<[Value; 3]>;
-
 /// Appends the elements of one rule to `out`: the cross product of its components' values,
 /// the first component varying slowest.
-fn elements(shape: Shape, out: &mut Vec<Key>) {
+fn elements(shape: Shape, out: &mut Vec<ElementKey>) {
     let matches: Few<(Selector, &Value)> = shape.key_matches().collect();
     let counts: Few<usize> =
         matches.iter().map(|(sel, v)| component_count(*sel, v).expect("a key component")).collect();
@@ -226,7 +230,7 @@ type Box1 = SmallVec<[(u128, u128); 2]>;
 /// removed before): the same names and protocols, and overlapping addresses and ports in every
 /// component. Elements are bucketed by their point components, then swept along the interval
 /// component with the most distinct values, each compared with the elements still open there.
-fn overlapping(keys: &[Key]) -> Vec<usize> {
+fn overlapping(keys: &[ElementKey]) -> Vec<usize> {
     let mut buckets: HashMap<SmallVec<[&Value; 2]>, Vec<(Box1, usize)>> = HashMap::default();
     for (i, key) in keys.iter().enumerate() {
         let (mut points, mut ivs) = (SmallVec::new(), Box1::new());
@@ -253,11 +257,11 @@ fn overlapping(keys: &[Key]) -> Vec<usize> {
             let distinct = |d: usize| boxes.iter().map(|b| b.0[d]).collect::<HashSet<_>>().len();
             (0..dims).max_by_key(|d| distinct(*d)).expect("dims > 0")
         };
-        // Sorted by reference: a box is too big to move around.
-        let mut order: Vec<&(Box1, usize)> = boxes.iter().collect();
-        order.sort_unstable_by_key(|b| b.0[sweep]);
+        // Sorted by the swept interval alone: a box is too big to move around.
+        let mut order: Vec<((u128, u128), u32)> = boxes.iter().enumerate().map(|(k, b)| (b.0[sweep], k as u32)).collect();
+        order.sort_unstable();
         let mut open: Vec<&(Box1, usize)> = Vec::new();
-        for b in order {
+        for b in order.iter().map(|(_, k)| &boxes[*k as usize]) {
             open.retain(|o| o.0[sweep].1 >= b.0[sweep].0);
             for o in &open {
                 if o.0.iter().zip(b.0.iter()).all(|(x, y)| x.0 <= y.1 && y.0 <= x.1) {
@@ -411,7 +415,7 @@ fn flush(
         }
         // Rules whose elements overlap another's stay rules of their own, after the set
         // (the kernel refuses overlapping elements; the run's order does not matter).
-        let mut keys: Vec<Key> = Vec::with_capacity(group.len());
+        let mut keys: Vec<ElementKey> = Vec::with_capacity(group.len());
         let mut owner: Vec<u32> = Vec::with_capacity(group.len());
         for (k, &i) in group.iter().enumerate() {
             let rule = rules[i as usize].as_ref().expect("not emitted yet");
@@ -444,7 +448,7 @@ fn flush(
             .zip(&owner)
             .filter(|(_, k)| !apart[**k as usize])
             .map(|(key, k)| Element {
-                key: key.into_vec(),
+                key,
                 data: None,
                 origin: rules[group[*k as usize] as usize].as_ref().expect("not emitted yet").origin,
             })
