@@ -207,6 +207,11 @@ fn split(rule: &Rule) -> Option<Split> {
 /// Appends the elements of one rule to `out`: the cross product of its components' values,
 /// the first component varying slowest.
 fn elements(shape: Shape, out: &mut Vec<ElementKey>) {
+    if shape.key_matches().all(|(sel, v)| component_count(sel, v) == Some(1)) {
+        // One element (no port set or protocol list), built in place.
+        out.push(shape.key_matches().map(|(_, v)| component(v, 0)).collect());
+        return;
+    }
     let matches: Few<(Selector, &Value)> = shape.key_matches().collect();
     let counts: Few<usize> =
         matches.iter().map(|(sel, v)| component_count(*sel, v).expect("a key component")).collect();
@@ -223,55 +228,86 @@ fn elements(shape: Shape, out: &mut Vec<ElementKey>) {
     }
 }
 
-/// An element's interval components.
-type Box1 = SmallVec<[(u128, u128); 2]>;
+/// What becomes of an element of a group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Kept,
+    /// A later exact copy of another element: dropped, the first one stays.
+    Duplicate,
+    /// It could hold the same packet as another element: its rule stays a rule.
+    Overlaps,
+}
 
-/// The elements that could hold the same packet as another element (exact duplicates are
-/// removed before): the same names and protocols, and overlapping addresses and ports in every
-/// component. Elements are bucketed by their point components, then swept along the interval
-/// component with the most distinct values, each compared with the elements still open there.
-fn overlapping(keys: &[ElementKey]) -> Vec<usize> {
-    let mut buckets: HashMap<SmallVec<[&Value; 2]>, Vec<(Box1, usize)>> = HashMap::default();
-    for (i, key) in keys.iter().enumerate() {
-        let (mut points, mut ivs) = (SmallVec::new(), Box1::new());
+/// Each element's fate. Elements overlap when they have the same names and protocols and
+/// overlapping addresses and ports in every component. Elements are bucketed by their point
+/// components, ordered by bucket and by the interval component with the most distinct values,
+/// then swept along it, each compared with the elements of its bucket still open there (an
+/// exact copy is one of those, so copies are found in the same sweep).
+fn fates(keys: &[ElementKey]) -> Vec<Fate> {
+    let mut fate = vec![Fate::Kept; keys.len()];
+    // Every key of a group has the same selectors, so the same kinds of components.
+    let dims = keys.first().map_or(0, |k| k.iter().filter(|v| matches!(span1(v), Span1::Interval(..))).count());
+    let mut bucket_of: HashMap<SmallVec<[&Value; 2]>, u32> = HashMap::default();
+    let mut buckets: Vec<u32> = Vec::with_capacity(keys.len());
+    let mut intervals: Vec<(u128, u128)> = Vec::with_capacity(keys.len() * dims);
+    // Consecutive elements mostly share their points (one protocol): looked up once.
+    let mut last: Option<(SmallVec<[&Value; 2]>, u32)> = None;
+    for key in keys {
+        let mut points = SmallVec::new();
         for v in key {
             match span1(v) {
-                Span1::Interval(lo, hi) => ivs.push((lo, hi)),
+                Span1::Interval(lo, hi) => intervals.push((lo, hi)),
                 Span1::Point(p) => points.push(p),
             }
         }
-        buckets.entry(points).or_default().push((ivs, i));
-    }
-    let mut out = Vec::new();
-    for boxes in buckets.into_values() {
-        let dims = boxes[0].0.len();
-        if dims == 0 {
-            if boxes.len() > 1 {
-                out.extend(boxes.iter().map(|b| b.1));
+        let bucket = match &last {
+            Some((p, b)) if *p == points => *b,
+            _ => {
+                let next = bucket_of.len() as u32;
+                let b = *bucket_of.entry(points.clone()).or_insert(next);
+                last = Some((points, b));
+                b
             }
+        };
+        buckets.push(bucket);
+    }
+    debug_assert_eq!(intervals.len(), keys.len() * dims, "one kind of component per key position");
+    let boxes = |i: u32| &intervals[i as usize * dims..(i as usize + 1) * dims];
+    // The sweep only decides how fast this goes, not what it finds: the dimension with the
+    // most distinct values among a spread sample of the elements.
+    let sweep = (0..dims)
+        .max_by_key(|d| {
+            let stride = (keys.len() / 256).max(1);
+            (0..keys.len() as u32).step_by(stride).map(|i| boxes(i)[*d]).collect::<HashSet<_>>().len()
+        })
+        .unwrap_or(0);
+    let swept = |i: u32| if dims == 0 { (0, 0) } else { boxes(i)[sweep] };
+    let mut order: Vec<(u32, (u128, u128), u32)> =
+        (0..keys.len() as u32).map(|i| (buckets[i as usize], swept(i), i)).collect();
+    order.sort_unstable();
+    let mut open: Vec<u32> = Vec::new();
+    let mut bucket = u32::MAX;
+    for &(b, (lo, _), i) in &order {
+        if b != bucket {
+            open.clear();
+            bucket = b;
+        }
+        open.retain(|o| swept(*o).1 >= lo);
+        let this = boxes(i);
+        // Copies sort by position, so the first one is open when the others come.
+        if open.iter().any(|o| boxes(*o) == this) {
+            fate[i as usize] = Fate::Duplicate;
             continue;
         }
-        let sweep = if dims == 1 {
-            0
-        } else {
-            let distinct = |d: usize| boxes.iter().map(|b| b.0[d]).collect::<HashSet<_>>().len();
-            (0..dims).max_by_key(|d| distinct(*d)).expect("dims > 0")
-        };
-        // Sorted by the swept interval alone: a box is too big to move around.
-        let mut order: Vec<((u128, u128), u32)> = boxes.iter().enumerate().map(|(k, b)| (b.0[sweep], k as u32)).collect();
-        order.sort_unstable();
-        let mut open: Vec<&(Box1, usize)> = Vec::new();
-        for b in order.iter().map(|(_, k)| &boxes[*k as usize]) {
-            open.retain(|o| o.0[sweep].1 >= b.0[sweep].0);
-            for o in &open {
-                if o.0.iter().zip(b.0.iter()).all(|(x, y)| x.0 <= y.1 && y.0 <= x.1) {
-                    out.extend([o.1, b.1]);
-                }
+        for o in &open {
+            if boxes(*o).iter().zip(this).all(|(x, y)| x.0 <= y.1 && y.0 <= x.1) {
+                fate[*o as usize] = Fate::Overlaps;
+                fate[i as usize] = Fate::Overlaps;
             }
-            open.push(b);
         }
+        open.push(i);
     }
-    out
+    fate
 }
 
 /// Rewrites a chain's rules (in order), moving the elements of merged groups into named sets
@@ -377,13 +413,25 @@ fn flush(
     let mut count = 0;
     {
         let mut by_shape: HashMap<Shape, usize> = HashMap::default();
+        // Consecutive rules mostly have one shape: compared with the last, not hashed.
+        let mut last: Option<(Shape, usize)> = None;
         for &i in run {
             let i = i as usize;
             let slot = match (&rules[i], splits[i]) {
-                (Some(rule), Some(s)) => *by_shape.entry(Shape::new(rule, s)).or_insert_with(|| {
-                    count += 1;
-                    count - 1
-                }),
+                (Some(rule), Some(s)) => {
+                    let shape = Shape::new(rule, s);
+                    match last {
+                        Some((l, slot)) if l == shape => slot,
+                        _ => {
+                            let slot = *by_shape.entry(shape).or_insert_with(|| {
+                                count += 1;
+                                count - 1
+                            });
+                            last = Some((shape, slot));
+                            slot
+                        }
+                    }
+                }
                 _ => {
                     count += 1;
                     count - 1
@@ -422,21 +470,12 @@ fn flush(
             elements(Shape::new(rule, splits[i as usize].expect("grouped rules split")), &mut keys);
             owner.resize(keys.len(), k as u32);
         }
-        // Exact duplicates: the first one stays.
-        let keep: Vec<bool> = {
-            let mut seen: HashSet<&[Value]> = HashSet::default();
-            seen.reserve(keys.len());
-            keys.iter().map(|k| seen.insert(k.as_slice())).collect()
-        };
-        if keep.contains(&false) {
-            let mut k = keep.iter();
-            owner.retain(|_| *k.next().expect("one flag per element"));
-            let mut k = keep.iter();
-            keys.retain(|_| *k.next().expect("one flag per element"));
-        }
+        let fate = fates(&keys);
         let mut apart = vec![false; group.len()];
-        for e in overlapping(&keys) {
-            apart[owner[e] as usize] = true;
+        for (f, k) in fate.iter().zip(&owner) {
+            if *f == Fate::Overlaps {
+                apart[*k as usize] = true;
+            }
         }
         let apart_count = apart.iter().filter(|a| **a).count();
         if group.len() - apart_count < 2 {
@@ -446,8 +485,9 @@ fn flush(
         let elements: Vec<Element> = keys
             .into_iter()
             .zip(&owner)
-            .filter(|(_, k)| !apart[**k as usize])
-            .map(|(key, k)| Element {
+            .zip(&fate)
+            .filter(|((_, k), f)| **f == Fate::Kept && !apart[**k as usize])
+            .map(|((key, k), _)| Element {
                 key,
                 data: None,
                 origin: rules[group[*k as usize] as usize].as_ref().expect("not emitted yet").origin,
