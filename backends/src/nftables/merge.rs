@@ -282,12 +282,14 @@ fn fates(keys: &[ElementKey]) -> Vec<Fate> {
         })
         .unwrap_or(0);
     let swept = |i: u32| if dims == 0 { (0, 0) } else { boxes(i)[sweep] };
-    let mut order: Vec<(u32, (u128, u128), u32)> =
-        (0..keys.len() as u32).map(|i| (buckets[i as usize], swept(i), i)).collect();
-    order.sort_unstable();
+    // A stable sort of positions: equal keys stay in order, and the usual input (rules in
+    // address order, a few others) is a run or two that it merges in one pass.
+    let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+    order.sort_by_key(|i| (buckets[*i as usize], swept(*i)));
     let mut open: Vec<u32> = Vec::new();
     let mut bucket = u32::MAX;
-    for &(b, (lo, _), i) in &order {
+    for &i in &order {
+        let (b, (lo, _)) = (buckets[i as usize], swept(i));
         if b != bucket {
             open.clear();
             bucket = b;
