@@ -419,7 +419,8 @@ impl Lower<'_> {
             }
         }
         for fam in fams {
-            let mut exprs = Vec::new();
+            // Most rules are a few matches and a verdict: allocated once, not grown.
+            let mut exprs = Vec::with_capacity(4);
             if let Some(l) = &r.iif {
                 if let Some(n) = self.ifname(l.value, l.span) {
                     exprs.push(m(Selector::IifName, Value::If(n)));

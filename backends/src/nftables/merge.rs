@@ -149,8 +149,8 @@ impl PartialEq for Shape<'_> {
             });
         alike
             || self.fixed().eq(other.fixed())
-            && self.key_selectors().eq(other.key_selectors())
-            && self.tail().eq(other.tail())
+                && self.key_selectors().eq(other.key_selectors())
+                && self.tail().eq(other.tail())
     }
 }
 
@@ -499,10 +499,8 @@ fn flush(
         let shape = Shape::new(first, splits[group[0] as usize].expect("grouped rules split"));
         let name = Ident::new(&format!("{chain}-rules-{n}"));
         *n += 1;
-        let interval = elements
-            .iter()
-            .flat_map(|e| e.key.iter())
-            .any(|v| matches!(span1(v), Span1::Interval(lo, hi) if lo < hi));
+        let interval =
+            elements.iter().flat_map(|e| e.key.iter()).any(|v| matches!(span1(v), Span1::Interval(lo, hi) if lo < hi));
         let mut exprs: Vec<Expr> = shape.fixed().cloned().collect();
         exprs.push(Expr::Lookup { keys: shape.key_selectors().collect(), set: name.clone(), op: Op::Eq });
         exprs.extend(shape.tail().cloned());
