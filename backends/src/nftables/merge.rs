@@ -115,7 +115,16 @@ impl<'r> Shape<'r> {
 
     /// The key components' matches, in order.
     fn key_matches(self) -> impl Iterator<Item = (Selector, &'r Value)> {
-        self.exprs.iter().enumerate().filter(move |(i, _)| self.is_key(*i)).map(|(_, e)| match e {
+        // The set bits, lowest first.
+        let mut bits = self.keys;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
+            })
+        })
+        .map(|i| match &self.exprs[i] {
             Expr::Match { sel, value, .. } => (*sel, value),
             _ => unreachable!("only matches are key components"),
         })
@@ -207,9 +216,17 @@ fn split(rule: &Rule) -> Option<Split> {
 /// Appends the elements of one rule to `out`: the cross product of its components' values,
 /// the first component varying slowest.
 fn elements(shape: Shape, out: &mut Vec<ElementKey>) {
-    if shape.key_matches().all(|(sel, v)| component_count(sel, v) == Some(1)) {
-        // One element (no port set or protocol list), built in place.
-        out.push(shape.key_matches().map(|(_, v)| component(v, 0)).collect());
+    // One element (no port set or protocol list) is built in place.
+    let mut key = ElementKey::new();
+    let single = shape.key_matches().all(|(sel, v)| {
+        let one = component_count(sel, v) == Some(1);
+        if one {
+            key.push(component(v, 0));
+        }
+        one
+    });
+    if single {
+        out.push(key);
         return;
     }
     let matches: Few<(Selector, &Value)> = shape.key_matches().collect();
