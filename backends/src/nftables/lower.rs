@@ -676,7 +676,11 @@ impl Lower<'_> {
             let mut hairpins = Vec::new();
             let mut empty = Vec::new();
             for svc in &services {
-                let key: ElementKey = smallvec::smallvec![Value::Addr(svc.vip.value), Value::Proto(svc.proto), Value::Port(svc.port.value)];
+                let key: ElementKey = smallvec::smallvec![
+                    Value::Addr(svc.vip.value),
+                    Value::Proto(svc.proto),
+                    Value::Port(svc.port.value)
+                ];
                 let bs: Vec<&ir::Backend> = svc.backends.iter().filter(|b| Family::of(b.addr) == fam).collect();
                 if bs.is_empty() {
                     empty.push(Element { key, data: None, origin: svc.span });
