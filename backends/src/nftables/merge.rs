@@ -246,7 +246,7 @@ fn elements(shape: Shape, out: &mut Vec<ElementKey>) {
 }
 
 /// What becomes of an element of a group.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
     Kept,
     /// A later exact copy of another element: dropped, the first one stays.
@@ -538,5 +538,40 @@ fn flush(
                 out.push(rule);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netcfg_lang::vocab::Proto;
+
+    fn key(net: &str, proto: Proto, ports: (u32, u32)) -> ElementKey {
+        smallvec::smallvec![Value::Net(net.parse().unwrap()), Value::Proto(proto), Value::Range(ports.0, ports.1)]
+    }
+
+    #[test]
+    fn copies_are_dropped_and_overlaps_found_in_one_sweep() {
+        let keys = [
+            key("10.0.0.1/32", Proto::Tcp, (22, 22)),
+            key("10.0.0.0/24", Proto::Tcp, (80, 80)),
+            // A copy of the first: dropped, and no overlap with it.
+            key("10.0.0.1/32", Proto::Tcp, (22, 22)),
+            // Inside the /24 on a port of its range: both overlap.
+            key("10.0.0.7/32", Proto::Tcp, (70, 90)),
+            // The same address and port in another protocol: apart.
+            key("10.0.0.7/32", Proto::Udp, (80, 80)),
+            key("10.0.0.1/32", Proto::Tcp, (23, 23)),
+        ];
+        let fate = fates(&keys);
+        use Fate::*;
+        assert_eq!(fate, [Kept, Overlaps, Duplicate, Overlaps, Kept, Kept]);
+    }
+
+    #[test]
+    fn keys_without_intervals_are_copies_or_apart() {
+        let names = |n: &str| -> ElementKey { smallvec::smallvec![Value::If(IfName::new(n).unwrap())] };
+        let fate = fates(&[names("eth0"), names("eth1"), names("eth0")]);
+        assert_eq!(fate, [Fate::Kept, Fate::Kept, Fate::Duplicate]);
     }
 }
