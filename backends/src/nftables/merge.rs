@@ -501,17 +501,16 @@ fn flush(
             out.extend(group.iter().map(|&i| take(rules, i)));
             continue;
         }
-        let elements: Vec<Element> = keys
-            .into_iter()
-            .zip(&owner)
-            .zip(&fate)
-            .filter(|((_, k), f)| **f == Fate::Kept && !apart[**k as usize])
-            .map(|((key, k), _)| Element {
+        let stays = |k: u32, f: Fate| f == Fate::Kept && !apart[k as usize];
+        // Sized first: grown by doubling, 10,000 elements were copied over a dozen times.
+        let mut elements = Vec::with_capacity(owner.iter().zip(&fate).filter(|(k, f)| stays(**k, **f)).count());
+        elements.extend(keys.into_iter().zip(&owner).zip(&fate).filter(|((_, k), f)| stays(**k, **f)).map(
+            |((key, k), _)| Element {
                 key,
                 data: None,
                 origin: rules[group[*k as usize] as usize].as_ref().expect("not emitted yet").origin,
-            })
-            .collect();
+            },
+        ));
         let first = rules[group[0] as usize].as_ref().expect("not emitted yet");
         let shape = Shape::new(first, splits[group[0] as usize].expect("grouped rules split"));
         let name = Ident::new(&format!("{chain}-rules-{n}"));
