@@ -81,6 +81,20 @@ fn nft_family(f: netcfg_lang::vocab::Family) -> Family {
     }
 }
 
+/// A spec rule's name in the nft names derived from it (`rule-3`, `mark-0`): written out only
+/// when a rule needs a set of its own, not for each of 10,000 rules.
+#[derive(Clone, Copy)]
+struct RuleId {
+    kind: &'static str,
+    index: usize,
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.kind, self.index)
+    }
+}
+
 fn rule(exprs: Vec<Expr>, origin: Span) -> Rule {
     Rule { exprs, comment: None, origin }
 }
@@ -119,7 +133,7 @@ impl Lower<'_> {
                     .elements
                     .iter()
                     .filter(|e| Family::of(e.value.addr()) == fam)
-                    .map(|e| Element { key: vec![Value::Net(e.value)], data: None, origin: e.span })
+                    .map(|e| Element { key: smallvec::smallvec![Value::Net(e.value)], data: None, origin: e.span })
                     .collect();
                 let key = SetKey::Types(vec![if fam == Family::V4 { KeyType::Ipv4Addr } else { KeyType::Ipv6Addr }]);
                 self.table.sets.push(Set {
@@ -143,12 +157,12 @@ impl Lower<'_> {
                     continue;
                 }
                 if let Some(n) = self.ifname(l.value, l.span) {
-                    elements.push(Element { key: vec![Value::If(n)], data: None, origin: l.span });
+                    elements.push(Element { key: smallvec::smallvec![Value::If(n)], data: None, origin: l.span });
                 }
             }
             for p in &zone.patterns {
                 if let Some(n) = IfName::prefix(&p.value) {
-                    elements.push(Element { key: vec![Value::If(n)], data: None, origin: p.span });
+                    elements.push(Element { key: smallvec::smallvec![Value::If(n)], data: None, origin: p.span });
                 }
             }
             self.table.sets.push(Set {
@@ -173,7 +187,7 @@ impl Lower<'_> {
                 .elements
                 .iter()
                 .filter(|e| Family::of(e.value.addr()) == fam)
-                .map(|e| Element { key: vec![Value::Addr(e.value.addr())], data: None, origin: e.span })
+                .map(|e| Element { key: smallvec::smallvec![Value::Addr(e.value.addr())], data: None, origin: e.span })
                 .collect();
             self.table.sets.push(Set {
                 name: set_name(set, fam),
@@ -269,9 +283,9 @@ impl Lower<'_> {
                 .rules
                 .push(rule(vec![m(Selector::CtStatus, Value::DnatStatus), Expr::Verdict(Verdict::Accept)], span));
         }
-        let mut lowered = Vec::new();
+        let mut lowered = Vec::with_capacity(rules.len());
         for (i, r) in rules {
-            lowered.extend(self.rule(i, r));
+            self.rule_ending(RuleId { kind: "rule", index: i }, r, None, &mut lowered);
         }
         if self.opts.merge_runs {
             lowered = super::merge::merge_runs(name, lowered, &mut self.table.sets);
@@ -311,7 +325,7 @@ impl Lower<'_> {
     }
 
     /// A dynamic set keyed on source addresses of one family, for a per-source limit of rule `i`.
-    fn per_source_set(&mut self, id: &str, what: &str, fam: Family, timeout: Option<u32>, origin: Span) -> Ident {
+    fn per_source_set(&mut self, id: RuleId, what: &str, fam: Family, timeout: Option<u32>, origin: Span) -> Ident {
         let name = Ident::new(&format!("{id}-{what}-{}", fam.suffix()));
         if !self.table.sets.iter().any(|s| s.name == name) {
             self.table.sets.push(Set {
@@ -376,13 +390,10 @@ impl Lower<'_> {
         Some(rule(exprs, origin))
     }
 
-    fn rule(&mut self, index: usize, r: &ir::Rule) -> Vec<Rule> {
-        self.rule_ending(&format!("rule-{index}"), r, None)
-    }
-
-    /// A rule's nft rules (one, or one per family): its matches, then `ending` (a `mark`
-    /// rule's statements) or else its verdict. `id` names its dynamic sets (`ID-limit-v4`).
-    fn rule_ending(&mut self, id: &str, r: &ir::Rule, ending: Option<&[Expr]>) -> Vec<Rule> {
+    /// Appends a rule's nft rules (one, or one per family) to `out`: its matches, then `ending`
+    /// (a `mark` rule's statements) or else its verdict. `id` names its dynamic sets
+    /// (`ID-limit-v4`).
+    fn rule_ending(&mut self, id: RuleId, r: &ir::Rule, ending: Option<&[Expr]>, out: &mut Vec<Rule>) {
         let fams: Vec<Family> = self
             .ns
             .firewall
@@ -393,7 +404,7 @@ impl Lower<'_> {
         if fams.is_empty() {
             // Contradictory families (an IPv4 source and an IPv6 destination, an empty set):
             // nothing can match; emit nothing, as nft would for an empty match.
-            return Vec::new();
+            return;
         }
         let single = fams.len() == 1;
         let has_addr = r.from.is_some() || r.to.is_some();
@@ -407,9 +418,9 @@ impl Lower<'_> {
                 self.table.counters.push(Counter { name, origin: c.span });
             }
         }
-        let mut out = Vec::new();
         for fam in fams {
-            let mut exprs = Vec::new();
+            // Most rules are a few matches and a verdict: allocated once, not grown.
+            let mut exprs = Vec::with_capacity(4);
             if let Some(l) = &r.iif {
                 if let Some(n) = self.ifname(l.value, l.span) {
                     exprs.push(m(Selector::IifName, Value::If(n)));
@@ -557,7 +568,6 @@ impl Lower<'_> {
                 break;
             }
         }
-        out
     }
 
     /// `mark in` rules in a prerouting chain at mangle priority (before DNAT, filtering and
@@ -578,7 +588,7 @@ impl Lower<'_> {
                 if let Some(mk) = &mr.set_ct_mark {
                     ending.push(Expr::SetMark { ct: true, mark: mk.value });
                 }
-                rules.extend(self.rule_ending(&format!("mark-{i}"), &mr.matches, Some(&ending)));
+                self.rule_ending(RuleId { kind: "mark", index: i }, &mr.matches, Some(&ending), &mut rules);
             }
             if !rules.is_empty() {
                 self.table.chains.push(Chain {
@@ -599,7 +609,7 @@ impl Lower<'_> {
         {
             let mut rules = Vec::new();
             for (i, r) in ns.firewall.notracks.iter().enumerate().filter(|(_, r)| r.direction.value == dir) {
-                rules.extend(self.rule_ending(&format!("notrack-{i}"), r, Some(&[Expr::Notrack])));
+                self.rule_ending(RuleId { kind: "notrack", index: i }, r, Some(&[Expr::Notrack]), &mut rules);
             }
             if !rules.is_empty() {
                 self.table.chains.push(Chain {
@@ -666,7 +676,11 @@ impl Lower<'_> {
             let mut hairpins = Vec::new();
             let mut empty = Vec::new();
             for svc in &services {
-                let key = vec![Value::Addr(svc.vip.value), Value::Proto(svc.proto), Value::Port(svc.port.value)];
+                let key: ElementKey = smallvec::smallvec![
+                    Value::Addr(svc.vip.value),
+                    Value::Proto(svc.proto),
+                    Value::Port(svc.port.value)
+                ];
                 let bs: Vec<&ir::Backend> = svc.backends.iter().filter(|b| Family::of(b.addr) == fam).collect();
                 if bs.is_empty() {
                     empty.push(Element { key, data: None, origin: svc.span });
@@ -683,7 +697,7 @@ impl Lower<'_> {
                     // A loopback backend (route_localnet DNAT to a local agent) cannot hairpin.
                     if !b.addr.is_loopback() {
                         hairpins.push(Element {
-                            key: vec![Value::Addr(b.addr), Value::Addr(b.addr)],
+                            key: smallvec::smallvec![Value::Addr(b.addr), Value::Addr(b.addr)],
                             data: None,
                             origin: b.span,
                         });

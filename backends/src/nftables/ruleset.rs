@@ -205,10 +205,14 @@ pub enum ElemData {
 /// One element (a concatenation when the key has several parts), with its provenance.
 #[derive(Clone, Debug)]
 pub struct Element {
-    pub key: Vec<Value>,
+    pub key: ElementKey,
     pub data: Option<ElemData>,
     pub origin: Span,
 }
+
+/// An element's key components, inline up to three: a merged firewall set holds one element
+/// per spec rule, and a heap block for each was a tenth of a plan's allocations.
+pub type ElementKey = smallvec::SmallVec<[Value; 3]>;
 
 /// A named set, or a map when `data` is set.
 #[derive(Clone, Debug)]

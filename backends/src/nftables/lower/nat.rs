@@ -50,7 +50,7 @@ impl Lower<'_> {
                 }
                 if !p.to.value.is_loopback() && !local.contains(&p.to.value) {
                     hairpins.push(Element {
-                        key: vec![Value::Addr(p.to.value), Value::Addr(p.to.value)],
+                        key: smallvec::smallvec![Value::Addr(p.to.value), Value::Addr(p.to.value)],
                         data: None,
                         origin: p.to.span,
                     });
