@@ -339,6 +339,13 @@ impl<'n> Reader<'n> {
         v
     }
 
+    /// Whether every property given is one of `keys` and no child node may stand for one: a
+    /// caller that asks for `keys` then reads everything the node has, and may skip the keys it
+    /// would ask after them (they would all be absent).
+    pub fn only_props_in(&self, keys: &[&str]) -> bool {
+        self.children.is_empty() && self.props.iter().all(|p| keys.contains(&p.0))
+    }
+
     /// A property that must be present.
     pub fn required(&mut self, cx: &mut Cx, key: &'static str, example: &str) -> Option<Val<'n>> {
         let v = self.prop(cx, key);
