@@ -144,8 +144,14 @@ fn int_text(v: i128, buf: &mut [u8; 40]) -> &str {
     let mut at = buf.len();
     loop {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        // 128-bit division is a library call: a value that fits in 64 bits (every port and id)
+        // is divided in 64.
+        let (rest, digit) = match u64::try_from(n) {
+            Ok(small) => (u128::from(small / 10), (small % 10) as u8),
+            Err(_) => (n / 10, (n % 10) as u8),
+        };
+        buf[at] = b'0' + digit;
+        n = rest;
         if n == 0 {
             break;
         }

@@ -280,6 +280,12 @@ pub(crate) fn number(text: &str) -> Result<Value<'static>, TextError> {
             "write a decimal (`1_500`, `-2.5e3`) or `0x`/`0o`/`0b` integer; quote it for a string",
         )
     };
+    // The common case, a short run of decimal digits (`1500`, `22`): no sign, radix, `_`,
+    // fraction or exponent to look for, and no overflow possible in 64 bits.
+    if text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()) {
+        let v = text.bytes().fold(0i64, |v, b| v * 10 + i64::from(b - b'0'));
+        return Ok(Value::Integer(i128::from(v).into()));
+    }
     let (negative, unsigned) = match text.as_bytes()[0] {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
