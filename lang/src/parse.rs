@@ -1345,11 +1345,21 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     } else {
         r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true))
     };
-    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    // Most rules give only common keys: those are found in one walk over the properties, and
+    // the other 24 are not looked up one by one (each a search of the properties). None of them
+    // given, they all read as unset and report nothing.
+    let common = if marking { None } else { r.props_if_only(&COMMON_RULE_KEYS) };
+    let only_common = common.is_some();
+    // The value of `COMMON_RULE_KEYS[i]`: found in the walk, or asked for now.
+    let mut prop = |cx: &mut Cx, i: usize| match &common {
+        Some(found) => found[i],
+        None => r.prop(cx, COMMON_RULE_KEYS[i]),
+    };
+    let proto = prop(cx, 0).and_then(|v| proto(cx, v));
     let mut except = ExceptDecl::default();
-    let dport = r.prop(cx, "port").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let dport = prop(cx, 1).and_then(|v| negatable(cx, v, "port", parse_port_set));
     let dport = split(dport, &mut except.dport);
-    let sport = r.prop(cx, "sport").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let sport = prop(cx, 2).and_then(|v| negatable(cx, v, "port", parse_port_set));
     let sport = split(sport, &mut except.sport);
     for ports in [&dport, &sport, &except.dport, &except.sport].into_iter().flatten() {
         if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {
@@ -1357,13 +1367,11 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
                 Some("add `proto=\"tcp\"`, `proto=\"udp\"` or `proto=\"sctp\"`".into());
         }
     }
-    let from = r.prop(cx, "from").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let from = prop(cx, 3).and_then(|v| negatable(cx, v, "network", parse_addr_match));
     let from = split(from, &mut except.from);
-    let to = r.prop(cx, "to").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let to = prop(cx, 4).and_then(|v| negatable(cx, v, "network", parse_addr_match));
     let to = split(to, &mut except.to);
-    // Most rules give only these keys: the other 24 are not looked up one by one (each a search
-    // of the node's properties). None of them given, they all read as unset and report nothing.
-    let more = if !marking && r.only_props_in(&COMMON_RULE_KEYS) {
+    let more = if only_common {
         let except = Rare::new(except);
         if except.is_empty() {
             Rare::default()

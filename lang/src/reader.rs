@@ -209,7 +209,10 @@ impl<'n> Reader<'n> {
             match &entry.key {
                 Some(key) => {
                     let key_span = key.span;
-                    if let Some(prev) = props.iter().find(|p| p.0 == key.value) {
+                    // The key filter rules out a duplicate without comparing keys (nearly always).
+                    let bit = key_bit(&key.value);
+                    let prev = if prop_keys & bit == 0 { None } else { props.iter().find(|p| p.0 == key.value) };
+                    if let Some(prev) = prev {
                         let prev_span = prev.1;
                         cx.error(
                             code::DUPLICATE_PROPERTY,
@@ -220,7 +223,7 @@ impl<'n> Reader<'n> {
                         .help = Some("remove one of them".into());
                         continue;
                     }
-                    prop_keys |= key_bit(&key.value);
+                    prop_keys |= bit;
                     props.push((&key.value, key_span, val, false));
                 }
                 None => args.push(val),
@@ -345,11 +348,24 @@ impl<'n> Reader<'n> {
         v
     }
 
-    /// Whether every property given is one of `keys` and no child node may stand for one: a
-    /// caller that asks for `keys` then reads everything the node has, and may skip the keys it
-    /// would ask after them (they would all be absent).
-    pub fn only_props_in(&self, keys: &[&str]) -> bool {
-        self.children.is_empty() && self.props.iter().all(|p| keys.contains(&p.0))
+    /// `keys` found in one walk over the node's properties (instead of one search per key),
+    /// when every property given is one of them and no child node may stand for one; `None`
+    /// otherwise (ask key by key). On `Some`, every key counts as asked and every property as
+    /// read: the node has nothing else, and a caller may skip the keys it would ask after these
+    /// (they would all be absent).
+    pub fn props_if_only<const N: usize>(&mut self, keys: &[&'static str; N]) -> Option<[Option<Val<'n>>; N]> {
+        if !self.children.is_empty() {
+            return None;
+        }
+        let mut found = [None; N];
+        for p in &self.props {
+            found[keys.iter().position(|k| *k == p.0)?] = Some(p.2);
+        }
+        for p in &mut self.props {
+            p.3 = true;
+        }
+        self.known_props.extend_from_slice(keys);
+        Some(found)
     }
 
     /// A property that must be present.

@@ -248,8 +248,13 @@ pub(crate) fn looks_like_number(text: &str) -> bool {
 }
 
 /// Why a bare token is not a valid identifier, if it is not.
+#[inline]
 pub(crate) fn identifier_problem(text: &str) -> Option<TextError> {
     let b = text.as_bytes();
+    // Most identifiers (`allow`, `proto`, `route`) start with no byte a problem starts with.
+    if !matches!(b.first(), Some(b'.' | b'+' | b'-' | b't' | b'f' | b'n' | b'i')) {
+        return None;
+    }
     let dotted_digit = match b {
         [b'.', d, ..] | [b'+' | b'-', b'.', d, ..] => d.is_ascii_digit(),
         _ => false,
