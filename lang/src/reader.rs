@@ -201,9 +201,20 @@ pub(crate) struct Reader<'n> {
 
 impl<'n> Reader<'n> {
     pub fn new(cx: &mut Cx, node: &'n KdlNode<'n>) -> Reader<'n> {
-        let mut args = SmallVec::new();
-        let mut props: SmallVec<[(&str, Span, Val, bool); 6]> = SmallVec::new();
-        let mut prop_keys = 0;
+        // Filled in place: a reader is large (inline lists), and building its lists apart
+        // then moving them in was two copies per node.
+        let mut r = Reader {
+            node,
+            span: node.span,
+            name_span: node.name.span,
+            args: SmallVec::new(),
+            args_read: 0,
+            props: SmallVec::new(),
+            prop_keys: 0,
+            children: Vec::new(),
+            known_props: SmallVec::new(),
+            known_children: Vec::new(),
+        };
         for entry in &node.entries {
             let val = Val { value: &entry.value, span: entry.span, inner: entry.inner };
             match &entry.key {
@@ -211,7 +222,7 @@ impl<'n> Reader<'n> {
                     let key_span = key.span;
                     // The key filter rules out a duplicate without comparing keys (nearly always).
                     let bit = key_bit(&key.value);
-                    let prev = if prop_keys & bit == 0 { None } else { props.iter().find(|p| p.0 == key.value) };
+                    let prev = if r.prop_keys & bit == 0 { None } else { r.props.iter().find(|p| p.0 == key.value) };
                     if let Some(prev) = prev {
                         let prev_span = prev.1;
                         cx.error(
@@ -223,25 +234,14 @@ impl<'n> Reader<'n> {
                         .help = Some("remove one of them".into());
                         continue;
                     }
-                    prop_keys |= bit;
-                    props.push((&key.value, key_span, val, false));
+                    r.prop_keys |= bit;
+                    r.props.push((&key.value, key_span, val, false));
                 }
-                None => args.push(val),
+                None => r.args.push(val),
             }
         }
-        let children = node.child_nodes().iter().map(|c| (c, false)).collect();
-        Reader {
-            node,
-            span: node.span,
-            name_span: node.name.span,
-            args,
-            args_read: 0,
-            props,
-            prop_keys,
-            children,
-            known_props: SmallVec::new(),
-            known_children: Vec::new(),
-        }
+        r.children = node.child_nodes().iter().map(|c| (c, false)).collect();
+        r
     }
 
     pub fn keyword(&self) -> &'n str {
@@ -403,8 +403,9 @@ impl<'n> Reader<'n> {
             .collect()
     }
 
-    /// Reports extra arguments, unknown properties and unknown children.
-    pub fn finish(self, cx: &mut Cx) {
+    /// Reports extra arguments, unknown properties and unknown children. By reference: moving
+    /// a reader (large, its lists are inline) into the call was a copy per node.
+    pub fn finish(&self, cx: &mut Cx) {
         let kw = self.keyword();
         for extra in self.args.iter().skip(self.args_read) {
             cx.error(code::UNEXPECTED_ARGUMENT, extra.span, format!("`{kw}` takes no further argument here")).help =
