@@ -1261,6 +1261,23 @@ impl<'d> NodeBuilder<'d> {
     fn rule(&mut self, ns: NetnsId, fw: &Firewall, r: &ast::RuleDecl) -> Rule {
         let from = r.from.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
         let to = r.to.as_ref().and_then(|m| self.addr_match(&fw.sets, m));
+        // Most rules set none of the rare matches: nothing to resolve, nothing to compare.
+        let more = if r.more.is_empty() { Rare::default() } else { Rare::new(self.rule_more(ns, fw, r)) };
+        Rule {
+            verdict: r.verdict.clone(),
+            direction: r.direction.clone(),
+            proto: r.proto.clone(),
+            dport: r.dport.clone(),
+            sport: r.sport.clone(),
+            from,
+            to,
+            span: r.span,
+            more,
+        }
+    }
+
+    /// The rare matches and statements of a rule ([`ast::RuleDeclMore`]), resolved.
+    fn rule_more(&mut self, ns: NetnsId, fw: &Firewall, r: &ast::RuleDecl) -> RuleMore {
         let iif = r.iif.as_ref().and_then(|l| self.link_ref(ns, l));
         let oif = r.oif.as_ref().and_then(|l| self.link_ref(ns, l));
         let zone = |z: &Option<Spanned<String>>, diags: &mut Vec<Diagnostic>| {
@@ -1301,7 +1318,7 @@ impl<'d> NodeBuilder<'d> {
             prefix: r.log_prefix.as_ref().map(|p| p.value.clone()),
             level: r.log_level.as_ref().map(|l| l.value),
         });
-        let more = RuleMore {
+        RuleMore {
             iif,
             oif,
             from_zone,
@@ -1324,17 +1341,6 @@ impl<'d> NodeBuilder<'d> {
             pkttype: r.pkttype.clone(),
             add_to,
             comment: r.comment.as_ref().map(|c| c.value.clone()),
-        };
-        Rule {
-            verdict: r.verdict.clone(),
-            direction: r.direction.clone(),
-            proto: r.proto.clone(),
-            dport: r.dport.clone(),
-            sport: r.sport.clone(),
-            from,
-            to,
-            span: r.span,
-            more: Rare::new(more),
         }
     }
 

@@ -1316,6 +1316,21 @@ fn parse_firewall(cx: &mut Cx, r: &mut Reader) -> FirewallDecl {
     fw
 }
 
+/// The properties most firewall rules are written with, in the order [`parse_rule`] reads them.
+const COMMON_RULE_KEYS: [&str; 5] = ["proto", "port", "sport", "from", "to"];
+
+/// A negatable match for the rule or, written with `!`, for its `except`.
+fn split<T>(m: Option<(Spanned<T>, bool)>, except: &mut Option<Spanned<T>>) -> Option<Spanned<T>> {
+    match m {
+        Some((v, true)) => {
+            *except = Some(v);
+            None
+        }
+        Some((v, false)) => Some(v),
+        None => None,
+    }
+}
+
 fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     let verdict = match r.keyword() {
         "allow" => Verdict::Accept,
@@ -1330,22 +1345,21 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     } else {
         r.arg(cx, 0, "a direction (`in`, `out` or `forward`)").and_then(|v| direction(cx, v, true))
     };
-    let proto = r.prop(cx, "proto").and_then(|v| proto(cx, v));
+    // Most rules give only common keys: those are found in one walk over the properties, and
+    // the other 24 are not looked up one by one (each a search of the properties). None of them
+    // given, they all read as unset and report nothing.
+    let common = if marking { None } else { r.props_if_only(&COMMON_RULE_KEYS) };
+    let only_common = common.is_some();
+    // The value of `COMMON_RULE_KEYS[i]`: found in the walk, or asked for now.
+    let mut prop = |cx: &mut Cx, i: usize| match &common {
+        Some(found) => found[i],
+        None => r.prop(cx, COMMON_RULE_KEYS[i]),
+    };
+    let proto = prop(cx, 0).and_then(|v| proto(cx, v));
     let mut except = ExceptDecl::default();
-    // Each negatable match lands in the rule or, written with `!`, in `except`.
-    fn split<T>(m: Option<(Spanned<T>, bool)>, except: &mut Option<Spanned<T>>) -> Option<Spanned<T>> {
-        match m {
-            Some((v, true)) => {
-                *except = Some(v);
-                None
-            }
-            Some((v, false)) => Some(v),
-            None => None,
-        }
-    }
-    let dport = r.prop(cx, "port").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let dport = prop(cx, 1).and_then(|v| negatable(cx, v, "port", parse_port_set));
     let dport = split(dport, &mut except.dport);
-    let sport = r.prop(cx, "sport").and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let sport = prop(cx, 2).and_then(|v| negatable(cx, v, "port", parse_port_set));
     let sport = split(sport, &mut except.sport);
     for ports in [&dport, &sport, &except.dport, &except.sport].into_iter().flatten() {
         if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {
@@ -1353,10 +1367,33 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
                 Some("add `proto=\"tcp\"`, `proto=\"udp\"` or `proto=\"sctp\"`".into());
         }
     }
-    let from = r.prop(cx, "from").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let from = prop(cx, 3).and_then(|v| negatable(cx, v, "network", parse_addr_match));
     let from = split(from, &mut except.from);
-    let to = r.prop(cx, "to").and_then(|v| negatable(cx, v, "network", parse_addr_match));
+    let to = prop(cx, 4).and_then(|v| negatable(cx, v, "network", parse_addr_match));
     let to = split(to, &mut except.to);
+    let more = if only_common {
+        let except = Rare::new(except);
+        if except.is_empty() {
+            Rare::default()
+        } else {
+            Rare::new(RuleDeclMore { except, ..RuleDeclMore::default() })
+        }
+    } else {
+        Rare::new(rule_more(cx, r, proto.as_ref(), direction.as_ref(), marking, except))
+    };
+    Some(RuleDecl { verdict, direction: direction?, proto, dport, sport, from, to, span: r.span, more })
+}
+
+/// The matches and statements of a rule most rules leave unset (all but [`COMMON_RULE_KEYS`]),
+/// with the negated common matches already in `except`.
+fn rule_more(
+    cx: &mut Cx,
+    r: &mut Reader,
+    proto: Option<&Spanned<Proto>>,
+    direction: Option<&Spanned<Direction>>,
+    marking: bool,
+    mut except: ExceptDecl,
+) -> RuleDeclMore {
     let iif = r.prop(cx, "iif").and_then(|v| negatable(cx, v, "interface name", parse_link_name));
     let iif = split(iif, &mut except.iif);
     let oif = r.prop(cx, "oif").and_then(|v| negatable(cx, v, "interface name", parse_link_name));
@@ -1389,7 +1426,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     }
     let family =
         r.prop(cx, "family").and_then(|v| v.keyword(cx, "family", &[("ipv4", Family::Ipv4), ("ipv6", Family::Ipv6)]));
-    let (icmp_types, icmp_code) = icmp_match(cx, r, proto.as_ref());
+    let (icmp_types, icmp_code) = icmp_match(cx, r, proto);
     let limit = limit(cx, r);
     let burst =
         r.prop(cx, "burst").and_then(|v| v.int(cx, "burst", 1, i128::from(u32::MAX))).map(|b| b.map(|b| b as u32));
@@ -1427,7 +1464,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
             &[("unicast", PktType::Unicast), ("broadcast", PktType::Broadcast), ("multicast", PktType::Multicast)],
         )
     });
-    if let Some(d) = &direction {
+    if let Some(d) = direction {
         let owner = [&uid, &gid, &except.uid, &except.gid].into_iter().flatten().next();
         if let (Some(o), true) = (owner, d.value != Direction::Out) {
             cx.error(code::INVALID_VALUE, o.span, "only packets this namespace sends have a local user").help =
@@ -1462,7 +1499,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         (None, None)
     };
     let comment = r.prop(cx, "comment").and_then(|v| v.string(cx, "comment"));
-    let more = RuleDeclMore {
+    RuleDeclMore {
         iif,
         oif,
         from_zone,
@@ -1489,18 +1526,7 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
         add_to,
         add_to_key,
         comment,
-    };
-    Some(RuleDecl {
-        verdict,
-        direction: direction?,
-        proto,
-        dport,
-        sport,
-        from,
-        to,
-        span: r.span,
-        more: Rare::new(more),
-    })
+    }
 }
 
 /// `"@NAME"`: a set named in `add-to` (the name span excludes the `@`).

@@ -47,6 +47,11 @@ impl<T: Empty> Rare<T> {
 impl<T> Rare<T> {
     /// Nothing set (a constant, for an `Empty::EMPTY` that holds a `Rare`).
     pub const EMPTY: Rare<T> = Rare(None);
+
+    /// Nothing set (no allocation kept).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 impl<T> Default for Rare<T> {

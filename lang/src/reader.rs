@@ -144,8 +144,14 @@ fn int_text(v: i128, buf: &mut [u8; 40]) -> &str {
     let mut at = buf.len();
     loop {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        // 128-bit division is a library call: a value that fits in 64 bits (every port and id)
+        // is divided in 64.
+        let (rest, digit) = match u64::try_from(n) {
+            Ok(small) => (u128::from(small / 10), (small % 10) as u8),
+            Err(_) => (n / 10, (n % 10) as u8),
+        };
+        buf[at] = b'0' + digit;
+        n = rest;
         if n == 0 {
             break;
         }
@@ -195,15 +201,29 @@ pub(crate) struct Reader<'n> {
 
 impl<'n> Reader<'n> {
     pub fn new(cx: &mut Cx, node: &'n KdlNode<'n>) -> Reader<'n> {
-        let mut args = SmallVec::new();
-        let mut props: SmallVec<[(&str, Span, Val, bool); 6]> = SmallVec::new();
-        let mut prop_keys = 0;
+        // Filled in place: a reader is large (inline lists), and building its lists apart
+        // then moving them in was two copies per node.
+        let mut r = Reader {
+            node,
+            span: node.span,
+            name_span: node.name.span,
+            args: SmallVec::new(),
+            args_read: 0,
+            props: SmallVec::new(),
+            prop_keys: 0,
+            children: Vec::new(),
+            known_props: SmallVec::new(),
+            known_children: Vec::new(),
+        };
         for entry in &node.entries {
             let val = Val { value: &entry.value, span: entry.span, inner: entry.inner };
             match &entry.key {
                 Some(key) => {
                     let key_span = key.span;
-                    if let Some(prev) = props.iter().find(|p| p.0 == key.value) {
+                    // The key filter rules out a duplicate without comparing keys (nearly always).
+                    let bit = key_bit(&key.value);
+                    let prev = if r.prop_keys & bit == 0 { None } else { r.props.iter().find(|p| p.0 == key.value) };
+                    if let Some(prev) = prev {
                         let prev_span = prev.1;
                         cx.error(
                             code::DUPLICATE_PROPERTY,
@@ -214,25 +234,14 @@ impl<'n> Reader<'n> {
                         .help = Some("remove one of them".into());
                         continue;
                     }
-                    prop_keys |= key_bit(&key.value);
-                    props.push((&key.value, key_span, val, false));
+                    r.prop_keys |= bit;
+                    r.props.push((&key.value, key_span, val, false));
                 }
-                None => args.push(val),
+                None => r.args.push(val),
             }
         }
-        let children = node.child_nodes().iter().map(|c| (c, false)).collect();
-        Reader {
-            node,
-            span: node.span,
-            name_span: node.name.span,
-            args,
-            args_read: 0,
-            props,
-            prop_keys,
-            children,
-            known_props: SmallVec::new(),
-            known_children: Vec::new(),
-        }
+        r.children = node.child_nodes().iter().map(|c| (c, false)).collect();
+        r
     }
 
     pub fn keyword(&self) -> &'n str {
@@ -339,6 +348,26 @@ impl<'n> Reader<'n> {
         v
     }
 
+    /// `keys` found in one walk over the node's properties (instead of one search per key),
+    /// when every property given is one of them and no child node may stand for one; `None`
+    /// otherwise (ask key by key). On `Some`, every key counts as asked and every property as
+    /// read: the node has nothing else, and a caller may skip the keys it would ask after these
+    /// (they would all be absent).
+    pub fn props_if_only<const N: usize>(&mut self, keys: &[&'static str; N]) -> Option<[Option<Val<'n>>; N]> {
+        if !self.children.is_empty() {
+            return None;
+        }
+        let mut found = [None; N];
+        for p in &self.props {
+            found[keys.iter().position(|k| *k == p.0)?] = Some(p.2);
+        }
+        for p in &mut self.props {
+            p.3 = true;
+        }
+        self.known_props.extend_from_slice(keys);
+        Some(found)
+    }
+
     /// A property that must be present.
     pub fn required(&mut self, cx: &mut Cx, key: &'static str, example: &str) -> Option<Val<'n>> {
         let v = self.prop(cx, key);
@@ -374,8 +403,9 @@ impl<'n> Reader<'n> {
             .collect()
     }
 
-    /// Reports extra arguments, unknown properties and unknown children.
-    pub fn finish(self, cx: &mut Cx) {
+    /// Reports extra arguments, unknown properties and unknown children. By reference: moving
+    /// a reader (large, its lists are inline) into the call was a copy per node.
+    pub fn finish(&self, cx: &mut Cx) {
         let kw = self.keyword();
         for extra in self.args.iter().skip(self.args_read) {
             cx.error(code::UNEXPECTED_ARGUMENT, extra.span, format!("`{kw}` takes no further argument here")).help =

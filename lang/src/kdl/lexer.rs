@@ -243,6 +243,8 @@ impl<'a> Lexer<'a> {
         Some(Token { kind, start: start as u32, end: end as u32, error })
     }
 
+    // Inlined into `next_token` (its one caller): the token comes back in registers.
+    #[inline(always)]
     fn scan_at(&self, start: usize, b: u8) -> (TokenKind, usize, Option<LexError>) {
         use TokenKind::*;
         let ok = |kind, len: usize| (kind, start + len, None);

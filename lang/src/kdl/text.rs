@@ -248,8 +248,13 @@ pub(crate) fn looks_like_number(text: &str) -> bool {
 }
 
 /// Why a bare token is not a valid identifier, if it is not.
+#[inline]
 pub(crate) fn identifier_problem(text: &str) -> Option<TextError> {
     let b = text.as_bytes();
+    // Most identifiers (`allow`, `proto`, `route`) start with no byte a problem starts with.
+    if !matches!(b.first(), Some(b'.' | b'+' | b'-' | b't' | b'f' | b'n' | b'i')) {
+        return None;
+    }
     let dotted_digit = match b {
         [b'.', d, ..] | [b'+' | b'-', b'.', d, ..] => d.is_ascii_digit(),
         _ => false,
@@ -280,6 +285,12 @@ pub(crate) fn number(text: &str) -> Result<Value<'static>, TextError> {
             "write a decimal (`1_500`, `-2.5e3`) or `0x`/`0o`/`0b` integer; quote it for a string",
         )
     };
+    // The common case, a short run of decimal digits (`1500`, `22`): no sign, radix, `_`,
+    // fraction or exponent to look for, and no overflow possible in 64 bits.
+    if text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()) {
+        let v = text.bytes().fold(0i64, |v, b| v * 10 + i64::from(b - b'0'));
+        return Ok(Value::Integer(i128::from(v).into()));
+    }
     let (negative, unsigned) = match text.as_bytes()[0] {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
