@@ -343,7 +343,7 @@ fn row_check_rules(s: &Scratch, rows: &mut Vec<Row>) {
     let a = s.file("rules-small.kdl", &firewall_spec(small));
     let b = s.file("rules-big.kdl", &firewall_spec(big));
     let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(5, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let tb = best_cpu(10, || netcfg(&["check", b.to_str().expect("utf-8")]));
     rows.push(Row {
         what: format!("`check` of {big} rules / of {small} rules (CPU)"),
         netcfg: secs(tb.cpu),
@@ -358,7 +358,7 @@ fn row_check_services(s: &Scratch, rows: &mut Vec<Row>) {
     let a = s.file("svc-small.kdl", &services_spec(small));
     let b = s.file("svc-big.kdl", &services_spec(big));
     let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(5, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let tb = best_cpu(10, || netcfg(&["check", b.to_str().expect("utf-8")]));
     rows.push(Row {
         what: format!("`check` of {big} services / of {small} (CPU)"),
         netcfg: secs(tb.cpu),

@@ -164,6 +164,23 @@ pub struct NodeLock {
 }
 
 impl NodeLock {
+    /// The lock if it is free now, without a word when it is not (or cannot be opened):
+    /// the caller goes on and [`NodeLock::acquire`]s it later, which says why.
+    pub fn try_acquire(args: &NodeArgs) -> Option<NodeLock> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(RUN_DIR).join(format!("{}.lock", node_key(args)));
+        let mut file = netcfg_backends::runfs::open_private(&path).ok()?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return None;
+        }
+        let cmdline: Vec<String> = std::env::args().collect();
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}\n{}", std::process::id(), cmdline.join(" "));
+        Some(NodeLock { _file: file })
+    }
+
     pub fn acquire(args: &NodeArgs) -> Result<NodeLock, ExitStatus> {
         use std::io::Write;
         use std::os::fd::AsRawFd;

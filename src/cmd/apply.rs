@@ -10,7 +10,7 @@ use crate::saved_plan::SavedPlan;
 use crate::signals;
 use crate::target::{self, NodeArgs, NodeLock};
 use netcfg_backends::netlink::journal::{self, Journal};
-use netcfg_backends::netlink::{signal_name, ApplyConfig, Options};
+use netcfg_backends::netlink::{signal_name, ApplyConfig, Options, Prefetch};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -69,6 +69,14 @@ pub fn run(args: Args) -> ExitStatus {
     let args = Args { target: node_args, ..args };
     // From here on a signal rolls back (or, before the first change, stops with nothing done).
     signals::install();
+    // With the lock free now and no journal waiting, the host namespace is read while the spec
+    // compiles (`Prefetch`): nothing else of netcfg's can change the node before the plan.
+    // Otherwise the lock is waited for once the spec has compiled, as always.
+    let early = NodeLock::try_acquire(&args.target);
+    let prefetch = early
+        .as_ref()
+        .filter(|_| !target::journal_path(&args.target).exists())
+        .map(|_| Prefetch::host(&target::netns_map(&args.target)));
     let compiled = match target::compile(&args.target, args.allow_findings) {
         Ok(c) => c,
         Err(status) => return status,
@@ -78,9 +86,12 @@ pub fn run(args: Args) -> ExitStatus {
             return refuse("the spec files changed since the plan was made");
         }
     }
-    let _lock = match NodeLock::acquire(&args.target) {
-        Ok(lock) => lock,
-        Err(status) => return status,
+    let _lock = match early {
+        Some(lock) => lock,
+        None => match NodeLock::acquire(&args.target) {
+            Ok(lock) => lock,
+            Err(status) => return status,
+        },
     };
     // An apply that never ended (SIGKILL) is undone before anything else.
     if let Err(status) = target::recover_locked(&args.target) {
@@ -94,6 +105,9 @@ pub fn run(args: Args) -> ExitStatus {
         Ok(s) => s,
         Err(status) => return status,
     };
+    if let Some(p) = prefetch {
+        session.use_prefetch(p);
+    }
     let opts = Options::default();
     let (plan, snapshot) = match target::live_plan(&compiled, &mut session, &desired) {
         Ok(p) => p,

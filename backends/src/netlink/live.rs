@@ -78,7 +78,6 @@ pub fn link_request() -> LinkMessage {
     msg
 }
 
-/// Finds links by ifindex across the namespaces read.
 /// Every namespace's links by index, borrowed from the dumps, and the veths by their own and
 /// their peer's index, so a veth's peer is one lookup (a scan of every link per veth was 80M
 /// instructions of a no-op apply with 1000 pairs, an eighth of it).
@@ -162,6 +161,80 @@ pub struct Live {
 /// What to read besides the netlink dumps: the sysctl paths the spec sets, per namespace.
 pub type SysctlPaths = BTreeMap<NsName, Vec<String>>;
 
+/// One namespace's netlink dumps: links, addresses, routes, neighbours, policy rules (bridge
+/// VLANs are read by [`read`], where the spec asks for them).
+pub struct Dump {
+    pub(super) links: Vec<RawLink>,
+    addrs: Vec<AddressMessage>,
+    routes: Vec<RouteMessage>,
+    neighs: Vec<NeighbourMessage>,
+    rules: Vec<RuleMessage>,
+}
+
+/// Dumps one namespace over `conn`.
+pub async fn dump(conn: &mut Conn) -> Result<Dump, NlError> {
+    let links = dump_links(conn).await?;
+    Ok(Dump { links, ..dump_all_but_links(conn).await? })
+}
+
+/// Dumps one namespace's links.
+pub async fn dump_links(conn: &mut Conn) -> Result<Vec<RawLink>, NlError> {
+    let links: Vec<RawLink> = conn
+        .dump(RouteNetlinkMessage::GetLink(link_request()))
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(raw_link(&l)),
+            _ => None,
+        })
+        .collect();
+    Ok(links)
+}
+
+/// Dumps one namespace's addresses, routes, neighbours and policy rules (`links` left empty).
+pub async fn dump_all_but_links(conn: &mut Conn) -> Result<Dump, NlError> {
+    let addrs = conn
+        .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let mut routes = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        for m in conn.dump(RouteNetlinkMessage::GetRoute(req)).await? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                routes.push(r);
+            }
+        }
+    }
+    let mut neighs = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = NeighbourMessage::default();
+        req.header.family = family;
+        for m in conn.dump(RouteNetlinkMessage::GetNeighbour(req)).await? {
+            if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                neighs.push(n);
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = RuleMessage::default();
+        req.header.family = family;
+        for m in conn.dump(RouteNetlinkMessage::GetRule(req)).await? {
+            if let RouteNetlinkMessage::NewRule(r) = m {
+                rules.push(r);
+            }
+        }
+    }
+    Ok(Dump { links: Vec::new(), addrs, routes, neighs, rules })
+}
+
 /// Reads the namespaces `names` of the node. A namespace that does not exist is reported in
 /// `missing`, not as an error. The bridge VLANs are read only in the namespaces `vlans_of`
 /// holds (the others are listed in `Live::vlans_unread`).
@@ -171,6 +244,7 @@ pub async fn read(
     names: &[NsName],
     sysctls: &SysctlPaths,
     vlans_of: &BTreeSet<NsName>,
+    prefetched: &mut BTreeMap<NsName, Dump>,
 ) -> Result<Live, NlError> {
     let mut raw: BTreeMap<NsName, NsDump> = BTreeMap::new();
     let mut live = Live::default();
@@ -180,16 +254,13 @@ pub async fn read(
             live.missing.insert(ns.clone());
             continue;
         }
+        // Opened even for dumps read ahead: what follows a read (a snapshot's VLANs, the ops)
+        // finds every namespace read connected.
         let conn = connection(conns, ns, &loc)?;
-        let links: Vec<RawLink> = conn
-            .dump(RouteNetlinkMessage::GetLink(link_request()))
-            .await?
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(raw_link(&l)),
-                _ => None,
-            })
-            .collect();
+        let Dump { links, addrs, routes, neighs, rules } = match prefetched.remove(ns) {
+            Some(d) => d,
+            None => dump(conn).await?,
+        };
         let vlans = if !links.iter().any(|l: &RawLink| l.kind.as_deref() == Some("bridge")) {
             Some(BTreeMap::new())
         } else if vlans_of.contains(ns) {
@@ -198,45 +269,6 @@ pub async fn read(
             live.vlans_unread.insert(ns.clone());
             None
         };
-        let addrs = conn
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .await?
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        let mut routes = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = RouteMessage::default();
-            req.header.address_family = family;
-            for m in conn.dump(RouteNetlinkMessage::GetRoute(req)).await? {
-                if let RouteNetlinkMessage::NewRoute(r) = m {
-                    routes.push(r);
-                }
-            }
-        }
-        let mut neighs = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = NeighbourMessage::default();
-            req.header.family = family;
-            for m in conn.dump(RouteNetlinkMessage::GetNeighbour(req)).await? {
-                if let RouteNetlinkMessage::NewNeighbour(n) = m {
-                    neighs.push(n);
-                }
-            }
-        }
-        let mut rules = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = RuleMessage::default();
-            req.header.family = family;
-            for m in conn.dump(RouteNetlinkMessage::GetRule(req)).await? {
-                if let RouteNetlinkMessage::NewRule(r) = m {
-                    rules.push(r);
-                }
-            }
-        }
         raw.insert(ns.clone(), (links, addrs, routes, neighs, rules, vlans));
     }
     // Resolve names, then build each namespace's state.

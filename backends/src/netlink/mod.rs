@@ -41,7 +41,7 @@ use crate::nftables::changes::TableChange;
 use conn::Conn;
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::{json, Value as Json};
-use state::NsName;
+use state::{NsName, HOST};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -229,12 +229,63 @@ pub struct Session {
     pub map: NetnsMap,
     rt: tokio::runtime::Runtime,
     conns: HashMap<NsName, Conn>,
+    /// Dumps read ahead (`Prefetch`), used by the next `live` read of their namespace.
+    prefetched: BTreeMap<NsName, live::Dump>,
+}
+
+/// The host namespace's netlink dumps, read on two threads of their own (links on one, the
+/// rest on the other) while the spec compiles. `apply` starts them when it holds the node lock
+/// and no journal waits: nothing else of netcfg's can change the node before the plan reads
+/// them. On a no-op apply of 1000 veth pairs and 10,000 routes the dumps and the compile ran
+/// one after the other; overlapped, the wall time fell by about 5% (ARCHITECTURE.md). A read
+/// that fails is dropped: the plan reads the namespace itself.
+pub struct Prefetch {
+    links: std::thread::JoinHandle<Option<Vec<live::RawLink>>>,
+    rest: std::thread::JoinHandle<Option<live::Dump>>,
+}
+
+impl Prefetch {
+    pub fn host(map: &NetnsMap) -> Prefetch {
+        fn on_thread<T: Send + 'static>(
+            loc: Location,
+            read: impl for<'c> FnOnce(
+                    &'c mut Conn,
+                )
+                    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, conn::NlError>> + 'c>>
+                + Send
+                + 'static,
+        ) -> std::thread::JoinHandle<Option<T>> {
+            std::thread::spawn(move || {
+                if !loc.exists() {
+                    return None;
+                }
+                let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().ok()?;
+                rt.block_on(async {
+                    let mut conn = Conn::open(&loc).ok()?;
+                    read(&mut conn).await.ok()
+                })
+            })
+        }
+        let loc = map.locate(HOST);
+        Prefetch {
+            links: on_thread(loc.clone(), |c| Box::pin(live::dump_links(c))),
+            rest: on_thread(loc, |c| Box::pin(live::dump_all_but_links(c))),
+        }
+    }
 }
 
 impl Session {
+    /// Hands the session dumps read ahead; its next read of the host namespace uses them.
+    pub fn use_prefetch(&mut self, p: Prefetch) {
+        if let (Ok(Some(links)), Ok(Some(mut dump))) = (p.links.join(), p.rest.join()) {
+            dump.links = links;
+            self.prefetched.insert(HOST.to_string(), dump);
+        }
+    }
+
     pub fn new(map: NetnsMap) -> io::Result<Session> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-        Ok(Session { map, rt, conns: HashMap::new() })
+        Ok(Session { map, rt, conns: HashMap::new(), prefetched: BTreeMap::new() })
     }
 
     /// The live state of every namespace the spec has and every namespace netcfg created for
@@ -263,10 +314,10 @@ impl Session {
             .filter(|(_, st)| st.links.values().any(|l| l.opts.vlans.is_some()))
             .map(|(ns, _)| ns.clone())
             .collect();
-        let Session { map, rt, conns } = self;
+        let Session { map, rt, conns, prefetched } = self;
         // A connection into a namespace that was deleted and made anew would read the old one.
         conns.retain(|ns, c| map.locate(ns) == c.location && c.location.exists());
-        let mut live = rt.block_on(live::read(map, conns, &names, &sysctls, &vlans_of))?;
+        let mut live = rt.block_on(live::read(map, conns, &names, &sysctls, &vlans_of, prefetched))?;
         // WireGuard devices: their configuration over generic netlink, keys by the spec's files.
         for (ns, st) in live.state.namespaces.iter_mut() {
             for (name, l) in st.links.iter_mut() {
@@ -453,7 +504,7 @@ impl Session {
     /// Runs ops in order until one fails or a signal arrives; returns the op that failed (or
     /// was next), the error, and the signal.
     fn execute(&mut self, node: &str, ops: &[Op], config: ApplyConfig) -> Option<(Op, NlError, Option<i32>)> {
-        let Session { map, rt, conns } = self;
+        let Session { map, rt, conns, .. } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
             let mut k = 0;
@@ -486,7 +537,7 @@ impl Session {
 
     /// Runs every op, going on past failures; returns the failures.
     fn execute_all(&mut self, node: &str, ops: &[Op]) -> Vec<(Op, NlError)> {
-        let Session { map, rt, conns } = self;
+        let Session { map, rt, conns, .. } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
             let mut failures = Vec::new();
