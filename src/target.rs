@@ -167,25 +167,28 @@ impl NodeLock {
     /// The lock if it is free now, without a word when it is not (or cannot be opened):
     /// the caller goes on and [`NodeLock::acquire`]s it later, which says why.
     pub fn try_acquire(args: &NodeArgs) -> Option<NodeLock> {
-        use std::io::Write;
         use std::os::fd::AsRawFd;
-        let path = PathBuf::from(RUN_DIR).join(format!("{}.lock", node_key(args)));
-        let mut file = netcfg_backends::runfs::open_private(&path).ok()?;
+        let file = netcfg_backends::runfs::open_private(&lock_path(args)).ok()?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return None;
         }
+        Some(NodeLock::held(file))
+    }
+
+    /// The lock taken on `file`: says who holds it, in it.
+    fn held(mut file: std::fs::File) -> NodeLock {
+        use std::io::Write;
         let cmdline: Vec<String> = std::env::args().collect();
         let _ = file.set_len(0);
         let _ = writeln!(file, "{}\n{}", std::process::id(), cmdline.join(" "));
-        Some(NodeLock { _file: file })
+        NodeLock { _file: file }
     }
 
     pub fn acquire(args: &NodeArgs) -> Result<NodeLock, ExitStatus> {
-        use std::io::Write;
         use std::os::fd::AsRawFd;
-        let path = PathBuf::from(RUN_DIR).join(format!("{}.lock", node_key(args)));
-        let mut file = netcfg_backends::runfs::open_private(&path).map_err(|e| {
+        let path = lock_path(args);
+        let file = netcfg_backends::runfs::open_private(&path).map_err(|e| {
             eprintln!("error: cannot open the lock of {}: {e}", node_words(args));
             ExitStatus::Error
         })?;
@@ -220,11 +223,13 @@ impl NodeLock {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let cmdline: Vec<String> = std::env::args().collect();
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}\n{}", std::process::id(), cmdline.join(" "));
-        Ok(NodeLock { _file: file })
+        Ok(NodeLock::held(file))
     }
+}
+
+/// The node's lock file.
+fn lock_path(args: &NodeArgs) -> PathBuf {
+    PathBuf::from(RUN_DIR).join(format!("{}.lock", node_key(args)))
 }
 
 /// Who holds the lock, as written in the lock file: `pid N (`COMMAND`)`.

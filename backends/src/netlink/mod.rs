@@ -246,32 +246,29 @@ pub struct Prefetch {
 
 impl Prefetch {
     pub fn host(map: &NetnsMap) -> Prefetch {
-        fn on_thread<T: Send + 'static>(
-            loc: Location,
-            read: impl for<'c> FnOnce(
-                    &'c mut Conn,
-                )
-                    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, conn::NlError>> + 'c>>
-                + Send
-                + 'static,
-        ) -> std::thread::JoinHandle<Option<T>> {
-            std::thread::spawn(move || {
-                if !loc.exists() {
-                    return None;
-                }
-                let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().ok()?;
-                rt.block_on(async {
-                    let mut conn = Conn::open(&loc).ok()?;
-                    read(&mut conn).await.ok()
-                })
-            })
-        }
         let loc = map.locate(HOST);
         Prefetch {
-            links: on_thread(loc.clone(), |c| Box::pin(live::dump_links(c))),
-            rest: on_thread(loc, |c| Box::pin(live::dump_all_but_links(c))),
+            links: read_on_thread(loc.clone(), |rt, c| rt.block_on(live::dump_links(c)).ok()),
+            rest: read_on_thread(loc, |rt, c| rt.block_on(live::dump_all_but_links(c)).ok()),
         }
     }
+}
+
+/// Runs `read` on a new thread with a runtime and a connection of its own to `loc`.
+fn read_on_thread<T: Send + 'static>(
+    loc: Location,
+    read: impl FnOnce(&tokio::runtime::Runtime, &mut Conn) -> Option<T> + Send + 'static,
+) -> std::thread::JoinHandle<Option<T>> {
+    std::thread::spawn(move || {
+        if !loc.exists() {
+            return None;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().ok()?;
+        // `Conn::open` hands its connection to the runtime it runs in.
+        let _in = rt.enter();
+        let mut conn = Conn::open(&loc).ok()?;
+        read(&rt, &mut conn)
+    })
 }
 
 impl Session {
