@@ -102,7 +102,7 @@ fn apply_converges_and_is_idempotent() {
     assert!(first.ops.len() > 20, "{}", first.to_text());
 
     // Read back with `ip`, independently of the backend's own reader.
-    let links = node.ip("@host", &["-d", "link", "show", "br0"]);
+    let links = node.ip_until("@host", &["-d", "link", "show", "br0"], |l| l.contains("state UP"));
     assert!(links.contains("mtu 1450") && links.contains("group 28259") && links.contains("state UP"), "{links}");
     let port = node.ip("@host", &["-d", "link", "show", "veth-a"]);
     assert!(port.contains("master br0") && port.contains("hairpin on") && port.contains("addrgenmode none"), "{port}");
@@ -531,7 +531,7 @@ fn an_ethernet_link_is_moved_from_the_host_namespace_into_its_netns() {
     assert!(!host.contains("eth14"), "{host}");
     let host_routes = node.ip("@host", &["route", "show", "table", "all"]);
     assert!(!host_routes.contains("10.98.0.0/16") && !host_routes.contains("10.99.0"), "{host_routes}");
-    let eni = node.ip("task-1", &["-d", "link", "show", "eth14"]);
+    let eni = node.ip_until("task-1", &["-d", "link", "show", "eth14"], |l| l.contains("state UP"));
     assert!(eni.contains("mtu 1400") && eni.contains("state UP") && !eni.contains("master"), "{eni}");
     assert!(node.ip("task-1", &["addr", "show", "eth14"]).contains("inet 10.0.254.153/24"));
     assert!(node.ip("task-1", &["route"]).contains("default via 10.0.254.1 dev eth14 proto 110"));

@@ -289,6 +289,18 @@ impl NodeRoot {
         sh(&full)
     }
 
+    /// `ip` as above, asked again until `want` holds of its output or 10 s pass; the last output.
+    /// For what the kernel settles after the request returns: a link's operational state follows
+    /// its flags through the link watch, which runs up to a second later (more in an emulated VM).
+    pub fn ip_until(&self, ns: &str, args: &[&str], want: impl Fn(&str) -> bool) -> String {
+        let mut out = String::new();
+        wait_until(std::time::Duration::from_secs(10), || {
+            out = self.ip(ns, args);
+            want(&out)
+        });
+        out
+    }
+
     pub fn path_name(&self, ns: &str) -> String {
         if ns == "@host" {
             self.root.name.clone()
