@@ -1095,3 +1095,64 @@ fn fail_at_the_end_and_roll_back(
         .expect_err("the route has no way out");
     assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
 }
+
+/// A bridge made with many ports joins them with multicast snooping off (with it on, the kernel
+/// re-arms every port's multicast timers at each port that comes up: quadratic) and ends with
+/// the snooping the spec wants; a bridge the spec keeps quiet, and a small one, are made as the
+/// spec says. A fault between the bridge and its last port leaves the node as before.
+#[test]
+fn a_bridge_made_with_many_ports_ends_with_the_multicast_snooping_the_spec_wants() {
+    if !require_root("a_bridge_made_with_many_ports_ends_with_the_multicast_snooping_the_spec_wants") {
+        return;
+    }
+    let node = NodeRoot::new("nl-quiet");
+    let n = netlink::apply::QUIET_BRIDGE_PORTS;
+    let mut src = String::from(
+        "node \"n1\" {\n    ethernet \"eth0\" { address \"10.0.0.2/24\"; }\n    bridge \"br0\"\n    \
+         bridge \"br1\" multicast-snooping=#false\n    bridge \"br2\" multicast-snooping=#true\n",
+    );
+    for i in 0..n {
+        src.push_str(&format!("    veth \"qa{i}\" master=\"br0\" {{ peer \"qb{i}\"; }}\n"));
+        src.push_str(&format!("    veth \"ra{i}\" master=\"br1\" {{ peer \"rb{i}\"; }}\n"));
+    }
+    // br2's ports: one made with it, one given it as master from the other end of a pair.
+    src.push_str("    veth \"sa0\" master=\"br2\" { peer \"sb0\"; }\n");
+    src.push_str("    veth \"sa1\" { peer \"sb1\" master=\"br2\"; }\n}\n");
+    let d = desired(&src);
+    let mut s = session(&node);
+
+    let (first, snapshot) = s.plan_recorded(&d, Options::default()).expect("plan");
+    let quiet = netlink::apply::quiet_bridges(&first.ops);
+    let creates = |prefix: &str| {
+        first
+            .ops
+            .iter()
+            .rposition(|o| matches!(&o.action, Action::CreateLink { name, .. } if name.starts_with(prefix)))
+            .expect("ports")
+    };
+    let last_br0_port = creates("qa");
+    assert_eq!(
+        quiet.into_iter().collect::<Vec<_>>(),
+        vec![(("@host".to_string(), "br0".to_string()), (last_br0_port, true))],
+        "{}",
+        first.to_text()
+    );
+
+    // A fault halfway through br0's ports: the bridge goes with the rest.
+    let before = node.settled_full_dump(SYSCTLS);
+    let config = netlink::ApplyConfig { fail_at: Some(last_br0_port - n / 2), ..netlink::ApplyConfig::default() };
+    let err = s.apply_recorded(&d, &first, Options::default(), &snapshot, config).expect_err("injected fault");
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    assert_eq!(node.settled_full_dump(SYSCTLS), before);
+
+    apply(&mut s, &d);
+    assert!(plan(&mut s, &d).is_empty(), "not converged");
+    for (br, want) in [("br0", "mcast_snooping 1"), ("br1", "mcast_snooping 0"), ("br2", "mcast_snooping 1")] {
+        let shown = node.ip("@host", &["-d", "link", "show", br]);
+        assert!(shown.contains(want), "{br}: want {want}:\n{shown}");
+    }
+    let ports = node.ip("@host", &["-o", "link", "show", "master", "br0"]);
+    assert_eq!(ports.lines().count(), n, "{ports}");
+    let ports = node.ip("@host", &["-o", "link", "show", "master", "br2"]);
+    assert_eq!(ports.lines().count(), 2, "{ports}");
+}

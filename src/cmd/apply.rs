@@ -124,8 +124,10 @@ pub fn run(args: Args) -> ExitStatus {
         std::mem::forget((compiled, desired, snapshot));
         return ExitStatus::Success;
     }
-    if let Err(status) = super::write_stdout(&crate::report::plan::render(
+    let lines = plan.lines();
+    if let Err(status) = super::write_stdout(&crate::report::plan::render_lines(
         &plan,
+        &lines,
         &compiled.parsed.sources,
         &crate::report::human::Style::stdout(),
     )) {
@@ -136,7 +138,7 @@ pub fn run(args: Args) -> ExitStatus {
         return ExitStatus::Failure;
     }
     let journal_file = target::journal_path(&args.target);
-    if let Err(e) = journal::write(&journal_file, &Journal::new(snapshot.clone(), plan.to_json())) {
+    if let Err(e) = journal::write(&journal_file, &Journal::new(snapshot.clone(), plan.journal_record(lines))) {
         eprintln!("error: cannot write the apply journal: {e}; nothing was changed");
         return ExitStatus::Error;
     }

@@ -99,7 +99,7 @@ pub fn run(args: Args) -> ExitStatus {
         return ExitStatus::Failure;
     }
     let journal_file = target::journal_path(&target);
-    if let Err(e) = journal::write(&journal_file, &Journal::new(snapshot.clone(), plan.to_json())) {
+    if let Err(e) = journal::write(&journal_file, &Journal::new(snapshot.clone(), plan.journal_record(plan.lines()))) {
         eprintln!("error: cannot write the journal: {e}; nothing was changed");
         return ExitStatus::Error;
     }

@@ -31,6 +31,11 @@ fn dim(style: &Style, text: &str) -> String {
 
 /// The plan, as `plan --live` prints it.
 pub fn render(plan: &Plan, sources: &SourceMap, style: &Style) -> String {
+    render_lines(plan, &plan.lines(), sources, style)
+}
+
+/// [`render`] with the op lines of [`Plan::lines`] already made.
+pub fn render_lines(plan: &Plan, lines: &[String], sources: &SourceMap, style: &Style) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "node {}", plan.node);
     if plan.ops.is_empty() {
@@ -41,10 +46,9 @@ pub fn render(plan: &Plan, sources: &SourceMap, style: &Style) -> String {
         let l = Location::of(sources, span);
         format!("{}:{}:{}", l.file, l.line, l.column)
     };
-    for op in &plan.ops {
+    for (op, line) in plan.ops.iter().zip(lines) {
         let sign = op.sign();
-        let line = format!("{sign} {}: {}", op.ns, op.describe());
-        let _ = writeln!(s, "  {}  {}", paint(style, sign, &line), dim(style, &format!("[{}]", op.class.as_str())));
+        let _ = writeln!(s, "  {}  {}", paint(style, sign, line), dim(style, &format!("[{}]", op.class.as_str())));
         for c in op.table_changes() {
             let sign = c.kind.sign();
             let what = match &c.old {

@@ -22,7 +22,8 @@ pub struct Journal {
     pub pid: u32,
     /// Seconds since the epoch when the apply started.
     pub started: u64,
-    /// The plan being applied (`Plan::to_json`), for people reading the file.
+    /// The plan being applied (`Plan::journal_record`: one line per op), for people reading
+    /// the file; a restore does not read it.
     pub plan: Json,
     /// What to restore.
     pub snapshot: Snapshot,

@@ -504,6 +504,7 @@ impl Session {
         let Session { map, rt, conns, .. } = self;
         rt.block_on(async {
             let mut ex = apply::Executor::new(map, node, conns);
+            ex.prepare(ops);
             let mut k = 0;
             while k < ops.len() {
                 let op = &ops[k];
@@ -524,6 +525,9 @@ impl Session {
                     continue;
                 }
                 if let Err(e) = ex.execute(op).await {
+                    return Some((op.clone(), e, None));
+                }
+                if let Err(e) = ex.after_op(k).await {
                     return Some((op.clone(), e, None));
                 }
                 k += 1;

@@ -614,4 +614,17 @@ impl Plan {
             "ops": self.ops.iter().map(Op::to_json).collect::<Vec<_>>(),
         })
     }
+
+    /// One line per op, `SIGN NAMESPACE: DESCRIPTION`: what `apply` prints and what its journal
+    /// keeps of the plan. Described once and shared: describing 12,000 ops twice, and building
+    /// the whole JSON plan for the journal, was a third of a big first apply's own CPU.
+    pub fn lines(&self) -> Vec<String> {
+        self.ops.iter().map(|op| format!("{} {}: {}", op.sign(), op.ns, op.describe())).collect()
+    }
+
+    /// The plan as the journal keeps it, for people reading the file: the node and the op
+    /// lines of [`Plan::lines`] (a restore reads only the journal's snapshot).
+    pub fn journal_record(&self, lines: Vec<String>) -> Json {
+        json!({ "version": 1, "node": self.node, "ops": lines })
+    }
 }
