@@ -46,9 +46,16 @@ pub fn render_lines(plan: &Plan, lines: &[String], sources: &SourceMap, style: &
         let l = Location::of(sources, span);
         format!("{}:{}:{}", l.file, l.line, l.column)
     };
+    s.reserve(lines.iter().map(|l| l.len() + 24).sum());
     for (op, line) in plan.ops.iter().zip(lines) {
         let sign = op.sign();
-        let _ = writeln!(s, "  {}  {}", paint(style, sign, line), dim(style, &format!("[{}]", op.class.as_str())));
+        if style.color {
+            let _ = writeln!(s, "  {}  {}", paint(style, sign, line), dim(style, &format!("[{}]", op.class.as_str())));
+        } else {
+            for part in ["  ", line, "  [", op.class.as_str(), "]\n"] {
+                s.push_str(part);
+            }
+        }
         for c in op.table_changes() {
             let sign = c.kind.sign();
             let what = match &c.old {

@@ -348,7 +348,10 @@ impl Op {
                 format!("address {net} dev {link}: {}", if addr.prefix_route { "prefixroute" } else { "noprefixroute" })
             }
             Action::AddRoute { key, route } | Action::DeleteRoute { key, route } => {
-                format!("route {}", describe_route(key, route))
+                let mut s = String::with_capacity(88);
+                s.push_str("route ");
+                describe_route_into(&mut s, key, route);
+                s
             }
             Action::ReplaceRoute { key, route, old } => {
                 format!("route {} (was {})", describe_route(key, route), describe_route(key, old))
@@ -455,19 +458,58 @@ fn describe_settings(s: &mut String, l: &LinkSettings) {
 }
 
 pub fn describe_route(key: &RouteKey, r: &Route) -> String {
-    let mut s = match r.route_type {
-        RouteType::Unicast => String::new(),
-        other => format!("{} ", other.keyword()),
-    };
-    let _ = write!(s, "{}", key.dst);
+    let mut s = String::with_capacity(80);
+    describe_route_into(&mut s, key, r);
+    s
+}
+
+/// Writes an address as its `Display` does; IPv4 without the formatter, which cost about as
+/// much as the rest of a route's description put together (12,000 routes in a first apply).
+fn push_ip(s: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_u8(s, o);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(s, "{v6}");
+        }
+    }
+}
+
+fn push_u8(s: &mut String, v: u8) {
+    if v >= 100 {
+        s.push(char::from(b'0' + v / 100));
+    }
+    if v >= 10 {
+        s.push(char::from(b'0' + v / 10 % 10));
+    }
+    s.push(char::from(b'0' + v % 10));
+}
+
+fn describe_route_into(s: &mut String, key: &RouteKey, r: &Route) {
+    if r.route_type != RouteType::Unicast {
+        s.push_str(r.route_type.keyword());
+        s.push(' ');
+    }
+    push_ip(s, key.dst.addr());
+    s.push('/');
+    push_u8(s, key.dst.prefix_len());
     if let Some(v) = r.via {
-        let _ = write!(s, " via {v}");
+        s.push_str(" via ");
+        push_ip(s, v);
     }
     if let Some(d) = &r.dev {
-        let _ = write!(s, " dev {d}");
+        s.push_str(" dev ");
+        s.push_str(d);
     }
     if let Some(src) = r.src {
-        let _ = write!(s, " src {src}");
+        s.push_str(" src ");
+        push_ip(s, src);
     }
     let _ = write!(s, " table {} metric {}", key.table, key.metric);
     match r.scope {
@@ -500,7 +542,6 @@ pub fn describe_route(key: &RouteKey, r: &Route) -> String {
     if r.protocol != NETCFG_PROTO {
         let _ = write!(s, " proto {}", r.protocol);
     }
-    s
 }
 
 /// A policy rule in `ip rule` words: `100: from 10.0.0.0/24 lookup 100`, `-6` first for IPv6.
@@ -619,12 +660,57 @@ impl Plan {
     /// keeps of the plan. Described once and shared: describing 12,000 ops twice, and building
     /// the whole JSON plan for the journal, was a third of a big first apply's own CPU.
     pub fn lines(&self) -> Vec<String> {
-        self.ops.iter().map(|op| format!("{} {}: {}", op.sign(), op.ns, op.describe())).collect()
+        let line = |op: &Op| {
+            let d = op.describe();
+            let mut s = String::with_capacity(op.ns.len() + d.len() + 4);
+            s.push(op.sign());
+            s.push(' ');
+            s.push_str(&op.ns);
+            s.push_str(": ");
+            s.push_str(&d);
+            s
+        };
+        // A big plan is described in two halves, one on a second thread.
+        if self.ops.len() < 4096 {
+            return self.ops.iter().map(line).collect();
+        }
+        let (a, b) = self.ops.split_at(self.ops.len() / 2);
+        std::thread::scope(|t| {
+            let second = t.spawn(|| b.iter().map(line).collect::<Vec<_>>());
+            let mut out: Vec<String> = a.iter().map(line).collect();
+            out.extend(second.join().expect("describing ops does not panic"));
+            out
+        })
     }
 
     /// The plan as the journal keeps it, for people reading the file: the node and the op
     /// lines of [`Plan::lines`] (a restore reads only the journal's snapshot).
     pub fn journal_record(&self, lines: Vec<String>) -> Json {
         json!({ "version": 1, "node": self.node, "ops": lines })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written address writer says what `Display` says, every octet width included.
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut octets: Vec<u8> = vec![0, 1, 9, 10, 42, 99, 100, 101, 199, 200, 249, 250, 255];
+        octets.extend((0..=255u8).step_by(7));
+        for &o in &octets {
+            for ip in [IpAddr::from([o, 0, 255, o]), IpAddr::from([10, o, 100, 9]), IpAddr::from([255, 255, 255, o])] {
+                let mut s = String::new();
+                push_ip(&mut s, ip);
+                assert_eq!(s, ip.to_string());
+            }
+        }
+        for v6 in ["::", "2001:db8::1", "fe80::1:2:3:4", "::ffff:10.0.0.1"] {
+            let ip: IpAddr = v6.parse().expect("an address");
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
     }
 }
