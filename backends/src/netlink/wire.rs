@@ -1,9 +1,9 @@
 //! Netlink's wire format read in place, for the dumps `live` decodes: the messages of a dump
 //! read off a plain socket of their own ([`DumpSocket`]), and a message's attributes, nested
-//! ones too, as slices borrowed from the datagram ([`attrs`]). The dump decoders
-//! (`live::decode_link`, `live::decode_route`) read from these only the attributes netcfg
-//! compares, where netlink_packet_route builds every attribute of every message into vectors of
-//! enums (on a node of 2,000 links that was about 38,000 instructions per link).
+//! ones too, as slices borrowed from the datagram ([`attrs`]). The link dump's decoder
+//! (`live::decode_link`) reads from these only the attributes netcfg compares, where
+//! netlink_packet_route builds every attribute of every message into vectors of enums (on a
+//! node of 2,000 links that was about 38,000 instructions per link).
 //!
 //! Must not panic on any input: an attribute whose length is short or runs past what holds it
 //! ends the walk of its nest, a value of the wrong size is not read (the callers skip it).
