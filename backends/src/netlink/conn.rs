@@ -5,6 +5,7 @@
 //! ("Nexthop has invalid gateway"), which is what a user needs to read.
 
 use super::namespaces::{run_at, Location};
+use super::wire::DumpSocket;
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use rtnetlink::packet_core::{
@@ -45,7 +46,7 @@ impl NlError {
         NlError { errno: 0, message: message.into(), span: None }
     }
 
-    fn from_kernel(code: i32, payload: &[u8]) -> NlError {
+    pub(super) fn from_kernel(code: i32, payload: &[u8]) -> NlError {
         let errno = -code;
         let text = io::Error::from_raw_os_error(errno).to_string();
         let text = text.split(" (os error").next().unwrap_or(&text).to_string();
@@ -97,6 +98,8 @@ impl Pending {
 
 pub struct Conn {
     handle: Handle,
+    /// The socket the dumps are read on, walked in place by `live`'s decoders.
+    pub dumps: DumpSocket,
     pub location: Location,
 }
 
@@ -104,17 +107,17 @@ impl Conn {
     /// Opens a connection to the namespace at `loc`. Must run inside a tokio runtime, which
     /// drives the connection from then on.
     pub fn open(loc: &Location) -> io::Result<Conn> {
-        let sock = run_at(loc, || -> io::Result<Socket> {
+        let (sock, dumps) = run_at(loc, || -> io::Result<(Socket, DumpSocket)> {
             let s = Socket::new(NETLINK_ROUTE)?;
             s.set_ext_ack(true)?;
             s.set_rx_buf_sz(4 << 20)?;
-            Ok(s)
+            Ok((s, DumpSocket::open()?))
         })??;
         // SAFETY: the fd comes from a socket we own and hand over whole.
         let sock = unsafe { TokioSocket::from_raw_fd(sock.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(sock);
         tokio::spawn(conn);
-        Ok(Conn { handle, location: loc.clone() })
+        Ok(Conn { handle, dumps, location: loc.clone() })
     }
 
     /// Sends one request and waits for its ack.

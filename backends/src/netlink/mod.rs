@@ -27,6 +27,7 @@ pub mod namespaces;
 pub mod plan;
 pub mod rollback;
 pub mod state;
+pub mod wire;
 
 pub use conn::NlError;
 pub use desired::{desired, Desired};
