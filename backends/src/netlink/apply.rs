@@ -326,6 +326,15 @@ impl<'a> Executor<'a> {
             }
         };
         msg.attributes.push(LinkAttribute::LinkInfo(kind));
+        // A bridge port joins in the request that makes it (`IFLA_MASTER` at creation, as
+        // `ip link add … master BR`): a request and a link notification fewer per port.
+        let mut joined = false;
+        if let (Some(m), true) = (&link.master, request_ns == ns) {
+            if self.kind_of(ns, m).await?.as_deref() == Some("bridge") {
+                msg.attributes.push(LinkAttribute::Controller(self.index_of(ns, m).await?));
+                joined = true;
+            }
+        }
         let pending = self.conn(&request_ns)?.send(RouteNetlinkMessage::NewLink(msg), CREATE)?;
         // The new links' ifindexes are not asked: later requests name them (`LinkTarget`), and
         // an op that needs the number asks then.
@@ -350,6 +359,9 @@ impl<'a> Executor<'a> {
             kinds::wireguard::configure(&self.map.locate(ns), name, w).map_err(NlError::other)?;
         }
         let mut settings = after_create(link);
+        if joined {
+            settings.master = None;
+        }
         if self.quiet.contains_key(&(ns.to_string(), name.to_string())) {
             settings.opts.bridge.multicast_snooping = Some(false);
         }
