@@ -147,7 +147,7 @@ impl Planner<'_> {
                     None => Action::AddAddress { link: link.clone(), net: *net, addr: *a },
                 };
                 let up = st.links.get(link).is_some_and(|l| l.up);
-                let c = self.cur.namespaces.entry(ns.clone()).or_default();
+                let c = self.cur.namespaces.entry(ns.clone()).or_default().to_mut();
                 c.addresses.insert((link.clone(), *net), *a);
                 if a.prefix_route && up {
                     let (key, route) = connected_route(link, net);
@@ -176,10 +176,10 @@ impl Planner<'_> {
         let mut gatewayed = Vec::new();
         for (ns, st) in &self.d.state.namespaces {
             for (key, r) in &st.routes {
-                let cur = self.cur.namespaces.get(ns).and_then(|c| c.routes.get(key)).cloned();
-                let action = match cur {
-                    Some(c) if route_matches(r, &c) => continue,
-                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old },
+                // Compared in place: a route is copied only into an op.
+                let action = match self.cur.namespaces.get(ns).and_then(|c| c.routes.get(key)) {
+                    Some(c) if route_matches(r, c) => continue,
+                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old: old.clone() },
                     None => Action::AddRoute { key: *key, route: r.clone() },
                 };
                 let op = Op {
@@ -230,7 +230,7 @@ impl Planner<'_> {
                         span,
                     },
                 );
-                self.cur.namespaces.entry(ns.clone()).or_default().rules.insert(rule.clone(), *protocol);
+                self.cur.namespaces.entry(ns.clone()).or_default().to_mut().rules.insert(rule.clone(), *protocol);
             }
         }
     }
