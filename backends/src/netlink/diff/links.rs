@@ -19,14 +19,15 @@ impl Planner<'_> {
             // A copy only of a namespace the plan has changed already (see `Cur`).
             let st = self.cur.namespaces[&ns].clone();
             for (name, l) in &st.links {
-                let r = LinkRef { ns: ns.clone(), name: name.clone() };
+                // Named only for a link that goes or moves.
+                let r = || LinkRef { ns: ns.clone(), name: name.clone() };
                 match desired.and_then(|d| d.links.get(name)) {
-                    None if l.owned => self.schedule_delete(&r),
-                    None if ns != HOST && self.marked.contains(&r) => back.push(r),
+                    None if l.owned => self.schedule_delete(&r()),
+                    None if ns != HOST && self.marked.contains(&r()) => back.push(r()),
                     None => {}
                     Some(d) if !same_device(&d.kind, &l.kind) => {
                         if l.owned {
-                            self.schedule_delete(&r);
+                            self.schedule_delete(&r());
                         } else {
                             let span = self.span(&ns, &Object::Link(name.clone()));
                             self.errors.push(
