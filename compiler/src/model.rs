@@ -4,11 +4,12 @@
 //! decide behaviour (rp_filter, forwarding, bridge netfilter).
 
 use crate::ir::*;
+use foldhash::HashMap;
 use ipnet::IpNet;
 use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::vocab::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::Spanned;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// A link anywhere in the fleet.
@@ -274,11 +275,10 @@ impl<'f> Model<'f> {
                             ));
                         // A VRF's table holds its ports' connected routes.
                         let vrfs = n.links_in(ns.id).filter_map(|l| n.vrf_table(l));
-                        named
-                            .chain(vrfs)
-                            .filter(|t| *t != MAIN_TABLE)
-                            .map(|t| (t, Fib::build_table(n, ns.id, t)))
-                            .collect::<BTreeMap<u32, Fib>>()
+                        // Each table built once, not once per route that names it.
+                        let ids: std::collections::BTreeSet<u32> =
+                            named.chain(vrfs).filter(|t| *t != MAIN_TABLE).collect();
+                        ids.into_iter().map(|t| (t, Fib::build_table(n, ns.id, t))).collect::<BTreeMap<u32, Fib>>()
                     })
                     .collect()
             })
@@ -565,7 +565,7 @@ pub fn link_mtus(node: &Node) -> Vec<u32> {
             _ => 1500,
         }
     }
-    let mut ports: HashMap<LinkId, Vec<LinkId>> = HashMap::new();
+    let mut ports: HashMap<LinkId, Vec<LinkId>> = HashMap::default();
     for l in &node.links {
         if let Some(m) = &l.master {
             ports.entry(m.value).or_default().push(l.id);
@@ -595,7 +595,7 @@ fn tagged_bridge(node: &Node, wire: LinkId, vid: u16) -> Option<LinkId> {
 /// parent, VXLANs with one VNI join across nodes, and NICs whose connected subnets are equal
 /// join across nodes (they are taken to share a LAN).
 fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRef>>) {
-    let mut index: HashMap<LinkRef, usize> = HashMap::new();
+    let mut index: HashMap<LinkRef, usize> = HashMap::default();
     let mut refs = Vec::new();
     for n in &fleet.nodes {
         for l in &n.links {
@@ -618,8 +618,8 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
             p[ra.max(rb)] = ra.min(rb);
         }
     };
-    let mut by_vni: HashMap<u32, usize> = HashMap::new();
-    let mut by_lan: HashMap<IpNet, usize> = HashMap::new();
+    let mut by_vni: HashMap<u32, usize> = HashMap::default();
+    let mut by_lan: HashMap<IpNet, usize> = HashMap::default();
     for n in &fleet.nodes {
         for l in &n.links {
             let me = index[&LinkRef { node: n.id, link: l.id }];
@@ -654,9 +654,9 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
             }
         }
     }
-    let mut seg_of_root: HashMap<usize, SegmentId> = HashMap::new();
+    let mut seg_of_root: HashMap<usize, SegmentId> = HashMap::default();
     let mut segments: Vec<Vec<LinkRef>> = Vec::new();
-    let mut segment = HashMap::new();
+    let mut segment = HashMap::default();
     for (i, r) in refs.iter().enumerate() {
         let root = find(&mut parent, i);
         let id = *seg_of_root.entry(root).or_insert_with(|| {

@@ -359,8 +359,9 @@ struct NodeBuilder<'d> {
     diags: &'d mut Vec<Diagnostic>,
     /// Links written but not built (their error is reported): references to them are quiet.
     unbuilt: Vec<(NetnsId, String)>,
-    /// Links by namespace and name: references are resolved by hash, not by scanning the links.
-    link_index: HashMap<(NetnsId, String), LinkId>,
+    /// Links by namespace and name: references are resolved by hash, not by scanning the links
+    /// (per namespace, so that a lookup by a borrowed name allocates nothing).
+    link_index: foldhash::HashMap<NetnsId, foldhash::HashMap<String, LinkId>>,
     /// Table names declared per namespace (`table "NAME" id=N`), with the declaration's span.
     tables: HashMap<NetnsId, HashMap<String, (u32, Span)>>,
     /// Links whose kind could not be resolved (a `parent` or `dev` that is not there, already
@@ -381,7 +382,7 @@ impl<'d> NodeBuilder<'d> {
             groups,
             diags,
             unbuilt: Vec::new(),
-            link_index: HashMap::new(),
+            link_index: Default::default(),
             tables: HashMap::new(),
             unresolved: Default::default(),
         }
@@ -499,7 +500,7 @@ impl<'d> NodeBuilder<'d> {
             tproxies: Vec::new(),
         });
         let lo = LinkId(self.node.links.len() as u32);
-        self.link_index.insert((id, "lo".to_string()), lo);
+        self.link_index.entry(id).or_default().insert("lo".to_string(), lo);
         self.node.links.push(Link {
             id: lo,
             name: Spanned::new("lo".into(), name_span),
@@ -530,7 +531,7 @@ impl<'d> NodeBuilder<'d> {
     }
 
     fn find_link(&self, ns: NetnsId, name: &str) -> Option<&Link> {
-        self.link_index.get(&(ns, name.to_string())).map(|id| self.node.link(*id))
+        self.link_index.get(&ns)?.get(name).map(|id| self.node.link(*id))
     }
 
     fn netns_by_name(&self, name: &Spanned<ast::NetnsName>) -> Option<NetnsId> {
@@ -595,7 +596,7 @@ impl<'d> NodeBuilder<'d> {
 
     fn push_link(&mut self, ns: NetnsId, l: &ast::LinkDecl) -> LinkId {
         let id = LinkId(self.node.links.len() as u32);
-        self.link_index.insert((ns, l.name.value.clone()), id);
+        self.link_index.entry(ns).or_default().insert(l.name.value.clone(), id);
         self.node.links.push(Link {
             id,
             name: l.name.clone(),
@@ -878,7 +879,8 @@ impl<'d> NodeBuilder<'d> {
     }
 
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
-        let mut keys: HashMap<(u32, IpNet, u32), Span> = HashMap::new();
+        let mut keys: foldhash::HashMap<(u32, IpNet, u32), Span> =
+            foldhash::HashMap::with_capacity_and_hasher(b.routes.len(), Default::default());
         for r in &b.routes {
             let Some(route) = self.route(ns, r) else { continue };
             let metric = kernel_metric(&route.dst, route.metric);

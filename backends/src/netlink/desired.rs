@@ -158,6 +158,9 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 spans.push((Object::Address(l.name.value.clone(), a.net), a.span));
             }
         }
+        // Gathered, then built sorted in one go: 10,000 inserts in declaration order cost a
+        // search each.
+        let mut routes = Vec::with_capacity(ns.routes.len());
         for r in &ns.routes {
             let key = RouteKey::new(r.table, r.dst, r.metric);
             let route = Route {
@@ -186,9 +189,10 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                     .collect(),
             };
             // Unique: resolve reports `conflicting-routes` and keeps only the first.
-            st.routes.insert(key, route);
+            routes.push((key, route));
             spans.push((Object::Route(key), r.span));
         }
+        st.routes = routes.into_iter().collect();
         for r in &ns.rules {
             for family in r.families() {
                 let rule = Rule {

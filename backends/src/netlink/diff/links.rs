@@ -16,17 +16,18 @@ impl Planner<'_> {
             if desired.is_none() && !orphans.contains(&ns) {
                 continue;
             }
-            let live_links: Vec<(String, Link)> =
-                self.cur.namespaces[&ns].links.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            for (name, l) in live_links {
-                let r = LinkRef { ns: ns.clone(), name: name.clone() };
-                match desired.and_then(|d| d.links.get(&name)) {
-                    None if l.owned => self.schedule_delete(&r),
-                    None if ns != HOST && self.marked.contains(&r) => back.push(r),
+            // A copy only of a namespace the plan has changed already (see `Cur`).
+            let st = self.cur.namespaces[&ns].clone();
+            for (name, l) in &st.links {
+                // Named only for a link that goes or moves.
+                let r = || LinkRef { ns: ns.clone(), name: name.clone() };
+                match desired.and_then(|d| d.links.get(name)) {
+                    None if l.owned => self.schedule_delete(&r()),
+                    None if ns != HOST && self.marked.contains(&r()) => back.push(r()),
                     None => {}
                     Some(d) if !same_device(&d.kind, &l.kind) => {
                         if l.owned {
-                            self.schedule_delete(&r);
+                            self.schedule_delete(&r());
                         } else {
                             let span = self.span(&ns, &Object::Link(name.clone()));
                             self.errors.push(
@@ -371,8 +372,13 @@ impl Planner<'_> {
         let arrived = Link { up: false, master: None, hairpin: None, addrgen_none: None, ..link };
         let new_ref = LinkRef { ns: to.to_string(), name: from.name.clone() };
         self.cur_ns(to).links.insert(from.name.clone(), arrived);
+        let names_it = |k: &LinkKind| matches!(k, LinkKind::Veth { peer: Some(p) } | LinkKind::Macvlan { parent: Some(p), .. } if p == from);
         for st in self.cur.namespaces.values_mut() {
-            for l in st.links.values_mut() {
+            // Only a namespace that holds such a link is copied.
+            if !st.links.values().any(|l| names_it(&l.kind)) {
+                continue;
+            }
+            for l in st.to_mut().links.values_mut() {
                 match &mut l.kind {
                     LinkKind::Veth { peer: Some(p) } | LinkKind::Macvlan { parent: Some(p), .. } if p == from => {
                         *p = new_ref.clone();

@@ -52,6 +52,7 @@ use netcfg_lang::value::SysctlPath;
 use netcfg_lang::vocab::{RouteScope, RouteType};
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use nft::NftState;
@@ -121,7 +122,7 @@ pub fn diff(
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut p = Planner {
         d: desired,
-        cur: live.state.clone(),
+        cur: Cur { namespaces: live.state.namespaces.iter().map(|(ns, st)| (ns.clone(), Cow::Borrowed(st))).collect() },
         before: &live.state,
         errors: Vec::new(),
         ops: Default::default(),
@@ -140,7 +141,7 @@ pub fn diff(
                 Phase::CreateNetns,
                 Op { ns: ns.clone(), action: Action::CreateNetns, class: Disruption::InPlace, span },
             );
-            p.cur.namespaces.insert(ns.clone(), new_namespace());
+            p.cur.namespaces.insert(ns.clone(), Cow::Owned(new_namespace()));
         }
     }
     p.plan_renames();
@@ -185,10 +186,16 @@ fn new_namespace() -> NsState {
     st
 }
 
+/// The planner's copy of the live state: a namespace is read from the state as read until an op
+/// changes it, and copied then, so a plan with nothing to do in a namespace copies none of it.
+struct Cur<'a> {
+    namespaces: BTreeMap<NsName, Cow<'a, NsState>>,
+}
+
 struct Planner<'a> {
     d: &'a Desired,
     /// The live state as it will be after the ops emitted so far.
-    cur: NodeState,
+    cur: Cur<'a>,
     /// The live state as read.
     before: &'a NodeState,
     errors: Vec<Diagnostic>,
@@ -218,7 +225,7 @@ impl Planner<'_> {
     }
 
     fn cur_ns(&mut self, ns: &str) -> &mut NsState {
-        self.cur.namespaces.entry(ns.to_string()).or_default()
+        self.cur.namespaces.entry(ns.to_string()).or_default().to_mut()
     }
 
     /// Adds an op at the end of its phase.

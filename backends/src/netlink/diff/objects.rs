@@ -17,8 +17,9 @@ impl Planner<'_> {
                 continue;
             };
             let st = self.cur.namespaces[&ns].clone();
+            // No name is copied for the question while nothing is deleted.
             let alive = |link: &str, deleted: &BTreeSet<LinkRef>| {
-                !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
+                deleted.is_empty() || !deleted.contains(&LinkRef { ns: ns.clone(), name: link.to_string() })
             };
             // A recorded state (rollback) is exact: what it lacks goes, whoever made it.
             let exact = self.d.exact;
@@ -38,9 +39,13 @@ impl Planner<'_> {
                     self.delete_rule(&ns, rule);
                 }
             }
+            // The desired routes walked in key order alongside (one pass, not a search each).
+            let mut declared = desired.routes.keys().peekable();
             for (key, r) in &st.routes {
+                while declared.next_if(|k| *k < key).is_some() {}
+                let is_declared = declared.peek() == Some(&key);
                 if (r.protocol == NETCFG_PROTO || (exact && !crate::netlink::rollback::is_derived_route(r)))
-                    && !desired.routes.contains_key(key)
+                    && !is_declared
                     && r.dev.as_ref().is_none_or(|d| alive(d, &self.deleted))
                     && r.nexthops.iter().all(|n| n.dev.as_ref().is_none_or(|d| alive(d, &self.deleted)))
                 {
@@ -147,7 +152,7 @@ impl Planner<'_> {
                     None => Action::AddAddress { link: link.clone(), net: *net, addr: *a },
                 };
                 let up = st.links.get(link).is_some_and(|l| l.up);
-                let c = self.cur.namespaces.entry(ns.clone()).or_default();
+                let c = self.cur.namespaces.entry(ns.clone()).or_default().to_mut();
                 c.addresses.insert((link.clone(), *net), *a);
                 if a.prefix_route && up {
                     let (key, route) = connected_route(link, net);
@@ -175,11 +180,15 @@ impl Planner<'_> {
         let mut direct = Vec::new();
         let mut gatewayed = Vec::new();
         for (ns, st) in &self.d.state.namespaces {
+            // Both maps walked in key order together (one pass, not a search per route); a
+            // route is compared in place and copied only into an op.
+            let mut live = self.cur.namespaces.get(ns).into_iter().flat_map(|c| c.routes.iter()).peekable();
             for (key, r) in &st.routes {
-                let cur = self.cur.namespaces.get(ns).and_then(|c| c.routes.get(key)).cloned();
+                while live.next_if(|(k, _)| *k < key).is_some() {}
+                let cur = live.peek().filter(|(k, _)| *k == key).map(|(_, c)| *c);
                 let action = match cur {
-                    Some(c) if route_matches(r, &c) => continue,
-                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old },
+                    Some(c) if route_matches(r, c) => continue,
+                    Some(old) => Action::ReplaceRoute { key: *key, route: r.clone(), old: old.clone() },
                     None => Action::AddRoute { key: *key, route: r.clone() },
                 };
                 let op = Op {
@@ -230,7 +239,7 @@ impl Planner<'_> {
                         span,
                     },
                 );
-                self.cur.namespaces.entry(ns.clone()).or_default().rules.insert(rule.clone(), *protocol);
+                self.cur.namespaces.entry(ns.clone()).or_default().to_mut().rules.insert(rule.clone(), *protocol);
             }
         }
     }

@@ -10,21 +10,27 @@ use super::*;
 impl Planner<'_> {
     /// Removes (as explicit ops) everything the kernel would drop with the link.
     pub(super) fn clear_link(&mut self, r: &LinkRef) {
-        let st = self.cur_ns(&r.ns).clone();
-        for (link, ip) in st.neighbors.keys() {
-            if *link == r.name {
-                self.delete_neighbor(&r.ns, link, *ip);
-            }
+        // Decided on the state before any of these removals (each may take others with it),
+        // without copying the namespace.
+        let (mut neighbors, mut routes, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
+        if let Some(st) = self.cur.namespaces.get(&r.ns) {
+            neighbors.extend(st.neighbors.keys().filter(|(link, _)| *link == r.name).map(|(_, ip)| *ip));
+            routes.extend(
+                st.routes
+                    .iter()
+                    .filter(|(_, route)| route.uses_dev(&r.name) && route.protocol != PROTO_KERNEL)
+                    .map(|(k, _)| *k),
+            );
+            addresses.extend(st.addresses.keys().filter(|(link, _)| *link == r.name).map(|(_, net)| *net));
         }
-        for (k, route) in &st.routes {
-            if route.uses_dev(&r.name) && route.protocol != PROTO_KERNEL {
-                self.delete_route(&r.ns, k);
-            }
+        for ip in neighbors {
+            self.delete_neighbor(&r.ns, &r.name, ip);
         }
-        for (link, net) in st.addresses.keys() {
-            if *link == r.name {
-                self.delete_address(&r.ns, link, net);
-            }
+        for k in &routes {
+            self.delete_route(&r.ns, k);
+        }
+        for net in &addresses {
+            self.delete_address(&r.ns, &r.name, net);
         }
         let st = self.cur_ns(&r.ns);
         st.routes.retain(|_, route| !route.uses_dev(&r.name));
@@ -61,8 +67,17 @@ impl Planner<'_> {
             LinkRef { ns: ns.to_string(), name: from.to_string() },
             LinkRef { ns: ns.to_string(), name: to.to_string() },
         );
+        let names_it = |k: &LinkKind| {
+            matches!(k, LinkKind::Veth { peer: Some(p) }
+                | LinkKind::Macvlan { parent: Some(p), .. }
+                | LinkKind::Ipvlan { parent: Some(p), .. } if *p == old)
+        };
         for st in self.cur.namespaces.values_mut() {
-            for l in st.links.values_mut() {
+            // Only a namespace that holds such a link is copied.
+            if !st.links.values().any(|l| names_it(&l.kind)) {
+                continue;
+            }
+            for l in st.to_mut().links.values_mut() {
                 match &mut l.kind {
                     LinkKind::Veth { peer: Some(p) }
                     | LinkKind::Macvlan { parent: Some(p), .. }
