@@ -416,33 +416,45 @@ pub fn read_sysctls(loc: &Location, paths: Vec<String>) -> std::io::Result<BTree
     })
 }
 
+impl RawLink {
+    /// A link as its header says: index and the flags loopback, up, promisc, noarp (in that
+    /// order); every attribute still unread. Both decoders start here.
+    fn blank(index: u32, [loopback, up, promisc, noarp]: [bool; 4]) -> RawLink {
+        RawLink {
+            index,
+            name: String::new(),
+            kind: None,
+            flags_loopback: loopback,
+            up,
+            mtu: None,
+            mac: None,
+            perm_mac: None,
+            master: None,
+            group: 0,
+            link: None,
+            link_other_ns: false,
+            hairpin: None,
+            nf_call_iptables: None,
+            addrgen_none: None,
+            promisc,
+            noarp,
+            txqueuelen: None,
+            bridge: Default::default(),
+            port: Default::default(),
+            data: None,
+        }
+    }
+}
+
 /// A link as netlink_packet_route decodes it: every attribute parsed, then what `RawLink`
 /// holds read out. [`decode_link`] reads the same from the bytes; this one is kept as its
 /// reference (`backends/tests/link_decode.rs` compares the two on every link of real dumps).
 pub fn raw_link(m: &LinkMessage) -> RawLink {
-    let mut l = RawLink {
-        index: m.header.index,
-        name: String::new(),
-        kind: None,
-        flags_loopback: m.header.flags.contains(LinkFlags::Loopback),
-        up: m.header.flags.contains(LinkFlags::Up),
-        mtu: None,
-        mac: None,
-        perm_mac: None,
-        master: None,
-        group: 0,
-        link: None,
-        link_other_ns: false,
-        hairpin: None,
-        nf_call_iptables: None,
-        addrgen_none: None,
-        promisc: m.header.flags.contains(LinkFlags::Promisc),
-        noarp: m.header.flags.contains(LinkFlags::Noarp),
-        txqueuelen: None,
-        bridge: Default::default(),
-        port: Default::default(),
-        data: None,
-    };
+    let f = |flag: LinkFlags| m.header.flags.contains(flag);
+    let mut l = RawLink::blank(
+        m.header.index,
+        [f(LinkFlags::Loopback), f(LinkFlags::Up), f(LinkFlags::Promisc), f(LinkFlags::Noarp)],
+    );
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
@@ -566,29 +578,8 @@ pub fn decode_link(p: &[u8]) -> Option<RawLink> {
     let family = h[0];
     let index = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
     let flags = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-    let mut l = RawLink {
-        index,
-        name: String::new(),
-        kind: None,
-        flags_loopback: flags & IFF_LOOPBACK != 0,
-        up: flags & IFF_UP != 0,
-        mtu: None,
-        mac: None,
-        perm_mac: None,
-        master: None,
-        group: 0,
-        link: None,
-        link_other_ns: false,
-        hairpin: None,
-        nf_call_iptables: None,
-        addrgen_none: None,
-        promisc: flags & IFF_PROMISC != 0,
-        noarp: flags & IFF_NOARP != 0,
-        txqueuelen: None,
-        bridge: Default::default(),
-        port: Default::default(),
-        data: None,
-    };
+    let f = |flag: u32| flags & flag != 0;
+    let mut l = RawLink::blank(index, [f(IFF_LOOPBACK), f(IFF_UP), f(IFF_PROMISC), f(IFF_NOARP)]);
     let mac = |v: &[u8]| v.try_into().ok().map(Mac);
     for a in wire::attrs(&p[IFINFOMSG_LEN..]) {
         let v = a.value;
