@@ -271,6 +271,14 @@ impl Drop for Namespaces {
                 let _ = Command::new("ip").args(["netns", "del", &n]).status();
             }
         }
+        // The node locks netcfg took for roots of ours (a lock file outlives its node: netcfg
+        // never removes one, as another process may be waiting on it).
+        for l in std::fs::read_dir("/run/netcfg").into_iter().flatten().flatten() {
+            let l = l.file_name().to_string_lossy().into_owned();
+            if l.starts_with(&format!("{}-", self.prefix)) && l.ends_with(".lock") {
+                let _ = std::fs::remove_file(Path::new("/run/netcfg").join(&l));
+            }
+        }
     }
 }
 
