@@ -201,37 +201,59 @@ pub async fn dump_all_but_links(conn: &mut Conn) -> Result<Dump, NlError> {
             _ => None,
         })
         .collect();
-    let mut routes = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut req = RouteMessage::default();
-        req.header.address_family = family;
-        for m in conn.dump(RouteNetlinkMessage::GetRoute(req)).await? {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
-                routes.push(r);
-            }
-        }
-    }
-    let mut neighs = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut req = NeighbourMessage::default();
-        req.header.family = family;
-        for m in conn.dump(RouteNetlinkMessage::GetNeighbour(req)).await? {
-            if let RouteNetlinkMessage::NewNeighbour(n) = m {
-                neighs.push(n);
-            }
-        }
-    }
-    let mut rules = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut req = RuleMessage::default();
-        req.header.family = family;
-        for m in conn.dump(RouteNetlinkMessage::GetRule(req)).await? {
-            if let RouteNetlinkMessage::NewRule(r) = m {
-                rules.push(r);
-            }
-        }
-    }
+    let routes = dump_both_families(
+        conn,
+        |family| {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            RouteNetlinkMessage::GetRoute(req)
+        },
+        |m| match m {
+            RouteNetlinkMessage::NewRoute(r) => Some(r),
+            _ => None,
+        },
+    )
+    .await?;
+    let neighs = dump_both_families(
+        conn,
+        |family| {
+            let mut req = NeighbourMessage::default();
+            req.header.family = family;
+            RouteNetlinkMessage::GetNeighbour(req)
+        },
+        |m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+            _ => None,
+        },
+    )
+    .await?;
+    let rules = dump_both_families(
+        conn,
+        |family| {
+            let mut req = RuleMessage::default();
+            req.header.family = family;
+            RouteNetlinkMessage::GetRule(req)
+        },
+        |m| match m {
+            RouteNetlinkMessage::NewRule(r) => Some(r),
+            _ => None,
+        },
+    )
+    .await?;
     Ok(Dump { links: Vec::new(), addrs, routes, neighs, rules })
+}
+
+/// Dumps IPv4 then IPv6 with the request `ask` makes for a family, keeping what `keep` takes.
+async fn dump_both_families<T>(
+    conn: &mut Conn,
+    ask: impl Fn(AddressFamily) -> RouteNetlinkMessage,
+    keep: impl Fn(RouteNetlinkMessage) -> Option<T>,
+) -> Result<Vec<T>, NlError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        out.extend(conn.dump(ask(family)).await?.into_iter().filter_map(&keep));
+    }
+    Ok(out)
 }
 
 /// Reads the namespaces `names` of the node. A namespace that does not exist is reported in
