@@ -57,6 +57,23 @@ pub fn has_errors(d: &[Diagnostic]) -> bool {
 /// Loads, checks and selects the node. Findings are printed on stderr; with errors (and not
 /// `allow_findings`) the command stops with status 1.
 pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitStatus> {
+    let resolved = resolve(args)?;
+    let findings = resolved.check();
+    resolved.finish(findings, args, allow_findings)
+}
+
+/// A spec loaded and resolved whose checks have not run: [`compile`] is [`resolve`], then
+/// [`Resolved::check`], then [`Resolved::finish`]. `apply` runs the checks on a thread of
+/// their own while it reads the kernel, and finishes before anything is printed or changed.
+pub struct Resolved {
+    pub parsed: Parsed,
+    pub fleet: Fleet,
+    /// Resolve's own findings, which the checks extend.
+    resolve_diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads and resolves the spec (the first half of [`compile`]); load errors end the command.
+pub fn resolve(args: &NodeArgs) -> Result<Resolved, ExitStatus> {
     if args.files.is_empty() {
         eprintln!("error: no FILE given (`-` reads the spec from stdin)");
         return Err(ExitStatus::Error);
@@ -78,53 +95,87 @@ pub fn compile(args: &NodeArgs, allow_findings: bool) -> Result<Compiled, ExitSt
         }
     }
     let parsed = load::load_or_report(&args.files, &args.includes)?;
-    let compiled = netcfg_compiler::compile_after(&parsed.spec, &parsed.diagnostics);
-    let mut diagnostics = parsed.diagnostics.clone();
-    diagnostics.extend(compiled.diagnostics);
-    let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
-    sort_diagnostics(&mut diagnostics);
-    let fleet = compiled.fleet;
-    let parse_errors = has_errors(&parsed.diagnostics);
-    let out = Compiled { parsed, fleet, node: 0, diagnostics };
-    if !out.diagnostics.is_empty() {
-        out.report(&out.diagnostics);
+    let mut resolve_diagnostics = Vec::new();
+    let fleet = netcfg_compiler::resolve::resolve(&parsed.spec, &mut resolve_diagnostics);
+    Ok(Resolved { parsed, fleet, resolve_diagnostics })
+}
+
+impl Resolved {
+    /// Runs every check: resolve's findings and the checks' (the parser's are added by
+    /// [`Resolved::finish`]).
+    pub fn check(&self) -> Vec<Diagnostic> {
+        netcfg_compiler::check_fleet(&self.fleet, self.resolve_diagnostics.clone(), &self.parsed.diagnostics)
     }
-    // Syntax errors leave no usable spec, even with --allow-findings.
-    if parse_errors || (has_errors(&out.diagnostics) && !allow_findings) {
-        if has_errors(&out.diagnostics) && !parse_errors {
-            eprintln!("error: the spec has errors; nothing was done (--allow-findings overrides check findings)");
+
+    /// The spec parsed and resolved without errors, and the node it selects: what work beside
+    /// the checks starts from. `None` where [`Resolved::finish`] could stop the command for
+    /// another reason than the checks' findings.
+    pub fn clean_node(&self, args: &NodeArgs) -> Option<usize> {
+        if has_errors(&self.parsed.diagnostics) || has_errors(&self.resolve_diagnostics) {
+            return None;
         }
-        return Err(ExitStatus::Failure);
+        pick_node(&self.fleet, args).ok()
     }
-    let names: Vec<&str> = out.fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
-    let node = match &args.node {
+
+    /// Reports the findings (`findings` from [`Resolved::check`]) and selects the node: with
+    /// errors among them (and not `allow_findings`) the command stops with status 1.
+    pub fn finish(
+        self,
+        findings: Vec<Diagnostic>,
+        args: &NodeArgs,
+        allow_findings: bool,
+    ) -> Result<Compiled, ExitStatus> {
+        let Resolved { parsed, fleet, .. } = self;
+        let mut diagnostics = parsed.diagnostics.clone();
+        diagnostics.extend(findings);
+        let mut diagnostics = crate::lint::suppress(&parsed.sources, diagnostics).diagnostics;
+        sort_diagnostics(&mut diagnostics);
+        let parse_errors = has_errors(&parsed.diagnostics);
+        let out = Compiled { parsed, fleet, node: 0, diagnostics };
+        if !out.diagnostics.is_empty() {
+            out.report(&out.diagnostics);
+        }
+        // Syntax errors leave no usable spec, even with --allow-findings.
+        if parse_errors || (has_errors(&out.diagnostics) && !allow_findings) {
+            if has_errors(&out.diagnostics) && !parse_errors {
+                eprintln!("error: the spec has errors; nothing was done (--allow-findings overrides check findings)");
+            }
+            return Err(ExitStatus::Failure);
+        }
+        match pick_node(&out.fleet, args) {
+            Ok(node) => Ok(Compiled { node, ..out }),
+            Err(why) => {
+                eprintln!("error: {why}");
+                Err(ExitStatus::Error)
+            }
+        }
+    }
+}
+
+/// The node the command works on: `--node`, the only node, or the node named like this host;
+/// or why there is none.
+fn pick_node(fleet: &Fleet, args: &NodeArgs) -> Result<usize, String> {
+    let names: Vec<&str> = fleet.nodes.iter().map(|n| n.name.value.as_str()).collect();
+    match &args.node {
         Some(name) => names.iter().position(|n| n == name).ok_or_else(|| {
             if names.is_empty() {
-                eprintln!("error: no node `{name}`: the spec declares no node");
-                return ExitStatus::Error;
+                format!("no node `{name}`: the spec declares no node")
+            } else {
+                format!("no node `{name}` in the spec (nodes: {})", names.join(", "))
             }
-            eprintln!("error: no node `{name}` in the spec (nodes: {})", names.join(", "));
-            ExitStatus::Error
-        })?,
-        None if names.len() == 1 => 0,
-        None if names.is_empty() => {
-            eprintln!("error: the spec declares no node");
-            return Err(ExitStatus::Error);
-        }
+        }),
+        None if names.len() == 1 => Ok(0),
+        None if names.is_empty() => Err("the spec declares no node".to_string()),
         None => match host_name() {
-            Some(host) if names.contains(&host.as_str()) => names.iter().position(|n| *n == host).expect("present"),
-            host => {
-                eprintln!(
-                    "error: the spec has {} nodes and none is named like this host ({}); pick one with --node ({})",
-                    names.len(),
-                    host.map_or("no host name".to_string(), |h| format!("`{h}`")),
-                    names.join(", ")
-                );
-                return Err(ExitStatus::Error);
-            }
+            Some(host) if names.contains(&host.as_str()) => Ok(names.iter().position(|n| *n == host).expect("present")),
+            host => Err(format!(
+                "the spec has {} nodes and none is named like this host ({}); pick one with --node ({})",
+                names.len(),
+                host.map_or("no host name".to_string(), |h| format!("`{h}`")),
+                names.join(", ")
+            )),
         },
-    };
-    Ok(Compiled { node, ..out })
+    }
 }
 
 pub fn netns_map(args: &NodeArgs) -> netcfg_backends::netlink::NetnsMap {
@@ -292,7 +343,12 @@ pub fn recover_locked(args: &NodeArgs) -> Result<(), ExitStatus> {
 
 /// Opens netlink on the node (one connection per namespace, made lazily).
 pub fn open_session(args: &NodeArgs) -> Result<netcfg_backends::netlink::Session, ExitStatus> {
-    netcfg_backends::netlink::Session::new(netns_map(args)).map_err(|e| {
+    session_or_report(netcfg_backends::netlink::Session::new(netns_map(args)))
+}
+
+/// A session opened (and what came with it), or why not (status 2).
+pub fn session_or_report<T>(s: std::io::Result<T>) -> Result<T, ExitStatus> {
+    s.map_err(|e| {
         eprintln!("error: cannot open netlink: {e} (this needs root)");
         ExitStatus::Error
     })
@@ -303,6 +359,15 @@ pub fn open_session(args: &NodeArgs) -> Result<netcfg_backends::netlink::Session
 pub fn desired(compiled: &Compiled) -> Result<netcfg_backends::netlink::Desired, ExitStatus> {
     let mut diags = Vec::new();
     let desired = netcfg_backends::netlink::desired(compiled.node(), &mut diags);
+    desired_or_report(compiled, desired, diags)
+}
+
+/// [`desired`] for a desired state made earlier with its findings `diags`.
+pub fn desired_or_report(
+    compiled: &Compiled,
+    desired: netcfg_backends::netlink::Desired,
+    diags: Vec<Diagnostic>,
+) -> Result<netcfg_backends::netlink::Desired, ExitStatus> {
     if !diags.is_empty() {
         compiled.report(&diags);
     }

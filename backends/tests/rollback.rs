@@ -377,6 +377,57 @@ fn a_route_refused_inside_a_pipelined_run_is_named_and_rolled_back() {
     assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
 }
 
+/// The settings of a new link go right behind its create, before the create is answered
+/// (`Executor::create_link`). When the kernel refuses the create, the op is named with the
+/// create's refusal (not the "no such device" of the settings behind it), the ops before it
+/// are rolled back, and the session's connection still serves the rollback (no answer is
+/// left unread to be taken for another request's).
+#[test]
+fn a_refused_create_is_named_by_its_own_refusal_and_rolled_back() {
+    if !require_root("a_refused_create_is_named_by_its_own_refusal_and_rolled_back") {
+        return;
+    }
+    // The bridge keeps a port throughout (one that loses its last port loses its carrier).
+    let a = r#"node "n1" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    bridge "br0"
+    veth "va0" master="br0" { peer "vb0"; }
+}"#;
+    let b = r#"node "n1" {
+    ethernet "eth0" { address "10.0.0.2/24"; }
+    bridge "br0"
+    veth "va0" master="br0" { peer "vb0"; }
+    veth "va01" master="br0" { peer "vb01"; }
+    veth "va1" master="br0" { peer "vb1"; }
+    veth "va2" master="br0" { peer "vb2"; }
+}"#;
+    let node = NodeRoot::new("rb-create");
+    let mut s = Session::new(node.map.clone()).expect("session");
+    apply(&mut s, &desired(a));
+    let before = node.settled_full_dump(SYSCTLS);
+    // A multicast MAC, which no spec can give (the checks refuse it): the kernel refuses the
+    // veth's create, after `va01` was made and joined the bridge.
+    let mut db = desired(b);
+    let host = db.state.namespaces.get_mut("@host").expect("host");
+    host.links.get_mut("va1").expect("va1").mac = Some(netcfg_lang::value::Mac([0x01, 0, 0x5e, 0, 0, 1]));
+    let (plan, snapshot) = s.plan_recorded(&db, Options::default()).expect("plan b");
+    let made: Vec<String> = plan.ops.iter().map(|o| o.describe()).collect();
+    let at = |name: &str| made.iter().position(|d| d.split([' ', '`']).any(|w| w == name)).expect("an op per veth");
+    assert!(at("va01") < at("va1"), "{made:#?}");
+    let err = s.apply_recorded(&db, &plan, Options::default(), &snapshot, ApplyConfig::default()).expect_err("refused");
+    let failed = err.failed.as_deref().map(|o| o.describe()).unwrap_or_default();
+    assert!(failed.contains("va1"), "failed at `{failed}`: {}", err.message);
+    assert!(!err.message.to_lowercase().contains("no such device"), "{}", err.message);
+    assert!(err.message.contains("address"), "the create's own refusal: {}", err.message);
+    assert!(err.rollback.is_complete(), "{}", err.rollback.describe());
+    let after = node.full_dump(SYSCTLS);
+    assert!(after == before, "the node differs after rollback:\n{}", dump_difference(&before, &after));
+    // The connection is in step: the spec without the bad MAC applies and converges.
+    apply(&mut s, &desired(b));
+    let links = node.ip("@host", &["-o", "link", "show", "master", "br0"]);
+    assert_eq!(links.lines().count(), 4, "{links}");
+}
+
 /// A SIGKILL between a namespace's marker and its mount leaves a plain file under
 /// `/run/netns` that no plan sees (it is not a namespace); restoring the journal's snapshot
 /// removes it and its marker, so the node is as before.

@@ -47,10 +47,22 @@ pub fn compile_owned(spec: ast::Spec, parse_diagnostics: &[Diagnostic]) -> Compi
     check(fleet, diagnostics, parse_diagnostics)
 }
 
-fn check(fleet: ir::Fleet, mut diagnostics: Vec<Diagnostic>, parse_diagnostics: &[Diagnostic]) -> Compiled {
-    let broken = follow_on::BrokenNamespaces::new(&fleet, parse_diagnostics.iter().chain(&diagnostics));
-    let model = model::Model::new(&fleet);
+fn check(fleet: ir::Fleet, diagnostics: Vec<Diagnostic>, parse_diagnostics: &[Diagnostic]) -> Compiled {
+    let diagnostics = check_fleet(&fleet, diagnostics, parse_diagnostics);
+    Compiled { fleet, diagnostics }
+}
+
+/// Runs every check on a fleet `resolve` made, adding to `diagnostics` (resolve's own): the
+/// second half of [`compile_after`], for a caller that runs the checks beside other work on
+/// the same fleet (`apply` reads the kernel meanwhile).
+pub fn check_fleet(
+    fleet: &ir::Fleet,
+    mut diagnostics: Vec<Diagnostic>,
+    parse_diagnostics: &[Diagnostic],
+) -> Vec<Diagnostic> {
+    let broken = follow_on::BrokenNamespaces::new(fleet, parse_diagnostics.iter().chain(&diagnostics));
+    let model = model::Model::new(fleet);
     checks::run_all(&model, &broken, &mut diagnostics);
     rule_groups::merge_copies(&mut diagnostics);
-    Compiled { fleet, diagnostics }
+    diagnostics
 }

@@ -10,7 +10,7 @@ use crate::saved_plan::SavedPlan;
 use crate::signals;
 use crate::target::{self, NodeArgs, NodeLock};
 use netcfg_backends::netlink::journal::{self, Journal};
-use netcfg_backends::netlink::{signal_name, ApplyConfig, Options, Prefetch};
+use netcfg_backends::netlink::{signal_name, ApplyConfig, Options, Plan, PlanError, Prefetch, Session, Snapshot};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -77,9 +77,34 @@ pub fn run(args: Args) -> ExitStatus {
         .as_ref()
         .filter(|_| !target::journal_path(&args.target).exists())
         .map(|_| Prefetch::host(&target::netns_map(&args.target)));
-    let compiled = match target::compile(&args.target, args.allow_findings) {
-        Ok(c) => c,
+    let resolved = match target::resolve(&args.target) {
+        Ok(r) => r,
         Err(status) => return status,
+    };
+    // With the host read ahead, the checks run on a thread of their own while the desired state
+    // is made and the live plan read; nothing is printed before they end, and their findings
+    // stop the command as they would before any read. Only where nothing but the findings
+    // could stop it before the plan: the spec parsed and resolved, its node found.
+    let ahead_node = prefetch.as_ref().and_then(|_| resolved.clean_node(&args.target));
+    let (compiled, ahead) = match (prefetch, ahead_node) {
+        (Some(prefetch), Some(node)) => {
+            let (findings, ahead) = std::thread::scope(|s| {
+                let checks = s.spawn(|| resolved.check());
+                let ahead = Ahead::read(&resolved.fleet.nodes[node], &args.target, prefetch);
+                (checks.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), ahead)
+            });
+            match resolved.finish(findings, &args.target, args.allow_findings) {
+                Ok(c) => (c, Ok(ahead)),
+                Err(status) => return status,
+            }
+        }
+        (prefetch, _) => {
+            let findings = resolved.check();
+            match resolved.finish(findings, &args.target, args.allow_findings) {
+                Ok(c) => (c, Err(prefetch)),
+                Err(status) => return status,
+            }
+        }
     };
     if let Some(saved) = &saved {
         if crate::saved_plan::spec_hash(&compiled.parsed.sources) != saved.spec.sha256 {
@@ -93,25 +118,44 @@ pub fn run(args: Args) -> ExitStatus {
             Err(status) => return status,
         },
     };
-    // An apply that never ended (SIGKILL) is undone before anything else.
+    // An apply that never ended (SIGKILL) is undone before anything else (with the host read
+    // ahead there is none: no journal waited when the lock was taken).
     if let Err(status) = target::recover_locked(&args.target) {
         return status;
     }
-    let desired = match target::desired(&compiled) {
-        Ok(d) => d,
-        Err(status) => return status,
-    };
-    let mut session = match target::open_session(&args.target) {
-        Ok(s) => s,
-        Err(status) => return status,
-    };
-    if let Some(p) = prefetch {
-        session.use_prefetch(p);
-    }
     let opts = Options::default();
-    let (plan, snapshot) = match target::live_plan(&compiled, &mut session, &desired) {
-        Ok(p) => p,
-        Err(status) => return status,
+    let (desired, mut session, (plan, snapshot)) = match ahead {
+        Ok(a) => {
+            let desired = match target::desired_or_report(&compiled, a.desired, a.desired_findings) {
+                Ok(d) => d,
+                Err(status) => return status,
+            };
+            let (session, planned) = match target::session_or_report(a.read) {
+                Ok(s) => s,
+                Err(status) => return status,
+            };
+            match planned.map_err(|e| target::plan_error(&compiled, e)) {
+                Ok(p) => (desired, session, p),
+                Err(status) => return status,
+            }
+        }
+        Err(prefetch) => {
+            let desired = match target::desired(&compiled) {
+                Ok(d) => d,
+                Err(status) => return status,
+            };
+            let mut session = match target::open_session(&args.target) {
+                Ok(s) => s,
+                Err(status) => return status,
+            };
+            if let Some(p) = prefetch {
+                session.use_prefetch(p);
+            }
+            match target::live_plan(&compiled, &mut session, &desired) {
+                Ok(p) => (desired, session, p),
+                Err(status) => return status,
+            }
+        }
     };
     if let Some(why) = saved.as_ref().and_then(|s| s.mismatch(&desired, &plan, &snapshot)) {
         return refuse(why);
@@ -273,4 +317,29 @@ fn wait_for_confirmation(args: &NodeArgs, timeout: Duration) -> bool {
     }
     let _ = netcfg_backends::runfs::remove(&file);
     confirmed
+}
+
+/// What `apply` reads while the checks run (see `run`): the desired state with its own
+/// findings, and the session with the live plan (or why no session opened), none of it
+/// reported yet.
+struct Ahead {
+    desired: netcfg_backends::netlink::Desired,
+    desired_findings: Vec<netcfg_lang::Diagnostic>,
+    read: std::io::Result<(Session, Planned)>,
+}
+
+/// The live plan with the state it starts from, or why none could be made.
+type Planned = Result<(Plan, Snapshot), PlanError>;
+
+impl Ahead {
+    fn read(node: &netcfg_compiler::ir::Node, args: &target::NodeArgs, prefetch: Prefetch) -> Ahead {
+        let mut desired_findings = Vec::new();
+        let desired = netcfg_backends::netlink::desired(node, &mut desired_findings);
+        let read = Session::new(target::netns_map(args)).map(|mut s| {
+            s.use_prefetch(prefetch);
+            let planned = s.plan_recorded(&desired, Options::default());
+            (s, planned)
+        });
+        Ahead { desired, desired_findings, read }
+    }
 }

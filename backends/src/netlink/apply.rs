@@ -335,20 +335,50 @@ impl<'a> Executor<'a> {
                 joined = true;
             }
         }
-        let pending = self.conn(&request_ns)?.send(RouteNetlinkMessage::NewLink(msg), CREATE)?;
+        let created = self.conn(&request_ns)?.send(RouteNetlinkMessage::NewLink(msg), CREATE)?;
         // The new links' ifindexes are not asked: later requests name them (`LinkTarget`), and
         // an op that needs the number asks then.
-        let res = pending.ack().await;
+        // Attributes the kernel takes only on an existing link: address generation (before the
+        // link is up), master, hairpin, bridge netfilter, up. They go right behind the create,
+        // before its answer is read: the kernel handles one socket's requests in order, so
+        // they find the link made, and when the create is refused they are refused after it
+        // (its answer is the one reported). A veth pair was three round trips, now one. A
+        // bridge with an MTU and a WireGuard device wait for the create (their settings go
+        // first, or over another socket), and so does a link whose requests go to another
+        // namespace's socket (a veth's peer elsewhere): two sockets keep no order between them.
+        let mut settings = after_create(link);
+        if joined {
+            settings.master = None;
+        }
+        if self.quiet.contains_key(&(ns.to_string(), name.to_string())) {
+            settings.opts.bridge.multicast_snooping = Some(false);
+        }
+        let one_socket = request_ns == ns && peer.is_none_or(|(p, _)| p.ns == ns);
+        let behind =
+            one_socket && !matches!((&link.kind, link.mtu), (LinkKind::Bridge, Some(_)) | (LinkKind::Wireguard(_), _));
+        let mut sent = Vec::new();
+        let mut queued = Ok(());
+        if behind {
+            queued = self.link_requests(ns, name, &settings, &mut sent).await;
+            if let (Ok(()), Some((p, pl))) = (&queued, peer) {
+                queued = self.link_requests(&p.ns, &p.name, &after_create(pl), &mut sent).await;
+            }
+        }
+        let res = created.ack().await;
         drop(fds);
         if res.is_err() {
             self.forget(ns, name);
             if let Some((p, _)) = peer {
                 self.forget(&p.ns, &p.name);
             }
+            // The requests behind it are answered (refused) too: read, so none is left over.
+            let _ = ack_all(sent).await;
+            return res;
         }
-        res?;
-        // Attributes the kernel takes only on an existing link: address generation (before the
-        // link is up), master, hairpin, bridge netfilter, up.
+        if behind {
+            queued?;
+            return ack_all(sent).await;
+        }
         if let (LinkKind::Bridge, Some(mtu)) = (&link.kind, link.mtu) {
             // An MTU given at creation is not "set by the user" for the kernel, which then
             // lowers the bridge to its smallest port (`br_mtu_auto_adjust`). Changing it marks
@@ -357,13 +387,6 @@ impl<'a> Executor<'a> {
         }
         if let LinkKind::Wireguard(w) = &link.kind {
             kinds::wireguard::configure(&self.map.locate(ns), name, w).map_err(NlError::other)?;
-        }
-        let mut settings = after_create(link);
-        if joined {
-            settings.master = None;
-        }
-        if self.quiet.contains_key(&(ns.to_string(), name.to_string())) {
-            settings.opts.bridge.multicast_snooping = Some(false);
         }
         self.set_link(ns, name, &settings).await?;
         if let Some((p, pl)) = peer {
@@ -440,8 +463,22 @@ impl<'a> Executor<'a> {
     /// Sets a link's attributes: every request sent before the acks are read (the kernel
     /// handles them in order; the reads in between see the state after the requests before).
     async fn set_link(&mut self, ns: &str, name: &str, s: &LinkSettings) -> Result<(), NlError> {
-        let target = self.target(ns, name);
         let mut sent: Vec<Pending> = Vec::new();
+        let queued = self.link_requests(ns, name, s, &mut sent).await;
+        let acked = ack_all(sent).await;
+        queued.and(acked)
+    }
+
+    /// Sends the requests of [`Executor::set_link`], adding what is to be answered to `sent`
+    /// (the answers of the reads among them are awaited here).
+    async fn link_requests(
+        &mut self,
+        ns: &str,
+        name: &str,
+        s: &LinkSettings,
+        sent: &mut Vec<Pending>,
+    ) -> Result<(), NlError> {
+        let target = self.target(ns, name);
         let header = |msg: &mut LinkMessage| target.put(msg);
         if s.up == Some(false) {
             sent.push(self.send_flags(ns, &target, false)?);
@@ -573,7 +610,7 @@ impl<'a> Executor<'a> {
         if s.up == Some(true) {
             sent.push(self.send_flags(ns, &target, true)?);
         }
-        ack_all(sent).await
+        Ok(())
     }
 
     /// A link's kind (`IFLA_INFO_KIND`) and whether it is up.
