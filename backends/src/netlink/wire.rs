@@ -20,6 +20,9 @@ const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
+/// The buffer a dump read offers at least (the kernel's cap for a dump datagram).
+const DATAGRAM: usize = 32 << 10;
+
 /// Netlink lengths are padded to 4 bytes.
 fn align(len: usize) -> usize {
     (len + 3) & !3
@@ -155,10 +158,14 @@ impl DumpSocket {
         }
     }
 
-    /// Reads one datagram whole into `buf` (its size asked first: a dump's datagrams are
-    /// about 32 KiB, but one message may be larger), returning its length.
+    /// Reads one datagram whole into `buf` (its size asked first: one message may be larger
+    /// than any buffer), returning its length. The buffer offered is at least 32 KiB: the
+    /// kernel sizes a dump's next datagram by the largest buffer a read offered (up to 32 KiB),
+    /// so a peek with no room kept its datagrams at a page, one or two links each (2,000 links
+    /// came in about 1,000 datagrams, each a resumption of the dump and two reads).
     fn recv(&mut self) -> io::Result<usize> {
         self.buf.clear();
+        self.buf.reserve(DATAGRAM);
         let size = self.sock.recv(&mut self.buf, libc::MSG_PEEK | libc::MSG_TRUNC)?;
         self.buf.clear();
         self.buf.reserve(size);
