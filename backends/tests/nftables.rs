@@ -356,6 +356,38 @@ fn apply_reads_back_as_planned_is_idempotent_and_owns_only_its_table() {
     assert!(ns.exec(&["nft", "list", "tables"]).contains("docker"));
 }
 
+/// The nfnetlink probe (`probe::table_exists`) says whether `inet netcfg` is there, as nft's
+/// own listing does: not for another family's or another name's table; and a listing through
+/// it finds a table exactly when nft does.
+#[test]
+fn the_table_probe_agrees_with_nft() {
+    if !require_root("the_table_probe_agrees_with_nft") {
+        return;
+    }
+    let ns = Netns::new("nft-probe");
+    let target = Target::Named(ns.name.clone());
+    let nft_lists = |ns: &Netns| ns.exec_input(&["nft", "list", "table", "inet", "netcfg"], "").0;
+    assert_eq!(nftables::probe::table_exists(&target), Some(false));
+    for other in ["table ip netcfg { }", "table inet netcfg2 { }", "table inet netcf { }"] {
+        let (ok, out) = ns.exec_input(&["nft", "-f", "-"], &format!("{other}\n"));
+        assert!(ok, "{out}");
+        assert_eq!(nftables::probe::table_exists(&target), Some(false), "after `{other}`");
+        assert!(!nft_lists(&ns));
+    }
+    assert_eq!(exec::list_table(&target).unwrap(), None);
+    assert_eq!(exec::list_table_text(&target).unwrap(), "");
+    let host = rulesets(POLICY).remove(0);
+    exec::apply(&target, &host.script).expect("apply");
+    assert_eq!(nftables::probe::table_exists(&target), Some(true));
+    assert!(nft_lists(&ns));
+    assert!(exec::list_table(&target).unwrap().is_some());
+    assert!(exec::list_table_text(&target).unwrap().contains("table inet netcfg"));
+    let empty = rulesets("node \"gw\" {}").remove(0);
+    exec::apply(&target, &empty.script).expect("apply empty");
+    assert_eq!(nftables::probe::table_exists(&target), Some(false));
+    assert!(!nft_lists(&ns));
+}
+
 #[test]
 fn a_rejected_script_changes_nothing_and_is_reported_on_the_spec() {
     if !require_root("a_rejected_script_changes_nothing_and_is_reported_on_the_spec") {

@@ -156,6 +156,9 @@ pub fn list_table(target: &Target) -> Result<Option<Json>, ExecError> {
 
 /// netcfg's table as nft lists it, run-time state (set elements, counter values) included.
 pub(crate) fn list_table_as_is(target: &Target) -> Result<Option<Json>, ExecError> {
+    if super::probe::table_exists(target) == Some(false) {
+        return Ok(None);
+    }
     let mut cmd = command(target, None);
     cmd.args(["-j", "list", "table", "inet", TABLE_NAME]);
     match run(cmd, "") {
@@ -271,6 +274,9 @@ pub fn canonical_text(script: &Script) -> Result<String, ExecError> {
 
 /// netcfg's table as nft lists it (text), or an empty string when there is none.
 pub fn list_table_text(target: &Target) -> Result<String, ExecError> {
+    if super::probe::table_exists(target) == Some(false) {
+        return Ok(String::new());
+    }
     let mut cmd = command(target, None);
     cmd.args(["list", "table", "inet", TABLE_NAME]);
     match run(cmd, "") {

@@ -36,7 +36,7 @@ pub fn digest(script: &str) -> String {
     Sha256::digest(script.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+use super::probe::NFNL_SUBSYS_NFTABLES;
 const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
@@ -61,12 +61,8 @@ pub fn read_current() -> io::Result<Option<Generation>> {
     if rc != 0 || len as usize != std::mem::size_of::<u64>() {
         return Ok(None);
     }
-    // nlmsghdr (16 bytes) + nfgenmsg (family AF_UNSPEC, version 0, res_id 0).
-    let mut req = [0u8; 20];
-    req[0..4].copy_from_slice(&20u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // Family AF_UNSPEC, no attributes.
+    let req = super::probe::nftables_request(NFT_MSG_GETGEN, libc::NLM_F_REQUEST as u16, 1, 0, &[]);
     // SAFETY: the buffer is ours and its length is passed; the kernel is the destination
     // (a zeroed sockaddr_nl).
     let sent = unsafe {

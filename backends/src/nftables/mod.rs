@@ -9,6 +9,7 @@ pub mod features;
 pub mod generation;
 pub mod lower;
 pub mod merge;
+pub mod probe;
 pub mod render;
 pub mod ruleset;
 
