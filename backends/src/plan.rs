@@ -81,8 +81,13 @@ impl NodePlan {
                 continue;
             }
             let _ = writeln!(s, "\nnftables {ns}:");
+            // Pushed, not formatted: a line of 10,000 rules' script each (`writeln!` per line
+            // was 3% of `plan`).
+            s.reserve(script.text.len() + script.text.len() / 8);
             for line in script.text.lines() {
-                let _ = writeln!(s, "  {line}");
+                s.push_str("  ");
+                s.push_str(line);
+                s.push('\n');
             }
         }
         s

@@ -1184,6 +1184,17 @@ fn negatable<T>(
     v.parse(cx, what, parser).map(|t| (t, false))
 }
 
+/// A rule's `port`/`sport`: a port written as a number (`port=22`, the common case) is taken as
+/// it is; its decimal text made again and parsed was a sixth of reading a rule.
+fn port_match(cx: &mut Cx, v: Val) -> Option<(Spanned<PortSet>, bool)> {
+    if let KdlValue::Integer(i) = v.value {
+        if let Ok(port @ 1..) = u16::try_from(i.get()) {
+            return Some((Spanned::new(PortSet(smallvec::smallvec![PortRange::single(port)]), v.span), false));
+        }
+    }
+    negatable(cx, v, "port", parse_port_set)
+}
+
 fn proto(cx: &mut Cx, v: Val) -> Option<Spanned<Proto>> {
     v.keyword(
         cx,
@@ -1357,9 +1368,9 @@ fn parse_rule(cx: &mut Cx, r: &mut Reader) -> Option<RuleDecl> {
     };
     let proto = prop(cx, 0).and_then(|v| proto(cx, v));
     let mut except = ExceptDecl::default();
-    let dport = prop(cx, 1).and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let dport = prop(cx, 1).and_then(|v| port_match(cx, v));
     let dport = split(dport, &mut except.dport);
-    let sport = prop(cx, 2).and_then(|v| negatable(cx, v, "port", parse_port_set));
+    let sport = prop(cx, 2).and_then(|v| port_match(cx, v));
     let sport = split(sport, &mut except.sport);
     for ports in [&dport, &sport, &except.dport, &except.sport].into_iter().flatten() {
         if !proto.as_ref().is_some_and(|p| p.value.has_ports()) {

@@ -394,11 +394,12 @@ impl Lower<'_> {
     /// (a `mark` rule's statements) or else its verdict. `id` names its dynamic sets
     /// (`ID-limit-v4`).
     fn rule_ending(&mut self, id: RuleId, r: &ir::Rule, ending: Option<&[Expr]>, out: &mut Vec<Rule>) {
-        let fams: Vec<Family> = self
+        // Inline, not a vector: one or two families per rule, of 10,000 rules.
+        let fams: smallvec::SmallVec<[Family; 2]> = self
             .ns
             .firewall
-            .rule_families(r)
-            .into_iter()
+            .rule_family_set(r)
+            .iter()
             .map(|f| if f == netcfg_lang::vocab::Family::Ipv4 { Family::V4 } else { Family::V6 })
             .collect();
         if fams.is_empty() {

@@ -215,10 +215,22 @@ fn nets_cover(earlier: &Option<Nets>, later: &Option<Nets>) -> bool {
 /// candidates (rule positions, ascending) that hold every covering rule; the later rule is
 /// compared with the candidates of its most selective dimension, so the finding (the first
 /// covering rule) is the one the all-pairs scan found.
+///
+/// The rules are first split by protocol (`None`: the rules without one; a handful, scanned
+/// rather than hashed), each protocol with its own index: a rule covering a later one has no
+/// protocol or the later rule's, so the rules of other protocols are never candidates (with one
+/// index for all, 100 `udp` denies without `from` were candidates of every later `tcp` rule
+/// with a `from`: 50,000 such rules made `check` grow faster than linearly).
 #[derive(Default)]
 struct Index {
-    /// A list per protocol (`None`: the rules without one): a handful, scanned rather than hashed.
-    proto: Vec<(Option<Proto>, Vec<Pos>)>,
+    by_proto: Vec<(Option<Proto>, ProtoIndex)>,
+}
+
+/// The earlier rules of one protocol.
+#[derive(Default)]
+struct ProtoIndex {
+    /// Every rule, in order.
+    all: Vec<Pos>,
     from: NetIndex,
     to: NetIndex,
     dport: PortIndex,
@@ -384,10 +396,34 @@ impl LinkIndex {
 
 impl Index {
     fn insert(&mut self, i: Pos, m: &Matches) {
-        match self.proto.iter_mut().find(|(p, _)| *p == m.proto) {
-            Some((_, list)) => list.push(i),
-            None => self.proto.push((m.proto, vec![i])),
+        let sub = match self.by_proto.iter().position(|(p, _)| *p == m.proto) {
+            Some(at) => &mut self.by_proto[at].1,
+            None => {
+                self.by_proto.push((m.proto, ProtoIndex::default()));
+                &mut self.by_proto.last_mut().expect("just pushed").1
+            }
+        };
+        sub.insert(i, m);
+    }
+
+    /// The position of the first earlier rule that covers `later`: the first among the rules
+    /// without a protocol match and those of the later rule's protocol.
+    fn first_cover(&self, rules: &[Matches], later: &Matches) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (proto, sub) in &self.by_proto {
+            if proto.is_none() || *proto == later.proto {
+                if let Some(i) = sub.first_cover(rules, later, best) {
+                    best = Some(i);
+                }
+            }
         }
+        best
+    }
+}
+
+impl ProtoIndex {
+    fn insert(&mut self, i: Pos, m: &Matches) {
+        self.all.push(i);
         self.from.insert(i, &m.from);
         self.to.insert(i, &m.to);
         self.dport.insert(i, m.dport);
@@ -395,23 +431,14 @@ impl Index {
         self.oif.insert(i, &m.oif);
     }
 
-    /// Rules without a protocol match, and those of the later rule's protocol.
-    fn proto_candidates(&self, proto: Option<Proto>) -> Lists<'_> {
-        let list = |p| self.proto.iter().find(|(q, _)| *q == p).map_or(&[][..], |(_, l)| l.as_slice());
-        let mut lists: Lists = smallvec![list(None)];
-        if proto.is_some() {
-            lists.push(list(proto));
-        }
-        lists
-    }
-
-    /// The position of the first earlier rule that covers `later`.
-    fn first_cover(&self, rules: &[Matches], later: &Matches) -> Option<usize> {
+    /// The position of the first rule of this index that covers `later`, if it comes before
+    /// `before`.
+    fn first_cover(&self, rules: &[Matches], later: &Matches, before: Option<usize>) -> Option<usize> {
         // Every dimension's lists hold every rule that covers `later`: the smallest is scanned,
         // and an empty one means no rule does. Asked one dimension at a time, as most rules
         // stop at an empty one.
         let dims = (0..6).filter_map(|dim| match dim {
-            0 => Some(self.proto_candidates(later.proto)),
+            0 => Some(smallvec![self.all.as_slice()]),
             1 => self.from.candidates(&later.from),
             2 => self.to.candidates(&later.to),
             3 => self.dport.candidates(later.dport),
@@ -433,7 +460,7 @@ impl Index {
         for list in lists {
             for &i in list {
                 let i = i as usize;
-                if best.is_some_and(|b| i >= b) {
+                if best.or(before).is_some_and(|b| i >= b) {
                     break;
                 }
                 if rules[i].covers(later) {

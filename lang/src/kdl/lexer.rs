@@ -66,6 +66,10 @@ pub struct Token {
     pub start: u32,
     pub end: u32,
     pub error: Option<LexError>,
+    /// A one-line quoted string of printable ASCII without escapes: its value is the text
+    /// between its quotes, known from the scan that found its end (checked again, its bytes
+    /// were a twentieth of parsing a firewall's rules).
+    pub plain: bool,
 }
 
 impl Token {
@@ -121,15 +125,18 @@ const IDENT_ASCII: [bool; 128] = {
 };
 
 /// Bytes that end the plain run of a single-line quoted string: its end, an escape, a newline,
-/// or the lead byte of a non-ASCII character (which may be a newline).
+/// the lead byte of a non-ASCII character (which may be a newline), or another control
+/// character (which makes the string not [`Token::plain`]).
 const STRING_STOP: [bool; 256] = {
     let mut t = [false; 256];
     t[b'"' as usize] = true;
     t[b'\\' as usize] = true;
-    t[b'\n' as usize] = true;
-    t[b'\r' as usize] = true;
-    t[0x0B] = true;
-    t[0x0C] = true;
+    t[0x7F] = true;
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
     let mut b = 0x80;
     while b < 256 {
         t[b] = true;
@@ -237,15 +244,22 @@ impl<'a> Lexer<'a> {
     pub fn next_token(&mut self) -> Option<Token> {
         let start = self.pos;
         let &b = self.bytes.get(start)?;
-        let (kind, end, error) = self.scan_at(start, b);
+        let (kind, end, error, plain) = if b == b'"' { self.quoted_string(start) } else { self.scan_at(start, b) };
         debug_assert!(end > start);
         self.pos = end;
-        Some(Token { kind, start: start as u32, end: end as u32, error })
+        Some(Token { kind, start: start as u32, end: end as u32, error, plain })
     }
 
     // Inlined into `next_token` (its one caller): the token comes back in registers.
     #[inline(always)]
-    fn scan_at(&self, start: usize, b: u8) -> (TokenKind, usize, Option<LexError>) {
+    fn scan_at(&self, start: usize, b: u8) -> (TokenKind, usize, Option<LexError>, bool) {
+        let (kind, end, error) = self.scan_other(start, b);
+        (kind, end, error, false)
+    }
+
+    /// A token that does not start with `"`.
+    #[inline(always)]
+    fn scan_other(&self, start: usize, b: u8) -> (TokenKind, usize, Option<LexError>) {
         use TokenKind::*;
         let ok = |kind, len: usize| (kind, start + len, None);
         match b {
@@ -267,7 +281,10 @@ impl<'a> Lexer<'a> {
                 _ => (Invalid, start + 1, Some(LexError::UnexpectedChar)),
             },
             b'\\' => self.escline(start),
-            b'"' => self.quoted_string(start),
+            b'"' => {
+                let (kind, end, error, _) = self.quoted_string(start);
+                (kind, end, error)
+            }
             b'#' => {
                 let hashes = self.bytes[start..].iter().take_while(|b| **b == b'#').count();
                 if self.bytes.get(start + hashes) == Some(&b'"') {
@@ -372,28 +389,34 @@ impl<'a> Lexer<'a> {
 
     /// A `"` or `"""` string. Escapes are skipped (a backslash takes the next character, and a
     /// whitespace escape its whole run of whitespace and newlines) so `\"` does not close it.
-    fn quoted_string(&self, start: usize) -> (TokenKind, usize, Option<LexError>) {
+    fn quoted_string(&self, start: usize) -> (TokenKind, usize, Option<LexError>, bool) {
         let bytes = self.bytes;
         let multi = bytes[start..].starts_with(b"\"\"\"");
         let mut p = start + if multi { 3 } else { 1 };
         if multi && self.newline_len(p) == 0 {
             // Still find the end, so that the rest of the file is read as it was meant.
             let end = self.find_multiline_close(p, 0).unwrap_or(bytes.len());
-            return (TokenKind::QuotedString, end, Some(LexError::MultilineNoNewline));
+            return (TokenKind::QuotedString, end, Some(LexError::MultilineNoNewline), false);
         }
         if multi {
             return match self.find_multiline_close(p, 0) {
-                Some(end) => (TokenKind::QuotedString, end, None),
-                None => (TokenKind::QuotedString, bytes.len(), Some(LexError::UnclosedString)),
+                Some(end) => (TokenKind::QuotedString, end, None, false),
+                None => (TokenKind::QuotedString, bytes.len(), Some(LexError::UnclosedString), false),
             };
         }
+        // No stop before the closing quote: printable ASCII without escapes.
+        let mut plain = true;
         while p < bytes.len() {
             p += bytes[p..].iter().position(|&b| STRING_STOP[b as usize]).unwrap_or(bytes.len() - p);
             if p == bytes.len() {
                 break;
             }
-            match bytes[p] {
-                b'"' => return (TokenKind::QuotedString, p + 1, None),
+            let b = bytes[p];
+            if b != b'"' {
+                plain = false;
+            }
+            match b {
+                b'"' => return (TokenKind::QuotedString, p + 1, None, plain),
                 b'\\' => {
                     p += 1;
                     if self.space_len(p) > 0 || self.newline_len(p) > 0 {
@@ -408,14 +431,16 @@ impl<'a> Lexer<'a> {
                         p += self.char_at(p).map_or(1, char::len_utf8);
                     }
                 }
-                b'\n' | b'\r' | 0x0B | 0x0C => return (TokenKind::QuotedString, p, Some(LexError::NewlineInString)),
+                b'\n' | b'\r' | 0x0B | 0x0C => {
+                    return (TokenKind::QuotedString, p, Some(LexError::NewlineInString), false)
+                }
                 b if b >= 0x80 && self.newline_len(p) > 0 => {
-                    return (TokenKind::QuotedString, p, Some(LexError::NewlineInString));
+                    return (TokenKind::QuotedString, p, Some(LexError::NewlineInString), false);
                 }
                 _ => p += 1,
             }
         }
-        (TokenKind::QuotedString, p, Some(LexError::UnclosedString))
+        (TokenKind::QuotedString, p, Some(LexError::UnclosedString), false)
     }
 
     /// End of `"""` followed by `hashes` `#`s, searching from `p`; escapes are skipped when the

@@ -40,7 +40,7 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
     (Document { nodes }, p.diags)
 }
 
-const EOF: Token = Token { kind: TokenKind::Newline, start: 0, end: 0, error: None };
+const EOF: Token = Token { kind: TokenKind::Newline, start: 0, end: 0, error: None, plain: false };
 
 /// A node whose head has been read.
 struct Partial<'a> {
@@ -98,6 +98,7 @@ impl<'a> Parser<'a> {
                 start: self.src.len() as u32,
                 end: self.src.len() as u32,
                 error: None,
+                plain: false,
             },
         };
         if let Some(e) = self.tok.error {
@@ -488,7 +489,9 @@ impl<'a> Parser<'a> {
                 if t.error.is_some() {
                     return Some(Err(()));
                 }
-                if t.kind == TokenKind::QuotedString {
+                if t.plain {
+                    Ok(text::Decoded { value: Cow::Borrowed(&text[1..text.len() - 1]) })
+                } else if t.kind == TokenKind::QuotedString {
                     text::quoted(text)
                 } else {
                     text::raw(text)
