@@ -21,7 +21,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
 /// Netlink lengths are padded to 4 bytes.
-fn align(len: usize) -> usize {
+pub fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
@@ -36,11 +36,21 @@ pub struct Attr<'a> {
 
 /// The attributes in `bytes`, in order, up to the first malformed one.
 pub fn attrs(bytes: &[u8]) -> Attrs<'_> {
-    Attrs { rest: bytes }
+    Attrs { rest: bytes, broken: false }
 }
 
 pub struct Attrs<'a> {
     rest: &'a [u8],
+    broken: bool,
+}
+
+impl Attrs<'_> {
+    /// After the walk: whether it ended at the end of its bytes, not at a malformed attribute
+    /// or a stray tail shorter than a header (a decoder that must not take a part for the
+    /// whole, as the route dump's, leaves such a message out).
+    pub fn ended_whole(&self) -> bool {
+        !self.broken && self.rest.is_empty()
+    }
 }
 
 impl<'a> Iterator for Attrs<'a> {
@@ -54,6 +64,7 @@ impl<'a> Iterator for Attrs<'a> {
         let len = u16::from_ne_bytes([r[0], r[1]]) as usize;
         if len < 4 || len > r.len() {
             self.rest = &[];
+            self.broken = true;
             return None;
         }
         let kind = u16::from_ne_bytes([r[2], r[3]]) & NLA_TYPE_MASK;
