@@ -25,7 +25,8 @@ const RTM_NEWROUTE: u16 = 24;
 type Routes = BTreeMap<RouteKey, Route>;
 
 /// The routes of the namespace `ns` read both ways, message by message (compared here) and as
-/// the state each way builds (first of a key wins, as `live::read` does).
+/// the state each way builds (`live::read`'s, and the old one: inserted in the dump's order,
+/// the first of a key kept).
 fn dump_both_ways(ns: &str) -> (Routes, Routes, usize) {
     let mut sock = netcfg_backends::netns::run_in(ns, DumpSocket::open).unwrap().unwrap();
     let mut links = Vec::new();
@@ -35,26 +36,23 @@ fn dump_both_ways(ns: &str) -> (Routes, Routes, usize) {
     })
     .unwrap();
     let name_of: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
-    let (mut light, mut reference, mut messages) = (Routes::new(), Routes::new(), 0);
+    let (mut raw, mut reference, mut messages) = (Vec::new(), Routes::new(), 0);
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         sock.dump(live::route_request(family), |kind, payload| {
             assert_eq!(kind, RTM_NEWROUTE);
             messages += 1;
             let m = RouteMessage::parse(payload).expect("netlink_packet_route parses it");
             let want = live::route_of_message(&m, &name_of);
-            let raw = live::decode_route(payload).expect("a route of IPv4 or IPv6");
-            let got = live::route_of(&raw, &name_of);
-            assert_eq!(got, want, "{m:?}");
-            if let Some((k, r)) = got {
-                light.entry(k).or_insert(r);
-            }
+            let light = live::decode_route(payload).expect("a route of IPv4 or IPv6");
+            assert_eq!(live::route_of(&light, &name_of), want, "{m:?}");
+            raw.push(light);
             if let Some((k, r)) = want {
                 reference.entry(k).or_insert(r);
             }
         })
         .unwrap();
     }
-    (light, reference, messages)
+    (live::routes_state(&live::keyed_routes(raw), &name_of), reference, messages)
 }
 
 #[test]
