@@ -1,7 +1,11 @@
 //! The live state of a node: per namespace, rtnetlink dumps of links, addresses, routes and
 //! permanent neighbours, and the sysctls the spec sets read from `/proc/sys` inside the
 //! namespace. Links are named; veth peers and macvlan parents in other namespaces are resolved
-//! by their ifindex pairs across the namespaces read.
+//! by their ifindex pairs across the namespaces read. Links and routes are read on the
+//! connection's dump socket and decoded in place ([`decode_link`], [`decode_route`]; their
+//! netlink_packet_route readers [`raw_link`] and [`route_of_message`] are kept as references),
+//! the routes sorted by key where they are dumped ([`keyed_routes`]); addresses, neighbours and
+//! rules go through netlink_packet_route.
 
 use super::conn::{Conn, NlError};
 use super::kinds;

@@ -1,12 +1,15 @@
 //! Netlink's wire format read in place, for the dumps `live` decodes: the messages of a dump
 //! read off a plain socket of their own ([`DumpSocket`]), and a message's attributes, nested
-//! ones too, as slices borrowed from the datagram ([`attrs`]). The link dump's decoder
-//! (`live::decode_link`) reads from these only the attributes netcfg compares, where
-//! netlink_packet_route builds every attribute of every message into vectors of enums (on a
-//! node of 2,000 links that was about 38,000 instructions per link).
+//! ones too, as slices borrowed from the datagram ([`attrs`]). The link and route dumps'
+//! decoders (`live::decode_link`, `live::decode_route`) read from these only the attributes
+//! netcfg compares, where netlink_packet_route builds every attribute of every message into
+//! vectors of enums (on a node of 2,000 links that was about 38,000 instructions per link; on
+//! 10,000 routes about 3,000 per route, against some 270 now).
 //!
 //! Must not panic on any input: an attribute whose length is short or runs past what holds it
-//! ends the walk of its nest, a value of the wrong size is not read (the callers skip it).
+//! ends the walk of its nest (and [`Attrs::ended_whole`] says so), a value of the wrong size is
+//! not read. The link decoder skips such a value; the route decoder leaves the whole route out,
+//! as netlink_packet_route's refusal of the message did, rather than read a part of it.
 
 use super::conn::NlError;
 use rtnetlink::packet_core::{NetlinkMessage, NLM_F_DUMP, NLM_F_REQUEST};
