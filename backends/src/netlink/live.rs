@@ -273,6 +273,16 @@ async fn dump_both_families<T>(
 /// Reads the namespaces `names` of the node. A namespace that does not exist is reported in
 /// `missing`, not as an error. The bridge VLANs are read only in the namespaces `vlans_of`
 /// holds (the others are listed in `Live::vlans_unread`).
+/// Frees the raw dumps of a big read on a thread of their own: on 2,000 links and 12,000
+/// routes that was 5.6 M instructions of the plan's path (callgrind), and nothing waits for
+/// the memory. A small read frees them here (a thread costs more than that).
+fn free_elsewhere(raw: BTreeMap<NsName, NsDump>) {
+    let items: usize = raw.values().map(|(links, addrs, routes, ..)| links.len() + addrs.len() + routes.len()).sum();
+    if items >= 1000 {
+        let _ = std::thread::Builder::new().name("free".into()).spawn(move || drop(raw));
+    }
+}
+
 pub async fn read(
     map: &NetnsMap,
     conns: &mut HashMap<NsName, Conn>,
@@ -394,6 +404,8 @@ pub async fn read(
         }
         live.state.namespaces.insert(ns.clone(), st);
     }
+    drop(by_index);
+    free_elsewhere(raw);
     for (ns, paths) in sysctls {
         if live.missing.contains(ns) {
             continue;
