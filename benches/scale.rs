@@ -203,9 +203,27 @@ fn best(n: usize, mut f: impl FnMut() -> Run) -> Run {
     (0..n).map(|_| f()).min_by_key(|r| r.time).expect("n > 0")
 }
 
-/// Least CPU of `n` runs.
-fn best_cpu(n: usize, mut f: impl FnMut() -> Run) -> Run {
-    (0..n).map(|_| f()).min_by_key(|r| r.cpu).expect("n > 0")
+/// How many runs a short row takes the least of, per side: the machine this was measured on
+/// ran the same `check` of 50,000 rules in 96 to 248 ms of CPU within a minute (and of 10,000
+/// in 22 to 34 ms), so ten runs often missed a quiet spell on one side.
+const SHORT_RUNS: usize = 25;
+
+/// Least CPU of `n` runs of each of two commands, taking turns: both sides of a ratio sample
+/// the same spells of the machine (run one after the other, a slow spell during either side's
+/// ten runs moved the ratio by a third).
+fn best_cpu_pair(n: usize, mut a: impl FnMut() -> Run, mut b: impl FnMut() -> Run) -> (Run, Run) {
+    let (mut best_a, mut best_b): (Option<Run>, Option<Run>) = (None, None);
+    for _ in 0..n {
+        let r = a();
+        if best_a.as_ref().is_none_or(|x| r.cpu < x.cpu) {
+            best_a = Some(r);
+        }
+        let r = b();
+        if best_b.as_ref().is_none_or(|x| r.cpu < x.cpu) {
+            best_b = Some(r);
+        }
+    }
+    (best_a.expect("n > 0"), best_b.expect("n > 0"))
 }
 
 fn sh(args: &[&str]) -> String {
@@ -327,8 +345,6 @@ fn row_plan(s: &Scratch, rows: &mut Vec<Row>) {
     let n = scale(10_000);
     let spec = s.file("fw.kdl", &firewall_spec(n));
     let spec = spec.to_str().expect("utf-8");
-    // Runs of 20-90 ms: the least of 10 on both sides (of 3, the machine's noise decided).
-    let plan = best_cpu(10, || netcfg(&["plan", spec]));
     if !is_root() {
         println!("plan: skipped the nft -c baseline (needs root, nft)");
         return;
@@ -336,7 +352,9 @@ fn row_plan(s: &Scratch, rows: &mut Vec<Row>) {
     let out = s.dir.join("out");
     netcfg(&["plan", spec, "--out", out.to_str().expect("utf-8")]);
     let script = out.join("fw").join("host.nft");
-    let nft = best_cpu(10, || nft_check(&script));
+    // Runs of 20-140 ms: the least of `SHORT_RUNS` on both sides, taking turns (of 3, or of
+    // 10 with one side's runs after the other's, the machine's noise decided).
+    let (plan, nft) = best_cpu_pair(SHORT_RUNS, || netcfg(&["plan", spec]), || nft_check(&script));
     rows.push(Row {
         what: format!("`plan` of a node with {n} firewall rules / `nft -c` of its output (CPU)"),
         netcfg: secs(plan.cpu),
@@ -350,8 +368,11 @@ fn row_check_rules(s: &Scratch, rows: &mut Vec<Row>) {
     let (small, big) = (scale(10_000), scale(50_000));
     let a = s.file("rules-small.kdl", &firewall_spec(small));
     let b = s.file("rules-big.kdl", &firewall_spec(big));
-    let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(10, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let (ta, tb) = best_cpu_pair(
+        SHORT_RUNS,
+        || netcfg(&["check", a.to_str().expect("utf-8")]),
+        || netcfg(&["check", b.to_str().expect("utf-8")]),
+    );
     rows.push(Row {
         what: format!("`check` of {big} rules / of {small} rules (CPU)"),
         netcfg: secs(tb.cpu),
@@ -365,8 +386,11 @@ fn row_check_services(s: &Scratch, rows: &mut Vec<Row>) {
     let (small, big) = (scale(10_000), scale(40_000));
     let a = s.file("svc-small.kdl", &services_spec(small));
     let b = s.file("svc-big.kdl", &services_spec(big));
-    let ta = best_cpu(10, || netcfg(&["check", a.to_str().expect("utf-8")]));
-    let tb = best_cpu(10, || netcfg(&["check", b.to_str().expect("utf-8")]));
+    let (ta, tb) = best_cpu_pair(
+        SHORT_RUNS,
+        || netcfg(&["check", a.to_str().expect("utf-8")]),
+        || netcfg(&["check", b.to_str().expect("utf-8")]),
+    );
     rows.push(Row {
         what: format!("`check` of {big} services / of {small} (CPU)"),
         netcfg: secs(tb.cpu),
@@ -428,8 +452,7 @@ fn row_large(s: &Scratch, row: &str, rows: &mut Vec<Row>) {
     let (what, text) = large_input(row, n);
     let f = s.file(&format!("{row}.kdl"), &text);
     let f = f.to_str().expect("utf-8");
-    let check = best_cpu(2, || netcfg(&["check", f]));
-    let parse = best_cpu(2, || netcfg(&["fmt", "--check", f]));
+    let (check, parse) = best_cpu_pair(2, || netcfg(&["check", f]), || netcfg(&["fmt", "--check", f]));
     eprintln!(
         "{row}: {what} ({:.1} MiB): check {} CPU, {:.1} MiB peak; fmt --check {} CPU, {:.1} MiB peak",
         text.len() as f64 / (1 << 20) as f64,
@@ -493,7 +516,8 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
         }
     }
     let (first, ip, ours) = (first.expect("3 rounds"), ip.expect("3 rounds"), ours.expect("3 rounds"));
-    let noop = best(3, || netcfg(&["apply", spec, "--netns-root", &ours]));
+    // Runs of under 0.1 s: the least of five (of three, one slow spell decided).
+    let noop = best(5, || netcfg(&["apply", spec, "--netns-root", &ours]));
     drop(nss);
     rows.push(Row {
         what: format!("no-op re-apply / first apply, {pairs} veth pairs on a bridge + {routes} routes"),
