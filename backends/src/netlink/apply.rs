@@ -376,8 +376,8 @@ impl<'a> Executor<'a> {
             return res;
         }
         if behind {
-            queued?;
-            return ack_all(sent).await;
+            let acked = ack_all(sent).await;
+            return queued.and(acked);
         }
         if let (LinkKind::Bridge, Some(mtu)) = (&link.kind, link.mtu) {
             // An MTU given at creation is not "set by the user" for the kernel, which then
