@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use netcfg_backends::netlink::live::{self, RawLink};
-use netcfg_backends::netlink::wire::DumpSocket;
+use netcfg_backends::netlink::wire::PlainSocket;
 use rtnetlink::packet_core::Parseable;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -17,7 +17,7 @@ const RTM_NEWLINK: u16 = 16;
 
 /// Every link of the namespace `ns`, decoded both ways.
 fn dump_both_ways(ns: &str) -> Vec<(RawLink, RawLink)> {
-    let mut sock = netcfg_backends::netns::run_in(ns, DumpSocket::open).unwrap().unwrap();
+    let mut sock = netcfg_backends::netns::run_in(ns, PlainSocket::open).unwrap().unwrap();
     let mut out = Vec::new();
     sock.dump(RouteNetlinkMessage::GetLink(live::link_request()), |kind, payload| {
         assert_eq!(kind, RTM_NEWLINK);

@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use netcfg_backends::netlink::live;
 use netcfg_backends::netlink::state::{NextHop, Route, RouteKey};
-use netcfg_backends::netlink::wire::DumpSocket;
+use netcfg_backends::netlink::wire::PlainSocket;
 use netcfg_lang::vocab::{RouteScope, RouteType};
 use rtnetlink::packet_core::Parseable;
 use rtnetlink::packet_route::route::RouteMessage;
@@ -28,7 +28,7 @@ type Routes = BTreeMap<RouteKey, Route>;
 /// the state each way builds (`live::read`'s, and the old one: inserted in the dump's order,
 /// the first of a key kept).
 fn dump_both_ways(ns: &str) -> (Routes, Routes, usize) {
-    let mut sock = netcfg_backends::netns::run_in(ns, DumpSocket::open).unwrap().unwrap();
+    let mut sock = netcfg_backends::netns::run_in(ns, PlainSocket::open).unwrap().unwrap();
     let mut links = Vec::new();
     sock.dump(RouteNetlinkMessage::GetLink(live::link_request()), |kind, payload| {
         assert_eq!(kind, RTM_NEWLINK);

@@ -681,13 +681,13 @@ impl<'a> Executor<'a> {
         self.conn(ns)?.execute(msg, flags).await
     }
 
-    /// Executes a run of route ops of one namespace pipelined: every request is sent before
-    /// the first ack is read (one round trip per run instead of one per route; the kernel
-    /// handles them in order). On failure, the position of the first op that failed in `ops`
-    /// order; ops after it may have been done too, which the rollback (a plan back from what
-    /// it reads, not a list of inverses) covers.
+    /// Executes a run of route ops of one namespace in a few datagrams, answered only where
+    /// refused ([`PlainSocket::run`](super::wire::PlainSocket::run)); the kernel handles them in
+    /// order. On failure, the position of the first op that failed in `ops` order; ops after it
+    /// may have been done too, which the rollback (a plan back from what it reads, not a list
+    /// of inverses) covers.
     pub async fn execute_routes(&mut self, ops: &[Op]) -> Result<(), (usize, NlError)> {
-        let mut sent = Vec::with_capacity(ops.len());
+        let mut requests = Vec::with_capacity(ops.len());
         let mut encode_error = None;
         for (i, op) in ops.iter().enumerate() {
             let (key, route, flags) = match &op.action {
@@ -699,29 +699,21 @@ impl<'a> Executor<'a> {
                     break;
                 }
             };
-            let sent_one = match self.route_message(&op.ns, key, route, flags).await {
-                Ok((msg, flags)) => self.conn(&op.ns).and_then(|c| c.send(msg, flags)),
-                Err(e) => Err(e),
-            };
-            match sent_one {
-                Ok(p) => sent.push(p),
+            match self.route_message(&op.ns, key, route, flags).await {
+                Ok(r) => requests.push(r),
                 Err(e) => {
                     encode_error = Some((i, e));
                     break;
                 }
             }
         }
-        // Every ack is read, so that none is left on the socket for a later request.
-        let mut first_error = None;
-        for (i, p) in sent.into_iter().enumerate() {
-            if let Err(e) = p.ack().await {
-                first_error.get_or_insert((i, e));
-            }
+        // The requests made before an op that could not be made are sent all the same, as
+        // when each was sent as it was made.
+        if !requests.is_empty() {
+            let ns = &ops[0].ns;
+            self.conn(ns).map_err(|e| (0, e))?.plain.run(requests)?;
         }
-        match first_error.or(encode_error) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        encode_error.map_or(Ok(()), Err)
     }
 
     /// The request that adds (`flags` = create/replace) or deletes (`None`) a route.

@@ -5,7 +5,7 @@
 //! ("Nexthop has invalid gateway"), which is what a user needs to read.
 
 use super::namespaces::{run_at, Location};
-use super::wire::DumpSocket;
+use super::wire::PlainSocket;
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use rtnetlink::packet_core::{
@@ -98,8 +98,9 @@ impl Pending {
 
 pub struct Conn {
     handle: Handle,
-    /// The socket the dumps are read on, walked in place by `live`'s decoders.
-    pub dumps: DumpSocket,
+    /// The socket the dumps are read on (walked in place by `live`'s decoders) and runs of
+    /// routes are sent on ([`PlainSocket::run`]).
+    pub plain: PlainSocket,
     pub location: Location,
 }
 
@@ -107,17 +108,17 @@ impl Conn {
     /// Opens a connection to the namespace at `loc`. Must run inside a tokio runtime, which
     /// drives the connection from then on.
     pub fn open(loc: &Location) -> io::Result<Conn> {
-        let (sock, dumps) = run_at(loc, || -> io::Result<(Socket, DumpSocket)> {
+        let (sock, plain) = run_at(loc, || -> io::Result<(Socket, PlainSocket)> {
             let s = Socket::new(NETLINK_ROUTE)?;
             s.set_ext_ack(true)?;
             s.set_rx_buf_sz(4 << 20)?;
-            Ok((s, DumpSocket::open()?))
+            Ok((s, PlainSocket::open()?))
         })??;
         // SAFETY: the fd comes from a socket we own and hand over whole.
         let sock = unsafe { TokioSocket::from_raw_fd(sock.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(sock);
         tokio::spawn(conn);
-        Ok(Conn { handle, dumps, location: loc.clone() })
+        Ok(Conn { handle, plain, location: loc.clone() })
     }
 
     /// Sends one request and waits for its ack.

@@ -187,7 +187,7 @@ pub async fn dump(conn: &mut Conn) -> Result<Dump, NlError> {
 /// Dumps one namespace's links, each decoded in place by [`decode_link`].
 pub async fn dump_links(conn: &mut Conn) -> Result<Vec<RawLink>, NlError> {
     let mut links = Vec::new();
-    conn.dumps.dump(RouteNetlinkMessage::GetLink(link_request()), |kind, payload| {
+    conn.plain.dump(RouteNetlinkMessage::GetLink(link_request()), |kind, payload| {
         if kind == RTM_NEWLINK {
             links.extend(decode_link(payload));
         }
@@ -241,7 +241,7 @@ pub async fn dump_all_but_links(conn: &mut Conn) -> Result<Dump, NlError> {
 pub fn dump_routes(conn: &mut Conn) -> Result<Vec<(RouteKey, RawRoute)>, NlError> {
     let mut routes = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        conn.dumps.dump(route_request(family), |kind, payload| {
+        conn.plain.dump(route_request(family), |kind, payload| {
             if kind == RTM_NEWROUTE {
                 routes.extend(decode_route(payload));
             }

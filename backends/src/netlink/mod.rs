@@ -591,8 +591,8 @@ impl Session {
     }
 }
 
-/// Route ops pipelined in one go at most: bounds the acks queued on the socket and how long a
-/// signal waits.
+/// Route ops sent as one run at most (`Executor::execute_routes`): bounds how long a signal
+/// waits.
 const ROUTE_RUN: usize = 512;
 
 /// How many ops from `k` on are route ops of one namespace that can go pipelined (stopping

@@ -1,6 +1,7 @@
-//! Netlink's wire format read in place, for the dumps `live` decodes: the messages of a dump
-//! read off a plain socket of their own ([`DumpSocket`]), and a message's attributes, nested
-//! ones too, as slices borrowed from the datagram ([`attrs`]). The link and route dumps'
+//! Netlink's wire format read and written in place, without netlink_proto's framing: a plain
+//! socket ([`PlainSocket`]) that reads the dumps `live` decodes and sends runs of requests
+//! several to a datagram ([`PlainSocket::run`]), and a message's attributes, nested ones too,
+//! as slices borrowed from the datagram ([`attrs`]). The link and route dumps'
 //! decoders (`live::decode_link`, `live::decode_route`) read from these only the attributes
 //! netcfg compares, where netlink_packet_route builds every attribute of every message into
 //! vectors of enums (on a node of 2,000 links that was about 38,000 instructions per link; on
@@ -12,7 +13,7 @@
 //! as netlink_packet_route's refusal of the message did, rather than read a part of it.
 
 use super::conn::NlError;
-use rtnetlink::packet_core::{NetlinkMessage, NLM_F_DUMP, NLM_F_REQUEST};
+use rtnetlink::packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -25,6 +26,11 @@ const NLMSG_DONE: u16 = 3;
 
 /// The buffer a dump read offers at least (the kernel's cap for a dump datagram).
 const DATAGRAM: usize = 32 << 10;
+
+/// Requests of a run sent in one datagram at most ([`PlainSocket::run`]). Every request of a
+/// datagram may be refused, and each refusal quotes its request: some 1 KiB of the receive
+/// buffer each, so those of one datagram fit the socket's default buffer (208 KiB) with room.
+const RUN_DATAGRAM: usize = 64;
 
 /// Netlink lengths are padded to 4 bytes.
 pub fn align(len: usize) -> usize {
@@ -105,22 +111,23 @@ pub fn str_of(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v).ok()
 }
 
-/// A netlink route socket for dumps, blocking, in the namespace it was opened in: each dump is
-/// sent, then its datagrams are read and walked in place until `NLMSG_DONE`.
-pub struct DumpSocket {
+/// A netlink route socket, blocking, in the namespace it was opened in: each dump is sent, then
+/// its datagrams are read and walked in place until `NLMSG_DONE`; a run of requests goes
+/// several to a datagram, answered only where refused ([`PlainSocket::run`]).
+pub struct PlainSocket {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
-impl DumpSocket {
+impl PlainSocket {
     /// Opens a socket in the calling thread's namespace.
-    pub fn open() -> io::Result<DumpSocket> {
+    pub fn open() -> io::Result<PlainSocket> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.set_ext_ack(true)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
-        Ok(DumpSocket { sock, seq: 0, buf: Vec::new() })
+        Ok(PlainSocket { sock, seq: 0, buf: Vec::new() })
     }
 
     /// Sends `request` as a dump and hands each answer to `each` as its message type and its
@@ -167,6 +174,93 @@ impl DumpSocket {
                         return Ok(());
                     }
                     _ => each(kind, payload),
+                }
+            }
+        }
+    }
+
+    /// Sends `requests` (each a message and its `NLM_F_*` flags besides request and ack) in
+    /// order; on a refusal, its position in `requests` and the kernel's error.
+    ///
+    /// They go [`RUN_DATAGRAM`] to a datagram, and only the last of a datagram asks for an
+    /// ack: the kernel answers a request without `NLM_F_ACK` only when it refuses it, handles
+    /// a datagram's requests in order, and queues its answers in that order, so the ack of the
+    /// last one comes after every refusal of its datagram. Through netlink_proto each route
+    /// was a datagram, an ack decoded into messages, a wakeup and two reads. No datagram is sent
+    /// after one with a refusal; the requests before the refused one, and those after it in
+    /// its datagram, may have been done (the kernel goes on past a refusal), which the
+    /// rollback covers as it does a pipelined run's.
+    pub fn run(&mut self, requests: Vec<(RouteNetlinkMessage, u16)>) -> Result<(), (usize, NlError)> {
+        let total = requests.len();
+        let mut out = Vec::new();
+        let (mut base, mut first_seq) = (0, self.seq.wrapping_add(1));
+        for (i, (msg, flags)) in requests.into_iter().enumerate() {
+            let last = i + 1 == total || (i + 1) % RUN_DATAGRAM == 0;
+            let mut req = NetlinkMessage::from(msg);
+            req.header.flags = NLM_F_REQUEST | flags | if last { NLM_F_ACK } else { 0 };
+            self.seq = self.seq.wrapping_add(1);
+            req.header.sequence_number = self.seq;
+            req.finalize();
+            let at = out.len();
+            out.resize(at + align(req.buffer_len()), 0);
+            req.serialize(&mut out[at..]);
+            if last {
+                self.send_datagram(&out, first_seq).map_err(|(k, e)| (base + k, e))?;
+                out.clear();
+                base = i + 1;
+                first_seq = self.seq.wrapping_add(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram of requests numbered from `first_seq` (the last asking for an ack)
+    /// and reads their answers up to that ack; a refusal is returned with its position in the
+    /// datagram (the first one, when several were refused).
+    fn send_datagram(&mut self, out: &[u8], first_seq: u32) -> Result<(), (usize, NlError)> {
+        let io_err = |e: io::Error| (0, NlError::other(format!("netlink: {e}")));
+        let last_seq = self.seq;
+        loop {
+            match self.sock.send(out, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => {
+                    r.map_err(io_err)?;
+                    break;
+                }
+            }
+        }
+        let mut refused: Option<(usize, NlError)> = None;
+        loop {
+            // A full receive buffer drops answers (`ENOBUFS`): which requests were refused is
+            // then unknown, and the datagram counts as refused from its first request.
+            let len = loop {
+                match self.recv() {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(io_err)?,
+                }
+            };
+            let mut at = 0;
+            while at + NLMSG_HDRLEN <= len {
+                let h = &self.buf[at..at + NLMSG_HDRLEN];
+                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let kind = u16::from_ne_bytes([h[4], h[5]]);
+                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if mlen < NLMSG_HDRLEN || at + mlen > len {
+                    return Err((0, NlError::other("netlink: a message runs past its datagram")));
+                }
+                let payload = &self.buf[at + NLMSG_HDRLEN..at + mlen];
+                at += align(mlen);
+                // Answers to an earlier dump left unread carry other numbers.
+                let k = seq.wrapping_sub(first_seq) as usize;
+                if kind != NLMSG_ERROR || k > last_seq.wrapping_sub(first_seq) as usize {
+                    continue;
+                }
+                let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                if code != 0 && refused.is_none() {
+                    refused = Some((k, NlError::from_kernel(code, &payload[4..])));
+                }
+                if seq == last_seq {
+                    return refused.map_or(Ok(()), Err);
                 }
             }
         }
