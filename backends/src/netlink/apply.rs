@@ -2,7 +2,7 @@
 //! inside the namespace, nft ops run `nft`). On the first failure the inverses of the ops done
 //! so far run in reverse order, and the error names the failed op and its spec span.
 
-use super::conn::{Conn, NlError, Pending, CHANGE, CREATE, REPLACE};
+use super::conn::{Conn, Conns, NlError, Pending, CHANGE, CREATE, REPLACE};
 use super::kinds;
 use super::live::connection;
 use super::namespaces::{run_at, NetnsMap};
@@ -37,10 +37,10 @@ use std::os::fd::AsRawFd;
 pub struct Executor<'a> {
     pub map: &'a NetnsMap,
     pub node: &'a str,
-    pub conns: &'a mut HashMap<NsName, Conn>,
-    index: HashMap<(NsName, String), u32>,
+    pub conns: &'a mut Conns,
+    index: ByLink<u32>,
     /// Link kinds asked of the kernel (is a master a bond?), forgotten with the ifindex.
-    kinds: HashMap<(NsName, String), Option<String>>,
+    kinds: ByLink<Option<String>>,
     /// Bridges this apply creates that many ports join ([`Executor::prepare`]): made with
     /// multicast snooping off, and given the snooping the spec wants after the op (by index)
     /// with which their last port joins.
@@ -99,6 +99,14 @@ pub fn quiet_bridges(ops: &[Op]) -> HashMap<(NsName, String), (usize, bool)> {
         .collect()
 }
 
+/// What an apply learned about links, by namespace and then link name: looked up by `&str`
+/// (a key of two `String`s was two allocations per lookup, several per route of a run).
+type ByLink<T> = foldhash::HashMap<NsName, foldhash::HashMap<String, T>>;
+
+fn by_link<'m, T>(m: &'m ByLink<T>, ns: &str, name: &str) -> Option<&'m T> {
+    m.get(ns)?.get(name)
+}
+
 /// How a link request names its link: by ifindex when the apply knows it, else by name (the
 /// kernel finds the link by `IFLA_IFNAME` when the index is 0). A link just created is named:
 /// asking each new link's index was a request and a full link message per link (2,000 of them
@@ -120,8 +128,8 @@ impl LinkTarget {
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(map: &'a NetnsMap, node: &'a str, conns: &'a mut HashMap<NsName, Conn>) -> Executor<'a> {
-        Executor { map, node, conns, index: HashMap::new(), kinds: HashMap::new(), quiet: HashMap::new() }
+    pub fn new(map: &'a NetnsMap, node: &'a str, conns: &'a mut Conns) -> Executor<'a> {
+        Executor { map, node, conns, index: ByLink::default(), kinds: ByLink::default(), quiet: HashMap::new() }
     }
 
     /// Looks at the ops about to run ([`quiet_bridges`]); [`Executor::after_op`] then gives
@@ -156,12 +164,17 @@ impl<'a> Executor<'a> {
     }
 
     fn conn(&mut self, ns: &str) -> Result<&mut Conn, NlError> {
+        // Asked several times per op: an open connection is found without locating its
+        // namespace (a path made anew each time).
+        if self.conns.contains_key(ns) {
+            return Ok(self.conns.get_mut(ns).expect("just found"));
+        }
         let loc = self.map.locate(ns);
         connection(self.conns, ns, &loc)
     }
 
     async fn index_of(&mut self, ns: &str, name: &str) -> Result<u32, NlError> {
-        if let Some(i) = self.index.get(&(ns.to_string(), name.to_string())) {
+        if let Some(i) = by_link(&self.index, ns, name) {
             return Ok(*i);
         }
         let mut msg = super::live::link_request();
@@ -178,31 +191,34 @@ impl<'a> Executor<'a> {
                 _ => None,
             })
             .ok_or_else(|| NlError::other(format!("link `{name}` not found")))?;
-        self.index.insert((ns.to_string(), name.to_string()), idx);
+        self.index.entry(ns.to_string()).or_default().insert(name.to_string(), idx);
         Ok(idx)
     }
 
     /// How a request names link `name`: by the ifindex this apply knows, else by name.
     fn target(&self, ns: &str, name: &str) -> LinkTarget {
-        match self.index.get(&(ns.to_string(), name.to_string())) {
+        match by_link(&self.index, ns, name) {
             Some(i) => LinkTarget::Index(*i),
             None => LinkTarget::Name(name.to_string()),
         }
     }
 
     fn forget(&mut self, ns: &str, name: &str) {
-        self.index.remove(&(ns.to_string(), name.to_string()));
-        self.kinds.remove(&(ns.to_string(), name.to_string()));
+        if let Some(m) = self.index.get_mut(ns) {
+            m.remove(name);
+        }
+        if let Some(m) = self.kinds.get_mut(ns) {
+            m.remove(name);
+        }
     }
 
     /// A link's kind, asked once per apply (a link made anew is forgotten first).
     async fn kind_of(&mut self, ns: &str, name: &str) -> Result<Option<String>, NlError> {
-        let key = (ns.to_string(), name.to_string());
-        if let Some(k) = self.kinds.get(&key) {
+        if let Some(k) = by_link(&self.kinds, ns, name) {
             return Ok(k.clone());
         }
         let kind = self.get_link(ns, name).await?.0;
-        self.kinds.insert(key, kind.clone());
+        self.kinds.entry(ns.to_string()).or_default().insert(name.to_string(), kind.clone());
         Ok(kind)
     }
 
@@ -220,8 +236,8 @@ impl<'a> Executor<'a> {
             }
             Action::DeleteNetns => {
                 self.conns.remove(ns);
-                self.index.retain(|(n, _), _| n != ns);
-                self.kinds.retain(|(n, _), _| n != ns);
+                self.index.remove(ns);
+                self.kinds.remove(ns);
                 self.map.delete(ns).map_err(|e| NlError::other(e.to_string()))
             }
             Action::CreateLink { name, link, peer } => self.create_link(ns, name, link, peer.as_ref()).await,

@@ -96,6 +96,9 @@ impl Pending {
     }
 }
 
+/// A session's connections, by namespace (looked up several times per op: hashed fast).
+pub type Conns = foldhash::HashMap<super::state::NsName, Conn>;
+
 pub struct Conn {
     handle: Handle,
     /// The socket the dumps are read on (walked in place by `live`'s decoders) and runs of

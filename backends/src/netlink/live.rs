@@ -7,7 +7,7 @@
 //! the routes sorted by key where they are dumped ([`keyed_routes`]); addresses, neighbours and
 //! rules go through netlink_packet_route.
 
-use super::conn::{Conn, NlError};
+use super::conn::{Conn, Conns, NlError};
 use super::kinds;
 use super::namespaces::{run_at, Location, NetnsMap};
 use super::state::*;
@@ -285,7 +285,7 @@ fn free_elsewhere(raw: BTreeMap<NsName, NsDump>) {
 
 pub async fn read(
     map: &NetnsMap,
-    conns: &mut HashMap<NsName, Conn>,
+    conns: &mut Conns,
     names: &[NsName],
     sysctls: &SysctlPaths,
     vlans_of: &BTreeSet<NsName>,
@@ -435,11 +435,7 @@ pub fn attach_vlans(
     }
 }
 
-pub(super) fn connection<'a>(
-    conns: &'a mut HashMap<NsName, Conn>,
-    ns: &str,
-    loc: &Location,
-) -> Result<&'a mut Conn, NlError> {
+pub(super) fn connection<'a>(conns: &'a mut Conns, ns: &str, loc: &Location) -> Result<&'a mut Conn, NlError> {
     if !conns.contains_key(ns) {
         let c = Conn::open(loc).map_err(|e| NlError::other(format!("cannot open netlink in {loc}: {e}")))?;
         conns.insert(ns.to_string(), c);

@@ -39,11 +39,11 @@ pub use rollback::{Restore, Snapshot};
 
 use crate::codes;
 use crate::nftables::changes::TableChange;
-use conn::Conn;
+use conn::{Conn, Conns};
 use netcfg_lang::{Diagnostic, Span};
 use serde_json::{json, Value as Json};
 use state::{NsName, HOST};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -229,7 +229,7 @@ pub fn drift_text(drift: &[Drift]) -> String {
 pub struct Session {
     pub map: NetnsMap,
     rt: tokio::runtime::Runtime,
-    conns: HashMap<NsName, Conn>,
+    conns: Conns,
     /// Dumps read ahead (`Prefetch`), used by the next `live` read of their namespace.
     prefetched: BTreeMap<NsName, live::Dump>,
 }
@@ -283,7 +283,7 @@ impl Session {
 
     pub fn new(map: NetnsMap) -> io::Result<Session> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-        Ok(Session { map, rt, conns: HashMap::new(), prefetched: BTreeMap::new() })
+        Ok(Session { map, rt, conns: Conns::default(), prefetched: BTreeMap::new() })
     }
 
     /// The live state of every namespace the spec has and every namespace netcfg created for
