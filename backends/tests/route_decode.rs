@@ -17,7 +17,7 @@ use netcfg_lang::vocab::{RouteScope, RouteType};
 use rtnetlink::packet_core::Parseable;
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWROUTE: u16 = 24;
@@ -35,7 +35,7 @@ fn dump_both_ways(ns: &str) -> (Routes, Routes, usize) {
         links.extend(live::decode_link(payload));
     })
     .unwrap();
-    let name_of: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
+    let name_of: live::NameOf = links.iter().map(|l| (l.index, l.name.as_str())).collect();
     let (mut raw, mut reference, mut messages) = (Vec::new(), Routes::new(), 0);
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         sock.dump(live::route_request(family), |kind, payload| {

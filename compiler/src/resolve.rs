@@ -402,7 +402,9 @@ impl<'d> NodeBuilder<'d> {
             let id = self.add_netns(Some(ns.name.clone()), ns.span, ns.name.span);
             bodies.push((id, &ns.body));
         }
-        let mut pending = Vec::new();
+        let declared: usize = bodies.iter().map(|(_, b)| b.links.len()).sum();
+        let mut pending = Vec::with_capacity(declared);
+        self.node.links.reserve(declared);
         for (ns, b) in &bodies {
             self.unbuilt.extend(b.unbuilt_links.iter().map(|n| (*ns, n.value.clone())));
         }
@@ -881,6 +883,7 @@ impl<'d> NodeBuilder<'d> {
     fn resolve_body(&mut self, ns: NetnsId, b: &NsBody) {
         let mut keys: foldhash::HashMap<(u32, IpNet, u32), Span> =
             foldhash::HashMap::with_capacity_and_hasher(b.routes.len(), Default::default());
+        self.node.namespaces[ns.0 as usize].routes.reserve(b.routes.len());
         for r in &b.routes {
             let Some(route) = self.route(ns, r) else { continue };
             let metric = kernel_metric(&route.dst, route.metric);

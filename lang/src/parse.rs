@@ -821,13 +821,11 @@ fn parse_addresses(cx: &mut Cx, r: &mut Reader) -> Vec<AddressDecl> {
 }
 
 fn parse_route(cx: &mut Cx, r: &mut Reader) -> Option<RouteDecl> {
-    let dst = r.arg(cx, 0, "a destination (`default` or a network)").and_then(|v| {
-        let s = v.string(cx, "route destination")?;
-        if s.value == "default" {
-            Some(Spanned::new(RouteDst::Default, s.span))
-        } else {
-            v.parse(cx, "route destination", parse_net).map(|n| n.map(RouteDst::Net))
-        }
+    // Told apart on the borrowed text: no string is made for the destination.
+    let dst = r.arg(cx, 0, "a destination (`default` or a network)").and_then(|v| match v.value {
+        crate::kdl::Value::String(s) if &**s == "default" => Some(Spanned::new(RouteDst::Default, v.inner)),
+        crate::kdl::Value::String(_) => v.parse(cx, "route destination", parse_net).map(|n| n.map(RouteDst::Net)),
+        _ => v.string(cx, "route destination").and(None),
     });
     let via = r.prop(cx, "via").and_then(|v| v.parse(cx, "gateway", parse_ip));
     let dev = {

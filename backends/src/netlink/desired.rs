@@ -34,9 +34,10 @@ pub struct Desired {
     pub node: String,
     pub node_span: Span,
     pub state: NodeState,
-    /// Where each desired object is declared (looked up, never walked in order: hashed, as
-    /// ordered inserts of 10,000 routes were a fifth of a no-op apply's `desired`).
-    pub spans: foldhash::HashMap<(NsName, Object), Span>,
+    /// Where each desired object of each namespace is declared (looked up, never walked in
+    /// order: hashed, as ordered inserts of 10,000 routes were a fifth of a no-op apply's
+    /// `desired`; by namespace, so that no entry holds a copy of its namespace's name).
+    pub spans: BTreeMap<NsName, foldhash::HashMap<Object, Span>>,
     /// The nft transaction of each namespace.
     pub nft: BTreeMap<NsName, Script>,
     /// A recorded state (a rollback's target) rather than a spec: every attribute is meant,
@@ -52,14 +53,15 @@ pub struct Desired {
 impl Desired {
     /// The span of an object, or of its link, or of its namespace, or of the node.
     pub fn span_of(&self, ns: &str, obj: &Object) -> Span {
+        let Some(spans) = self.spans.get(ns) else { return self.node_span };
         let link = match obj {
             Object::Address(l, _) | Object::Neighbor(l, _) => Some(Object::Link(l.clone())),
             _ => None,
         };
-        self.spans
-            .get(&(ns.to_string(), obj.clone()))
-            .or_else(|| link.and_then(|l| self.spans.get(&(ns.to_string(), l))))
-            .or_else(|| self.spans.get(&(ns.to_string(), Object::Netns)))
+        spans
+            .get(obj)
+            .or_else(|| link.and_then(|l| spans.get(&l)))
+            .or_else(|| spans.get(&Object::Netns))
             .copied()
             .unwrap_or(self.node_span)
     }
@@ -106,9 +108,17 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
     for ns in &node.namespaces {
         let name = ns_name(node, ns.id);
         let mut st = NsState::default();
-        let mut spans: Vec<(Object, Span)> = Vec::new();
-        spans.push((Object::Netns, ns.span));
-        for l in node.links_in(ns.id) {
+        // A later declaration of an object names it (as before).
+        let mut spans = foldhash::HashMap::default();
+        // By name, so that the map of links is built in one go (inserted one by one in
+        // declaration order, 2,000 links cost a search of names each). Names are unique.
+        let mut links: Vec<&netcfg_compiler::ir::Link> = node.links_in(ns.id).collect();
+        links.sort_by(|a, b| a.name.value.cmp(&b.name.value));
+        let objects = 2 + ns.routes.len() + ns.rules.len() * 2 + ns.neighbors.len() + ns.sysctls.len();
+        spans.reserve(objects + links.iter().map(|l| 1 + l.addresses.len()).sum::<usize>());
+        spans.insert(Object::Netns, ns.span);
+        let mut st_links = Vec::with_capacity(links.len());
+        for l in links {
             let has_v6 = l.addresses.iter().any(|a| a.net.addr().is_ipv6());
             let (kind, feature) = super::kinds::project(node, &l.kind);
             if let Some(f) = feature {
@@ -147,17 +157,18 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                 owned: created,
                 ident: l.options.match_mac.as_ref().map(|m| m.value),
             };
-            st.links.insert(l.name.value.clone(), link);
-            spans.push((Object::Link(l.name.value.clone()), l.name.span));
+            st_links.push((l.name.value.clone(), link));
+            spans.insert(Object::Link(l.name.value.clone()), l.name.span);
             for a in &l.addresses {
                 // Declared IPv6 link-local addresses are managed (a gateway `via fe80::1`).
                 if is_loopback_default(&l.name.value, &a.net) {
                     continue;
                 }
                 st.addresses.insert((l.name.value.clone(), a.net), Address { prefix_route: a.prefix_route });
-                spans.push((Object::Address(l.name.value.clone(), a.net), a.span));
+                spans.insert(Object::Address(l.name.value.clone(), a.net), a.span);
             }
         }
+        st.links = st_links.into_iter().collect();
         // Gathered, then built sorted in one go: 10,000 inserts in declaration order cost a
         // search each.
         let mut routes = Vec::with_capacity(ns.routes.len());
@@ -190,7 +201,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
             };
             // Unique: resolve reports `conflicting-routes` and keeps only the first.
             routes.push((key, route));
-            spans.push((Object::Route(key), r.span));
+            spans.insert(Object::Route(key), r.span);
         }
         st.routes = routes.into_iter().collect();
         for r in &ns.rules {
@@ -216,7 +227,7 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
                         netcfg_compiler::ir::RuleAction::Prohibit => RuleAction::Prohibit,
                     },
                 };
-                spans.push((Object::Rule(rule.clone()), r.span));
+                spans.insert(Object::Rule(rule.clone()), r.span);
                 // Unique: resolve reports `duplicate-rule` and keeps only the first.
                 st.rules.insert(rule, NETCFG_PROTO);
             }
@@ -224,23 +235,19 @@ pub fn desired(node: &Node, diags: &mut Vec<Diagnostic>) -> Desired {
         for n in &ns.neighbors {
             let dev = node.link(n.dev.value).name.value.clone();
             st.neighbors.insert((dev.clone(), n.ip.value), Neighbor { mac: n.mac.value, protocol: NETCFG_PROTO });
-            spans.push((Object::Neighbor(dev, n.ip.value), n.span));
+            spans.insert(Object::Neighbor(dev, n.ip.value), n.span);
         }
         for (path, s) in &ns.sysctls {
             if let Some(f) = Feature::of_sysctl(&path.0) {
                 need(&mut out.features, f, s.span);
             }
             st.sysctls.insert(path.0.clone(), normalize_sysctl(&s.value.to_string()));
-            spans.push((Object::Sysctl(path.0.clone()), s.span));
+            spans.insert(Object::Sysctl(path.0.clone()), s.span);
         }
         if let Some(f) = ns.firewall.span {
-            spans.push((Object::Nft, f));
+            spans.insert(Object::Nft, f);
         }
-        // In declaration order, a later declaration of an object naming it (as before).
-        out.spans.reserve(spans.len());
-        for (obj, span) in spans {
-            out.spans.insert((name.clone(), obj), span);
-        }
+        out.spans.insert(name.clone(), spans);
         out.state.namespaces.insert(name, st);
     }
     out

@@ -240,18 +240,22 @@ pub struct Session {
 /// them. On a no-op apply of 1000 veth pairs and 10,000 routes the dumps and the compile ran
 /// one after the other; overlapped, the wall time fell by about 5% (ARCHITECTURE.md). A read
 /// that fails is dropped: the plan reads the namespace itself.
+/// The second thread, the links at hand, names the routes too (`Dump::name_routes`).
 pub struct Prefetch {
-    links: std::thread::JoinHandle<Option<Vec<live::RawLink>>>,
-    rest: std::thread::JoinHandle<Option<live::Dump>>,
+    dump: std::thread::JoinHandle<Option<live::Dump>>,
 }
 
 impl Prefetch {
     pub fn host(map: &NetnsMap) -> Prefetch {
         let loc = map.locate(HOST);
-        Prefetch {
-            links: read_on_thread(loc.clone(), |rt, c| rt.block_on(live::dump_links(c)).ok()),
-            rest: read_on_thread(loc, |rt, c| rt.block_on(live::dump_all_but_links(c)).ok()),
-        }
+        let links = read_on_thread(loc.clone(), |rt, c| rt.block_on(live::dump_links(c)).ok());
+        let dump = read_on_thread(loc, move |rt, c| {
+            let mut dump = rt.block_on(live::dump_all_but_links(c)).ok()?;
+            dump.links = links.join().ok().flatten()?;
+            dump.name_routes();
+            Some(dump)
+        });
+        Prefetch { dump }
     }
 }
 
@@ -275,8 +279,7 @@ fn read_on_thread<T: Send + 'static>(
 impl Session {
     /// Hands the session dumps read ahead; its next read of the host namespace uses them.
     pub fn use_prefetch(&mut self, p: Prefetch) {
-        if let (Ok(Some(links)), Ok(Some(mut dump))) = (p.links.join(), p.rest.join()) {
-            dump.links = links;
+        if let Ok(Some(dump)) = p.dump.join() {
             self.prefetched.insert(HOST.to_string(), dump);
         }
     }

@@ -479,7 +479,7 @@ pub fn route_matches(desired: &Route, live: &Route) -> bool {
         && desired.protocol == live.protocol
         && desired.metrics == live.metrics
         && desired.nexthops.len() == live.nexthops.len()
-        && {
+        && (desired.nexthops.is_empty() || {
             // The kernel may list the paths of an IPv6 route in another order.
             let sorted = |v: &[NextHop]| {
                 let mut v = v.to_vec();
@@ -489,7 +489,7 @@ pub fn route_matches(desired: &Route, live: &Route) -> bool {
             sorted(&desired.nexthops).iter().zip(&sorted(&live.nexthops)).all(|(d, l)| {
                 d.via == l.via && (d.dev.is_none() || d.dev == l.dev) && d.weight == l.weight && d.onlink == l.onlink
             })
-        }
+        })
 }
 
 /// The settings a live link must change to satisfy a desired one (empty: it does).

@@ -480,28 +480,24 @@ impl Planner<'_> {
     pub(super) fn plan_link_settings(&mut self) {
         // Each link's ops (the route flush of going down, then the change), ordered below.
         let mut changes: Vec<LinkChange> = Vec::new();
-        let mut todo: Vec<(NsName, String)> = Vec::new();
-        for (ns, st) in &self.d.state.namespaces {
-            for name in st.links.keys() {
-                todo.push((ns.clone(), name.clone()));
-            }
-        }
-        for (ns, name) in todo {
-            let r = LinkRef { ns: ns.clone(), name: name.clone() };
-            if self.created.contains(&r) {
+        // The desired state outlives the planner's borrow: walked in place, each link compared
+        // with the live one where it is, neither copied (a no-op compares every link).
+        let desired: &Desired = self.d;
+        for (ns, name, d) in
+            desired.state.namespaces.iter().flat_map(|(ns, st)| st.links.iter().map(move |(n, l)| (ns, n, l)))
+        {
+            if !self.created.is_empty() && self.created.contains(&LinkRef { ns: ns.clone(), name: name.clone() }) {
                 continue;
             }
-            let mut d = self.d.state.namespaces[&ns].links[&name].clone();
-            let Some(live) = self.cur.namespaces.get(&ns).and_then(|c| c.links.get(&name)).cloned() else { continue };
-            let explicit_mtu = d.mtu;
-            if d.mtu.is_none() {
-                d.mtu = self.default_mtu(&ns, &name, &d);
-            }
-            let mut to = link_changes(&d, &live);
+            let Some(live) = self.cur.namespaces.get(ns).and_then(|c| c.links.get(name)) else { continue };
+            let mut to = link_changes(d, live);
+            // Without one in the spec, the MTU the kernel gives the link where that is fixed.
+            let mtu = d.mtu.or_else(|| self.default_mtu(ns, name, d));
+            to.mtu = mtu.filter(|m| Some(*m) != live.mtu);
             // A bridge's MTU equal to the spec's may still be the kernel's automatic one (the
             // smallest of its ports), which follows the ports as they change: when the ports
             // change, the spec's MTU is set (as the user's) so that it stays.
-            if let (LinkKind::Bridge, Some(m), None) = (&d.kind, explicit_mtu, to.mtu) {
+            if let (LinkKind::Bridge, Some(m), None) = (&d.kind, d.mtu, to.mtu) {
                 let ports = |links: &BTreeMap<String, Link>| -> BTreeSet<String> {
                     links
                         .iter()
@@ -509,15 +505,18 @@ impl Planner<'_> {
                         .map(|(n, _)| n.clone())
                         .collect()
                 };
-                let live_ports = self.before.namespaces.get(&ns).map(|c| ports(&c.links)).unwrap_or_default();
-                if ports(&self.d.state.namespaces[&ns].links) != live_ports {
+                let live_ports = self.before.namespaces.get(ns).map(|c| ports(&c.links)).unwrap_or_default();
+                if ports(&desired.state.namespaces[ns].links) != live_ports {
                     to.mtu = Some(m);
                 }
             }
             if to.is_empty() {
                 continue;
             }
-            let from = link_current(&to, &live);
+            let from = link_current(&to, live);
+            let live_mtu = live.mtu;
+            let (ns, name) = (ns.clone(), name.clone());
+            let r = LinkRef { ns: ns.clone(), name: name.clone() };
             let flap = to.mac.is_some() || to.master.is_some() || to.up == Some(false);
             let mut ops = Vec::new();
             if to.up == Some(false) {
@@ -558,7 +557,7 @@ impl Planner<'_> {
             if let Some(l) = self.cur_ns(&ns).links.get_mut(&name) {
                 apply_settings(l, &to);
             }
-            let mtu_change = to.mtu.map(|new| (live.mtu, new));
+            let mtu_change = to.mtu.map(|new| (live_mtu, new));
             ops.push(Op {
                 ns: ns.clone(),
                 action: Action::SetLink { name: name.clone(), to, from },
