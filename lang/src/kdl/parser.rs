@@ -30,9 +30,7 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
         swallowed_rest: false,
         last_error_end: u32::MAX,
         entries: Vec::new(),
-        // Room for a node per line, the most a block usually holds: grown by doubling, the
-        // nodes of a firewall of 10,000 rules were copied a dozen times over.
-        open_nodes: Vec::with_capacity(newlines(src.as_bytes())),
+        open_nodes: Vec::new(),
     };
     p.bump();
     if p.tok.kind == TokenKind::Bom {
@@ -40,22 +38,6 @@ pub fn parse(src: &str, file: FileId) -> (Document<'_>, Vec<Diagnostic>) {
     }
     let nodes = p.document();
     (Document { nodes }, p.diags)
-}
-
-/// How many `\n` bytes `bytes` holds, eight at a time (a byte at a time, counting cost as much
-/// as the growth it spares).
-fn newlines(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut n = 0;
-    for chunk in &mut chunks {
-        // A zero byte of `x` is a newline; its high bit is set in `zero` exactly then.
-        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes")) ^ (ONES * u64::from(b'\n'));
-        let zero = !(((x & !HIGH) + !HIGH) | x) & HIGH;
-        n += zero.count_ones() as usize;
-    }
-    n + chunks.remainder().iter().filter(|b| **b == b'\n').count()
 }
 
 const EOF: Token = Token { kind: TokenKind::Newline, start: 0, end: 0, error: None, plain: false };
@@ -901,20 +883,6 @@ mod tests {
 
     fn names(doc: &Document) -> Vec<String> {
         doc.nodes.iter().map(|n| n.name.value.to_string()).collect()
-    }
-
-    #[test]
-    fn newlines_are_counted_in_every_position() {
-        for len in 0..40 {
-            for at in 0..len {
-                let mut text = vec![b'a'; len];
-                text[at] = b'\n';
-                text[len - 1 - (at * 7) % len] = b'\n';
-                let naive = text.iter().filter(|b| **b == b'\n').count();
-                assert_eq!(newlines(&text), naive, "{len} {at}");
-            }
-        }
-        assert_eq!(newlines("\n\u{8a}\n\n\u{10a}\u{a0a}".as_bytes()), 3);
     }
 
     #[test]
