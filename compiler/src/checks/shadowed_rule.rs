@@ -843,6 +843,12 @@ impl Merged {
         match self {
             Merged::One(r) => r.0 == m.0 && r.1 <= m.1 && r.2 >= m.2,
             Merged::Sorted(ranges) => {
+                // A later rule's value mostly comes after every earlier one's (addresses
+                // written in order): the last range decides, without a search.
+                let last = ranges.last().expect("a sorted union holds a range");
+                if (last.0, last.1) <= (m.0, m.1) {
+                    return last.0 == m.0 && last.2 >= m.2;
+                }
                 let after = ranges.partition_point(|r| (r.0, r.1) <= (m.0, m.1));
                 after > 0 && ranges[after - 1].0 == m.0 && ranges[after - 1].2 >= m.2
             }

@@ -32,7 +32,9 @@ impl NftState {
 impl Planner<'_> {
     pub(super) fn plan_nft(&mut self, nft: &BTreeMap<NsName, NftState>) {
         for (ns, script) in &self.d.nft {
-            let state = nft.get(ns).cloned().unwrap_or_default();
+            // Borrowed: the offline state holds the whole script, a copy per namespace.
+            let absent = NftState::default();
+            let state = nft.get(ns).unwrap_or(&absent);
             if state.unchanged_by_generation || state.live == state.planned {
                 continue;
             }
