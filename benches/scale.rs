@@ -300,6 +300,28 @@ impl Drop for Namespaces {
     }
 }
 
+/// Waits (at most a minute) until the machine is quiet: less than a tenth of its CPU time busy
+/// in each of three seconds running, as `/proc/stat` counts it (a namespace's teardown runs in
+/// bursts).
+fn settle() {
+    fn busy_idle() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let f: Vec<u64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+        (f.iter().take(8).sum::<u64>() - idle, idle)
+    }
+    let (start, mut quiet) = (Instant::now(), 0);
+    while quiet < 3 && start.elapsed() < Duration::from_secs(60) {
+        let (b0, i0) = busy_idle();
+        std::thread::sleep(Duration::from_secs(1));
+        let (b1, i1) = busy_idle();
+        let (busy, total) = (b1 - b0, (b1 - b0) + (i1 - i0));
+        quiet = if total > 0 && busy * 10 < total { quiet + 1 } else { 0 };
+    }
+}
+
 /// `nft -c -f FILE` in a fresh scratch namespace (the CPU of `unshare` and of nft).
 fn nft_check(file: &Path) -> Run {
     let r = run(Command::new("unshare").args(["--net", "nft", "-c", "-f"]).arg(file));
@@ -492,6 +514,8 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
         return;
     }
     let (pairs, routes) = (scale(1000), scale(10_000));
+    // Kernel-bound rows: they start on a quiet machine.
+    settle();
     let spec = s.file("links.kdl", &links_spec(pairs, routes));
     let spec = spec.to_str().expect("utf-8");
     let nss = Namespaces::new("apply");
@@ -520,6 +544,9 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
     // Runs of under 0.1 s: the least of five (of three, one slow spell decided).
     let noop = best(5, || netcfg(&["apply", spec, "--netns-root", &ours]));
     drop(nss);
+    // Deleting 20,000 links goes on in the kernel's background for a while: the rows after
+    // this one (a TCP rate among them) start once it is done.
+    settle();
     rows.push(Row {
         what: format!("no-op re-apply / first apply, {pairs} veth pairs on a bridge + {routes} routes"),
         netcfg: secs(noop.time),
