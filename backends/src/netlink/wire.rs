@@ -111,6 +111,33 @@ pub fn str_of(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v).ok()
 }
 
+/// The message at `*at` in `datagram`: its type, sequence number and payload, `*at` stepped
+/// past it; `None` at the end, `Err` when its length runs past the datagram.
+fn next_message<'d>(datagram: &'d [u8], at: &mut usize) -> Option<Result<Message<'d>, ()>> {
+    let h = datagram.get(*at..*at + NLMSG_HDRLEN)?;
+    let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let kind = u16::from_ne_bytes([h[4], h[5]]);
+    let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+    if mlen < NLMSG_HDRLEN || *at + mlen > datagram.len() {
+        return Some(Err(()));
+    }
+    let payload = &datagram[*at + NLMSG_HDRLEN..*at + mlen];
+    *at += align(mlen);
+    Some(Ok(Message { kind, seq, payload }))
+}
+
+/// A message of a datagram: its type, sequence number and payload (after the header).
+struct Message<'d> {
+    kind: u16,
+    seq: u32,
+    payload: &'d [u8],
+}
+
+/// The error code of an `NLMSG_ERROR` payload (0: an ack).
+fn error_code(payload: &[u8]) -> i32 {
+    payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+}
+
 /// A netlink route socket, blocking, in the namespace it was opened in: each dump is sent, then
 /// its datagrams are read and walked in place until `NLMSG_DONE`; a run of requests goes
 /// several to a datagram, answered only where refused ([`PlainSocket::run`]).
@@ -144,30 +171,18 @@ impl PlainSocket {
         req.serialize(&mut out);
         self.sock.send(&out, 0).map_err(io_err)?;
         loop {
-            let len = loop {
-                match self.recv() {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r.map_err(io_err)?,
-                }
-            };
+            let len = self.recv_whole().map_err(io_err)?;
             let mut at = 0;
-            while at + NLMSG_HDRLEN <= len {
-                let h = &self.buf[at..at + NLMSG_HDRLEN];
-                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if mlen < NLMSG_HDRLEN || at + mlen > len {
-                    return Err(NlError::other("netlink dump: a message runs past its datagram"));
-                }
-                let payload = &self.buf[at + NLMSG_HDRLEN..at + mlen];
-                at += align(mlen);
+            while let Some(m) = next_message(&self.buf[..len], &mut at) {
+                let Message { kind, seq, payload } =
+                    m.map_err(|()| NlError::other("netlink dump: a message runs past its datagram"))?;
                 if seq != self.seq {
                     continue;
                 }
                 match kind {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        let code = error_code(payload);
                         if code != 0 {
                             return Err(NlError::from_kernel(code, &payload[4..]));
                         }
@@ -233,35 +248,33 @@ impl PlainSocket {
         loop {
             // A full receive buffer drops answers (`ENOBUFS`): which requests were refused is
             // then unknown, and the datagram counts as refused from its first request.
-            let len = loop {
-                match self.recv() {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r.map_err(io_err)?,
-                }
-            };
+            let len = self.recv_whole().map_err(io_err)?;
             let mut at = 0;
-            while at + NLMSG_HDRLEN <= len {
-                let h = &self.buf[at..at + NLMSG_HDRLEN];
-                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if mlen < NLMSG_HDRLEN || at + mlen > len {
-                    return Err((0, NlError::other("netlink: a message runs past its datagram")));
-                }
-                let payload = &self.buf[at + NLMSG_HDRLEN..at + mlen];
-                at += align(mlen);
+            while let Some(m) = next_message(&self.buf[..len], &mut at) {
+                let Message { kind, seq, payload } =
+                    m.map_err(|()| (0, NlError::other("netlink: a message runs past its datagram")))?;
                 // Answers to an earlier dump left unread carry other numbers.
                 let k = seq.wrapping_sub(first_seq) as usize;
                 if kind != NLMSG_ERROR || k > last_seq.wrapping_sub(first_seq) as usize {
                     continue;
                 }
-                let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                let code = error_code(payload);
                 if code != 0 && refused.is_none() {
                     refused = Some((k, NlError::from_kernel(code, &payload[4..])));
                 }
                 if seq == last_seq {
                     return refused.map_or(Ok(()), Err);
                 }
+            }
+        }
+    }
+
+    /// [`PlainSocket::recv`], again when a signal interrupts it.
+    fn recv_whole(&mut self) -> io::Result<usize> {
+        loop {
+            match self.recv() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
             }
         }
     }
