@@ -83,11 +83,27 @@ fn apply(s: &mut Session, d: &netlink::Desired) -> Plan {
     p
 }
 
+/// Every namespace's dump, once two readings 300 ms apart agree: a link's carrier and operstate
+/// follow its peer's through the kernel's link-watch work, which on the emulated kernel lane
+/// lagged behind a fast apply (the host's `eth0` read `NO-CARRIER` before a no-op apply, up
+/// after).
 fn dump_all(node: &NodeRoot) -> Vec<(String, Option<String>)> {
-    ["@host", "pod-a", "pod-b", "pod-m", "pod-c", "task-1"]
-        .iter()
-        .map(|ns| (ns.to_string(), node.dump(ns, if *ns == "@host" { SYSCTLS } else { &[] })))
-        .collect()
+    let read = || -> Vec<(String, Option<String>)> {
+        ["@host", "pod-a", "pod-b", "pod-m", "pod-c", "task-1"]
+            .iter()
+            .map(|ns| (ns.to_string(), node.dump(ns, if *ns == "@host" { SYSCTLS } else { &[] })))
+            .collect()
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 #[test]
