@@ -92,6 +92,9 @@ struct Printer {
     glue: bool,
     /// The current line already ends with a line comment.
     has_trailing_comment: bool,
+    /// The `{` just opened carries a trailing line comment: the block is not empty, and its `}`
+    /// goes on a line of its own (after the comment it would be commented out).
+    open_has_comment: bool,
 }
 
 impl Printer {
@@ -110,6 +113,7 @@ impl Printer {
                 if matches!(self.line, Line::Node | Line::Ended | Line::Closed) && !self.has_trailing_comment {
                     self.out.push(' ');
                     self.out.push_str(text);
+                    self.open_has_comment |= self.block_start;
                 } else {
                     self.begin_line();
                     self.out.push_str(text);
@@ -161,10 +165,11 @@ impl Printer {
                 self.depth += 1;
                 self.line = Line::Ended;
                 self.block_start = true;
+                self.open_has_comment = false;
                 self.blank = false;
             }
             Kind::Close => {
-                if self.block_start {
+                if self.block_start && !self.open_has_comment {
                     // Nothing but line breaks since `{`: an empty block.
                     let len = self.out.trim_end().len();
                     self.out.truncate(len);
@@ -180,6 +185,7 @@ impl Printer {
                 self.line = Line::Closed;
                 self.has_trailing_comment = false;
                 self.block_start = false;
+                self.open_has_comment = false;
                 self.blank = false;
                 self.continuation = false;
             }
@@ -375,6 +381,15 @@ mod tests {
         }
         assert_eq!(fmt("node \"a\"\n\\"), "node \"a\"\n");
         assert_eq!(fmt("node \"a\"\n\\ // why\n"), "node \"a\"\n// why\n");
+    }
+
+    /// Found by fuzz_fmt in CI: a block holding only the comment on its `{` line was taken for
+    /// an empty block, and its `}` went onto the comment's line, commented out.
+    #[test]
+    fn a_block_holding_only_a_comment_on_its_brace_line_keeps_its_close_brace() {
+        assert_eq!(fmt("b \"x\"{ // c\n}\n"), "b \"x\" { // c\n}\n");
+        assert_eq!(fmt("a {\n  b \"x\" { // c\n\n  }\n}\n"), "a {\n    b \"x\" { // c\n    }\n}\n");
+        assert_eq!(fmt("b { // c\n}\nd {\n}\n"), "b { // c\n}\nd {}\n");
     }
 
     #[test]
