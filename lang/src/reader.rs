@@ -381,6 +381,11 @@ impl<'n> Reader<'n> {
 
     /// Child nodes named `name` (for repeated children like `address`).
     pub fn children(&mut self, name: &'static str) -> Vec<&'n KdlNode<'n>> {
+        // The names asked for serve only to report unknown children: a node without children
+        // (every route of a routing table) keeps no list, no heap block per node.
+        if self.children.is_empty() {
+            return Vec::new();
+        }
         self.known_children.push(name);
         let mut out = Vec::new();
         for (c, used) in self.children.iter_mut() {
