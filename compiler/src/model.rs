@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::vocab::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::Spanned;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -79,9 +80,31 @@ pub enum GatewayLookup<'a> {
 /// [`Model::lookup`] for the policy rules that choose between them.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
-    /// Longest prefix first; entries of one prefix sorted by metric.
-    by_prefix: Vec<(u8, bool, HashMap<IpNet, Vec<FibEntry>>)>,
+    /// Longest prefix first, per prefix length and family: the entries of each prefix, keyed by
+    /// the prefix's address bits ([`addr_bits`]) and sorted by metric. Most prefixes have one
+    /// entry, kept inline; an integer key hashes in a few instructions (a node of 10,000 routes
+    /// builds and queries these maps for each of its routes).
+    by_prefix: Vec<(u8, bool, HashMap<u128, PrefixEntries>)>,
     local: HashMap<IpAddr, LinkId>,
+}
+
+type PrefixEntries = SmallVec<[FibEntry; 1]>;
+
+/// An address as an integer (IPv4 in the low 32 bits): the key of a prefix in [`Fib`].
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_bits()),
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
+/// The bits of `addr_bits` that a prefix of `len` keeps (the network part).
+fn prefix_mask(len: u8, v4: bool) -> u128 {
+    let width = if v4 { 32 } else { 128 };
+    match u32::from(len) {
+        0 => 0,
+        len => (u128::MAX >> (128 - width)) & (u128::MAX << (width - len.min(width))),
+    }
 }
 
 impl Fib {
@@ -129,7 +152,9 @@ impl Fib {
                 });
             }
         }
-        for (i, r) in node.netns(ns).routes.iter().enumerate() {
+        let routes = &node.netns(ns).routes;
+        entries.reserve(routes.len());
+        for (i, r) in routes.iter().enumerate() {
             let dev_up = r.dev.as_ref().is_none_or(|d| node.link(d.value).up);
             if r.table == table && dev_up {
                 entries.push(FibEntry {
@@ -143,17 +168,35 @@ impl Fib {
                 });
             }
         }
-        let mut map: BTreeMap<(bool, u8), HashMap<IpNet, Vec<FibEntry>>> = BTreeMap::new();
+        // Per family (IPv4 first) and prefix length, how many entries: each map is made once at
+        // its size instead of growing through every power of two.
+        let mut counts = [[0usize; 129]; 2];
+        for e in &entries {
+            counts[usize::from(!e.dst.addr().is_ipv4())][usize::from(e.dst.prefix_len())] += 1;
+        }
+        let mut maps: [Vec<HashMap<u128, PrefixEntries>>; 2] = [Vec::new(), Vec::new()];
+        for (family, family_counts) in counts.iter().enumerate() {
+            maps[family] =
+                family_counts.iter().map(|n| HashMap::with_capacity_and_hasher(*n, Default::default())).collect();
+        }
         for e in entries {
-            map.entry((e.dst.addr().is_ipv4(), e.dst.prefix_len())).or_default().entry(e.dst).or_default().push(e);
+            let family = usize::from(!e.dst.addr().is_ipv4());
+            // The address as written: a prefix with host bits set matches no lookup, as before.
+            maps[family][usize::from(e.dst.prefix_len())].entry(addr_bits(e.dst.addr())).or_default().push(e);
         }
-        for ((v4, len), mut m) in map.into_iter().rev() {
-            for v in m.values_mut() {
-                v.sort_by_key(|e| e.metric);
+        let [mut v4_maps, mut v6_maps] = maps;
+        for len in (0..=128u8).rev() {
+            for (v4, family_maps) in [(true, &mut v4_maps), (false, &mut v6_maps)] {
+                let mut m = std::mem::take(&mut family_maps[usize::from(len)]);
+                if m.is_empty() {
+                    continue;
+                }
+                for v in m.values_mut() {
+                    v.sort_by_key(|e| e.metric);
+                }
+                fib.by_prefix.push((len, v4, m));
             }
-            fib.by_prefix.push((len, v4, m));
         }
-        fib.by_prefix.sort_by_key(|p| std::cmp::Reverse(p.0));
         fib
     }
 
@@ -162,12 +205,12 @@ impl Fib {
         if let Some(l) = self.local.get(&dst) {
             return Lookup::Local(*l);
         }
-        for (len, v4, m) in &self.by_prefix {
-            if *v4 != dst.is_ipv4() {
+        let (v4, bits) = (dst.is_ipv4(), addr_bits(dst));
+        for (len, family_v4, m) in &self.by_prefix {
+            if *family_v4 != v4 {
                 continue;
             }
-            let key = IpNet::new(dst, *len).expect("prefix fits").trunc();
-            if let Some(e) = m.get(&key).and_then(|v| v.first()) {
+            if let Some(e) = m.get(&(bits & prefix_mask(*len, v4))).and_then(|v| v.first()) {
                 return Lookup::Route(e);
             }
         }
@@ -185,12 +228,12 @@ impl Fib {
         if let Some(l) = self.local.get(&gateway) {
             return GatewayLookup::Local(*l);
         }
+        let bits = addr_bits(gateway);
         for (len, v4, m) in &self.by_prefix {
             if *v4 != gateway.is_ipv4() {
                 continue;
             }
-            let key = IpNet::new(gateway, *len).expect("prefix fits").trunc();
-            for e in m.get(&key).into_iter().flatten() {
+            for e in m.get(&(bits & prefix_mask(*len, *v4))).into_iter().flatten() {
                 if *v4 && e.scope == RouteScope::Global {
                     continue;
                 }
@@ -228,6 +271,33 @@ impl Fib {
     /// one prefix length come in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &FibEntry> + '_ {
         self.by_prefix.iter().flat_map(|(_, _, m)| m.values().flatten())
+    }
+}
+
+/// The main-table lookups of a check that asks about each route's gateway, each asked once
+/// per (namespace, address, dev): the routes of a node share a handful of gateways (a router of
+/// 10,000 routes via one), and the answer depends on nothing else. One per check run.
+#[derive(Default)]
+pub struct GatewayMemo<'m> {
+    gateways: HashMap<(NetnsRef, IpAddr, Option<LinkId>), GatewayLookup<'m>>,
+    lookups: HashMap<(NetnsRef, IpAddr), Lookup<'m>>,
+}
+
+impl<'m> GatewayMemo<'m> {
+    /// [`Fib::lookup_gateway`] in the main table of `ns`.
+    pub fn lookup_gateway(
+        &mut self,
+        model: &'m Model,
+        ns: NetnsRef,
+        gateway: IpAddr,
+        dev: Option<LinkId>,
+    ) -> GatewayLookup<'m> {
+        *self.gateways.entry((ns, gateway, dev)).or_insert_with(|| model.fib(ns).lookup_gateway(gateway, dev))
+    }
+
+    /// [`Fib::lookup`] in the main table of `ns`.
+    pub fn lookup(&mut self, model: &'m Model, ns: NetnsRef, dst: IpAddr) -> Lookup<'m> {
+        *self.lookups.entry((ns, dst)).or_insert_with(|| model.fib(ns).lookup(dst))
     }
 }
 
