@@ -98,6 +98,14 @@ fn addr_bits(a: IpAddr) -> u128 {
     }
 }
 
+/// An address as a pair that sorts as `IpAddr` does (IPv4 first) and compares in a few
+/// instructions.
+type AddrKey = (bool, u128);
+
+fn addr_key(a: IpAddr) -> AddrKey {
+    (a.is_ipv6(), addr_bits(a))
+}
+
 /// The bits of `addr_bits` that a prefix of `len` keeps (the network part).
 fn prefix_mask(len: u8, v4: bool) -> u128 {
     let width = if v4 { 32 } else { 128 };
@@ -200,6 +208,11 @@ impl Fib {
         fib
     }
 
+    /// The link of the namespace that holds `addr` as one of its addresses (in this table).
+    pub fn local_link(&self, addr: IpAddr) -> Option<LinkId> {
+        self.local.get(&addr).copied()
+    }
+
     /// Longest-prefix match in the main table (local addresses first, as the kernel does).
     pub fn lookup(&self, dst: IpAddr) -> Lookup<'_> {
         if let Some(l) = self.local.get(&dst) {
@@ -279,8 +292,8 @@ impl Fib {
 /// 10,000 routes via one), and the answer depends on nothing else. One per check run.
 #[derive(Default)]
 pub struct GatewayMemo<'m> {
-    gateways: HashMap<(NetnsRef, IpAddr, Option<LinkId>), GatewayLookup<'m>>,
-    lookups: HashMap<(NetnsRef, IpAddr), Lookup<'m>>,
+    gateways: Memo<(NetnsRef, IpAddr, Option<LinkId>), GatewayLookup<'m>>,
+    lookups: Memo<(NetnsRef, IpAddr), Lookup<'m>>,
 }
 
 impl<'m> GatewayMemo<'m> {
@@ -292,12 +305,38 @@ impl<'m> GatewayMemo<'m> {
         gateway: IpAddr,
         dev: Option<LinkId>,
     ) -> GatewayLookup<'m> {
-        *self.gateways.entry((ns, gateway, dev)).or_insert_with(|| model.fib(ns).lookup_gateway(gateway, dev))
+        self.gateways.get((ns, gateway, dev), || model.fib(ns).lookup_gateway(gateway, dev))
     }
 
     /// [`Fib::lookup`] in the main table of `ns`.
     pub fn lookup(&mut self, model: &'m Model, ns: NetnsRef, dst: IpAddr) -> Lookup<'m> {
-        *self.lookups.entry((ns, dst)).or_insert_with(|| model.fib(ns).lookup(dst))
+        self.lookups.get((ns, dst), || model.fib(ns).lookup(dst))
+    }
+}
+
+/// Answers by key, the last one at hand: routes via one gateway usually follow one another, and
+/// comparing a key costs less than hashing it.
+struct Memo<K, V> {
+    last: Option<(K, V)>,
+    seen: HashMap<K, V>,
+}
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo { last: None, seen: HashMap::default() }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V: Copy> Memo<K, V> {
+    fn get(&mut self, key: K, compute: impl FnOnce() -> V) -> V {
+        match self.last {
+            Some((k, v)) if k == key => v,
+            _ => {
+                let v = *self.seen.entry(key).or_insert_with(compute);
+                self.last = Some((key, v));
+                v
+            }
+        }
     }
 }
 
@@ -319,9 +358,14 @@ pub struct Model<'f> {
     fibs: Vec<Vec<Fib>>,
     /// Per node and namespace, every other table the namespace's routes or rules name.
     tables: Vec<Vec<BTreeMap<u32, Fib>>>,
-    segment: HashMap<LinkRef, SegmentId>,
+    /// Per node, index = `LinkId`.
+    segment: Vec<Vec<SegmentId>>,
     segments: Vec<Vec<LinkRef>>,
-    owners: BTreeMap<IpAddr, Vec<AddrRef>>,
+    /// Every declared address (loopbacks excluded) in address order, and who carries it at the
+    /// same index; one address's carriers in fleet order. Sorted vectors: a route's lookup of
+    /// the addresses in its destination is a binary search, not a tree walk.
+    owner_addrs: Vec<AddrKey>,
+    owner_refs: Vec<AddrRef>,
     /// Per node, index = `LinkId`.
     mtus: Vec<Vec<u32>>,
 }
@@ -353,23 +397,23 @@ impl<'f> Model<'f> {
                     .collect()
             })
             .collect();
-        let mut owners: BTreeMap<IpAddr, Vec<AddrRef>> = BTreeMap::new();
+        let mut owners: Vec<(IpAddr, AddrRef)> = Vec::new();
         for n in &fleet.nodes {
             for l in &n.links {
                 if matches!(l.kind, LinkKind::Loopback) {
                     continue;
                 }
                 for (i, a) in l.addresses.iter().enumerate() {
-                    owners
-                        .entry(a.addr())
-                        .or_default()
-                        .push(AddrRef { link: LinkRef { node: n.id, link: l.id }, index: i });
+                    owners.push((a.addr(), AddrRef { link: LinkRef { node: n.id, link: l.id }, index: i }));
                 }
             }
         }
+        // Stable: the carriers of one address stay in fleet order.
+        owners.sort_by_key(|(addr, _)| *addr);
+        let (owner_addrs, owner_refs) = owners.into_iter().map(|(a, r)| (addr_key(a), r)).unzip();
         let (segment, segments) = build_segments(fleet);
         let mtus = fleet.nodes.iter().map(link_mtus).collect();
-        Model { fleet, fibs, tables, segment, segments, owners, mtus }
+        Model { fleet, fibs, tables, segment, segments, owner_addrs, owner_refs, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -500,7 +544,7 @@ impl<'f> Model<'f> {
     }
 
     pub fn segment_of(&self, l: LinkRef) -> SegmentId {
-        self.segment[&l]
+        self.segment[l.node.0 as usize][l.link.0 as usize]
     }
 
     /// The links attached to one L2 segment.
@@ -510,12 +554,20 @@ impl<'f> Model<'f> {
 
     /// The links (not loopbacks) that carry `addr` as one of their addresses.
     pub fn owners(&self, addr: IpAddr) -> &[AddrRef] {
-        self.owners.get(&addr).map(|v| v.as_slice()).unwrap_or(&[])
+        self.owners_between(addr, addr)
     }
 
     /// Every declared address inside `net` (loopbacks excluded), in address order.
     pub fn addresses_in(&self, net: IpNet) -> impl Iterator<Item = AddrRef> + '_ {
-        self.owners.range(net.network()..=net.broadcast()).flat_map(|(_, v)| v.iter().copied())
+        self.owners_between(net.network(), net.broadcast()).iter().copied()
+    }
+
+    /// The carriers of the addresses from `first` to `last`, both included.
+    fn owners_between(&self, first: IpAddr, last: IpAddr) -> &[AddrRef] {
+        let (first, last) = (addr_key(first), addr_key(last));
+        let from = self.owner_addrs.partition_point(|a| *a < first);
+        let to = from + self.owner_addrs[from..].partition_point(|a| *a <= last);
+        &self.owner_refs[from..to]
     }
 
     /// Who answers for `addr` on the L2 segment of `link` (a next hop, an on-link peer).
@@ -664,16 +716,16 @@ fn tagged_bridge(node: &Node, wire: LinkId, vid: u16) -> Option<LinkId> {
 /// Union-find over links: bridge ports join their bridge, veth ends join, macvlans join their
 /// parent, VXLANs with one VNI join across nodes, and NICs whose connected subnets are equal
 /// join across nodes (they are taken to share a LAN).
-fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRef>>) {
-    let mut index: HashMap<LinkRef, usize> = HashMap::default();
+fn build_segments(fleet: &Fleet) -> (Vec<Vec<SegmentId>>, Vec<Vec<LinkRef>>) {
+    // Links are numbered across the fleet node after node: a node's first link, then its
+    // `LinkId` (ids are indices into `Node::links`).
+    let mut first_of_node = Vec::with_capacity(fleet.nodes.len());
     let mut refs = Vec::new();
     for n in &fleet.nodes {
-        for l in &n.links {
-            let r = LinkRef { node: n.id, link: l.id };
-            index.insert(r, refs.len());
-            refs.push(r);
-        }
+        first_of_node.push(refs.len());
+        refs.extend(n.links.iter().map(|l| LinkRef { node: n.id, link: l.id }));
     }
+    let index = |r: LinkRef| first_of_node[r.node.0 as usize] + r.link.0 as usize;
     let mut parent: Vec<usize> = (0..refs.len()).collect();
     fn find(p: &mut [usize], mut x: usize) -> usize {
         while p[x] != x {
@@ -692,14 +744,14 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
     let mut by_lan: HashMap<IpNet, usize> = HashMap::default();
     for n in &fleet.nodes {
         for l in &n.links {
-            let me = index[&LinkRef { node: n.id, link: l.id }];
+            let me = index(LinkRef { node: n.id, link: l.id });
             if let Some(m) = &l.master {
-                union(&mut parent, me, index[&LinkRef { node: n.id, link: m.value }]);
+                union(&mut parent, me, index(LinkRef { node: n.id, link: m.value }));
             }
             match &l.kind {
-                LinkKind::Veth { peer } => union(&mut parent, me, index[&LinkRef { node: n.id, link: *peer }]),
+                LinkKind::Veth { peer } => union(&mut parent, me, index(LinkRef { node: n.id, link: *peer })),
                 LinkKind::Macvlan { parent: p, .. } | LinkKind::Ipvlan { parent: p, .. } => {
-                    union(&mut parent, me, index[&LinkRef { node: n.id, link: p.value }])
+                    union(&mut parent, me, index(LinkRef { node: n.id, link: p.value }))
                 }
                 LinkKind::Vxlan { vni, .. } => {
                     let first = *by_vni.entry(vni.value).or_insert(me);
@@ -709,7 +761,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
                 // id tagged (the link itself or its veth peer) is on that bridge.
                 LinkKind::Vlan { parent: p, id, .. } if tagged_bridge(n, p.value, id.value).is_some() => {
                     let b = tagged_bridge(n, p.value, id.value).expect("matched");
-                    union(&mut parent, me, index[&LinkRef { node: n.id, link: b }]);
+                    union(&mut parent, me, index(LinkRef { node: n.id, link: b }));
                 }
                 // NICs, and what stands for one on the wire, meet by their connected subnets.
                 LinkKind::Ethernet | LinkKind::Vlan { .. } | LinkKind::Bond(_) | LinkKind::Tunnel(_) => {
@@ -726,7 +778,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
     }
     let mut seg_of_root: HashMap<usize, SegmentId> = HashMap::default();
     let mut segments: Vec<Vec<LinkRef>> = Vec::new();
-    let mut segment = HashMap::default();
+    let mut segment: Vec<Vec<SegmentId>> = fleet.nodes.iter().map(|n| Vec::with_capacity(n.links.len())).collect();
     for (i, r) in refs.iter().enumerate() {
         let root = find(&mut parent, i);
         let id = *seg_of_root.entry(root).or_insert_with(|| {
@@ -734,7 +786,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
             SegmentId((segments.len() - 1) as u32)
         });
         segments[id.0 as usize].push(*r);
-        segment.insert(*r, id);
+        segment[r.node.0 as usize].push(id);
     }
     (segment, segments)
 }

@@ -114,7 +114,8 @@ fn check_route<'m>(
         );
     }
     let fib = model.fib(ns);
-    if let GatewayLookup::Local(l) = memo.lookup_gateway(model, ns, gateway, None) {
+    // What `lookup_gateway` finds first, without a device: an address of the namespace.
+    if let Some(l) = fib.local_link(gateway) {
         let owner = node.link(l);
         let mut d = Diagnostic::error(CHECK.code, via.span, format!("gateway `{gateway}` is a local address"))
             .with_label(format!("an address of {}", node.describe_netns(netns.id)));
