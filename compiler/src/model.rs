@@ -294,6 +294,7 @@ impl Fib {
 pub struct GatewayMemo<'m> {
     gateways: Memo<(NetnsRef, IpAddr, Option<LinkId>), GatewayLookup<'m>>,
     lookups: Memo<(NetnsRef, IpAddr), Lookup<'m>>,
+    owners: Memo<(LinkRef, IpAddr), Option<AddrRef>>,
 }
 
 impl<'m> GatewayMemo<'m> {
@@ -311,6 +312,11 @@ impl<'m> GatewayMemo<'m> {
     /// [`Fib::lookup`] in the main table of `ns`.
     pub fn lookup(&mut self, model: &'m Model, ns: NetnsRef, dst: IpAddr) -> Lookup<'m> {
         self.lookups.get((ns, dst), || model.fib(ns).lookup(dst))
+    }
+
+    /// [`Model::owner_on_segment`]: who answers for a gateway on the route's link.
+    pub fn owner_on_segment(&mut self, model: &'m Model, link: LinkRef, gateway: IpAddr) -> Option<AddrRef> {
+        self.owners.get((link, gateway), || model.owner_on_segment(link, gateway))
     }
 }
 
