@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::vocab::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::Spanned;
-use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -80,15 +80,19 @@ pub enum GatewayLookup<'a> {
 /// [`Model::lookup`] for the policy rules that choose between them.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
-    /// Longest prefix first, per prefix length and family: the entries of each prefix, keyed by
-    /// the prefix's address bits ([`addr_bits`]) and sorted by metric. Most prefixes have one
-    /// entry, kept inline; an integer key hashes in a few instructions (a node of 10,000 routes
-    /// builds and queries these maps for each of its routes).
-    by_prefix: Vec<(u8, bool, HashMap<u128, PrefixEntries>)>,
+    /// Every entry of the table, in the order they were added.
+    entries: Vec<FibEntry>,
+    /// Per entry, the next entry of the same prefix by metric ([`NO_ENTRY`] after the last).
+    next: Vec<u32>,
+    /// Longest prefix first, per prefix length and family: the first and last entry (lowest and
+    /// highest metric) of each prefix, keyed by the prefix's address bits ([`addr_bits`]). An
+    /// integer key hashes in a few instructions, and the entries are not moved into the maps
+    /// (a node of 10,000 routes builds and queries these for each of its routes).
+    by_prefix: Vec<(u8, bool, HashMap<u128, (u32, u32)>)>,
     local: HashMap<IpAddr, LinkId>,
 }
 
-type PrefixEntries = SmallVec<[FibEntry; 1]>;
+const NO_ENTRY: u32 = u32::MAX;
 
 /// An address as an integer (IPv4 in the low 32 bits): the key of a prefix in [`Fib`].
 fn addr_bits(a: IpAddr) -> u128 {
@@ -182,30 +186,50 @@ impl Fib {
         for e in &entries {
             counts[usize::from(!e.dst.addr().is_ipv4())][usize::from(e.dst.prefix_len())] += 1;
         }
-        let mut maps: [Vec<HashMap<u128, PrefixEntries>>; 2] = [Vec::new(), Vec::new()];
+        let mut maps: [Vec<HashMap<u128, (u32, u32)>>; 2] = [Vec::new(), Vec::new()];
         for (family, family_counts) in counts.iter().enumerate() {
             maps[family] =
                 family_counts.iter().map(|n| HashMap::with_capacity_and_hasher(*n, Default::default())).collect();
         }
-        for e in entries {
+        // Chained by metric, equal metrics in the order added: entries taken in that order are
+        // appended to their prefix's chain.
+        let mut by_metric: Vec<u32> = (0..entries.len() as u32).collect();
+        by_metric.sort_by_key(|i| entries[*i as usize].metric);
+        let mut next = vec![NO_ENTRY; entries.len()];
+        for i in by_metric {
+            let e = &entries[i as usize];
             let family = usize::from(!e.dst.addr().is_ipv4());
             // The address as written: a prefix with host bits set matches no lookup, as before.
-            maps[family][usize::from(e.dst.prefix_len())].entry(addr_bits(e.dst.addr())).or_default().push(e);
+            let key = addr_bits(e.dst.addr());
+            match maps[family][usize::from(e.dst.prefix_len())].entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert((i, i));
+                }
+                Entry::Occupied(mut o) => {
+                    let (_, last) = o.get_mut();
+                    next[*last as usize] = i;
+                    *last = i;
+                }
+            }
         }
         let [mut v4_maps, mut v6_maps] = maps;
         for len in (0..=128u8).rev() {
             for (v4, family_maps) in [(true, &mut v4_maps), (false, &mut v6_maps)] {
-                let mut m = std::mem::take(&mut family_maps[usize::from(len)]);
-                if m.is_empty() {
-                    continue;
+                let m = std::mem::take(&mut family_maps[usize::from(len)]);
+                if !m.is_empty() {
+                    fib.by_prefix.push((len, v4, m));
                 }
-                for v in m.values_mut() {
-                    v.sort_by_key(|e| e.metric);
-                }
-                fib.by_prefix.push((len, v4, m));
             }
         }
+        fib.entries = entries;
+        fib.next = next;
         fib
+    }
+
+    /// The entries of one prefix, lowest metric first, from its first entry.
+    fn chain(&self, first: u32) -> impl Iterator<Item = &FibEntry> + '_ {
+        std::iter::successors(Some(first), |i| Some(self.next[*i as usize]).filter(|n| *n != NO_ENTRY))
+            .map(|i| &self.entries[i as usize])
     }
 
     /// The link of the namespace that holds `addr` as one of its addresses (in this table).
@@ -223,8 +247,8 @@ impl Fib {
             if *family_v4 != v4 {
                 continue;
             }
-            if let Some(e) = m.get(&(bits & prefix_mask(*len, v4))).and_then(|v| v.first()) {
-                return Lookup::Route(e);
+            if let Some((first, _)) = m.get(&(bits & prefix_mask(*len, v4))) {
+                return Lookup::Route(&self.entries[*first as usize]);
             }
         }
         Lookup::NoRoute
@@ -246,7 +270,7 @@ impl Fib {
             if *v4 != gateway.is_ipv4() {
                 continue;
             }
-            for e in m.get(&(bits & prefix_mask(*len, *v4))).into_iter().flatten() {
+            for e in m.get(&(bits & prefix_mask(*len, *v4))).into_iter().flat_map(|(first, _)| self.chain(*first)) {
                 if *v4 && e.scope == RouteScope::Global {
                     continue;
                 }
@@ -280,10 +304,9 @@ impl Fib {
         }
     }
 
-    /// Every entry of the table (connected and static routes), longest prefix first; entries of
-    /// one prefix length come in no particular order.
+    /// Every entry of the table (connected, DHCP and static routes), in the order they were added.
     pub fn entries(&self) -> impl Iterator<Item = &FibEntry> + '_ {
-        self.by_prefix.iter().flat_map(|(_, _, m)| m.values().flatten())
+        self.entries.iter()
     }
 }
 
