@@ -88,9 +88,12 @@ pub struct Fib {
     /// highest metric) of each prefix, keyed by the prefix's address bits ([`addr_bits`]). An
     /// integer key hashes in a few instructions, and the entries are not moved into the maps
     /// (a node of 10,000 routes builds and queries these for each of its routes).
-    by_prefix: Vec<(u8, bool, HashMap<u128, (u32, u32)>)>,
+    by_prefix: Vec<(u8, bool, PrefixMap)>,
     local: HashMap<IpAddr, LinkId>,
 }
+
+/// The prefixes of one length and family: address bits to first and last entry.
+type PrefixMap = HashMap<u128, (u32, u32)>;
 
 const NO_ENTRY: u32 = u32::MAX;
 
@@ -186,7 +189,7 @@ impl Fib {
         for e in &entries {
             counts[usize::from(!e.dst.addr().is_ipv4())][usize::from(e.dst.prefix_len())] += 1;
         }
-        let mut maps: [Vec<HashMap<u128, (u32, u32)>>; 2] = [Vec::new(), Vec::new()];
+        let mut maps: [Vec<PrefixMap>; 2] = [Vec::new(), Vec::new()];
         for (family, family_counts) in counts.iter().enumerate() {
             maps[family] =
                 family_counts.iter().map(|n| HashMap::with_capacity_and_hasher(*n, Default::default())).collect();
