@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use netcfg_lang::value::{ConfScope, SysctlPath};
 use netcfg_lang::vocab::{Family, RouteScope, RouteType, RpFilter};
 use netcfg_lang::Spanned;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -79,9 +80,46 @@ pub enum GatewayLookup<'a> {
 /// [`Model::lookup`] for the policy rules that choose between them.
 #[derive(Clone, Debug, Default)]
 pub struct Fib {
-    /// Longest prefix first; entries of one prefix sorted by metric.
-    by_prefix: Vec<(u8, bool, HashMap<IpNet, Vec<FibEntry>>)>,
+    /// Every entry of the table, in the order they were added.
+    entries: Vec<FibEntry>,
+    /// Per entry, the next entry of the same prefix by metric ([`NO_ENTRY`] after the last).
+    next: Vec<u32>,
+    /// Longest prefix first, per prefix length and family: the first and last entry (lowest and
+    /// highest metric) of each prefix, keyed by the prefix's address bits ([`addr_bits`]). An
+    /// integer key hashes in a few instructions, and the entries are not moved into the maps
+    /// (a node of 10,000 routes builds and queries these for each of its routes).
+    by_prefix: Vec<(u8, bool, PrefixMap)>,
     local: HashMap<IpAddr, LinkId>,
+}
+
+/// The prefixes of one length and family: address bits to first and last entry.
+type PrefixMap = HashMap<u128, (u32, u32)>;
+
+const NO_ENTRY: u32 = u32::MAX;
+
+/// An address as an integer (IPv4 in the low 32 bits): the key of a prefix in [`Fib`].
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_bits()),
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
+/// An address as a pair that sorts as `IpAddr` does (IPv4 first) and compares in a few
+/// instructions.
+type AddrKey = (bool, u128);
+
+fn addr_key(a: IpAddr) -> AddrKey {
+    (a.is_ipv6(), addr_bits(a))
+}
+
+/// The bits of `addr_bits` that a prefix of `len` keeps (the network part).
+fn prefix_mask(len: u8, v4: bool) -> u128 {
+    let width = if v4 { 32 } else { 128 };
+    match u32::from(len) {
+        0 => 0,
+        len => (u128::MAX >> (128 - width)) & (u128::MAX << (width - len.min(width))),
+    }
 }
 
 impl Fib {
@@ -129,7 +167,9 @@ impl Fib {
                 });
             }
         }
-        for (i, r) in node.netns(ns).routes.iter().enumerate() {
+        let routes = &node.netns(ns).routes;
+        entries.reserve(routes.len());
+        for (i, r) in routes.iter().enumerate() {
             let dev_up = r.dev.as_ref().is_none_or(|d| node.link(d.value).up);
             if r.table == table && dev_up {
                 entries.push(FibEntry {
@@ -143,18 +183,61 @@ impl Fib {
                 });
             }
         }
-        let mut map: BTreeMap<(bool, u8), HashMap<IpNet, Vec<FibEntry>>> = BTreeMap::new();
-        for e in entries {
-            map.entry((e.dst.addr().is_ipv4(), e.dst.prefix_len())).or_default().entry(e.dst).or_default().push(e);
+        // Per family (IPv4 first) and prefix length, how many entries: each map is made once at
+        // its size instead of growing through every power of two.
+        let mut counts = [[0usize; 129]; 2];
+        for e in &entries {
+            counts[usize::from(!e.dst.addr().is_ipv4())][usize::from(e.dst.prefix_len())] += 1;
         }
-        for ((v4, len), mut m) in map.into_iter().rev() {
-            for v in m.values_mut() {
-                v.sort_by_key(|e| e.metric);
+        let mut maps: [Vec<PrefixMap>; 2] = [Vec::new(), Vec::new()];
+        for (family, family_counts) in counts.iter().enumerate() {
+            maps[family] =
+                family_counts.iter().map(|n| HashMap::with_capacity_and_hasher(*n, Default::default())).collect();
+        }
+        // Chained by metric, equal metrics in the order added: entries taken in that order are
+        // appended to their prefix's chain.
+        let mut by_metric: Vec<u32> = (0..entries.len() as u32).collect();
+        by_metric.sort_by_key(|i| entries[*i as usize].metric);
+        let mut next = vec![NO_ENTRY; entries.len()];
+        for i in by_metric {
+            let e = &entries[i as usize];
+            let family = usize::from(!e.dst.addr().is_ipv4());
+            // The address as written: a prefix with host bits set matches no lookup, as before.
+            let key = addr_bits(e.dst.addr());
+            match maps[family][usize::from(e.dst.prefix_len())].entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert((i, i));
+                }
+                Entry::Occupied(mut o) => {
+                    let (_, last) = o.get_mut();
+                    next[*last as usize] = i;
+                    *last = i;
+                }
             }
-            fib.by_prefix.push((len, v4, m));
         }
-        fib.by_prefix.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let [mut v4_maps, mut v6_maps] = maps;
+        for len in (0..=128u8).rev() {
+            for (v4, family_maps) in [(true, &mut v4_maps), (false, &mut v6_maps)] {
+                let m = std::mem::take(&mut family_maps[usize::from(len)]);
+                if !m.is_empty() {
+                    fib.by_prefix.push((len, v4, m));
+                }
+            }
+        }
+        fib.entries = entries;
+        fib.next = next;
         fib
+    }
+
+    /// The entries of one prefix, lowest metric first, from its first entry.
+    fn chain(&self, first: u32) -> impl Iterator<Item = &FibEntry> + '_ {
+        std::iter::successors(Some(first), |i| Some(self.next[*i as usize]).filter(|n| *n != NO_ENTRY))
+            .map(|i| &self.entries[i as usize])
+    }
+
+    /// The link of the namespace that holds `addr` as one of its addresses (in this table).
+    pub fn local_link(&self, addr: IpAddr) -> Option<LinkId> {
+        self.local.get(&addr).copied()
     }
 
     /// Longest-prefix match in the main table (local addresses first, as the kernel does).
@@ -162,13 +245,13 @@ impl Fib {
         if let Some(l) = self.local.get(&dst) {
             return Lookup::Local(*l);
         }
-        for (len, v4, m) in &self.by_prefix {
-            if *v4 != dst.is_ipv4() {
+        let (v4, bits) = (dst.is_ipv4(), addr_bits(dst));
+        for (len, family_v4, m) in &self.by_prefix {
+            if *family_v4 != v4 {
                 continue;
             }
-            let key = IpNet::new(dst, *len).expect("prefix fits").trunc();
-            if let Some(e) = m.get(&key).and_then(|v| v.first()) {
-                return Lookup::Route(e);
+            if let Some((first, _)) = m.get(&(bits & prefix_mask(*len, v4))) {
+                return Lookup::Route(&self.entries[*first as usize]);
             }
         }
         Lookup::NoRoute
@@ -185,12 +268,12 @@ impl Fib {
         if let Some(l) = self.local.get(&gateway) {
             return GatewayLookup::Local(*l);
         }
+        let bits = addr_bits(gateway);
         for (len, v4, m) in &self.by_prefix {
             if *v4 != gateway.is_ipv4() {
                 continue;
             }
-            let key = IpNet::new(gateway, *len).expect("prefix fits").trunc();
-            for e in m.get(&key).into_iter().flatten() {
+            for e in m.get(&(bits & prefix_mask(*len, *v4))).into_iter().flat_map(|(first, _)| self.chain(*first)) {
                 if *v4 && e.scope == RouteScope::Global {
                     continue;
                 }
@@ -224,10 +307,68 @@ impl Fib {
         }
     }
 
-    /// Every entry of the table (connected and static routes), longest prefix first; entries of
-    /// one prefix length come in no particular order.
+    /// Every entry of the table (connected, DHCP and static routes), in the order they were added.
     pub fn entries(&self) -> impl Iterator<Item = &FibEntry> + '_ {
-        self.by_prefix.iter().flat_map(|(_, _, m)| m.values().flatten())
+        self.entries.iter()
+    }
+}
+
+/// The main-table lookups of a check that asks about each route's gateway, each asked once
+/// per (namespace, address, dev): the routes of a node share a handful of gateways (a router of
+/// 10,000 routes via one), and the answer depends on nothing else. One per check run.
+#[derive(Default)]
+pub struct GatewayMemo<'m> {
+    gateways: Memo<(NetnsRef, IpAddr, Option<LinkId>), GatewayLookup<'m>>,
+    lookups: Memo<(NetnsRef, IpAddr), Lookup<'m>>,
+    owners: Memo<(LinkRef, IpAddr), Option<AddrRef>>,
+}
+
+impl<'m> GatewayMemo<'m> {
+    /// [`Fib::lookup_gateway`] in the main table of `ns`.
+    pub fn lookup_gateway(
+        &mut self,
+        model: &'m Model,
+        ns: NetnsRef,
+        gateway: IpAddr,
+        dev: Option<LinkId>,
+    ) -> GatewayLookup<'m> {
+        self.gateways.get((ns, gateway, dev), || model.fib(ns).lookup_gateway(gateway, dev))
+    }
+
+    /// [`Fib::lookup`] in the main table of `ns`.
+    pub fn lookup(&mut self, model: &'m Model, ns: NetnsRef, dst: IpAddr) -> Lookup<'m> {
+        self.lookups.get((ns, dst), || model.fib(ns).lookup(dst))
+    }
+
+    /// [`Model::owner_on_segment`]: who answers for a gateway on the route's link.
+    pub fn owner_on_segment(&mut self, model: &'m Model, link: LinkRef, gateway: IpAddr) -> Option<AddrRef> {
+        self.owners.get((link, gateway), || model.owner_on_segment(link, gateway))
+    }
+}
+
+/// Answers by key, the last one at hand: routes via one gateway usually follow one another, and
+/// comparing a key costs less than hashing it.
+struct Memo<K, V> {
+    last: Option<(K, V)>,
+    seen: HashMap<K, V>,
+}
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo { last: None, seen: HashMap::default() }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V: Copy> Memo<K, V> {
+    fn get(&mut self, key: K, compute: impl FnOnce() -> V) -> V {
+        match self.last {
+            Some((k, v)) if k == key => v,
+            _ => {
+                let v = *self.seen.entry(key).or_insert_with(compute);
+                self.last = Some((key, v));
+                v
+            }
+        }
     }
 }
 
@@ -249,9 +390,14 @@ pub struct Model<'f> {
     fibs: Vec<Vec<Fib>>,
     /// Per node and namespace, every other table the namespace's routes or rules name.
     tables: Vec<Vec<BTreeMap<u32, Fib>>>,
-    segment: HashMap<LinkRef, SegmentId>,
+    /// Per node, index = `LinkId`.
+    segment: Vec<Vec<SegmentId>>,
     segments: Vec<Vec<LinkRef>>,
-    owners: BTreeMap<IpAddr, Vec<AddrRef>>,
+    /// Every declared address (loopbacks excluded) in address order, and who carries it at the
+    /// same index; one address's carriers in fleet order. Sorted vectors: a route's lookup of
+    /// the addresses in its destination is a binary search, not a tree walk.
+    owner_addrs: Vec<AddrKey>,
+    owner_refs: Vec<AddrRef>,
     /// Per node, index = `LinkId`.
     mtus: Vec<Vec<u32>>,
 }
@@ -283,23 +429,23 @@ impl<'f> Model<'f> {
                     .collect()
             })
             .collect();
-        let mut owners: BTreeMap<IpAddr, Vec<AddrRef>> = BTreeMap::new();
+        let mut owners: Vec<(IpAddr, AddrRef)> = Vec::new();
         for n in &fleet.nodes {
             for l in &n.links {
                 if matches!(l.kind, LinkKind::Loopback) {
                     continue;
                 }
                 for (i, a) in l.addresses.iter().enumerate() {
-                    owners
-                        .entry(a.addr())
-                        .or_default()
-                        .push(AddrRef { link: LinkRef { node: n.id, link: l.id }, index: i });
+                    owners.push((a.addr(), AddrRef { link: LinkRef { node: n.id, link: l.id }, index: i }));
                 }
             }
         }
+        // Stable: the carriers of one address stay in fleet order.
+        owners.sort_by_key(|(addr, _)| *addr);
+        let (owner_addrs, owner_refs) = owners.into_iter().map(|(a, r)| (addr_key(a), r)).unzip();
         let (segment, segments) = build_segments(fleet);
         let mtus = fleet.nodes.iter().map(link_mtus).collect();
-        Model { fleet, fibs, tables, segment, segments, owners, mtus }
+        Model { fleet, fibs, tables, segment, segments, owner_addrs, owner_refs, mtus }
     }
 
     pub fn node(&self, id: NodeId) -> &'f Node {
@@ -430,7 +576,7 @@ impl<'f> Model<'f> {
     }
 
     pub fn segment_of(&self, l: LinkRef) -> SegmentId {
-        self.segment[&l]
+        self.segment[l.node.0 as usize][l.link.0 as usize]
     }
 
     /// The links attached to one L2 segment.
@@ -440,12 +586,20 @@ impl<'f> Model<'f> {
 
     /// The links (not loopbacks) that carry `addr` as one of their addresses.
     pub fn owners(&self, addr: IpAddr) -> &[AddrRef] {
-        self.owners.get(&addr).map(|v| v.as_slice()).unwrap_or(&[])
+        self.owners_between(addr, addr)
     }
 
     /// Every declared address inside `net` (loopbacks excluded), in address order.
     pub fn addresses_in(&self, net: IpNet) -> impl Iterator<Item = AddrRef> + '_ {
-        self.owners.range(net.network()..=net.broadcast()).flat_map(|(_, v)| v.iter().copied())
+        self.owners_between(net.network(), net.broadcast()).iter().copied()
+    }
+
+    /// The carriers of the addresses from `first` to `last`, both included.
+    fn owners_between(&self, first: IpAddr, last: IpAddr) -> &[AddrRef] {
+        let (first, last) = (addr_key(first), addr_key(last));
+        let from = self.owner_addrs.partition_point(|a| *a < first);
+        let to = from + self.owner_addrs[from..].partition_point(|a| *a <= last);
+        &self.owner_refs[from..to]
     }
 
     /// Who answers for `addr` on the L2 segment of `link` (a next hop, an on-link peer).
@@ -594,16 +748,16 @@ fn tagged_bridge(node: &Node, wire: LinkId, vid: u16) -> Option<LinkId> {
 /// Union-find over links: bridge ports join their bridge, veth ends join, macvlans join their
 /// parent, VXLANs with one VNI join across nodes, and NICs whose connected subnets are equal
 /// join across nodes (they are taken to share a LAN).
-fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRef>>) {
-    let mut index: HashMap<LinkRef, usize> = HashMap::default();
+fn build_segments(fleet: &Fleet) -> (Vec<Vec<SegmentId>>, Vec<Vec<LinkRef>>) {
+    // Links are numbered across the fleet node after node: a node's first link, then its
+    // `LinkId` (ids are indices into `Node::links`).
+    let mut first_of_node = Vec::with_capacity(fleet.nodes.len());
     let mut refs = Vec::new();
     for n in &fleet.nodes {
-        for l in &n.links {
-            let r = LinkRef { node: n.id, link: l.id };
-            index.insert(r, refs.len());
-            refs.push(r);
-        }
+        first_of_node.push(refs.len());
+        refs.extend(n.links.iter().map(|l| LinkRef { node: n.id, link: l.id }));
     }
+    let index = |r: LinkRef| first_of_node[r.node.0 as usize] + r.link.0 as usize;
     let mut parent: Vec<usize> = (0..refs.len()).collect();
     fn find(p: &mut [usize], mut x: usize) -> usize {
         while p[x] != x {
@@ -622,14 +776,14 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
     let mut by_lan: HashMap<IpNet, usize> = HashMap::default();
     for n in &fleet.nodes {
         for l in &n.links {
-            let me = index[&LinkRef { node: n.id, link: l.id }];
+            let me = index(LinkRef { node: n.id, link: l.id });
             if let Some(m) = &l.master {
-                union(&mut parent, me, index[&LinkRef { node: n.id, link: m.value }]);
+                union(&mut parent, me, index(LinkRef { node: n.id, link: m.value }));
             }
             match &l.kind {
-                LinkKind::Veth { peer } => union(&mut parent, me, index[&LinkRef { node: n.id, link: *peer }]),
+                LinkKind::Veth { peer } => union(&mut parent, me, index(LinkRef { node: n.id, link: *peer })),
                 LinkKind::Macvlan { parent: p, .. } | LinkKind::Ipvlan { parent: p, .. } => {
-                    union(&mut parent, me, index[&LinkRef { node: n.id, link: p.value }])
+                    union(&mut parent, me, index(LinkRef { node: n.id, link: p.value }))
                 }
                 LinkKind::Vxlan { vni, .. } => {
                     let first = *by_vni.entry(vni.value).or_insert(me);
@@ -639,7 +793,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
                 // id tagged (the link itself or its veth peer) is on that bridge.
                 LinkKind::Vlan { parent: p, id, .. } if tagged_bridge(n, p.value, id.value).is_some() => {
                     let b = tagged_bridge(n, p.value, id.value).expect("matched");
-                    union(&mut parent, me, index[&LinkRef { node: n.id, link: b }]);
+                    union(&mut parent, me, index(LinkRef { node: n.id, link: b }));
                 }
                 // NICs, and what stands for one on the wire, meet by their connected subnets.
                 LinkKind::Ethernet | LinkKind::Vlan { .. } | LinkKind::Bond(_) | LinkKind::Tunnel(_) => {
@@ -656,7 +810,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
     }
     let mut seg_of_root: HashMap<usize, SegmentId> = HashMap::default();
     let mut segments: Vec<Vec<LinkRef>> = Vec::new();
-    let mut segment = HashMap::default();
+    let mut segment: Vec<Vec<SegmentId>> = fleet.nodes.iter().map(|n| Vec::with_capacity(n.links.len())).collect();
     for (i, r) in refs.iter().enumerate() {
         let root = find(&mut parent, i);
         let id = *seg_of_root.entry(root).or_insert_with(|| {
@@ -664,7 +818,7 @@ fn build_segments(fleet: &Fleet) -> (HashMap<LinkRef, SegmentId>, Vec<Vec<LinkRe
             SegmentId((segments.len() - 1) as u32)
         });
         segments[id.0 as usize].push(*r);
-        segment.insert(*r, id);
+        segment[r.node.0 as usize].push(id);
     }
     (segment, segments)
 }

@@ -23,7 +23,7 @@
 
 use super::{AfterErrors, Check};
 use crate::ir::{AddrMatch, Link, LinkId, LinkKind, Netns, Rule, MAIN_TABLE};
-use crate::model::{LinkRef, Lookup, Model, NetnsRef};
+use crate::model::{GatewayMemo, LinkRef, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
 use ipnet::IpNet;
 use netcfg_lang::vocab::{Direction, Family, RouteType, Verdict};
@@ -230,6 +230,7 @@ fn service_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMa
 
 /// Routes of `ns` whose gateway is an address of another namespace on the route's segment.
 fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<(NetnsRef, Family, Reason), Need>) {
+    let mut memo = GatewayMemo::default();
     for route in &netns.routes {
         if route.table != MAIN_TABLE || route.route_type != RouteType::Unicast {
             continue;
@@ -239,7 +240,7 @@ fn route_needs(model: &Model, ns: NetnsRef, netns: &Netns, needs: &mut BTreeMap<
         else {
             continue;
         };
-        let Some(owner) = model.owner_on_segment(LinkRef { node: ns.node, link: dev }, via.value) else {
+        let Some(owner) = memo.owner_on_segment(model, LinkRef { node: ns.node, link: dev }, via.value) else {
             continue;
         };
         let gateway = model.netns_of(owner.link);

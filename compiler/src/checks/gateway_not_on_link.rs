@@ -24,7 +24,7 @@
 
 use super::{AfterErrors, Check};
 use crate::ir::{Address, Link, LinkId, Netns, Node, Route, MAIN_TABLE};
-use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, Lookup, Model, NetnsRef};
+use crate::model::{Fib, FibEntry, FibSource, GatewayLookup, GatewayMemo, Lookup, Model, NetnsRef};
 use netcfg_lang::vocab::RouteType;
 use netcfg_lang::{Code, Diagnostic, Severity, Span, Spanned};
 use std::net::IpAddr;
@@ -36,6 +36,7 @@ pub const CHECK: Check = Check {
 };
 
 fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
+    let mut memo = GatewayMemo::default();
     for (ns, netns) in model.namespaces() {
         let node = model.node(ns.node);
         // The namespace's VRF ports, found once: a scan of every link per route was most of
@@ -51,7 +52,7 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
                 {
                     continue;
                 }
-                diags.extend(check_route(model, ns, model.node(ns.node), netns, &hop));
+                diags.extend(check_route(model, &mut memo, ns, model.node(ns.node), netns, &hop));
             }
         }
     }
@@ -89,7 +90,14 @@ fn on_link_in_vrf(node: &Node, vrf_ports: &[&Link], route: &Route, hop: &Hop) ->
     })
 }
 
-fn check_route(model: &Model, ns: NetnsRef, node: &Node, netns: &Netns, hop: &Hop) -> Option<Diagnostic> {
+fn check_route<'m>(
+    model: &'m Model,
+    memo: &mut GatewayMemo<'m>,
+    ns: NetnsRef,
+    node: &Node,
+    netns: &Netns,
+    hop: &Hop,
+) -> Option<Diagnostic> {
     let via = hop.via;
     let gateway = via.value;
     let dev = hop.dev.map(|d| node.link(d.value));
@@ -106,7 +114,8 @@ fn check_route(model: &Model, ns: NetnsRef, node: &Node, netns: &Netns, hop: &Ho
         );
     }
     let fib = model.fib(ns);
-    if let GatewayLookup::Local(l) = fib.lookup_gateway(gateway, None) {
+    // What `lookup_gateway` finds first, without a device: an address of the namespace.
+    if let Some(l) = fib.local_link(gateway) {
         let owner = node.link(l);
         let mut d = Diagnostic::error(CHECK.code, via.span, format!("gateway `{gateway}` is a local address"))
             .with_label(format!("an address of {}", node.describe_netns(netns.id)));
@@ -124,7 +133,7 @@ fn check_route(model: &Model, ns: NetnsRef, node: &Node, netns: &Netns, hop: &Ho
         // The kernel takes a link-local gateway on the named link as is.
         return dev.is_none().then(|| needs_dev(via, "a link-local gateway is ambiguous without its link"));
     }
-    match fib.lookup_gateway(gateway, dev.map(|d| d.id)) {
+    match memo.lookup_gateway(model, ns, gateway, dev.map(|d| d.id)) {
         GatewayLookup::OnLink(e) => broadcast(node, e, via),
         _ => Some(not_on_link(fib, node, netns, via, dev)),
     }

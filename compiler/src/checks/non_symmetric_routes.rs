@@ -23,7 +23,7 @@
 
 use super::{AfterErrors, Check};
 use crate::ir::{LinkId, Node, Route};
-use crate::model::{Lookup, Model, NetnsRef};
+use crate::model::{GatewayMemo, Lookup, Model, NetnsRef};
 use crate::trace::Tracer;
 use netcfg_lang::vocab::{RouteType, RpFilter};
 use netcfg_lang::{Code, Diagnostic, Severity};
@@ -44,13 +44,14 @@ fn run(model: &Model, diags: &mut Vec<Diagnostic>) {
     for (ns, netns) in model.namespaces() {
         two_uplinks(model, ns, netns, diags);
     }
+    let mut memo = GatewayMemo::default();
     for (ns, _, route, via) in model.gateway_routes() {
         let node = model.node(ns.node);
         let Some(dev) = route.dev.as_ref().map(|d| d.value).or_else(|| Tracer::routing(model).egress(ns, via.value))
         else {
             continue;
         };
-        gateway_path_back(model, ns, node, route, via.value, dev, diags);
+        gateway_path_back(model, &mut memo, ns, route, via.value, dev, diags);
         one_way(model, ns, node, route, dev, diags);
     }
 }
@@ -102,10 +103,10 @@ fn two_uplinks(model: &Model, ns: NetnsRef, netns: &crate::ir::Netns, diags: &mu
     }
 }
 
-fn gateway_path_back(
-    model: &Model,
+fn gateway_path_back<'m>(
+    model: &'m Model,
+    memo: &mut GatewayMemo<'m>,
     ns: NetnsRef,
-    node: &Node,
     route: &Route,
     gateway: IpAddr,
     dev: LinkId,
@@ -115,11 +116,11 @@ fn gateway_path_back(
     // A gateway the kernel would refuse is `gateway-not-on-link`'s finding, unless `onlink`
     // forces it (the incident-000 shape), in which case the path back is what matters.
     if !route.onlink
-        && !matches!(model.fib(ns).lookup_gateway(gateway, Some(dev)), crate::model::GatewayLookup::OnLink(_))
+        && !matches!(memo.lookup_gateway(model, ns, gateway, Some(dev)), crate::model::GatewayLookup::OnLink(_))
     {
         return;
     }
-    let back = match model.fib(ns).lookup(gateway) {
+    let back = match memo.lookup(model, ns, gateway) {
         Lookup::Route(e) if e.route_type == RouteType::Unicast => {
             Some(e.dev.or_else(|| Tracer::routing(model).egress(ns, gateway)))
         }
@@ -130,6 +131,7 @@ fn gateway_path_back(
     if back_dev == Some(dev) {
         return;
     }
+    let node = model.node(ns.node);
     let rp = model.rp_filter(link_ref);
     let link = node.link(dev);
     let via_span = route.via.as_ref().map(|v| v.span).unwrap_or(route.span);
