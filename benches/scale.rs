@@ -581,10 +581,27 @@ fn row_noop_firewall(s: &Scratch, rows: &mut Vec<Row>) {
     let spec = s.file("fw-apply.kdl", &firewall_spec(n));
     let spec = spec.to_str().expect("utf-8");
     let nss = Namespaces::new("fwapply");
-    let root = node_root(&nss, "nc");
-    let first = netcfg(&["apply", spec, "--netns-root", &root]);
-    assert_eq!(first.status, 0, "first apply failed");
-    let noop = best(3, || netcfg(&["apply", spec, "--netns-root", &root]));
+    // Measured as the link node's row is: the least of three first applies, each into
+    // namespaces of its own, and the no-op on a quiet machine as the least of 20 runs spread
+    // over ten seconds (one first apply against the least of three no-ops in a row compared a
+    // typical run with a lucky one).
+    settle();
+    let (mut first, mut ours) = (None::<Run>, None::<String>);
+    for round in 0..3 {
+        let root = node_root(&nss, &format!("nc{round}"));
+        let r = netcfg(&["apply", spec, "--netns-root", &root]);
+        assert_eq!(r.status, 0, "first apply failed");
+        if first.as_ref().is_none_or(|f| r.time < f.time) {
+            first = Some(r);
+        }
+        ours.get_or_insert(root);
+    }
+    let (first, root) = (first.expect("3 rounds"), ours.expect("3 rounds"));
+    settle();
+    let noop = best(10, || {
+        std::thread::sleep(Duration::from_secs(1));
+        best(2, || netcfg(&["apply", spec, "--netns-root", &root]))
+    });
     drop(nss);
     rows.push(Row {
         what: format!("no-op re-apply / first apply, a node with {n} firewall rules"),
