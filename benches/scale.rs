@@ -508,6 +508,35 @@ fn node_root(nss: &Namespaces, tag: &str) -> String {
     root
 }
 
+/// Keeps in `least` the shorter of it and `r`.
+fn keep_least(least: &mut Option<Run>, r: Run) {
+    if least.as_ref().is_none_or(|l| r.time < l.time) {
+        *least = Some(r);
+    }
+}
+
+/// A first apply of `spec` to a node of its own (namespaces named after `tag`): the run, and
+/// the node's namespace root.
+fn first_apply(nss: &Namespaces, tag: &str, spec: &str) -> (Run, String) {
+    let root = node_root(nss, tag);
+    let r = netcfg(&["apply", spec, "--netns-root", &root]);
+    assert_eq!(r.status, 0, "first apply failed");
+    (r, root)
+}
+
+/// A no-op re-apply of `spec` on the node at `root`: on a quiet machine, as its baseline (the
+/// first apply) is measured (a compiler build running beside it moved the least of five from
+/// 0.036 to 0.062 s), and over a span of time like the baseline's rounds: the least of 20 runs,
+/// two a second for ten seconds. The least of ten runs in a row (half a second) read 0.036 to
+/// 0.050 s between harness runs minutes apart, the machine's slow spells outlasting the ten.
+fn noop_apply(spec: &str, root: &str) -> Run {
+    settle();
+    best(10, || {
+        std::thread::sleep(Duration::from_secs(1));
+        best(2, || netcfg(&["apply", spec, "--netns-root", root]))
+    })
+}
+
 fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
     if !is_root() {
         println!("apply: skipped (needs root, nft, ip)");
@@ -526,31 +555,16 @@ fn row_apply(s: &Scratch, rows: &mut Vec<Row>) {
     // of three still moved the ratio from 0.60 to 0.77 between two runs minutes apart.
     let (mut first, mut ip, mut ours) = (None::<Run>, None::<Run>, None::<String>);
     for round in 0..5 {
-        let root = node_root(&nss, &format!("nc{round}"));
-        let r = netcfg(&["apply", spec, "--netns-root", &root]);
-        assert_eq!(r.status, 0, "first apply failed");
-        if first.as_ref().is_none_or(|f| r.time < f.time) {
-            first = Some(r);
-        }
+        let (r, root) = first_apply(&nss, &format!("nc{round}"), spec);
+        keep_least(&mut first, r);
         ours.get_or_insert(root);
         let theirs = node_root(&nss, &format!("ip{round}"));
         let r = run(Command::new("ip").args(["-n", &theirs, "-batch"]).arg(&batch));
         assert_eq!(r.status, 0, "ip -batch failed");
-        if ip.as_ref().is_none_or(|f| r.time < f.time) {
-            ip = Some(r);
-        }
+        keep_least(&mut ip, r);
     }
     let (first, ip, ours) = (first.expect("5 rounds"), ip.expect("5 rounds"), ours.expect("5 rounds"));
-    // The no-op is measured on a quiet machine too, as its baseline was (a compiler build
-    // running beside it moved the least of five from 0.036 to 0.062 s), and over a span of
-    // time like the baseline's rounds: the least of 20 runs, two a second for ten seconds. The
-    // least of ten runs in a row (half a second) read 0.036 to 0.050 s between harness runs
-    // minutes apart, the machine's slow spells lasting longer than the ten runs.
-    settle();
-    let noop = best(10, || {
-        std::thread::sleep(Duration::from_secs(1));
-        best(2, || netcfg(&["apply", spec, "--netns-root", &ours]))
-    });
+    let noop = noop_apply(spec, &ours);
     drop(nss);
     // Deleting 20,000 links goes on in the kernel's background for a while: the rows after
     // this one (a TCP rate among them) start once it is done.
@@ -582,26 +596,17 @@ fn row_noop_firewall(s: &Scratch, rows: &mut Vec<Row>) {
     let spec = spec.to_str().expect("utf-8");
     let nss = Namespaces::new("fwapply");
     // Measured as the link node's row is: the least of three first applies, each into
-    // namespaces of its own, and the no-op on a quiet machine as the least of 20 runs spread
-    // over ten seconds (one first apply against the least of three no-ops in a row compared a
-    // typical run with a lucky one).
+    // namespaces of its own, against [`noop_apply`] (one first apply against the least of
+    // three no-ops in a row compared a typical run with a lucky one).
     settle();
     let (mut first, mut ours) = (None::<Run>, None::<String>);
     for round in 0..3 {
-        let root = node_root(&nss, &format!("nc{round}"));
-        let r = netcfg(&["apply", spec, "--netns-root", &root]);
-        assert_eq!(r.status, 0, "first apply failed");
-        if first.as_ref().is_none_or(|f| r.time < f.time) {
-            first = Some(r);
-        }
+        let (r, root) = first_apply(&nss, &format!("nc{round}"), spec);
+        keep_least(&mut first, r);
         ours.get_or_insert(root);
     }
     let (first, root) = (first.expect("3 rounds"), ours.expect("3 rounds"));
-    settle();
-    let noop = best(10, || {
-        std::thread::sleep(Duration::from_secs(1));
-        best(2, || netcfg(&["apply", spec, "--netns-root", &root]))
-    });
+    let noop = noop_apply(spec, &root);
     drop(nss);
     rows.push(Row {
         what: format!("no-op re-apply / first apply, a node with {n} firewall rules"),
